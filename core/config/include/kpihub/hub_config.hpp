@@ -1,0 +1,57 @@
+// The hub's configuration file (config/hub.json), read with
+// Boost.PropertyTree. Unknown keys and wrong types are errors naming the
+// file and key path; relative paths are resolved against the file's folder.
+#pragma once
+
+#include <kpihub/reference.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kpihub {
+
+struct PluginInstanceConfig {
+  std::string name;           // instance name, e.g. "eoffice" (becomes source_system)
+  std::string plugin;         // plugin name from its manifest, e.g. "eoffice"
+  bool enabled = true;
+  int64_t interval_ms = 60000;  // how often a caught-up source is polled again
+  std::string settings_json;  // the "settings" object, passed to the plugin as is
+  // Sinks only.
+  std::size_t batch_max_items = 500;
+  std::size_t batch_max_bytes = 4 * 1024 * 1024;
+};
+
+struct AdminConfig {
+  bool enabled = true;
+  std::string listen = "127.0.0.1:8080";
+  std::vector<std::string> token_sha256;  // hashed bearer tokens (hex)
+  bool open_read_pages = true;
+};
+
+struct HubConfig {
+  std::string file;        // where it was read from
+  std::string base_dir;    // folder of that file
+  std::string hub_id = "kpihub";
+  std::string data_dir = "var";          // resolved to an absolute path
+  std::string store = "sqlite";          // sqlite
+  std::string store_path;                // default <data_dir>/hub.db
+  std::string plugin_dir;                // resolved
+  std::vector<std::string> catalog_files;
+  std::string staff_file;
+  std::string units_file;
+  std::string rules_file;
+  std::vector<std::string> holiday_files;
+  std::optional<std::string> today;      // fixes the hub's date (tests, backfills)
+  std::vector<PluginInstanceConfig> sources;
+  std::vector<PluginInstanceConfig> sinks;
+  AdminConfig admin;
+  std::string log_level = "info";
+};
+
+// Throws ConfigError("config/hub.json: sources[1].interval_ms: expected an
+// integer, got \"ten\"") and the like.
+HubConfig load_hub_config(const std::string& path);
+
+}  // namespace kpihub

@@ -1,0 +1,34 @@
+// Turns an adapter's text record (kpihub_record of the ABI) into a typed work
+// record, or a quarantine entry whose message names the field and the value.
+#pragma once
+
+#include <kpihub/abi.h>
+#include <kpihub/model.hpp>
+
+#include <string>
+#include <variant>
+
+namespace kpihub {
+
+struct ValidationContext {
+  std::string source_system;
+  Date today;                 // the hub's local date
+  int retention_days = 400;   // older work dates are too_old
+};
+
+using Normalized = std::variant<WorkRecord, QuarantineEntry>;
+
+Normalized normalize(const kpihub_record& in, const ValidationContext& ctx);
+
+// The adapter-rejected item as a quarantine entry (unknown reason codes
+// become parse_error, with the adapter's code kept in the message).
+QuarantineEntry quarantine_from_rejected(const kpihub_rejected_item& in, const std::string& source_system);
+
+// The record's text fields as JSON, for quarantine payloads when the adapter
+// gave no raw item.
+std::string record_fields_json(const kpihub_record& in);
+
+// True when `s` is well-formed UTF-8 (no overlongs, no surrogates).
+bool valid_utf8(std::string_view s);
+
+}  // namespace kpihub

@@ -1,0 +1,1 @@
+#include <kpihub/model_json.hpp>

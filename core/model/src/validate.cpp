@@ -1,0 +1,1 @@
+#include <kpihub/validate.hpp>

@@ -1,0 +1,184 @@
+// The hub's durable state behind one interface (SQLite by default; a
+// PostgreSQL implementation can stand beside it).
+//
+// Transactions are per operation: each method that changes state does it in
+// exactly one transaction, so a crash leaves either all of it or none.
+#pragma once
+
+#include <kpihub/model.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace kpihub {
+
+// Raised for any storage failure; the message names the database file and
+// what was being done ("store var/hub.db: database is locked while committing
+// page of source eoffice").
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct PageCommit {
+  std::string source;              // source instance name
+  std::optional<std::string> cursor;  // the cursor after this page; nullopt: unchanged
+  std::vector<WorkRecord> records;    // validated and resolved
+  std::vector<QuarantineEntry> quarantined;
+  int64_t received_at_unix_ms = 0;
+};
+
+struct PageCommitResult {
+  std::size_t inserted = 0;        // new record ids
+  std::size_t updated = 0;         // higher revision of a known record
+  std::size_t ignored_stale = 0;   // equal or lower revision than stored: ignored
+  std::size_t quarantined = 0;
+};
+
+struct StaffMonthKey {
+  std::string staff_code;
+  std::string month;  // YYYY-MM
+  auto operator<=>(const StaffMonthKey&) const = default;
+};
+
+// A record's current scoring as last sent downstream.
+struct RecordScoreRow {
+  std::string record_id;
+  int64_t revision = 0;
+  int64_t sequence = 0;        // 1 for the first version sent
+  std::string scoring_json;    // the "scoring" object as sent
+};
+
+enum class OutboxKind { record = 0, staff_month = 1, agency_month = 2 };
+
+struct OutboxItem {
+  int64_t seq = 0;  // assigned by the store, increasing
+  OutboxKind kind = OutboxKind::record;
+  std::string key;      // record_id, "staff:<month>:<code>", "agency:<month>:<code>"
+  std::string payload;  // JSON as the receiver gets it; never changes once stored
+};
+
+struct ScoringCommit {
+  std::vector<StaffMonthKey> done;  // dirty keys this commit resolves
+  std::vector<RecordScoreRow> record_scores;  // upserted
+  struct MonthRow {
+    OutboxKind kind = OutboxKind::staff_month;  // staff_month or agency_month
+    std::string month;
+    std::string code;  // staff code or agency code
+    std::string agency_code;
+    int64_t revision = 0;
+    std::string json;
+  };
+  std::vector<MonthRow> months;  // upserted
+  std::vector<OutboxItem> outbox;  // appended (seq ignored)
+};
+
+struct Batch {
+  std::string batch_id;  // UUID, the Idempotency-Key
+  std::string sink;
+  int64_t first_seq = 0;
+  int64_t last_seq = 0;
+  std::vector<OutboxItem> items;
+  uint32_t attempts = 0;
+  int64_t not_before_unix_ms = 0;
+};
+
+struct DeadLetter {
+  int64_t id = 0;
+  std::string sink;
+  std::string batch_id;
+  std::string key;
+  std::string code;
+  std::string message;
+  std::string payload;
+  int64_t created_at_unix_ms = 0;
+  bool replayed = false;
+};
+
+struct QuarantineRow {
+  int64_t id = 0;
+  QuarantineEntry entry;
+  int64_t created_at_unix_ms = 0;
+};
+
+struct SourceState {
+  std::string source;
+  std::optional<std::string> cursor;
+  int64_t updated_at_unix_ms = 0;
+  int64_t records = 0;
+  int64_t quarantined = 0;
+};
+
+struct StoreCounts {
+  int64_t records = 0;
+  int64_t revisions = 0;
+  int64_t quarantined = 0;
+  int64_t outbox_pending = 0;  // outbox items not yet in a delivered batch of every sink
+  int64_t dead_letters = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // --- ingest ---------------------------------------------------------------
+  // One transaction: records (a revision not above the stored one is ignored;
+  // each stored revision also goes to the revision history), quarantine
+  // entries, the new cursor, and the staff-months the records touch marked
+  // dirty for the scorer.
+  virtual PageCommitResult commit_page(const PageCommit& page) = 0;
+  virtual std::optional<std::string> cursor(const std::string& source) = 0;
+  virtual std::vector<SourceState> sources() = 0;
+
+  // --- scoring --------------------------------------------------------------
+  virtual std::vector<StaffMonthKey> dirty_staff_months(std::size_t limit) = 0;
+  // Marks every staff-month of `month` dirty (rescore after a rules change).
+  virtual std::size_t mark_month_dirty(const std::string& month) = 0;
+  // Current revision of every record of the staff member in the month,
+  // retracted ones included.
+  virtual std::vector<WorkRecord> records_of_staff_month(const StaffMonthKey& key) = 0;
+  // Records of a whole month, for recompute from scratch and reports.
+  virtual std::vector<WorkRecord> records_of_month(const std::string& month) = 0;
+  virtual std::optional<WorkRecord> record(const std::string& record_id) = 0;
+  virtual std::vector<RecordScoreRow> record_scores(const std::vector<std::string>& record_ids) = 0;
+  virtual std::optional<ScoringCommit::MonthRow> month_row(OutboxKind kind, const std::string& month,
+                                                           const std::string& code) = 0;
+  virtual std::vector<ScoringCommit::MonthRow> month_rows(OutboxKind kind, const std::string& month) = 0;
+  // One transaction: record scores, month rows, outbox items, dirty keys cleared.
+  virtual void commit_scoring(const ScoringCommit& commit) = 0;
+
+  // --- outbox and delivery --------------------------------------------------
+  // The oldest batch of `sink` not yet delivered, if any; otherwise, a new
+  // batch of up to `max_items` items and `max_bytes` payload bytes taken in
+  // order after the sink's last batch, fixed and stored before it is
+  // returned. nullopt when nothing is waiting.
+  virtual std::optional<Batch> next_batch(const std::string& sink, std::size_t max_items,
+                                          std::size_t max_bytes) = 0;
+  // One transaction: the batch is delivered; `dead` items go to dead letters.
+  virtual void complete_batch(const std::string& batch_id, const std::vector<DeadLetter>& dead) = 0;
+  // The batch stays pending; it is retried (same id, same items) not before the time given.
+  virtual void defer_batch(const std::string& batch_id, int64_t not_before_unix_ms,
+                           const std::string& last_error) = 0;
+  virtual int64_t outbox_depth(const std::string& sink) = 0;
+
+  // --- operator views -------------------------------------------------------
+  virtual std::vector<QuarantineRow> quarantine(const std::string& source, const std::string& reason,
+                                                std::size_t limit, int64_t after_id) = 0;
+  virtual std::vector<DeadLetter> dead_letters(const std::string& sink, std::size_t limit,
+                                               int64_t after_id) = 0;
+  // Re-queues the dead letter's payload in the outbox; returns false if unknown.
+  virtual bool replay_dead_letter(int64_t id) = 0;
+  virtual void audit(const std::string& actor, const std::string& action, const std::string& detail) = 0;
+  virtual StoreCounts counts() = 0;
+};
+
+// Opens (creating if needed) the SQLite store at `path` in WAL mode with full
+// sync on commit, running schema migrations. Throws StoreError naming the
+// file when it cannot be opened, is locked, or is not a kpihub database.
+std::unique_ptr<Store> open_sqlite_store(const std::string& path);
+
+}  // namespace kpihub

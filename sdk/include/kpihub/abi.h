@@ -1,0 +1,335 @@
+/*
+ * kpihub plugin ABI: the only thing that crosses between the hub and a plugin.
+ *
+ * Plain C so that a plugin built by another team, with another compiler
+ * version or standard library, cannot break the hub by accident. The rules
+ * (docs/plugin-abi.md has them in full):
+ *
+ *  1. A plugin exports exactly one symbol, `kpihub_plugin_entry`, returning a
+ *     pointer to a static `kpihub_plugin` descriptor. The host reads
+ *     `struct_size`, `abi_major`, `abi_minor` and the manifest first and calls
+ *     nothing else until they pass: abi_major equal to the host's, abi_minor
+ *     not newer than the host's, struct_size at least the size of the fields
+ *     that minor promises.
+ *  2. Structs only grow: new fields are appended and a minor bump announces
+ *     them; every struct carries its own size so either side can tell.
+ *  3. Ownership is in the names: `borrowed` memory belongs to the side that
+ *     handed it over and stays valid only for the stated span; nothing is ever
+ *     freed by the side that did not allocate it.
+ *  4. No exception and no longjmp crosses the boundary. Every call returns a
+ *     `kpihub_status`; on failure the callee fills the error buffer it was
+ *     given with one human-readable line.
+ *  5. Data crosses a page (source) or a batch (sink) at a time.
+ */
+#ifndef KPIHUB_ABI_H
+#define KPIHUB_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KPIHUB_ABI_MAJOR 1
+#define KPIHUB_ABI_MINOR 0
+#define KPIHUB_ENTRY_SYMBOL "kpihub_plugin_entry"
+
+/* A byte string that is not NUL-terminated. `data == NULL` means absent
+ * (distinct from present and empty: size 0, data non-NULL). */
+typedef struct kpihub_str {
+  const char* data;
+  size_t size;
+} kpihub_str;
+
+typedef enum kpihub_status {
+  KPIHUB_OK = 0,
+  /* Settings are wrong: the operator must fix the configuration. */
+  KPIHUB_ERR_CONFIG = 1,
+  /* Passing trouble (network, overload): the host retries later. */
+  KPIHUB_ERR_TRANSIENT = 2,
+  /* The remote side refused our credentials: a configuration error that
+   * retrying cannot fix. */
+  KPIHUB_ERR_AUTH = 3,
+  /* Data could not be understood; the page is not acknowledged. */
+  KPIHUB_ERR_DATA = 4,
+  /* Anything else, including an exception caught at the boundary. */
+  KPIHUB_ERR_INTERNAL = 5
+} kpihub_status;
+
+/* Caller-owned buffer for one line of error text. */
+typedef struct kpihub_error_buf {
+  char* data;
+  size_t capacity;
+} kpihub_error_buf;
+
+typedef enum kpihub_log_level {
+  KPIHUB_LOG_DEBUG = 0,
+  KPIHUB_LOG_INFO = 1,
+  KPIHUB_LOG_WARN = 2,
+  KPIHUB_LOG_ERROR = 3
+} kpihub_log_level;
+
+/* ---------------------------------------------------------------- HTTP --- */
+
+typedef struct kpihub_header {
+  kpihub_str name;
+  kpihub_str value;
+} kpihub_header;
+
+typedef struct kpihub_http_options {
+  uint32_t struct_size;
+  /* PEM bundle of trusted CAs; absent: the system's trust store. */
+  kpihub_str ca_file;
+  /* Client certificate and key (PEM) for mutual TLS; absent: none. */
+  kpihub_str client_cert_file;
+  kpihub_str client_key_file;
+  /* Certificate and host-name verification are on unless this is non-zero;
+   * the host logs a warning naming the plugin whenever it is set. */
+  int32_t insecure_skip_verify;
+  uint32_t connect_timeout_ms; /* 0: host default (5 s) */
+  uint32_t request_timeout_ms; /* 0: host default (30 s) */
+} kpihub_http_options;
+
+typedef struct kpihub_http_request {
+  uint32_t struct_size;
+  kpihub_str method; /* GET, POST, ... */
+  kpihub_str url;    /* http:// or https:// absolute URL */
+  const kpihub_header* headers;
+  size_t header_count;
+  kpihub_str body;
+} kpihub_http_request;
+
+/* Host-owned. Valid until passed to `http_response_free`. */
+typedef struct kpihub_http_response {
+  uint32_t struct_size;
+  int32_t status; /* HTTP status code */
+  const kpihub_header* headers;
+  size_t header_count;
+  kpihub_str body;
+  void* host_private;
+} kpihub_http_response;
+
+typedef struct kpihub_http_client kpihub_http_client; /* opaque, host-owned */
+
+/* ------------------------------------------------------------- Host API --- */
+
+/* Services the host hands to a plugin. Every function pointer is non-NULL and
+ * safe to call from any thread; `ctx` must be passed back unchanged. The
+ * struct outlives every plugin instance created with it. */
+typedef struct kpihub_host_api {
+  uint32_t struct_size;
+  void* ctx;
+
+  void (*log)(void* ctx, kpihub_log_level level, kpihub_str message);
+
+  /* Wall-clock time in milliseconds since the Unix epoch (tests may fake it),
+   * and the host's local UTC offset in minutes (Asia/Ho_Chi_Minh: 420). */
+  int64_t (*now_unix_ms)(void* ctx);
+  int32_t (*utc_offset_minutes)(void* ctx);
+
+  /* Looks up a secret by reference: "file:/path" or "env:NAME". Writes it
+   * into `out` (caller-owned); returns KPIHUB_ERR_CONFIG with a message that
+   * names the reference, never the value, when it is missing. */
+  kpihub_status (*secret)(void* ctx, kpihub_str reference, char* out, size_t out_capacity,
+                          size_t* out_size, kpihub_error_buf err);
+
+  /* Adds `delta` to the counter `name` with the plugin's labels. */
+  void (*metric_add)(void* ctx, kpihub_str name, kpihub_str label, double delta);
+
+  /* HTTP(S) client with certificate and host-name verification. */
+  kpihub_status (*http_client_create)(void* ctx, const kpihub_http_options* options,
+                                      kpihub_http_client** out_client, kpihub_error_buf err);
+  /* Performs one request; on KPIHUB_OK the response must be freed with
+   * http_response_free. Transport failures (refused, reset, timeout, TLS)
+   * return KPIHUB_ERR_TRANSIENT or KPIHUB_ERR_CONFIG (certificate or host name
+   * refused) with the reason in `err`. */
+  kpihub_status (*http_request)(void* ctx, kpihub_http_client* client,
+                                const kpihub_http_request* request,
+                                kpihub_http_response* out_response, kpihub_error_buf err);
+  void (*http_response_free)(void* ctx, kpihub_http_response* response);
+  void (*http_client_destroy)(void* ctx, kpihub_http_client* client);
+
+  /* Returns non-zero once the host asked the plugin to stop: long loops
+   * (retry waits, big files) check it and return early. */
+  int32_t (*stop_requested)(void* ctx);
+
+  /* Sleeps up to `ms`, returning early when a stop is requested. */
+  void (*sleep_ms)(void* ctx, uint32_t ms);
+} kpihub_host_api;
+
+/* --------------------------------------------------------------- Source --- */
+
+typedef struct kpihub_attribute {
+  kpihub_str key;
+  kpihub_str value;
+} kpihub_attribute;
+
+/* One normalized work record, field names as in spec/kpi-model.md. Every
+ * field is text exactly as the source gave it (numbers too): the host parses
+ * and validates uniformly and names field and value in its reasons. */
+typedef struct kpihub_record {
+  uint32_t struct_size;
+  kpihub_str source_id;
+  kpihub_str revision;
+  kpihub_str retracted; /* "true"/"false" or absent */
+  kpihub_str staff_code;
+  kpihub_str source_staff_id;
+  kpihub_str agency_code;
+  kpihub_str task_code;
+  kpihub_str work_date;
+  kpihub_str declared_minutes;
+  kpihub_str quantity;
+  kpihub_str product_unit;
+  kpihub_str title;
+  kpihub_str evidence_ref;
+  kpihub_str deadline;
+  kpihub_str completed_at;
+  kpihub_str approval_status;
+  kpihub_str approval_rating;
+  kpihub_str approval_by;
+  kpihub_str approval_at;
+  kpihub_str changed_at;
+  const kpihub_attribute* attributes;
+  size_t attribute_count;
+  /* The item as the source sent it, for quarantine; may be absent. */
+  kpihub_str raw;
+  /* Where in the page it came from ("item 17", "file.xml:312"); may be absent. */
+  kpihub_str location;
+} kpihub_record;
+
+/* An item the adapter could not turn into a record. */
+typedef struct kpihub_rejected_item {
+  uint32_t struct_size;
+  kpihub_str source_id; /* may be absent when the item had no readable id */
+  kpihub_str reason;    /* a reason code of spec/kpi-model.md, e.g. "parse_error" */
+  kpihub_str field;     /* may be absent */
+  kpihub_str message;   /* names the field and the value */
+  kpihub_str raw;       /* the original item, may be absent */
+  kpihub_str location;
+} kpihub_rejected_item;
+
+/* One page, plugin-owned ("borrowed" by the host) until the next call on the
+ * same instance or its destruction. */
+typedef struct kpihub_page {
+  uint32_t struct_size;
+  const kpihub_record* records;
+  size_t record_count;
+  const kpihub_rejected_item* rejected;
+  size_t rejected_count;
+  /* The cursor to store with this page; the host passes it back to the next
+   * pull. Opaque to the host. */
+  kpihub_str next_cursor;
+  /* Non-zero when the source has nothing newer right now. */
+  int32_t caught_up;
+  /* Optional human-readable progress ("page 3, updated_at 2025-04-09…"). */
+  kpihub_str progress;
+} kpihub_page;
+
+/* Staff directory entries a source may publish (E-Office's staff list). */
+typedef struct kpihub_staff_entry {
+  uint32_t struct_size;
+  kpihub_str staff_code;
+  kpihub_str full_name;
+  kpihub_str agency_code;
+  int32_t leader;
+  int32_t active;
+} kpihub_staff_entry;
+
+/* ----------------------------------------------------------------- Sink --- */
+
+typedef enum kpihub_item_kind {
+  KPIHUB_ITEM_RECORD = 0,
+  KPIHUB_ITEM_STAFF_MONTH = 1,
+  KPIHUB_ITEM_AGENCY_MONTH = 2
+} kpihub_item_kind;
+
+typedef struct kpihub_batch_item {
+  uint32_t struct_size;
+  kpihub_item_kind kind;
+  kpihub_str key;  /* record_id, "staff:<month>:<code>" or "agency:<month>:<code>" */
+  kpihub_str json; /* the item as the receiver gets it (kpi-model.md) */
+} kpihub_batch_item;
+
+/* Host-owned ("borrowed" by the plugin) for the duration of deliver(). The
+ * same batch id always comes with the same items in the same order. */
+typedef struct kpihub_batch {
+  uint32_t struct_size;
+  kpihub_str batch_id;
+  kpihub_str hub_id;
+  const kpihub_batch_item* items;
+  size_t item_count;
+  uint32_t attempt; /* 1 for the first send of this batch */
+} kpihub_batch;
+
+typedef enum kpihub_item_outcome {
+  KPIHUB_ITEM_DELIVERED = 0, /* stored by the receiver (or held already) */
+  KPIHUB_ITEM_REJECTED = 1,  /* refused for good: goes to dead letters */
+  KPIHUB_ITEM_RETRY = 2      /* not delivered yet: the host retries later */
+} kpihub_item_outcome;
+
+/* Plugin-owned; the plugin fills one per batch item, in order. */
+typedef struct kpihub_item_result {
+  kpihub_item_outcome outcome;
+  kpihub_str code;    /* receiver's reason code for REJECTED */
+  kpihub_str message; /* receiver's message for REJECTED or RETRY */
+} kpihub_item_result;
+
+typedef struct kpihub_delivery {
+  uint32_t struct_size;
+  const kpihub_item_result* results; /* item_count entries */
+  size_t result_count;
+  uint32_t retry_after_ms; /* when any item is RETRY: wait at least this long */
+} kpihub_delivery;
+
+/* ----------------------------------------------------------- Descriptor --- */
+
+typedef enum kpihub_plugin_kind { KPIHUB_KIND_SOURCE = 1, KPIHUB_KIND_SINK = 2 } kpihub_plugin_kind;
+
+typedef struct kpihub_manifest {
+  uint32_t struct_size;
+  const char* name;           /* e.g. "eoffice" */
+  kpihub_plugin_kind kind;
+  const char* version;        /* the plugin's own version, e.g. "1.2.0" */
+  const char* description;    /* one line for `kpihub plugins` */
+  const char* compiler;       /* e.g. "GCC 12.2.0" */
+  const char* cxx_stdlib;     /* e.g. "libstdc++ 20230528" */
+  const char* sdk_version;    /* version of the SDK headers it was built with */
+  const char* settings_help;  /* JSON text describing the accepted settings */
+} kpihub_manifest;
+
+typedef void kpihub_instance; /* opaque, plugin-owned */
+
+typedef struct kpihub_plugin {
+  /* Fixed head, read before anything else. Never moves. */
+  uint32_t struct_size;
+  uint32_t abi_major;
+  uint32_t abi_minor;
+  const kpihub_manifest* manifest;
+
+  /* Creates an instance from the source's or sink's `settings` (JSON text).
+   * `host` outlives the instance. */
+  kpihub_status (*create)(const kpihub_host_api* host, kpihub_str instance_name,
+                          kpihub_str settings_json, kpihub_instance** out_instance,
+                          kpihub_error_buf err);
+  void (*destroy)(kpihub_instance* instance);
+
+  /* Source: pulls the next page after `cursor` (absent on the first pull). */
+  kpihub_status (*pull)(kpihub_instance* instance, kpihub_str cursor, kpihub_page* out_page,
+                        kpihub_error_buf err);
+  /* Source, optional (may be NULL): the staff list the source knows. */
+  kpihub_status (*list_staff)(kpihub_instance* instance, const kpihub_staff_entry** out_entries,
+                              size_t* out_count, kpihub_error_buf err);
+
+  /* Sink: delivers one batch. */
+  kpihub_status (*deliver)(kpihub_instance* instance, const kpihub_batch* batch,
+                           kpihub_delivery* out_delivery, kpihub_error_buf err);
+} kpihub_plugin;
+
+typedef const kpihub_plugin* (*kpihub_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KPIHUB_ABI_H */
