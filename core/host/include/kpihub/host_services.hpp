@@ -1,0 +1,78 @@
+// The services the host hands to each plugin instance (the C table
+// kpihub_host_api of <kpihub/abi.h>): logger, clock, secrets, metrics, HTTP(S)
+// client with verification on, stop flag.
+#pragma once
+
+#include <kpihub/abi.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace kpihub {
+
+class Logger;
+class Metrics;
+
+// A clock the tests can fake.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual int64_t now_unix_ms() const = 0;
+};
+
+class SystemClock final : public Clock {
+ public:
+  int64_t now_unix_ms() const override;
+};
+
+// Reads "file:/path" or "env:NAME" references. Relative file paths resolve
+// against `base_dir`. Errors name the reference, never the value.
+class SecretResolver {
+ public:
+  explicit SecretResolver(std::string base_dir = ".") : base_dir_(std::move(base_dir)) {}
+  virtual ~SecretResolver() = default;
+  // Throws std::runtime_error naming the reference when it cannot be read.
+  virtual std::string resolve(std::string_view reference) const;
+
+ private:
+  std::string base_dir_;
+};
+
+// One per plugin instance: the C table points back at this object.
+class HostServices {
+ public:
+  HostServices(std::string plugin_instance, Logger& logger, const Clock& clock,
+               const SecretResolver& secrets, Metrics* metrics, int32_t utc_offset_minutes = 420);
+  ~HostServices();
+  HostServices(const HostServices&) = delete;
+  HostServices& operator=(const HostServices&) = delete;
+
+  const kpihub_host_api* api() const { return &api_; }
+  const std::string& instance() const { return instance_; }
+
+  // Makes stop_requested() true and wakes sleep_ms() callers.
+  void request_stop();
+  void reset_stop();
+  bool stop_requested() const { return stop_.load(); }
+
+ private:
+  friend struct HostServicesAccess;
+  std::string instance_;
+  Logger& logger_;
+  const Clock& clock_;
+  const SecretResolver& secrets_;
+  Metrics* metrics_;
+  int32_t utc_offset_minutes_;
+  std::atomic<bool> stop_{false};
+  std::mutex stop_mutex_;
+  std::condition_variable stop_cv_;
+  kpihub_host_api api_{};
+};
+
+}  // namespace kpihub

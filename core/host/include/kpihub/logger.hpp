@@ -1,0 +1,45 @@
+// Logs as JSON lines (time, level, source, record_id, message) that an
+// operator can grep; secrets never pass through here by construction (they
+// are never put into messages).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace kpihub {
+
+enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
+
+std::string_view to_string(LogLevel level);
+bool parse_log_level(std::string_view s, LogLevel& out);
+
+class Logger {
+ public:
+  virtual ~Logger() = default;
+  virtual void log(LogLevel level, std::string_view source, std::string_view message,
+                   std::string_view record_id = {}) = 0;
+  void info(std::string_view source, std::string_view message) { log(LogLevel::info, source, message); }
+  void warn(std::string_view source, std::string_view message) { log(LogLevel::warn, source, message); }
+  void error(std::string_view source, std::string_view message) { log(LogLevel::error, source, message); }
+  void debug(std::string_view source, std::string_view message) { log(LogLevel::debug, source, message); }
+};
+
+// Writes JSON lines to a FILE* (stderr by default), thread-safe.
+class JsonLineLogger final : public Logger {
+ public:
+  explicit JsonLineLogger(std::FILE* out = stderr, LogLevel min_level = LogLevel::info)
+      : out_(out), min_level_(min_level) {}
+  void log(LogLevel level, std::string_view source, std::string_view message,
+           std::string_view record_id = {}) override;
+  void set_min_level(LogLevel level) { min_level_ = level; }
+
+ private:
+  std::FILE* out_;
+  LogLevel min_level_;
+  std::mutex mutex_;
+};
+
+}  // namespace kpihub
