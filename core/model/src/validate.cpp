@@ -1,1 +1,337 @@
 #include <kpihub/validate.hpp>
+
+#include <boost/json.hpp>
+
+#include <charconv>
+#include <cmath>
+
+namespace kpihub {
+namespace {
+
+std::string_view view(kpihub_str s) { return s.data ? std::string_view(s.data, s.size) : std::string_view(); }
+bool present(kpihub_str s) { return s.data != nullptr && s.size > 0; }
+
+// Thrown inside normalize() and turned into a quarantine entry; never escapes.
+struct Invalid {
+  Reason reason;
+  std::string field;
+  std::string message;
+};
+
+// Values in messages are quoted and cut, so one absurd field cannot flood a log line.
+std::string quoted(std::string_view v) {
+  constexpr std::size_t kMax = 80;
+  std::string out = "\"";
+  if (v.size() > kMax) {
+    out.append(v.substr(0, kMax));
+    out += "...";
+  } else {
+    out.append(v);
+  }
+  out += '"';
+  return out;
+}
+
+std::string_view required(kpihub_str s, const char* field) {
+  if (!present(s)) throw Invalid{Reason::missing_field, field, std::string(field) + " is missing or empty"};
+  return view(s);
+}
+
+int64_t parse_int(std::string_view text, const char* field) {
+  int64_t v = 0;
+  const auto* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (ec == std::errc() && p == end) return v;
+  // "150.0" is an integer written as a JSON number with a fraction part.
+  double d = 0;
+  auto [p2, ec2] = std::from_chars(text.data(), end, d);
+  if (ec2 == std::errc() && p2 == end && std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) {
+    return static_cast<int64_t>(d);
+  }
+  throw Invalid{Reason::bad_value, field, std::string(field) + ": " + quoted(text) + " is not a whole number"};
+}
+
+double parse_number(std::string_view text, const char* field) {
+  double d = 0;
+  const auto* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, d);
+  if (ec != std::errc() || p != end) {
+    throw Invalid{Reason::bad_value, field, std::string(field) + ": " + quoted(text) + " is not a number"};
+  }
+  if (!std::isfinite(d)) {
+    throw Invalid{Reason::bad_value, field, std::string(field) + ": " + quoted(text) + " is not finite"};
+  }
+  return d;
+}
+
+Date parse_date(std::string_view text, const char* field) {
+  auto d = Date::parse(text);
+  if (!d) {
+    throw Invalid{Reason::bad_value, field,
+                  std::string(field) + ": " + quoted(text) + " is not a real date (YYYY-MM-DD)"};
+  }
+  return *d;
+}
+
+std::optional<Timestamp> optional_timestamp(kpihub_str s, const char* field) {
+  if (!present(s)) return std::nullopt;
+  auto t = Timestamp::parse(view(s));
+  if (!t) {
+    throw Invalid{Reason::bad_value, field,
+                  std::string(field) + ": " + quoted(view(s)) +
+                      " is not an RFC 3339 timestamp with offset (e.g. 2025-04-09T15:00:00+07:00)"};
+  }
+  return t;
+}
+
+void check_encoding(kpihub_str s, const char* field) {
+  if (s.data && !valid_utf8(view(s))) {
+    throw Invalid{Reason::bad_encoding, field, std::string(field) + ": text is not valid UTF-8"};
+  }
+}
+
+WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
+  // Encoding first: every other message quotes values and must stay valid UTF-8.
+  const std::pair<kpihub_str, const char*> texts[] = {
+      {in.source_id, "source_id"},         {in.revision, "revision"},
+      {in.retracted, "retracted"},         {in.staff_code, "staff_code"},
+      {in.source_staff_id, "source_staff_id"}, {in.agency_code, "agency_code"},
+      {in.task_code, "task_code"},         {in.work_date, "work_date"},
+      {in.declared_minutes, "declared_minutes"}, {in.quantity, "quantity"},
+      {in.product_unit, "product_unit"},   {in.title, "title"},
+      {in.evidence_ref, "evidence_ref"},   {in.deadline, "deadline"},
+      {in.completed_at, "completed_at"},   {in.approval_status, "approval.status"},
+      {in.approval_rating, "approval.rating"}, {in.approval_by, "approval.by"},
+      {in.approval_at, "approval.at"},     {in.changed_at, "changed_at"}};
+  for (const auto& [s, name] : texts) check_encoding(s, name);
+  for (std::size_t i = 0; i < in.attribute_count; ++i) {
+    check_encoding(in.attributes[i].key, "attributes");
+    check_encoding(in.attributes[i].value, "attributes");
+  }
+
+  WorkRecord r;
+  r.source_system = ctx.source_system;
+  r.source_id = std::string(required(in.source_id, "source_id"));
+  r.record_id = r.source_system + ":" + r.source_id;
+  r.revision = parse_int(required(in.revision, "revision"), "revision");
+  if (r.revision < 0) {
+    throw Invalid{Reason::bad_value, "revision", "revision: " + std::to_string(r.revision) + " is negative"};
+  }
+  if (present(in.retracted)) {
+    const auto v = view(in.retracted);
+    if (v == "true" || v == "1") {
+      r.retracted = true;
+    } else if (v == "false" || v == "0") {
+      r.retracted = false;
+    } else {
+      throw Invalid{Reason::bad_value, "retracted", "retracted: " + quoted(v) + " is not true or false"};
+    }
+  }
+  r.staff_code = std::string(view(in.staff_code));
+  r.source_staff_id = std::string(view(in.source_staff_id));
+  if (r.staff_code.empty() && r.source_staff_id.empty()) {
+    throw Invalid{Reason::missing_field, "staff_code",
+                  "staff_code and source_staff_id are both missing: one of them is required"};
+  }
+  r.agency_code = std::string(view(in.agency_code));
+  r.task_code = std::string(required(in.task_code, "task_code"));
+  r.work_date = parse_date(required(in.work_date, "work_date"), "work_date");
+
+  const int64_t minutes = parse_int(required(in.declared_minutes, "declared_minutes"), "declared_minutes");
+  if (minutes < 0 || minutes > 1440) {
+    throw Invalid{Reason::bad_value, "declared_minutes",
+                  "declared_minutes: " + std::to_string(minutes) + " is outside 0..1440"};
+  }
+  r.declared_minutes = static_cast<int32_t>(minutes);
+  r.quantity = parse_number(required(in.quantity, "quantity"), "quantity");
+  if (r.quantity < 0) {
+    throw Invalid{Reason::bad_value, "quantity", "quantity: " + quoted(view(in.quantity)) + " is negative"};
+  }
+  r.product_unit = std::string(view(in.product_unit));
+  r.title = std::string(view(in.title));
+  r.evidence_ref = std::string(view(in.evidence_ref));
+
+  if (present(in.deadline)) {
+    Deadline d;
+    const auto text = view(in.deadline);
+    if (auto day = Date::parse(text)) {
+      d.date = day;
+    } else if (auto at = Timestamp::parse(text)) {
+      d.at = at;
+    } else {
+      throw Invalid{Reason::bad_value, "deadline",
+                    "deadline: " + quoted(text) + " is neither a date (YYYY-MM-DD) nor an RFC 3339 timestamp"};
+    }
+    r.deadline = d;
+  }
+  r.completed_at = optional_timestamp(in.completed_at, "completed_at");
+  r.changed_at = optional_timestamp(in.changed_at, "changed_at");
+
+  if (present(in.approval_status) || present(in.approval_rating) || present(in.approval_by) ||
+      present(in.approval_at)) {
+    Approval a;
+    const auto status_text = required(in.approval_status, "approval.status");
+    const auto status = parse_approval_status(status_text);
+    if (!status) {
+      throw Invalid{Reason::bad_value, "approval.status",
+                    "approval.status: " + quoted(status_text) +
+                        " is not one of approved, pending, returned, rejected"};
+    }
+    a.status = *status;
+    if (present(in.approval_rating)) {
+      a.rating = parse_rating(view(in.approval_rating));
+      if (!a.rating) {
+        throw Invalid{Reason::bad_value, "approval.rating",
+                      "approval.rating: " + quoted(view(in.approval_rating)) +
+                          " is not one of excellent, good, fair, poor"};
+      }
+    }
+    a.by = std::string(view(in.approval_by));
+    a.at = optional_timestamp(in.approval_at, "approval.at");
+    r.approval = a;
+  }
+  r.attributes.reserve(in.attribute_count);
+  for (std::size_t i = 0; i < in.attribute_count; ++i) {
+    r.attributes.emplace_back(std::string(view(in.attributes[i].key)), std::string(view(in.attributes[i].value)));
+  }
+
+  if (r.work_date > ctx.today) {
+    throw Invalid{Reason::future_date, "work_date",
+                  "work_date: " + r.work_date.str() + " is after today (" + ctx.today.str() + ")"};
+  }
+  if (r.work_date.days < ctx.today.days - ctx.retention_days) {
+    throw Invalid{Reason::too_old, "work_date",
+                  "work_date: " + r.work_date.str() + " is more than " + std::to_string(ctx.retention_days) +
+                      " days before today (" + ctx.today.str() + "); widen retention_days to backfill"};
+  }
+  return r;
+}
+
+}  // namespace
+
+bool valid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    const unsigned char c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    int n = 0;
+    uint32_t cp = 0;
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (end - p <= n) return false;
+    for (int i = 1; i <= n; ++i) {
+      if ((p[i] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    p += n + 1;
+  }
+  return true;
+}
+
+std::string record_fields_json(const kpihub_record& in) {
+  boost::json::object o;
+  auto put = [&](const char* k, kpihub_str s) {
+    if (!s.data) return;
+    // Invalid bytes are kept visible but harmless in the stored payload.
+    const auto v = view(s);
+    if (valid_utf8(v)) {
+      o.emplace(k, v);
+    } else {
+      std::string hex;
+      static const char* digits = "0123456789abcdef";
+      for (unsigned char c : v) {
+        if (c >= 0x20 && c < 0x7f) {
+          hex += static_cast<char>(c);
+        } else {
+          hex += "\\x";
+          hex += digits[c >> 4];
+          hex += digits[c & 15];
+        }
+      }
+      o.emplace(k, hex);
+    }
+  };
+  put("source_id", in.source_id);
+  put("revision", in.revision);
+  put("retracted", in.retracted);
+  put("staff_code", in.staff_code);
+  put("source_staff_id", in.source_staff_id);
+  put("agency_code", in.agency_code);
+  put("task_code", in.task_code);
+  put("work_date", in.work_date);
+  put("declared_minutes", in.declared_minutes);
+  put("quantity", in.quantity);
+  put("product_unit", in.product_unit);
+  put("title", in.title);
+  put("evidence_ref", in.evidence_ref);
+  put("deadline", in.deadline);
+  put("completed_at", in.completed_at);
+  put("approval.status", in.approval_status);
+  put("approval.rating", in.approval_rating);
+  put("approval.by", in.approval_by);
+  put("approval.at", in.approval_at);
+  put("changed_at", in.changed_at);
+  return boost::json::serialize(o);
+}
+
+Normalized normalize(const kpihub_record& in, const ValidationContext& ctx) {
+  try {
+    return convert(in, ctx);
+  } catch (const Invalid& e) {
+    QuarantineEntry q;
+    q.source_system = ctx.source_system;
+    if (in.source_id.data && valid_utf8(view(in.source_id))) {
+      q.source_id = std::string(view(in.source_id));
+      if (!q.source_id.empty()) q.record_id = ctx.source_system + ":" + q.source_id;
+    }
+    q.reason = e.reason;
+    q.field = e.field;
+    q.message = e.message;
+    q.payload = present(in.raw) && valid_utf8(view(in.raw)) ? std::string(view(in.raw)) : record_fields_json(in);
+    q.location = std::string(view(in.location));
+    return q;
+  }
+}
+
+QuarantineEntry quarantine_from_rejected(const kpihub_rejected_item& in, const std::string& source_system) {
+  QuarantineEntry q;
+  q.source_system = source_system;
+  if (in.source_id.data && valid_utf8(view(in.source_id))) {
+    q.source_id = std::string(view(in.source_id));
+    if (!q.source_id.empty()) q.record_id = source_system + ":" + q.source_id;
+  }
+  const auto reason = parse_reason(view(in.reason));
+  q.reason = reason ? *reason : Reason::parse_error;
+  q.field = std::string(view(in.field));
+  q.message = std::string(view(in.message));
+  if (!reason) q.message += " (adapter reason code \"" + std::string(view(in.reason)) + "\")";
+  if (!valid_utf8(q.message)) q.message = "adapter message is not valid UTF-8";
+  const auto raw = view(in.raw);
+  if (valid_utf8(raw)) {
+    q.payload = std::string(raw);
+  } else {
+    q.payload = "(original item is not valid UTF-8; " + std::to_string(raw.size()) + " bytes not kept as text)";
+  }
+  q.location = std::string(view(in.location));
+  return q;
+}
+
+}  // namespace kpihub

@@ -1,0 +1,224 @@
+#include <kpihub/host_services.hpp>
+#include <kpihub/logger.hpp>
+#include <kpihub/metrics.hpp>
+#include <kpihub/net.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace kpihub {
+
+int64_t SystemClock::now_unix_ms() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string SecretResolver::resolve(std::string_view reference) const {
+  const std::string ref(reference);
+  if (ref.rfind("env:", 0) == 0) {
+    const std::string name = ref.substr(4);
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr || *v == '\0') {
+      throw std::runtime_error("secret " + ref + ": environment variable " + name + " is not set");
+    }
+    return v;
+  }
+  if (ref.rfind("file:", 0) == 0) {
+    std::filesystem::path p = ref.substr(5);
+    if (p.is_relative()) p = std::filesystem::path(base_dir_) / p;
+    std::ifstream in(p, std::ios::binary);
+    if (!in) throw std::runtime_error("secret " + ref + ": cannot read file " + p.string());
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    std::string value = ss.str();
+    // Editors leave a trailing newline; it is never part of the secret.
+    while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+    if (value.empty()) throw std::runtime_error("secret " + ref + ": file " + p.string() + " is empty");
+    return value;
+  }
+  throw std::runtime_error("secret reference \"" + ref + "\" must start with file: or env:");
+}
+
+namespace {
+
+void write_error(kpihub_error_buf err, std::string_view message) {
+  if (err.data == nullptr || err.capacity == 0) return;
+  const std::size_t n = std::min(message.size(), err.capacity - 1);
+  std::memcpy(err.data, message.data(), n);
+  err.data[n] = '\0';
+}
+
+std::string_view view(kpihub_str s) { return s.data ? std::string_view(s.data, s.size) : std::string_view(); }
+
+std::optional<std::string> opt(kpihub_str s) {
+  if (!s.data || s.size == 0) return std::nullopt;
+  return std::string(view(s));
+}
+
+struct ClientBox {
+  std::mutex mutex;  // net::HttpClient is not thread-safe; a plugin may share one across threads
+  std::unique_ptr<net::HttpClient> client;
+};
+
+struct ResponseBox {
+  net::Response response;
+  std::vector<kpihub_header> headers;
+};
+
+}  // namespace
+
+struct HostServicesAccess {
+  static HostServices& self(void* ctx) { return *static_cast<HostServices*>(ctx); }
+
+  static void log(void* ctx, kpihub_log_level level, kpihub_str message) {
+    auto& s = self(ctx);
+    const LogLevel l = level == KPIHUB_LOG_DEBUG  ? LogLevel::debug
+                       : level == KPIHUB_LOG_WARN ? LogLevel::warn
+                       : level == KPIHUB_LOG_ERROR ? LogLevel::error
+                                                   : LogLevel::info;
+    s.logger_.log(l, s.instance_, view(message));
+  }
+  static int64_t now(void* ctx) { return self(ctx).clock_.now_unix_ms(); }
+  static int32_t offset(void* ctx) { return self(ctx).utc_offset_minutes_; }
+
+  static kpihub_status secret(void* ctx, kpihub_str reference, char* out, size_t capacity, size_t* out_size,
+                              kpihub_error_buf err) {
+    try {
+      const std::string value = self(ctx).secrets_.resolve(view(reference));
+      *out_size = value.size();
+      if (value.size() <= capacity) std::memcpy(out, value.data(), value.size());
+      return KPIHUB_OK;
+    } catch (const std::exception& e) {
+      write_error(err, e.what());
+      return KPIHUB_ERR_CONFIG;
+    }
+  }
+
+  static void metric_add(void* ctx, kpihub_str name, kpihub_str label, double delta) {
+    auto& s = self(ctx);
+    if (!s.metrics_) return;
+    std::string labels = "instance=\"" + s.instance_ + "\"";
+    if (label.data && label.size) labels += "," + std::string(view(label));
+    s.metrics_->add(view(name), labels, delta);
+  }
+
+  static kpihub_status client_create(void* ctx, const kpihub_http_options* options, kpihub_http_client** out,
+                                     kpihub_error_buf err) {
+    try {
+      net::ClientOptions o;
+      if (options) {
+        o.ca_file = opt(options->ca_file);
+        o.client_cert_file = opt(options->client_cert_file);
+        o.client_key_file = opt(options->client_key_file);
+        o.verify = options->insecure_skip_verify == 0;
+        if (options->connect_timeout_ms) o.connect_timeout = std::chrono::milliseconds(options->connect_timeout_ms);
+        if (options->request_timeout_ms) o.request_timeout = std::chrono::milliseconds(options->request_timeout_ms);
+      }
+      if (!o.verify) {
+        self(ctx).logger_.warn(self(ctx).instance_,
+                               "TLS certificate and host-name verification is OFF (insecure_skip_verify)");
+      }
+      auto box = std::make_unique<ClientBox>();
+      box->client = std::make_unique<net::HttpClient>(o);
+      *out = reinterpret_cast<kpihub_http_client*>(box.release());
+      return KPIHUB_OK;
+    } catch (const std::exception& e) {
+      write_error(err, e.what());
+      return KPIHUB_ERR_CONFIG;
+    }
+  }
+
+  static kpihub_status request(void*, kpihub_http_client* client, const kpihub_http_request* req,
+                               kpihub_http_response* out, kpihub_error_buf err) {
+    auto* box = reinterpret_cast<ClientBox*>(client);
+    try {
+      net::Headers headers;
+      headers.reserve(req->header_count);
+      for (std::size_t i = 0; i < req->header_count; ++i) {
+        headers.emplace_back(std::string(view(req->headers[i].name)), std::string(view(req->headers[i].value)));
+      }
+      auto rb = std::make_unique<ResponseBox>();
+      {
+        std::lock_guard<std::mutex> lock(box->mutex);
+        rb->response = box->client->request(std::string(view(req->method)), std::string(view(req->url)), headers,
+                                            std::string(view(req->body)));
+      }
+      rb->headers.reserve(rb->response.headers.size());
+      for (const auto& [k, v] : rb->response.headers) {
+        rb->headers.push_back({{k.data(), k.size()}, {v.data(), v.size()}});
+      }
+      out->struct_size = sizeof(*out);
+      out->status = rb->response.status;
+      out->headers = rb->headers.data();
+      out->header_count = rb->headers.size();
+      out->body = {rb->response.body.data(), rb->response.body.size()};
+      out->host_private = rb.release();
+      return KPIHUB_OK;
+    } catch (const net::HttpError& e) {
+      write_error(err, e.what());
+      return e.kind() == net::FailureKind::transient ? KPIHUB_ERR_TRANSIENT : KPIHUB_ERR_CONFIG;
+    } catch (const std::exception& e) {
+      write_error(err, e.what());
+      return KPIHUB_ERR_INTERNAL;
+    }
+  }
+
+  static void response_free(void*, kpihub_http_response* resp) {
+    if (resp == nullptr) return;
+    delete static_cast<ResponseBox*>(resp->host_private);
+    resp->host_private = nullptr;
+  }
+
+  static void client_destroy(void*, kpihub_http_client* client) { delete reinterpret_cast<ClientBox*>(client); }
+
+  static int32_t stop_requested(void* ctx) { return self(ctx).stop_.load() ? 1 : 0; }
+
+  static void sleep_ms(void* ctx, uint32_t ms) {
+    auto& s = self(ctx);
+    std::unique_lock<std::mutex> lock(s.stop_mutex_);
+    s.stop_cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return s.stop_.load(); });
+  }
+};
+
+HostServices::HostServices(std::string plugin_instance, Logger& logger, const Clock& clock,
+                           const SecretResolver& secrets, Metrics* metrics, int32_t utc_offset_minutes)
+    : instance_(std::move(plugin_instance)),
+      logger_(logger),
+      clock_(clock),
+      secrets_(secrets),
+      metrics_(metrics),
+      utc_offset_minutes_(utc_offset_minutes) {
+  api_.struct_size = sizeof(api_);
+  api_.ctx = this;
+  api_.log = &HostServicesAccess::log;
+  api_.now_unix_ms = &HostServicesAccess::now;
+  api_.utc_offset_minutes = &HostServicesAccess::offset;
+  api_.secret = &HostServicesAccess::secret;
+  api_.metric_add = &HostServicesAccess::metric_add;
+  api_.http_client_create = &HostServicesAccess::client_create;
+  api_.http_request = &HostServicesAccess::request;
+  api_.http_response_free = &HostServicesAccess::response_free;
+  api_.http_client_destroy = &HostServicesAccess::client_destroy;
+  api_.stop_requested = &HostServicesAccess::stop_requested;
+  api_.sleep_ms = &HostServicesAccess::sleep_ms;
+}
+
+HostServices::~HostServices() = default;
+
+void HostServices::request_stop() {
+  {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+}
+
+void HostServices::reset_stop() { stop_ = false; }
+
+}  // namespace kpihub
