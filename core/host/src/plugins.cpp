@@ -1,6 +1,7 @@
 #include <kpihub/plugins.hpp>
 
 #include <boost/dll/shared_library_load_mode.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <dlfcn.h>
 
