@@ -141,6 +141,11 @@ class Store {
   // Current revision of every record of the staff member in the month,
   // retracted ones included.
   virtual std::vector<WorkRecord> records_of_staff_month(const StaffMonthKey& key) = 0;
+  // When the hub first stored the current revision of each record (unix ms),
+  // parallel to `record_ids`; 0 for unknown ids.
+  virtual std::vector<int64_t> received_at(const std::vector<std::string>& record_ids) = 0;
+  // Staff codes with at least one record in the month.
+  virtual std::vector<std::string> staff_of_month(const std::string& month) = 0;
   // Records of a whole month, for recompute from scratch and reports.
   virtual std::vector<WorkRecord> records_of_month(const std::string& month) = 0;
   virtual std::optional<WorkRecord> record(const std::string& record_id) = 0;
