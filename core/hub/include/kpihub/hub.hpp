@@ -1,0 +1,184 @@
+// The pipeline: pull pages from sources, validate and resolve them, store
+// them with the cursor in one transaction, score what they touched, and
+// forward the outbox to the sinks.
+#pragma once
+
+#include <kpihub/host_services.hpp>
+#include <kpihub/hub_config.hpp>
+#include <kpihub/logger.hpp>
+#include <kpihub/metrics.hpp>
+#include <kpihub/plugins.hpp>
+#include <kpihub/reference.hpp>
+#include <kpihub/scoring.hpp>
+#include <kpihub/store.hpp>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kpihub {
+
+// The hub's "today": the configured date, else the local date of the clock.
+Date hub_today(const HubConfig& config, const Clock& clock, const Rules& rules);
+
+// ------------------------------------------------------------- ingest -----
+
+struct IngestResult {
+  PageCommitResult commit;
+  std::size_t records_in_page = 0;
+  std::map<std::string, std::size_t> quarantined_by_reason;
+};
+
+// Validates and resolves one page and commits it with its cursor.
+class Ingestor {
+ public:
+  Ingestor(Store& store, const ReferenceData& reference, Date today);
+  // Pure part: the commit the page becomes (records resolved, rejects as
+  // quarantine entries). Exposed for tests and benchmarks.
+  PageCommit prepare(const std::string& source, const kpihub_page& page, int64_t now_ms) const;
+  IngestResult ingest(const std::string& source, const kpihub_page& page, int64_t now_ms);
+  void set_today(Date today) { today_ = today; }
+
+ private:
+  // Fills staff_code/agency_code from the directory and checks the task, or
+  // returns the quarantine entry that explains why not.
+  std::optional<QuarantineEntry> resolve(WorkRecord& record, const kpihub_record& raw) const;
+
+  Store& store_;
+  const ReferenceData& reference_;
+  Date today_;
+};
+
+// ------------------------------------------------------------- scoring ----
+
+struct ScoringRunResult {
+  std::size_t staff_months = 0;
+  std::size_t records_sent = 0;
+  std::size_t staff_months_sent = 0;
+  std::size_t agency_months_sent = 0;
+};
+
+// Rescores dirty staff-months and their agency months; changed results go to
+// the outbox in the same transaction.
+class Scorer {
+ public:
+  Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id);
+  // Processes up to `max_keys` dirty staff-months. Returns what it did.
+  ScoringRunResult score_pending(std::size_t max_keys = 256);
+  // Marks months whose closed/open state changed since last seen dirty
+  // (overdue flags and agency status depend on the due date).
+  void refresh_time_dependent();
+  // Recomputes one staff-month without storing anything (for `explain`).
+  StaffMonthResult explain_staff_month(const std::string& staff_code, const Month& month);
+  // Recomputes every staff month of a month and every agency month from the store (no outbox).
+  std::vector<StaffMonthResult> compute_month(const Month& month);
+
+ private:
+  struct CachedMonth {
+    std::map<std::string, StaffMonthResult> staff;  // without per-record detail
+    bool complete = false;
+    bool closed = false;
+  };
+  StaffMonthResult score_one(const StaffMonthKey& key, std::vector<WorkRecord>& records);
+  CachedMonth& month_cache(const std::string& month);
+  Timestamp now() const;
+
+  Store& store_;
+  const ReferenceData& reference_;
+  const Clock& clock_;
+  std::string hub_id_;
+  std::map<std::string, CachedMonth> cache_;
+};
+
+// ------------------------------------------------------------- forward ----
+
+enum class ForwardStep { idle, delivered, deferred };
+
+// Drains the outbox of one sink, a batch at a time, in order.
+class Forwarder {
+ public:
+  Forwarder(Store& store, PluginInstance& sink, const PluginInstanceConfig& config, std::string hub_id,
+            const Clock& clock, Logger& logger, Metrics& metrics);
+  ForwardStep step();
+  // When the pending batch may be retried (unix ms), after a deferred step.
+  int64_t next_attempt_ms() const { return next_attempt_ms_; }
+  const std::string& name() const { return config_.name; }
+
+ private:
+  Store& store_;
+  PluginInstance& sink_;
+  PluginInstanceConfig config_;
+  std::string hub_id_;
+  const Clock& clock_;
+  Logger& logger_;
+  Metrics& metrics_;
+  int64_t next_attempt_ms_ = 0;
+};
+
+// ---------------------------------------------------------------- hub -----
+
+struct RunSummary {
+  std::size_t pages = 0;
+  std::size_t records = 0;
+  std::size_t inserted = 0;
+  std::size_t updated = 0;
+  std::size_t stale = 0;
+  std::size_t quarantined = 0;
+  std::size_t scored_staff_months = 0;
+  std::size_t forwarded_batches = 0;
+  int64_t outbox_waiting = 0;
+  std::vector<std::string> errors;  // one line each, for the operator
+  bool ok() const { return errors.empty(); }
+  std::string line() const;
+};
+
+struct HubOptions {
+  // run --once: how long to keep retrying a sink that does not take batches.
+  int64_t forward_timeout_ms = 60000;
+  // Transient pull failures of one source before run --once gives up on it.
+  int max_pull_failures = 5;
+};
+
+class Hub {
+ public:
+  Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger& logger, const Clock& clock,
+      Metrics& metrics, HubOptions options = {});
+  ~Hub();
+
+  // Loads plugins and creates the configured instances. A plugin that is
+  // refused or whose settings are wrong is reported and left out; returns the
+  // lines reported (empty when all is well).
+  std::vector<std::string> start();
+  std::size_t source_count() const { return sources_.size(); }
+  std::size_t sink_count() const { return sinks_.size(); }
+
+  RunSummary run_once(const std::atomic<bool>& stop);
+  // Runs until `stop` becomes true: one thread per source, one scorer, one
+  // per sink; each finishes the page or batch in hand, then returns.
+  void run(const std::atomic<bool>& stop);
+
+ private:
+  struct SourceRuntime;
+  struct SinkRuntime;
+  void sync_staff(SourceRuntime& s);
+  // Pulls and stores one page; returns false when caught up.
+  bool pull_one(SourceRuntime& s, RunSummary& summary);
+
+  const HubConfig& config_;
+  Store& store_;
+  ReferenceData& reference_;
+  Logger& logger_;
+  const Clock& clock_;
+  Metrics& metrics_;
+  HubOptions options_;
+  SecretResolver secrets_;
+  std::vector<std::unique_ptr<SourceRuntime>> sources_;
+  std::vector<std::unique_ptr<SinkRuntime>> sinks_;
+  std::unique_ptr<Ingestor> ingestor_;
+  std::unique_ptr<Scorer> scorer_;
+};
+
+}  // namespace kpihub

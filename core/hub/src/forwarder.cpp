@@ -1,0 +1,128 @@
+#include <kpihub/hub.hpp>
+
+#include <algorithm>
+#include <random>
+
+namespace kpihub {
+
+Forwarder::Forwarder(Store& store, PluginInstance& sink, const PluginInstanceConfig& config, std::string hub_id,
+                     const Clock& clock, Logger& logger, Metrics& metrics)
+    : store_(store),
+      sink_(sink),
+      config_(config),
+      hub_id_(std::move(hub_id)),
+      clock_(clock),
+      logger_(logger),
+      metrics_(metrics) {}
+
+namespace {
+
+// Exponential backoff with jitter: 1 s, 2 s, 4 s ... capped at 5 minutes,
+// each drawn uniformly from its upper half so retrying hubs spread out.
+int64_t backoff_ms(uint32_t attempts) {
+  const int64_t base = std::min<int64_t>(300000, 1000LL << std::min<uint32_t>(attempts, 9));
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_int_distribution<int64_t> dist(base / 2, base);
+  return dist(rng);
+}
+
+kpihub_item_kind item_kind(OutboxKind k) {
+  switch (k) {
+    case OutboxKind::record: return KPIHUB_ITEM_RECORD;
+    case OutboxKind::staff_month: return KPIHUB_ITEM_STAFF_MONTH;
+    case OutboxKind::agency_month: return KPIHUB_ITEM_AGENCY_MONTH;
+  }
+  return KPIHUB_ITEM_RECORD;
+}
+
+std::string text(kpihub_str s) { return s.data ? std::string(s.data, s.size) : std::string(); }
+
+}  // namespace
+
+ForwardStep Forwarder::step() {
+  auto batch = store_.next_batch(config_.name, config_.batch_max_items, config_.batch_max_bytes);
+  if (!batch) return ForwardStep::idle;
+  const int64_t now = clock_.now_unix_ms();
+  if (batch->not_before_unix_ms > now) {
+    next_attempt_ms_ = batch->not_before_unix_ms;
+    return ForwardStep::deferred;
+  }
+  const std::string labels = "sink=\"" + config_.name + "\"";
+  std::vector<kpihub_batch_item> items;
+  items.reserve(batch->items.size());
+  for (const auto& it : batch->items) {
+    kpihub_batch_item c{};
+    c.struct_size = sizeof(c);
+    c.kind = item_kind(it.kind);
+    c.key = {it.key.data(), it.key.size()};
+    c.json = {it.payload.data(), it.payload.size()};
+    items.push_back(c);
+  }
+  kpihub_batch c_batch{};
+  c_batch.struct_size = sizeof(c_batch);
+  c_batch.batch_id = {batch->batch_id.data(), batch->batch_id.size()};
+  c_batch.hub_id = {hub_id_.data(), hub_id_.size()};
+  c_batch.items = items.data();
+  c_batch.item_count = items.size();
+  c_batch.attempt = batch->attempts + 1;
+
+  auto defer = [&](int64_t wait_ms, const std::string& why) {
+    next_attempt_ms_ = now + wait_ms;
+    store_.defer_batch(batch->batch_id, next_attempt_ms_, why);
+    metrics_.add("kpihub_forward_retries_total", labels, 1);
+    logger_.warn(config_.name, "batch " + batch->batch_id + " (" + std::to_string(items.size()) +
+                                   " items, attempt " + std::to_string(c_batch.attempt) + ") not delivered: " + why +
+                                   "; next try in " + std::to_string(wait_ms / 1000) + " s");
+    return ForwardStep::deferred;
+  };
+
+  kpihub_delivery delivery{};
+  try {
+    delivery = sink_.deliver(c_batch);
+  } catch (const PluginError& e) {
+    // Configuration and credential errors wait longer: an operator must act.
+    const int64_t wait = e.status() == KPIHUB_ERR_TRANSIENT ? backoff_ms(batch->attempts)
+                                                            : std::max<int64_t>(backoff_ms(batch->attempts), 30000);
+    if (e.status() != KPIHUB_ERR_TRANSIENT) logger_.error(config_.name, e.what());
+    return defer(wait, e.what());
+  }
+
+  std::vector<DeadLetter> dead;
+  bool retry = false;
+  std::string retry_reason;
+  for (std::size_t i = 0; i < delivery.result_count; ++i) {
+    const auto& r = delivery.results[i];
+    if (r.outcome == KPIHUB_ITEM_RETRY) {
+      retry = true;
+      if (retry_reason.empty()) retry_reason = text(r.message);
+    } else if (r.outcome == KPIHUB_ITEM_REJECTED) {
+      DeadLetter d;
+      d.sink = config_.name;
+      d.batch_id = batch->batch_id;
+      d.key = batch->items[i].key;
+      d.code = text(r.code);
+      d.message = text(r.message);
+      d.payload = batch->items[i].payload;
+      d.created_at_unix_ms = now;
+      dead.push_back(std::move(d));
+    }
+  }
+  if (retry) {
+    // The whole batch goes again with the same id and bytes; the receiver's
+    // idempotency replays what it already took.
+    const int64_t wait = std::max<int64_t>(delivery.retry_after_ms, backoff_ms(batch->attempts));
+    return defer(wait, retry_reason.empty() ? "receiver asked to retry" : retry_reason);
+  }
+  store_.complete_batch(batch->batch_id, dead);
+  metrics_.add("kpihub_forwarded_total", labels, static_cast<double>(items.size() - dead.size()));
+  if (!dead.empty()) {
+    metrics_.add("kpihub_dead_letters_total", labels, static_cast<double>(dead.size()));
+    for (const auto& d : dead) {
+      logger_.log(LogLevel::warn, config_.name, "dead letter: " + d.code + ": " + d.message, d.key);
+    }
+  }
+  next_attempt_ms_ = 0;
+  return ForwardStep::delivered;
+}
+
+}  // namespace kpihub

@@ -1,0 +1,283 @@
+#include <kpihub/hub.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+namespace kpihub {
+
+struct Hub::SourceRuntime {
+  PluginInstanceConfig config;
+  std::unique_ptr<PluginInstance> instance;
+  std::optional<std::string> cursor;
+  int failures = 0;
+};
+
+struct Hub::SinkRuntime {
+  PluginInstanceConfig config;
+  std::unique_ptr<PluginInstance> instance;
+  std::unique_ptr<Forwarder> forwarder;
+};
+
+std::string RunSummary::line() const {
+  std::ostringstream s;
+  s << "run: " << pages << " pages, " << records << " items: " << inserted << " new, " << updated << " updated, "
+    << stale << " unchanged, " << quarantined << " quarantined; " << scored_staff_months << " staff-months scored; "
+    << forwarded_batches << " batches forwarded; " << outbox_waiting << " items waiting in the outbox; "
+    << (errors.empty() ? std::string("no errors") : std::to_string(errors.size()) + " errors");
+  return s.str();
+}
+
+Hub::Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger& logger, const Clock& clock,
+         Metrics& metrics, HubOptions options)
+    : config_(config),
+      store_(store),
+      reference_(reference),
+      logger_(logger),
+      clock_(clock),
+      metrics_(metrics),
+      options_(options),
+      secrets_(config.base_dir) {}
+
+Hub::~Hub() {
+  // Instances go before their libraries (the LoadedPlugin shared_ptr they hold).
+  sinks_.clear();
+  sources_.clear();
+}
+
+std::vector<std::string> Hub::start() {
+  std::vector<std::string> problems;
+  PluginScan scan = scan_plugins(config_.plugin_dir);
+  for (const auto& line : scan.refused) {
+    logger_.error("plugins", line);
+    problems.push_back(line);
+  }
+  auto find = [&](const std::string& name, kpihub_plugin_kind kind) -> std::shared_ptr<LoadedPlugin> {
+    for (const auto& p : scan.loaded) {
+      if (p->info().name == name && p->info().kind == kind) return p;
+    }
+    return nullptr;
+  };
+  auto create = [&](const PluginInstanceConfig& c, kpihub_plugin_kind kind) -> std::unique_ptr<PluginInstance> {
+    const std::string what = std::string(to_string(kind)) + " " + c.name;
+    auto plugin = find(c.plugin, kind);
+    if (!plugin) {
+      const std::string line = what + ": no " + std::string(to_string(kind)) + " plugin named \"" + c.plugin +
+                               "\" in " + config_.plugin_dir + "; it is left out";
+      logger_.error(c.name, line);
+      problems.push_back(line);
+      return nullptr;
+    }
+    try {
+      auto services = std::make_unique<HostServices>(c.name, logger_, clock_, secrets_, &metrics_,
+                                                     reference_.rules.utc_offset_minutes);
+      return std::make_unique<PluginInstance>(plugin, c.name, c.settings_json, std::move(services));
+    } catch (const PluginError& e) {
+      const std::string line = std::string(e.what()) + "; it is left out";
+      logger_.error(c.name, line);
+      problems.push_back(line);
+      return nullptr;
+    }
+  };
+  for (const auto& c : config_.sources) {
+    if (!c.enabled) continue;
+    auto instance = create(c, KPIHUB_KIND_SOURCE);
+    if (!instance) continue;
+    auto s = std::make_unique<SourceRuntime>();
+    s->config = c;
+    s->instance = std::move(instance);
+    s->cursor = store_.cursor(c.name);
+    sources_.push_back(std::move(s));
+  }
+  for (const auto& c : config_.sinks) {
+    if (!c.enabled) continue;
+    auto instance = create(c, KPIHUB_KIND_SINK);
+    if (!instance) continue;
+    auto s = std::make_unique<SinkRuntime>();
+    s->config = c;
+    s->instance = std::move(instance);
+    s->forwarder = std::make_unique<Forwarder>(store_, *s->instance, c, config_.hub_id, clock_, logger_, metrics_);
+    sinks_.push_back(std::move(s));
+  }
+  for (auto& s : sources_) sync_staff(*s);
+  ingestor_ = std::make_unique<Ingestor>(store_, reference_, hub_today(config_, clock_, reference_.rules));
+  scorer_ = std::make_unique<Scorer>(store_, reference_, clock_, config_.hub_id);
+  return problems;
+}
+
+void Hub::sync_staff(SourceRuntime& s) {
+  try {
+    auto staff = s.instance->list_staff();
+    if (!staff) return;
+    std::size_t added = 0;
+    for (const auto& e : *staff) {
+      StaffInfo info;
+      info.staff_code.assign(e.staff_code.data, e.staff_code.size);
+      if (info.staff_code.empty()) continue;
+      info.full_name.assign(e.full_name.data ? e.full_name.data : "", e.full_name.size);
+      info.agency_code.assign(e.agency_code.data ? e.agency_code.data : "", e.agency_code.size);
+      info.leader = e.leader != 0;
+      info.active = e.active != 0;
+      if (const StaffInfo* known = reference_.directory.staff(info.staff_code)) {
+        info.sector = known->sector;
+      } else {
+        ++added;
+      }
+      reference_.directory.add_staff(std::move(info));
+    }
+    logger_.info(s.config.name, "staff directory: " + std::to_string(staff->size()) + " entries from the source, " +
+                                    std::to_string(added) + " new");
+  } catch (const PluginError& e) {
+    logger_.warn(s.config.name, std::string("staff list not refreshed: ") + e.what());
+  }
+}
+
+bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
+  const int64_t now = clock_.now_unix_ms();
+  kpihub_page page = s.instance->pull(s.cursor);
+  IngestResult r = ingestor_->ingest(s.config.name, page, now);
+  if (page.next_cursor.data) s.cursor = std::string(page.next_cursor.data, page.next_cursor.size);
+  s.failures = 0;
+  summary.pages++;
+  summary.records += r.records_in_page;
+  summary.inserted += r.commit.inserted;
+  summary.updated += r.commit.updated;
+  summary.stale += r.commit.ignored_stale;
+  summary.quarantined += r.commit.quarantined;
+  const std::string labels = "source=\"" + s.config.name + "\"";
+  metrics_.add("kpihub_pages_total", labels, 1);
+  metrics_.add("kpihub_records_pulled_total", labels, static_cast<double>(r.records_in_page));
+  metrics_.add("kpihub_records_stored_total", labels, static_cast<double>(r.commit.inserted + r.commit.updated));
+  for (const auto& [reason, n] : r.quarantined_by_reason) {
+    metrics_.add("kpihub_records_quarantined_total", labels + ",reason=\"" + reason + "\"", static_cast<double>(n));
+  }
+  std::string progress = page.progress.data ? std::string(page.progress.data, page.progress.size) : std::string();
+  logger_.info(s.config.name, "page stored: " + std::to_string(r.records_in_page) + " items, " +
+                                  std::to_string(r.commit.inserted) + " new, " + std::to_string(r.commit.updated) +
+                                  " updated, " + std::to_string(r.commit.quarantined) + " quarantined" +
+                                  (progress.empty() ? "" : " (" + progress + ")"));
+  return page.caught_up == 0;
+}
+
+RunSummary Hub::run_once(const std::atomic<bool>& stop) {
+  RunSummary summary;
+  for (auto& s : sources_) {
+    int failures = 0;
+    while (!stop.load()) {
+      try {
+        if (!pull_one(*s, summary)) break;
+      } catch (const PluginError& e) {
+        if (e.status() == KPIHUB_ERR_TRANSIENT && ++failures < options_.max_pull_failures) {
+          logger_.warn(s->config.name, std::string(e.what()) + "; retrying");
+          std::this_thread::sleep_for(std::chrono::milliseconds(200 * failures));
+          continue;
+        }
+        logger_.error(s->config.name, e.what());
+        summary.errors.push_back(e.what());
+        break;
+      } catch (const StoreError& e) {
+        logger_.error(s->config.name, e.what());
+        summary.errors.push_back(e.what());
+        return summary;
+      }
+    }
+  }
+  while (!stop.load()) {
+    auto r = scorer_->score_pending();
+    summary.scored_staff_months += r.staff_months;
+    if (r.staff_months == 0) break;
+  }
+  const int64_t deadline = clock_.now_unix_ms() + options_.forward_timeout_ms;
+  for (auto& s : sinks_) {
+    while (!stop.load()) {
+      const ForwardStep step = s->forwarder->step();
+      if (step == ForwardStep::idle) break;
+      if (step == ForwardStep::delivered) {
+        summary.forwarded_batches++;
+        continue;
+      }
+      const int64_t now = clock_.now_unix_ms();
+      if (s->forwarder->next_attempt_ms() > deadline) {
+        summary.errors.push_back("sink " + s->config.name + ": receiver did not take every batch within " +
+                                 std::to_string(options_.forward_timeout_ms / 1000) +
+                                 " s; the rest waits in the outbox for the next run");
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::max<int64_t>(1, s->forwarder->next_attempt_ms() - now)));
+    }
+    summary.outbox_waiting += store_.outbox_depth(s->config.name);
+  }
+  return summary;
+}
+
+namespace {
+// Sleeps up to `ms`, returning early once `stop` is set.
+void nap(const std::atomic<bool>& stop, int64_t ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!stop.load() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(ms, 50)));
+  }
+}
+}  // namespace
+
+void Hub::run(const std::atomic<bool>& stop) {
+  std::vector<std::thread> threads;
+  for (auto& s : sources_) {
+    threads.emplace_back([&, src = s.get()] {
+      RunSummary summary;
+      int failures = 0;
+      while (!stop.load()) {
+        try {
+          if (pull_one(*src, summary)) continue;  // more pages right away
+          failures = 0;
+          nap(stop, src->config.interval_ms);
+        } catch (const std::exception& e) {
+          ++failures;
+          logger_.error(src->config.name, e.what());
+          metrics_.add("kpihub_pull_errors_total", "source=\"" + src->config.name + "\"", 1);
+          nap(stop, std::min<int64_t>(300000, 1000LL << std::min(failures, 8)));
+        }
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    while (!stop.load()) {
+      try {
+        scorer_->refresh_time_dependent();
+        auto r = scorer_->score_pending();
+        if (r.staff_months == 0) nap(stop, 200);
+      } catch (const std::exception& e) {
+        logger_.error("scorer", e.what());
+        nap(stop, 5000);
+      }
+    }
+  });
+  for (auto& s : sinks_) {
+    threads.emplace_back([&, sink = s.get()] {
+      while (!stop.load()) {
+        try {
+          const ForwardStep step = sink->forwarder->step();
+          if (step == ForwardStep::idle) nap(stop, 200);
+          if (step == ForwardStep::deferred) {
+            nap(stop, std::max<int64_t>(10, sink->forwarder->next_attempt_ms() - clock_.now_unix_ms()));
+          }
+        } catch (const std::exception& e) {
+          logger_.error(sink->config.name, e.what());
+          nap(stop, 5000);
+        }
+      }
+    });
+  }
+  // Plugins blocked in a retry wait (sleep_ms) return early once asked to stop.
+  std::thread stopper([&] {
+    while (!stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (auto& s : sources_) s->instance->services().request_stop();
+    for (auto& s : sinks_) s->instance->services().request_stop();
+  });
+  for (auto& t : threads) t.join();
+  stopper.join();
+}
+
+}  // namespace kpihub

@@ -1,0 +1,128 @@
+#include <kpihub/hub.hpp>
+#include <kpihub/validate.hpp>
+
+#include <chrono>
+
+namespace kpihub {
+
+Date hub_today(const HubConfig& config, const Clock& clock, const Rules& rules) {
+  if (config.today) {
+    if (auto d = Date::parse(*config.today)) return *d;
+  }
+  const int64_t local_s = clock.now_unix_ms() / 1000 + static_cast<int64_t>(rules.utc_offset_minutes) * 60;
+  return Date{static_cast<int32_t>(local_s / 86400)};
+}
+
+Ingestor::Ingestor(Store& store, const ReferenceData& reference, Date today)
+    : store_(store), reference_(reference), today_(today) {}
+
+namespace {
+
+QuarantineEntry quarantine_for(const WorkRecord& r, const kpihub_record& raw, Reason reason, std::string field,
+                               std::string message) {
+  QuarantineEntry q;
+  q.source_system = r.source_system;
+  q.source_id = r.source_id;
+  q.record_id = r.record_id;
+  q.reason = reason;
+  q.field = std::move(field);
+  q.message = std::move(message);
+  q.payload = raw.raw.data && raw.raw.size && valid_utf8(std::string_view(raw.raw.data, raw.raw.size))
+                  ? std::string(raw.raw.data, raw.raw.size)
+                  : record_fields_json(raw);
+  q.location = raw.location.data ? std::string(raw.location.data, raw.location.size) : std::string();
+  return q;
+}
+
+// Seconded clinicians are written "<code>.C.<n>": the directory knows the base code.
+std::string base_identifier(const std::string& id) {
+  const auto pos = id.find(".C.");
+  return pos == std::string::npos ? id : id.substr(0, pos);
+}
+
+}  // namespace
+
+std::optional<QuarantineEntry> Ingestor::resolve(WorkRecord& r, const kpihub_record& raw) const {
+  const Directory& dir = reference_.directory;
+  const StaffInfo* staff = nullptr;
+  if (!r.staff_code.empty()) {
+    staff = dir.staff(r.staff_code);
+    if (!staff) {
+      return quarantine_for(r, raw, Reason::unknown_staff, "staff_code",
+                            "staff_code: \"" + r.staff_code + "\" is not in the staff directory");
+    }
+  } else {
+    staff = dir.by_identifier(r.source_staff_id);
+    if (!staff) staff = dir.by_identifier(base_identifier(r.source_staff_id));
+    if (!staff) {
+      return quarantine_for(r, raw, Reason::unknown_staff, "source_staff_id",
+                            "source_staff_id: \"" + r.source_staff_id +
+                                "\" does not resolve to a staff code in the staff directory");
+    }
+    r.staff_code = staff->staff_code;
+  }
+  if (!r.agency_code.empty() && r.agency_code != staff->agency_code) {
+    // The directory wins; the source's value stays visible for the agency to correct.
+    r.attributes.emplace_back("source_agency_code", r.agency_code);
+  }
+  r.agency_code = staff->agency_code;
+
+  const CatalogItem* item = reference_.catalog.find(r.task_code);
+  if (!item) {
+    return quarantine_for(r, raw, Reason::unknown_task, "task_code",
+                          "task_code: \"" + r.task_code + "\" is not in the task catalog (version " +
+                              reference_.catalog.version + ")");
+  }
+  if (!item->agencies.empty() && !item->agencies.count(r.agency_code)) {
+    return quarantine_for(r, raw, Reason::unknown_task, "task_code",
+                          "task_code: \"" + r.task_code + "\" is a group " + item->group +
+                              " item not approved for agency " + r.agency_code);
+  }
+  if (!item->sector.empty() && !staff->sector.empty() && item->sector != staff->sector) {
+    return quarantine_for(r, raw, Reason::unknown_task, "task_code",
+                          "task_code: \"" + r.task_code + "\" belongs to sector " + item->sector + ", staff " +
+                              r.staff_code + " is in sector " + staff->sector);
+  }
+  if (!r.approval && reference_.rules.auto_approve_sources.count(r.source_system)) {
+    // The sector system is the system of record: its facts need no supervisor.
+    r.approval = Approval{ApprovalStatus::approved, std::nullopt, "", std::nullopt};
+  }
+  return std::nullopt;
+}
+
+PageCommit Ingestor::prepare(const std::string& source, const kpihub_page& page, int64_t now_ms) const {
+  PageCommit commit;
+  commit.source = source;
+  if (page.next_cursor.data) commit.cursor = std::string(page.next_cursor.data, page.next_cursor.size);
+  commit.received_at_unix_ms = now_ms;
+  commit.records.reserve(page.record_count);
+  const ValidationContext ctx{source, today_, reference_.rules.retention_days};
+  for (std::size_t i = 0; i < page.record_count; ++i) {
+    Normalized n = normalize(page.records[i], ctx);
+    if (auto* q = std::get_if<QuarantineEntry>(&n)) {
+      commit.quarantined.push_back(std::move(*q));
+      continue;
+    }
+    auto& record = std::get<WorkRecord>(n);
+    if (auto q = resolve(record, page.records[i])) {
+      commit.quarantined.push_back(std::move(*q));
+      continue;
+    }
+    commit.records.push_back(std::move(record));
+  }
+  for (std::size_t i = 0; i < page.rejected_count; ++i) {
+    commit.quarantined.push_back(quarantine_from_rejected(page.rejected[i], source));
+  }
+  return commit;
+}
+
+IngestResult Ingestor::ingest(const std::string& source, const kpihub_page& page, int64_t now_ms) {
+  PageCommit commit = prepare(source, page, now_ms);
+  IngestResult result;
+  result.records_in_page = page.record_count + page.rejected_count;
+  for (const auto& q : commit.quarantined) result.quarantined_by_reason[std::string(to_string(q.reason))]++;
+  result.commit = store_.commit_page(commit);
+  return result;
+}
+
+}  // namespace kpihub
