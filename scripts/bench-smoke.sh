@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every Google Benchmark binary briefly: CI proves they still run.
+# Real figures come from bench/run (docs/performance.md), not from here.
+set -euo pipefail
+BUILD_DIR=${1:-build}
+shopt -s nullglob
+ran=0
+for b in "$BUILD_DIR"/bin/bench_*; do
+  echo "bench smoke: $(basename "$b")"
+  "$b" --benchmark_min_time=0.01 --benchmark_filter="${KPIHUB_BENCH_FILTER:-.}" >/dev/null
+  ran=$((ran + 1))
+done
+echo "bench smoke: $ran benchmark binaries ran"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The second quick-start command: installs what is missing, builds with
+# AddressSanitizer + UndefinedBehaviorSanitizer, runs every test, then runs
+# each benchmark in smoke mode (proves they run; asserts nothing about speed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export BUILD_DIR=${BUILD_DIR:-build-asan}
+KPIHUB_SANITIZE=ON ./scripts/build.sh
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+ctest --test-dir "$BUILD_DIR" -j2 --output-on-failure --timeout 600
+./scripts/bench-smoke.sh "$BUILD_DIR"
