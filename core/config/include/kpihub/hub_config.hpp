@@ -13,11 +13,11 @@
 namespace kpihub {
 
 struct PluginInstanceConfig {
-  std::string name;           // instance name, e.g. "eoffice" (becomes source_system)
-  std::string plugin;         // plugin name from its manifest, e.g. "eoffice"
+  std::string name;    // instance name, e.g. "eoffice" (becomes source_system)
+  std::string plugin;  // plugin name from its manifest, e.g. "eoffice"
   bool enabled = true;
   int64_t interval_ms = 60000;  // how often a caught-up source is polled again
-  std::string settings_json;  // the "settings" object, passed to the plugin as is
+  std::string settings_json;    // the "settings" object, passed to the plugin as is
   // Sinks only.
   std::size_t batch_max_items = 500;
   std::size_t batch_max_bytes = 4 * 1024 * 1024;
@@ -31,19 +31,19 @@ struct AdminConfig {
 };
 
 struct HubConfig {
-  std::string file;        // where it was read from
-  std::string base_dir;    // folder of that file
+  std::string file;      // where it was read from
+  std::string base_dir;  // folder of that file
   std::string hub_id = "kpihub";
-  std::string data_dir = "var";          // resolved to an absolute path
-  std::string store = "sqlite";          // sqlite
-  std::string store_path;                // default <data_dir>/hub.db
-  std::string plugin_dir;                // resolved
+  std::string data_dir = "var";  // resolved to an absolute path
+  std::string store = "sqlite";  // sqlite
+  std::string store_path;        // default <data_dir>/hub.db
+  std::string plugin_dir;        // resolved
   std::vector<std::string> catalog_files;
   std::string staff_file;
   std::string units_file;
   std::string rules_file;
   std::vector<std::string> holiday_files;
-  std::optional<std::string> today;      // fixes the hub's date (tests, backfills)
+  std::optional<std::string> today;  // fixes the hub's date (tests, backfills)
   std::vector<PluginInstanceConfig> sources;
   std::vector<PluginInstanceConfig> sinks;
   AdminConfig admin;
@@ -53,5 +53,19 @@ struct HubConfig {
 // Throws ConfigError("config/hub.json: sources[1].interval_ms: expected an
 // integer, got \"ten\"") and the like.
 HubConfig load_hub_config(const std::string& path);
+
+// Resolves a path written in the configuration (for example a plugin's
+// "client_secret_file" setting, which reaches the plugin verbatim) against
+// the folder of the configuration file; absolute paths stay as they are.
+std::string resolve_config_path(const HubConfig& config, const std::string& path);
+
+// Everything the scorer needs, loaded from the files the configuration names.
+struct ReferenceData {
+  Catalog catalog;
+  Directory directory;
+  HolidayCalendar holidays;
+  Rules rules;
+};
+ReferenceData load_reference(const HubConfig& config);
 
 }  // namespace kpihub

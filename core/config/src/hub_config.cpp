@@ -1,0 +1,288 @@
+// config/hub.json: read with Boost.PropertyTree for structure and values; the
+// same text is parsed with Boost.JSON too, because the plugins' "settings"
+// objects must reach them with their JSON types intact, and because secrets
+// are looked for everywhere, inside "settings" as well.
+#include <kpihub/hub_config.hpp>
+
+#include "json_node.hpp"
+#include "text_util.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <set>
+
+namespace kpihub {
+
+using config_detail::JsonNode;
+using config_detail::quote_value;
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+constexpr int64_t kMaxIntervalMs = 7LL * 24 * 3600 * 1000;
+
+bool ends_with_ci(std::string_view text, std::string_view suffix) {
+  if (text.size() < suffix.size()) return false;
+  return std::equal(suffix.begin(), suffix.end(), text.end() - suffix.size(), [](char a, char b) {
+    return std::tolower(static_cast<unsigned char>(a)) ==
+           std::tolower(static_cast<unsigned char>(b));
+  });
+}
+
+bool is_secret_key(std::string_view key) {
+  for (std::string_view suffix : {"secret", "password", "token", "api_key"}) {
+    if (ends_with_ci(key, suffix)) return true;
+  }
+  return false;
+}
+
+// Walks the whole document: a key that names a secret must not hold it.
+void reject_inline_secrets(const json::value& value, const std::string& path,
+                           const std::string& file) {
+  if (value.is_object()) {
+    for (const auto& member : value.get_object()) {
+      const std::string key(member.key());
+      const std::string key_path = path.empty() ? key : path + "." + key;
+      if (is_secret_key(key) && !member.value().is_null()) {
+        // The value itself is never echoed: it is a secret.
+        throw ConfigError(file + ": " + key_path +
+                          ": secrets must not be written in the configuration; put it in a file "
+                          "and set \"" +
+                          key + "_file\", or in an environment variable and set \"" + key +
+                          "_env\"");
+      }
+      reject_inline_secrets(member.value(), key_path, file);
+    }
+  } else if (value.is_array()) {
+    const auto& array = value.get_array();
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      reject_inline_secrets(array[i], path + "[" + std::to_string(i) + "]", file);
+    }
+  }
+}
+
+// Secret files named in a plugin's settings must exist; the plugin reads them
+// later, and a typo is better reported at start.
+void check_secret_files(const json::object& settings, const std::string& path,
+                        const HubConfig& config) {
+  for (const auto& member : settings) {
+    const std::string key(member.key());
+    const std::string key_path = path + "." + key;
+    if (member.value().is_object()) {
+      check_secret_files(member.value().get_object(), key_path, config);
+      continue;
+    }
+    if (!ends_with_ci(key, "_file") || !is_secret_key(key.substr(0, key.size() - 5))) continue;
+    if (!member.value().is_string()) {
+      throw ConfigError(config.file + ": " + key_path + ": expected a file path (string)");
+    }
+    const std::string resolved =
+        resolve_config_path(config, std::string(member.value().get_string()));
+    if (!fs::is_regular_file(resolved)) {
+      throw ConfigError(config.file + ": " + key_path + ": secret file " + quote_value(resolved) +
+                        " does not exist");
+    }
+  }
+}
+
+std::string existing_file(const JsonNode& node, const HubConfig& config) {
+  const std::string resolved = resolve_config_path(config, node.non_empty_string());
+  if (!fs::is_regular_file(resolved)) {
+    throw node.error("file " + quote_value(resolved) + " does not exist");
+  }
+  return resolved;
+}
+
+std::vector<std::string> existing_files(const JsonNode& node, const HubConfig& config) {
+  std::vector<std::string> files;
+  for (const auto& element : node.list()) files.push_back(existing_file(element, config));
+  if (files.empty()) throw node.error("needs at least one file");
+  return files;
+}
+
+bool is_instance_name(const std::string& name) {
+  // It becomes the source_system and the prefix of record ids ("<name>:<id>").
+  if (name.empty() || !std::islower(static_cast<unsigned char>(name[0]))) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::islower(static_cast<unsigned char>(c)) ||
+           std::isdigit(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+std::string settings_text(const json::value& document, const char* list, std::size_t index,
+                          const JsonNode& node, const HubConfig& config) {
+  const json::value* settings = nullptr;
+  if (const auto* instances = document.as_object().if_contains(list)) {
+    if (instances->is_array() && index < instances->get_array().size()) {
+      const auto& instance = instances->get_array()[index];
+      if (instance.is_object()) settings = instance.get_object().if_contains("settings");
+    }
+  }
+  if (settings == nullptr) return "{}";
+  if (!settings->is_object()) {
+    throw ConfigError(config.file + ": " + node.path() + ".settings: expected an object, got " +
+                      json::serialize(*settings));
+  }
+  check_secret_files(settings->get_object(), node.path() + ".settings", config);
+  return json::serialize(*settings);
+}
+
+PluginInstanceConfig read_instance(const JsonNode& node, bool sink, const json::value& document,
+                                   std::size_t index, const HubConfig& config) {
+  std::vector<std::string> keys = {"name", "plugin", "enabled", "interval_ms", "settings"};
+  if (sink) keys.insert(keys.end(), {"batch_max_items", "batch_max_bytes"});
+  node.expect_object(keys);
+  PluginInstanceConfig instance;
+  const JsonNode name = node.required("name");
+  instance.name = name.string();
+  if (!is_instance_name(instance.name)) {
+    throw name.error(quote_value(instance.name) +
+                     " is not a valid name (lower-case letters, digits, '_' and '-', starting "
+                     "with a letter)");
+  }
+  instance.plugin = node.required("plugin").non_empty_string();
+  if (auto n = node.child("enabled")) instance.enabled = n->boolean();
+  if (auto n = node.child("interval_ms")) instance.interval_ms = n->integer(1, kMaxIntervalMs);
+  if (auto n = node.child("batch_max_items")) {
+    instance.batch_max_items = static_cast<std::size_t>(n->integer(1, 100000));
+  }
+  if (auto n = node.child("batch_max_bytes")) {
+    instance.batch_max_bytes = static_cast<std::size_t>(n->integer(1024, 1LL << 30));
+  }
+  instance.settings_json = settings_text(document, sink ? "sinks" : "sources", index, node, config);
+  return instance;
+}
+
+AdminConfig read_admin(const JsonNode& node) {
+  node.expect_object({"enabled", "listen", "token_sha256", "open_read_pages"});
+  AdminConfig admin;
+  if (auto n = node.child("enabled")) admin.enabled = n->boolean();
+  if (auto n = node.child("listen")) {
+    admin.listen = n->string();
+    const auto colon = admin.listen.rfind(':');
+    const auto port =
+        colon == std::string::npos
+            ? std::nullopt
+            : config_detail::parse_int(std::string_view(admin.listen).substr(colon + 1));
+    if (colon == 0 || !port || *port < 1 || *port > 65535) {
+      throw n->error(quote_value(admin.listen) + " is not host:port (e.g. 127.0.0.1:8080)");
+    }
+  }
+  if (auto n = node.child("token_sha256")) {
+    for (const auto& element : n->list()) {
+      const std::string hex = element.string();
+      const bool ok = hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
+                        return std::isxdigit(static_cast<unsigned char>(c));
+                      });
+      if (!ok) throw element.error(quote_value(hex) + " is not a SHA-256 in hex (64 characters)");
+      admin.token_sha256.push_back(hex);
+    }
+  }
+  if (auto n = node.child("open_read_pages")) admin.open_read_pages = n->boolean();
+  return admin;
+}
+
+}  // namespace
+
+std::string resolve_config_path(const HubConfig& config, const std::string& path) {
+  return config_detail::resolve_path(config.base_dir, path);
+}
+
+HubConfig load_hub_config(const std::string& path) {
+  const std::string text = config_detail::read_text_file(path);
+  const auto tree = config_detail::read_json_tree(path, text);
+  boost::system::error_code ec;
+  const json::value document = json::parse(config_detail::strip_bom(text), ec);
+  if (ec) throw ConfigError(path + ": not valid JSON: " + ec.message());
+  if (!document.is_object()) throw ConfigError(path + ": top level: expected an object");
+  reject_inline_secrets(document, "", path);
+
+  HubConfig config;
+  config.file = path;
+  config.base_dir = fs::absolute(fs::path(path)).parent_path().lexically_normal().string();
+
+  const JsonNode root(tree, path, "");
+  root.expect_object({"hub_id", "data_dir", "store", "store_path", "plugin_dir", "catalog_files",
+                      "staff_file", "units_file", "rules_file", "holiday_files", "today", "sources",
+                      "sinks", "admin", "log_level"});
+
+  if (auto n = root.child("hub_id")) {
+    config.hub_id = n->string();
+    const bool ok =
+        !config.hub_id.empty() &&
+        std::all_of(config.hub_id.begin(), config.hub_id.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+        });
+    if (!ok)
+      throw n->error(quote_value(config.hub_id) + " is not a valid id (letters, digits, -_.)");
+  }
+  if (auto n = root.child("data_dir")) config.data_dir = n->non_empty_string();
+  config.data_dir = resolve_config_path(config, config.data_dir);
+  if (auto n = root.child("store")) {
+    config.store = n->string();
+    if (config.store != "sqlite") {
+      throw n->error(quote_value(config.store) + " is not a supported store (supported: sqlite)");
+    }
+  }
+  config.store_path = (fs::path(config.data_dir) / "hub.db").string();
+  if (auto n = root.child("store_path")) {
+    config.store_path = resolve_config_path(config, n->non_empty_string());
+  }
+  config.plugin_dir = "plugins";
+  if (auto n = root.child("plugin_dir")) config.plugin_dir = n->non_empty_string();
+  config.plugin_dir = resolve_config_path(config, config.plugin_dir);
+
+  config.catalog_files = existing_files(root.required("catalog_files"), config);
+  config.staff_file = existing_file(root.required("staff_file"), config);
+  config.units_file = existing_file(root.required("units_file"), config);
+  config.rules_file = existing_file(root.required("rules_file"), config);
+  config.holiday_files = existing_files(root.required("holiday_files"), config);
+
+  if (auto n = root.child("today")) {
+    const std::string today = n->string();
+    if (!Date::parse(today)) throw n->error(quote_value(today) + " is not a date (YYYY-MM-DD)");
+    config.today = today;
+  }
+  if (auto n = root.child("log_level")) {
+    config.log_level = n->string();
+    static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error"};
+    if (std::find(levels.begin(), levels.end(), config.log_level) == levels.end()) {
+      throw n->error(quote_value(config.log_level) +
+                     " is not a log level (trace, debug, info, warn, error)");
+    }
+  }
+
+  std::set<std::string> names;
+  const auto read_instances = [&](const char* key, bool sink,
+                                  std::vector<PluginInstanceConfig>& out) {
+    const auto node = root.child(key);
+    if (!node) return;
+    const auto elements = node->list();
+    for (std::size_t i = 0; i < elements.size(); ++i) {
+      PluginInstanceConfig instance = read_instance(elements[i], sink, document, i, config);
+      if (!names.insert(instance.name).second) {
+        throw elements[i].required("name").error(quote_value(instance.name) +
+                                                 " is already the name of another source or sink");
+      }
+      out.push_back(std::move(instance));
+    }
+  };
+  read_instances("sources", false, config.sources);
+  read_instances("sinks", true, config.sinks);
+
+  if (auto n = root.child("admin")) config.admin = read_admin(*n);
+  return config;
+}
+
+ReferenceData load_reference(const HubConfig& config) {
+  return ReferenceData{load_catalog(config.catalog_files),
+                       load_directory(config.staff_file, config.units_file),
+                       load_holidays(config.holiday_files), load_rules(config.rules_file)};
+}
+
+}  // namespace kpihub
