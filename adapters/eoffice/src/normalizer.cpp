@@ -1,0 +1,613 @@
+#include <kpihub/eoffice/normalizer.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+
+namespace kpihub::eoffice {
+
+namespace json = boost::json;
+
+// ------------------------------------------------------------ field map ---
+
+const std::vector<std::string>& FieldMap::model_fields() {
+  static const std::vector<std::string> names = {
+      "source_id",       "revision",        "retracted",    "staff_code",       "source_staff_id",
+      "agency_code",     "task_code",       "work_date",    "declared_minutes", "quantity",
+      "product_unit",    "title",           "evidence_ref", "deadline",         "completed_at",
+      "approval_status", "approval_rating", "approval_by",  "approval_at",      "changed_at"};
+  return names;
+}
+
+const std::vector<std::string>& FieldMap::default_attributes() {
+  static const std::vector<std::string> names = {"start_time", "end_time", "assigned_by",
+                                                 "assigned_at"};
+  return names;
+}
+
+FieldMap FieldMap::defaults() {
+  FieldMap map;
+  for (const auto& field : model_fields()) map.fields_.emplace_back(field, field);
+  map.set("source_id", "id");
+  map.set("declared_minutes", "minutes");
+  map.set("evidence_ref", "document_ref");
+  map.set("retracted", "deleted");
+  map.set("changed_at", "updated_at");
+  // E-Office's staff code is the provincial one; the model's example carries
+  // it in both places so the directory can check one against the other.
+  map.set("source_staff_id", "staff_code");
+  map.set("approval_status", "approval.status");
+  map.set("approval_rating", "approval.rating");
+  map.set("approval_by", "approval.by");
+  map.set("approval_at", "approval.at");
+  for (const auto& attr : default_attributes()) map.attributes_.emplace_back(attr, attr);
+  return map;
+}
+
+void FieldMap::set(std::string_view model_field, std::string source_path) {
+  constexpr std::string_view kAttributePrefix = "attributes.";
+  if (model_field.substr(0, kAttributePrefix.size()) == kAttributePrefix &&
+      model_field.size() > kAttributePrefix.size()) {
+    const std::string key(model_field.substr(kAttributePrefix.size()));
+    for (auto& [name, path] : attributes_) {
+      if (name == key) {
+        path = std::move(source_path);
+        return;
+      }
+    }
+    attributes_.emplace_back(key, std::move(source_path));
+    return;
+  }
+  for (auto& [name, path] : fields_) {
+    if (name == model_field) {
+      path = std::move(source_path);
+      return;
+    }
+  }
+  std::string known;
+  for (const auto& f : model_fields()) known += (known.empty() ? "" : ", ") + f;
+  throw std::invalid_argument("\"" + std::string(model_field) + "\" is not a model field (known: " +
+                              known + ", or attributes.<name>)");
+}
+
+const std::string& FieldMap::source_of(std::string_view model_field) const {
+  static const std::string none;
+  for (const auto& [name, path] : fields_) {
+    if (name == model_field) return path;
+  }
+  constexpr std::string_view kAttributePrefix = "attributes.";
+  if (model_field.substr(0, kAttributePrefix.size()) == kAttributePrefix) {
+    for (const auto& [name, path] : attributes_) {
+      if (name == model_field.substr(kAttributePrefix.size())) return path;
+    }
+  }
+  return none;
+}
+
+// ---------------------------------------------------------------- UTF-8 ---
+
+namespace {
+
+// Length of the valid UTF-8 sequence at text[i], or 0 when it is invalid
+// (Unicode 15, table 3-7: no overlongs, no surrogates, nothing past U+10FFFF).
+std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char b0 = byte(i);
+  if (b0 < 0x80) return 1;
+  const std::size_t left = text.size() - i;
+  const auto cont = [&](std::size_t k) { return (byte(i + k) & 0xC0) == 0x80; };
+  if (b0 >= 0xC2 && b0 <= 0xDF) return left >= 2 && cont(1) ? 2 : 0;
+  if (b0 >= 0xE0 && b0 <= 0xEF) {
+    if (left < 3) return 0;
+    const unsigned char b1 = byte(i + 1);
+    const bool ok = (b0 == 0xE0)   ? (b1 >= 0xA0 && b1 <= 0xBF)
+                    : (b0 == 0xED) ? (b1 >= 0x80 && b1 <= 0x9F)
+                                   : cont(1);
+    return ok && cont(2) ? 3 : 0;
+  }
+  if (b0 >= 0xF0 && b0 <= 0xF4) {
+    if (left < 4) return 0;
+    const unsigned char b1 = byte(i + 1);
+    const bool ok = (b0 == 0xF0)   ? (b1 >= 0x90 && b1 <= 0xBF)
+                    : (b0 == 0xF4) ? (b1 >= 0x80 && b1 <= 0x8F)
+                                   : cont(1);
+    return ok && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool valid_utf8(std::string_view text, std::size_t* bad_offset) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    const std::size_t n = utf8_sequence_length(text, i);
+    if (n == 0) {
+      if (bad_offset) *bad_offset = i;
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+std::string replace_invalid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 8);
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t n = utf8_sequence_length(text, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER, one per invalid byte
+      ++i;
+    } else {
+      out.append(text.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+// ----------------------------------------------------------------- time ---
+
+namespace {
+
+bool read_digits(std::string_view s, std::size_t pos, std::size_t count, int& out) {
+  if (pos + count > s.size()) return false;
+  out = 0;
+  for (std::size_t k = 0; k < count; ++k) {
+    const char c = s[pos + k];
+    if (c < '0' || c > '9') return false;
+    out = out * 10 + (c - '0');
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  if (!read_digits(s, 0, 4, year) || s.size() < 19 || s[4] != '-' || !read_digits(s, 5, 2, month) ||
+      s[7] != '-' || !read_digits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+      !read_digits(s, 11, 2, hour) || s[13] != ':' || !read_digits(s, 14, 2, minute) ||
+      s[16] != ':' || !read_digits(s, 17, 2, second)) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year(year),
+                                         std::chrono::month(static_cast<unsigned>(month)),
+                                         std::chrono::day(static_cast<unsigned>(day))};
+  if (!date.ok() || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+  std::size_t pos = 19;
+  int64_t millis = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    int64_t scale = 100;
+    const std::size_t start = pos;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      millis += (s[pos] - '0') * scale;
+      scale /= 10;
+      ++pos;
+    }
+    if (pos == start) return std::nullopt;
+  }
+  int offset_minutes = 0;
+  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
+    ++pos;
+  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
+    int oh = 0, om = 0;
+    if (!read_digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !read_digits(s, pos + 4, 2, om) || oh > 23 || om > 59) {
+      return std::nullopt;
+    }
+    offset_minutes = (s[pos] == '-' ? -1 : 1) * (oh * 60 + om);
+    pos += 6;
+  } else {
+    return std::nullopt;
+  }
+  if (pos != s.size()) return std::nullopt;
+  const int64_t days = std::chrono::sys_days(date).time_since_epoch().count();
+  const int64_t seconds =
+      days * 86400 + hour * 3600 + minute * 60 + second - static_cast<int64_t>(offset_minutes) * 60;
+  return seconds * 1000 + millis;
+}
+
+namespace {
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+int compare_ids(std::string_view a, std::string_view b) {
+  if (all_digits(a) && all_digits(b)) {
+    a.remove_prefix(std::min(a.find_first_not_of('0'), a.size()));
+    b.remove_prefix(std::min(b.find_first_not_of('0'), b.size()));
+    if (a.size() != b.size()) return a.size() < b.size() ? -1 : 1;
+  }
+  const int c = a.compare(b);
+  return c < 0 ? -1 : (c > 0 ? 1 : 0);
+}
+
+}  // namespace
+
+int compare_keys(const FeedKey& a, const FeedKey& b) {
+  const auto ta = parse_rfc3339_ms(a.updated_at);
+  const auto tb = parse_rfc3339_ms(b.updated_at);
+  if (ta && tb) {
+    if (*ta != *tb) return *ta < *tb ? -1 : 1;
+  } else {
+    const int c = a.updated_at.compare(b.updated_at);
+    if (c != 0) return c < 0 ? -1 : 1;
+  }
+  return compare_ids(a.id, b.id);
+}
+
+// ----------------------------------------------------------- normalizer ---
+
+namespace {
+
+using Member = std::optional<std::string> sdk::Record::*;
+
+Member member_of(std::string_view field) {
+  static const std::vector<std::pair<std::string_view, Member>> members = {
+      {"retracted", &sdk::Record::retracted},
+      {"staff_code", &sdk::Record::staff_code},
+      {"source_staff_id", &sdk::Record::source_staff_id},
+      {"agency_code", &sdk::Record::agency_code},
+      {"task_code", &sdk::Record::task_code},
+      {"work_date", &sdk::Record::work_date},
+      {"declared_minutes", &sdk::Record::declared_minutes},
+      {"quantity", &sdk::Record::quantity},
+      {"product_unit", &sdk::Record::product_unit},
+      {"title", &sdk::Record::title},
+      {"evidence_ref", &sdk::Record::evidence_ref},
+      {"deadline", &sdk::Record::deadline},
+      {"completed_at", &sdk::Record::completed_at},
+      {"approval_status", &sdk::Record::approval_status},
+      {"approval_rating", &sdk::Record::approval_rating},
+      {"approval_by", &sdk::Record::approval_by},
+      {"approval_at", &sdk::Record::approval_at},
+      {"changed_at", &sdk::Record::changed_at}};
+  for (const auto& [name, member] : members) {
+    if (name == field) return member;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = path.find('.', start);
+    out.push_back(path.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return out;
+}
+
+const char* kind_name(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::object:
+      return "an object";
+    case json::kind::array:
+      return "an array";
+    case json::kind::string:
+      return "a string";
+    case json::kind::bool_:
+      return "a boolean";
+    case json::kind::null:
+      return "null";
+    default:
+      return "a number";
+  }
+}
+
+// Short, valid-UTF-8 excerpt of a JSON value for messages.
+std::string excerpt(const json::value& v) {
+  std::string text = replace_invalid_utf8(json::serialize(v));
+  constexpr std::size_t kMax = 120;
+  if (text.size() > kMax) {
+    std::size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    text = text.substr(0, cut) + "…";
+  }
+  return text;
+}
+
+// The text of a scalar as the source wrote it: strings as they are, numbers
+// in their shortest round-trip form, booleans as true/false.
+std::optional<std::string> scalar_text(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::string:
+      return std::string(v.get_string());
+    case json::kind::int64:
+      return std::to_string(v.get_int64());
+    case json::kind::uint64:
+      return std::to_string(v.get_uint64());
+    case json::kind::double_: {
+      char buf[64];
+      const auto res = std::to_chars(buf, buf + sizeof buf, v.get_double());
+      return std::string(buf, res.ptr);
+    }
+    case json::kind::bool_:
+      return std::string(v.get_bool() ? "true" : "false");
+    default:
+      return std::nullopt;
+  }
+}
+
+struct Lookup {
+  const json::value* value = nullptr;  // null: absent (or JSON null)
+  std::string blocked_at;              // non-empty: a segment was not an object
+};
+
+template <typename PathT>
+Lookup lookup(const json::object& item, const PathT& path) {
+  Lookup out;
+  const json::object* obj = &item;
+  std::string walked;
+  for (std::size_t i = 0; i < path.segments.size(); ++i) {
+    const json::value* v = obj->if_contains(path.segments[i]);
+    walked += (i ? "." : "") + path.segments[i];
+    if (v == nullptr || v->is_null()) return out;
+    if (i + 1 == path.segments.size()) {
+      out.value = v;
+      return out;
+    }
+    if (!v->is_object()) {
+      out.value = v;
+      out.blocked_at = walked;
+      return out;
+    }
+    obj = &v->get_object();
+  }
+  return out;
+}
+
+// Path of the first string (or key) in `v` that is not valid UTF-8.
+bool find_bad_utf8(const json::value& v, std::string& path) {
+  switch (v.kind()) {
+    case json::kind::string:
+      return !valid_utf8(v.get_string());
+    case json::kind::array: {
+      const auto& arr = v.get_array();
+      for (std::size_t i = 0; i < arr.size(); ++i) {
+        if (find_bad_utf8(arr[i], path)) {
+          path =
+              path.empty() ? "[" + std::to_string(i) + "]" : "[" + std::to_string(i) + "]." + path;
+          return true;
+        }
+      }
+      return false;
+    }
+    case json::kind::object:
+      for (const auto& kv : v.get_object()) {
+        const std::string_view key = kv.key();
+        const bool bad_key = !valid_utf8(key);
+        std::string inner;
+        if (bad_key || find_bad_utf8(kv.value(), inner)) {
+          const std::string name = replace_invalid_utf8(key);
+          path = inner.empty() ? name : name + "." + inner;
+          return true;
+        }
+      }
+      return false;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+Normalizer::Normalizer(FieldMap map) : map_(std::move(map)) {
+  for (const auto& [field, source] : map_.fields()) {
+    Path path{source, split_path(source)};
+    if (field == "source_id") id_path_ = path;
+    if (field == "changed_at") updated_at_path_ = path;
+    if (source.empty()) continue;
+    targets_.push_back(Target{field, std::move(path), member_of(field)});
+  }
+  for (const auto& [key, source] : map_.attributes()) {
+    if (!source.empty()) attributes_.emplace_back(key, Path{source, split_path(source)});
+  }
+  if (id_path_.name.empty())
+    throw std::invalid_argument("fields.source_id must name a source field");
+  if (updated_at_path_.name.empty()) {
+    throw std::invalid_argument("fields.changed_at must name a source field (the feed's order)");
+  }
+}
+
+std::optional<FeedKey> Normalizer::key_of(const json::value& item) const {
+  if (!item.is_object()) return std::nullopt;
+  const Lookup id = lookup(item.get_object(), id_path_);
+  const Lookup at = lookup(item.get_object(), updated_at_path_);
+  if (!id.value || !id.blocked_at.empty() || !at.value || !at.blocked_at.empty()) {
+    return std::nullopt;
+  }
+  if (!at.value->is_string() ||
+      !(id.value->is_string() || id.value->is_int64() || id.value->is_uint64())) {
+    return std::nullopt;
+  }
+  FeedKey key{replace_invalid_utf8(at.value->get_string()),
+              replace_invalid_utf8(*scalar_text(*id.value))};
+  if (key.id.empty() || !parse_rfc3339_ms(key.updated_at)) return std::nullopt;
+  return key;
+}
+
+void Normalizer::normalize_item(const json::value& item, std::size_t index, sdk::Page& out) const {
+  const std::string location = "item " + std::to_string(index + 1);
+  const auto reject = [&](std::optional<std::string> id, std::string reason,
+                          std::optional<std::string> field, std::string message, std::string raw) {
+    sdk::RejectedItem r;
+    r.source_id = std::move(id);
+    r.reason = std::move(reason);
+    r.field = std::move(field);
+    r.message = std::move(message);
+    r.raw = std::move(raw);
+    r.location = location;
+    out.reject(std::move(r));
+  };
+  const std::string prefix = "eoffice " + location;
+
+  if (!item.is_object()) {
+    reject(std::nullopt, "parse_error", std::nullopt,
+           prefix + ": expected a JSON object, got " + kind_name(item) + ": " + excerpt(item),
+           replace_invalid_utf8(json::serialize(item)));
+    return;
+  }
+  const json::object& obj = item.get_object();
+
+  // The id comes first: every later message names it.
+  const Lookup id = lookup(obj, id_path_);
+  std::optional<std::string> id_text;
+  if (id.value && id.blocked_at.empty() &&
+      (id.value->is_string() || id.value->is_int64() || id.value->is_uint64())) {
+    id_text = replace_invalid_utf8(*scalar_text(*id.value));
+    if (id_text->empty()) id_text.reset();
+  }
+  const std::string who = id_text ? prefix + " (id " + *id_text + ")" : prefix;
+
+  std::string bad_path;
+  if (find_bad_utf8(item, bad_path)) {
+    std::string field = bad_path;
+    for (const auto& t : targets_) {
+      if (t.path.name == bad_path) field = t.model_field;
+    }
+    for (const auto& [key, path] : attributes_) {
+      if (path.name == bad_path) field = "attributes." + key;
+    }
+    const std::string raw = replace_invalid_utf8(json::serialize(item));
+    reject(id_text, "bad_encoding", field,
+           who + ": field " + field + " (source \"" + bad_path +
+               "\") is not valid UTF-8 (invalid bytes shown as U+FFFD in the raw item)",
+           raw);
+    return;
+  }
+
+  if (!id.value) {
+    reject(std::nullopt, "missing_field", "source_id",
+           prefix + ": field source_id (source \"" + id_path_.name + "\") is missing",
+           json::serialize(item));
+    return;
+  }
+  if (!id_text) {
+    reject(std::nullopt, id.value->is_string() ? "missing_field" : "bad_value", "source_id",
+           prefix + ": field source_id (source \"" + id_path_.name +
+               "\") must be a non-empty string or an integer, got " + kind_name(*id.value) + ": " +
+               excerpt(*id.value),
+           json::serialize(item));
+    return;
+  }
+
+  sdk::Record record;
+  record.source_id = *id_text;
+  for (const auto& target : targets_) {
+    if (target.model_field == "source_id") continue;
+    const Lookup found = lookup(obj, target.path);
+    if (!found.value) continue;
+    std::optional<std::string> text;
+    if (found.blocked_at.empty()) text = scalar_text(*found.value);
+    if (!text) {
+      const std::string where = found.blocked_at.empty() ? target.path.name : found.blocked_at;
+      reject(id_text, "bad_value", target.model_field,
+             who + ": field " + target.model_field + " (source \"" + where + "\") has " +
+                 kind_name(*found.value) +
+                 " where a single value belongs: " + excerpt(*found.value),
+             json::serialize(item));
+      return;
+    }
+    if (target.member) {
+      record.*(target.member) = std::move(*text);
+    } else {
+      record.revision = std::move(*text);
+    }
+  }
+  for (const auto& [key, path] : attributes_) {
+    const Lookup found = lookup(obj, path);
+    if (!found.value) continue;
+    std::optional<std::string> text;
+    if (found.blocked_at.empty()) text = scalar_text(*found.value);
+    if (!text) {
+      reject(id_text, "bad_value", "attributes." + key,
+             who + ": field attributes." + key + " (source \"" + path.name + "\") has " +
+                 kind_name(*found.value) +
+                 " where a single value belongs: " + excerpt(*found.value),
+             json::serialize(item));
+      return;
+    }
+    record.attributes.emplace_back(key, std::move(*text));
+  }
+  record.raw = json::serialize(item);
+  record.location = location;
+  out.add(std::move(record));
+}
+
+PageSummary Normalizer::normalize_page(std::string_view body, const std::optional<FeedKey>& after,
+                                       sdk::Page& out) const {
+  // Invalid UTF-8 is let through here and caught per item, so that one bad
+  // string quarantines its own item and not the whole page.
+  json::parse_options options;
+  options.allow_invalid_utf8 = true;
+  options.max_depth = 64;
+  json::monotonic_resource resource;
+  json::stream_parser parser(&resource, options);
+  boost::system::error_code ec;
+  const std::size_t consumed = parser.write_some(body.data(), body.size(), ec);
+  if (ec) {
+    throw PageParseError(consumed, "not valid JSON at byte " + std::to_string(consumed) + " of " +
+                                       std::to_string(body.size()) + ": " + ec.message());
+  }
+  if (!parser.done()) parser.finish(ec);
+  if (ec || !parser.done()) {
+    throw PageParseError(body.size(), "the page ends early at byte " + std::to_string(body.size()) +
+                                          " (truncated answer?)");
+  }
+  const std::size_t trailing = body.find_first_not_of(" \t\r\n", consumed);
+  if (trailing != std::string_view::npos) {
+    throw PageParseError(trailing,
+                         "unexpected data after the page at byte " + std::to_string(trailing));
+  }
+  const json::value page = parser.release();
+  if (!page.is_object()) {
+    throw PageParseError(0, std::string("the page is ") + kind_name(page) + ", not an object");
+  }
+  const json::value* items = page.get_object().if_contains("items");
+  if (!items || !items->is_array()) {
+    throw PageParseError(0, "the page has no \"items\" list");
+  }
+
+  PageSummary summary;
+  if (const auto* token = page.get_object().if_contains("next_page_token")) {
+    if (token->is_string() && !token->get_string().empty()) {
+      summary.next_page_token = std::string(token->get_string());
+    } else if (!token->is_null() && !token->is_string()) {
+      throw PageParseError(
+          0, std::string("next_page_token is ") + kind_name(*token) + ", not a string or null");
+    }
+  }
+  if (const auto* time = page.get_object().if_contains("server_time"); time && time->is_string()) {
+    summary.server_time = replace_invalid_utf8(time->get_string());
+  }
+
+  const auto& list = items->get_array();
+  summary.items = list.size();
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    std::optional<FeedKey> key = key_of(list[i]);
+    if (key && after && compare_keys(*key, *after) <= 0) {
+      ++summary.skipped;
+      continue;
+    }
+    normalize_item(list[i], i, out);
+    if (key && (!summary.last_key || compare_keys(*key, *summary.last_key) > 0)) {
+      summary.last_key = std::move(key);
+    }
+  }
+  return summary;
+}
+
+}  // namespace kpihub::eoffice

@@ -1,0 +1,358 @@
+// Normalization of E-Office diary pages (spec/sources.md, section 1), no HTTP.
+#include <kpihub/eoffice/normalizer.hpp>
+#include <kpihub/eoffice/source.hpp>
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace {
+
+using kpihub::eoffice::FeedKey;
+using kpihub::eoffice::FieldMap;
+using kpihub::eoffice::Normalizer;
+using kpihub::eoffice::PageParseError;
+using kpihub::sdk::Page;
+
+// The item of the spec, verbatim.
+const std::string kSpecItem = R"({
+    "id": "WD-2025-000001", "revision": 3, "updated_at": "2025-04-09T16:00:00+07:00",
+    "deleted": false,
+    "staff_code": "KH-000123", "agency_code": "000.00.12.H34",
+    "task_code": "B.03.2", "work_date": "2025-04-08",
+    "start_time": "08:00", "end_time": "10:30", "minutes": 150,
+    "quantity": 4, "product_unit": "văn bản",
+    "title": "Xử lý văn bản đến số 1234/UBND-VP", "document_ref": "1234/UBND-VP",
+    "assigned_by": "KH-000010", "assigned_at": "2025-04-07T09:00:00+07:00",
+    "deadline": "2025-04-10", "completed_at": "2025-04-09T15:00:00+07:00",
+    "approval": { "status": "approved", "rating": "good", "by": "KH-000010",
+                  "at": "2025-04-09T16:00:00+07:00" } })";
+
+std::string page_of(const std::string& items, const std::string& token = "null") {
+  return R"({"items": [)" + items + R"(], "next_page_token": )" + token +
+         R"(, "server_time": "2025-04-09T16:05:00+07:00"})";
+}
+
+std::string attribute(const kpihub::sdk::Record& r, const std::string& key) {
+  for (const auto& [k, v] : r.attributes) {
+    if (k == key) return v;
+  }
+  return "<absent>";
+}
+
+TEST(EOfficeNormalizer, SpecExampleMapsFieldByField) {
+  Page page;
+  const auto summary = Normalizer().normalize_page(page_of(kSpecItem), std::nullopt, page);
+  ASSERT_EQ(page.records().size(), 1u);
+  ASSERT_TRUE(page.rejected().empty());
+  const auto& r = page.records()[0];
+  EXPECT_EQ(r.source_id, "WD-2025-000001");
+  EXPECT_EQ(r.revision, "3");
+  EXPECT_EQ(r.retracted, "false");
+  EXPECT_EQ(r.staff_code, "KH-000123");
+  EXPECT_EQ(r.source_staff_id, "KH-000123");
+  EXPECT_EQ(r.agency_code, "000.00.12.H34");
+  EXPECT_EQ(r.task_code, "B.03.2");
+  EXPECT_EQ(r.work_date, "2025-04-08");
+  EXPECT_EQ(r.declared_minutes, "150");
+  EXPECT_EQ(r.quantity, "4");
+  EXPECT_EQ(r.product_unit, "văn bản");
+  EXPECT_EQ(r.title, "Xử lý văn bản đến số 1234/UBND-VP");
+  EXPECT_EQ(r.evidence_ref, "1234/UBND-VP");
+  EXPECT_EQ(r.deadline, "2025-04-10");
+  EXPECT_EQ(r.completed_at, "2025-04-09T15:00:00+07:00");
+  EXPECT_EQ(r.approval_status, "approved");
+  EXPECT_EQ(r.approval_rating, "good");
+  EXPECT_EQ(r.approval_by, "KH-000010");
+  EXPECT_EQ(r.approval_at, "2025-04-09T16:00:00+07:00");
+  EXPECT_EQ(r.changed_at, "2025-04-09T16:00:00+07:00");
+  EXPECT_EQ(r.attributes.size(), 4u);
+  EXPECT_EQ(attribute(r, "start_time"), "08:00");
+  EXPECT_EQ(attribute(r, "end_time"), "10:30");
+  EXPECT_EQ(attribute(r, "assigned_by"), "KH-000010");
+  EXPECT_EQ(attribute(r, "assigned_at"), "2025-04-07T09:00:00+07:00");
+  EXPECT_EQ(r.location, "item 1");
+  ASSERT_TRUE(r.raw);
+  EXPECT_NE(r.raw->find("WD-2025-000001"), std::string::npos);
+  EXPECT_EQ(summary.items, 1u);
+  ASSERT_TRUE(summary.last_key);
+  EXPECT_EQ(summary.last_key->id, "WD-2025-000001");
+  EXPECT_FALSE(summary.next_page_token);
+  EXPECT_EQ(summary.server_time, "2025-04-09T16:05:00+07:00");
+}
+
+TEST(EOfficeNormalizer, NumbersPassAsTheirText) {
+  Page page;
+  Normalizer().normalize_page(
+      page_of(R"({"id": 42, "revision": "2", "updated_at": "2025-04-09T16:00:00+07:00",
+                  "minutes": 150.5, "quantity": "4"})"),
+      std::nullopt, page);
+  ASSERT_EQ(page.records().size(), 1u);
+  EXPECT_EQ(page.records()[0].source_id, "42");
+  EXPECT_EQ(page.records()[0].revision, "2");
+  EXPECT_EQ(page.records()[0].declared_minutes, "150.5");
+  EXPECT_EQ(page.records()[0].quantity, "4");
+  EXPECT_FALSE(page.records()[0].title);  // absent stays absent
+}
+
+TEST(EOfficeNormalizer, TombstoneIsRetractedAndCarriesLastContent) {
+  std::string item = kSpecItem;
+  item.replace(item.find("\"deleted\": false"), 16, "\"deleted\": true");
+  item.replace(item.find("\"revision\": 3"), 13, "\"revision\": 4");
+  Page page;
+  Normalizer().normalize_page(page_of(item), std::nullopt, page);
+  ASSERT_EQ(page.records().size(), 1u);
+  const auto& r = page.records()[0];
+  EXPECT_EQ(r.retracted, "true");
+  EXPECT_EQ(r.revision, "4");
+  EXPECT_EQ(r.task_code, "B.03.2");
+  EXPECT_EQ(r.declared_minutes, "150");
+}
+
+TEST(EOfficeNormalizer, FieldMapOverrideReadsAnotherEOffice) {
+  FieldMap map = FieldMap::defaults();
+  map.set("source_id", "diary_id");
+  map.set("changed_at", "modified");
+  map.set("declared_minutes", "duration_min");
+  map.set("approval_status", "review.state");
+  map.set("source_staff_id", "");  // unmapped
+  map.set("attributes.room", "room");
+  EXPECT_THROW(map.set("minutes", "x"), std::invalid_argument);
+
+  Page page;
+  Normalizer(map).normalize_page(
+      page_of(R"({"diary_id": "X-1", "revision": 1, "modified": "2025-04-09T16:00:00+07:00",
+                  "staff_code": "KH-000001", "duration_min": 45, "minutes": 999,
+                  "review": {"state": "pending"}, "room": "P.203"})"),
+      std::nullopt, page);
+  ASSERT_EQ(page.records().size(), 1u)
+      << (page.rejected().empty() ? "" : page.rejected()[0].message);
+  const auto& r = page.records()[0];
+  EXPECT_EQ(r.source_id, "X-1");
+  EXPECT_EQ(r.changed_at, "2025-04-09T16:00:00+07:00");
+  EXPECT_EQ(r.declared_minutes, "45");
+  EXPECT_EQ(r.approval_status, "pending");
+  EXPECT_FALSE(r.source_staff_id);
+  EXPECT_EQ(attribute(r, "room"), "P.203");
+}
+
+TEST(EOfficeNormalizer, MalformedItemsAreRejectedWithReasonAndNeighboursKept) {
+  const std::string good1 =
+      R"({"id": "G-1", "revision": 1, "updated_at": "2025-04-09T16:00:00+07:00"})";
+  const std::string good2 =
+      R"({"id": "G-2", "revision": 1, "updated_at": "2025-04-09T16:00:01+07:00"})";
+  const std::string items = good1 + ",\n" +
+                            R"(42,
+      {"revision": 1, "updated_at": "2025-04-09T16:00:00+07:00"},
+      {"id": {"n": 7}, "revision": 1},
+      {"id": "", "revision": 1},
+      {"id": "B-1", "revision": 1, "minutes": {"value": 150}},
+      {"id": "B-2", "revision": 1, "approval": "approved"},
+      {"id": "B-3", "revision": 1, "start_time": ["08:00"]},
+      {"id": "B-4", "revision": [1]},)" +
+                            good2;
+  Page page;
+  Normalizer().normalize_page(page_of(items), std::nullopt, page);
+  ASSERT_EQ(page.records().size(), 2u);
+  EXPECT_EQ(page.records()[0].source_id, "G-1");
+  EXPECT_EQ(page.records()[1].source_id, "G-2");
+  EXPECT_EQ(page.records()[1].location, "item 10");
+
+  struct Expected {
+    std::optional<std::string> id, reason, field, in_message;
+  };
+  const std::vector<Expected> expected = {
+      {std::nullopt, "parse_error", std::nullopt, "expected a JSON object, got a number: 42"},
+      {std::nullopt, "missing_field", "source_id", "source \"id\") is missing"},
+      {std::nullopt, "bad_value", "source_id", "{\"n\":7}"},
+      {std::nullopt, "missing_field", "source_id", "non-empty"},
+      {"B-1", "bad_value", "declared_minutes", "(source \"minutes\") has an object"},
+      {"B-2", "bad_value", "approval_status", "(source \"approval\") has a string"},
+      {"B-3", "bad_value", "attributes.start_time", "[\"08:00\"]"},
+      {"B-4", "bad_value", "revision", "an array"},
+  };
+  ASSERT_EQ(page.rejected().size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const auto& got = page.rejected()[i];
+    SCOPED_TRACE("rejected #" + std::to_string(i) + ": " + got.message);
+    EXPECT_EQ(got.source_id, expected[i].id);
+    EXPECT_EQ(got.reason, expected[i].reason);
+    EXPECT_EQ(got.field, expected[i].field);
+    EXPECT_NE(got.message.find(*expected[i].in_message), std::string::npos);
+    EXPECT_EQ(got.location, "item " + std::to_string(i + 2));
+    EXPECT_TRUE(got.raw && !got.raw->empty());
+  }
+}
+
+TEST(EOfficeNormalizer, InvalidUtf8QuarantinesOnlyItsItem) {
+  // Not raw strings: the invalid bytes must be real bytes.
+  const std::string items =
+      "{\"id\": \"U-1\", \"revision\": 1, \"updated_at\": \"2025-04-09T16:00:00+07:00\", "
+      "\"title\": \"Họp giao ban\"},"
+      "{\"id\": \"U-2\", \"revision\": 1, \"updated_at\": \"2025-04-09T16:00:01+07:00\", "
+      "\"title\": \"B\xC3\x28o c\xE1o\"},"
+      "{\"id\": \"U-3\", \"revision\": 1, \"updated_at\": \"2025-04-09T16:00:02+07:00\", "
+      "\"approval\": {\"by\": \"\xFF\"}},"
+      "{\"id\": \"U-4\", \"revision\": 1, \"updated_at\": \"2025-04-09T16:00:03+07:00\", "
+      "\"title\": \"Tổng hợp\"}";
+  Page page;
+  const auto summary = Normalizer().normalize_page(page_of(items), std::nullopt, page);
+  ASSERT_EQ(page.records().size(), 2u);
+  EXPECT_EQ(page.records()[0].title, "Họp giao ban");
+  EXPECT_EQ(page.records()[1].title, "Tổng hợp");
+  ASSERT_EQ(page.rejected().size(), 2u);
+  const auto& bad = page.rejected()[0];
+  EXPECT_EQ(bad.reason, "bad_encoding");
+  EXPECT_EQ(bad.field, "title");
+  EXPECT_EQ(bad.source_id, "U-2");
+  ASSERT_TRUE(bad.raw);
+  EXPECT_TRUE(kpihub::eoffice::valid_utf8(*bad.raw)) << "raw must be storable as UTF-8";
+  EXPECT_NE(bad.raw->find("\xEF\xBF\xBD"), std::string::npos);
+  EXPECT_EQ(page.rejected()[1].field, "approval_by");
+  // The cursor still moves past the bad items.
+  EXPECT_EQ(summary.last_key->id, "U-4");
+}
+
+TEST(EOfficeNormalizer, InclusiveBoundaryIsNotEmittedTwice) {
+  const std::string items =
+      R"({"id": "WD-9", "revision": 1, "updated_at": "2025-04-09T15:59:59+07:00"},
+         {"id": "WD-10", "revision": 1, "updated_at": "2025-04-09T16:00:00+07:00"},
+         {"id": "WD-11", "revision": 1, "updated_at": "2025-04-09T09:00:00Z"},
+         {"id": "WD-12", "revision": 2, "updated_at": "2025-04-09T16:00:00+07:00"},
+         {"id": "WD-13", "revision": 1, "updated_at": "2025-04-09T16:00:01+07:00"})";
+  Page page;
+  const std::optional<FeedKey> cursor = FeedKey{"2025-04-09T16:00:00+07:00", "WD-11"};
+  const auto summary = Normalizer().normalize_page(page_of(items), cursor, page);
+  ASSERT_EQ(page.records().size(), 2u);
+  EXPECT_EQ(page.records()[0].source_id, "WD-12");
+  EXPECT_EQ(page.records()[1].source_id, "WD-13");
+  EXPECT_EQ(summary.skipped, 3u);
+  EXPECT_EQ(summary.last_key->id, "WD-13");
+}
+
+TEST(EOfficeNormalizer, KeysOrderLikeTheFeed) {
+  using kpihub::eoffice::compare_keys;
+  EXPECT_LT(compare_keys({"2025-04-09T16:00:00+07:00", "9"}, {"2025-04-09T16:00:00+07:00", "10"}),
+            0);
+  EXPECT_LT(
+      compare_keys({"2025-04-09T16:00:00+07:00", "WD-9"}, {"2025-04-09T16:00:00+07:00", "WD-A"}),
+      0);
+  EXPECT_EQ(compare_keys({"2025-04-09T16:00:00+07:00", "A"}, {"2025-04-09T09:00:00Z", "A"}), 0);
+  EXPECT_GT(compare_keys({"2025-04-09T16:00:00.5+07:00", "A"}, {"2025-04-09T16:00:00+07:00", "B"}),
+            0);
+  EXPECT_FALSE(kpihub::eoffice::parse_rfc3339_ms("2025-02-30T00:00:00+07:00"));
+  EXPECT_FALSE(kpihub::eoffice::parse_rfc3339_ms("2025-04-09 16:00"));
+  EXPECT_EQ(kpihub::eoffice::parse_rfc3339_ms("1970-01-01T07:00:00+07:00"), 0);
+}
+
+TEST(EOfficeNormalizer, UnreadablePagesNameTheByteOffset) {
+  Page page;
+  const Normalizer n;
+  const auto offset_of = [&](const std::string& body) -> std::size_t {
+    try {
+      n.normalize_page(body, std::nullopt, page);
+    } catch (const PageParseError& e) {
+      return e.offset();
+    }
+    ADD_FAILURE() << "no error for " << body;
+    return 0;
+  };
+  EXPECT_EQ(offset_of("<html>502 Bad Gateway</html>"), 0u);
+  const std::string truncated = page_of(kSpecItem).substr(0, 300);
+  EXPECT_EQ(offset_of(truncated), truncated.size());
+  EXPECT_EQ(offset_of(R"({"items": [1,,2]})"), 13u);
+  EXPECT_EQ(offset_of(R"({"items": []} garbage)"), 14u);
+  EXPECT_THROW(n.normalize_page(R"({"rows": []})", std::nullopt, page), PageParseError);
+  EXPECT_THROW(n.normalize_page(R"({"items": [], "next_page_token": 5})", std::nullopt, page),
+               PageParseError);
+  EXPECT_EQ(page.size(), 0u) << "nothing is emitted from an unreadable page";
+}
+
+TEST(EOfficeNormalizer, PageIsViewableThroughTheAbi) {
+  Page page;
+  Normalizer().normalize_page(page_of(kSpecItem + ", 7"), std::nullopt, page);
+  const kpihub_page view = page.c_view();
+  ASSERT_EQ(view.record_count, 1u);
+  ASSERT_EQ(view.rejected_count, 1u);
+  EXPECT_EQ(
+      std::string(view.records[0].declared_minutes.data, view.records[0].declared_minutes.size),
+      "150");
+  EXPECT_EQ(view.records[0].attribute_count, 4u);
+  EXPECT_EQ(view.records[0].quantity.size, 1u);
+  EXPECT_EQ(view.records[0].source_staff_id.data != nullptr, true);
+}
+
+TEST(EOfficeHelpers, RetryAfterSecondsAndHttpDate) {
+  using kpihub::eoffice::retry_after_ms;
+  EXPECT_EQ(retry_after_ms("2", 0), 2000);
+  EXPECT_EQ(retry_after_ms(" 120 ", 0), 120000);
+  // 1994-11-06T08:49:37Z is 784111777 s after the epoch.
+  EXPECT_EQ(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", 784111777000 - 5000), 5000);
+  EXPECT_EQ(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", 784111777000 + 5000), 0);
+  EXPECT_FALSE(retry_after_ms("soon", 0));
+  EXPECT_FALSE(retry_after_ms("", 0));
+  EXPECT_EQ(kpihub::eoffice::percent_encode("2025-04-01T00:00:00+07:00"),
+            "2025-04-01T00%3A00%3A00%2B07%3A00");
+}
+
+TEST(EOfficeHelpers, CursorRoundTripsAndRefusesGarbage) {
+  using kpihub::eoffice::Cursor;
+  const Cursor c{{"2025-04-09T16:00:00+07:00", "WD-1"}, std::string("tok")};
+  const Cursor back = Cursor::decode(c.encode());
+  EXPECT_EQ(back.key.updated_at, c.key.updated_at);
+  EXPECT_EQ(back.key.id, "WD-1");
+  EXPECT_EQ(back.page_token, "tok");
+  EXPECT_FALSE(Cursor::decode(R"({"updated_at":"2025-04-09T16:00:00+07:00","id":"x"})").page_token);
+  try {
+    Cursor::decode("2025-04-09|x");
+    FAIL() << "garbage cursor accepted";
+  } catch (const kpihub::sdk::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("2025-04-09|x"), std::string::npos) << e.what();
+  }
+}
+
+TEST(EOfficeSettings, ReadsDefaultsAndRefusesBadValues) {
+  using kpihub::eoffice::SourceSettings;
+  kpihub::sdk::Settings ok(
+      R"({"base_url": "https://e.example/", "client_id": "hub", "client_secret_env": "S",
+          "fields": {"declared_minutes": "duration", "attributes.room": "room"}})",
+      "sources.eoffice.settings");
+  const auto s = SourceSettings::read(ok);
+  ok.reject_unknown();
+  EXPECT_EQ(s.base_url, "https://e.example");
+  EXPECT_EQ(s.client_secret_ref, "env:S");
+  EXPECT_EQ(s.page_size, 500);
+  EXPECT_EQ(s.diary_path, "/api/v1/work-diary");
+  EXPECT_EQ(s.fields.source_of("declared_minutes"), "duration");
+  EXPECT_EQ(s.fields.source_of("attributes.room"), "room");
+
+  const auto error_of = [](const std::string& text) -> std::string {
+    kpihub::sdk::Settings settings(text, "sources.eoffice.settings");
+    try {
+      SourceSettings::read(settings);
+      settings.reject_unknown();
+    } catch (const kpihub::sdk::ConfigError& e) {
+      return e.what();
+    }
+    return "<accepted>";
+  };
+  const std::string base = R"("base_url": "https://e.example", "client_id": "hub")";
+  EXPECT_NE(error_of("{" + base + "}").find("client_secret_file"), std::string::npos);
+  EXPECT_NE(error_of("{" + base + R"(, "client_secret_env": "S", "page_sise": 5})")
+                .find("sources.eoffice.settings.page_sise: unknown setting"),
+            std::string::npos);
+  EXPECT_NE(error_of("{" + base + R"(, "client_secret_env": "S", "fields": {"minutes": "m"}})")
+                .find("fields.minutes"),
+            std::string::npos);
+  EXPECT_NE(error_of("{" + base + R"(, "client_secret_env": "S", "page_size": 0})")
+                .find("page_size: 0 is outside"),
+            std::string::npos);
+  EXPECT_NE(error_of("{" + base + R"(, "client_secret_env": "S", "updated_since": "yesterday"})")
+                .find("updated_since"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"base_url": "ftp://x", "client_id": "hub", "client_secret_env": "S"})")
+                .find("base_url"),
+            std::string::npos);
+}
+
+}  // namespace
