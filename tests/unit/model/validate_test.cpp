@@ -1,0 +1,165 @@
+#include <kpihub/validate.hpp>
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+using namespace kpihub;
+
+namespace {
+
+// Builds a kpihub_record from a map of field -> text, as an adapter would.
+class RecordText {
+ public:
+  explicit RecordText(std::map<std::string, std::string> fields) : f_(std::move(fields)) {}
+  RecordText& set(const std::string& k, const std::string& v) {
+    f_[k] = v;
+    return *this;
+  }
+  RecordText& erase(const std::string& k) {
+    f_.erase(k);
+    return *this;
+  }
+  kpihub_record c() const {
+    kpihub_record r{};
+    r.struct_size = sizeof(r);
+    auto s = [&](const char* k) {
+      auto it = f_.find(k);
+      return it == f_.end() ? kpihub_str{nullptr, 0} : kpihub_str{it->second.data(), it->second.size()};
+    };
+    r.source_id = s("source_id");
+    r.revision = s("revision");
+    r.retracted = s("retracted");
+    r.staff_code = s("staff_code");
+    r.source_staff_id = s("source_staff_id");
+    r.agency_code = s("agency_code");
+    r.task_code = s("task_code");
+    r.work_date = s("work_date");
+    r.declared_minutes = s("declared_minutes");
+    r.quantity = s("quantity");
+    r.title = s("title");
+    r.deadline = s("deadline");
+    r.completed_at = s("completed_at");
+    r.approval_status = s("approval.status");
+    r.approval_rating = s("approval.rating");
+    r.changed_at = s("changed_at");
+    return r;
+  }
+
+ private:
+  std::map<std::string, std::string> f_;
+};
+
+RecordText good() {
+  return RecordText({{"source_id", "WD-1"},
+                     {"revision", "3"},
+                     {"staff_code", "KH-000123"},
+                     {"task_code", "B.03.2"},
+                     {"work_date", "2025-04-08"},
+                     {"declared_minutes", "150"},
+                     {"quantity", "4"},
+                     {"title", "Xử lý văn bản đến"},
+                     {"deadline", "2025-04-10"},
+                     {"completed_at", "2025-04-09T15:00:00+07:00"},
+                     {"approval.status", "approved"},
+                     {"approval.rating", "good"}});
+}
+
+const ValidationContext kCtx{"eoffice", *Date::parse("2025-04-20"), 400};
+
+QuarantineEntry rejected(const RecordText& t) {
+  const auto c = t.c();
+  auto n = normalize(c, kCtx);
+  EXPECT_TRUE(std::holds_alternative<QuarantineEntry>(n));
+  return std::holds_alternative<QuarantineEntry>(n) ? std::get<QuarantineEntry>(n) : QuarantineEntry{};
+}
+
+}  // namespace
+
+TEST(Normalize, AcceptsTheSpecExample) {
+  const RecordText text = good();
+  const auto c = text.c();
+  auto n = normalize(c, kCtx);
+  ASSERT_TRUE(std::holds_alternative<WorkRecord>(n)) << std::get<QuarantineEntry>(n).message;
+  const auto& r = std::get<WorkRecord>(n);
+  EXPECT_EQ(r.record_id, "eoffice:WD-1");
+  EXPECT_EQ(r.revision, 3);
+  EXPECT_EQ(r.declared_minutes, 150);
+  EXPECT_DOUBLE_EQ(r.quantity, 4);
+  EXPECT_EQ(r.approval->status, ApprovalStatus::approved);
+  EXPECT_EQ(*r.approval->rating, Rating::good);
+  EXPECT_EQ(r.deadline->date->str(), "2025-04-10");
+}
+
+TEST(Normalize, MissingRequiredFieldsNameTheField) {
+  for (const char* f : {"source_id", "revision", "task_code", "work_date", "declared_minutes", "quantity"}) {
+    const auto q = rejected(good().erase(f));
+    EXPECT_EQ(q.reason, Reason::missing_field) << f;
+    EXPECT_EQ(q.field, f);
+    EXPECT_NE(q.message.find(f), std::string::npos) << q.message;
+  }
+  const auto q = rejected(good().erase("staff_code"));
+  EXPECT_EQ(q.reason, Reason::missing_field);
+  EXPECT_NE(q.message.find("source_staff_id"), std::string::npos);
+}
+
+TEST(Normalize, BadValuesNameFieldAndValue) {
+  struct Case {
+    const char* field;
+    const char* value;
+  };
+  for (const Case& c : {Case{"declared_minutes", "-5"}, Case{"declared_minutes", "150.5"},
+                        Case{"declared_minutes", "1441"}, Case{"declared_minutes", "abc"}, Case{"quantity", "-1"},
+                        Case{"quantity", "inf"}, Case{"quantity", "nan"}, Case{"work_date", "2025-02-30"},
+                        Case{"completed_at", "2025-04-09 15:00"}, Case{"approval.status", "maybe"},
+                        Case{"approval.rating", "superb"}, Case{"revision", "x"}, Case{"retracted", "perhaps"}}) {
+    const auto q = rejected(good().set(c.field, c.value));
+    EXPECT_EQ(q.reason, Reason::bad_value) << c.field << "=" << c.value;
+    EXPECT_EQ(q.field, c.field);
+    EXPECT_NE(q.message.find(c.value), std::string::npos) << q.message;
+  }
+}
+
+TEST(Normalize, MinutesWrittenWithZeroFractionAreWhole) {
+  RecordText text = good();
+  const auto c = text.set("declared_minutes", "150.0").c();
+  auto n = normalize(c, kCtx);
+  ASSERT_TRUE(std::holds_alternative<WorkRecord>(n));
+  EXPECT_EQ(std::get<WorkRecord>(n).declared_minutes, 150);
+}
+
+TEST(Normalize, InvalidUtf8IsBadEncodingAndKeepsThePayloadReadable) {
+  const auto q = rejected(good().set("title", std::string("X\xC3\x28y")));
+  EXPECT_EQ(q.reason, Reason::bad_encoding);
+  EXPECT_EQ(q.field, "title");
+  EXPECT_TRUE(valid_utf8(q.payload)) << q.payload;
+  EXPECT_TRUE(valid_utf8(q.message));
+}
+
+TEST(Normalize, DatesOutsideTheWindow) {
+  EXPECT_EQ(rejected(good().set("work_date", "2025-04-21")).reason, Reason::future_date);
+  EXPECT_EQ(rejected(good().set("work_date", "2024-01-01")).reason, Reason::too_old);
+}
+
+TEST(Normalize, RejectedItemsKeepTheAdapterReason) {
+  kpihub_rejected_item item{};
+  item.struct_size = sizeof(item);
+  item.reason = {"bad_value", 9};
+  item.message = {"minutes: \"x\" is not a number", 29};
+  item.source_id = {"WD-9", 4};
+  auto q = quarantine_from_rejected(item, "eoffice");
+  EXPECT_EQ(q.reason, Reason::bad_value);
+  EXPECT_EQ(q.record_id, "eoffice:WD-9");
+  item.reason = {"weird", 5};
+  q = quarantine_from_rejected(item, "eoffice");
+  EXPECT_EQ(q.reason, Reason::parse_error);
+  EXPECT_NE(q.message.find("weird"), std::string::npos);
+}
+
+TEST(Utf8, RejectsOverlongsAndSurrogates) {
+  EXPECT_TRUE(valid_utf8("Nguyễn Thị Lan"));
+  EXPECT_FALSE(valid_utf8("\xC0\xAF"));
+  EXPECT_FALSE(valid_utf8("\xED\xA0\x80"));
+  EXPECT_FALSE(valid_utf8("\xF4\x90\x80\x80"));
+  EXPECT_FALSE(valid_utf8("abc\xE2\x82"));
+}
