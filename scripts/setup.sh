@@ -3,7 +3,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config git openssl ca-certificates
+  build-essential cmake ninja-build pkg-config git openssl ca-certificates curl
   libboost1.81-all-dev libboost-json1.81-dev
   libpoco-dev libxml2-dev libssl-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
