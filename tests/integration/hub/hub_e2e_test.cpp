@@ -1,0 +1,297 @@
+// End-to-end tests of the `kpihub` binary with real plugins, a real SQLite
+// file and real processes: run --once, a restart after SIGKILL at random
+// moments, refused plugins next to good ones, and clear configuration errors.
+#include <kpihub/store.hpp>
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kKpihub = std::string(KPIHUB_BINARY_DIR) + "/bin/kpihub";
+const std::string kConfigDir = std::string(KPIHUB_SOURCE_DIR) + "/config";
+
+struct Proc {
+  pid_t pid = -1;
+  std::string out_file;
+};
+
+// Starts `kpihub args...` with stdout+stderr into out_file.
+Proc start(const std::vector<std::string>& args, const std::string& out_file) {
+  Proc p{::fork(), out_file};
+  if (p.pid == 0) {
+    std::FILE* f = std::fopen(out_file.c_str(), "w");
+    ::dup2(fileno(f), 1);
+    ::dup2(fileno(f), 2);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(kKpihub.c_str()));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(kKpihub.c_str(), argv.data());
+    _exit(127);
+  }
+  return p;
+}
+
+int wait_exit(const Proc& p) {
+  int status = 0;
+  ::waitpid(p.pid, &status, 0);
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+std::string slurp(const std::string& file) {
+  std::ifstream in(file);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct RunResult {
+  int code;
+  std::string output;
+};
+
+RunResult run(const std::vector<std::string>& args, const std::string& out_file) {
+  Proc p = start(args, out_file);
+  const int code = wait_exit(p);
+  return {code, slurp(out_file)};
+}
+
+class HubE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("kpihub-e2e-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "plugins");
+    for (const char* p : {TEST_SOURCE_PLUGIN, TEST_SINK_PLUGIN}) {
+      fs::copy_file(p, dir_ / "plugins" / fs::path(p).filename());
+    }
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  // A hub.json with the counting source and the file sink.
+  std::string write_config(const std::string& source_settings, const std::string& sink_settings = "",
+                           const std::string& extra_sources = "") {
+    const std::string sink = sink_settings.empty()
+                                 ? R"({"file": ")" + (dir_ / "delivered.tsv").string() + R"("})"
+                                 : sink_settings;
+    std::ofstream out(dir_ / "hub.json");
+    out << R"({
+  "hub_id": "test-hub",
+  "data_dir": ")" << (dir_ / "var").string() << R"(",
+  "plugin_dir": ")" << (dir_ / "plugins").string() << R"(",
+  "today": "2025-05-10",
+  "log_level": "warn",
+  "catalog_files": [")" << kConfigDir << R"(/catalog/province.csv"],
+  "staff_file": ")" << kConfigDir << R"(/staff.csv",
+  "units_file": ")" << kConfigDir << R"(/units.csv",
+  "rules_file": ")" << kConfigDir << R"(/rules.json",
+  "holiday_files": [")" << kConfigDir << R"(/holidays/2025.csv"],
+  "sources": [
+    {"name": "counting", "plugin": "counting-source", "interval_ms": 100, "settings": )"
+        << source_settings << "}" << extra_sources << R"(
+  ],
+  "sinks": [
+    {"name": "files", "plugin": "file-sink", "batch_max_items": 50, "settings": )"
+        << sink << R"(}
+  ],
+  "admin": {"enabled": false}
+})";
+    return (dir_ / "hub.json").string();
+  }
+
+  std::unique_ptr<kpihub::Store> open_store() { return kpihub::open_sqlite_store((dir_ / "var/hub.db").string()); }
+
+  // key -> every payload delivered for it
+  std::map<std::string, std::vector<std::string>> delivered() {
+    std::map<std::string, std::vector<std::string>> out;
+    std::ifstream in(dir_ / "delivered.tsv");
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto t1 = line.find('\t');
+      const auto t2 = line.find('\t', t1 + 1);
+      out[line.substr(t1 + 1, t2 - t1 - 1)].push_back(line.substr(t2 + 1));
+    }
+    return out;
+  }
+
+  fs::path dir_;
+};
+
+constexpr const char* kStaff = R"(["KH-000123", "KH-000124", "KH-000125"])";
+
+std::string source_settings(int records, int page_size, int delay_ms = 0) {
+  return R"({"records": )" + std::to_string(records) + R"(, "page_size": )" + std::to_string(page_size) +
+         R"(, "page_delay_ms": )" + std::to_string(delay_ms) + R"(, "staff": )" + kStaff + "}";
+}
+
+}  // namespace
+
+TEST_F(HubE2E, RunOnceStoresScoresAndForwardsEverything) {
+  const auto config = write_config(source_settings(350, 40));
+  const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("350 items: 300 new"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("50 quarantined"), std::string::npos) << r.output;
+
+  auto store = open_store();
+  const auto counts = store->counts();
+  EXPECT_EQ(counts.records, 300);
+  EXPECT_EQ(counts.quarantined, 50);  // every 7th has 2000 minutes
+  EXPECT_EQ(store->cursor("counting").value_or(""), "350");
+  const auto q = store->quarantine("counting", "bad_value", 5, 0);
+  ASSERT_FALSE(q.empty());
+  EXPECT_NE(q.front().entry.message.find("declared_minutes: 2000 is outside 0..1440"), std::string::npos)
+      << q.front().entry.message;
+
+  const auto sent = delivered();
+  std::size_t records = 0, staff_months = 0, agency_months = 0;
+  for (const auto& [key, payloads] : sent) {
+    if (key.rfind("counting:", 0) == 0) ++records;
+    if (key.rfind("staff:", 0) == 0) ++staff_months;
+    if (key.rfind("agency:", 0) == 0) ++agency_months;
+  }
+  EXPECT_EQ(records, 300u);
+  EXPECT_EQ(staff_months, 3u);
+  EXPECT_GE(agency_months, 1u);
+  const auto& one = sent.at("counting:R-0").front();
+  const auto v = boost::json::parse(one).as_object();
+  EXPECT_EQ(v.at("scoring").at("sequence").as_int64(), 1);
+  EXPECT_EQ(v.at("hub_id").as_string(), "test-hub");
+  EXPECT_EQ(v.at("staff_code").as_string(), "KH-000123");
+
+  // A second run finds nothing new and sends nothing again.
+  const auto again = run({"run", "--once", "--config", config}, (dir_ / "out2.txt").string());
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find("0 pages"), std::string::npos) << again.output;
+  EXPECT_EQ(delivered().size(), sent.size());
+}
+
+TEST_F(HubE2E, KilledAtRandomMomentsEndsInTheSameStore) {
+  const int kRecords = 1200;
+  const auto config = write_config(source_settings(kRecords, 30, 15));
+  std::mt19937 rng(20251123);
+  std::uniform_int_distribution<int> delay(50, 700);
+  for (int i = 0; i < 10; ++i) {
+    Proc p = start({"run", "--config", config}, (dir_ / ("kill" + std::to_string(i) + ".txt")).string());
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay(rng)));
+    ::kill(p.pid, SIGKILL);
+    ASSERT_EQ(wait_exit(p), 128 + SIGKILL);
+  }
+  const auto r = run({"run", "--once", "--config", config}, (dir_ / "final.txt").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+
+  auto store = open_store();
+  const auto counts = store->counts();
+  const int quarantined = kRecords / 7;
+  EXPECT_EQ(counts.records, kRecords - quarantined);
+  EXPECT_EQ(counts.revisions, kRecords - quarantined) << "a record was stored twice";
+  EXPECT_EQ(store->cursor("counting").value_or(""), std::to_string(kRecords));
+
+  // Every record reached the sink, and never with two different contents.
+  const auto sent = delivered();
+  std::size_t records = 0;
+  for (const auto& [key, payloads] : sent) {
+    if (key.rfind("counting:", 0) == 0) ++records;
+    for (const auto& p : payloads) EXPECT_EQ(p, payloads.front()) << key << " delivered with different content";
+  }
+  EXPECT_EQ(records, static_cast<std::size_t>(kRecords - quarantined));
+}
+
+TEST_F(HubE2E, SigtermFinishesThePageInHandAndExitsZero) {
+  const auto config = write_config(source_settings(100000, 50, 20));
+  Proc p = start({"run", "--config", config}, (dir_ / "out.txt").string());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ::kill(p.pid, SIGTERM);
+  EXPECT_EQ(wait_exit(p), 0) << slurp(p.out_file);
+  auto store = open_store();
+  const auto cursor = std::stoll(store->cursor("counting").value_or("0"));
+  EXPECT_GT(cursor, 0);
+  EXPECT_EQ(cursor % 50, 0) << "a page was cut in half";
+}
+
+TEST_F(HubE2E, PoisonRecordBecomesADeadLetterAndTheRestIsDelivered) {
+  const auto config = write_config(
+      source_settings(60, 20),
+      R"({"file": ")" + (dir_ / "delivered.tsv").string() + R"(", "reject_key": "counting:R-5"})");
+  const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto sent = delivered();
+  EXPECT_EQ(sent.count("counting:R-5"), 0u);
+  EXPECT_EQ(sent.count("counting:R-4"), 1u);
+  const auto list = run({"dead-letters", "list", "--config", config}, (dir_ / "dl.txt").string());
+  EXPECT_EQ(list.code, 0);
+  EXPECT_NE(list.output.find("counting:R-5\tpoison\tthis receiver refuses counting:R-5"), std::string::npos)
+      << list.output;
+}
+
+TEST_F(HubE2E, AMisspelledSettingIsRefusedWithItsKeyPathAndTheHubGoesOn) {
+  const auto config = write_config(source_settings(10, 5), "",
+                                   R"(,
+    {"name": "typo", "plugin": "counting-source", "settings": {"recordz": 5}})");
+  const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
+  EXPECT_EQ(r.code, 1) << r.output;  // a problem was reported...
+  EXPECT_NE(r.output.find("sources.typo.settings.recordz: unknown setting"), std::string::npos) << r.output;
+  auto store = open_store();
+  EXPECT_EQ(store->cursor("counting").value_or(""), "10");  // ...and the good source still ran
+}
+
+TEST_F(HubE2E, CheckConfigNamesTheFileAndKeyOfAnError) {
+  std::ofstream(dir_ / "bad.json") << R"({"hub_id": "x", "sourcez": []})";
+  const auto r = run({"check-config", "--config", (dir_ / "bad.json").string()}, (dir_ / "out.txt").string());
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_NE(r.output.find("bad.json"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("sourcez"), std::string::npos) << r.output;
+}
+
+TEST_F(HubE2E, UnwritableDataFolderIsAClearStorageError) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root can write anywhere";
+  const auto config = write_config(source_settings(10, 5));
+  fs::create_directories(dir_ / "var");
+  fs::permissions(dir_ / "var", fs::perms::owner_read | fs::perms::owner_exec);
+  const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
+  fs::permissions(dir_ / "var", fs::perms::owner_all);
+  EXPECT_EQ(r.code, 4) << r.output;
+  EXPECT_NE(r.output.find("not writable"), std::string::npos) << r.output;
+}
+
+TEST_F(HubE2E, CorruptDatabaseFileIsAClearStorageError) {
+  const auto config = write_config(source_settings(10, 5));
+  fs::create_directories(dir_ / "var");
+  std::ofstream(dir_ / "var/hub.db") << std::string(8192, 'x');
+  const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
+  EXPECT_EQ(r.code, 4) << r.output;
+  EXPECT_NE(r.output.find("hub.db"), std::string::npos) << r.output;
+}
+
+TEST_F(HubE2E, HelpForEveryCommand) {
+  for (const char* cmd : {"run", "check-config", "plugins", "status", "report", "explain", "rescore", "quarantine",
+                          "dead-letters"}) {
+    const auto r = run({cmd, "--help"}, (dir_ / "help.txt").string());
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_NE(r.output.find("usage: kpihub"), std::string::npos) << cmd << ": " << r.output;
+  }
+  const auto r = run({"frobnicate"}, (dir_ / "help.txt").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("unknown command \"frobnicate\""), std::string::npos);
+}
