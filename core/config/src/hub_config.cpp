@@ -196,9 +196,7 @@ std::string resolve_config_path(const HubConfig& config, const std::string& path
 HubConfig load_hub_config(const std::string& path) {
   const std::string text = config_detail::read_text_file(path);
   const auto tree = config_detail::read_json_tree(path, text);
-  boost::system::error_code ec;
-  const json::value document = json::parse(config_detail::strip_bom(text), ec);
-  if (ec) throw ConfigError(path + ": not valid JSON: " + ec.message());
+  const json::value document = config_detail::read_json_value(path, text);
   if (!document.is_object()) throw ConfigError(path + ": top level: expected an object");
   reject_inline_secrets(document, "", path);
 
@@ -206,7 +204,7 @@ HubConfig load_hub_config(const std::string& path) {
   config.file = path;
   config.base_dir = fs::absolute(fs::path(path)).parent_path().lexically_normal().string();
 
-  const JsonNode root(tree, path, "");
+  const JsonNode root(tree, &document, path, "");
   root.expect_object({"hub_id", "data_dir", "store", "store_path", "plugin_dir", "catalog_files",
                       "staff_file", "units_file", "rules_file", "holiday_files", "today", "sources",
                       "sinks", "admin", "log_level"});

@@ -55,8 +55,10 @@ void read_timeliness(const JsonNode& node, Rules& rules) {
 }  // namespace
 
 Rules load_rules(const std::string& file) {
-  const auto tree = config_detail::read_json_tree(file, config_detail::read_text_file(file));
-  const JsonNode root(tree, file, "");
+  const std::string text = config_detail::read_text_file(file);
+  const auto tree = config_detail::read_json_tree(file, text);
+  const auto typed = config_detail::read_json_value(file, text);
+  const JsonNode root(tree, &typed, file, "");
   root.expect_object({"version", "quality_factor", "timeliness", "day", "over_declared_ratio",
                       "duplicate_precedence", "assessment_share", "class_thresholds", "due",
                       "high_average_hours", "retention_days", "utc_offset_minutes",

@@ -479,7 +479,9 @@ TEST(Rules, RefusesBadRulesWithKeyPaths) {
                   "class_thresholds: thresholds must increase");
   EXPECT_CONTAINS(load("{" + v + R"("due": {"day": 31}})"), "due.day: 31 is outside 1..28");
   EXPECT_CONTAINS(load("{" + v + R"("retention_days": 400.5})"),
-                  "retention_days: expected an integer, got \"400.5\"");
+                  "retention_days: expected an integer, got 400.5");
+  EXPECT_CONTAINS(load("{" + v + R"("over_declared_ratio": "2"})"),
+                  "over_declared_ratio: expected a number, got \"2\"");
   EXPECT_CONTAINS(load(R"({"version": "kpi-rules/2"})"),
                   "version: \"kpi-rules/2\" is not a supported rules version");
   EXPECT_CONTAINS(load(R"({"day": {}})"), "rules.json: version: required key is missing");
@@ -614,13 +616,33 @@ TEST_F(HubConfigFile, RefusesWrongTypes) {
   EXPECT_CONTAINS(error_for(config), "sources[0].interval_ms: 0 is outside 1..");
   config = valid();
   config["staff_file"] = json::array{"a.csv"};
-  EXPECT_CONTAINS(error_for(config), "hub.json: staff_file: expected a string, got a list");
+  EXPECT_CONTAINS(error_for(config), "hub.json: staff_file: expected a string, got [\"a.csv\"]");
   config = valid();
   config["sources"] = "eoffice";
   EXPECT_CONTAINS(error_for(config), "hub.json: sources: expected a list, got \"eoffice\"");
   config = valid();
   config["sources"].as_array()[0].as_object()["settings"] = json::array{1, 2};
   EXPECT_CONTAINS(error_for(config), "sources[0].settings: expected an object, got [1,2]");
+  // PropertyTree alone would read these as text; the JSON types are checked.
+  config = valid();
+  config["sources"].as_array()[0].as_object()["interval_ms"] = "60000";
+  EXPECT_CONTAINS(error_for(config), "sources[0].interval_ms: expected an integer, got \"60000\"");
+  config = valid();
+  config["sources"].as_array()[0].as_object()["interval_ms"] = 1.5;
+  // Shown as written in the file (Boost.JSON wrote 1.5 as 1.5E0).
+  EXPECT_CONTAINS(error_for(config), "sources[0].interval_ms: expected an integer, got 1.5E0");
+  config = valid();
+  config["sources"].as_array()[0].as_object()["enabled"] = "true";
+  EXPECT_CONTAINS(error_for(config), "sources[0].enabled: expected true or false, got \"true\"");
+  config = valid();
+  config["hub_id"] = 5;
+  EXPECT_CONTAINS(error_for(config), "hub.json: hub_id: expected a string, got 5");
+  config = valid();
+  config["admin"] = "";
+  EXPECT_CONTAINS(error_for(config), "hub.json: admin: expected an object, got \"\"");
+  config = valid();
+  config["holiday_files"] = json::object{{"a", "b"}};
+  EXPECT_CONTAINS(error_for(config), "holiday_files: expected a list, got {\"a\":\"b\"}");
   config = valid();
   config["today"] = "2025-13-01";
   EXPECT_CONTAINS(error_for(config), "today: \"2025-13-01\" is not a date");
