@@ -76,6 +76,19 @@ std::string notes(const ScoredRecord& r) {
   return s;
 }
 
+// Padded columns leave spaces at line ends; readers diffing two outputs do not want them.
+std::string without_trailing_spaces(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '\n') {
+      while (!out.empty() && out.back() == ' ') out.pop_back();
+    }
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string explain(const StaffMonthResult& m) {
@@ -141,9 +154,10 @@ std::string explain(const StaffMonthResult& m) {
   if (m.kpi_score) {
     appendf(out, "  kpi_score = min(100, 100 x %s / %s) = %s\n", fixed2(m.points).c_str(),
             plain(m.capacity_minutes).c_str(), fixed2(*m.kpi_score).c_str());
-    appendf(out, "  assessment_points = kpi_score x %s (%s) = %s (from the unrounded score)\n",
+    // Six decimals show the value the half-away-from-zero rounding starts from.
+    appendf(out, "  assessment_points = kpi_score %.6f x %s (%s) = %.6f -> %s\n", *m.kpi_score,
             plain(m.assessment_share).c_str(), m.leader ? "leader" : "non-leader",
-            fixed2(*m.assessment_points).c_str());
+            *m.assessment_points, fixed2(*m.assessment_points).c_str());
     appendf(out, "  provisional_score = min(100, 100 x %s / %s) = %s\n",
             fixed2(m.provisional_points).c_str(), plain(m.capacity_minutes).c_str(),
             fixed2(*m.provisional_score).c_str());
@@ -158,7 +172,7 @@ std::string explain(const StaffMonthResult& m) {
           "overdue %d, late_submission %d\n",
           m.flags.over_standard_day, m.flags.implausible_day, m.flags.over_declared,
           m.flags.overdue, m.flags.late_submission);
-  return out;
+  return without_trailing_spaces(out);
 }
 
 }  // namespace kpihub
