@@ -437,6 +437,7 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
   }
 
   // Daily cap and day flags (4.1), in date order.
+  out.days.reserve(static_cast<std::size_t>(last_day.days - first_day.days + 1));
   for (std::size_t d = 1; d < days.size(); ++d) {
     DayAccumulator& day = days[d];
     if (day.records_provisional == 0) continue;
