@@ -138,4 +138,9 @@ struct Url {
 std::string url_encode(const std::string& s);
 std::string url_decode(const std::string& s);
 
+// Decodes "a=1&b=x+y" (query strings, application/x-www-form-urlencoded
+// bodies): '+' is a space, names and values are percent-decoded, the first
+// occurrence of a repeated name wins.
+std::map<std::string, std::string> parse_form(const std::string& text);
+
 }  // namespace kpihub::net
