@@ -17,7 +17,7 @@ std::string_view to_string(AgencyStatus s) {
   return "open";
 }
 
-std::optional<double> median(std::vector<double> values) {
+std::optional<double> median_of(std::vector<double> values) {
   if (values.empty()) return std::nullopt;
   const std::size_t mid = values.size() / 2;
   std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(mid), values.end());
@@ -102,7 +102,7 @@ AgencyMonthResult score_agency_month(const std::string& agency_code, const Month
     double total = 0;
     for (double s : scores) total += s;
     a.mean_kpi_score = total / static_cast<double>(scores.size());
-    a.median_kpi_score = median(scores);
+    a.median_kpi_score = median_of(scores);
   }
   a.median_of_all_agencies = median_of_all_agencies;
   a.high_average_hours = high_hours(a, rules);
@@ -140,7 +140,7 @@ std::vector<AgencyMonthResult> agency_months(
     }
   }
   // The median needs every agency's average, so the flag is decided afterwards.
-  const std::optional<double> all_median = median(std::move(averages));
+  const std::optional<double> all_median = median_of(std::move(averages));
   for (AgencyMonthResult& a : out) {
     a.median_of_all_agencies = all_median;
     a.high_average_hours = high_hours(a, rules);

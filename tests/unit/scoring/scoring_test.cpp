@@ -883,9 +883,9 @@ TEST(AgencyMonth, HighAverageHoursByMedianOfAllAgencies) {
 }
 
 TEST(Median, OddEvenEmpty) {
-  EXPECT_EQ(median({}), std::nullopt);
-  EXPECT_EQ(median({3, 1, 2}), 2.0);
-  EXPECT_EQ(median({4, 1, 3, 2}), 2.5);
+  EXPECT_EQ(median_of({}), std::nullopt);
+  EXPECT_EQ(median_of({3, 1, 2}), 2.0);
+  EXPECT_EQ(median_of({4, 1, 3, 2}), 2.5);
 }
 
 // ------------------------------------------------------------ properties --

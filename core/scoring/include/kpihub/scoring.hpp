@@ -295,6 +295,6 @@ std::vector<AgencyMonthResult> agency_months(
 boost::json::object to_json(const AgencyMonthResult& a, int64_t revision);
 
 // The median of the values (mean of the two middle ones for an even count).
-std::optional<double> median(std::vector<double> values);
+std::optional<double> median_of(std::vector<double> values);
 
 }  // namespace kpihub
