@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -115,6 +116,23 @@ TEST(Csv, RefusesInvalidUtf8NamingTheLine) {
   // A UTF-16 surrogate encoded in UTF-8 neither.
   EXPECT_CONTAINS(error_of([] { parse_csv("a\n\xED\xA0\x80\n", "t.csv"); }),
                   "t.csv:2: invalid UTF-8");
+}
+
+TEST(Csv, ArbitraryBytesEitherParseOrFailWithAConfigError) {
+  // Deterministic: the same inputs on every run.
+  std::mt19937 random(20250425);
+  const std::string alphabet = "ab,\"\r\n# \xC3\xA1\xFF\xEF\xBB\xBF";
+  for (int round = 0; round < 3000; ++round) {
+    std::string text;
+    const std::size_t length = random() % 40;
+    for (std::size_t i = 0; i < length; ++i) text += alphabet[random() % alphabet.size()];
+    try {
+      const CsvDocument doc = parse_csv(text, "random.csv");
+      for (const auto& row : doc.rows) EXPECT_GE(row.line, 1u);
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind("random.csv", 0), 0u) << e.what();
+    }
+  }
 }
 
 TEST(Csv, TableChecksHeaderAndFieldCounts) {
