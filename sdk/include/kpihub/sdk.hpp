@@ -62,6 +62,8 @@ struct DataError : Error {
 
 namespace detail {
 inline kpihub_str view(std::string_view s) { return kpihub_str{s.data(), s.size()}; }
+inline kpihub_str view(const std::string& s) { return kpihub_str{s.data(), s.size()}; }
+inline kpihub_str view(const char* s) { return view(std::string_view(s)); }
 inline kpihub_str view(const std::optional<std::string>& s) {
   return s ? kpihub_str{s->data(), s->size()} : kpihub_str{nullptr, 0};
 }
