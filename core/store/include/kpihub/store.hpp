@@ -25,7 +25,7 @@ class StoreError : public std::runtime_error {
 };
 
 struct PageCommit {
-  std::string source;              // source instance name
+  std::string source;                 // source instance name
   std::optional<std::string> cursor;  // the cursor after this page; nullopt: unchanged
   std::vector<WorkRecord> records;    // validated and resolved
   std::vector<QuarantineEntry> quarantined;
@@ -33,9 +33,9 @@ struct PageCommit {
 };
 
 struct PageCommitResult {
-  std::size_t inserted = 0;        // new record ids
-  std::size_t updated = 0;         // higher revision of a known record
-  std::size_t ignored_stale = 0;   // equal or lower revision than stored: ignored
+  std::size_t inserted = 0;       // new record ids
+  std::size_t updated = 0;        // higher revision of a known record
+  std::size_t ignored_stale = 0;  // equal or lower revision than stored: ignored
   std::size_t quarantined = 0;
 };
 
@@ -49,8 +49,8 @@ struct StaffMonthKey {
 struct RecordScoreRow {
   std::string record_id;
   int64_t revision = 0;
-  int64_t sequence = 0;        // 1 for the first version sent
-  std::string scoring_json;    // the "scoring" object as sent
+  int64_t sequence = 0;      // 1 for the first version sent
+  std::string scoring_json;  // the "scoring" object as sent
 };
 
 enum class OutboxKind { record = 0, staff_month = 1, agency_month = 2 };
@@ -63,7 +63,7 @@ struct OutboxItem {
 };
 
 struct ScoringCommit {
-  std::vector<StaffMonthKey> done;  // dirty keys this commit resolves
+  std::vector<StaffMonthKey> done;            // dirty keys this commit resolves
   std::vector<RecordScoreRow> record_scores;  // upserted
   struct MonthRow {
     OutboxKind kind = OutboxKind::staff_month;  // staff_month or agency_month
@@ -73,7 +73,7 @@ struct ScoringCommit {
     int64_t revision = 0;
     std::string json;
   };
-  std::vector<MonthRow> months;  // upserted
+  std::vector<MonthRow> months;    // upserted
   std::vector<OutboxItem> outbox;  // appended (seq ignored)
 };
 
@@ -150,9 +150,11 @@ class Store {
   virtual std::vector<WorkRecord> records_of_month(const std::string& month) = 0;
   virtual std::optional<WorkRecord> record(const std::string& record_id) = 0;
   virtual std::vector<RecordScoreRow> record_scores(const std::vector<std::string>& record_ids) = 0;
-  virtual std::optional<ScoringCommit::MonthRow> month_row(OutboxKind kind, const std::string& month,
+  virtual std::optional<ScoringCommit::MonthRow> month_row(OutboxKind kind,
+                                                           const std::string& month,
                                                            const std::string& code) = 0;
-  virtual std::vector<ScoringCommit::MonthRow> month_rows(OutboxKind kind, const std::string& month) = 0;
+  virtual std::vector<ScoringCommit::MonthRow> month_rows(OutboxKind kind,
+                                                          const std::string& month) = 0;
   // One transaction: record scores, month rows, outbox items, dirty keys cleared.
   virtual void commit_scoring(const ScoringCommit& commit) = 0;
 
@@ -171,13 +173,15 @@ class Store {
   virtual int64_t outbox_depth(const std::string& sink) = 0;
 
   // --- operator views -------------------------------------------------------
-  virtual std::vector<QuarantineRow> quarantine(const std::string& source, const std::string& reason,
-                                                std::size_t limit, int64_t after_id) = 0;
+  virtual std::vector<QuarantineRow> quarantine(const std::string& source,
+                                                const std::string& reason, std::size_t limit,
+                                                int64_t after_id) = 0;
   virtual std::vector<DeadLetter> dead_letters(const std::string& sink, std::size_t limit,
                                                int64_t after_id) = 0;
   // Re-queues the dead letter's payload in the outbox; returns false if unknown.
   virtual bool replay_dead_letter(int64_t id) = 0;
-  virtual void audit(const std::string& actor, const std::string& action, const std::string& detail) = 0;
+  virtual void audit(const std::string& actor, const std::string& action,
+                     const std::string& detail) = 0;
   virtual StoreCounts counts() = 0;
 };
 
@@ -185,5 +189,13 @@ class Store {
 // sync on commit, running schema migrations. Throws StoreError naming the
 // file when it cannot be opened, is locked, or is not a kpihub database.
 std::unique_ptr<Store> open_sqlite_store(const std::string& path);
+
+struct SqliteStoreOptions {
+  // How long an operation waits for another connection's write lock before
+  // failing with "database is locked".
+  int busy_timeout_ms = 5000;
+};
+std::unique_ptr<Store> open_sqlite_store(const std::string& path,
+                                         const SqliteStoreOptions& options);
 
 }  // namespace kpihub

@@ -1,0 +1,267 @@
+#include "record_columns.hpp"
+
+#include <kpihub/store.hpp>
+
+#include <Poco/Data/Binding.h>
+#include <Poco/Data/Extraction.h>
+#include <boost/json.hpp>
+
+#include <array>
+#include <string_view>
+
+namespace kpihub::store_detail {
+
+namespace {
+
+using Poco::Data::Keywords::into;
+using Poco::Data::Keywords::use;
+
+struct ColumnSpec {
+  std::string_view name;
+  bool empty_means_null;  // optional text: '' is stored as NULL, read back as ''
+};
+
+constexpr std::array<ColumnSpec, 25> kColumns{{
+    {"record_id", false},       {"source_system", false},  {"source_id", false},
+    {"revision", false},        {"retracted", false},      {"staff_code", false},
+    {"source_staff_id", false}, {"agency_code", false},    {"task_code", false},
+    {"work_date", false},       {"month", false},          {"declared_minutes", false},
+    {"quantity", false},        {"product_unit", false},   {"title", false},
+    {"evidence_ref", false},    {"deadline", true},        {"completed_at", true},
+    {"approval_status", true},  {"approval_rating", true}, {"approval_by", false},
+    {"approval_at", true},      {"changed_at", true},      {"attributes", true},
+    {"received_at", false},
+}};
+
+std::string optional_text(const std::optional<Timestamp>& ts) {
+  return ts ? ts->str() : std::string();
+}
+
+[[noreturn]] void corrupt(const std::string& db_path, const std::string& record_id,
+                          std::string_view field, const std::string& value) {
+  throw StoreError("store " + db_path + ": record " + record_id + " has an unreadable " +
+                   std::string(field) + " '" + value + "'");
+}
+
+std::optional<Timestamp> read_timestamp(const std::string& text, const std::string& db_path,
+                                        const std::string& record_id, std::string_view field) {
+  if (text.empty()) return std::nullopt;
+  auto ts = Timestamp::parse(text);
+  if (!ts) corrupt(db_path, record_id, field, text);
+  return ts;
+}
+
+}  // namespace
+
+std::string record_column_list() {
+  std::string out;
+  for (const auto& column : kColumns) {
+    if (!out.empty()) out += ", ";
+    out += column.name;
+  }
+  return out;
+}
+
+std::string record_upsert_sql() {
+  std::string values;
+  std::string updates;
+  for (const auto& column : kColumns) {
+    if (!values.empty()) values += ", ";
+    values += column.empty_means_null ? "NULLIF(?, '')" : "?";
+    if (column.name == "record_id") continue;
+    if (!updates.empty()) updates += ", ";
+    updates += std::string(column.name) + " = excluded." + std::string(column.name);
+  }
+  return "INSERT INTO records (" + record_column_list() + ") VALUES (" + values +
+         ") ON CONFLICT (record_id) DO UPDATE SET " + updates +
+         " WHERE excluded.revision > records.revision";
+}
+
+std::string record_select_sql() {
+  std::string out = "SELECT ";
+  bool first = true;
+  for (const auto& column : kColumns) {
+    if (column.name == "received_at") continue;
+    if (!first) out += ", ";
+    first = false;
+    if (column.empty_means_null) {
+      out += "IFNULL(" + std::string(column.name) + ", '')";
+    } else {
+      out += column.name;
+    }
+  }
+  return out + " FROM records ";
+}
+
+std::string attributes_to_json(const std::vector<std::pair<std::string, std::string>>& attributes) {
+  if (attributes.empty()) return {};
+  // An array of [key, value] pairs keeps order and duplicates exactly as the model holds them.
+  boost::json::array pairs;
+  pairs.reserve(attributes.size());
+  for (const auto& [key, value] : attributes) {
+    pairs.push_back(boost::json::array{boost::json::string(key), boost::json::string(value)});
+  }
+  return boost::json::serialize(pairs);
+}
+
+void RecordColumns::add(const WorkRecord& r, int64_t received_at_unix_ms) {
+  record_id.push_back(r.record_id);
+  source_system.push_back(r.source_system);
+  source_id.push_back(r.source_id);
+  revision.push_back(r.revision);
+  retracted.push_back(r.retracted ? 1 : 0);
+  staff_code.push_back(r.staff_code);
+  source_staff_id.push_back(r.source_staff_id);
+  agency_code.push_back(r.agency_code);
+  task_code.push_back(r.task_code);
+  work_date.push_back(r.work_date.days);
+  month.push_back(r.work_date.month_str());
+  declared_minutes.push_back(r.declared_minutes);
+  quantity.push_back(r.quantity);
+  product_unit.push_back(r.product_unit);
+  title.push_back(r.title);
+  evidence_ref.push_back(r.evidence_ref);
+  deadline.push_back(r.deadline ? r.deadline->str() : std::string());
+  completed_at.push_back(optional_text(r.completed_at));
+  approval_status.push_back(r.approval ? std::string(to_string(r.approval->status))
+                                       : std::string());
+  approval_rating.push_back(r.approval && r.approval->rating
+                                ? std::string(to_string(*r.approval->rating))
+                                : std::string());
+  approval_by.push_back(r.approval ? r.approval->by : std::string());
+  approval_at.push_back(r.approval ? optional_text(r.approval->at) : std::string());
+  changed_at.push_back(optional_text(r.changed_at));
+  attributes.push_back(attributes_to_json(r.attributes));
+  received_at.push_back(received_at_unix_ms);
+}
+
+void RecordColumns::clear() {
+  for (auto* text :
+       {&record_id, &source_system, &source_id, &staff_code, &source_staff_id, &agency_code,
+        &task_code, &month, &product_unit, &title, &evidence_ref, &deadline, &completed_at,
+        &approval_status, &approval_rating, &approval_by, &approval_at, &changed_at, &attributes}) {
+    text->clear();
+  }
+  for (auto* number : {&revision, &retracted, &work_date, &declared_minutes, &received_at}) {
+    number->clear();
+  }
+  quantity.clear();
+}
+
+void RecordColumns::bind_to(Poco::Data::Statement& s) {
+  s.addBind(use(record_id));
+  s.addBind(use(source_system));
+  s.addBind(use(source_id));
+  s.addBind(use(revision));
+  s.addBind(use(retracted));
+  s.addBind(use(staff_code));
+  s.addBind(use(source_staff_id));
+  s.addBind(use(agency_code));
+  s.addBind(use(task_code));
+  s.addBind(use(work_date));
+  s.addBind(use(month));
+  s.addBind(use(declared_minutes));
+  s.addBind(use(quantity));
+  s.addBind(use(product_unit));
+  s.addBind(use(title));
+  s.addBind(use(evidence_ref));
+  s.addBind(use(deadline));
+  s.addBind(use(completed_at));
+  s.addBind(use(approval_status));
+  s.addBind(use(approval_rating));
+  s.addBind(use(approval_by));
+  s.addBind(use(approval_at));
+  s.addBind(use(changed_at));
+  s.addBind(use(attributes));
+  s.addBind(use(received_at));
+}
+
+void RecordColumns::extract_from(Poco::Data::Statement& s) {
+  s.addExtract(into(record_id));
+  s.addExtract(into(source_system));
+  s.addExtract(into(source_id));
+  s.addExtract(into(revision));
+  s.addExtract(into(retracted));
+  s.addExtract(into(staff_code));
+  s.addExtract(into(source_staff_id));
+  s.addExtract(into(agency_code));
+  s.addExtract(into(task_code));
+  s.addExtract(into(work_date));
+  s.addExtract(into(month));
+  s.addExtract(into(declared_minutes));
+  s.addExtract(into(quantity));
+  s.addExtract(into(product_unit));
+  s.addExtract(into(title));
+  s.addExtract(into(evidence_ref));
+  s.addExtract(into(deadline));
+  s.addExtract(into(completed_at));
+  s.addExtract(into(approval_status));
+  s.addExtract(into(approval_rating));
+  s.addExtract(into(approval_by));
+  s.addExtract(into(approval_at));
+  s.addExtract(into(changed_at));
+  s.addExtract(into(attributes));
+}
+
+void RecordColumns::append_to(std::vector<WorkRecord>& out, const std::string& db_path) const {
+  out.reserve(out.size() + size());
+  for (std::size_t i = 0; i < size(); ++i) {
+    WorkRecord& r = out.emplace_back();
+    r.record_id = record_id[i];
+    r.source_system = source_system[i];
+    r.source_id = source_id[i];
+    r.revision = revision[i];
+    r.retracted = retracted[i] != 0;
+    r.staff_code = staff_code[i];
+    r.source_staff_id = source_staff_id[i];
+    r.agency_code = agency_code[i];
+    r.task_code = task_code[i];
+    r.work_date = Date{static_cast<int32_t>(work_date[i])};
+    r.declared_minutes = static_cast<int32_t>(declared_minutes[i]);
+    r.quantity = quantity[i];
+    r.product_unit = product_unit[i];
+    r.title = title[i];
+    r.evidence_ref = evidence_ref[i];
+    if (!deadline[i].empty()) {
+      // A deadline is written as Deadline::str(): a bare date or an RFC 3339 instant.
+      Deadline d;
+      if (deadline[i].size() == 10) {
+        d.date = Date::parse(deadline[i]);
+        if (!d.date) corrupt(db_path, r.record_id, "deadline", deadline[i]);
+      } else {
+        d.at = read_timestamp(deadline[i], db_path, r.record_id, "deadline");
+      }
+      r.deadline = d;
+    }
+    r.completed_at = read_timestamp(completed_at[i], db_path, r.record_id, "completed_at");
+    if (!approval_status[i].empty()) {
+      Approval a;
+      auto status = parse_approval_status(approval_status[i]);
+      if (!status) corrupt(db_path, r.record_id, "approval_status", approval_status[i]);
+      a.status = *status;
+      if (!approval_rating[i].empty()) {
+        a.rating = parse_rating(approval_rating[i]);
+        if (!a.rating) corrupt(db_path, r.record_id, "approval_rating", approval_rating[i]);
+      }
+      a.by = approval_by[i];
+      a.at = read_timestamp(approval_at[i], db_path, r.record_id, "approval_at");
+      r.approval = std::move(a);
+    }
+    r.changed_at = read_timestamp(changed_at[i], db_path, r.record_id, "changed_at");
+    if (!attributes[i].empty()) {
+      boost::system::error_code ec;
+      const auto parsed = boost::json::parse(attributes[i], ec);
+      if (ec || !parsed.is_array()) corrupt(db_path, r.record_id, "attributes", attributes[i]);
+      for (const auto& pair : parsed.get_array()) {
+        const auto* kv = pair.if_array();
+        if (!kv || kv->size() != 2 || !(*kv)[0].is_string() || !(*kv)[1].is_string()) {
+          corrupt(db_path, r.record_id, "attributes", attributes[i]);
+        }
+        r.attributes.emplace_back(std::string((*kv)[0].get_string()),
+                                  std::string((*kv)[1].get_string()));
+      }
+    }
+  }
+}
+
+}  // namespace kpihub::store_detail

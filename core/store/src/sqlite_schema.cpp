@@ -1,0 +1,229 @@
+#include "sqlite_schema.hpp"
+
+#include "record_columns.hpp"
+
+#include <kpihub/store.hpp>
+
+#include <Poco/Data/Binding.h>
+#include <Poco/Data/Extraction.h>
+
+#include <functional>
+#include <vector>
+
+namespace kpihub::store_detail {
+
+namespace {
+
+using Poco::Data::Keywords::into;
+using Poco::Data::Keywords::now;
+using Poco::Data::Keywords::use;
+
+// Columns of a stored record; records holds the current revision, record_revisions every
+// revision ever accepted (filled by triggers, so a page write is one statement per table).
+const char* const kRecordColumnsDdl = R"(
+  source_system TEXT NOT NULL,
+  source_id TEXT NOT NULL,
+  revision INTEGER NOT NULL CHECK (revision >= 0),
+  retracted INTEGER NOT NULL CHECK (retracted IN (0, 1)),
+  staff_code TEXT NOT NULL,
+  source_staff_id TEXT NOT NULL,
+  agency_code TEXT NOT NULL,
+  task_code TEXT NOT NULL,
+  work_date INTEGER NOT NULL,
+  month TEXT NOT NULL,
+  declared_minutes INTEGER NOT NULL,
+  quantity REAL NOT NULL,
+  product_unit TEXT NOT NULL,
+  title TEXT NOT NULL,
+  evidence_ref TEXT NOT NULL,
+  deadline TEXT,
+  completed_at TEXT,
+  approval_status TEXT,
+  approval_rating TEXT,
+  approval_by TEXT NOT NULL,
+  approval_at TEXT,
+  changed_at TEXT,
+  attributes TEXT,
+  received_at INTEGER NOT NULL)";
+
+std::string history_trigger(const std::string& event) {
+  std::string values;
+  std::string columns = record_column_list();
+  std::size_t start = 0;
+  while (start < columns.size()) {
+    std::size_t end = columns.find(", ", start);
+    if (end == std::string::npos) end = columns.size();
+    if (!values.empty()) values += ", ";
+    values += "NEW." + columns.substr(start, end - start);
+    start = end + 2;
+  }
+  std::string lower = event == "INSERT" ? "insert" : "update";
+  return "CREATE TRIGGER records_history_on_" + lower + " AFTER " + event +
+         " ON records BEGIN INSERT INTO record_revisions (" + columns + ") VALUES (" + values +
+         "); END";
+}
+
+void migration_1(Poco::Data::Session& s) {
+  s << std::string(
+           "CREATE TABLE records (record_id TEXT PRIMARY KEY CHECK (length(record_id) > 0),") +
+           kRecordColumnsDdl + ")",
+      now;
+  s << "CREATE INDEX records_by_month_staff ON records (month, staff_code)", now;
+  s << std::string("CREATE TABLE record_revisions (record_id TEXT NOT NULL,") + kRecordColumnsDdl +
+           ", PRIMARY KEY (record_id, revision))",
+      now;
+  s << history_trigger("INSERT"), now;
+  s << history_trigger("UPDATE"), now;
+
+  s << R"(CREATE TABLE quarantine (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      source TEXT NOT NULL,
+      source_system TEXT NOT NULL,
+      source_id TEXT NOT NULL,
+      record_id TEXT NOT NULL,
+      reason TEXT NOT NULL,
+      field TEXT NOT NULL,
+      message TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      location TEXT NOT NULL,
+      created_at INTEGER NOT NULL))",
+      now;
+  s << "CREATE INDEX quarantine_by_source_reason ON quarantine (source, reason, id)", now;
+
+  s << R"(CREATE TABLE cursors (
+      source TEXT PRIMARY KEY,
+      cursor TEXT,
+      updated_at INTEGER NOT NULL,
+      records INTEGER NOT NULL DEFAULT 0,
+      quarantined INTEGER NOT NULL DEFAULT 0,
+      pages INTEGER NOT NULL DEFAULT 0))",
+      now;
+
+  // generation grows on every re-mark, so clearing a key the scorer read earlier does not
+  // lose a mark made while it was scoring.
+  s << R"(CREATE TABLE dirty_staff_months (
+      staff_code TEXT NOT NULL,
+      month TEXT NOT NULL,
+      generation INTEGER NOT NULL DEFAULT 1,
+      marked_at INTEGER NOT NULL,
+      UNIQUE (staff_code, month)))",
+      now;
+
+  s << R"(CREATE TABLE record_scores (
+      record_id TEXT PRIMARY KEY,
+      revision INTEGER NOT NULL,
+      sequence INTEGER NOT NULL,
+      scoring_json TEXT NOT NULL))",
+      now;
+  for (const char* table : {"staff_months", "agency_months"}) {
+    s << std::string("CREATE TABLE ") + table + R"( (
+        month TEXT NOT NULL,
+        code TEXT NOT NULL,
+        agency_code TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        json TEXT NOT NULL,
+        PRIMARY KEY (month, code)))",
+        now;
+  }
+
+  s << R"(CREATE TABLE outbox (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      kind INTEGER NOT NULL CHECK (kind IN (0, 1, 2)),
+      key TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      created_at INTEGER NOT NULL))",
+      now;
+  s << R"(CREATE TABLE sink_progress (
+      sink TEXT PRIMARY KEY,
+      last_batched_seq INTEGER NOT NULL))",
+      now;
+  s << R"(CREATE TABLE batches (
+      batch_id TEXT PRIMARY KEY,
+      sink TEXT NOT NULL,
+      first_seq INTEGER NOT NULL,
+      last_seq INTEGER NOT NULL,
+      item_count INTEGER NOT NULL,
+      state TEXT NOT NULL CHECK (state IN ('pending', 'delivered')),
+      attempts INTEGER NOT NULL DEFAULT 0,
+      not_before INTEGER NOT NULL DEFAULT 0,
+      last_error TEXT NOT NULL DEFAULT '',
+      created_at INTEGER NOT NULL,
+      delivered_at INTEGER))",
+      now;
+  s << "CREATE INDEX batches_by_sink_state ON batches (sink, state, first_seq)", now;
+  s << R"(CREATE TABLE dead_letters (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      sink TEXT NOT NULL,
+      batch_id TEXT NOT NULL,
+      key TEXT NOT NULL,
+      code TEXT NOT NULL,
+      message TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      replayed INTEGER NOT NULL DEFAULT 0,
+      replayed_at INTEGER))",
+      now;
+  s << "CREATE INDEX dead_letters_by_sink ON dead_letters (sink, id)", now;
+  s << R"(CREATE TABLE audit_log (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      at INTEGER NOT NULL,
+      actor TEXT NOT NULL,
+      action TEXT NOT NULL,
+      detail TEXT NOT NULL))",
+      now;
+}
+
+// Append new migrations here; never edit a released one.
+const std::vector<std::function<void(Poco::Data::Session&)>>& migrations() {
+  static const std::vector<std::function<void(Poco::Data::Session&)>> all{migration_1};
+  return all;
+}
+
+}  // namespace
+
+int latest_schema_version() {
+  return static_cast<int>(migrations().size());
+}
+
+void migrate(Poco::Data::Session& s, const std::string& db_path, int64_t now_unix_ms) {
+  s << "BEGIN IMMEDIATE", now;
+  try {
+    int has_version_table = 0;
+    int table_count = 0;
+    s << "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+        into(has_version_table), now;
+    s << "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'", into(table_count), now;
+    int current = 0;
+    if (has_version_table) {
+      s << "SELECT IFNULL(MAX(version), 0) FROM schema_version", into(current), now;
+    } else if (table_count > 0) {
+      throw StoreError("store " + db_path +
+                       ": is a SQLite database but not a kpihub store (no schema_version table)");
+    } else {
+      s << "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+          now;
+    }
+    const int latest = latest_schema_version();
+    if (current > latest) {
+      throw StoreError("store " + db_path + ": schema version " + std::to_string(current) +
+                       " is newer than this build supports (" + std::to_string(latest) +
+                       "); it was written by a newer kpihub");
+    }
+    for (int version = current + 1; version <= latest; ++version) {
+      migrations()[static_cast<std::size_t>(version - 1)](s);
+      int64_t applied_at = now_unix_ms;
+      s << "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", use(version),
+          use(applied_at), now;
+    }
+    s << "COMMIT", now;
+  } catch (...) {
+    try {
+      s << "ROLLBACK", now;
+    } catch (...) {
+      // The original error says more than a failed rollback.
+    }
+    throw;
+  }
+}
+
+}  // namespace kpihub::store_detail

@@ -1,0 +1,823 @@
+// The SQLite implementation of Store, through Poco::Data.
+//
+// Thread-safety: one connection per Store; every public method takes the
+// store's mutex, so calls from several threads are serialized and each runs
+// in its own transaction. Several Store objects (or processes) on one file are
+// coordinated by SQLite's locking with the busy timeout.
+//
+// Writes of many rows bind column vectors to one prepared statement per page:
+// Poco's SQLite binding re-prepares a statement on every execute(), but a
+// vector binding is stepped row by row on one preparation.
+#include <kpihub/store.hpp>
+
+#include "record_columns.hpp"
+#include "sqlite_schema.hpp"
+
+#include <Poco/Data/Binding.h>
+#include <Poco/Data/Extraction.h>
+#include <Poco/Data/Limit.h>
+#include <Poco/Data/SQLite/SessionImpl.h>
+#include <Poco/Data/Session.h>
+#include <Poco/Data/Statement.h>
+#include <Poco/Exception.h>
+#include <Poco/UUIDGenerator.h>
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <type_traits>
+#include <unordered_map>
+
+namespace kpihub {
+
+namespace {
+
+using Poco::Data::Session;
+using Poco::Data::Statement;
+using Poco::Data::Keywords::bind;
+using Poco::Data::Keywords::into;
+using Poco::Data::Keywords::limit;
+using Poco::Data::Keywords::now;
+using Poco::Data::Keywords::use;
+using store_detail::RecordColumns;
+
+constexpr std::size_t kReadChunkRows = 8192;
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string json_string_array(const std::vector<std::string>& values) {
+  boost::json::array array;
+  array.reserve(values.size());
+  for (const auto& v : values) array.emplace_back(v);
+  return boost::json::serialize(array);
+}
+
+const char* month_table(OutboxKind kind, const std::string& db_path) {
+  switch (kind) {
+    case OutboxKind::staff_month:
+      return "staff_months";
+    case OutboxKind::agency_month:
+      return "agency_months";
+    case OutboxKind::record:
+      break;
+  }
+  throw StoreError("store " + db_path + ": month rows are staff_month or agency_month, not record");
+}
+
+OutboxKind outbox_kind_of_key(const std::string& key) {
+  if (key.rfind("staff:", 0) == 0) return OutboxKind::staff_month;
+  if (key.rfind("agency:", 0) == 0) return OutboxKind::agency_month;
+  return OutboxKind::record;
+}
+
+// BEGIN IMMEDIATE takes the write lock up front, so a busy database fails at the start of an
+// operation, not halfway; the destructor rolls back anything not committed.
+class WriteTransaction {
+ public:
+  explicit WriteTransaction(Session& session) : session_(session) {
+    session_ << "BEGIN IMMEDIATE", now;
+  }
+  WriteTransaction(const WriteTransaction&) = delete;
+  WriteTransaction& operator=(const WriteTransaction&) = delete;
+  ~WriteTransaction() {
+    if (open_) {
+      try {
+        session_ << "ROLLBACK", now;
+      } catch (...) {
+        // Already failing; SQLite rolls back on its own when the statement error ended it.
+      }
+    }
+  }
+  void commit() {
+    session_ << "COMMIT", now;
+    open_ = false;
+  }
+
+ private:
+  Session& session_;
+  bool open_ = true;
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::string path, const SqliteStoreOptions& options)
+      : path_(std::move(path)), session_(open_session(path_, options)) {}
+
+  PageCommitResult commit_page(const PageCommit& page) override {
+    return guarded("committing page of source " + page.source, [&] {
+      if (page.source.empty()) fail("a page needs a source name");
+      PageCommitResult result;
+      WriteTransaction tx(session_);
+
+      // Stored revision, staff and month of every record id of the page, in one query.
+      struct Known {
+        int64_t revision;
+        std::string staff_code;
+        std::string month;
+      };
+      std::unordered_map<std::string, Known> known;
+      if (!page.records.empty()) {
+        std::vector<std::string> ids;
+        ids.reserve(page.records.size());
+        for (const auto& r : page.records) ids.push_back(r.record_id);
+        std::string ids_json = json_string_array(ids);
+        std::vector<std::string> ids_found, staff_found, month_found;
+        std::vector<int64_t> revision_found;
+        session_ << "SELECT record_id, revision, staff_code, month FROM records "
+                    "WHERE record_id IN (SELECT value FROM json_each(?))",
+            use(ids_json), into(ids_found), into(revision_found), into(staff_found),
+            into(month_found), now;
+        for (std::size_t i = 0; i < ids_found.size(); ++i) {
+          known.emplace(ids_found[i], Known{revision_found[i], staff_found[i], month_found[i]});
+        }
+      }
+
+      // Decide in page order against what is stored and what this page already accepted, so
+      // the higher revision wins whatever the order within the page.
+      const int64_t at = page.received_at_unix_ms != 0 ? page.received_at_unix_ms : now_unix_ms();
+      RecordColumns accepted;
+      std::set<std::pair<std::string, std::string>> dirty;
+      for (const auto& r : page.records) {
+        auto it = known.find(r.record_id);
+        if (it != known.end() && r.revision <= it->second.revision) {
+          ++result.ignored_stale;
+          continue;
+        }
+        if (it == known.end()) {
+          ++result.inserted;
+          it = known.emplace(r.record_id, Known{}).first;
+        } else {
+          ++result.updated;
+          // The staff-month the record leaves needs rescoring too.
+          if (!it->second.staff_code.empty()) {
+            dirty.emplace(it->second.staff_code, it->second.month);
+          }
+        }
+        it->second = Known{r.revision, r.staff_code, r.work_date.month_str()};
+        if (!r.staff_code.empty()) dirty.emplace(r.staff_code, r.work_date.month_str());
+        accepted.add(r, at);
+      }
+      if (accepted.size() > 0) {
+        Statement upsert(session_);
+        upsert << store_detail::record_upsert_sql();
+        accepted.bind_to(upsert);
+        upsert.execute();
+      }
+
+      if (!page.quarantined.empty()) insert_quarantine(page, at);
+      result.quarantined = page.quarantined.size();
+
+      if (!dirty.empty()) {
+        std::vector<std::string> staff, month;
+        for (const auto& [s, m] : dirty) {
+          staff.push_back(s);
+          month.push_back(m);
+        }
+        int64_t marked_at = at;
+        session_ << "INSERT INTO dirty_staff_months (staff_code, month, marked_at) "
+                    "VALUES (?, ?, ?) ON CONFLICT (staff_code, month) DO UPDATE SET "
+                    "generation = generation + 1, marked_at = excluded.marked_at",
+            use(staff), use(month), bind(std::vector<int64_t>(staff.size(), marked_at)), now;
+      }
+
+      int has_cursor = page.cursor ? 1 : 0;
+      std::string cursor_text = page.cursor.value_or("");
+      int64_t accepted_count = static_cast<int64_t>(result.inserted + result.updated);
+      int64_t quarantined_count = static_cast<int64_t>(result.quarantined);
+      std::string source = page.source;
+      session_ << "INSERT INTO cursors (source, cursor, updated_at, records, quarantined, pages) "
+                  "VALUES (?, CASE WHEN ? THEN ? END, ?, ?, ?, 1) ON CONFLICT (source) DO UPDATE "
+                  "SET cursor = COALESCE(excluded.cursor, cursors.cursor), "
+                  "updated_at = excluded.updated_at, records = records + excluded.records, "
+                  "quarantined = quarantined + excluded.quarantined, pages = pages + 1",
+          use(source), use(has_cursor), use(cursor_text), bind(at), use(accepted_count),
+          use(quarantined_count), now;
+      tx.commit();
+      return result;
+    });
+  }
+
+  std::optional<std::string> cursor(const std::string& source) override {
+    return guarded("reading the cursor of source " + source, [&] {
+      std::vector<std::string> cursor;
+      std::vector<int> present;
+      std::string s = source;
+      session_ << "SELECT IFNULL(cursor, ''), cursor IS NOT NULL FROM cursors WHERE source = ?",
+          into(cursor), into(present), use(s), now;
+      std::optional<std::string> out;
+      if (!cursor.empty() && present[0]) out = cursor[0];
+      return out;
+    });
+  }
+
+  std::vector<SourceState> sources() override {
+    return guarded("listing sources", [&] {
+      std::vector<std::string> source, cursor;
+      std::vector<int> present;
+      std::vector<int64_t> updated_at, records, quarantined;
+      session_ << "SELECT source, IFNULL(cursor, ''), cursor IS NOT NULL, updated_at, records, "
+                  "quarantined FROM cursors ORDER BY source",
+          into(source), into(cursor), into(present), into(updated_at), into(records),
+          into(quarantined), now;
+      std::vector<SourceState> out(source.size());
+      for (std::size_t i = 0; i < source.size(); ++i) {
+        out[i].source = source[i];
+        if (present[i]) out[i].cursor = cursor[i];
+        out[i].updated_at_unix_ms = updated_at[i];
+        out[i].records = records[i];
+        out[i].quarantined = quarantined[i];
+      }
+      return out;
+    });
+  }
+
+  std::vector<StaffMonthKey> dirty_staff_months(std::size_t max_keys) override {
+    return guarded("listing dirty staff-months", [&] {
+      std::vector<std::string> staff, month;
+      std::vector<int64_t> generation;
+      int64_t n = static_cast<int64_t>(max_keys);
+      session_ << "SELECT staff_code, month, generation FROM dirty_staff_months "
+                  "ORDER BY rowid LIMIT ?",
+          into(staff), into(month), into(generation), use(n), now;
+      std::vector<StaffMonthKey> out(staff.size());
+      for (std::size_t i = 0; i < staff.size(); ++i) {
+        out[i] = StaffMonthKey{staff[i], month[i]};
+        seen_generation_[out[i]] = generation[i];
+      }
+      return out;
+    });
+  }
+
+  std::size_t mark_month_dirty(const std::string& month) override {
+    return guarded("marking month " + month + " dirty", [&] {
+      WriteTransaction tx(session_);
+      std::string m = month;
+      int64_t at = now_unix_ms();
+      // "WHERE" before ON CONFLICT resolves SQLite's parsing ambiguity of INSERT ... SELECT.
+      session_ << "INSERT INTO dirty_staff_months (staff_code, month, marked_at) "
+                  "SELECT DISTINCT staff_code, month, ? FROM records "
+                  "WHERE month = ? AND staff_code <> '' "
+                  "ON CONFLICT (staff_code, month) DO UPDATE SET generation = generation + 1, "
+                  "marked_at = excluded.marked_at",
+          use(at), use(m), now;
+      const std::size_t changed = changes();
+      tx.commit();
+      return changed;
+    });
+  }
+
+  std::vector<WorkRecord> records_of_staff_month(const StaffMonthKey& key) override {
+    return guarded("reading records of staff " + key.staff_code + " in " + key.month, [&] {
+      std::string month = key.month;
+      std::string staff = key.staff_code;
+      return read_records("WHERE month = ? AND staff_code = ? ORDER BY record_id", {month, staff});
+    });
+  }
+
+  std::vector<int64_t> received_at(const std::vector<std::string>& record_ids) override {
+    return guarded("reading received_at of records", [&] {
+      std::vector<int64_t> out(record_ids.size(), 0);
+      if (record_ids.empty()) return out;
+      std::string ids_json = json_string_array(record_ids);
+      std::vector<std::string> id;
+      std::vector<int64_t> at;
+      session_ << "SELECT record_id, received_at FROM records "
+                  "WHERE record_id IN (SELECT value FROM json_each(?))",
+          use(ids_json), into(id), into(at), now;
+      std::unordered_map<std::string, int64_t> found;
+      for (std::size_t i = 0; i < id.size(); ++i) found.emplace(id[i], at[i]);
+      for (std::size_t i = 0; i < record_ids.size(); ++i) {
+        if (auto it = found.find(record_ids[i]); it != found.end()) out[i] = it->second;
+      }
+      return out;
+    });
+  }
+
+  std::vector<std::string> staff_of_month(const std::string& month) override {
+    return guarded("listing staff of month " + month, [&] {
+      std::string m = month;
+      std::vector<std::string> staff;
+      session_ << "SELECT DISTINCT staff_code FROM records WHERE month = ? AND staff_code <> '' "
+                  "ORDER BY staff_code",
+          use(m), into(staff), now;
+      return staff;
+    });
+  }
+
+  std::vector<WorkRecord> records_of_month(const std::string& month) override {
+    return guarded("reading records of month " + month,
+                   [&] { return read_records("WHERE month = ?", {month}); });
+  }
+
+  std::optional<WorkRecord> record(const std::string& record_id) override {
+    return guarded("reading record " + record_id, [&] {
+      auto rows = read_records("WHERE record_id = ?", {record_id});
+      std::optional<WorkRecord> out;
+      if (!rows.empty()) out = std::move(rows.front());
+      return out;
+    });
+  }
+
+  std::vector<RecordScoreRow> record_scores(const std::vector<std::string>& record_ids) override {
+    return guarded("reading record scores", [&] {
+      std::vector<RecordScoreRow> out;
+      if (record_ids.empty()) return out;
+      std::string ids_json = json_string_array(record_ids);
+      std::vector<std::string> id, json;
+      std::vector<int64_t> revision, sequence;
+      session_ << "SELECT record_id, revision, sequence, scoring_json FROM record_scores "
+                  "WHERE record_id IN (SELECT value FROM json_each(?)) ORDER BY record_id",
+          use(ids_json), into(id), into(revision), into(sequence), into(json), now;
+      out.resize(id.size());
+      for (std::size_t i = 0; i < id.size(); ++i) {
+        out[i] = RecordScoreRow{id[i], revision[i], sequence[i], json[i]};
+      }
+      return out;
+    });
+  }
+
+  std::optional<ScoringCommit::MonthRow> month_row(OutboxKind kind, const std::string& month,
+                                                   const std::string& code) override {
+    return guarded("reading month row " + month + " " + code, [&] {
+      auto rows = read_month_rows(kind, month, &code);
+      std::optional<ScoringCommit::MonthRow> out;
+      if (!rows.empty()) out = std::move(rows.front());
+      return out;
+    });
+  }
+
+  std::vector<ScoringCommit::MonthRow> month_rows(OutboxKind kind,
+                                                  const std::string& month) override {
+    return guarded("reading month rows of " + month,
+                   [&] { return read_month_rows(kind, month, nullptr); });
+  }
+
+  void commit_scoring(const ScoringCommit& commit) override {
+    guarded("committing scoring results", [&] {
+      WriteTransaction tx(session_);
+      if (!commit.record_scores.empty()) {
+        std::vector<std::string> id, json;
+        std::vector<int64_t> revision, sequence;
+        for (const auto& row : commit.record_scores) {
+          id.push_back(row.record_id);
+          revision.push_back(row.revision);
+          sequence.push_back(row.sequence);
+          json.push_back(row.scoring_json);
+        }
+        session_ << "INSERT INTO record_scores (record_id, revision, sequence, scoring_json) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (record_id) DO UPDATE SET "
+                    "revision = excluded.revision, sequence = excluded.sequence, "
+                    "scoring_json = excluded.scoring_json",
+            use(id), use(revision), use(sequence), use(json), now;
+      }
+      for (OutboxKind kind : {OutboxKind::staff_month, OutboxKind::agency_month}) {
+        std::vector<std::string> month, code, agency, json;
+        std::vector<int64_t> revision;
+        for (const auto& row : commit.months) {
+          if (row.kind == OutboxKind::record) month_table(row.kind, path_);  // throws
+          if (row.kind != kind) continue;
+          month.push_back(row.month);
+          code.push_back(row.code);
+          agency.push_back(row.agency_code);
+          revision.push_back(row.revision);
+          json.push_back(row.json);
+        }
+        if (month.empty()) continue;
+        session_ << std::string("INSERT INTO ") + month_table(kind, path_) +
+                        " (month, code, agency_code, revision, json) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (month, code) DO UPDATE SET agency_code = "
+                        "excluded.agency_code, revision = excluded.revision, json = excluded.json",
+            use(month), use(code), use(agency), use(revision), use(json), now;
+      }
+      append_outbox(commit.outbox);
+      for (const auto& key : commit.done) {
+        std::string staff = key.staff_code;
+        std::string month = key.month;
+        auto seen = seen_generation_.find(key);
+        // Only the mark the scorer saw is cleared; a newer one (same key re-marked by a page
+        // committed meanwhile) stays dirty.
+        int64_t generation = seen == seen_generation_.end() ? -1 : seen->second;
+        session_ << "DELETE FROM dirty_staff_months WHERE staff_code = ? AND month = ? "
+                    "AND (? < 0 OR generation = ?)",
+            use(staff), use(month), use(generation), use(generation), now;
+      }
+      tx.commit();
+      for (const auto& key : commit.done) seen_generation_.erase(key);
+    });
+  }
+
+  std::optional<Batch> next_batch(const std::string& sink, std::size_t max_items,
+                                  std::size_t max_bytes) override {
+    return guarded("forming the next batch of sink " + sink, [&] {
+      WriteTransaction tx(session_);
+      std::string s = sink;
+      std::optional<Batch> batch;
+      {
+        std::vector<std::string> id;
+        std::vector<int64_t> first, last, attempts, not_before;
+        session_ << "SELECT batch_id, first_seq, last_seq, attempts, not_before FROM batches "
+                    "WHERE sink = ? AND state = 'pending' ORDER BY first_seq LIMIT 1",
+            use(s), into(id), into(first), into(last), into(attempts), into(not_before), now;
+        if (!id.empty()) {
+          batch.emplace();
+          batch->batch_id = id[0];
+          batch->sink = sink;
+          batch->first_seq = first[0];
+          batch->last_seq = last[0];
+          batch->attempts = static_cast<uint32_t>(attempts[0]);
+          batch->not_before_unix_ms = not_before[0];
+          batch->items = read_outbox("WHERE seq BETWEEN ? AND ? ORDER BY seq", first[0], last[0]);
+          tx.commit();
+          return batch;
+        }
+      }
+      int64_t last_batched = 0;
+      {
+        std::vector<int64_t> found;
+        session_ << "SELECT last_batched_seq FROM sink_progress WHERE sink = ?", use(s),
+            into(found), now;
+        if (!found.empty()) last_batched = found[0];
+      }
+      const int64_t max_rows = static_cast<int64_t>(std::max<std::size_t>(max_items, 1));
+      auto items = read_outbox("WHERE seq > ? ORDER BY seq LIMIT ?", last_batched, max_rows);
+      std::size_t bytes = 0;
+      std::size_t keep = 0;
+      for (; keep < items.size(); ++keep) {
+        bytes += items[keep].payload.size();
+        if (keep > 0 && bytes > max_bytes)
+          break;  // the first item goes even if it alone is too big
+      }
+      items.resize(keep);
+      if (items.empty()) {
+        tx.commit();
+        return batch;
+      }
+      batch.emplace();
+      batch->batch_id = uuid_generator_.createRandom().toString();
+      batch->sink = sink;
+      batch->first_seq = items.front().seq;
+      batch->last_seq = items.back().seq;
+      batch->items = std::move(items);
+      int64_t count = static_cast<int64_t>(batch->items.size());
+      int64_t created_at = now_unix_ms();
+      session_ << "INSERT INTO batches (batch_id, sink, first_seq, last_seq, item_count, state, "
+                  "created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+          use(batch->batch_id), use(s), use(batch->first_seq), use(batch->last_seq), use(count),
+          use(created_at), now;
+      session_ << "INSERT INTO sink_progress (sink, last_batched_seq) VALUES (?, ?) "
+                  "ON CONFLICT (sink) DO UPDATE SET last_batched_seq = excluded.last_batched_seq",
+          use(s), use(batch->last_seq), now;
+      tx.commit();
+      return batch;
+    });
+  }
+
+  void complete_batch(const std::string& batch_id, const std::vector<DeadLetter>& dead) override {
+    guarded("completing batch " + batch_id, [&] {
+      WriteTransaction tx(session_);
+      const auto [sink, state] = batch_state(batch_id);
+      if (state == "delivered") {
+        tx.commit();  // completing twice is harmless: the dead letters are already stored
+        return;
+      }
+      std::string id = batch_id;
+      int64_t at = now_unix_ms();
+      session_ << "UPDATE batches SET state = 'delivered', delivered_at = ? WHERE batch_id = ?",
+          use(at), use(id), now;
+      if (!dead.empty()) {
+        std::vector<std::string> sinks, batches, keys, codes, messages, payloads;
+        std::vector<int64_t> created;
+        for (const auto& d : dead) {
+          sinks.push_back(d.sink.empty() ? sink : d.sink);
+          batches.push_back(d.batch_id.empty() ? batch_id : d.batch_id);
+          keys.push_back(d.key);
+          codes.push_back(d.code);
+          messages.push_back(d.message);
+          payloads.push_back(d.payload);
+          created.push_back(d.created_at_unix_ms != 0 ? d.created_at_unix_ms : at);
+        }
+        session_ << "INSERT INTO dead_letters (sink, batch_id, key, code, message, payload, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            use(sinks), use(batches), use(keys), use(codes), use(messages), use(payloads),
+            use(created), now;
+      }
+      tx.commit();
+    });
+  }
+
+  void defer_batch(const std::string& batch_id, int64_t not_before_unix_ms,
+                   const std::string& last_error) override {
+    guarded("deferring batch " + batch_id, [&] {
+      WriteTransaction tx(session_);
+      const auto [sink, state] = batch_state(batch_id);
+      if (state != "pending")
+        fail("batch " + batch_id + " of sink " + sink + " is already delivered");
+      std::string id = batch_id;
+      std::string error = last_error;
+      int64_t not_before = not_before_unix_ms;
+      session_ << "UPDATE batches SET attempts = attempts + 1, not_before = ?, last_error = ? "
+                  "WHERE batch_id = ?",
+          use(not_before), use(error), use(id), now;
+      tx.commit();
+    });
+  }
+
+  int64_t outbox_depth(const std::string& sink) override {
+    return guarded("measuring the outbox depth of sink " + sink, [&] {
+      std::string s = sink;
+      int64_t after_last_batch = 0;
+      int64_t in_pending = 0;
+      session_ << "SELECT COUNT(*) FROM outbox WHERE seq > "
+                  "IFNULL((SELECT last_batched_seq FROM sink_progress WHERE sink = ?), 0)",
+          use(s), into(after_last_batch), now;
+      session_ << "SELECT IFNULL(SUM(item_count), 0) FROM batches "
+                  "WHERE sink = ? AND state = 'pending'",
+          use(s), into(in_pending), now;
+      return after_last_batch + in_pending;
+    });
+  }
+
+  std::vector<QuarantineRow> quarantine(const std::string& source, const std::string& reason,
+                                        std::size_t max_rows, int64_t after_id) override {
+    return guarded("reading quarantine", [&] {
+      std::string src = source;
+      std::string why = reason;
+      int64_t after = after_id;
+      int64_t n = static_cast<int64_t>(max_rows);
+      std::vector<int64_t> id, created;
+      std::vector<std::string> system, source_id, record_id, reasons, field, message, payload,
+          location;
+      // An empty filter matches everything; source matches the instance or the source system.
+      session_ << "SELECT id, source_system, source_id, record_id, reason, field, message, "
+                  "payload, location, created_at FROM quarantine "
+                  "WHERE id > ? AND (? = '' OR source = ? OR source_system = ?) "
+                  "AND (? = '' OR reason = ?) ORDER BY id LIMIT ?",
+          use(after), use(src), use(src), use(src), use(why), use(why), use(n), into(id),
+          into(system), into(source_id), into(record_id), into(reasons), into(field), into(message),
+          into(payload), into(location), into(created), now;
+      std::vector<QuarantineRow> out(id.size());
+      for (std::size_t i = 0; i < id.size(); ++i) {
+        auto parsed = parse_reason(reasons[i]);
+        if (!parsed) {
+          fail("quarantine row " + std::to_string(id[i]) + " has an unknown reason '" + reasons[i] +
+               "'");
+        }
+        out[i].id = id[i];
+        out[i].created_at_unix_ms = created[i];
+        out[i].entry = QuarantineEntry{system[i], source_id[i], record_id[i], *parsed,
+                                       field[i],  message[i],   payload[i],   location[i]};
+      }
+      return out;
+    });
+  }
+
+  std::vector<DeadLetter> dead_letters(const std::string& sink, std::size_t max_rows,
+                                       int64_t after_id) override {
+    return guarded("reading dead letters", [&] {
+      std::string s = sink;
+      int64_t after = after_id;
+      int64_t n = static_cast<int64_t>(max_rows);
+      std::vector<int64_t> id, created, replayed;
+      std::vector<std::string> sinks, batch, key, code, message, payload;
+      session_ << "SELECT id, sink, batch_id, key, code, message, payload, created_at, replayed "
+                  "FROM dead_letters WHERE id > ? AND (? = '' OR sink = ?) ORDER BY id LIMIT ?",
+          use(after), use(s), use(s), use(n), into(id), into(sinks), into(batch), into(key),
+          into(code), into(message), into(payload), into(created), into(replayed), now;
+      std::vector<DeadLetter> out(id.size());
+      for (std::size_t i = 0; i < id.size(); ++i) {
+        out[i] = DeadLetter{id[i],      sinks[i],   batch[i],   key[i],          code[i],
+                            message[i], payload[i], created[i], replayed[i] != 0};
+      }
+      return out;
+    });
+  }
+
+  bool replay_dead_letter(int64_t id) override {
+    return guarded("replaying dead letter " + std::to_string(id), [&] {
+      WriteTransaction tx(session_);
+      int64_t letter_id = id;
+      std::vector<std::string> key, payload;
+      std::vector<int64_t> replayed;
+      session_ << "SELECT key, payload, replayed FROM dead_letters WHERE id = ?", use(letter_id),
+          into(key), into(payload), into(replayed), now;
+      if (key.empty() || replayed[0] != 0) {
+        tx.commit();
+        return false;
+      }
+      append_outbox({OutboxItem{0, outbox_kind_of_key(key[0]), key[0], payload[0]}});
+      int64_t at = now_unix_ms();
+      session_ << "UPDATE dead_letters SET replayed = 1, replayed_at = ? WHERE id = ?", use(at),
+          use(letter_id), now;
+      tx.commit();
+      return true;
+    });
+  }
+
+  void audit(const std::string& actor, const std::string& action,
+             const std::string& detail) override {
+    guarded("writing the audit log (" + action + ")", [&] {
+      std::string a = actor, what = action, d = detail;
+      int64_t at = now_unix_ms();
+      session_ << "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)", use(at),
+          use(a), use(what), use(d), now;
+    });
+  }
+
+  StoreCounts counts() override {
+    return guarded("counting", [&] {
+      StoreCounts c;
+      // One read transaction so the counts agree with each other.
+      session_ << "BEGIN", now;
+      try {
+        session_ << "SELECT COUNT(*) FROM records", into(c.records), now;
+        session_ << "SELECT COUNT(*) FROM record_revisions", into(c.revisions), now;
+        session_ << "SELECT COUNT(*) FROM quarantine", into(c.quarantined), now;
+        session_ << "SELECT COUNT(*) FROM dead_letters WHERE replayed = 0", into(c.dead_letters),
+            now;
+        // Batches are delivered in seq order, so a sink has everything up to the last seq of
+        // its newest delivered batch; the slowest sink decides what is still pending.
+        session_ << "SELECT COUNT(*) FROM outbox WHERE seq > IFNULL((SELECT MIN(done) FROM "
+                    "(SELECT p.sink, IFNULL((SELECT MAX(b.last_seq) FROM batches b WHERE "
+                    "b.sink = p.sink AND b.state = 'delivered'), 0) AS done "
+                    "FROM sink_progress p)), 0)",
+            into(c.outbox_pending), now;
+        session_ << "COMMIT", now;
+      } catch (...) {
+        session_ << "ROLLBACK", now;
+        throw;
+      }
+      return c;
+    });
+  }
+
+ private:
+  static Session open_session(const std::string& path, const SqliteStoreOptions& options) {
+    const std::string where = "store " + path + ": ";
+    try {
+      // Poco retries a failed open until its login timeout (60 s by default); for a local file
+      // a failure is final, so the shortest timeout is used.
+      constexpr std::size_t kOpenTimeoutSeconds = 1;
+      Session session(new Poco::Data::SQLite::SessionImpl(path, kOpenTimeoutSeconds));
+      int64_t busy_ms = options.busy_timeout_ms;
+      session << "PRAGMA busy_timeout = " + std::to_string(busy_ms), now;
+      std::string mode;
+      session << "PRAGMA journal_mode = WAL", into(mode), now;
+      if (mode != "wal") {
+        throw StoreError(where + "cannot switch to WAL journal mode (got '" + mode + "')");
+      }
+      session << "PRAGMA synchronous = FULL", now;
+      session << "PRAGMA foreign_keys = ON", now;
+      store_detail::migrate(session, path, now_unix_ms());
+      return session;
+    } catch (const StoreError&) {
+      throw;
+    } catch (const Poco::Exception& e) {
+      throw StoreError(where + "cannot open: " + e.displayText());
+    } catch (const std::exception& e) {
+      throw StoreError(where + "cannot open: " + e.what());
+    }
+  }
+
+  template <typename F>
+  std::invoke_result_t<F&> guarded(const std::string& what, F&& body) {
+    std::lock_guard lock(mutex_);
+    try {
+      return body();
+    } catch (const StoreError& e) {
+      throw StoreError(std::string(e.what()) + " while " + what);
+    } catch (const Poco::Exception& e) {
+      throw StoreError("store " + path_ + ": " + e.displayText() + " while " + what);
+    } catch (const std::exception& e) {
+      throw StoreError("store " + path_ + ": " + e.what() + " while " + what);
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& problem) const {
+    throw StoreError("store " + path_ + ": " + problem);
+  }
+
+  std::size_t changes() {
+    int64_t n = 0;
+    session_ << "SELECT changes()", into(n), now;
+    return static_cast<std::size_t>(n);
+  }
+
+  std::vector<WorkRecord> read_records(const std::string& where, std::vector<std::string> params) {
+    Statement select(session_);
+    select << store_detail::record_select_sql() + where;
+    for (auto& p : params) select.addBind(use(p));
+    RecordColumns columns;
+    columns.extract_from(select);
+    select, limit(kReadChunkRows);
+    std::vector<WorkRecord> out;
+    // Chunks keep the column buffers small while the records accumulate.
+    do {
+      select.execute();
+      columns.append_to(out, path_);
+      columns.clear();  // Poco appends each chunk to the column vectors
+    } while (!select.done());
+    return out;
+  }
+
+  std::vector<OutboxItem> read_outbox(const std::string& where, int64_t a, int64_t b) {
+    std::vector<int64_t> seq, kind;
+    std::vector<std::string> key, payload;
+    session_ << "SELECT seq, kind, key, payload FROM outbox " + where, use(a), use(b), into(seq),
+        into(kind), into(key), into(payload), now;
+    std::vector<OutboxItem> out(seq.size());
+    for (std::size_t i = 0; i < seq.size(); ++i) {
+      out[i] = OutboxItem{seq[i], static_cast<OutboxKind>(kind[i]), key[i], payload[i]};
+    }
+    return out;
+  }
+
+  void append_outbox(const std::vector<OutboxItem>& items) {
+    if (items.empty()) return;
+    std::vector<int64_t> kind;
+    std::vector<std::string> key, payload;
+    for (const auto& item : items) {
+      kind.push_back(static_cast<int64_t>(item.kind));
+      key.push_back(item.key);
+      payload.push_back(item.payload);
+    }
+    session_ << "INSERT INTO outbox (kind, key, payload, created_at) VALUES (?, ?, ?, ?)",
+        use(kind), use(key), use(payload), bind(std::vector<int64_t>(kind.size(), now_unix_ms())),
+        now;
+  }
+
+  void insert_quarantine(const PageCommit& page, int64_t at) {
+    std::vector<std::string> system, source_id, record_id, reason, field, message, payload,
+        location;
+    for (const auto& q : page.quarantined) {
+      system.push_back(q.source_system);
+      source_id.push_back(q.source_id);
+      record_id.push_back(q.record_id);
+      reason.push_back(std::string(to_string(q.reason)));
+      field.push_back(q.field);
+      message.push_back(q.message);
+      payload.push_back(q.payload);
+      location.push_back(q.location);
+    }
+    const std::size_t n = system.size();
+    session_ << "INSERT INTO quarantine (source, source_system, source_id, record_id, reason, "
+                "field, message, payload, location, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        bind(std::vector<std::string>(n, page.source)), use(system), use(source_id), use(record_id),
+        use(reason), use(field), use(message), use(payload), use(location),
+        bind(std::vector<int64_t>(n, at)), now;
+  }
+
+  std::pair<std::string, std::string> batch_state(const std::string& batch_id) {
+    std::string id = batch_id;
+    std::vector<std::string> sink, state;
+    session_ << "SELECT sink, state FROM batches WHERE batch_id = ?", use(id), into(sink),
+        into(state), now;
+    if (sink.empty()) fail("unknown batch " + batch_id);
+    return {sink[0], state[0]};
+  }
+
+  std::vector<ScoringCommit::MonthRow> read_month_rows(OutboxKind kind, const std::string& month,
+                                                       const std::string* code) {
+    std::string m = month;
+    std::string c = code ? *code : std::string();
+    int only_code = code ? 1 : 0;
+    std::vector<std::string> months, codes, agency, json;
+    std::vector<int64_t> revision;
+    session_ << std::string("SELECT month, code, agency_code, revision, json FROM ") +
+                    month_table(kind, path_) +
+                    " WHERE month = ? AND (? = 0 OR code = ?) ORDER BY code",
+        use(m), use(only_code), use(c), into(months), into(codes), into(agency), into(revision),
+        into(json), now;
+    std::vector<ScoringCommit::MonthRow> out(months.size());
+    for (std::size_t i = 0; i < months.size(); ++i) {
+      out[i] = ScoringCommit::MonthRow{kind, months[i], codes[i], agency[i], revision[i], json[i]};
+    }
+    return out;
+  }
+
+  const std::string path_;
+  std::mutex mutex_;
+  Session session_;
+  Poco::UUIDGenerator uuid_generator_;
+  // Generation of each dirty key as last handed to the scorer (see commit_scoring).
+  std::map<StaffMonthKey, int64_t> seen_generation_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> open_sqlite_store(const std::string& path,
+                                         const SqliteStoreOptions& options) {
+  return std::make_unique<SqliteStore>(path, options);
+}
+
+std::unique_ptr<Store> open_sqlite_store(const std::string& path) {
+  return open_sqlite_store(path, SqliteStoreOptions{});
+}
+
+}  // namespace kpihub

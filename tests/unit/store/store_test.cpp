@@ -1,0 +1,682 @@
+#include <kpihub/store.hpp>
+
+#include <Poco/Data/SQLite/SessionImpl.h>
+#include <Poco/Data/Session.h>
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace kpihub {
+namespace {
+
+namespace fs = std::filesystem;
+using Poco::Data::Keywords::now;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "kpihub-store-XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    path_ = (dir_ / "hub.db").string();
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::permissions(dir_, fs::perms::owner_all, ec);
+    fs::remove_all(dir_, ec);
+  }
+
+  std::unique_ptr<Store> open(int busy_timeout_ms = 5000) {
+    return open_sqlite_store(path_, SqliteStoreOptions{busy_timeout_ms});
+  }
+
+  fs::path dir_;
+  std::string path_;
+};
+
+Timestamp ts(const char* text) {
+  auto t = Timestamp::parse(text);
+  EXPECT_TRUE(t) << text;
+  return t.value_or(Timestamp{});
+}
+
+WorkRecord full_record(const std::string& id, int64_t revision, const std::string& staff = "CB001",
+                       const char* date = "2025-04-09") {
+  WorkRecord r;
+  r.source_system = "eoffice";
+  r.source_id = id;
+  r.record_id = "eoffice:" + id;
+  r.revision = revision;
+  r.retracted = false;
+  r.staff_code = staff;
+  r.source_staff_id = "u-" + staff;
+  r.agency_code = "SO-NV";
+  r.task_code = "VB-DEN";
+  r.work_date = *Date::parse(date);
+  r.declared_minutes = 45;
+  r.quantity = 2.75;
+  r.product_unit = "văn bản";
+  r.title = "Xử lý công văn đến số 123/UBND-VP về việc đánh giá cán bộ";
+  r.evidence_ref = "https://eoffice.example.vn/vb/123";
+  r.deadline = Deadline{std::nullopt, ts("2025-04-10T17:00:00+07:00")};
+  r.completed_at = ts("2025-04-09T15:30:00+07:00");
+  r.approval = Approval{ApprovalStatus::approved, Rating::excellent, "Nguyễn Thị Hằng",
+                        ts("2025-04-09T16:00:00+07:00")};
+  r.changed_at = ts("2025-04-09T09:00:00Z");
+  r.attributes = {{"document_type", "incoming"}, {"ghi_chú", "khẩn \"gấp\""}};
+  return r;
+}
+
+WorkRecord minimal_record(const std::string& id) {
+  WorkRecord r;
+  r.source_system = "school";
+  r.source_id = id;
+  r.record_id = "school:" + id;
+  r.revision = 1;
+  r.work_date = *Date::parse("2025-04-01");
+  return r;
+}
+
+PageCommit page_of(std::vector<WorkRecord> records, std::optional<std::string> cursor = {},
+                   const std::string& source = "eoffice") {
+  PageCommit page;
+  page.source = source;
+  page.cursor = std::move(cursor);
+  page.records = std::move(records);
+  page.received_at_unix_ms = 1744000000000;
+  return page;
+}
+
+std::vector<std::string> ids_of(const std::vector<WorkRecord>& records) {
+  std::vector<std::string> ids;
+  for (const auto& r : records) ids.push_back(r.record_id);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+OutboxItem item(const std::string& key, std::string payload) {
+  return OutboxItem{0, OutboxKind::record, key, std::move(payload)};
+}
+
+void append_outbox(Store& store, std::vector<OutboxItem> items) {
+  ScoringCommit commit;
+  commit.outbox = std::move(items);
+  store.commit_scoring(commit);
+}
+
+// ------------------------------------------------------------------ records --
+
+TEST_F(StoreTest, RecordsRoundTripExactlyWithEveryFieldSetOrAbsent) {
+  auto store = open();
+  WorkRecord full = full_record("WD-1", 3);
+  WorkRecord date_deadline = full_record("WD-2", 1);
+  date_deadline.deadline = Deadline{Date::parse("2025-04-30"), std::nullopt};
+  date_deadline.approval = Approval{ApprovalStatus::returned, std::nullopt, "", std::nullopt};
+  date_deadline.retracted = true;
+  date_deadline.quantity = 0.1;  // not exactly representable: must still come back bit for bit
+  WorkRecord bare = minimal_record("HS-1");
+
+  auto result = store->commit_page(page_of({full, date_deadline, bare}, "c1"));
+  EXPECT_EQ(result.inserted, 3u);
+
+  EXPECT_EQ(store->record(full.record_id), full);
+  EXPECT_EQ(store->record(date_deadline.record_id), date_deadline);
+  EXPECT_EQ(store->record(bare.record_id), bare);
+  EXPECT_EQ(store->record("eoffice:nope"), std::nullopt);
+  // Timestamp equality ignores the offset; the text must come back as written too.
+  EXPECT_EQ(store->record(full.record_id)->approval->at->str(), "2025-04-09T16:00:00+07:00");
+  EXPECT_EQ(store->record(full.record_id)->changed_at->str(), "2025-04-09T09:00:00Z");
+
+  auto april = store->records_of_month("2025-04");
+  EXPECT_EQ(ids_of(april),
+            (std::vector<std::string>{"eoffice:WD-1", "eoffice:WD-2", "school:HS-1"}));
+  for (const auto& r : april) {
+    if (r.record_id == full.record_id) {
+      EXPECT_EQ(r, full);
+    }
+    if (r.record_id == bare.record_id) {
+      EXPECT_EQ(r, bare);
+    }
+  }
+  EXPECT_TRUE(store->records_of_month("2025-05").empty());
+  auto staff = store->records_of_staff_month({"CB001", "2025-04"});
+  EXPECT_EQ(ids_of(staff), (std::vector<std::string>{"eoffice:WD-1", "eoffice:WD-2"}));
+  EXPECT_EQ(store->staff_of_month("2025-04"), std::vector<std::string>{"CB001"});
+  EXPECT_EQ(store->received_at({"eoffice:WD-1", "unknown", "school:HS-1"}),
+            (std::vector<int64_t>{1744000000000, 0, 1744000000000}));
+}
+
+TEST_F(StoreTest, ReadingAMonthLargerThanOneReadChunkReturnsEveryRecord) {
+  auto store = open();
+  for (int page = 0; page < 5; ++page) {
+    std::vector<WorkRecord> records;
+    for (int i = 0; i < 4000; ++i) {
+      records.push_back(full_record("P" + std::to_string(page) + "-" + std::to_string(i), 1));
+    }
+    store->commit_page(page_of(std::move(records)));
+  }
+  EXPECT_EQ(store->records_of_month("2025-04").size(), 20000u);
+}
+
+TEST_F(StoreTest, HigherRevisionReplacesEqualOrLowerIsIgnoredAndHistoryIsKept) {
+  auto store = open();
+  auto r2 = full_record("WD-1", 2);
+  EXPECT_EQ(store->commit_page(page_of({r2})).inserted, 1u);
+
+  auto r3 = full_record("WD-1", 3);
+  r3.title = "Bản sửa đổi";
+  auto result = store->commit_page(page_of({r3}));
+  EXPECT_EQ(result.updated, 1u);
+  EXPECT_EQ(result.inserted, 0u);
+
+  auto same = r3;
+  same.title = "same revision, different text";
+  auto lower = full_record("WD-1", 1);
+  result = store->commit_page(page_of({same, lower}));
+  EXPECT_EQ(result.ignored_stale, 2u);
+  EXPECT_EQ(result.updated + result.inserted, 0u);
+
+  EXPECT_EQ(store->record("eoffice:WD-1"), r3);
+  auto counts = store->counts();
+  EXPECT_EQ(counts.records, 1);
+  EXPECT_EQ(counts.revisions, 2);
+}
+
+TEST_F(StoreTest, WithinOnePageTheHigherRevisionWinsWhateverTheOrder) {
+  auto store = open();
+  auto low = full_record("A", 4);
+  auto high = full_record("A", 5);
+  high.title = "higher";
+  auto result = store->commit_page(page_of({high, low}));
+  EXPECT_EQ(result.inserted, 1u);
+  EXPECT_EQ(result.ignored_stale, 1u);
+  EXPECT_EQ(store->record("eoffice:A"), high);
+
+  auto low_b = full_record("B", 4);
+  auto high_b = full_record("B", 5);
+  high_b.title = "higher";
+  result = store->commit_page(page_of({low_b, high_b}));
+  EXPECT_EQ(result.inserted, 1u);
+  EXPECT_EQ(result.updated, 1u);
+  EXPECT_EQ(store->record("eoffice:B"), high_b);
+
+  auto dup = store->commit_page(page_of({high_b, high_b}));
+  EXPECT_EQ(dup.ignored_stale, 2u);
+}
+
+// --------------------------------------------------------------- quarantine --
+
+TEST_F(StoreTest, QuarantineKeepsEveryFieldAndFilters) {
+  auto store = open();
+  PageCommit page = page_of({}, "c1");
+  page.quarantined.push_back(QuarantineEntry{"eoffice", "WD-9", "eoffice:WD-9", Reason::bad_value,
+                                             "declared_minutes", "declared_minutes: -5 is negative",
+                                             "{\"declared_minutes\":-5}", "items[3]"});
+  page.quarantined.push_back(QuarantineEntry{"eoffice", "", "", Reason::bad_encoding, "title",
+                                             "title: invalid UTF-8", "\xff\xfe", "items[4]"});
+  EXPECT_EQ(store->commit_page(page).quarantined, 2u);
+
+  auto all = store->quarantine("", "", 10, 0);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].entry.source_system, "eoffice");
+  EXPECT_EQ(all[0].entry.source_id, "WD-9");
+  EXPECT_EQ(all[0].entry.record_id, "eoffice:WD-9");
+  EXPECT_EQ(all[0].entry.reason, Reason::bad_value);
+  EXPECT_EQ(all[0].entry.field, "declared_minutes");
+  EXPECT_EQ(all[0].entry.message, "declared_minutes: -5 is negative");
+  EXPECT_EQ(all[0].entry.payload, "{\"declared_minutes\":-5}");
+  EXPECT_EQ(all[0].entry.location, "items[3]");
+  EXPECT_EQ(all[0].created_at_unix_ms, 1744000000000);
+  EXPECT_EQ(all[1].entry.payload, "\xff\xfe");
+
+  EXPECT_EQ(store->quarantine("eoffice", "bad_encoding", 10, 0).size(), 1u);
+  EXPECT_EQ(store->quarantine("school", "", 10, 0).size(), 0u);
+  auto after_first = store->quarantine("", "", 10, all[0].id);
+  ASSERT_EQ(after_first.size(), 1u);
+  EXPECT_EQ(after_first[0].id, all[1].id);
+  EXPECT_EQ(store->quarantine("", "", 1, 0).size(), 1u);
+  EXPECT_EQ(store->counts().quarantined, 2);
+}
+
+// ------------------------------------------------------------------ cursors --
+
+TEST_F(StoreTest, CursorAndCountersMoveWithThePage) {
+  auto store = open();
+  EXPECT_EQ(store->cursor("eoffice"), std::nullopt);
+  store->commit_page(page_of({full_record("1", 1), full_record("2", 1)}, "page-1"));
+  EXPECT_EQ(store->cursor("eoffice"), "page-1");
+  store->commit_page(page_of({full_record("3", 1)}, std::nullopt));
+  EXPECT_EQ(store->cursor("eoffice"), "page-1");  // nullopt leaves it unchanged
+  store->commit_page(page_of({}, std::string()));
+  EXPECT_EQ(store->cursor("eoffice"), "");  // an empty cursor is a cursor
+
+  auto sources = store->sources();
+  ASSERT_EQ(sources.size(), 1u);
+  EXPECT_EQ(sources[0].source, "eoffice");
+  EXPECT_EQ(sources[0].records, 3);
+  EXPECT_EQ(sources[0].updated_at_unix_ms, 1744000000000);
+}
+
+TEST_F(StoreTest, AFailedPageLeavesNeitherItsRecordsNorItsCursor) {
+  auto store = open();
+  store->commit_page(page_of({full_record("ok-1", 1)}, "1"));
+
+  PageCommit bad = page_of({full_record("ok-2", 1), full_record("ok-3", 1)}, "2");
+  bad.quarantined.push_back(
+      QuarantineEntry{"eoffice", "x", "", Reason::parse_error, "", "m", "p", "l"});
+  bad.records.push_back(full_record("broken", -1));  // violates CHECK (revision >= 0), last row
+  try {
+    store->commit_page(bad);
+    FAIL() << "a page with a constraint violation was committed";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find(path_), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("committing page of source eoffice"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(store->cursor("eoffice"), "1");
+  EXPECT_EQ(store->record("eoffice:ok-2"), std::nullopt);
+  EXPECT_EQ(store->counts().records, 1);
+  EXPECT_EQ(store->counts().revisions, 1);
+  EXPECT_EQ(store->counts().quarantined, 0);
+  EXPECT_EQ(store->sources()[0].records, 1);
+
+  // The store is still usable after the failure.
+  store->commit_page(page_of({full_record("ok-2", 1)}, "2"));
+  EXPECT_EQ(store->cursor("eoffice"), "2");
+}
+
+TEST_F(StoreTest, APageWithoutSourceIsRefused) {
+  auto store = open();
+  EXPECT_THROW(store->commit_page(page_of({full_record("1", 1)}, "c", "")), StoreError);
+  EXPECT_EQ(store->counts().records, 0);
+}
+
+// ------------------------------------------------------------------ scoring --
+
+TEST_F(StoreTest, PagesMarkTheStaffMonthsTheyTouch) {
+  auto store = open();
+  auto no_staff = full_record("3", 1, "");
+  store->commit_page(page_of({full_record("1", 1, "CB001", "2025-04-09"),
+                              full_record("2", 1, "CB002", "2025-05-01"), no_staff}));
+  auto dirty = store->dirty_staff_months(10);
+  std::sort(dirty.begin(), dirty.end());
+  EXPECT_EQ(dirty, (std::vector<StaffMonthKey>{{"CB001", "2025-04"}, {"CB002", "2025-05"}}));
+  EXPECT_EQ(store->dirty_staff_months(1).size(), 1u);
+
+  ScoringCommit done;
+  done.done = dirty;
+  store->commit_scoring(done);
+  EXPECT_TRUE(store->dirty_staff_months(10).empty());
+
+  // A record moving to another staff member dirties the month it leaves and the one it joins.
+  store->commit_page(page_of({full_record("1", 2, "CB003", "2025-04-09")}));
+  dirty = store->dirty_staff_months(10);
+  std::sort(dirty.begin(), dirty.end());
+  EXPECT_EQ(dirty, (std::vector<StaffMonthKey>{{"CB001", "2025-04"}, {"CB003", "2025-04"}}));
+
+  // A stale revision marks nothing.
+  done.done = dirty;
+  store->commit_scoring(done);
+  store->commit_page(page_of({full_record("2", 1, "CB009", "2025-06-01")}));
+  EXPECT_TRUE(store->dirty_staff_months(10).empty());
+
+  EXPECT_EQ(store->mark_month_dirty("2025-04"), 1u);  // CB003 only; CB001 has no record left
+  EXPECT_EQ(store->dirty_staff_months(10), (std::vector<StaffMonthKey>{{"CB003", "2025-04"}}));
+  EXPECT_EQ(store->mark_month_dirty("2024-01"), 0u);
+}
+
+TEST_F(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
+  auto store = open();
+  store->commit_page(page_of({full_record("1", 1)}));
+  auto dirty = store->dirty_staff_months(10);
+  ASSERT_EQ(dirty.size(), 1u);
+  store->commit_page(page_of({full_record("1", 2)}));  // arrives while the scorer works
+  ScoringCommit commit;
+  commit.done = dirty;
+  store->commit_scoring(commit);
+  EXPECT_EQ(store->dirty_staff_months(10), dirty);
+}
+
+TEST_F(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
+  auto store = open();
+  ScoringCommit commit;
+  commit.record_scores = {{"eoffice:1", 2, 1, "{\"points\":1.5}"}, {"eoffice:2", 1, 1, "{}"}};
+  commit.months = {{OutboxKind::staff_month, "2025-04", "CB001", "SO-NV", 1, "{\"s\":1}"},
+                   {OutboxKind::agency_month, "2025-04", "SO-NV", "SO-NV", 1, "{\"a\":1}"}};
+  commit.outbox = {item("eoffice:1", "{\"r\":1}"),
+                   OutboxItem{0, OutboxKind::staff_month, "staff:2025-04:CB001", "{\"s\":1}"}};
+  store->commit_scoring(commit);
+
+  auto scores = store->record_scores({"eoffice:2", "eoffice:1", "unknown"});
+  ASSERT_EQ(scores.size(), 2u);
+  EXPECT_EQ(scores[0].record_id, "eoffice:1");
+  EXPECT_EQ(scores[0].revision, 2);
+  EXPECT_EQ(scores[0].scoring_json, "{\"points\":1.5}");
+
+  commit = {};
+  commit.record_scores = {{"eoffice:1", 2, 2, "{\"points\":2}"}};
+  commit.months = {{OutboxKind::staff_month, "2025-04", "CB001", "SO-NV", 2, "{\"s\":2}"}};
+  store->commit_scoring(commit);
+  EXPECT_EQ(store->record_scores({"eoffice:1"})[0].sequence, 2);
+  auto staff = store->month_row(OutboxKind::staff_month, "2025-04", "CB001");
+  ASSERT_TRUE(staff);
+  EXPECT_EQ(staff->revision, 2);
+  EXPECT_EQ(staff->json, "{\"s\":2}");
+  EXPECT_EQ(staff->agency_code, "SO-NV");
+  EXPECT_EQ(store->month_row(OutboxKind::staff_month, "2025-04", "SO-NV"), std::nullopt);
+  EXPECT_EQ(store->month_rows(OutboxKind::agency_month, "2025-04").size(), 1u);
+  EXPECT_EQ(store->outbox_depth("provincial"), 2);
+
+  commit = {};
+  commit.months = {{OutboxKind::record, "2025-04", "x", "", 1, "{}"}};
+  EXPECT_THROW(store->commit_scoring(commit), StoreError);
+}
+
+// ------------------------------------------------------------------- outbox --
+
+TEST_F(StoreTest, NextBatchIsTheSameUntilCompletedAndFollowsSeqOrder) {
+  auto store = open();
+  EXPECT_EQ(store->next_batch("provincial", 10, 1 << 20), std::nullopt);
+  std::vector<OutboxItem> items;
+  for (int i = 0; i < 5; ++i)
+    items.push_back(item("r" + std::to_string(i), "{\"i\":" + std::to_string(i) + "}"));
+  append_outbox(*store, items);
+
+  auto first = store->next_batch("provincial", 3, 1 << 20);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->items.size(), 3u);
+  EXPECT_EQ(first->items[0].key, "r0");
+  EXPECT_EQ(first->items[2].key, "r2");
+  EXPECT_LT(first->items[0].seq, first->items[1].seq);
+  EXPECT_EQ(first->first_seq, first->items[0].seq);
+  EXPECT_EQ(first->last_seq, first->items[2].seq);
+  EXPECT_EQ(first->batch_id.size(), 36u);
+  EXPECT_EQ(store->outbox_depth("provincial"), 5);
+
+  auto retry =
+      store->next_batch("provincial", 100, 1 << 20);  // limits do not reshape a pending batch
+  ASSERT_TRUE(retry);
+  EXPECT_EQ(retry->batch_id, first->batch_id);
+  ASSERT_EQ(retry->items.size(), first->items.size());
+  for (std::size_t i = 0; i < retry->items.size(); ++i) {
+    EXPECT_EQ(retry->items[i].seq, first->items[i].seq);
+    EXPECT_EQ(retry->items[i].payload, first->items[i].payload);
+  }
+
+  store->defer_batch(first->batch_id, 1744000123000, "HTTP 503 from receiver");
+  retry = store->next_batch("provincial", 3, 1 << 20);
+  EXPECT_EQ(retry->batch_id, first->batch_id);
+  EXPECT_EQ(retry->attempts, 1u);
+  EXPECT_EQ(retry->not_before_unix_ms, 1744000123000);
+
+  store->complete_batch(first->batch_id, {});
+  EXPECT_EQ(store->outbox_depth("provincial"), 2);
+  auto second = store->next_batch("provincial", 3, 1 << 20);
+  ASSERT_TRUE(second);
+  EXPECT_NE(second->batch_id, first->batch_id);
+  ASSERT_EQ(second->items.size(), 2u);
+  EXPECT_EQ(second->items[0].key, "r3");
+  EXPECT_EQ(second->first_seq, first->last_seq + 1);
+  store->complete_batch(second->batch_id, {});
+  store->complete_batch(second->batch_id, {});  // twice is harmless
+  EXPECT_EQ(store->next_batch("provincial", 3, 1 << 20), std::nullopt);
+  EXPECT_EQ(store->outbox_depth("provincial"), 0);
+
+  // Another sink gets everything from the start, independently.
+  EXPECT_EQ(store->outbox_depth("file-export"), 5);
+  // A sink counts once it has taken its first batch; until then the store does not know it.
+  EXPECT_EQ(store->counts().outbox_pending, 0);
+  auto other = store->next_batch("file-export", 10, 1 << 20);
+  ASSERT_TRUE(other);
+  EXPECT_EQ(store->counts().outbox_pending, 5);  // file-export has not delivered anything
+  EXPECT_EQ(other->items.size(), 5u);
+  store->complete_batch(other->batch_id, {});
+  EXPECT_EQ(store->counts().outbox_pending, 0);
+}
+
+TEST_F(StoreTest, NextBatchRespectsTheByteLimitButAlwaysTakesOneItem) {
+  auto store = open();
+  append_outbox(*store, {item("big", std::string(1000, 'x')), item("a", std::string(40, 'a')),
+                         item("b", std::string(40, 'b')), item("c", std::string(40, 'c'))});
+  auto batch = store->next_batch("s", 10, 100);
+  ASSERT_TRUE(batch);
+  ASSERT_EQ(batch->items.size(), 1u);  // alone above the limit, still sent
+  EXPECT_EQ(batch->items[0].key, "big");
+  store->complete_batch(batch->batch_id, {});
+  batch = store->next_batch("s", 10, 100);
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(batch->items.size(), 2u);  // 80 bytes fit, 120 would not
+  EXPECT_EQ(batch->items[1].key, "b");
+}
+
+TEST_F(StoreTest, UnknownBatchesAreErrorsNamingTheBatch) {
+  auto store = open();
+  try {
+    store->complete_batch("no-such-batch", {});
+    FAIL();
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("no-such-batch"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(store->defer_batch("no-such-batch", 0, "x"), StoreError);
+  append_outbox(*store, {item("a", "{}")});
+  auto batch = store->next_batch("s", 10, 100);
+  store->complete_batch(batch->batch_id, {});
+  EXPECT_THROW(store->defer_batch(batch->batch_id, 0, "late"), StoreError);
+}
+
+TEST_F(StoreTest, DeadLettersAreStoredAndReplayedIntoTheOutbox) {
+  auto store = open();
+  append_outbox(*store,
+                {item("eoffice:1", "{\"r\":1}"),
+                 OutboxItem{0, OutboxKind::staff_month, "staff:2025-04:CB001", "{\"s\":1}"}});
+  auto batch = store->next_batch("provincial", 10, 1 << 20);
+  ASSERT_TRUE(batch);
+  DeadLetter dead;
+  dead.key = "staff:2025-04:CB001";
+  dead.code = "unknown_staff";
+  dead.message = "receiver: staff CB001 unknown";
+  dead.payload = "{\"s\":1}";
+  store->complete_batch(batch->batch_id, {dead});
+
+  auto letters = store->dead_letters("provincial", 10, 0);
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].sink, "provincial");
+  EXPECT_EQ(letters[0].batch_id, batch->batch_id);
+  EXPECT_EQ(letters[0].code, "unknown_staff");
+  EXPECT_EQ(letters[0].message, "receiver: staff CB001 unknown");
+  EXPECT_FALSE(letters[0].replayed);
+  EXPECT_GT(letters[0].created_at_unix_ms, 0);
+  EXPECT_TRUE(store->dead_letters("other-sink", 10, 0).empty());
+  EXPECT_EQ(store->counts().dead_letters, 1);
+
+  EXPECT_TRUE(store->replay_dead_letter(letters[0].id));
+  EXPECT_FALSE(store->replay_dead_letter(letters[0].id));  // already replayed
+  EXPECT_FALSE(store->replay_dead_letter(9999));
+  EXPECT_TRUE(store->dead_letters("", 10, 0)[0].replayed);
+  EXPECT_EQ(store->counts().dead_letters, 0);
+
+  auto again = store->next_batch("provincial", 10, 1 << 20);
+  ASSERT_TRUE(again);
+  ASSERT_EQ(again->items.size(), 1u);
+  EXPECT_GT(again->items[0].seq, batch->last_seq);
+  EXPECT_EQ(again->items[0].kind, OutboxKind::staff_month);
+  EXPECT_EQ(again->items[0].key, "staff:2025-04:CB001");
+  EXPECT_EQ(again->items[0].payload, "{\"s\":1}");
+}
+
+// ------------------------------------------------------------ durability --
+
+TEST_F(StoreTest, ReopeningKeepsEverything) {
+  std::string batch_id;
+  {
+    auto store = open();
+    store->commit_page(page_of({full_record("1", 1)}, "c-7"));
+    append_outbox(*store, {item("a", "{}"), item("b", "{}")});
+    batch_id = store->next_batch("s", 1, 100)->batch_id;
+    store->audit("admin", "replay", "dead letter 1");
+  }
+  auto store = open();
+  EXPECT_EQ(store->cursor("eoffice"), "c-7");
+  EXPECT_EQ(store->record("eoffice:1"), full_record("1", 1));
+  EXPECT_EQ(store->dirty_staff_months(10).size(), 1u);
+  auto pending = store->next_batch("s", 10, 100);
+  ASSERT_TRUE(pending);
+  EXPECT_EQ(pending->batch_id, batch_id);
+  EXPECT_EQ(pending->items.size(), 1u);
+  EXPECT_EQ(store->outbox_depth("s"), 2);
+}
+
+TEST_F(StoreTest, AWriterKilledMidCommitLeavesExactlyItsCommittedPages) {
+  constexpr int kRecordsPerPage = 200;
+  { open(); }  // create the schema before the child races with nothing
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(ready[0]);
+    try {
+      auto store = open();
+      for (int page = 1;; ++page) {
+        std::vector<WorkRecord> records;
+        for (int i = 0; i < kRecordsPerPage; ++i) {
+          records.push_back(full_record(std::to_string(page) + "-" + std::to_string(i), 1));
+        }
+        store->commit_page(page_of(std::move(records), std::to_string(page)));
+        char c = 'p';
+        if (write(ready[1], &c, 1) != 1) _exit(3);
+      }
+    } catch (...) {
+      _exit(2);
+    }
+  }
+  close(ready[1]);
+  std::mt19937 random(std::random_device{}());
+  const int pages_before_kill = std::uniform_int_distribution<int>(2, 25)(random);
+  char c;
+  for (int i = 0; i < pages_before_kill; ++i) ASSERT_EQ(read(ready[0], &c, 1), 1);
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  close(ready[0]);
+  ASSERT_TRUE(WIFSIGNALED(status));
+
+  auto store = open();
+  auto cursor = store->cursor("eoffice");
+  ASSERT_TRUE(cursor);
+  const int committed = std::stoi(*cursor);
+  EXPECT_GE(committed, pages_before_kill);
+  auto records = store->records_of_month("2025-04");
+  ASSERT_EQ(records.size(), static_cast<std::size_t>(committed * kRecordsPerPage));
+  for (const auto& r : records) {
+    const int page = std::stoi(r.source_id.substr(0, r.source_id.find('-')));
+    EXPECT_LE(page, committed) << r.record_id;
+  }
+  EXPECT_EQ(store->counts().revisions, committed * kRecordsPerPage);
+}
+
+// ------------------------------------------------------------------- errors --
+
+void expect_open_error(const std::string& path, const std::string& problem, int busy_ms = 5000) {
+  try {
+    open_sqlite_store(path, SqliteStoreOptions{busy_ms});
+    ADD_FAILURE() << "opened " << path << " but expected: " << problem;
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(problem), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(StoreTest, AFileThatIsNotADatabaseIsRefused) {
+  std::ofstream(path_) << std::string(4096, 'k') << "this is a config file, not SQLite\n";
+  expect_open_error(path_, "not a database");
+}
+
+TEST_F(StoreTest, ASQLiteDatabaseOfAnotherApplicationIsRefused) {
+  {
+    Poco::Data::Session other(new Poco::Data::SQLite::SessionImpl(path_));
+    other << "CREATE TABLE invoices (id INTEGER)", now;
+  }
+  expect_open_error(path_, "not a kpihub store");
+}
+
+TEST_F(StoreTest, ADatabaseFromTheFutureIsRefused) {
+  { open(); }
+  {
+    Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
+    raw << "INSERT INTO schema_version (version, applied_at) VALUES (99, 0)", now;
+  }
+  expect_open_error(path_, "schema version 99");
+}
+
+TEST_F(StoreTest, AnUnwritableDirectoryIsReported) {
+  fs::permissions(dir_, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                            fs::perms::group_exec | fs::perms::others_read |
+                            fs::perms::others_exec);
+  // Root ignores permissions, so the attempt runs in a child that drops to "nobody" if needed.
+  int report[2];
+  ASSERT_EQ(pipe(report), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(report[0]);
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(4);
+    std::string message = "opened";
+    try {
+      open_sqlite_store(path_);
+    } catch (const StoreError& e) {
+      message = e.what();
+    } catch (...) {
+      message = "other exception";
+    }
+    if (write(report[1], message.data(), message.size()) < 0) _exit(3);
+    _exit(0);
+  }
+  close(report[1]);
+  std::string message;
+  char buffer[512];
+  ssize_t n;
+  while ((n = read(report[0], buffer, sizeof buffer)) > 0) message.append(buffer, n);
+  close(report[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_NE(message.find(path_), std::string::npos) << message;
+  EXPECT_NE(message.find("annot open"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(path_));
+}
+
+TEST_F(StoreTest, AMissingDirectoryIsReported) {
+  expect_open_error((dir_ / "no-such-dir" / "hub.db").string(), "cannot open");
+}
+
+TEST_F(StoreTest, ADatabaseLockedByAnotherWriterIsReported) {
+  auto store = open(200);
+  Poco::Data::Session other(new Poco::Data::SQLite::SessionImpl(path_));
+  other << "BEGIN EXCLUSIVE", now;
+
+  try {
+    store->commit_page(page_of({full_record("1", 1)}, "c"));
+    ADD_FAILURE() << "committed while another connection held the write lock";
+  } catch (const StoreError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find(path_), std::string::npos) << message;
+    EXPECT_NE(message.find("locked"), std::string::npos) << message;
+    EXPECT_NE(message.find("committing page of source eoffice"), std::string::npos) << message;
+  }
+  expect_open_error(path_, "locked", 200);
+
+  other << "ROLLBACK", now;
+  store->commit_page(page_of({full_record("1", 1)}, "c"));
+  EXPECT_EQ(store->cursor("eoffice"), "c");
+}
+
+}  // namespace
+}  // namespace kpihub
