@@ -3,7 +3,6 @@
 // adapter uses it for every page; tests and the benchmark use it directly.
 #pragma once
 
-#include <kpihub/eoffice/sdk_compat.hpp>  // before sdk.hpp
 #include <kpihub/sdk.hpp>
 
 #include <boost/json.hpp>
