@@ -286,7 +286,7 @@ TEST(RecordPoints, QualityFactorPerRating) {
 TEST(RecordPoints, TimeMeasureCreditsDeclaredMinutesWithCoefficient) {
   Scenario s;
   s.add("t", apr(1), "T.12", 5, 100);
-  const RecordScoring& r = scoring_of(s.score(), "eoffice:t");
+  const RecordScoring r = scoring_of(s.score(), "eoffice:t");
   EXPECT_EQ(r.measure, Measure::time);
   EXPECT_DOUBLE_EQ(r.credited_minutes, 100);  // quantity does not matter for time
   EXPECT_DOUBLE_EQ(r.points, 120);
