@@ -48,13 +48,14 @@ bool parse(const std::vector<std::string>& args, po::options_description& desc, 
     auto parser = po::command_line_parser(args).options(desc);
     if (positional) parser.positional(*positional);
     po::store(parser.run(), vm);
+    // --help wins over missing required options.
+    if (vm.count("help")) {
+      std::cout << "usage: " << usage << "\n\n" << desc << "\n";
+      return false;
+    }
     po::notify(vm);
   } catch (const po::error& e) {
     throw Usage(std::string(e.what()) + "\nusage: " + usage);
-  }
-  if (vm.count("help")) {
-    std::cout << "usage: " << usage << "\n\n" << desc << "\n";
-    return false;
   }
   return true;
 }
