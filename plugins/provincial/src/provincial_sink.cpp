@@ -212,9 +212,12 @@ sdk::Delivery ProvincialSink::deliver(const sdk::Batch& batch) {
     delivery.results.push_back(std::move(*result));
   }
   delivery.retry_after_ms = retry > 0 ? state.retry_after_ms : 0;
-  host_.metric_add("provincial_items_total", "outcome=delivered", static_cast<double>(delivered));
-  host_.metric_add("provincial_items_total", "outcome=rejected", static_cast<double>(rejected));
-  host_.metric_add("provincial_items_total", "outcome=retry", static_cast<double>(retry));
+  host_.metric_add("kpihub_provincial_items_total", "outcome=\"delivered\"",
+                   static_cast<double>(delivered));
+  host_.metric_add("kpihub_provincial_items_total", "outcome=\"rejected\"",
+                   static_cast<double>(rejected));
+  host_.metric_add("kpihub_provincial_items_total", "outcome=\"retry\"",
+                   static_cast<double>(retry));
   if (retry > 0) {
     host_.warn("batch " + batch_id + ": " + std::to_string(retry) + " item(s) to retry after " +
                std::to_string(delivery.retry_after_ms) + " ms: " + state.retry_message);
@@ -275,11 +278,12 @@ void ProvincialSink::send(const sdk::Batch& batch, Endpoint endpoint, const std:
     return;
   } catch (const sdk::Error& error) {
     if (error.status() != KPIHUB_ERR_TRANSIENT) throw;
-    host_.metric_add("provincial_requests_total", "status=transport_error", 1);
+    host_.metric_add("kpihub_provincial_requests_total", "status=\"transport_error\"", 1);
     state.postpone(url + ": " + error.what(), 0);
     return;
   }
-  host_.metric_add("provincial_requests_total", "status=" + std::to_string(response.status), 1);
+  host_.metric_add("kpihub_provincial_requests_total",
+                   "status=\"" + std::to_string(response.status) + "\"", 1);
 
   const auto split = [&](int status) {
     if (items.size() == 1) return false;
@@ -465,7 +469,7 @@ void ProvincialSink::fetch_token() {
   const int64_t margin_ms = std::min<int64_t>(life_ms / 10, 60'000);
   token_ = std::string(token->as_string());
   token_renew_at_unix_ms_ = host_.now_unix_ms() + life_ms - margin_ms;
-  host_.metric_add("provincial_token_fetches_total", "", 1);
+  host_.metric_add("kpihub_provincial_token_fetches_total", "", 1);
   host_.info(url + ": new access token, valid for " + std::to_string(expires_in_s) + " s");
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <regex>
 #include <string>
 
 namespace kpihub::provincial {
@@ -18,19 +19,31 @@ std::string_view trim(std::string_view s) {
 }
 
 std::optional<int64_t> parse_http_date_unix_ms(const std::string& text) {
-  // The three forms RFC 9110 requires a recipient to accept, newest first.
-  static const std::string* const kFormats[] = {&Poco::DateTimeFormat::HTTP_FORMAT,
-                                                &Poco::DateTimeFormat::RFC850_FORMAT,
-                                                &Poco::DateTimeFormat::ASCTIME_FORMAT};
-  for (const std::string* format : kFormats) {
-    Poco::DateTime parsed;
-    int zone_offset_seconds = 0;
-    if (Poco::DateTimeParser::tryParse(*format, text, parsed, zone_offset_seconds)) {
-      parsed.makeUTC(zone_offset_seconds);
-      return parsed.timestamp().epochMicroseconds() / 1000;
-    }
+  // Poco's parser is lenient (it reads "soon" as a date), so the shape is
+  // checked first; then the one form RFC 9110 names for that shape is parsed.
+  static const std::regex kImfFixdate(
+      R"(^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$)");
+  static const std::regex kRfc850(
+      R"(^[A-Z][a-z]+day, \d{2}-[A-Z][a-z]{2}-\d{2} \d{2}:\d{2}:\d{2} GMT$)");
+  static const std::regex kAsctime(
+      R"(^[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$)");
+  const std::string* format = nullptr;
+  if (std::regex_match(text, kImfFixdate)) {
+    format = &Poco::DateTimeFormat::HTTP_FORMAT;
+  } else if (std::regex_match(text, kRfc850)) {
+    format = &Poco::DateTimeFormat::RFC850_FORMAT;
+  } else if (std::regex_match(text, kAsctime)) {
+    format = &Poco::DateTimeFormat::ASCTIME_FORMAT;
+  } else {
+    return std::nullopt;
   }
-  return std::nullopt;
+  Poco::DateTime parsed;
+  int zone_offset_seconds = 0;
+  if (!Poco::DateTimeParser::tryParse(*format, text, parsed, zone_offset_seconds)) {
+    return std::nullopt;
+  }
+  parsed.makeUTC(zone_offset_seconds);
+  return parsed.timestamp().epochMicroseconds() / 1000;
 }
 
 }  // namespace
