@@ -247,6 +247,12 @@ int cmd_report(const std::vector<std::string>& args) {
     const auto* v = o.if_contains(key);
     if (!v || v->is_null()) return "";
     if (v->is_string()) return std::string(v->as_string());
+    if (v->is_double()) {
+      // Boost.JSON writes doubles as 1.95E0; people read 1.95.
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.15g", v->as_double());
+      return buf;
+    }
     return boost::json::serialize(*v);
   };
   if (format == "csv") {
