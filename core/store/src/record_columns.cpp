@@ -204,7 +204,6 @@ void RecordColumns::extract_from(Poco::Data::Statement& s) {
 }
 
 void RecordColumns::append_to(std::vector<WorkRecord>& out, const std::string& db_path) const {
-  out.reserve(out.size() + size());
   for (std::size_t i = 0; i < size(); ++i) {
     WorkRecord& r = out.emplace_back();
     r.record_id = record_id[i];

@@ -311,8 +311,13 @@ class SqliteStore final : public Store {
   }
 
   std::vector<WorkRecord> records_of_month(const std::string& month) override {
-    return guarded("reading records of month " + month,
-                   [&] { return read_records("WHERE month = ?", {month}); });
+    return guarded("reading records of month " + month, [&] {
+      // Counting on the month index first lets the result be allocated once.
+      std::string m = month;
+      int64_t count = 0;
+      session_ << "SELECT COUNT(*) FROM records WHERE month = ?", use(m), into(count), now;
+      return read_records("WHERE month = ?", {month}, static_cast<std::size_t>(count));
+    });
   }
 
   std::optional<WorkRecord> record(const std::string& record_id) override {
@@ -708,7 +713,8 @@ class SqliteStore final : public Store {
     return static_cast<std::size_t>(n);
   }
 
-  std::vector<WorkRecord> read_records(const std::string& where, std::vector<std::string> params) {
+  std::vector<WorkRecord> read_records(const std::string& where, std::vector<std::string> params,
+                                       std::size_t expected_rows = 0) {
     Statement select(session_);
     select << store_detail::record_select_sql() + where;
     for (auto& p : params) select.addBind(use(p));
@@ -716,6 +722,7 @@ class SqliteStore final : public Store {
     columns.extract_from(select);
     select, limit(kReadChunkRows);
     std::vector<WorkRecord> out;
+    out.reserve(expected_rows);
     // Chunks keep the column buffers small while the records accumulate.
     do {
       select.execute();

@@ -1,0 +1,141 @@
+// Throughput of the SQLite store: page commits (full sync per page), month reads, and the
+// outbox drain loop. Peak RSS is reported as a counter on every benchmark.
+#include <kpihub/store.hpp>
+
+#include <benchmark/benchmark.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+namespace kpihub {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "kpihub-bench-store-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+double peak_rss_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+// A record as an E-Office adapter produces it: most fields set, Vietnamese text.
+WorkRecord realistic_record(int64_t n) {
+  WorkRecord r;
+  r.source_system = "eoffice";
+  r.source_id = "WD-2025-" + std::to_string(n);
+  r.record_id = "eoffice:" + r.source_id;
+  r.revision = 1;
+  r.staff_code = "CB" + std::to_string(1000 + n % 800);
+  r.source_staff_id = "u" + std::to_string(n % 800);
+  r.agency_code = "SO-" + std::to_string(n % 40);
+  r.task_code = "VB-DEN";
+  r.work_date = Date::from_ymd(2025, 4, static_cast<unsigned>(1 + n % 28));
+  r.declared_minutes = 30 + static_cast<int32_t>(n % 90);
+  r.quantity = 1;
+  r.product_unit = "văn bản";
+  r.title = "Xử lý công văn đến số " + std::to_string(n) + "/UBND-VP về việc báo cáo kết quả";
+  r.evidence_ref = "https://eoffice.example.vn/vb/" + std::to_string(n);
+  r.deadline = Deadline{std::nullopt, Timestamp::parse("2025-04-30T17:00:00+07:00")};
+  r.completed_at = Timestamp::parse("2025-04-20T10:15:00+07:00");
+  r.approval = Approval{ApprovalStatus::approved, Rating::good, "Trần Văn Nam",
+                        Timestamp::parse("2025-04-21T08:00:00+07:00")};
+  r.changed_at = Timestamp::parse("2025-04-21T08:00:00+07:00");
+  r.attributes = {{"document_type", "incoming"}};
+  return r;
+}
+
+PageCommit page_from(int64_t first, int64_t count) {
+  PageCommit page;
+  page.source = "eoffice";
+  page.cursor = std::to_string(first + count);
+  page.received_at_unix_ms = 1745000000000;
+  page.records.reserve(static_cast<std::size_t>(count));
+  for (int64_t n = first; n < first + count; ++n) page.records.push_back(realistic_record(n));
+  return page;
+}
+
+void BM_CommitPage(benchmark::State& state) {
+  const int64_t page_size = state.range(0);
+  TempDir dir;
+  auto store = open_sqlite_store(dir.file("hub.db"));
+  int64_t next = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    PageCommit page = page_from(next, page_size);
+    next += page_size;
+    state.ResumeTiming();
+    benchmark::DoNotOptimize(store->commit_page(page));
+  }
+  state.SetItemsProcessed(state.iterations() * page_size);
+  state.counters["peak_rss_MiB"] = peak_rss_mib();
+}
+BENCHMARK(BM_CommitPage)->Arg(500)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2);
+
+void BM_RecordsOfMonth(benchmark::State& state) {
+  const int64_t records = state.range(0);
+  TempDir dir;
+  auto store = open_sqlite_store(dir.file("hub.db"));
+  for (int64_t n = 0; n < records; n += 5000) store->commit_page(page_from(n, 5000));
+  for (auto _ : state) {
+    auto month = store->records_of_month("2025-04");
+    if (static_cast<int64_t>(month.size()) != records) state.SkipWithError("wrong record count");
+    benchmark::DoNotOptimize(month.data());
+  }
+  state.SetItemsProcessed(state.iterations() * records);
+  state.counters["peak_rss_MiB"] = peak_rss_mib();
+}
+BENCHMARK(BM_RecordsOfMonth)->Arg(100000)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_NextBatchAndComplete(benchmark::State& state) {
+  const auto batch_items = static_cast<std::size_t>(state.range(0));
+  TempDir dir;
+  auto store = open_sqlite_store(dir.file("hub.db"));
+  const std::string payload = R"({"record_id":"eoffice:WD-2025-1","revision":1,"scoring":{)"
+                              R"("points":1.25,"status":"on_time","rules_version":"kpi-rules/1"}})";
+  auto refill = [&] {
+    ScoringCommit commit;
+    for (int i = 0; i < 20000; ++i) {
+      commit.outbox.push_back(
+          OutboxItem{0, OutboxKind::record, "eoffice:WD-" + std::to_string(i), payload});
+    }
+    store->commit_scoring(commit);
+  };
+  refill();
+  for (auto _ : state) {
+    auto batch = store->next_batch("provincial", batch_items, 4 << 20);
+    if (!batch) {
+      state.PauseTiming();
+      refill();
+      state.ResumeTiming();
+      batch = store->next_batch("provincial", batch_items, 4 << 20);
+    }
+    store->complete_batch(batch->batch_id, {});
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(batch_items));
+  state.counters["peak_rss_MiB"] = peak_rss_mib();
+}
+BENCHMARK(BM_NextBatchAndComplete)->Arg(200)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace kpihub
+
+BENCHMARK_MAIN();
