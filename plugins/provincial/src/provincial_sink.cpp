@@ -369,7 +369,7 @@ void ProvincialSink::send(const sdk::Batch& batch, Endpoint endpoint, const std:
     }
     case 401:
     case 403:
-      throw sdk::AuthError(url + ": " + describe(response, url) +
+      throw sdk::AuthError(describe(response, url) +
                            " although a fresh access token was sent; check that client_id " +
                            settings_.client_id + " may post to this endpoint");
     case 404:

@@ -3,8 +3,6 @@
 // idempotent batch POSTs, splitting of refused batches, Retry-After.
 #pragma once
 
-#include "sdk_compat.hpp"  // must precede <kpihub/sdk.hpp>
-
 #include <kpihub/sdk.hpp>
 
 #include <cstdint>
