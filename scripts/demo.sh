@@ -29,13 +29,13 @@ start_sim() {
   exit 1
 }
 
-start_sim sim-eoffice build/bin/kpihub-sim-eoffice --port 18081 --seed 42 --agencies 3 --staff 60 \
+start_sim sim-eoffice build/bin/kpihub-sim-eoffice --port 18081 --seed 42 --agencies 3 --staff 60 --days 20 \
   --month "$MONTH" --client-id kpihub --client-secret-file tests/fixtures/secrets/eoffice-client-secret
 start_sim sim-province build/bin/kpihub-sim-province --port 18082 --db var/province.db \
   --client-id kpihub --client-secret-file tests/fixtures/secrets/province-client-secret
 
 echo "demo: kpihub run --once (month $MONTH from the E-Office simulator to the provincial receiver)"
-build/bin/kpihub run --once --config config/hub.json 2>var/hub.log
+build/bin/kpihub run --once --config config/hub.json 2>var/hub.log || { tail -20 var/hub.log; exit 1; }
 echo "demo: hub log in var/hub.log; store in var/hub.db"
 build/bin/kpihub report --month "$MONTH" --config config/hub.json | head -40
-echo "demo: the receiver holds: $(curl -s http://127.0.0.1:18082/api/v1/kpi/stats 2>/dev/null || echo '(curl not installed)')"
+echo "demo: more: build/bin/kpihub explain --staff KH-000001 --month $MONTH; build/bin/kpihub status"
