@@ -201,6 +201,31 @@ class StreamSession : public Session, public std::enable_shared_from_this<Stream
     parser_->body_limit(state_.options.max_body_bytes);
     // The whole request must arrive within read_timeout: a slow client is cut off.
     socket().expires_after(state_.options.read_timeout);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
+  }
+
+  void on_header(error_code ec) {
+    if (closed_) return;
+    if (ec) return on_read(ec);
+    // Clients that ask before sending a large body (curl does above 1 MiB)
+    // would otherwise wait a second for permission.
+    const auto expect = parser_->get().find(http::field::expect);
+    if (expect != parser_->get().end() && beast::iequals(expect->value(), "100-continue")) {
+      auto interim = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                        parser_->get().version());
+      http::async_write(stream_, *interim,
+                        [self = this->shared_from_this(), interim](error_code ec, std::size_t) {
+                          if (ec) return self->close_now();
+                          self->read_body();
+                        });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
     http::async_read(
         stream_, buffer_, *parser_,
         [self = this->shared_from_this()](error_code ec, std::size_t) { self->on_read(ec); });

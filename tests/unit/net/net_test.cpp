@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <future>
@@ -75,9 +76,18 @@ class RawPeer {
     setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   }
   void send(const std::string& bytes) { boost::asio::write(socket_, boost::asio::buffer(bytes)); }
+  // The next header block (up to and including the blank line).
+  std::string read_header_block() {
+    boost::system::error_code ec;
+    const std::size_t length =
+        boost::asio::read_until(socket_, boost::asio::dynamic_buffer(pending_), "\r\n\r\n", ec);
+    std::string block = pending_.substr(0, length);
+    pending_.erase(0, length);
+    return block;
+  }
   // Everything the server sends until it closes the connection.
   std::string read_until_closed() {
-    std::string received;
+    std::string received = std::move(pending_);
     boost::system::error_code ec;
     boost::asio::read(socket_, boost::asio::dynamic_buffer(received), ec);
     return received;
@@ -86,6 +96,7 @@ class RawPeer {
  private:
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::socket socket_;
+  std::string pending_;
 };
 
 // ------------------------------------------------------------------ URLs --
@@ -229,6 +240,20 @@ TEST(HttpTest, ReconnectsOnceWhenTheServerClosedAnIdleConnection) {
   EXPECT_EQ(calls.load(), 2);
 }
 
+TEST(HttpTest, AnswersExpect100ContinueBeforeTheBody) {
+  HttpServer server({}, [](const Request& request) { return Text(request.body); });
+  server.start();
+  RawPeer peer(server.port());
+  peer.send(
+      "POST /api/v1/kpi/records:batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+      "Expect: 100-continue\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(peer.read_header_block(), "HTTP/1.1 100 Continue\r\n\r\n");
+  peer.send("[1,2]");
+  const std::string answer = peer.read_until_closed();
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200 OK", 0), 0u) << answer;
+  EXPECT_EQ(answer.substr(answer.size() - 5), "[1,2]") << answer;
+}
+
 TEST(HttpTest, HandlerExceptionBecomes500WithJsonMessage) {
   HttpServer server(
       {}, [](const Request&) -> Reply { throw std::runtime_error("catalog \"B.03\" missing"); });
@@ -293,6 +318,60 @@ TEST(HttpFailureTest, DroppedConnectionIsTransient) {
   EXPECT_NE(std::string(error.what()).find("closed by the server"), std::string::npos)
       << error.what();
   EXPECT_EQ(calls.load(), 1);  // a fresh connection is never retried
+}
+
+TEST(HttpFailureTest, DropOnAReusedConnectionIsRetriedOnceOnly) {
+  std::atomic<int> calls{0};
+  HttpServer server({}, [&](const Request&) {
+    Reply reply = Text("{}");
+    reply.drop_connection = ++calls > 1;
+    return reply;
+  });
+  server.start();
+  HttpClient client({});
+  EXPECT_EQ(client.request("GET", BaseUrl(server) + "/").status, 200);
+  // The reused connection closes before any answer: one fresh attempt, which
+  // fails too. (So a dropping server may see a request twice.)
+  const HttpError error = RequestError(client, BaseUrl(server) + "/");
+  EXPECT_EQ(error.kind(), FailureKind::transient);
+  EXPECT_EQ(calls.load(), 3);
+}
+
+TEST(HttpFailureTest, NeverRetriesOnceAnAnswerHasStarted) {
+  namespace asio = boost::asio;
+  asio::io_context ioc;
+  asio::ip::tcp::acceptor acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+  const uint16_t port = acceptor.local_endpoint().port();
+  // A server that answers once, then starts a second answer and hangs up.
+  std::thread server([&] {
+    asio::ip::tcp::socket socket(ioc);
+    acceptor.accept(socket);
+    std::string buffer;
+    boost::system::error_code ec;
+    asio::read_until(socket, asio::dynamic_buffer(buffer), "\r\n\r\n", ec);
+    buffer.erase(0, buffer.find("\r\n\r\n") + 4);
+    asio::write(socket, asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")),
+                ec);
+    asio::read_until(socket, asio::dynamic_buffer(buffer), "\r\n\r\n", ec);
+    asio::write(socket, asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{")),
+                ec);
+    socket.close();
+  });
+  ClientOptions options;
+  options.request_timeout = 5s;
+  HttpClient client(options);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/";
+  EXPECT_EQ(client.request("GET", url).body, "{}");
+  const HttpError error = RequestError(client, url, "POST", "{\"batch\":1}");
+  server.join();
+  EXPECT_EQ(error.kind(), FailureKind::transient);
+  EXPECT_EQ(std::string(error.what()).find("timeout"), std::string::npos) << error.what();
+  // No second connection was attempted.
+  acceptor.non_blocking(true);
+  asio::ip::tcp::socket retry(ioc);
+  boost::system::error_code accept_error;
+  acceptor.accept(retry, accept_error);
+  EXPECT_EQ(accept_error, asio::error::would_block);
 }
 
 TEST(HttpFailureTest, SlowAnswerHitsRequestTimeout) {
