@@ -13,6 +13,9 @@
 #define FLAW_DESCRIPTOR_HEAD_ONLY 4
 #define FLAW_MANIFEST_WITHOUT_NAME 5
 #define FLAW_SINK_WITHOUT_DELIVER 6
+// Passes the gate, but ignores its settings entirely: accepts unknown keys
+// and wrong types, which kpihub-adapter-check must report.
+#define FLAW_IGNORES_SETTINGS 7
 
 #ifndef KPIHUB_TEST_FLAW
 #error "KPIHUB_TEST_FLAW must name the flaw this plugin is built with"

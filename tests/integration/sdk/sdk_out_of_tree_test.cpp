@@ -1,0 +1,211 @@
+// The SDK as a sector team uses it: install the hub's build into a prefix,
+// copy the installed template adapter, build it out of tree against the
+// installed package with the hub's compiler, then load the result through
+// the hub's gate, pull every page, validate every record, and resume from a
+// stored cursor. Slow (runs cmake and a compiler): ctest label "slow".
+#include <kpihub/host_services.hpp>
+#include <kpihub/logger.hpp>
+#include <kpihub/plugins.hpp>
+#include <kpihub/sdk.hpp>
+#include <kpihub/validate.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string quoted(const fs::path& p) {
+  return "'" + p.string() + "'";
+}
+
+std::string slurp(const fs::path& file) {
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Runs `command` with its output in `log`; returns the exit code.
+int run(const std::string& command, const fs::path& log) {
+  const int status = std::system((command + " > " + quoted(log) + " 2>&1").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+class SdkOutOfTree : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    work_ = fs::temp_directory_path() / ("kpihub-sdk-test-" + std::to_string(::getpid()));
+    fs::remove_all(work_);
+    fs::create_directories(work_);
+  }
+  static void TearDownTestSuite() {
+    std::error_code ec;
+    fs::remove_all(work_, ec);
+  }
+
+  static fs::path work_;
+};
+fs::path SdkOutOfTree::work_;
+
+// Installs the hub, builds the installed template against it; returns the
+// plugin file, or an empty path after reporting the failing step's log.
+fs::path install_and_build_template(const fs::path& work) {
+  const std::string cmake = quoted(KPIHUB_CMAKE_COMMAND);
+  const fs::path prefix = work / "sdk";
+  if (run(cmake + " --install " + quoted(KPIHUB_BINARY_DIR) + " --prefix " + quoted(prefix),
+          work / "install.log") != 0) {
+    ADD_FAILURE() << "cmake --install failed:\n" << slurp(work / "install.log");
+    return {};
+  }
+  // What an adapter author needs from the install: headers, the package, the template.
+  EXPECT_TRUE(fs::exists(prefix / "include/kpihub/abi.h"));
+  EXPECT_TRUE(fs::exists(prefix / "include/kpihub/sdk.hpp"));
+  const fs::path installed_template = prefix / "share/kpihub/examples/template-source";
+  EXPECT_TRUE(fs::exists(installed_template / "README.md"));
+  if (!fs::exists(installed_template / "CMakeLists.txt")) {
+    ADD_FAILURE() << "the install has no template adapter at " << installed_template << ":\n"
+                  << slurp(work / "install.log");
+    return {};
+  }
+
+  // As the README says: copy the template, then build it against the prefix.
+  const fs::path source = work / "my-adapter";
+  const fs::path build = work / "my-adapter-build";
+  fs::copy(installed_template, source, fs::copy_options::recursive);
+  const std::string configure = cmake + " -S " + quoted(source) + " -B " + quoted(build) + " -G " +
+                                quoted(KPIHUB_CMAKE_GENERATOR) +
+                                " -DCMAKE_MAKE_PROGRAM=" + quoted(KPIHUB_CMAKE_MAKE_PROGRAM) +
+                                " -DCMAKE_CXX_COMPILER=" + quoted(KPIHUB_CXX_COMPILER) +
+                                " -DCMAKE_BUILD_TYPE=RelWithDebInfo" +
+                                // The template must stay warning-free for the teams that copy it.
+                                " '-DCMAKE_CXX_FLAGS=-Wall -Wextra -Werror'" +
+                                " -DCMAKE_PREFIX_PATH=" + quoted(prefix);
+  if (run(configure, work / "configure.log") != 0) {
+    ADD_FAILURE() << "configuring the template failed:\n" << slurp(work / "configure.log");
+    return {};
+  }
+  if (run(cmake + " --build " + quoted(build) + " -j 2", work / "build.log") != 0) {
+    ADD_FAILURE() << "building the template failed:\n" << slurp(work / "build.log");
+    return {};
+  }
+  // The package must be the installed one, not the hub's source tree.
+  EXPECT_NE(slurp(build / "CMakeCache.txt").find("KpiHubSdk_DIR:PATH=" + prefix.string()),
+            std::string::npos);
+  const fs::path plugin = build / "libkpihub-template-source.so";
+  if (!fs::exists(plugin))
+    ADD_FAILURE() << "no " << plugin << " after the build:\n" << slurp(work / "build.log");
+  return plugin;
+}
+
+class Host {
+ public:
+  std::unique_ptr<kpihub::HostServices> services(const std::string& instance) {
+    return std::make_unique<kpihub::HostServices>(instance, logger_, clock_, secrets_, nullptr);
+  }
+
+ private:
+  kpihub::JsonLineLogger logger_{stderr, kpihub::LogLevel::warn};
+  kpihub::SystemClock clock_;
+  kpihub::SecretResolver secrets_;
+};
+
+struct PulledPage {
+  std::vector<std::string> ids;
+  std::optional<std::string> cursor;
+};
+
+PulledPage ids_of(const kpihub_page& page) {
+  PulledPage out;
+  for (std::size_t i = 0; i < page.record_count; ++i) {
+    out.ids.emplace_back(page.records[i].source_id.data, page.records[i].source_id.size);
+  }
+  if (page.next_cursor.data) out.cursor.emplace(page.next_cursor.data, page.next_cursor.size);
+  return out;
+}
+
+TEST_F(SdkOutOfTree, TemplateBuiltAgainstTheInstalledSdkLoadsPagesValidatesAndResumes) {
+  const fs::path plugin_file = install_and_build_template(work_);
+  ASSERT_FALSE(plugin_file.empty());
+
+  // The manifest, read through the hub's gate.
+  const auto plugin = kpihub::load_plugin(plugin_file.string());
+  const auto& info = plugin->info();
+  EXPECT_EQ(info.name, "template-source");
+  EXPECT_EQ(info.kind, KPIHUB_KIND_SOURCE);
+  EXPECT_EQ(info.version, "1.0.0");
+  EXPECT_EQ(info.abi_major, static_cast<uint32_t>(KPIHUB_ABI_MAJOR));
+  EXPECT_EQ(info.abi_minor, static_cast<uint32_t>(KPIHUB_ABI_MINOR));
+  EXPECT_EQ(info.sdk_version, KPIHUB_SDK_VERSION);
+  EXPECT_EQ(info.compiler, KPIHUB_SDK_COMPILER) << "built with another compiler than the hub";
+  EXPECT_EQ(info.cxx_stdlib, KPIHUB_SDK_STDLIB);
+
+  // Every page, every record valid and complete.
+  const std::string settings =
+      R"({"staff_code": "KH-000123", "records": 130, "page_size": 50, "start_date": "2025-04-01"})";
+  const kpihub::ValidationContext context{"demo", *kpihub::Date::parse("2025-04-30")};
+  Host host;
+  std::vector<PulledPage> pages;
+  std::set<std::string> record_ids;
+  {
+    kpihub::PluginInstance instance(plugin, "demo", settings, host.services("demo"));
+    std::optional<std::string> cursor;
+    for (bool caught_up = false; !caught_up;) {
+      ASSERT_LT(pages.size(), 10u) << "the source never said it caught up";
+      const kpihub_page page = instance.pull(cursor);
+      for (std::size_t i = 0; i < page.record_count; ++i) {
+        const auto normalized = kpihub::normalize(page.records[i], context);
+        ASSERT_TRUE(std::holds_alternative<kpihub::WorkRecord>(normalized))
+            << std::get<kpihub::QuarantineEntry>(normalized).message;
+        const auto& record = std::get<kpihub::WorkRecord>(normalized);
+        EXPECT_TRUE(record_ids.insert(record.record_id).second) << record.record_id << " twice";
+        // Complete: every field the template maps arrived, not only the required ones.
+        EXPECT_EQ(record.staff_code, "KH-000123");
+        EXPECT_EQ(record.task_code, "B.03.2");
+        EXPECT_GE(record.declared_minutes, 30);
+        EXPECT_GT(record.quantity, 0);
+        EXPECT_EQ(record.product_unit, "văn bản");
+        EXPECT_FALSE(record.title.empty());
+        EXPECT_FALSE(record.evidence_ref.empty());
+        EXPECT_TRUE(record.deadline.has_value());
+        EXPECT_TRUE(record.completed_at.has_value());
+        EXPECT_TRUE(record.changed_at.has_value());
+        ASSERT_TRUE(record.approval.has_value());
+        EXPECT_EQ(record.approval->status, kpihub::ApprovalStatus::approved);
+        EXPECT_TRUE(record.approval->rating.has_value());
+        EXPECT_FALSE(record.attributes.empty());
+      }
+      EXPECT_EQ(page.rejected_count, 0u);
+      pages.push_back(ids_of(page));
+      ASSERT_TRUE(pages.back().cursor.has_value()) << "page " << pages.size() << " has no cursor";
+      cursor = pages.back().cursor;
+      caught_up = page.caught_up != 0;
+    }
+  }
+  ASSERT_EQ(pages.size(), 3u);
+  EXPECT_EQ(pages[0].ids.size(), 50u);
+  EXPECT_EQ(pages[1].ids.size(), 50u);
+  EXPECT_EQ(pages[2].ids.size(), 30u);
+  EXPECT_EQ(record_ids.size(), 130u);
+  EXPECT_EQ(pages[2].cursor, "130");
+
+  // A new instance (the hub restarted) resumes from the cursor stored after
+  // page 1 and gets page 2 again, exactly.
+  kpihub::PluginInstance restarted(plugin, "demo", settings, host.services("demo"));
+  const PulledPage resumed = ids_of(restarted.pull(pages[0].cursor));
+  EXPECT_EQ(resumed.ids, pages[1].ids);
+  EXPECT_EQ(resumed.cursor, pages[1].cursor);
+}
+
+}  // namespace
