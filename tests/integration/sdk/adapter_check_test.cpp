@@ -157,6 +157,32 @@ TEST_F(AdapterCheck, PluginThatIgnoresItsSettingsFails) {
   EXPECT_TRUE(has_line(out, "result: FAIL (2 failed)")) << out;
 }
 
+TEST_F(AdapterCheck, DuplicateIdsAndACursorThatDoesNotMoveFail) {
+  const auto outcome =
+      run_check(std::string(REPEATS_ITSELF_PLUGIN) + " --today 2025-04-30 --max-pages 3 --config " +
+                settings_file("{}"));
+  const std::string& out = outcome.output;
+  EXPECT_EQ(outcome.exit_code, 1) << out;
+  EXPECT_TRUE(has_line(out,
+                       "PASS  pull: 3 pages, 6 records, 0 rejected by the adapter; not caught up "
+                       "after --max-pages 3"))
+      << out;
+  EXPECT_TRUE(has_line(out,
+                       "PASS  records.valid: all 6 records are valid against kpi-model/1 (today "
+                       "2025-04-30)"))
+      << out;
+  EXPECT_TRUE(has_line(out, "FAIL  page.unique_ids: page 1: source_id \"SAME-1\" appears twice"))
+      << out;
+  EXPECT_TRUE(
+      has_line(out,
+               "FAIL  page.cursor: page 2 brought 2 items but left the cursor at \"0\": the "
+               "hub would pull them again"))
+      << out;
+  // It also ignores its settings (a raw C plugin without the SDK).
+  EXPECT_TRUE(has_line_starting(out, "FAIL  settings.unknown_key: accepted")) << out;
+  EXPECT_TRUE(has_line(out, "result: FAIL (3 failed)")) << out;
+}
+
 TEST_F(AdapterCheck, FailingPullIsReportedWithItsStatus) {
   const auto outcome =
       run_check(std::string(PULL_THROWS_TRANSIENT_PLUGIN) + " --config " + settings_file("{}"));

@@ -6,6 +6,7 @@
 #include <kpihub/abi.h>
 
 #include <cstddef>
+#include <cstring>
 
 #define FLAW_ABI_MAJOR_2 1
 #define FLAW_ABI_MINOR_NEWER 2
@@ -16,6 +17,9 @@
 // Passes the gate, but ignores its settings entirely: accepts unknown keys
 // and wrong types, which kpihub-adapter-check must report.
 #define FLAW_IGNORES_SETTINGS 7
+// Passes the gate, then pages wrongly: every page holds the same record twice
+// and the cursor never moves past "0", so the hub would pull it for ever.
+#define FLAW_REPEATS_ITSELF 8
 
 #ifndef KPIHUB_TEST_FLAW
 #error "KPIHUB_TEST_FLAW must name the flaw this plugin is built with"
@@ -30,10 +34,38 @@ kpihub_status create(const kpihub_host_api*, kpihub_str, kpihub_str, kpihub_inst
   return KPIHUB_OK;
 }
 void destroy(kpihub_instance*) {}
+#if KPIHUB_TEST_FLAW == FLAW_REPEATS_ITSELF
+kpihub_str text(const char* s) {
+  return kpihub_str{s, std::strlen(s)};
+}
+
+kpihub_record same_record() {
+  kpihub_record r{};
+  r.struct_size = sizeof(r);
+  r.source_id = text("SAME-1");
+  r.revision = text("1");
+  r.staff_code = text("KH-000123");
+  r.task_code = text("B.03.2");
+  r.work_date = text("2025-04-01");
+  r.declared_minutes = text("60");
+  r.quantity = text("1");
+  return r;
+}
+
+kpihub_status pull(kpihub_instance*, kpihub_str, kpihub_page* page, kpihub_error_buf) {
+  static const kpihub_record records[2] = {same_record(), same_record()};
+  page->records = records;
+  page->record_count = 2;
+  page->next_cursor = text("0");
+  page->caught_up = 0;
+  return KPIHUB_OK;
+}
+#else
 kpihub_status pull(kpihub_instance*, kpihub_str, kpihub_page* page, kpihub_error_buf) {
   page->caught_up = 1;
   return KPIHUB_OK;
 }
+#endif
 kpihub_status deliver(kpihub_instance*, const kpihub_batch*, kpihub_delivery*, kpihub_error_buf) {
   return KPIHUB_OK;
 }
