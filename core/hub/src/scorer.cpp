@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <set>
+#include <span>
 #include <unordered_map>
 
 namespace kpihub {
@@ -15,13 +16,12 @@ Timestamp Scorer::now() const {
   return Timestamp{clock_.now_unix_ms() / 1000, reference_.rules.utc_offset_minutes};
 }
 
-StaffMonthResult Scorer::score_one(const StaffMonthKey& key, std::vector<WorkRecord>& records) {
-  std::vector<std::string> ids;
-  ids.reserve(records.size());
-  for (const auto& r : records) ids.push_back(r.record_id);
-  std::vector<int64_t> received = store_.received_at(ids);
+namespace {
+
+StaffMonthResult score_records(const ReferenceData& reference, Timestamp now, const StaffMonthKey& key,
+                               std::span<const WorkRecord> records, std::span<const int64_t> received) {
   StaffMonthInput in;
-  if (const StaffInfo* s = reference_.directory.staff(key.staff_code)) {
+  if (const StaffInfo* s = reference.directory.staff(key.staff_code)) {
     in.staff = *s;
   } else {
     // The directory changed since the records came: keep scoring them under
@@ -32,25 +32,36 @@ StaffMonthResult Scorer::score_one(const StaffMonthKey& key, std::vector<WorkRec
   in.month = *Month::parse(key.month);
   in.records = records;
   if (received.size() == records.size()) in.received_at_ms = received;
-  in.catalog = &reference_.catalog;
-  in.calendar = &reference_.holidays;
-  in.rules = &reference_.rules;
-  in.now = now();
+  in.catalog = &reference.catalog;
+  in.calendar = &reference.holidays;
+  in.rules = &reference.rules;
+  in.now = now;
   return score_staff_month(in);
+}
+
+}  // namespace
+
+StaffMonthResult Scorer::score_one(const StaffMonthKey& key, std::vector<WorkRecord>& records) {
+  std::vector<std::string> ids;
+  ids.reserve(records.size());
+  for (const auto& r : records) ids.push_back(r.record_id);
+  std::vector<int64_t> received = store_.received_at(ids);
+  return score_records(reference_, now(), key, records, received);
 }
 
 Scorer::CachedMonth& Scorer::month_cache(const std::string& month) {
   CachedMonth& cached = cache_[month];
   if (cached.complete) return cached;
-  // Staff by staff, so memory stays bounded by one staff-month of records.
-  for (const std::string& staff : store_.staff_of_month(month)) {
-    if (cached.staff.count(staff)) continue;
-    auto records = store_.records_of_staff_month({staff, month});
-    StaffMonthResult r = score_one({staff, month}, records);
+  // One scan of the month, staff by staff, so memory stays bounded by one staff-month of records.
+  const Timestamp t = now();
+  store_.scan_month_for_scoring(month, [&](const std::string& staff, std::span<const WorkRecord> records,
+                                           std::span<const int64_t> received) {
+    if (cached.staff.count(staff)) return;
+    StaffMonthResult r = score_records(reference_, t, {staff, month}, records, received);
     r.scored.clear();
     r.days.clear();
     cached.staff.emplace(staff, std::move(r));
-  }
+  });
   cached.complete = true;
   cached.closed = month_closed(*Month::parse(month), now(), reference_.rules);
   return cached;
@@ -170,13 +181,15 @@ StaffMonthResult Scorer::explain_staff_month(const std::string& staff_code, cons
 
 std::vector<StaffMonthResult> Scorer::compute_month(const Month& month) {
   std::vector<StaffMonthResult> out;
-  for (const std::string& staff : store_.staff_of_month(month.str())) {
-    auto records = store_.records_of_staff_month({staff, month.str()});
-    StaffMonthResult r = score_one({staff, month.str()}, records);
+  const std::string m = month.str();
+  const Timestamp t = now();
+  store_.scan_month_for_scoring(m, [&](const std::string& staff, std::span<const WorkRecord> records,
+                                       std::span<const int64_t> received) {
+    StaffMonthResult r = score_records(reference_, t, {staff, m}, records, received);
     r.scored.clear();
     r.days.clear();
     out.push_back(std::move(r));
-  }
+  });
   return out;
 }
 

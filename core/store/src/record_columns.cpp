@@ -1,5 +1,7 @@
 #include "record_columns.hpp"
 
+#include "sqlite_statement.hpp"
+
 #include <kpihub/store.hpp>
 
 #include <Poco/Data/Binding.h>
@@ -43,12 +45,25 @@ std::string optional_text(const std::optional<Timestamp>& ts) {
                    std::string(field) + " '" + value + "'");
 }
 
-std::optional<Timestamp> read_timestamp(const std::string& text, const std::string& db_path,
+std::optional<Timestamp> read_timestamp(std::string_view text, const std::string& db_path,
                                         const std::string& record_id, std::string_view field) {
   if (text.empty()) return std::nullopt;
   auto ts = Timestamp::parse(text);
-  if (!ts) corrupt(db_path, record_id, field, text);
+  if (!ts) corrupt(db_path, record_id, field, std::string(text));
   return ts;
+}
+
+// A deadline is written as Deadline::str(): a bare date or an RFC 3339 instant.
+Deadline read_deadline(std::string_view text, const std::string& db_path,
+                       const std::string& record_id) {
+  Deadline d;
+  if (text.size() == 10) {
+    d.date = Date::parse(text);
+    if (!d.date) corrupt(db_path, record_id, "deadline", std::string(text));
+  } else {
+    d.at = read_timestamp(text, db_path, record_id, "deadline");
+  }
+  return d;
 }
 
 }  // namespace
@@ -221,17 +236,7 @@ void RecordColumns::append_to(std::vector<WorkRecord>& out, const std::string& d
     r.product_unit = product_unit[i];
     r.title = title[i];
     r.evidence_ref = evidence_ref[i];
-    if (!deadline[i].empty()) {
-      // A deadline is written as Deadline::str(): a bare date or an RFC 3339 instant.
-      Deadline d;
-      if (deadline[i].size() == 10) {
-        d.date = Date::parse(deadline[i]);
-        if (!d.date) corrupt(db_path, r.record_id, "deadline", deadline[i]);
-      } else {
-        d.at = read_timestamp(deadline[i], db_path, r.record_id, "deadline");
-      }
-      r.deadline = d;
-    }
+    if (!deadline[i].empty()) r.deadline = read_deadline(deadline[i], db_path, r.record_id);
     r.completed_at = read_timestamp(completed_at[i], db_path, r.record_id, "completed_at");
     if (!approval_status[i].empty()) {
       Approval a;
@@ -261,6 +266,91 @@ void RecordColumns::append_to(std::vector<WorkRecord>& out, const std::string& d
       }
     }
   }
+}
+
+// --- raw sqlite3 statements (see sqlite_statement.hpp for why) --------------
+
+void bind_record(sqlite3_stmt* s, const WorkRecord& r, int64_t received_at_unix_ms,
+                 RecordScratch& scratch) {
+  // Texts computed here live in `scratch` until the statement has stepped.
+  scratch.month = r.work_date.month_str();
+  scratch.deadline = r.deadline ? r.deadline->str() : std::string();
+  scratch.completed_at = optional_text(r.completed_at);
+  scratch.approval_status = r.approval ? std::string(to_string(r.approval->status)) : std::string();
+  scratch.approval_rating = r.approval && r.approval->rating
+                                ? std::string(to_string(*r.approval->rating))
+                                : std::string();
+  scratch.approval_at = r.approval ? optional_text(r.approval->at) : std::string();
+  scratch.changed_at = optional_text(r.changed_at);
+  scratch.attributes = attributes_to_json(r.attributes);
+  const std::string_view approval_by = r.approval ? std::string_view(r.approval->by) : "";
+  // Parameter order is kColumns order (record_upsert_sql).
+  bind_text(s, 1, r.record_id);
+  bind_text(s, 2, r.source_system);
+  bind_text(s, 3, r.source_id);
+  sqlite3_bind_int64(s, 4, r.revision);
+  sqlite3_bind_int64(s, 5, r.retracted ? 1 : 0);
+  bind_text(s, 6, r.staff_code);
+  bind_text(s, 7, r.source_staff_id);
+  bind_text(s, 8, r.agency_code);
+  bind_text(s, 9, r.task_code);
+  sqlite3_bind_int64(s, 10, r.work_date.days);
+  bind_text(s, 11, scratch.month);
+  sqlite3_bind_int64(s, 12, r.declared_minutes);
+  sqlite3_bind_double(s, 13, r.quantity);
+  bind_text(s, 14, r.product_unit);
+  bind_text(s, 15, r.title);
+  bind_text(s, 16, r.evidence_ref);
+  bind_text(s, 17, scratch.deadline);
+  bind_text(s, 18, scratch.completed_at);
+  bind_text(s, 19, scratch.approval_status);
+  bind_text(s, 20, scratch.approval_rating);
+  bind_text(s, 21, approval_by);
+  bind_text(s, 22, scratch.approval_at);
+  bind_text(s, 23, scratch.changed_at);
+  bind_text(s, 24, scratch.attributes);
+  sqlite3_bind_int64(s, 25, received_at_unix_ms);
+}
+
+std::string scoring_select_sql() {
+  return "SELECT staff_code, record_id, source_system, revision, retracted, agency_code, "
+         "task_code, work_date, declared_minutes, quantity, evidence_ref, deadline, completed_at, "
+         "approval_status, approval_rating, received_at FROM records ";
+}
+
+void read_scoring_row(sqlite3_stmt* s, WorkRecord& r, int64_t& received_at_unix_ms,
+                      const std::string& db_path) {
+  // Assigning into the strings of a reused record keeps their capacity: no allocation per row
+  // once the buffer has grown to the largest staff-month.
+  r.staff_code.assign(column_text(s, 0));
+  r.record_id.assign(column_text(s, 1));
+  r.source_system.assign(column_text(s, 2));
+  r.revision = sqlite3_column_int64(s, 3);
+  r.retracted = sqlite3_column_int64(s, 4) != 0;
+  r.agency_code.assign(column_text(s, 5));
+  r.task_code.assign(column_text(s, 6));
+  r.work_date = Date{static_cast<int32_t>(sqlite3_column_int64(s, 7))};
+  r.declared_minutes = static_cast<int32_t>(sqlite3_column_int64(s, 8));
+  r.quantity = sqlite3_column_double(s, 9);
+  r.evidence_ref.assign(column_text(s, 10));
+  const std::string_view deadline = column_text(s, 11);
+  r.deadline.reset();
+  if (!deadline.empty()) r.deadline = read_deadline(deadline, db_path, r.record_id);
+  r.completed_at = read_timestamp(column_text(s, 12), db_path, r.record_id, "completed_at");
+  const std::string_view status = column_text(s, 13);
+  r.approval.reset();
+  if (!status.empty()) {
+    Approval& a = r.approval.emplace();
+    auto parsed = parse_approval_status(status);
+    if (!parsed) corrupt(db_path, r.record_id, "approval_status", std::string(status));
+    a.status = *parsed;
+    const std::string_view rating = column_text(s, 14);
+    if (!rating.empty()) {
+      a.rating = parse_rating(rating);
+      if (!a.rating) corrupt(db_path, r.record_id, "approval_rating", std::string(rating));
+    }
+  }
+  received_at_unix_ms = sqlite3_column_int64(s, 15);
 }
 
 }  // namespace kpihub::store_detail

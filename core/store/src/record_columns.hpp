@@ -7,6 +7,7 @@
 #include <kpihub/model.hpp>
 
 #include <Poco/Data/Statement.h>
+#include <sqlite3.h>
 
 #include <cstdint>
 #include <string>
@@ -46,6 +47,23 @@ struct RecordColumns {
   // Converts the extracted rows; `db_path` names the file in errors.
   void append_to(std::vector<WorkRecord>& out, const std::string& db_path) const;
 };
+
+// --- raw sqlite3 statements (see sqlite_statement.hpp for why) --------------
+
+// Texts a record's binding computes (month, timestamps, attributes); reused across records.
+struct RecordScratch {
+  std::string month, deadline, completed_at, approval_status, approval_rating, approval_at,
+      changed_at, attributes;
+};
+// Binds every parameter of record_upsert_sql() for `record`; the texts live in `scratch` and
+// the record until the statement has stepped.
+void bind_record(sqlite3_stmt* statement, const WorkRecord& record, int64_t received_at_unix_ms,
+                 RecordScratch& scratch);
+// "SELECT <what scoring reads>, received_at FROM records " (see Store::scan_month_for_scoring).
+std::string scoring_select_sql();
+// Reads one row of scoring_select_sql() into `record`, overwriting every field scoring reads.
+void read_scoring_row(sqlite3_stmt* statement, WorkRecord& record, int64_t& received_at_unix_ms,
+                      const std::string& db_path);
 
 std::string attributes_to_json(const std::vector<std::pair<std::string, std::string>>& attributes);
 

@@ -5,18 +5,22 @@
 // in its own transaction. Several Store objects (or processes) on one file are
 // coordinated by SQLite's locking with the busy timeout.
 //
-// Writes of many rows bind column vectors to one prepared statement per page:
-// Poco's SQLite binding re-prepares a statement on every execute(), but a
-// vector binding is stepped row by row on one preparation.
+// The two hot paths, page commits and the month scan for scoring, use sqlite3
+// statements prepared once per store on Poco's own connection (see
+// sqlite_statement.hpp for why); the rest goes through Poco::Data, where
+// writes of many rows bind column vectors to one statement (Poco re-prepares a
+// statement on every execute(), but steps a vector binding on one preparation).
 #include <kpihub/store.hpp>
 
 #include "record_columns.hpp"
 #include "sqlite_schema.hpp"
+#include "sqlite_statement.hpp"
 
 #include <Poco/Data/Binding.h>
 #include <Poco/Data/Extraction.h>
 #include <Poco/Data/Limit.h>
 #include <Poco/Data/SQLite/SessionImpl.h>
+#include <Poco/Data/SQLite/Utility.h>
 #include <Poco/Data/Session.h>
 #include <Poco/Data/Statement.h>
 #include <Poco/Exception.h>
@@ -24,6 +28,7 @@
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <set>
@@ -107,7 +112,9 @@ class WriteTransaction {
 class SqliteStore final : public Store {
  public:
   SqliteStore(std::string path, const SqliteStoreOptions& options)
-      : path_(std::move(path)), session_(open_session(path_, options)) {}
+      : path_(std::move(path)),
+        session_(open_session(path_, options)),
+        db_(Poco::Data::SQLite::Utility::dbHandle(session_)) {}
 
   PageCommitResult commit_page(const PageCommit& page) override {
     return guarded("committing page of source " + page.source, [&] {
@@ -115,36 +122,40 @@ class SqliteStore final : public Store {
       PageCommitResult result;
       WriteTransaction tx(session_);
 
-      // Stored revision, staff and month of every record id of the page, in one query.
+      // Stored revision, staff and month of each record id, looked up once per id (the
+      // statement is prepared once per store); ids accepted earlier in this page are known.
       struct Known {
         int64_t revision;
         std::string staff_code;
         std::string month;
       };
-      std::unordered_map<std::string, Known> known;
-      if (!page.records.empty()) {
-        std::vector<std::string> ids;
-        ids.reserve(page.records.size());
-        for (const auto& r : page.records) ids.push_back(r.record_id);
-        std::string ids_json = json_string_array(ids);
-        std::vector<std::string> ids_found, staff_found, month_found;
-        std::vector<int64_t> revision_found;
-        session_ << "SELECT record_id, revision, staff_code, month FROM records "
-                    "WHERE record_id IN (SELECT value FROM json_each(?))",
-            use(ids_json), into(ids_found), into(revision_found), into(staff_found),
-            into(month_found), now;
-        for (std::size_t i = 0; i < ids_found.size(); ++i) {
-          known.emplace(ids_found[i], Known{revision_found[i], staff_found[i], month_found[i]});
-        }
-      }
+      std::unordered_map<std::string_view, Known> known;
+      known.reserve(page.records.size());
+      sqlite3_stmt* lookup = lookup_record_.get(
+          db_, "SELECT revision, staff_code, month FROM records WHERE record_id = ?", path_);
+      sqlite3_stmt* upsert = upsert_record_.get(db_, store_detail::record_upsert_sql(), path_);
 
       // Decide in page order against what is stored and what this page already accepted, so
       // the higher revision wins whatever the order within the page.
       const int64_t at = page.received_at_unix_ms != 0 ? page.received_at_unix_ms : now_unix_ms();
-      RecordColumns accepted;
       std::set<std::pair<std::string, std::string>> dirty;
       for (const auto& r : page.records) {
         auto it = known.find(r.record_id);
+        if (it == known.end()) {
+          store_detail::StatementScope scope(lookup);
+          store_detail::bind_text(lookup, 1, r.record_id);
+          const int rc = sqlite3_step(lookup);
+          if (rc == SQLITE_ROW) {
+            it = known
+                     .emplace(r.record_id,
+                              Known{sqlite3_column_int64(lookup, 0),
+                                    std::string(store_detail::column_text(lookup, 1)),
+                                    std::string(store_detail::column_text(lookup, 2))})
+                     .first;
+          } else if (rc != SQLITE_DONE) {
+            store_detail::sqlite_fail(db_, path_, "looking up record " + r.record_id);
+          }
+        }
         if (it != known.end() && r.revision <= it->second.revision) {
           ++result.ignored_stale;
           continue;
@@ -160,44 +171,61 @@ class SqliteStore final : public Store {
           }
         }
         it->second = Known{r.revision, r.staff_code, r.work_date.month_str()};
-        if (!r.staff_code.empty()) dirty.emplace(r.staff_code, r.work_date.month_str());
-        accepted.add(r, at);
-      }
-      if (accepted.size() > 0) {
-        Statement upsert(session_);
-        upsert << store_detail::record_upsert_sql();
-        accepted.bind_to(upsert);
-        upsert.execute();
+        if (!r.staff_code.empty()) dirty.emplace(r.staff_code, it->second.month);
+        {
+          store_detail::StatementScope scope(upsert);
+          store_detail::bind_record(upsert, r, at, scratch_);
+          if (sqlite3_step(upsert) != SQLITE_DONE) {
+            store_detail::sqlite_fail(db_, path_, "writing record " + r.record_id);
+          }
+        }
       }
 
       if (!page.quarantined.empty()) insert_quarantine(page, at);
       result.quarantined = page.quarantined.size();
 
       if (!dirty.empty()) {
-        std::vector<std::string> staff, month;
-        for (const auto& [s, m] : dirty) {
-          staff.push_back(s);
-          month.push_back(m);
+        sqlite3_stmt* mark = mark_dirty_.get(
+            db_,
+            "INSERT INTO dirty_staff_months (staff_code, month, marked_at) "
+            "VALUES (?, ?, ?) ON CONFLICT (staff_code, month) DO UPDATE SET "
+            "generation = generation + 1, marked_at = excluded.marked_at",
+            path_);
+        for (const auto& [staff, month] : dirty) {
+          store_detail::StatementScope scope(mark);
+          store_detail::bind_text(mark, 1, staff);
+          store_detail::bind_text(mark, 2, month);
+          sqlite3_bind_int64(mark, 3, at);
+          if (sqlite3_step(mark) != SQLITE_DONE) {
+            store_detail::sqlite_fail(db_, path_, "marking staff-months dirty");
+          }
         }
-        int64_t marked_at = at;
-        session_ << "INSERT INTO dirty_staff_months (staff_code, month, marked_at) "
-                    "VALUES (?, ?, ?) ON CONFLICT (staff_code, month) DO UPDATE SET "
-                    "generation = generation + 1, marked_at = excluded.marked_at",
-            use(staff), use(month), bind(std::vector<int64_t>(staff.size(), marked_at)), now;
       }
 
-      int has_cursor = page.cursor ? 1 : 0;
-      std::string cursor_text = page.cursor.value_or("");
-      int64_t accepted_count = static_cast<int64_t>(result.inserted + result.updated);
-      int64_t quarantined_count = static_cast<int64_t>(result.quarantined);
-      std::string source = page.source;
-      session_ << "INSERT INTO cursors (source, cursor, updated_at, records, quarantined, pages) "
-                  "VALUES (?, CASE WHEN ? THEN ? END, ?, ?, ?, 1) ON CONFLICT (source) DO UPDATE "
-                  "SET cursor = COALESCE(excluded.cursor, cursors.cursor), "
-                  "updated_at = excluded.updated_at, records = records + excluded.records, "
-                  "quarantined = quarantined + excluded.quarantined, pages = pages + 1",
-          use(source), use(has_cursor), use(cursor_text), bind(at), use(accepted_count),
-          use(quarantined_count), now;
+      sqlite3_stmt* cursor = update_cursor_.get(
+          db_,
+          "INSERT INTO cursors (source, cursor, updated_at, records, quarantined, pages) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, 1) ON CONFLICT (source) DO UPDATE "
+          "SET cursor = COALESCE(excluded.cursor, cursors.cursor), "
+          "updated_at = excluded.updated_at, records = records + excluded.records, "
+          "quarantined = quarantined + excluded.quarantined, pages = pages + 1",
+          path_);
+      {
+        store_detail::StatementScope scope(cursor);
+        store_detail::bind_text(cursor, 1, page.source);
+        // NULL leaves the stored cursor as it is.
+        if (page.cursor) {
+          store_detail::bind_text(cursor, 2, *page.cursor);
+        } else {
+          sqlite3_bind_null(cursor, 2);
+        }
+        sqlite3_bind_int64(cursor, 3, at);
+        sqlite3_bind_int64(cursor, 4, static_cast<int64_t>(result.inserted + result.updated));
+        sqlite3_bind_int64(cursor, 5, static_cast<int64_t>(result.quarantined));
+        if (sqlite3_step(cursor) != SQLITE_DONE) {
+          store_detail::sqlite_fail(db_, path_, "storing the cursor");
+        }
+      }
       tx.commit();
       return result;
     });
@@ -661,6 +689,55 @@ class SqliteStore final : public Store {
     });
   }
 
+  void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit) override {
+    std::exception_ptr visitor_failed;
+    guarded("scanning month " + month + " for scoring", [&] {
+      // One query for the month, in staff order off the (month, staff_code) index; record_id
+      // order within a staff member, as records_of_staff_month gives it.
+      sqlite3_stmt* s = scan_month_.get(
+          db_,
+          store_detail::scoring_select_sql() +
+              "WHERE month = ? AND staff_code <> '' ORDER BY staff_code, record_id",
+          path_);
+      store_detail::StatementScope scope(s);
+      store_detail::bind_text(s, 1, month);
+      // Reused from staff member to staff member: the strings keep their capacity.
+      std::vector<WorkRecord>& records = scan_records_;
+      std::vector<int64_t>& received = scan_received_;
+      std::string staff;
+      std::size_t n = 0;
+      auto flush = [&] {
+        if (n == 0) return;
+        try {
+          visit(staff, std::span<const WorkRecord>(records.data(), n),
+                std::span<const int64_t>(received.data(), n));
+        } catch (...) {
+          visitor_failed = std::current_exception();
+        }
+        n = 0;
+      };
+      for (;;) {
+        const int rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) store_detail::sqlite_fail(db_, path_, "reading records");
+        const std::string_view row_staff = store_detail::column_text(s, 0);
+        if (row_staff != staff) {
+          flush();
+          if (visitor_failed) return;
+          staff.assign(row_staff);
+        }
+        if (n == records.size()) {
+          records.emplace_back();
+          received.push_back(0);
+        }
+        store_detail::read_scoring_row(s, records[n], received[n], path_);
+        ++n;
+      }
+      flush();
+    });
+    if (visitor_failed) std::rethrow_exception(visitor_failed);
+  }
+
  private:
   static Session open_session(const std::string& path, const SqliteStoreOptions& options) {
     const std::string where = "store " + path + ": ";
@@ -811,6 +888,13 @@ class SqliteStore final : public Store {
   const std::string path_;
   std::mutex mutex_;
   Session session_;
+  sqlite3* db_;  // session_'s connection, for the prepared statements below
+  // Declared after session_, so they are finalized before the connection closes.
+  store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
+      scan_month_;
+  store_detail::RecordScratch scratch_;
+  std::vector<WorkRecord> scan_records_;
+  std::vector<int64_t> scan_received_;
   Poco::UUIDGenerator uuid_generator_;
   // Generation of each dirty key as last handed to the scorer (see commit_scoring).
   std::map<StaffMonthKey, int64_t> seen_generation_;

@@ -8,8 +8,10 @@
 #include <kpihub/model.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -183,6 +185,23 @@ class Store {
   virtual void audit(const std::string& actor, const std::string& action,
                      const std::string& detail) = 0;
   virtual StoreCounts counts() = 0;
+
+  // --- added for month recompute (append-only: existing methods above stay) --
+  // Called once per staff member with records in the month, in staff code
+  // order, with the current revision of each record (retracted ones included;
+  // any order) and, parallel to it, when the hub stored that revision (unix ms).
+  // Only the fields scoring reads are filled: record_id, source_system,
+  // revision, retracted, staff_code, agency_code, task_code, work_date,
+  // declared_minutes, quantity, evidence_ref, deadline, completed_at and
+  // approval status and rating (not approval.by/at); the other fields are
+  // empty. The spans are valid during the call only. The visitor must not
+  // call the store; an exception it throws ends the scan and is rethrown.
+  using ScoringVisitor = std::function<void(const std::string& staff_code,
+                                            std::span<const WorkRecord> records,
+                                            std::span<const int64_t> received_at_ms)>;
+  // The default reads staff by staff through the methods above; the SQLite
+  // store reads the whole month in one query.
+  virtual void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit);
 };
 
 // Opens (creating if needed) the SQLite store at `path` in WAL mode with full
