@@ -27,7 +27,12 @@ StaffMonthResult score_records(const ReferenceData& reference, Timestamp now, co
     // The directory changed since the records came: keep scoring them under
     // the agency they were stored with.
     in.staff.staff_code = key.staff_code;
-    if (!records.empty()) in.staff.agency_code = records.front().agency_code;
+    // The agency of the lowest record id, whatever order the store gave the records in.
+    const WorkRecord* first = nullptr;
+    for (const WorkRecord& r : records) {
+      if (first == nullptr || r.record_id < first->record_id) first = &r;
+    }
+    if (first != nullptr) in.staff.agency_code = first->agency_code;
   }
   in.month = *Month::parse(key.month);
   in.records = records;
@@ -58,8 +63,8 @@ Scorer::CachedMonth& Scorer::month_cache(const std::string& month) {
                                            std::span<const int64_t> received) {
     if (cached.staff.count(staff)) return;
     StaffMonthResult r = score_records(reference_, t, {staff, month}, records, received);
-    r.scored.clear();
-    r.days.clear();
+    r.scored = {};  // frees the per-record detail, not just empties it
+    r.days = {};
     cached.staff.emplace(staff, std::move(r));
   });
   cached.complete = true;
@@ -127,8 +132,8 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
           {0, OutboxKind::staff_month, "staff:" + key.month + ":" + key.staff_code, std::move(text)});
       ++result.staff_months_sent;
     }
-    month_result.scored.clear();
-    month_result.days.clear();
+    month_result.scored = {};  // frees the per-record detail, not just empties it
+    month_result.days = {};
     auto it = cache_.find(key.month);
     if (it != cache_.end()) it->second.staff[key.staff_code] = std::move(month_result);
     ++result.staff_months;
@@ -186,8 +191,8 @@ std::vector<StaffMonthResult> Scorer::compute_month(const Month& month) {
   store_.scan_month_for_scoring(m, [&](const std::string& staff, std::span<const WorkRecord> records,
                                        std::span<const int64_t> received) {
     StaffMonthResult r = score_records(reference_, t, {staff, m}, records, received);
-    r.scored.clear();
-    r.days.clear();
+    r.scored = {};  // frees the per-record detail, not just empties it
+    r.days = {};
     out.push_back(std::move(r));
   });
   return out;

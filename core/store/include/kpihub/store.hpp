@@ -189,7 +189,7 @@ class Store {
   // --- added for month recompute (append-only: existing methods above stay) --
   // Called once per staff member with records in the month, in staff code
   // order, with the current revision of each record (retracted ones included;
-  // any order) and, parallel to it, when the hub stored that revision (unix ms).
+  // in no particular order) and, parallel to it, when the hub stored that revision (unix ms).
   // Only the fields scoring reads are filled: record_id, source_system,
   // revision, retracted, staff_code, agency_code, task_code, work_date,
   // declared_minutes, quantity, evidence_ref, deadline, completed_at and
