@@ -11,7 +11,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
+#include <span>
 
 namespace kpihub {
 namespace {
@@ -163,6 +165,104 @@ TEST_F(StoreTest, ReadingAMonthLargerThanOneReadChunkReturnsEveryRecord) {
     store->commit_page(page_of(std::move(records)));
   }
   EXPECT_EQ(store->records_of_month("2025-04").size(), 20000u);
+}
+
+// The fields Store::scan_month_for_scoring promises; the others are left empty.
+WorkRecord scoring_view(const WorkRecord& r) {
+  WorkRecord v;
+  v.record_id = r.record_id;
+  v.source_system = r.source_system;
+  v.revision = r.revision;
+  v.retracted = r.retracted;
+  v.staff_code = r.staff_code;
+  v.agency_code = r.agency_code;
+  v.task_code = r.task_code;
+  v.work_date = r.work_date;
+  v.declared_minutes = r.declared_minutes;
+  v.quantity = r.quantity;
+  v.evidence_ref = r.evidence_ref;
+  v.deadline = r.deadline;
+  v.completed_at = r.completed_at;
+  if (r.approval) {
+    v.approval.emplace();
+    v.approval->status = r.approval->status;
+    v.approval->rating = r.approval->rating;
+  }
+  return v;
+}
+
+TEST_F(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
+  auto store = open();
+  std::vector<WorkRecord> first;
+  for (int i = 0; i < 300; ++i) {
+    WorkRecord r = full_record("S" + std::to_string(i), 1, i % 3 == 0 ? "CB002" : "CB001");
+    if (i % 7 == 0) r.approval.reset();
+    if (i % 5 == 0) r.deadline = Deadline{Date::parse("2025-04-12"), std::nullopt};
+    if (i % 11 == 0) r.retracted = true;
+    first.push_back(std::move(r));
+  }
+  first.push_back(full_record("OTHER-MONTH", 1, "CB001", "2025-05-02"));
+  first.push_back(minimal_record("NO-STAFF"));  // no staff code: not in any staff month
+  store->commit_page(page_of(first));
+  // A later revision moves a record to another staff member, with a later received_at.
+  PageCommit second = page_of({full_record("S1", 2, "CB003")});
+  second.received_at_unix_ms = 1744000999000;
+  store->commit_page(second);
+
+  // The visitor must not call the store: copy what it gets, compare afterwards.
+  std::vector<std::string> visited;
+  std::map<std::string, std::map<std::string, std::pair<WorkRecord, int64_t>>> got;
+  store->scan_month_for_scoring("2025-04", [&](const std::string& staff,
+                                               std::span<const WorkRecord> records,
+                                               std::span<const int64_t> received) {
+    visited.push_back(staff);
+    ASSERT_EQ(records.size(), received.size());
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      got[staff].emplace(records[i].record_id, std::make_pair(records[i], received[i]));
+    }
+  });
+  std::size_t total = 0;
+  for (const auto& [staff, records] : got) {
+    total += records.size();
+    // The same records and received_at as the per-staff reads give.
+    auto expected = store->records_of_staff_month({staff, "2025-04"});
+    ASSERT_EQ(records.size(), expected.size()) << staff;
+    std::vector<std::string> ids;
+    for (const auto& r : expected) ids.push_back(r.record_id);
+    const auto expected_received = store->received_at(ids);
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      auto it = records.find(expected[i].record_id);
+      ASSERT_NE(it, records.end()) << expected[i].record_id;
+      EXPECT_EQ(it->second.first, scoring_view(expected[i])) << expected[i].record_id;
+      EXPECT_EQ(it->second.second, expected_received[i]) << expected[i].record_id;
+    }
+  }
+  EXPECT_EQ(got["CB003"].begin()->second.second, 1744000999000);
+  EXPECT_EQ(visited, (std::vector<std::string>{"CB001", "CB002", "CB003"}));
+  EXPECT_EQ(total, 300u);
+}
+
+TEST_F(StoreTest, AnExceptionOfTheMonthScanVisitorPassesThroughAndTheStoreStaysUsable) {
+  auto store = open();
+  store->commit_page(page_of({full_record("A", 1, "CB001"), full_record("B", 1, "CB002")}));
+  struct Stop {};
+  int calls = 0;
+  EXPECT_THROW(store->scan_month_for_scoring("2025-04",
+                                             [&](const std::string&, std::span<const WorkRecord>,
+                                                 std::span<const int64_t>) {
+                                               ++calls;
+                                               throw Stop{};
+                                             }),
+               Stop);
+  EXPECT_EQ(calls, 1);
+  // The scan's statement is reset: writes and a new scan work.
+  store->commit_page(page_of({full_record("C", 1, "CB003")}));
+  int staff = 0;
+  store->scan_month_for_scoring(
+      "2025-04", [&](const std::string&, std::span<const WorkRecord>, std::span<const int64_t>) {
+        ++staff;
+      });
+  EXPECT_EQ(staff, 3);
 }
 
 TEST_F(StoreTest, HigherRevisionReplacesEqualOrLowerIsIgnoredAndHistoryIsKept) {
