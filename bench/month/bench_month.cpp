@@ -5,7 +5,8 @@
 //
 // Filling the store is outside the timed loop. Set KPIHUB_BENCH_MONTH_DB=<file>
 // to keep the filled store between runs (a store that is not empty is reused
-// as it is; use another file for the smoke size). Smoke mode (50 staff) when KPIHUB_BENCH_SMOKE=1 or when
+// as it is; use another file for the smoke size). Smoke mode (50 staff) when KPIHUB_BENCH_SMOKE=1
+// or when
 // --benchmark_min_time is below 0.1 s, as CI runs every bench_* binary.
 #include <kpihub/hub.hpp>
 
@@ -114,7 +115,8 @@ class Generator {
       r.quantity = 1 + pick(4);
       r.product_unit = "văn bản";
       r.title = "Xử lý công văn đến số " + std::to_string(i) + "/UBND-VP về việc báo cáo kết quả";
-      if (pick(4) == 0) r.evidence_ref = "https://eoffice.example.vn/vb/" + std::to_string(pick(30));
+      if (pick(4) == 0)
+        r.evidence_ref = "https://eoffice.example.vn/vb/" + std::to_string(pick(30));
       if (pick(3) == 0) {
         r.deadline.emplace();
         r.deadline->date = Date{r.work_date.days + pick(5)};
@@ -234,7 +236,8 @@ void BM_ComputeMonthFromStore(benchmark::State& state) {
 BENCHMARK(BM_ComputeMonthFromStore)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 bool smoke_requested(int argc, char** argv) {
-  if (const char* env = std::getenv("KPIHUB_BENCH_SMOKE"); env != nullptr && std::string_view(env) == "1") {
+  if (const char* env = std::getenv("KPIHUB_BENCH_SMOKE");
+      env != nullptr && std::string_view(env) == "1") {
     return true;
   }
   constexpr std::string_view kFlag = "--benchmark_min_time=";

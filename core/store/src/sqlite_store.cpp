@@ -147,10 +147,9 @@ class SqliteStore final : public Store {
           const int rc = sqlite3_step(lookup);
           if (rc == SQLITE_ROW) {
             it = known
-                     .emplace(r.record_id,
-                              Known{sqlite3_column_int64(lookup, 0),
-                                    std::string(store_detail::column_text(lookup, 1)),
-                                    std::string(store_detail::column_text(lookup, 2))})
+                     .emplace(r.record_id, Known{sqlite3_column_int64(lookup, 0),
+                                                 std::string(store_detail::column_text(lookup, 1)),
+                                                 std::string(store_detail::column_text(lookup, 2))})
                      .first;
           } else if (rc != SQLITE_DONE) {
             store_detail::sqlite_fail(db_, path_, "looking up record " + r.record_id);
@@ -185,12 +184,12 @@ class SqliteStore final : public Store {
       result.quarantined = page.quarantined.size();
 
       if (!dirty.empty()) {
-        sqlite3_stmt* mark = mark_dirty_.get(
-            db_,
-            "INSERT INTO dirty_staff_months (staff_code, month, marked_at) "
-            "VALUES (?, ?, ?) ON CONFLICT (staff_code, month) DO UPDATE SET "
-            "generation = generation + 1, marked_at = excluded.marked_at",
-            path_);
+        sqlite3_stmt* mark =
+            mark_dirty_.get(db_,
+                            "INSERT INTO dirty_staff_months (staff_code, month, marked_at) "
+                            "VALUES (?, ?, ?) ON CONFLICT (staff_code, month) DO UPDATE SET "
+                            "generation = generation + 1, marked_at = excluded.marked_at",
+                            path_);
         for (const auto& [staff, month] : dirty) {
           store_detail::StatementScope scope(mark);
           store_detail::bind_text(mark, 1, staff);
@@ -695,11 +694,11 @@ class SqliteStore final : public Store {
       // One query for the month, in staff order off the (month, staff_code) index. Records of a
       // staff member come in index (rowid) order: scoring does not depend on order, and
       // sorting them by record_id in SQL cost 0.7 s of CPU per 1.5 M records.
-      sqlite3_stmt* s = scan_month_.get(
-          db_,
-          store_detail::scoring_select_sql() +
-              "WHERE month = ? AND staff_code <> '' ORDER BY staff_code",
-          path_);
+      sqlite3_stmt* s =
+          scan_month_.get(db_,
+                          store_detail::scoring_select_sql() +
+                              "WHERE month = ? AND staff_code <> '' ORDER BY staff_code",
+                          path_);
       store_detail::StatementScope scope(s);
       store_detail::bind_text(s, 1, month);
       // Reused from staff member to staff member: the strings keep their capacity.

@@ -196,9 +196,9 @@ class Store {
   // approval status and rating (not approval.by/at); the other fields are
   // empty. The spans are valid during the call only. The visitor must not
   // call the store; an exception it throws ends the scan and is rethrown.
-  using ScoringVisitor = std::function<void(const std::string& staff_code,
-                                            std::span<const WorkRecord> records,
-                                            std::span<const int64_t> received_at_ms)>;
+  using ScoringVisitor =
+      std::function<void(const std::string& staff_code, std::span<const WorkRecord> records,
+                         std::span<const int64_t> received_at_ms)>;
   // The default reads staff by staff through the methods above; the SQLite
   // store reads the whole month in one query.
   virtual void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit);
