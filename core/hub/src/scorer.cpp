@@ -18,8 +18,9 @@ Timestamp Scorer::now() const {
 
 namespace {
 
-StaffMonthResult score_records(const ReferenceData& reference, Timestamp now, const StaffMonthKey& key,
-                               std::span<const WorkRecord> records, std::span<const int64_t> received) {
+StaffMonthResult score_records(const ReferenceData& reference, Timestamp now,
+                               const StaffMonthKey& key, std::span<const WorkRecord> records,
+                               std::span<const int64_t> received) {
   StaffMonthInput in;
   if (const StaffInfo* s = reference.directory.staff(key.staff_code)) {
     in.staff = *s;
@@ -59,14 +60,15 @@ Scorer::CachedMonth& Scorer::month_cache(const std::string& month) {
   if (cached.complete) return cached;
   // One scan of the month, staff by staff, so memory stays bounded by one staff-month of records.
   const Timestamp t = now();
-  store_.scan_month_for_scoring(month, [&](const std::string& staff, std::span<const WorkRecord> records,
-                                           std::span<const int64_t> received) {
-    if (cached.staff.count(staff)) return;
-    StaffMonthResult r = score_records(reference_, t, {staff, month}, records, received);
-    r.scored = {};  // frees the per-record detail, not just empties it
-    r.days = {};
-    cached.staff.emplace(staff, std::move(r));
-  });
+  store_.scan_month_for_scoring(
+      month, [&](const std::string& staff, std::span<const WorkRecord> records,
+                 std::span<const int64_t> received) {
+        if (cached.staff.count(staff)) return;
+        StaffMonthResult r = score_records(reference_, t, {staff, month}, records, received);
+        r.scored = {};  // frees the per-record detail, not just empties it
+        r.days = {};
+        cached.staff.emplace(staff, std::move(r));
+      });
   cached.complete = true;
   cached.closed = month_closed(*Month::parse(month), now(), reference_.rules);
   return cached;
@@ -188,13 +190,14 @@ std::vector<StaffMonthResult> Scorer::compute_month(const Month& month) {
   std::vector<StaffMonthResult> out;
   const std::string m = month.str();
   const Timestamp t = now();
-  store_.scan_month_for_scoring(m, [&](const std::string& staff, std::span<const WorkRecord> records,
-                                       std::span<const int64_t> received) {
-    StaffMonthResult r = score_records(reference_, t, {staff, m}, records, received);
-    r.scored = {};  // frees the per-record detail, not just empties it
-    r.days = {};
-    out.push_back(std::move(r));
-  });
+  store_.scan_month_for_scoring(
+      m, [&](const std::string& staff, std::span<const WorkRecord> records,
+             std::span<const int64_t> received) {
+        StaffMonthResult r = score_records(reference_, t, {staff, m}, records, received);
+        r.scored = {};  // frees the per-record detail, not just empties it
+        r.days = {};
+        out.push_back(std::move(r));
+      });
   return out;
 }
 
