@@ -1,0 +1,707 @@
+// The whole pipeline end to end over real sockets (issues 3 and 5, "Done
+// when"): the `kpihub` binary with the real E-Office adapter and provincial
+// sink, the E-Office simulator and the provincial receiver as child
+// processes on loopback. Each test drives a run (clean, faulty, SIGKILLed,
+// receiver restarted, poison record, TLS) and then checks what a user would:
+// the hub's store holds exactly what E-Office served (compared with the
+// simulator's GET /sim/served), and the receiver holds exactly the hub's
+// scored records and monthly summaries (its read-back API), with no 409.
+//
+// Size: 5 agencies, 60 staff, 5 days by default (a few thousand records).
+// For a province-size run set, e.g.,
+//   KPIHUB_PIPELINE_AGENCIES=53 KPIHUB_PIPELINE_STAFF=7000 KPIHUB_PIPELINE_DAYS=22
+// (see docs/performance.md).
+#include <kpihub/net.hpp>
+#include <kpihub/store.hpp>
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <random>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kConfigDir = std::string(KPIHUB_SOURCE_DIR) + "/config";
+const std::string kTls = std::string(KPIHUB_FIXTURES_DIR) + "/tls/";
+const std::string kMonth = "2025-04";
+const std::string kEOfficeClient = "kpihub";
+const std::string kProvinceClient = "kpihub-hub";
+
+int setting(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+const int kAgencies = setting("KPIHUB_PIPELINE_AGENCIES", 5);
+const int kStaff = setting("KPIHUB_PIPELINE_STAFF", 60);
+const int kDays = setting("KPIHUB_PIPELINE_DAYS", 5);
+// Longest a single hub run or start-up may take before the test gives up.
+const auto kRunLimit = std::chrono::seconds(setting("KPIHUB_PIPELINE_RUN_LIMIT_S", 240));
+
+std::string slurp(const fs::path& file) {
+  std::ifstream in(file);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// ------------------------------------------------------------ processes ---
+
+struct Child {
+  pid_t pid = -1;
+  fs::path log;
+  std::optional<int> code;  // exit code (128 + signal when killed) once reaped
+};
+
+Child spawn(const std::string& exe, const std::vector<std::string>& args, const fs::path& log) {
+  Child c;
+  c.log = log;
+  c.pid = ::fork();
+  if (c.pid == 0) {
+    std::FILE* f = std::fopen(log.c_str(), "w");
+    if (f) {
+      ::dup2(fileno(f), 1);
+      ::dup2(fileno(f), 2);
+    }
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(exe.c_str()));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  return c;
+}
+
+int status_code(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+// True once the child has ended (reaping it).
+bool ended(Child& c) {
+  if (c.code) return true;
+  if (c.pid <= 0) return true;
+  int status = 0;
+  if (::waitpid(c.pid, &status, WNOHANG) == c.pid) {
+    c.code = status_code(status);
+    return true;
+  }
+  return false;
+}
+
+// Waits up to `limit`; kills the child with SIGKILL beyond it. Returns the code.
+int wait_for(Child& c, std::chrono::steady_clock::duration limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!ended(c) && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
+  if (!ended(c)) {
+    ::kill(c.pid, SIGKILL);
+    int status = 0;
+    ::waitpid(c.pid, &status, 0);
+    c.code = -1;  // did not end in time
+  }
+  return *c.code;
+}
+
+void stop(Child& c, int signal = SIGTERM) {
+  if (ended(c)) return;
+  ::kill(c.pid, signal);
+  wait_for(c, 20s);
+}
+
+struct HubRun {
+  int code;
+  std::string output;
+};
+
+HubRun run_hub(const std::vector<std::string>& args, const fs::path& log) {
+  Child c = spawn(PIPELINE_KPIHUB, args, log);
+  const int code = wait_for(c, kRunLimit);
+  return {code, slurp(log)};
+}
+
+// A simulator child and where it listens.
+struct Server {
+  Child proc;
+  std::string url;  // http(s)://127.0.0.1:PORT
+  uint16_t port = 0;
+};
+
+// Starts a simulator and waits for its "listening on URL" line.
+Server start_server(const std::string& exe, const std::vector<std::string>& args,
+                    const fs::path& log) {
+  Server s;
+  s.proc = spawn(exe, args, log);
+  static const std::regex line(R"(listening on (https?://127\.0\.0\.1:(\d+)))");
+  const auto until = std::chrono::steady_clock::now() + kRunLimit;
+  while (std::chrono::steady_clock::now() < until) {
+    std::smatch m;
+    const std::string out = slurp(log);
+    if (std::regex_search(out, m, line)) {
+      s.url = m[1];
+      s.port = static_cast<uint16_t>(std::stoi(m[2]));
+      return s;
+    }
+    if (ended(s.proc)) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  stop(s.proc, SIGKILL);
+  ADD_FAILURE() << exe << " did not start listening: " << slurp(log);
+  return s;
+}
+
+// ------------------------------------------------------------------ HTTP ---
+
+kpihub::net::ClientOptions client_options(bool tls) {
+  kpihub::net::ClientOptions o;
+  if (tls) o.ca_file = kTls + "ca.pem";
+  o.request_timeout = 60s;
+  return o;
+}
+
+// What the receiver holds, through its read-back API.
+class ReceiverReader {
+ public:
+  ReceiverReader(std::string url, const std::string& secret, bool tls)
+      : url_(std::move(url)), http_(client_options(tls)) {
+    const auto r = http_.request(
+        "POST", url_ + "/oauth2/token", {{"Content-Type", "application/x-www-form-urlencoded"}},
+        "grant_type=client_credentials&client_id=" + kProvinceClient + "&client_secret=" + secret);
+    EXPECT_EQ(r.status, 200) << r.body;
+    if (r.status == 200) token_ = json::parse(r.body).at("access_token").as_string().c_str();
+  }
+  kpihub::net::Response get(const std::string& path) {
+    return http_.request("GET", url_ + path, {{"Authorization", "Bearer " + token_}});
+  }
+  json::object get_json(const std::string& path) {
+    const auto r = get(path);
+    EXPECT_EQ(r.status, 200) << path << ": " << r.body;
+    json::error_code ec;
+    auto v = json::parse(r.body, ec);
+    return !ec && v.is_object() ? v.as_object() : json::object{};
+  }
+
+ private:
+  std::string url_;
+  kpihub::net::HttpClient http_;
+  std::string token_;
+};
+
+struct ServedItem {
+  std::string id;
+  int64_t revision = 0;
+  bool deleted = false;
+  std::string malformed;  // empty: well-formed
+};
+
+std::vector<ServedItem> served(const std::string& eoffice_url, bool tls) {
+  kpihub::net::HttpClient http(client_options(tls));
+  const auto r = http.request("GET", eoffice_url + "/sim/served");
+  EXPECT_EQ(r.status, 200) << r.body;
+  std::vector<ServedItem> out;
+  if (r.status != 200) return out;
+  const json::value body = json::parse(r.body);
+  for (const auto& v : body.at("items").as_array()) {
+    const auto& o = v.as_object();
+    ServedItem s;
+    s.id = o.at("id").as_string().c_str();
+    s.revision = o.at("revision").to_number<int64_t>();
+    s.deleted = o.at("deleted").as_bool();
+    if (const auto* m = o.if_contains("malformed_kind")) s.malformed = m->as_string().c_str();
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// The quarantine reason code each kind of malformed item must get.
+std::string expected_reason(const std::string& malformed_kind) {
+  if (malformed_kind == "wrong_type") return "bad_value";
+  if (malformed_kind == "bad_utf8") return "bad_encoding";
+  if (malformed_kind == "bad_date") return "bad_value";
+  if (malformed_kind == "missing_field") return "missing_field";
+  return "?" + malformed_kind;
+}
+
+// ------------------------------------------------------------- fixture ---
+
+struct SimOptions {
+  std::vector<std::string> eoffice_args;   // extra flags (faults)
+  std::vector<std::string> receiver_args;  // extra flags (faults, poison)
+  bool tls = false;
+  std::string server_cert = "server";  // fixture certificate the simulators serve
+};
+
+enum class ReadBack { every_record, sample };
+
+class PipelineE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("kpihub-pipeline-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "plugins");
+    for (const char* p : {PIPELINE_EOFFICE_PLUGIN, PIPELINE_PROVINCIAL_PLUGIN}) {
+      fs::copy_file(p, dir_ / "plugins" / fs::path(p).filename());
+    }
+    std::ofstream(dir_ / "eoffice-secret") << "pipeline-eoffice-secret\n";
+    std::ofstream(dir_ / "province-secret") << "pipeline-province-secret\n";
+  }
+  void TearDown() override {
+    stop(eoffice_.proc);
+    stop(receiver_.proc);
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  std::vector<std::string> tls_args(const SimOptions& o) {
+    if (!o.tls) return {};
+    return {"--tls-cert", kTls + o.server_cert + ".pem", "--tls-key",
+            kTls + o.server_cert + ".key"};
+  }
+
+  void start_eoffice(const SimOptions& o) {
+    std::vector<std::string> args = {"--seed",
+                                     "20251123",
+                                     "--agencies",
+                                     std::to_string(kAgencies),
+                                     "--staff",
+                                     std::to_string(kStaff),
+                                     "--days",
+                                     std::to_string(kDays),
+                                     "--month",
+                                     kMonth,
+                                     "--malformed",
+                                     "0.02",
+                                     "--client-id",
+                                     kEOfficeClient,
+                                     "--client-secret-file",
+                                     (dir_ / "eoffice-secret").string()};
+    for (const auto& a : tls_args(o)) args.push_back(a);
+    for (const auto& a : o.eoffice_args) args.push_back(a);
+    eoffice_ = start_server(PIPELINE_SIM_EOFFICE, args, dir_ / "eoffice.log");
+  }
+
+  // Starts the receiver; `port` 0 picks a free one, else the same port again.
+  void start_receiver(const SimOptions& o, uint16_t port = 0) {
+    std::vector<std::string> args = {"--port",
+                                     std::to_string(port),
+                                     "--db",
+                                     (dir_ / "province.db").string(),
+                                     "--client-id",
+                                     kProvinceClient,
+                                     "--client-secret-file",
+                                     (dir_ / "province-secret").string()};
+    for (const auto& a : tls_args(o)) args.push_back(a);
+    for (const auto& a : o.receiver_args) args.push_back(a);
+    receiver_ = start_server(PIPELINE_SIM_PROVINCE, args,
+                             dir_ / ("receiver-" + std::to_string(++receiver_starts_) + ".log"));
+  }
+
+  void start_simulators(const SimOptions& o = {}) {
+    start_eoffice(o);
+    start_receiver(o);
+  }
+
+  // hub.json pointing at the simulators. `ca_file`: CA both plugins trust.
+  std::string write_config(const std::string& ca_file = "", int page_size = 200,
+                           int batch_items = 200, const std::string& eoffice_extra = "",
+                           const std::string& sink_extra = "") {
+    const std::string ca = ca_file.empty() ? "" : R"(, "ca_file": ")" + ca_file + R"(")";
+    std::ofstream out(dir_ / "hub.json");
+    out << R"({
+  "hub_id": "pipeline-hub",
+  "data_dir": ")"
+        << (dir_ / "var").string() << R"(",
+  "plugin_dir": ")"
+        << (dir_ / "plugins").string() << R"(",
+  "today": "2025-05-10",
+  "log_level": "warn",
+  "catalog_files": [")"
+        << kConfigDir << R"(/catalog/province.csv"],
+  "staff_file": ")"
+        << kConfigDir << R"(/staff.csv",
+  "units_file": ")"
+        << kConfigDir << R"(/units.csv",
+  "rules_file": ")"
+        << kConfigDir << R"(/rules.json",
+  "holiday_files": [")"
+        << kConfigDir << R"(/holidays/2025.csv"],
+  "sources": [
+    {"name": "eoffice", "plugin": "eoffice", "interval_ms": 200, "settings": {
+      "base_url": ")"
+        << eoffice_.url << R"(", "client_id": ")" << kEOfficeClient
+        << R"(", "client_secret_file": ")" << (dir_ / "eoffice-secret").string()
+        << R"(", "page_size": )" << page_size << ca << eoffice_extra << R"(}}
+  ],
+  "sinks": [
+    {"name": "provincial", "plugin": "provincial", "batch_max_items": )"
+        << batch_items << R"(, "settings": {
+      "base_url": ")"
+        << receiver_.url << R"(", "client_id": ")" << kProvinceClient
+        << R"(", "client_secret_file": ")" << (dir_ / "province-secret").string() << R"(")" << ca
+        << sink_extra << R"(}}
+  ],
+  "admin": {"enabled": false}
+})";
+    return (dir_ / "hub.json").string();
+  }
+
+  HubRun run_once(const std::string& config, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"run", "--once", "--config", config};
+    for (const auto& a : extra) args.push_back(a);
+    return run_hub(args, dir_ / ("run-" + std::to_string(++runs_) + ".txt"));
+  }
+
+  // run --once until it exits 0 with an empty outbox, at most `max_runs`
+  // times: under heavy faults one run may give up on a page or a batch and
+  // leave the rest for the next run, as the operator's next run would.
+  HubRun run_until_done(const std::string& config, int max_runs) {
+    HubRun r{-1, ""};
+    for (int i = 0; i < max_runs; ++i) {
+      r = run_once(config);
+      if (r.code == 0) return r;
+      std::cerr << "run --once " << i + 1 << " ended " << r.code << "; running again:\n"
+                << r.output << "\n";
+    }
+    return r;
+  }
+
+  std::unique_ptr<kpihub::Store> open_store() {
+    return kpihub::open_sqlite_store((dir_ / "var/hub.db").string());
+  }
+
+  // The store holds exactly what E-Office served, and the receiver exactly
+  // the hub's scored records and monthly summaries. `poison`: a record id the
+  // receiver refused, expected as a dead letter and nowhere downstream.
+  void expect_final_state(bool tls, ReadBack read_back,
+                          const std::optional<std::string>& poison = std::nullopt) {
+    const auto items = served(eoffice_.url, tls);
+    ASSERT_FALSE(items.empty());
+    auto store = open_store();
+
+    // --- the hub's store against /sim/served --------------------------------
+    std::map<std::string, kpihub::WorkRecord> stored;  // by source id
+    for (auto& r : store->records_of_month(kMonth)) stored.emplace(r.source_id, std::move(r));
+    std::map<std::string, std::set<std::string>> quarantined;  // source id -> reasons
+    int64_t after = 0;
+    for (int page = 0; page < 10000; ++page) {
+      const auto rows = store->quarantine("eoffice", "", 1000, after);
+      if (rows.empty()) break;
+      for (const auto& q : rows) {
+        quarantined[q.entry.source_id].insert(std::string(kpihub::to_string(q.entry.reason)));
+      }
+      after = rows.back().id;
+    }
+    std::size_t well_formed = 0, malformed = 0, deleted = 0;
+    for (const auto& s : items) {
+      SCOPED_TRACE(s.id);
+      if (!s.malformed.empty()) {
+        ++malformed;
+        EXPECT_EQ(stored.count(s.id), 0u) << "a malformed item was stored";
+        const auto q = quarantined.find(s.id);
+        ASSERT_NE(q, quarantined.end()) << s.malformed << " item not in quarantine";
+        EXPECT_EQ(q->second, std::set<std::string>{expected_reason(s.malformed)}) << s.malformed;
+        continue;
+      }
+      ++well_formed;
+      const auto r = stored.find(s.id);
+      ASSERT_NE(r, stored.end()) << "served but not stored";
+      EXPECT_EQ(r->second.revision, s.revision) << "not the highest revision";
+      EXPECT_EQ(r->second.retracted, s.deleted) << "deletion not withdrawn";
+      if (s.deleted) ++deleted;
+    }
+    EXPECT_EQ(stored.size(), well_formed) << "the store has ids E-Office never served";
+    EXPECT_EQ(quarantined.size(), malformed) << "quarantine has items that were well-formed";
+    EXPECT_GT(malformed, 0u);
+    EXPECT_GT(deleted, 0u);
+    const auto counts = store->counts();
+    EXPECT_EQ(counts.records, static_cast<int64_t>(well_formed));
+    EXPECT_EQ(counts.outbox_pending, 0) << "the outbox is not empty";
+    EXPECT_EQ(counts.dead_letters, poison ? 1 : 0);
+
+    // --- the receiver against the hub's scored records ----------------------
+    std::vector<std::string> ids;
+    for (const auto& [source_id, r] : stored) ids.push_back(r.record_id);
+    const auto scores = store->record_scores(ids);
+    ASSERT_EQ(scores.size(), ids.size()) << "a stored record was never scored";
+    std::map<std::string, const kpihub::WorkRecord*> by_record_id;
+    for (const auto& [source_id, r] : stored) by_record_id[r.record_id] = &r;
+
+    ReceiverReader receiver(receiver_.url, "pipeline-province-secret", tls);
+    const auto stats = receiver.get_json("/api/v1/kpi/stats");
+    ASSERT_TRUE(stats.contains("records")) << json::serialize(stats);
+    EXPECT_EQ(stats.at("conflicts_409").to_number<int64_t>(), 0)
+        << "an Idempotency-Key came with two different bodies";
+    int64_t live = 0, withdrawn = 0;
+    for (const auto& [id, r] : by_record_id) {
+      if (poison && id == *poison) continue;
+      (r->retracted ? withdrawn : live) += 1;
+    }
+    EXPECT_EQ(stats.at("records").to_number<int64_t>(), live) << json::serialize(stats);
+    // A record deleted before it was ever sent has nothing to withdraw.
+    EXPECT_LE(stats.at("retracted").to_number<int64_t>(), withdrawn) << json::serialize(stats);
+
+    const std::size_t step =
+        read_back == ReadBack::every_record ? 1 : std::max<std::size_t>(1, scores.size() / 60);
+    for (std::size_t i = 0; i < scores.size(); i += step) {
+      const auto& score = scores[i];
+      SCOPED_TRACE(score.record_id);
+      const auto* record = by_record_id.at(score.record_id);
+      const auto reply = receiver.get("/api/v1/kpi/records/" + score.record_id);
+      json::error_code ec;
+      const auto body = json::parse(reply.body, ec);
+      ASSERT_FALSE(ec) << reply.body;
+      if (poison && score.record_id == *poison) {
+        EXPECT_EQ(reply.status, 404) << "the poison record was stored";
+        EXPECT_FALSE(body.as_object().contains("retracted"));
+        continue;
+      }
+      EXPECT_EQ(score.revision, record->revision);
+      if (record->retracted) {
+        // Withdrawn, or never held (deleted before it was first sent).
+        EXPECT_EQ(reply.status, 404) << "a deleted record is still held: " << reply.body;
+        if (body.as_object().contains("retracted")) {
+          EXPECT_EQ(body.at("revision").to_number<int64_t>(), record->revision);
+        }
+        continue;
+      }
+      ASSERT_EQ(reply.status, 200) << reply.body;
+      EXPECT_EQ(body.at("revision").to_number<int64_t>(), record->revision);
+      EXPECT_EQ(body.at("scoring").at("sequence").to_number<int64_t>(), score.sequence)
+          << "not the hub's latest scoring";
+      json::object scoring = body.at("scoring").as_object();
+      scoring.erase("sequence");  // the hub keeps it beside the scoring it sent
+      EXPECT_EQ(json::value(scoring), json::parse(score.scoring_json)) << "scoring differs";
+    }
+
+    // --- monthly summaries ---------------------------------------------------
+    const auto months = receiver.get_json("/api/v1/kpi/months?month=" + kMonth);
+    auto by_code = [](const json::value& list, const char* key) {
+      std::map<std::string, json::value> out;
+      if (!list.is_array()) return out;
+      for (const auto& v : list.as_array()) out[v.at(key).as_string().c_str()] = v;
+      return out;
+    };
+    std::map<std::string, json::value> hub_staff, hub_agency;
+    for (const auto& r : store->month_rows(kpihub::OutboxKind::staff_month, kMonth)) {
+      hub_staff[r.code] = json::parse(r.json);
+    }
+    for (const auto& r : store->month_rows(kpihub::OutboxKind::agency_month, kMonth)) {
+      hub_agency[r.code] = json::parse(r.json);
+    }
+    EXPECT_FALSE(hub_staff.empty());
+    EXPECT_FALSE(hub_agency.empty());
+    const auto got_staff = by_code(
+        months.contains("staff_months") ? months.at("staff_months") : json::value(), "staff_code");
+    const auto got_agency =
+        by_code(months.contains("agency_months") ? months.at("agency_months") : json::value(),
+                "agency_code");
+    EXPECT_EQ(got_staff.size(), hub_staff.size());
+    EXPECT_EQ(got_agency.size(), hub_agency.size());
+    for (const auto& [code, v] : hub_staff) {
+      const auto it = got_staff.find(code);
+      ASSERT_NE(it, got_staff.end()) << "staff month " << code << " not at the receiver";
+      EXPECT_EQ(it->second, v) << "staff month " << code << " differs";
+    }
+    for (const auto& [code, v] : hub_agency) {
+      const auto it = got_agency.find(code);
+      ASSERT_NE(it, got_agency.end()) << "agency month " << code << " not at the receiver";
+      EXPECT_EQ(it->second, v) << "agency month " << code << " differs";
+    }
+    EXPECT_EQ(stats.at("months").at("staff").to_number<int64_t>(),
+              static_cast<int64_t>(hub_staff.size()));
+    EXPECT_EQ(stats.at("months").at("agency").to_number<int64_t>(),
+              static_cast<int64_t>(hub_agency.size()));
+  }
+
+  fs::path dir_;
+  Server eoffice_;
+  Server receiver_;
+  int receiver_starts_ = 0;
+  int runs_ = 0;
+};
+
+}  // namespace
+
+TEST_F(PipelineE2E, CleanRunStoresWhatWasServedAndDeliversEverything) {
+  start_simulators();
+  const auto config = write_config();
+  const auto r = run_once(config);
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_final_state(false, ReadBack::every_record);
+
+  // A second run finds nothing new and sends nothing again.
+  ReceiverReader receiver(receiver_.url, "pipeline-province-secret", false);
+  const auto before = receiver.get_json("/api/v1/kpi/stats");
+  const auto again = run_once(config);
+  ASSERT_EQ(again.code, 0) << again.output;
+  const auto after = receiver.get_json("/api/v1/kpi/stats");
+  EXPECT_EQ(after.at("batches"), before.at("batches")) << again.output;
+}
+
+TEST_F(PipelineE2E, FaultsOnBothSidesEndInTheSameState) {
+  SimOptions o;
+  o.eoffice_args = {"--fail-5xx", "0.2",    "--fail-429", "0.05",        "--retry-after",
+                    "1",          "--drop", "0.05",       "--token-ttl", "2"};
+  o.receiver_args = {"--fail-500", "0.3",    "--fail-429", "0.1",         "--retry-after",
+                     "1",          "--drop", "0.05",       "--token-ttl", "2"};
+  start_simulators(o);
+  // Few, large batches: each failed attempt backs off exponentially (1 s, 2 s,
+  // 4 s ...), and a batch goes through only when every request of it does.
+  const auto config = write_config("", 200, 1000, R"(, "max_attempts": 10)");
+  // One run --once normally finishes; if it gives up on a page or a batch
+  // after its retries, the next run goes on from the stored cursor/outbox.
+  const auto r = run_until_done(config, 4);
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_final_state(false, ReadBack::sample);
+  ReceiverReader receiver(receiver_.url, "pipeline-province-secret", false);
+  EXPECT_GT(receiver.get_json("/api/v1/kpi/stats").at("faults_injected").to_number<int64_t>(), 0);
+}
+
+TEST_F(PipelineE2E, KilledAtTenRandomMomentsEndsInTheSameState) {
+  SimOptions o;
+  // Slow answers stretch pulling and forwarding so the kills land in them.
+  o.eoffice_args = {"--slow", "0.5:60"};
+  o.receiver_args = {"--slow", "0.5:60"};
+  start_simulators(o);
+  const auto config = write_config("", 100, 50);
+  std::mt19937 rng(20251123);
+  std::uniform_int_distribution<int> delay_ms(300, 1500);
+  for (int i = 0; i < 10; ++i) {
+    Child hub = spawn(PIPELINE_KPIHUB, {"run", "--config", config},
+                      dir_ / ("kill-" + std::to_string(i) + ".txt"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
+    ::kill(hub.pid, SIGKILL);
+    ASSERT_EQ(wait_for(hub, 20s), 128 + SIGKILL) << slurp(hub.log);
+  }
+  const auto r = run_once(config);
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_final_state(false, ReadBack::sample);
+}
+
+TEST_F(PipelineE2E, ReceiverRestartedMidRunEndsInTheSameState) {
+  SimOptions o;
+  o.receiver_args = {"--slow", "1:100"};
+  start_simulators(o);
+  const auto config = write_config("", 200, 50);
+  Child hub = spawn(PIPELINE_KPIHUB, {"run", "--once", "--config", config}, dir_ / "run-mid.txt");
+  // Wait until the receiver has taken some batches, then kill it.
+  {
+    ReceiverReader receiver(receiver_.url, "pipeline-province-secret", false);
+    int64_t batches = 0;
+    for (int i = 0; i < 3000 && batches < 3 && !ended(hub); ++i) {
+      batches = receiver.get_json("/api/v1/kpi/stats").at("batches").to_number<int64_t>();
+      std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_GE(batches, 3) << "the hub never forwarded: " << slurp(hub.log);
+  }
+  const uint16_t port = receiver_.port;
+  stop(receiver_.proc, SIGKILL);
+  std::this_thread::sleep_for(1500ms);
+  // Again on the same port and database (the port may take a moment to free).
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    start_receiver(o, port);
+    if (receiver_.port == port) break;
+    std::this_thread::sleep_for(250ms);
+  }
+  ASSERT_EQ(receiver_.port, port);
+  const int code = wait_for(hub, kRunLimit);
+  const std::string out = slurp(hub.log);
+  if (code != 0) {
+    // The run may have given up while the receiver was away; the next one
+    // delivers what waits in the outbox.
+    const auto r = run_until_done(config, 3);
+    ASSERT_EQ(r.code, 0) << out << r.output;
+  }
+  expect_final_state(false, ReadBack::sample);
+}
+
+TEST_F(PipelineE2E, PoisonRecordIsADeadLetterWithTheReceiversReason) {
+  start_eoffice({});
+  std::string poison;
+  for (const auto& s : served(eoffice_.url, false)) {
+    if (s.malformed.empty() && !s.deleted) {
+      poison = "eoffice:" + s.id;
+      break;
+    }
+  }
+  ASSERT_FALSE(poison.empty());
+  SimOptions o;
+  o.receiver_args = {"--reject-record", poison};
+  start_receiver(o);
+  const auto config = write_config();
+  const auto r = run_once(config);
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_final_state(false, ReadBack::sample, poison);
+  const auto list = run_hub({"dead-letters", "list", "--config", config}, dir_ / "dl.txt");
+  EXPECT_EQ(list.code, 0) << list.output;
+  EXPECT_NE(list.output.find(poison + "\tpoison\trecord " + poison +
+                             " is refused by the receiver's --reject-record setting"),
+            std::string::npos)
+      << list.output;
+}
+
+TEST_F(PipelineE2E, HttpsWithTheTestCaWorks) {
+  SimOptions o;
+  o.tls = true;
+  start_simulators(o);
+  ASSERT_EQ(eoffice_.url.rfind("https://", 0), 0u) << eoffice_.url;
+  const auto config = write_config(kTls + "ca.pem");
+  const auto r = run_once(config);
+  ASSERT_EQ(r.code, 0) << r.output;
+  expect_final_state(true, ReadBack::sample);
+}
+
+TEST_F(PipelineE2E, HttpsWithTheWrongCaIsRefusedNamingTheCertificateProblem) {
+  SimOptions o;
+  o.tls = true;
+  start_simulators(o);
+  // Both sides distrusted: pulling fails and says why.
+  auto r = run_once(write_config(kTls + "other-ca.pem"), {"--forward-timeout", "5"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("certificate verify failed"), std::string::npos) << r.output;
+  EXPECT_EQ(open_store()->counts().records, 0);
+
+  // E-Office trusted, the receiver not: records are stored, forwarding fails
+  // and says why, and they wait in the outbox.
+  r = run_once(write_config("", 200, 200, R"(, "ca_file": ")" + kTls + R"(ca.pem")",
+                            R"(, "ca_file": ")" + kTls + R"(other-ca.pem")"),
+               {"--forward-timeout", "5"});
+  // (write_config's ca_file is empty, so each plugin gets its own.)
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("certificate verify failed"), std::string::npos) << r.output;
+  const auto counts = open_store()->counts();
+  EXPECT_GT(counts.records, 0);
+  EXPECT_GT(counts.outbox_pending, 0);
+}
+
+TEST_F(PipelineE2E, HttpsWithAHostNameMismatchIsRefusedNamingTheHost) {
+  SimOptions o;
+  o.tls = true;
+  o.server_cert = "wrong-host";
+  start_simulators(o);
+  auto r = run_once(write_config(kTls + "ca.pem"), {"--forward-timeout", "5"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("certificate is not valid for host '127.0.0.1'"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(open_store()->counts().records, 0);
+}
