@@ -579,20 +579,42 @@ TEST_F(PipelineE2E, FaultsOnBothSidesEndInTheSameState) {
 
 TEST_F(PipelineE2E, KilledAtTenRandomMomentsEndsInTheSameState) {
   SimOptions o;
-  // Slow answers stretch pulling and forwarding so the kills land in them.
-  o.eoffice_args = {"--slow", "0.5:60"};
-  o.receiver_args = {"--slow", "0.5:60"};
+  // Slow answers and small pages and batches stretch pulling and forwarding
+  // over the ten kills, so that each lands in the middle of the work.
+  o.eoffice_args = {"--slow", "1:60"};
+  o.receiver_args = {"--slow", "1:100"};
   start_simulators(o);
-  const auto config = write_config("", 100, 50);
+  std::size_t well_formed = 0;
+  for (const auto& s : served(eoffice_.url, false)) well_formed += s.malformed.empty() ? 1 : 0;
+  const auto config = write_config("", 100, 100);
   std::mt19937 rng(20251123);
   std::uniform_int_distribution<int> delay_ms(300, 1500);
+  int interrupted = 0;
+  std::string stages;
   for (int i = 0; i < 10; ++i) {
     Child hub = spawn(PIPELINE_KPIHUB, {"run", "--config", config},
                       dir_ / ("kill-" + std::to_string(i) + ".txt"));
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
     ::kill(hub.pid, SIGKILL);
     ASSERT_EQ(wait_for(hub, 20s), 128 + SIGKILL) << slurp(hub.log);
+    if (!fs::exists(dir_ / "var/hub.db")) {
+      stages += " start";
+      ++interrupted;
+      continue;
+    }
+    const auto counts = open_store()->counts();
+    if (counts.records < static_cast<int64_t>(well_formed)) {
+      stages += " pulling(" + std::to_string(counts.records) + ")";
+      ++interrupted;
+    } else if (counts.outbox_pending > 0) {
+      stages += " forwarding(" + std::to_string(counts.outbox_pending) + " waiting)";
+      ++interrupted;
+    } else {
+      stages += " done";
+    }
   }
+  std::cout << "killed while:" << stages << "\n";
+  EXPECT_GE(interrupted, 5) << "most kills should land in the middle of the work:" << stages;
   const auto r = run_once(config);
   ASSERT_EQ(r.code, 0) << r.output;
   expect_final_state(false, ReadBack::sample);
