@@ -75,6 +75,9 @@ struct Child {
 Child spawn(const std::string& exe, const std::vector<std::string>& args, const fs::path& log) {
   Child c;
   c.log = log;
+  // A log left by an earlier child must not be read as this one's.
+  fs::remove(log);
+  std::ofstream{log};
   c.pid = ::fork();
   if (c.pid == 0) {
     std::FILE* f = std::fopen(log.c_str(), "w");
@@ -297,7 +300,8 @@ class PipelineE2E : public ::testing::Test {
                                      (dir_ / "eoffice-secret").string()};
     for (const auto& a : tls_args(o)) args.push_back(a);
     for (const auto& a : o.eoffice_args) args.push_back(a);
-    eoffice_ = start_server(PIPELINE_SIM_EOFFICE, args, dir_ / "eoffice.log");
+    eoffice_ = start_server(PIPELINE_SIM_EOFFICE, args,
+                            dir_ / ("eoffice-" + std::to_string(++eoffice_starts_) + ".log"));
   }
 
   // Starts the receiver; `port` 0 picks a free one, else the same port again.
@@ -536,6 +540,7 @@ class PipelineE2E : public ::testing::Test {
   fs::path dir_;
   Server eoffice_;
   Server receiver_;
+  int eoffice_starts_ = 0;
   int receiver_starts_ = 0;
   int runs_ = 0;
 };
@@ -726,4 +731,19 @@ TEST_F(PipelineE2E, HttpsWithAHostNameMismatchIsRefusedNamingTheHost) {
   EXPECT_NE(r.output.find("certificate is not valid for host '127.0.0.1'"), std::string::npos)
       << r.output;
   EXPECT_EQ(open_store()->counts().records, 0);
+
+  // E-Office with the right certificate, the receiver still with the wrong
+  // one: records are stored, forwarding is refused naming the host.
+  stop(eoffice_.proc);
+  SimOptions good = o;
+  good.server_cert = "server";
+  start_eoffice(good);
+  r = run_once(write_config(kTls + "ca.pem"), {"--forward-timeout", "5"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("certificate is not valid for host '127.0.0.1'"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("provincial"), std::string::npos) << r.output;
+  const auto counts = open_store()->counts();
+  EXPECT_GT(counts.records, 0);
+  EXPECT_GT(counts.outbox_pending, 0);
 }
