@@ -18,6 +18,7 @@
 
 #include <boost/json.hpp>
 
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <chrono>
@@ -80,6 +81,8 @@ Child spawn(const std::string& exe, const std::vector<std::string>& args, const 
   std::ofstream{log};
   c.pid = ::fork();
   if (c.pid == 0) {
+    // A simulator must not outlive a test binary that crashed.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     std::FILE* f = std::fopen(log.c_str(), "w");
     if (f) {
       ::dup2(fileno(f), 1);
