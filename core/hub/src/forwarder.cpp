@@ -5,8 +5,8 @@
 
 namespace kpihub {
 
-Forwarder::Forwarder(Store& store, PluginInstance& sink, const PluginInstanceConfig& config, std::string hub_id,
-                     const Clock& clock, Logger& logger, Metrics& metrics)
+Forwarder::Forwarder(Store& store, PluginInstance& sink, const PluginInstanceConfig& config,
+                     std::string hub_id, const Clock& clock, Logger& logger, Metrics& metrics)
     : store_(store),
       sink_(sink),
       config_(config),
@@ -28,14 +28,19 @@ int64_t backoff_ms(uint32_t attempts) {
 
 kpihub_item_kind item_kind(OutboxKind k) {
   switch (k) {
-    case OutboxKind::record: return KPIHUB_ITEM_RECORD;
-    case OutboxKind::staff_month: return KPIHUB_ITEM_STAFF_MONTH;
-    case OutboxKind::agency_month: return KPIHUB_ITEM_AGENCY_MONTH;
+    case OutboxKind::record:
+      return KPIHUB_ITEM_RECORD;
+    case OutboxKind::staff_month:
+      return KPIHUB_ITEM_STAFF_MONTH;
+    case OutboxKind::agency_month:
+      return KPIHUB_ITEM_AGENCY_MONTH;
   }
   return KPIHUB_ITEM_RECORD;
 }
 
-std::string text(kpihub_str s) { return s.data ? std::string(s.data, s.size) : std::string(); }
+std::string text(kpihub_str s) {
+  return s.data ? std::string(s.data, s.size) : std::string();
+}
 
 }  // namespace
 
@@ -71,8 +76,9 @@ ForwardStep Forwarder::step() {
     store_.defer_batch(batch->batch_id, next_attempt_ms_, why);
     metrics_.add("kpihub_forward_retries_total", labels, 1);
     logger_.warn(config_.name, "batch " + batch->batch_id + " (" + std::to_string(items.size()) +
-                                   " items, attempt " + std::to_string(c_batch.attempt) + ") not delivered: " + why +
-                                   "; next try in " + std::to_string(wait_ms / 1000) + " s");
+                                   " items, attempt " + std::to_string(c_batch.attempt) +
+                                   ") not delivered: " + why + "; next try in " +
+                                   std::to_string(wait_ms / 1000) + " s");
     return ForwardStep::deferred;
   };
 
@@ -81,8 +87,9 @@ ForwardStep Forwarder::step() {
     delivery = sink_.deliver(c_batch);
   } catch (const PluginError& e) {
     // Configuration and credential errors wait longer: an operator must act.
-    const int64_t wait = e.status() == KPIHUB_ERR_TRANSIENT ? backoff_ms(batch->attempts)
-                                                            : std::max<int64_t>(backoff_ms(batch->attempts), 30000);
+    const int64_t wait = e.status() == KPIHUB_ERR_TRANSIENT
+                             ? backoff_ms(batch->attempts)
+                             : std::max<int64_t>(backoff_ms(batch->attempts), 30000);
     if (e.status() != KPIHUB_ERR_TRANSIENT) logger_.error(config_.name, e.what());
     return defer(wait, e.what());
   }

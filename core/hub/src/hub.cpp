@@ -23,15 +23,16 @@ struct Hub::SinkRuntime {
 
 std::string RunSummary::line() const {
   std::ostringstream s;
-  s << "run: " << pages << " pages, " << records << " items: " << inserted << " new, " << updated << " updated, "
-    << stale << " unchanged, " << quarantined << " quarantined; " << scored_staff_months << " staff-months scored; "
-    << forwarded_batches << " batches forwarded; " << outbox_waiting << " items waiting in the outbox; "
+  s << "run: " << pages << " pages, " << records << " items: " << inserted << " new, " << updated
+    << " updated, " << stale << " unchanged, " << quarantined << " quarantined; "
+    << scored_staff_months << " staff-months scored; " << forwarded_batches
+    << " batches forwarded; " << outbox_waiting << " items waiting in the outbox; "
     << (errors.empty() ? std::string("no errors") : std::to_string(errors.size()) + " errors");
   return s.str();
 }
 
-Hub::Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger& logger, const Clock& clock,
-         Metrics& metrics, HubOptions options)
+Hub::Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger& logger,
+         const Clock& clock, Metrics& metrics, HubOptions options)
     : config_(config),
       store_(store),
       reference_(reference),
@@ -54,18 +55,20 @@ std::vector<std::string> Hub::start() {
     logger_.error("plugins", line);
     problems.push_back(line);
   }
-  auto find = [&](const std::string& name, kpihub_plugin_kind kind) -> std::shared_ptr<LoadedPlugin> {
+  auto find = [&](const std::string& name,
+                  kpihub_plugin_kind kind) -> std::shared_ptr<LoadedPlugin> {
     for (const auto& p : scan.loaded) {
       if (p->info().name == name && p->info().kind == kind) return p;
     }
     return nullptr;
   };
-  auto create = [&](const PluginInstanceConfig& c, kpihub_plugin_kind kind) -> std::unique_ptr<PluginInstance> {
+  auto create = [&](const PluginInstanceConfig& c,
+                    kpihub_plugin_kind kind) -> std::unique_ptr<PluginInstance> {
     const std::string what = std::string(to_string(kind)) + " " + c.name;
     auto plugin = find(c.plugin, kind);
     if (!plugin) {
-      const std::string line = what + ": no " + std::string(to_string(kind)) + " plugin named \"" + c.plugin +
-                               "\" in " + config_.plugin_dir + "; it is left out";
+      const std::string line = what + ": no " + std::string(to_string(kind)) + " plugin named \"" +
+                               c.plugin + "\" in " + config_.plugin_dir + "; it is left out";
       logger_.error(c.name, line);
       problems.push_back(line);
       return nullptr;
@@ -98,11 +101,13 @@ std::vector<std::string> Hub::start() {
     auto s = std::make_unique<SinkRuntime>();
     s->config = c;
     s->instance = std::move(instance);
-    s->forwarder = std::make_unique<Forwarder>(store_, *s->instance, c, config_.hub_id, clock_, logger_, metrics_);
+    s->forwarder = std::make_unique<Forwarder>(store_, *s->instance, c, config_.hub_id, clock_,
+                                               logger_, metrics_);
     sinks_.push_back(std::move(s));
   }
   for (auto& s : sources_) sync_staff(*s);
-  ingestor_ = std::make_unique<Ingestor>(store_, reference_, hub_today(config_, clock_, reference_.rules));
+  ingestor_ =
+      std::make_unique<Ingestor>(store_, reference_, hub_today(config_, clock_, reference_.rules));
   scorer_ = std::make_unique<Scorer>(store_, reference_, clock_, config_.hub_id);
   return problems;
 }
@@ -127,8 +132,8 @@ void Hub::sync_staff(SourceRuntime& s) {
       }
       reference_.directory.add_staff(std::move(info));
     }
-    logger_.info(s.config.name, "staff directory: " + std::to_string(staff->size()) + " entries from the source, " +
-                                    std::to_string(added) + " new");
+    logger_.info(s.config.name, "staff directory: " + std::to_string(staff->size()) +
+                                    " entries from the source, " + std::to_string(added) + " new");
   } catch (const PluginError& e) {
     logger_.warn(s.config.name, std::string("staff list not refreshed: ") + e.what());
   }
@@ -136,6 +141,7 @@ void Hub::sync_staff(SourceRuntime& s) {
 
 bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
   const int64_t now = clock_.now_unix_ms();
+  ingestor_->set_today(hub_today(config_, clock_, reference_.rules));
   kpihub_page page = s.instance->pull(s.cursor);
   IngestResult r = ingestor_->ingest(s.config.name, page, now);
   if (page.next_cursor.data) s.cursor = std::string(page.next_cursor.data, page.next_cursor.size);
@@ -149,14 +155,18 @@ bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
   const std::string labels = "source=\"" + s.config.name + "\"";
   metrics_.add("kpihub_pages_total", labels, 1);
   metrics_.add("kpihub_records_pulled_total", labels, static_cast<double>(r.records_in_page));
-  metrics_.add("kpihub_records_stored_total", labels, static_cast<double>(r.commit.inserted + r.commit.updated));
+  metrics_.add("kpihub_records_stored_total", labels,
+               static_cast<double>(r.commit.inserted + r.commit.updated));
   for (const auto& [reason, n] : r.quarantined_by_reason) {
-    metrics_.add("kpihub_records_quarantined_total", labels + ",reason=\"" + reason + "\"", static_cast<double>(n));
+    metrics_.add("kpihub_records_quarantined_total", labels + ",reason=\"" + reason + "\"",
+                 static_cast<double>(n));
   }
-  std::string progress = page.progress.data ? std::string(page.progress.data, page.progress.size) : std::string();
+  std::string progress =
+      page.progress.data ? std::string(page.progress.data, page.progress.size) : std::string();
   logger_.info(s.config.name, "page stored: " + std::to_string(r.records_in_page) + " items, " +
-                                  std::to_string(r.commit.inserted) + " new, " + std::to_string(r.commit.updated) +
-                                  " updated, " + std::to_string(r.commit.quarantined) + " quarantined" +
+                                  std::to_string(r.commit.inserted) + " new, " +
+                                  std::to_string(r.commit.updated) + " updated, " +
+                                  std::to_string(r.commit.quarantined) + " quarantined" +
                                   (progress.empty() ? "" : " (" + progress + ")"));
   return page.caught_up == 0;
 }
@@ -200,12 +210,14 @@ RunSummary Hub::run_once(const std::atomic<bool>& stop) {
       }
       const int64_t now = clock_.now_unix_ms();
       if (s->forwarder->next_attempt_ms() > deadline) {
-        summary.errors.push_back("sink " + s->config.name + ": receiver did not take every batch within " +
+        summary.errors.push_back("sink " + s->config.name +
+                                 ": receiver did not take every batch within " +
                                  std::to_string(options_.forward_timeout_ms / 1000) +
                                  " s; the rest waits in the outbox for the next run");
         break;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::max<int64_t>(1, s->forwarder->next_attempt_ms() - now)));
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::max<int64_t>(1, s->forwarder->next_attempt_ms() - now)));
     }
     summary.outbox_waiting += store_.outbox_depth(s->config.name);
   }
@@ -261,7 +273,8 @@ void Hub::run(const std::atomic<bool>& stop) {
           const ForwardStep step = sink->forwarder->step();
           if (step == ForwardStep::idle) nap(stop, 200);
           if (step == ForwardStep::deferred) {
-            nap(stop, std::max<int64_t>(10, sink->forwarder->next_attempt_ms() - clock_.now_unix_ms()));
+            nap(stop,
+                std::max<int64_t>(10, sink->forwarder->next_attempt_ms() - clock_.now_unix_ms()));
           }
         } catch (const std::exception& e) {
           logger_.error(sink->config.name, e.what());

@@ -9,17 +9,18 @@ Date hub_today(const HubConfig& config, const Clock& clock, const Rules& rules) 
   if (config.today) {
     if (auto d = Date::parse(*config.today)) return *d;
   }
-  const int64_t local_s = clock.now_unix_ms() / 1000 + static_cast<int64_t>(rules.utc_offset_minutes) * 60;
+  const int64_t local_s =
+      clock.now_unix_ms() / 1000 + static_cast<int64_t>(rules.utc_offset_minutes) * 60;
   return Date{static_cast<int32_t>(local_s / 86400)};
 }
 
 Ingestor::Ingestor(Store& store, const ReferenceData& reference, Date today)
-    : store_(store), reference_(reference), today_(today) {}
+    : store_(store), reference_(reference), today_days_(today.days) {}
 
 namespace {
 
-QuarantineEntry quarantine_for(const WorkRecord& r, const kpihub_record& raw, Reason reason, std::string field,
-                               std::string message) {
+QuarantineEntry quarantine_for(const WorkRecord& r, const kpihub_record& raw, Reason reason,
+                               std::string field, std::string message) {
   QuarantineEntry q;
   q.source_system = r.source_system;
   q.source_id = r.source_id;
@@ -27,10 +28,12 @@ QuarantineEntry quarantine_for(const WorkRecord& r, const kpihub_record& raw, Re
   q.reason = reason;
   q.field = std::move(field);
   q.message = std::move(message);
-  q.payload = raw.raw.data && raw.raw.size && valid_utf8(std::string_view(raw.raw.data, raw.raw.size))
-                  ? std::string(raw.raw.data, raw.raw.size)
-                  : record_fields_json(raw);
-  q.location = raw.location.data ? std::string(raw.location.data, raw.location.size) : std::string();
+  q.payload =
+      raw.raw.data && raw.raw.size && valid_utf8(std::string_view(raw.raw.data, raw.raw.size))
+          ? std::string(raw.raw.data, raw.raw.size)
+          : record_fields_json(raw);
+  q.location =
+      raw.location.data ? std::string(raw.location.data, raw.location.size) : std::string();
   return q;
 }
 
@@ -70,7 +73,8 @@ std::optional<QuarantineEntry> Ingestor::resolve(WorkRecord& r, const kpihub_rec
   const CatalogItem* item = reference_.catalog.find(r.task_code);
   if (!item) {
     return quarantine_for(r, raw, Reason::unknown_task, "task_code",
-                          "task_code: \"" + r.task_code + "\" is not in the task catalog (version " +
+                          "task_code: \"" + r.task_code +
+                              "\" is not in the task catalog (version " +
                               reference_.catalog.version + ")");
   }
   if (!item->agencies.empty() && !item->agencies.count(r.agency_code)) {
@@ -78,10 +82,14 @@ std::optional<QuarantineEntry> Ingestor::resolve(WorkRecord& r, const kpihub_rec
                           "task_code: \"" + r.task_code + "\" is a group " + item->group +
                               " item not approved for agency " + r.agency_code);
   }
-  if (!item->sector.empty() && !staff->sector.empty() && item->sector != staff->sector) {
-    return quarantine_for(r, raw, Reason::unknown_task, "task_code",
-                          "task_code: \"" + r.task_code + "\" belongs to sector " + item->sector + ", staff " +
-                              r.staff_code + " is in sector " + staff->sector);
+  // Sector items (lessons, examinations) are for that sector's staff only;
+  // province-wide items are open to everyone.
+  if (!item->sector.empty() && item->sector != staff->sector) {
+    return quarantine_for(
+        r, raw, Reason::unknown_task, "task_code",
+        "task_code: \"" + r.task_code + "\" belongs to sector " + item->sector + ", staff " +
+            r.staff_code + " is " +
+            (staff->sector.empty() ? std::string("in no sector") : "in sector " + staff->sector));
   }
   if (!r.approval && reference_.rules.auto_approve_sources.count(r.source_system)) {
     // The sector system is the system of record: its facts need no supervisor.
@@ -90,13 +98,15 @@ std::optional<QuarantineEntry> Ingestor::resolve(WorkRecord& r, const kpihub_rec
   return std::nullopt;
 }
 
-PageCommit Ingestor::prepare(const std::string& source, const kpihub_page& page, int64_t now_ms) const {
+PageCommit Ingestor::prepare(const std::string& source, const kpihub_page& page,
+                             int64_t now_ms) const {
   PageCommit commit;
   commit.source = source;
-  if (page.next_cursor.data) commit.cursor = std::string(page.next_cursor.data, page.next_cursor.size);
+  if (page.next_cursor.data)
+    commit.cursor = std::string(page.next_cursor.data, page.next_cursor.size);
   commit.received_at_unix_ms = now_ms;
   commit.records.reserve(page.record_count);
-  const ValidationContext ctx{source, today_, reference_.rules.retention_days};
+  const ValidationContext ctx{source, today(), reference_.rules.retention_days};
   for (std::size_t i = 0; i < page.record_count; ++i) {
     Normalized n = normalize(page.records[i], ctx);
     if (auto* q = std::get_if<QuarantineEntry>(&n)) {
@@ -120,7 +130,8 @@ IngestResult Ingestor::ingest(const std::string& source, const kpihub_page& page
   PageCommit commit = prepare(source, page, now_ms);
   IngestResult result;
   result.records_in_page = page.record_count + page.rejected_count;
-  for (const auto& q : commit.quarantined) result.quarantined_by_reason[std::string(to_string(q.reason))]++;
+  for (const auto& q : commit.quarantined)
+    result.quarantined_by_reason[std::string(to_string(q.reason))]++;
   result.commit = store_.commit_page(commit);
   return result;
 }

@@ -107,15 +107,16 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
                              prev->second.scoring_json == scoring_text;
       if (unchanged) continue;
       const bool never_sent = prev == previous.end();
-      RecordScoreRow row{scored.record_id, record.revision, never_sent ? 1 : prev->second.sequence + 1,
-                         scoring_text};
+      RecordScoreRow row{scored.record_id, record.revision,
+                         never_sent ? 1 : prev->second.sequence + 1, scoring_text};
       // A record deleted at the source before the hub ever sent it has nothing to withdraw.
       if (!(never_sent && record.retracted)) {
         json::object payload = to_json(record);
         payload["scoring"] = to_json(scored.scoring, row.sequence);
         payload["hub_id"] = hub_id_;
         payload["scored_at"] = scored_at_text;
-        commit.outbox.push_back({0, OutboxKind::record, scored.record_id, json::serialize(payload)});
+        commit.outbox.push_back(
+            {0, OutboxKind::record, scored.record_id, json::serialize(payload)});
         ++result.records_sent;
       }
       commit.record_scores.push_back(std::move(row));
@@ -128,10 +129,10 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     if (changed && !(month_result.scored.empty() && !old)) {
       const int64_t revision = old_revision + 1;
       std::string text = json::serialize(to_json(month_result, revision));
-      commit.months.push_back(
-          {OutboxKind::staff_month, key.month, key.staff_code, month_result.agency_code, revision, text});
-      commit.outbox.push_back(
-          {0, OutboxKind::staff_month, "staff:" + key.month + ":" + key.staff_code, std::move(text)});
+      commit.months.push_back({OutboxKind::staff_month, key.month, key.staff_code,
+                               month_result.agency_code, revision, text});
+      commit.outbox.push_back({0, OutboxKind::staff_month,
+                               "staff:" + key.month + ":" + key.staff_code, std::move(text)});
       ++result.staff_months_sent;
     }
     month_result.scored = {};  // frees the per-record detail, not just empties it
@@ -144,21 +145,23 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   // Agency months of every touched month, from the cached staff months (the
   // median across agencies makes each agency depend on all the others).
   std::set<std::string> agencies_known;
-  for (const auto& [code, staff] : reference_.directory.all_staff()) agencies_known.insert(staff.agency_code);
+  for (const auto& [code, staff] : reference_.directory.all_staff())
+    agencies_known.insert(staff.agency_code);
   for (const std::string& month : months_touched) {
     CachedMonth& cached = month_cache(month);
     std::vector<StaffMonthResult> staff_months;
     staff_months.reserve(cached.staff.size());
     for (const auto& [code, r] : cached.staff) staff_months.push_back(r);
-    const auto agencies = agency_months(staff_months, *Month::parse(month), agencies_known, scored_at, {},
-                                        reference_.rules);
+    const auto agencies = agency_months(staff_months, *Month::parse(month), agencies_known,
+                                        scored_at, {}, reference_.rules);
     for (const auto& a : agencies) {
       auto old = store_.month_row(OutboxKind::agency_month, month, a.agency_code);
       const int64_t old_revision = old ? old->revision : 0;
       if (old && json::serialize(to_json(a, old_revision)) == old->json) continue;
       const int64_t revision = old_revision + 1;
       std::string text = json::serialize(to_json(a, revision));
-      commit.months.push_back({OutboxKind::agency_month, month, a.agency_code, a.agency_code, revision, text});
+      commit.months.push_back(
+          {OutboxKind::agency_month, month, a.agency_code, a.agency_code, revision, text});
       commit.outbox.push_back(
           {0, OutboxKind::agency_month, "agency:" + month + ":" + a.agency_code, std::move(text)});
       ++result.agency_months_sent;

@@ -40,7 +40,9 @@ class Ingestor {
   // quarantine entries). Exposed for tests and benchmarks.
   PageCommit prepare(const std::string& source, const kpihub_page& page, int64_t now_ms) const;
   IngestResult ingest(const std::string& source, const kpihub_page& page, int64_t now_ms);
-  void set_today(Date today) { today_ = today; }
+  // Source threads move the date forward while the hub runs past midnight.
+  void set_today(Date today) { today_days_.store(today.days); }
+  Date today() const { return Date{today_days_.load()}; }
 
  private:
   // Fills staff_code/agency_code from the directory and checks the task, or
@@ -49,7 +51,7 @@ class Ingestor {
 
   Store& store_;
   const ReferenceData& reference_;
-  Date today_;
+  std::atomic<int32_t> today_days_;
 };
 
 // ------------------------------------------------------------- scoring ----
@@ -100,8 +102,8 @@ enum class ForwardStep { idle, delivered, deferred };
 // Drains the outbox of one sink, a batch at a time, in order.
 class Forwarder {
  public:
-  Forwarder(Store& store, PluginInstance& sink, const PluginInstanceConfig& config, std::string hub_id,
-            const Clock& clock, Logger& logger, Metrics& metrics);
+  Forwarder(Store& store, PluginInstance& sink, const PluginInstanceConfig& config,
+            std::string hub_id, const Clock& clock, Logger& logger, Metrics& metrics);
   ForwardStep step();
   // When the pending batch may be retried (unix ms), after a deferred step.
   int64_t next_attempt_ms() const { return next_attempt_ms_; }
@@ -144,8 +146,8 @@ struct HubOptions {
 
 class Hub {
  public:
-  Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger& logger, const Clock& clock,
-      Metrics& metrics, HubOptions options = {});
+  Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger& logger,
+      const Clock& clock, Metrics& metrics, HubOptions options = {});
   ~Hub();
 
   // Loads plugins and creates the configured instances. A plugin that is

@@ -1,0 +1,167 @@
+// The ingest stage without plugins or HTTP: a page as a plugin would hand it
+// over, resolved against the shipped reference data.
+#include <kpihub/hub.hpp>
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+#include <filesystem>
+#include <map>
+
+using namespace kpihub;
+
+namespace {
+
+const std::string kConfig = std::string(KPIHUB_SOURCE_DIR) + "/config";
+
+ReferenceData shipped_reference() {
+  ReferenceData r;
+  r.catalog =
+      load_catalog({kConfig + "/catalog/province.csv", kConfig + "/catalog/group-c-example.csv",
+                    kConfig + "/catalog/education.csv", kConfig + "/catalog/health.csv"});
+  r.directory = load_directory(kConfig + "/staff.csv", kConfig + "/units.csv");
+  r.holidays = load_holidays({kConfig + "/holidays/2025.csv"});
+  r.rules = load_rules(kConfig + "/rules.json");
+  return r;
+}
+
+// Owns the text a kpihub_record points into, as a plugin's page would.
+struct Item {
+  std::map<std::string, std::string> f;
+  kpihub_str s(const char* k) const {
+    auto it = f.find(k);
+    return it == f.end() ? kpihub_str{nullptr, 0}
+                         : kpihub_str{it->second.data(), it->second.size()};
+  }
+  kpihub_record c() const {
+    kpihub_record r{};
+    r.struct_size = sizeof(r);
+    r.source_id = s("source_id");
+    r.revision = s("revision");
+    r.staff_code = s("staff_code");
+    r.source_staff_id = s("source_staff_id");
+    r.agency_code = s("agency_code");
+    r.task_code = s("task_code");
+    r.work_date = s("work_date");
+    r.declared_minutes = s("declared_minutes");
+    r.quantity = s("quantity");
+    r.approval_status = s("approval_status");
+    return r;
+  }
+};
+
+Item item(std::map<std::string, std::string> overrides) {
+  Item i{{{"source_id", "X-1"},
+          {"revision", "1"},
+          {"staff_code", "KH-000123"},
+          {"task_code", "B.03.2"},
+          {"work_date", "2025-04-08"},
+          {"declared_minutes", "60"},
+          {"quantity", "2"}}};
+  for (auto& [k, v] : overrides) {
+    if (v.empty()) {
+      i.f.erase(k);
+    } else {
+      i.f[k] = v;
+    }
+  }
+  return i;
+}
+
+PageCommit prepare(const Ingestor& ingest, const std::string& source,
+                   const std::vector<Item>& items) {
+  std::vector<kpihub_record> records;
+  for (const auto& i : items) records.push_back(i.c());
+  kpihub_page page{};
+  page.struct_size = sizeof(page);
+  page.records = records.data();
+  page.record_count = records.size();
+  return ingest.prepare(source, page, 0);
+}
+
+class IngestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::temp_directory_path() /
+            ("kpihub-ingest-" + std::to_string(::getpid()) + ".db");
+    std::filesystem::remove(path_);
+    store_ = open_sqlite_store(path_.string());
+  }
+  void TearDown() override {
+    store_.reset();
+    for (const char* suffix : {"", "-wal", "-shm"})
+      std::filesystem::remove(path_.string() + suffix);
+  }
+  ReferenceData ref_ = shipped_reference();
+  std::filesystem::path path_;
+  std::unique_ptr<Store> store_;  // prepare() never writes to it
+};
+
+}  // namespace
+
+TEST_F(IngestTest, ResolvesStaffAndAgencyFromTheDirectory) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  const auto c = prepare(ingest, "eoffice", {item({{"agency_code", "999.99.99.H34"}})});
+  ASSERT_EQ(c.records.size(), 1u);
+  const auto& r = c.records[0];
+  EXPECT_EQ(r.agency_code, "000.00.12.H34");  // the directory wins...
+  ASSERT_EQ(r.attributes.size(), 1u);         // ...and the difference is kept visible
+  EXPECT_EQ(r.attributes[0],
+            (std::pair<std::string, std::string>{"source_agency_code", "999.99.99.H34"}));
+  EXPECT_FALSE(r.approval) << "E-Office records are not auto-approved";
+}
+
+TEST_F(IngestTest, SectorIdentifiersResolveToStaffCodesAndSectorSourcesAreAutoApproved) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  const auto c = prepare(ingest, "education",
+                         {item({{"staff_code", ""},
+                                {"source_staff_id", "GV-000123"},
+                                {"task_code", "EDU.LESSON.upper-secondary"},
+                                {"quantity", "1"}})});
+  ASSERT_EQ(c.records.size(), 1u) << (c.quarantined.empty() ? "" : c.quarantined[0].message);
+  EXPECT_EQ(c.records[0].staff_code, "KH-000201");
+  ASSERT_TRUE(c.records[0].approval);
+  EXPECT_EQ(c.records[0].approval->status, ApprovalStatus::approved);
+}
+
+TEST_F(IngestTest, UnknownStaffAndTasksGoToQuarantineWithReasons) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  const auto c =
+      prepare(ingest, "eoffice",
+              {item({{"source_id", "A"}, {"staff_code", "KH-999999"}}),
+               item({{"source_id", "B"}, {"staff_code", ""}, {"source_staff_id", "GV-NOPE"}}),
+               item({{"source_id", "C"}, {"task_code", "Z.99"}}),
+               // group C item of another agency
+               item({{"source_id", "D"}, {"task_code", "C.KHCN.02"}, {"staff_code", "KH-000201"}}),
+               // education item for an E-Office civil servant
+               item({{"source_id", "E"}, {"task_code", "EDU.LESSON.primary"}}),
+               item({{"source_id", "F"}})});
+  ASSERT_EQ(c.records.size(), 1u);
+  EXPECT_EQ(c.records[0].source_id, "F");
+  ASSERT_EQ(c.quarantined.size(), 5u);
+  std::map<std::string, QuarantineEntry> by_id;
+  for (const auto& q : c.quarantined) by_id[q.source_id] = q;
+  EXPECT_EQ(by_id["A"].reason, Reason::unknown_staff);
+  EXPECT_NE(by_id["A"].message.find("KH-999999"), std::string::npos);
+  EXPECT_EQ(by_id["B"].reason, Reason::unknown_staff);
+  EXPECT_NE(by_id["B"].message.find("GV-NOPE"), std::string::npos);
+  EXPECT_EQ(by_id["C"].reason, Reason::unknown_task);
+  EXPECT_NE(by_id["C"].message.find("Z.99"), std::string::npos);
+  EXPECT_EQ(by_id["D"].reason, Reason::unknown_task);
+  EXPECT_NE(by_id["D"].message.find("not approved for agency"), std::string::npos)
+      << by_id["D"].message;
+  EXPECT_EQ(by_id["E"].reason, Reason::unknown_task);
+  EXPECT_NE(by_id["E"].message.find("sector"), std::string::npos) << by_id["E"].message;
+  EXPECT_EQ(by_id["A"].record_id, "eoffice:A");
+}
+
+TEST_F(IngestTest, TheValidationDateCanMoveForward) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  const Item tomorrow = item({{"work_date", "2025-04-21"}});
+  auto c = prepare(ingest, "eoffice", {tomorrow});
+  ASSERT_EQ(c.quarantined.size(), 1u);
+  EXPECT_EQ(c.quarantined[0].reason, Reason::future_date);
+  ingest.set_today(*Date::parse("2025-04-21"));
+  c = prepare(ingest, "eoffice", {tomorrow});
+  EXPECT_EQ(c.records.size(), 1u);
+}
