@@ -13,6 +13,10 @@ struct Hub::SourceRuntime {
   std::unique_ptr<PluginInstance> instance;
   std::optional<std::string> cursor;
   int failures = 0;
+  // False while the source keeps a staff list the hub could not read yet:
+  // pulling then would quarantine its people as unknown_staff.
+  bool staff_ready = true;
+  std::string staff_error;
 };
 
 struct Hub::SinkRuntime {
@@ -105,17 +109,18 @@ std::vector<std::string> Hub::start() {
                                                logger_, metrics_);
     sinks_.push_back(std::move(s));
   }
-  for (auto& s : sources_) sync_staff(*s);
-  ingestor_ =
-      std::make_unique<Ingestor>(store_, reference_, hub_today(config_, clock_, reference_.rules));
-  scorer_ = std::make_unique<Scorer>(store_, reference_, clock_, config_.hub_id);
+  for (auto& s : sources_) s->staff_ready = sync_staff(*s);
+  ingestor_ = std::make_unique<Ingestor>(
+      store_, reference_, hub_today(config_, clock_, reference_.rules), &directory_mutex_);
+  scorer_ = std::make_unique<Scorer>(store_, reference_, clock_, config_.hub_id, &directory_mutex_);
   return problems;
 }
 
-void Hub::sync_staff(SourceRuntime& s) {
+bool Hub::sync_staff(SourceRuntime& s) {
   try {
     auto staff = s.instance->list_staff();
-    if (!staff) return;
+    if (!staff) return true;
+    std::unique_lock<std::shared_mutex> lock(directory_mutex_);
     std::size_t added = 0;
     for (const auto& e : *staff) {
       StaffInfo info;
@@ -134,8 +139,14 @@ void Hub::sync_staff(SourceRuntime& s) {
     }
     logger_.info(s.config.name, "staff directory: " + std::to_string(staff->size()) +
                                     " entries from the source, " + std::to_string(added) + " new");
+    s.staff_error.clear();
+    return true;
   } catch (const PluginError& e) {
-    logger_.warn(s.config.name, std::string("staff list not refreshed: ") + e.what());
+    s.staff_error = e.what();
+    logger_.warn(
+        s.config.name,
+        std::string("staff list not read; the source is not pulled until it is: ") + e.what());
+    return false;
   }
 }
 
@@ -175,6 +186,17 @@ RunSummary Hub::run_once(const std::atomic<bool>& stop) {
   RunSummary summary;
   for (auto& s : sources_) {
     int failures = 0;
+    for (int attempt = 1; !s->staff_ready && attempt < options_.max_pull_failures && !stop.load();
+         ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));
+      s->staff_ready = sync_staff(*s);
+    }
+    if (!s->staff_ready) {
+      summary.errors.push_back("source " + s->config.name +
+                               ": not pulled, because its staff list could not be read (" +
+                               s->staff_error + ")");
+      continue;
+    }
     while (!stop.load()) {
       try {
         if (!pull_one(*s, summary)) break;
@@ -242,6 +264,13 @@ void Hub::run(const std::atomic<bool>& stop) {
       int failures = 0;
       while (!stop.load()) {
         try {
+          if (!src->staff_ready) {
+            src->staff_ready = sync_staff(*src);
+            if (!src->staff_ready) {
+              nap(stop, std::min<int64_t>(300000, 1000LL << std::min(++failures, 8)));
+              continue;
+            }
+          }
           if (pull_one(*src, summary)) continue;  // more pages right away
           failures = 0;
           nap(stop, src->config.interval_ms);

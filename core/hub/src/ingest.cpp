@@ -14,8 +14,12 @@ Date hub_today(const HubConfig& config, const Clock& clock, const Rules& rules) 
   return Date{static_cast<int32_t>(local_s / 86400)};
 }
 
-Ingestor::Ingestor(Store& store, const ReferenceData& reference, Date today)
-    : store_(store), reference_(reference), today_days_(today.days) {}
+Ingestor::Ingestor(Store& store, const ReferenceData& reference, Date today,
+                   std::shared_mutex* directory_lock)
+    : store_(store),
+      reference_(reference),
+      today_days_(today.days),
+      directory_lock_(directory_lock) {}
 
 namespace {
 
@@ -100,6 +104,7 @@ std::optional<QuarantineEntry> Ingestor::resolve(WorkRecord& r, const kpihub_rec
 
 PageCommit Ingestor::prepare(const std::string& source, const kpihub_page& page,
                              int64_t now_ms) const {
+  const auto lock = read_lock(directory_lock_);
   PageCommit commit;
   commit.source = source;
   if (page.next_cursor.data)

@@ -9,8 +9,13 @@
 namespace kpihub {
 namespace json = boost::json;
 
-Scorer::Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id)
-    : store_(store), reference_(reference), clock_(clock), hub_id_(std::move(hub_id)) {}
+Scorer::Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id,
+               std::shared_mutex* directory_lock)
+    : store_(store),
+      reference_(reference),
+      clock_(clock),
+      hub_id_(std::move(hub_id)),
+      directory_lock_(directory_lock) {}
 
 Timestamp Scorer::now() const {
   return Timestamp{clock_.now_unix_ms() / 1000, reference_.rules.utc_offset_minutes};
@@ -75,6 +80,7 @@ Scorer::CachedMonth& Scorer::month_cache(const std::string& month) {
 }
 
 ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
+  const auto lock = read_lock(directory_lock_);
   ScoringRunResult result;
   const auto keys = store_.dirty_staff_months(max_keys);
   if (keys.empty()) return result;

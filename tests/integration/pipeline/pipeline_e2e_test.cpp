@@ -750,3 +750,23 @@ TEST_F(PipelineE2E, HttpsWithAHostNameMismatchIsRefusedNamingTheHost) {
   EXPECT_GT(counts.records, 0);
   EXPECT_GT(counts.outbox_pending, 0);
 }
+
+// Regression: when E-Office's staff list could not be read at start, the hub
+// pulled anyway and quarantined everyone known only from E-Office as
+// unknown_staff, then reported "no errors".
+TEST_F(PipelineE2E, AnUnreadableStaffListStopsThatSourceInsteadOfQuarantiningItsStaff) {
+  start_simulators();
+  const auto r = run_once(write_config("", 200, 200, R"(, "staff_path": "/api/v1/staff-gone")"));
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("source eoffice: not pulled, because its staff list could not be read"),
+            std::string::npos)
+      << r.output;
+  auto store = open_store();
+  EXPECT_EQ(store->counts().records, 0);
+  EXPECT_TRUE(store->quarantine("eoffice", "unknown_staff", 5, 0).empty());
+
+  // Once the list can be read again, the same store fills normally.
+  const auto again = run_once(write_config());
+  ASSERT_EQ(again.code, 0) << again.output;
+  expect_final_state(false, ReadBack::sample);
+}

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,11 @@ namespace kpihub {
 
 // The hub's "today": the configured date, else the local date of the clock.
 Date hub_today(const HubConfig& config, const Clock& clock, const Rules& rules);
+
+// Shared hold on an optional lock (none: nothing to hold).
+inline std::shared_lock<std::shared_mutex> read_lock(std::shared_mutex* m) {
+  return m ? std::shared_lock<std::shared_mutex>(*m) : std::shared_lock<std::shared_mutex>();
+}
 
 // ------------------------------------------------------------- ingest -----
 
@@ -35,7 +41,10 @@ struct IngestResult {
 // Validates and resolves one page and commits it with its cursor.
 class Ingestor {
  public:
-  Ingestor(Store& store, const ReferenceData& reference, Date today);
+  // `directory_lock`, when given, is held shared while the directory is read:
+  // the hub merges a source's staff list into it while other sources run.
+  Ingestor(Store& store, const ReferenceData& reference, Date today,
+           std::shared_mutex* directory_lock = nullptr);
   // Pure part: the commit the page becomes (records resolved, rejects as
   // quarantine entries). Exposed for tests and benchmarks.
   PageCommit prepare(const std::string& source, const kpihub_page& page, int64_t now_ms) const;
@@ -52,6 +61,7 @@ class Ingestor {
   Store& store_;
   const ReferenceData& reference_;
   std::atomic<int32_t> today_days_;
+  std::shared_mutex* directory_lock_;
 };
 
 // ------------------------------------------------------------- scoring ----
@@ -67,7 +77,8 @@ struct ScoringRunResult {
 // the outbox in the same transaction.
 class Scorer {
  public:
-  Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id);
+  Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id,
+         std::shared_mutex* directory_lock = nullptr);
   // Processes up to `max_keys` dirty staff-months. Returns what it did.
   ScoringRunResult score_pending(std::size_t max_keys = 256);
   // Marks months whose closed/open state changed since last seen dirty
@@ -92,6 +103,7 @@ class Scorer {
   const ReferenceData& reference_;
   const Clock& clock_;
   std::string hub_id_;
+  std::shared_mutex* directory_lock_;
   std::map<std::string, CachedMonth> cache_;
 };
 
@@ -165,7 +177,9 @@ class Hub {
  private:
   struct SourceRuntime;
   struct SinkRuntime;
-  void sync_staff(SourceRuntime& s);
+  // Merges the source's staff list into the directory; false when the source
+  // keeps one and it could not be read.
+  bool sync_staff(SourceRuntime& s);
   // Pulls and stores one page; returns false when caught up.
   bool pull_one(SourceRuntime& s, RunSummary& summary);
 
@@ -181,6 +195,7 @@ class Hub {
   std::vector<std::unique_ptr<SinkRuntime>> sinks_;
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<Scorer> scorer_;
+  std::shared_mutex directory_mutex_;
 };
 
 }  // namespace kpihub
