@@ -5,12 +5,14 @@
 #include <boost/json.hpp>
 #include <boost/program_options.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <sys/resource.h>
 #include <unistd.h>
 
 namespace po = boost::program_options;
@@ -180,9 +182,19 @@ int cmd_run(const std::vector<std::string>& args) {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   if (vm.count("once")) {
+    const auto started = std::chrono::steady_clock::now();
     RunSummary s = hub.run_once(g_stop);
     for (const auto& p : problems) s.errors.push_back(p);
     std::cout << s.line() << "\n";
+    // What the run cost, for capacity planning and bench/run.
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                       static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::printf("resources: wall %.2f s, cpu %.2f s, peak RSS %.1f MB\n", wall, cpu,
+                static_cast<double>(usage.ru_maxrss) / 1024.0);
     for (const auto& e : s.errors) std::cout << "  error: " << e << "\n";
     return s.ok() ? kExitOk : kExitFailure;
   }
