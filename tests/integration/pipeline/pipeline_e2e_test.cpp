@@ -568,10 +568,12 @@ TEST_F(PipelineE2E, CleanRunStoresWhatWasServedAndDeliversEverything) {
 
 TEST_F(PipelineE2E, FaultsOnBothSidesEndInTheSameState) {
   SimOptions o;
-  o.eoffice_args = {"--fail-5xx", "0.2",    "--fail-429", "0.05",        "--retry-after",
-                    "1",          "--drop", "0.05",       "--token-ttl", "2"};
-  o.receiver_args = {"--fail-500", "0.3",    "--fail-429", "0.1",         "--retry-after",
-                     "1",          "--drop", "0.05",       "--token-ttl", "2"};
+  // The issues' shares; slow answers too; tokens expire every 2 s (the issues
+  // say 30 s: shorter is harsher and keeps the test short).
+  o.eoffice_args = {"--fail-5xx", "0.2",  "--fail-429", "0.05",     "--retry-after", "1",
+                    "--drop",     "0.05", "--slow",     "0.05:300", "--token-ttl",   "2"};
+  o.receiver_args = {"--fail-500", "0.3",  "--fail-429", "0.1",      "--retry-after", "1",
+                     "--drop",     "0.05", "--slow",     "0.05:300", "--token-ttl",   "2"};
   start_simulators(o);
   // Few, large batches: each failed attempt backs off exponentially (1 s, 2 s,
   // 4 s ...), and a batch goes through only when every request of it does.
