@@ -71,6 +71,17 @@ constexpr TaskInfo kTasks[] = {
     {"D.06", "Công việc đột xuất được lãnh đạo giao", "", 60},
 };
 
+// How many diary entries a staff member writes on a day, and how many
+// minutes they add up to; both from the seed, so data and feed agree.
+struct DayPlan {
+  int entries;
+  int minutes;
+};
+DayPlan day_plan(uint64_t seed, uint32_t staff, int day) {
+  const uint64_t hd = hash(seed, (uint64_t{staff} << 8) | static_cast<uint64_t>(day), 3);
+  return {6 + static_cast<int>(hd % 9), 400 + static_cast<int>((hd >> 8) % 121)};
+}
+
 const TaskInfo* task_info(std::string_view code) {
   for (const auto& t : kTasks) {
     if (t.code == code) return &t;
@@ -232,8 +243,7 @@ DiaryData::DiaryData(const EOfficeSimConfig& config) : config_(config), live_rng
 
   for (uint32_t s = 0; s < staff_.size(); ++s) {
     for (const int day : workdays_) {
-      const uint64_t hd = hash(seed, (uint64_t{s} << 8) | static_cast<uint64_t>(day), 3);
-      const int count = 6 + static_cast<int>(hd % 9);
+      const int count = day_plan(seed, s, day).entries;
       for (int j = 0; j < count; ++j) {
         const auto number = static_cast<uint32_t>(feed_.size());
         const uint64_t hv = hash(seed, number, 4);
@@ -293,9 +303,12 @@ std::string DiaryData::item_json(const Entry& e) const {
   const TaskInfo* info = task_info(task);
   const bool product = info ? !info->unit.empty() : true;
   const int quantity = product ? 1 + static_cast<int>((hv >> 8) % 6) : 1;
-  int minutes = info ? info->minutes : 60;
-  minutes = product ? std::min(480, minutes * quantity) : minutes;
-  minutes = std::max(15, minutes / 15 * 15 + 15 * (e.revision - 1));
+  // The day's entries share the day's minutes, so a staff-day adds up to a
+  // plausible 6.7-8.7 h (some days over the 8 h standard).
+  const DayPlan plan = day_plan(seed, e.staff, e.day);
+  const double share = static_cast<double>(plan.minutes) / plan.entries;
+  int minutes = static_cast<int>(share * (0.6 + 0.8 * unit(hash(seed, e.number, 13))) / 5) * 5;
+  minutes = std::max(5, minutes + 15 * (e.revision - 1));
   if (unit(hash(seed, e.number, 11)) < 0.01) minutes = 480 + 15 * static_cast<int>(hv % 17);
   const int start = 450 + static_cast<int>((hv >> 16) % 96) * 5;
 
