@@ -31,7 +31,6 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr std::size_t kMaxResponseBodyBytes = 64 * 1024 * 1024;
 constexpr std::size_t kMaxResponseHeaderBytes = 64 * 1024;
 constexpr char kUserAgent[] = "kpihub/0.1";
 
@@ -303,7 +302,8 @@ struct HttpClient::Impl {
     }
     if (ec == http::error::body_limit) {
       throw HttpError(FailureKind::config, url + ": response body exceeds the limit of " +
-                                               std::to_string(kMaxResponseBodyBytes) + " bytes");
+                                               std::to_string(options.max_response_body_bytes) +
+                                               " bytes (max_response_body_bytes)");
     }
     if (ec == http::error::header_limit) {
       throw HttpError(FailureKind::transient, url + ": response header exceeds the limit of " +
@@ -364,7 +364,7 @@ struct HttpClient::Impl {
       const bool reused = connection.used;
 
       http::response_parser<http::string_body> parser;
-      parser.body_limit(kMaxResponseBodyBytes);
+      parser.body_limit(options.max_response_body_bytes);
       parser.header_limit(kMaxResponseHeaderBytes);
       if (beast::iequals(method, "HEAD")) parser.skip(true);
       const ExchangeOutcome outcome =

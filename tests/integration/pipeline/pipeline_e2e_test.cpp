@@ -220,7 +220,10 @@ struct ServedItem {
 };
 
 std::vector<ServedItem> served(const std::string& eoffice_url, bool tls) {
-  kpihub::net::HttpClient http(client_options(tls));
+  kpihub::net::ClientOptions options = client_options(tls);
+  // A province-month's report is over 64 MiB (about 60 bytes per entry).
+  options.max_response_body_bytes = 1024 * 1024 * 1024;
+  kpihub::net::HttpClient http(options);
   const auto r = http.request("GET", eoffice_url + "/sim/served");
   EXPECT_EQ(r.status, 200) << r.body;
   std::vector<ServedItem> out;

@@ -628,5 +628,25 @@ TEST(HttpsTest, ServerRejectsAMissingKeyFileNamingIt) {
   }
 }
 
+TEST(HttpTest, ResponseBodyLimitIsASettingAndItsRefusalNamesIt) {
+  HttpServer server({}, [](const Request&) { return Text(std::string(4096, 'x')); });
+  server.start();
+  ClientOptions small;
+  small.max_response_body_bytes = 1024;
+  HttpClient limited(small);
+  try {
+    limited.request("GET", BaseUrl(server) + "/big");
+    FAIL() << "a 4 KiB answer passed a 1 KiB limit";
+  } catch (const HttpError& e) {
+    EXPECT_EQ(e.kind(), FailureKind::config);
+    EXPECT_NE(
+        std::string(e.what()).find("exceeds the limit of 1024 bytes (max_response_body_bytes)"),
+        std::string::npos)
+        << e.what();
+  }
+  HttpClient roomy({});
+  EXPECT_EQ(roomy.request("GET", BaseUrl(server) + "/big").body.size(), 4096u);
+}
+
 }  // namespace
 }  // namespace kpihub::net

@@ -27,6 +27,8 @@ struct ClientOptions {
   bool verify = true;  // certificate AND host name; false only by a named setting
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds request_timeout{30000};
+  // Larger answers are refused (a config error naming the limit).
+  std::size_t max_response_body_bytes = 64 * 1024 * 1024;
 };
 
 struct Response {
@@ -75,8 +77,8 @@ class HttpClient {
 
 struct Request {
   std::string method;
-  std::string target;  // path and query as sent
-  std::string path;    // target without the query, percent-decoded
+  std::string target;                          // path and query as sent
+  std::string path;                            // target without the query, percent-decoded
   std::map<std::string, std::string> query;    // decoded
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
@@ -98,14 +100,14 @@ using Handler = std::function<Reply(const Request&)>;
 
 struct ServerOptions {
   std::string address = "127.0.0.1";
-  uint16_t port = 0;  // 0: any free port (see HttpServer::port)
+  uint16_t port = 0;                         // 0: any free port (see HttpServer::port)
   std::optional<std::string> tls_cert_file;  // PEM chain; HTTPS when set
   std::optional<std::string> tls_key_file;
   std::optional<std::string> client_ca_file;  // require client certificates signed by it
   std::size_t threads = 2;
   std::size_t max_connections = 256;
-  std::size_t max_body_bytes = 8 * 1024 * 1024;  // 413 beyond
-  std::size_t max_header_bytes = 16 * 1024;      // 431 beyond
+  std::size_t max_body_bytes = 8 * 1024 * 1024;   // 413 beyond
+  std::size_t max_header_bytes = 16 * 1024;       // 431 beyond
   std::chrono::milliseconds read_timeout{15000};  // slow clients are cut off
 };
 
@@ -122,7 +124,7 @@ class HttpServer {
 
   void start();  // binds and listens; throws std::runtime_error naming address and port
   uint16_t port() const;
-  void stop();   // stops accepting, closes connections, joins threads
+  void stop();  // stops accepting, closes connections, joins threads
 
  private:
   struct Impl;
