@@ -5,6 +5,8 @@
 #include <boost/json.hpp>
 #include <boost/program_options.hpp>
 
+#include <sys/resource.h>
+#include <unistd.h>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -12,8 +14,6 @@
 #include <iostream>
 #include <map>
 #include <sstream>
-#include <sys/resource.h>
-#include <unistd.h>
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -22,7 +22,9 @@ using namespace kpihub;
 namespace {
 
 std::atomic<bool> g_stop{false};  // set from the signal handler; atomic<bool> is lock-free
-extern "C" void on_signal(int) { g_stop.store(true); }
+extern "C" void on_signal(int) {
+  g_stop.store(true);
+}
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
@@ -43,8 +45,9 @@ struct Command {
 };
 
 // Parses the subcommand's options; prints help and returns false on --help.
-bool parse(const std::vector<std::string>& args, po::options_description& desc, po::variables_map& vm,
-           const std::string& usage, po::positional_options_description* positional = nullptr) {
+bool parse(const std::vector<std::string>& args, po::options_description& desc,
+           po::variables_map& vm, const std::string& usage,
+           po::positional_options_description* positional = nullptr) {
   desc.add_options()("help,h", "show this help");
   try {
     auto parser = po::command_line_parser(args).options(desc);
@@ -67,13 +70,24 @@ void add_config_option(po::options_description& desc) {
                      "hub configuration file (JSON)");
 }
 
-HubConfig load_config(const po::variables_map& vm) { return load_hub_config(vm["config"].as<std::string>()); }
+// The --month option, checked: a usage error names the value.
+Month month_option(const po::variables_map& vm) {
+  const std::string text = vm["month"].as<std::string>();
+  const auto month = Month::parse(text);
+  if (!month) throw Usage("--month: \"" + text + "\" is not YYYY-MM");
+  return *month;
+}
+
+HubConfig load_config(const po::variables_map& vm) {
+  return load_hub_config(vm["config"].as<std::string>());
+}
 
 // The data folder must exist and be writable before the store opens in it.
 void prepare_data_dir(const HubConfig& config) {
   std::error_code ec;
   fs::create_directories(config.data_dir, ec);
-  if (ec) throw StoreError("data folder " + config.data_dir + ": cannot create it: " + ec.message());
+  if (ec)
+    throw StoreError("data folder " + config.data_dir + ": cannot create it: " + ec.message());
   if (::access(config.data_dir.c_str(), W_OK) != 0) {
     throw StoreError("data folder " + config.data_dir + ": not writable by this user");
   }
@@ -93,14 +107,16 @@ LogLevel log_level_of(const HubConfig& config) {
 // ------------------------------------------------------------ commands ----
 
 int cmd_check_config(const std::vector<std::string>& args) {
-  po::options_description desc("check-config: load the configuration, reference data and plugins, and report");
+  po::options_description desc(
+      "check-config: load the configuration, reference data and plugins, and report");
   add_config_option(desc);
   po::variables_map vm;
   if (!parse(args, desc, vm, "kpihub check-config [--config FILE]")) return kExitOk;
   const HubConfig config = load_config(vm);
   std::cout << "config " << config.file << ": ok (hub " << config.hub_id << ")\n";
   ReferenceData ref = load_reference(config);
-  std::cout << "catalog: " << ref.catalog.size() << " task items, version " << ref.catalog.version << "\n";
+  std::cout << "catalog: " << ref.catalog.size() << " task items, version " << ref.catalog.version
+            << "\n";
   std::cout << "staff directory: " << ref.directory.size() << " staff\n";
   std::cout << "holidays: " << ref.holidays.holidays().size() << " dates\n";
   std::cout << "rules: " << ref.rules.version << "\n";
@@ -116,23 +132,25 @@ int cmd_check_config(const std::vector<std::string>& args) {
     for (const auto& p : scan.loaded) {
       if (p->info().name != c.plugin || p->info().kind != kind) continue;
       try {
-        PluginInstance instance(p, c.name, c.settings_json,
-                                std::make_unique<HostServices>(c.name, logger, clock, secrets, &metrics));
-        std::cout << to_string(kind) << " " << c.name << ": ok (plugin " << c.plugin << " " << p->info().version
-                  << ")\n";
+        PluginInstance instance(
+            p, c.name, c.settings_json,
+            std::make_unique<HostServices>(c.name, logger, clock, secrets, &metrics));
+        std::cout << to_string(kind) << " " << c.name << ": ok (plugin " << c.plugin << " "
+                  << p->info().version << ")\n";
       } catch (const PluginError& e) {
         std::cout << "ERROR " << e.what() << "\n";
         ++problems;
       }
       return;
     }
-    std::cout << "ERROR " << to_string(kind) << " " << c.name << ": no " << to_string(kind) << " plugin named \""
-              << c.plugin << "\" in " << config.plugin_dir << "\n";
+    std::cout << "ERROR " << to_string(kind) << " " << c.name << ": no " << to_string(kind)
+              << " plugin named \"" << c.plugin << "\" in " << config.plugin_dir << "\n";
     ++problems;
   };
   for (const auto& c : config.sources) check(c, KPIHUB_KIND_SOURCE);
   for (const auto& c : config.sinks) check(c, KPIHUB_KIND_SINK);
-  std::cout << (problems ? std::to_string(problems) + " problem(s) found" : std::string("all checks passed"))
+  std::cout << (problems ? std::to_string(problems) + " problem(s) found"
+                         : std::string("all checks passed"))
             << "\n";
   return problems ? kExitConfig : kExitOk;
 }
@@ -140,18 +158,21 @@ int cmd_check_config(const std::vector<std::string>& args) {
 int cmd_plugins(const std::vector<std::string>& args) {
   po::options_description desc("plugins: list the plugins in the plugin folder and those refused");
   add_config_option(desc);
-  desc.add_options()("dir", po::value<std::string>(), "plugin folder (default: plugin_dir of the config)");
+  desc.add_options()("dir", po::value<std::string>(),
+                     "plugin folder (default: plugin_dir of the config)");
   po::variables_map vm;
   if (!parse(args, desc, vm, "kpihub plugins [--config FILE] [--dir FOLDER]")) return kExitOk;
-  const std::string dir = vm.count("dir") ? vm["dir"].as<std::string>() : load_config(vm).plugin_dir;
+  const std::string dir =
+      vm.count("dir") ? vm["dir"].as<std::string>() : load_config(vm).plugin_dir;
   PluginScan scan = scan_plugins(dir);
-  std::cout << "plugin folder " << dir << ": " << scan.loaded.size() << " loaded, " << scan.refused.size()
-            << " refused\n";
+  std::cout << "plugin folder " << dir << ": " << scan.loaded.size() << " loaded, "
+            << scan.refused.size() << " refused\n";
   for (const auto& p : scan.loaded) {
     const auto& i = p->info();
-    std::cout << "  " << i.name << " (" << to_string(i.kind) << ") " << i.version << ", ABI " << i.abi_major << "."
-              << i.abi_minor << ", SDK " << i.sdk_version << ", " << i.compiler << ", " << i.cxx_stdlib << "\n    "
-              << i.description << "\n    " << i.file << "\n";
+    std::cout << "  " << i.name << " (" << to_string(i.kind) << ") " << i.version << ", ABI "
+              << i.abi_major << "." << i.abi_minor << ", SDK " << i.sdk_version << ", "
+              << i.compiler << ", " << i.cxx_stdlib << "\n    " << i.description << "\n    "
+              << i.file << "\n";
   }
   for (const auto& line : scan.refused) std::cout << "  REFUSED " << line << "\n";
   return scan.refused.empty() ? kExitOk : kExitFailure;
@@ -160,7 +181,8 @@ int cmd_plugins(const std::vector<std::string>& args) {
 int cmd_run(const std::vector<std::string>& args) {
   po::options_description desc("run: pull every source, store, score and forward");
   add_config_option(desc);
-  desc.add_options()("once", "pull every source until caught up, score, forward, then exit with a summary")(
+  desc.add_options()("once",
+                     "pull every source until caught up, score, forward, then exit with a summary")(
       "forward-timeout", po::value<int>()->default_value(60),
       "with --once: seconds to keep retrying a receiver that does not take batches");
   po::variables_map vm;
@@ -199,7 +221,8 @@ int cmd_run(const std::vector<std::string>& args) {
     return s.ok() ? kExitOk : kExitFailure;
   }
   logger.info("hub", "running with " + std::to_string(hub.source_count()) + " sources and " +
-                         std::to_string(hub.sink_count()) + " sinks; SIGINT or SIGTERM stops after the page in hand");
+                         std::to_string(hub.sink_count()) +
+                         " sinks; SIGINT or SIGTERM stops after the page in hand");
   hub.run(g_stop);
   logger.info("hub", "stopped");
   return kExitOk;
@@ -216,17 +239,18 @@ std::string csv_field(const std::string& s) {
 }
 
 int cmd_report(const std::vector<std::string>& args) {
-  po::options_description desc("report: monthly results per staff member and agency, from the store");
+  po::options_description desc(
+      "report: monthly results per staff member and agency, from the store");
   add_config_option(desc);
   desc.add_options()("month", po::value<std::string>()->required(), "month, YYYY-MM")(
       "agency", po::value<std::string>(), "only this agency code")(
       "format", po::value<std::string>()->default_value("table"), "table, json or csv");
   po::variables_map vm;
-  if (!parse(args, desc, vm, "kpihub report --month YYYY-MM [--agency CODE] [--format table|json|csv]")) {
+  if (!parse(args, desc, vm,
+             "kpihub report --month YYYY-MM [--agency CODE] [--format table|json|csv]")) {
     return kExitOk;
   }
-  const auto month = Month::parse(vm["month"].as<std::string>());
-  if (!month) throw Usage("--month: \"" + vm["month"].as<std::string>() + "\" is not YYYY-MM");
+  const Month month = month_option(vm);
   const std::string format = vm["format"].as<std::string>();
   if (format != "table" && format != "json" && format != "csv") {
     throw Usage("--format: \"" + format + "\" is not table, json or csv");
@@ -234,9 +258,11 @@ int cmd_report(const std::vector<std::string>& args) {
   const std::string agency = vm.count("agency") ? vm["agency"].as<std::string>() : "";
   const HubConfig config = load_config(vm);
   auto store = open_store(config);
-  auto staff_rows = store->month_rows(OutboxKind::staff_month, month->str());
-  auto agency_rows = store->month_rows(OutboxKind::agency_month, month->str());
-  auto keep = [&](const ScoringCommit::MonthRow& r) { return agency.empty() || r.agency_code == agency; };
+  auto staff_rows = store->month_rows(OutboxKind::staff_month, month.str());
+  auto agency_rows = store->month_rows(OutboxKind::agency_month, month.str());
+  auto keep = [&](const ScoringCommit::MonthRow& r) {
+    return agency.empty() || r.agency_code == agency;
+  };
   if (format == "json") {
     boost::json::object out;
     boost::json::array staff, agencies;
@@ -246,15 +272,26 @@ int cmd_report(const std::vector<std::string>& args) {
     for (const auto& r : agency_rows) {
       if (keep(r)) agencies.push_back(boost::json::parse(r.json));
     }
-    out["month"] = month->str();
+    out["month"] = month.str();
     out["staff_months"] = std::move(staff);
     out["agency_months"] = std::move(agencies);
     std::cout << boost::json::serialize(out) << "\n";
     return kExitOk;
   }
-  const char* staff_columns[] = {"staff_code", "agency_code", "leader", "working_days", "leave_days",
-                                 "capacity_minutes", "declared_minutes", "credited_minutes", "points",
-                                 "capped_points", "kpi_score", "provisional_score", "assessment_points", "class"};
+  const char* staff_columns[] = {"staff_code",
+                                 "agency_code",
+                                 "leader",
+                                 "working_days",
+                                 "leave_days",
+                                 "capacity_minutes",
+                                 "declared_minutes",
+                                 "credited_minutes",
+                                 "points",
+                                 "capped_points",
+                                 "kpi_score",
+                                 "provisional_score",
+                                 "assessment_points",
+                                 "class"};
   auto cell = [](const boost::json::object& o, const char* key) -> std::string {
     const auto* v = o.if_contains(key);
     if (!v || v->is_null()) return "";
@@ -277,34 +314,39 @@ int cmd_report(const std::vector<std::string>& args) {
       if (!keep(r)) continue;
       const auto o = boost::json::parse(r.json).as_object();
       std::string line;
-      for (const char* c : staff_columns) line += std::string(line.empty() ? "" : ",") + csv_field(cell(o, c));
+      for (const char* c : staff_columns)
+        line += std::string(line.empty() ? "" : ",") + csv_field(cell(o, c));
       std::cout << line << "\n";
     }
     return kExitOk;
   }
-  std::printf("Month %s%s: %zu staff months, %zu agency months\n\n", month->str().c_str(),
-              agency.empty() ? "" : (" agency " + agency).c_str(), staff_rows.size(), agency_rows.size());
-  std::printf("%-14s %-16s %6s %8s %8s %10s %10s  %s\n", "agency", "status", "staff", "mean", "median",
-              "avg h/day", "high hours", "classes (exc/good/comp/not/n.a.)");
+  std::printf("Month %s%s: %zu staff months, %zu agency months\n\n", month.str().c_str(),
+              agency.empty() ? "" : (" agency " + agency).c_str(), staff_rows.size(),
+              agency_rows.size());
+  std::printf("%-14s %-16s %6s %8s %8s %10s %10s  %s\n", "agency", "status", "staff", "mean",
+              "median", "avg h/day", "high hours", "classes (exc/good/comp/not/n.a.)");
   for (const auto& r : agency_rows) {
     if (!keep(r)) continue;
     const auto o = boost::json::parse(r.json).as_object();
     const auto& cl = o.at("classes").as_object();
-    std::printf("%-14s %-16s %6s %8s %8s %10s %10s  %s/%s/%s/%s/%s\n", cell(o, "agency_code").c_str(),
-                cell(o, "status").c_str(), cell(o, "staff_counted").c_str(), cell(o, "mean_kpi_score").c_str(),
-                cell(o, "median_kpi_score").c_str(), cell(o, "avg_declared_hours_per_staff_day").c_str(),
-                cell(o, "high_average_hours").c_str(), cell(cl, "excellent").c_str(), cell(cl, "good").c_str(),
-                cell(cl, "complete").c_str(), cell(cl, "not_complete").c_str(), cell(cl, "not_assessed").c_str());
+    std::printf(
+        "%-14s %-16s %6s %8s %8s %10s %10s  %s/%s/%s/%s/%s\n", cell(o, "agency_code").c_str(),
+        cell(o, "status").c_str(), cell(o, "staff_counted").c_str(),
+        cell(o, "mean_kpi_score").c_str(), cell(o, "median_kpi_score").c_str(),
+        cell(o, "avg_declared_hours_per_staff_day").c_str(), cell(o, "high_average_hours").c_str(),
+        cell(cl, "excellent").c_str(), cell(cl, "good").c_str(), cell(cl, "complete").c_str(),
+        cell(cl, "not_complete").c_str(), cell(cl, "not_assessed").c_str());
   }
-  std::printf("\n%-12s %-14s %6s %9s %9s %8s %8s %12s  %s\n", "staff", "agency", "leader", "points", "kpi",
-              "prov.", "assess.", "class", "");
+  std::printf("\n%-12s %-14s %6s %9s %9s %8s %8s %12s  %s\n", "staff", "agency", "leader", "points",
+              "kpi", "prov.", "assess.", "class", "");
   for (const auto& r : staff_rows) {
     if (!keep(r)) continue;
     const auto o = boost::json::parse(r.json).as_object();
     std::printf("%-12s %-14s %6s %9s %9s %8s %8s %12s\n", cell(o, "staff_code").c_str(),
-                cell(o, "agency_code").c_str(), cell(o, "leader").c_str(), cell(o, "points").c_str(),
-                cell(o, "kpi_score").c_str(), cell(o, "provisional_score").c_str(),
-                cell(o, "assessment_points").c_str(), cell(o, "class").c_str());
+                cell(o, "agency_code").c_str(), cell(o, "leader").c_str(),
+                cell(o, "points").c_str(), cell(o, "kpi_score").c_str(),
+                cell(o, "provisional_score").c_str(), cell(o, "assessment_points").c_str(),
+                cell(o, "class").c_str());
   }
   return kExitOk;
 }
@@ -316,8 +358,7 @@ int cmd_explain(const std::vector<std::string>& args) {
       "month", po::value<std::string>()->required(), "month, YYYY-MM");
   po::variables_map vm;
   if (!parse(args, desc, vm, "kpihub explain --staff CODE --month YYYY-MM")) return kExitOk;
-  const auto month = Month::parse(vm["month"].as<std::string>());
-  if (!month) throw Usage("--month: \"" + vm["month"].as<std::string>() + "\" is not YYYY-MM");
+  const Month month = month_option(vm);
   const HubConfig config = load_config(vm);
   ReferenceData ref = load_reference(config);
   auto store = open_store(config);
@@ -327,23 +368,23 @@ int cmd_explain(const std::vector<std::string>& args) {
   if (!ref.directory.staff(staff)) {
     std::cerr << "kpihub: note: staff " << staff << " is not in the staff directory\n";
   }
-  std::cout << explain(scorer.explain_staff_month(staff, *month));
+  std::cout << explain(scorer.explain_staff_month(staff, month));
   return kExitOk;
 }
 
 int cmd_rescore(const std::vector<std::string>& args) {
-  po::options_description desc("rescore: recompute a month under the current rules; changed results go out again");
+  po::options_description desc(
+      "rescore: recompute a month under the current rules; changed results go out again");
   add_config_option(desc);
   desc.add_options()("month", po::value<std::string>()->required(), "month, YYYY-MM");
   po::variables_map vm;
   if (!parse(args, desc, vm, "kpihub rescore --month YYYY-MM")) return kExitOk;
-  const auto month = Month::parse(vm["month"].as<std::string>());
-  if (!month) throw Usage("--month: \"" + vm["month"].as<std::string>() + "\" is not YYYY-MM");
+  const Month month = month_option(vm);
   const HubConfig config = load_config(vm);
   ReferenceData ref = load_reference(config);
   auto store = open_store(config);
   SystemClock clock;
-  const std::size_t marked = store->mark_month_dirty(month->str());
+  const std::size_t marked = store->mark_month_dirty(month.str());
   Scorer scorer(*store, ref, clock, config.hub_id);
   ScoringRunResult total;
   for (;;) {
@@ -354,10 +395,11 @@ int cmd_rescore(const std::vector<std::string>& args) {
     total.staff_months_sent += r.staff_months_sent;
     total.agency_months_sent += r.agency_months_sent;
   }
-  store->audit("cli", "rescore", month->str() + " under " + ref.rules.version);
-  std::cout << "rescore " << month->str() << " (" << ref.rules.version << "): " << marked << " staff months, "
-            << total.records_sent << " records, " << total.staff_months_sent << " staff months and "
-            << total.agency_months_sent << " agency months changed and queued for forwarding\n";
+  store->audit("cli", "rescore", month.str() + " under " + ref.rules.version);
+  std::cout << "rescore " << month.str() << " (" << ref.rules.version << "): " << marked
+            << " staff months, " << total.records_sent << " records, " << total.staff_months_sent
+            << " staff months and " << total.agency_months_sent
+            << " agency months changed and queued for forwarding\n";
   return kExitOk;
 }
 
@@ -369,13 +411,15 @@ int cmd_quarantine(const std::vector<std::string>& args) {
       "limit", po::value<std::size_t>()->default_value(50), "at most this many")(
       "after", po::value<int64_t>()->default_value(0), "entries after this id (paging)");
   po::variables_map vm;
-  if (!parse(args, desc, vm, "kpihub quarantine [--source S] [--reason R] [--limit N] [--after ID]")) {
+  if (!parse(args, desc, vm,
+             "kpihub quarantine [--source S] [--reason R] [--limit N] [--after ID]")) {
     return kExitOk;
   }
   const HubConfig config = load_config(vm);
   auto store = open_store(config);
-  const auto rows = store->quarantine(vm["source"].as<std::string>(), vm["reason"].as<std::string>(),
-                                      vm["limit"].as<std::size_t>(), vm["after"].as<int64_t>());
+  const auto rows =
+      store->quarantine(vm["source"].as<std::string>(), vm["reason"].as<std::string>(),
+                        vm["limit"].as<std::size_t>(), vm["after"].as<int64_t>());
   for (const auto& r : rows) {
     std::cout << r.id << "\t" << r.entry.source_system << "\t" << to_string(r.entry.reason) << "\t"
               << (r.entry.record_id.empty() ? "-" : r.entry.record_id) << "\t" << r.entry.message
@@ -386,23 +430,26 @@ int cmd_quarantine(const std::vector<std::string>& args) {
 }
 
 int cmd_dead_letters(const std::vector<std::string>& args) {
-  po::options_description desc("dead-letters: items a receiver refused; list them or replay one after a fix");
+  po::options_description desc(
+      "dead-letters: items a receiver refused; list them or replay one after a fix");
   add_config_option(desc);
   desc.add_options()("action", po::value<std::string>()->default_value("list"), "list or replay")(
-      "id", po::value<int64_t>(), "dead letter id (replay)")("sink", po::value<std::string>()->default_value(""),
-                                                              "only this sink (list)")(
+      "id", po::value<int64_t>(), "dead letter id (replay)")(
+      "sink", po::value<std::string>()->default_value(""), "only this sink (list)")(
       "limit", po::value<std::size_t>()->default_value(50), "at most this many (list)");
   po::positional_options_description pos;
   pos.add("action", 1).add("id", 1);
   po::variables_map vm;
-  if (!parse(args, desc, vm, "kpihub dead-letters list [--sink S] | kpihub dead-letters replay ID", &pos)) {
+  if (!parse(args, desc, vm, "kpihub dead-letters list [--sink S] | kpihub dead-letters replay ID",
+             &pos)) {
     return kExitOk;
   }
   const HubConfig config = load_config(vm);
   auto store = open_store(config);
   const std::string action = vm["action"].as<std::string>();
   if (action == "list") {
-    const auto rows = store->dead_letters(vm["sink"].as<std::string>(), vm["limit"].as<std::size_t>(), 0);
+    const auto rows =
+        store->dead_letters(vm["sink"].as<std::string>(), vm["limit"].as<std::size_t>(), 0);
     for (const auto& d : rows) {
       std::cout << d.id << "\t" << d.sink << "\t" << d.key << "\t" << d.code << "\t" << d.message
                 << (d.replayed ? "\t(replayed)" : "") << "\n";
@@ -432,8 +479,9 @@ int cmd_status(const std::vector<std::string>& args) {
   const HubConfig config = load_config(vm);
   auto store = open_store(config);
   const auto counts = store->counts();
-  std::cout << "store " << config.store_path << ": " << counts.records << " records (" << counts.revisions
-            << " revisions), " << counts.quarantined << " quarantined, " << counts.dead_letters << " dead letters\n";
+  std::cout << "store " << config.store_path << ": " << counts.records << " records ("
+            << counts.revisions << " revisions), " << counts.quarantined << " quarantined, "
+            << counts.dead_letters << " dead letters\n";
   for (const auto& s : store->sources()) {
     std::cout << "source " << s.source << ": " << s.records << " records, " << s.quarantined
               << " quarantined, cursor " << (s.cursor ? *s.cursor : std::string("(none)")) << "\n";
@@ -446,7 +494,8 @@ int cmd_status(const std::vector<std::string>& args) {
 
 const Command kCommands[] = {
     {"run", "pull, store, score and forward (--once: until caught up, then exit)", cmd_run},
-    {"check-config", "check the configuration, reference data and plugin settings", cmd_check_config},
+    {"check-config", "check the configuration, reference data and plugin settings",
+     cmd_check_config},
     {"plugins", "list loaded and refused plugins", cmd_plugins},
     {"status", "sources, cursors and counts", cmd_status},
     {"report", "monthly results (table, json, csv)", cmd_report},
@@ -461,7 +510,8 @@ void print_help() {
                "usage: kpihub <command> [options]   (kpihub <command> --help for its options)\n\n"
                "commands:\n";
   for (const auto& c : kCommands) std::printf("  %-14s %s\n", c.name, c.summary);
-  std::cout << "\nexit codes: 0 ok, 1 failure, 2 usage error, 3 configuration error, 4 storage error\n";
+  std::cout
+      << "\nexit codes: 0 ok, 1 failure, 2 usage error, 3 configuration error, 4 storage error\n";
 }
 
 }  // namespace
