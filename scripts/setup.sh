@@ -6,7 +6,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git openssl ca-certificates curl
   libboost1.81-all-dev libboost-json1.81-dev
   libpoco-dev libxml2-dev libssl-dev libsqlite3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev clang
 )
 
 missing=()
