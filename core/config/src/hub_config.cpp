@@ -105,6 +105,11 @@ std::vector<std::string> existing_files(const JsonNode& node, const HubConfig& c
   return files;
 }
 
+std::vector<std::string> one_or_more_files(const JsonNode& node, const HubConfig& config) {
+  if (node.is_array()) return existing_files(node, config);
+  return {existing_file(node, config)};
+}
+
 bool is_instance_name(const std::string& name) {
   // It becomes the source_system and the prefix of record ids ("<name>:<id>").
   if (name.empty() || !std::islower(static_cast<unsigned char>(name[0]))) return false;
@@ -236,8 +241,8 @@ HubConfig load_hub_config(const std::string& path) {
   config.plugin_dir = resolve_config_path(config, config.plugin_dir);
 
   config.catalog_files = existing_files(root.required("catalog_files"), config);
-  config.staff_file = existing_file(root.required("staff_file"), config);
-  config.units_file = existing_file(root.required("units_file"), config);
+  config.staff_files = one_or_more_files(root.required("staff_file"), config);
+  config.units_files = one_or_more_files(root.required("units_file"), config);
   config.rules_file = existing_file(root.required("rules_file"), config);
   config.holiday_files = existing_files(root.required("holiday_files"), config);
 
@@ -279,7 +284,7 @@ HubConfig load_hub_config(const std::string& path) {
 
 ReferenceData load_reference(const HubConfig& config) {
   return ReferenceData{load_catalog(config.catalog_files),
-                       load_directory(config.staff_file, config.units_file),
+                       load_directory(config.staff_files, config.units_files),
                        load_holidays(config.holiday_files), load_rules(config.rules_file)};
 }
 

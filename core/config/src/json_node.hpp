@@ -42,6 +42,7 @@ class JsonNode {
   std::optional<JsonNode> child(const std::string& key) const;
   JsonNode required(const std::string& key) const;
   std::vector<JsonNode> list() const;  // elements of an array
+  bool is_array() const { return typed_ ? typed_->is_array() : !is_scalar(); }
 
   std::string string() const;
   std::string non_empty_string() const;

@@ -147,47 +147,52 @@ Catalog load_catalog(const std::vector<std::string>& files) {
   return catalog;
 }
 
-Directory load_directory(const std::string& staff_csv, const std::string& units_csv) {
+Directory load_directory(const std::vector<std::string>& staff_csvs,
+                         const std::vector<std::string>& units_csvs) {
   Directory directory;
-  const CsvTable staff(staff_csv, {"staff_code", "full_name", "agency_code", "leader", "active"},
-                       {"sector", "identifiers"});
   std::map<std::string, std::string> staff_at, identifier_at;  // -> "file:line"
-  for (std::size_t i = 0; i < staff.size(); ++i) {
-    const auto row = staff.row(i);
-    StaffInfo info;
-    info.staff_code = code_field(row, "staff_code");
-    info.full_name = row.get("full_name");
-    if (info.full_name.empty()) throw row.error("full_name", "is empty");
-    info.agency_code = code_field(row, "agency_code");
-    info.leader = bool_field(row, "leader", false);
-    info.active = bool_field(row, "active", true);
-    info.sector = sector_field(row);
-    if (const auto [it, inserted] = staff_at.emplace(info.staff_code, row.where()); !inserted) {
-      throw row.error("staff_code", "is a duplicate staff code (first at " + it->second + ")");
-    }
-    for (auto& identifier : split(row.get("identifiers"), ';')) {
-      if (has_space(identifier)) {
-        throw row.error("identifiers", "has an identifier with whitespace");
+  for (const auto& staff_csv : staff_csvs) {
+    const CsvTable staff(staff_csv, {"staff_code", "full_name", "agency_code", "leader", "active"},
+                         {"sector", "identifiers"});
+    for (std::size_t i = 0; i < staff.size(); ++i) {
+      const auto row = staff.row(i);
+      StaffInfo info;
+      info.staff_code = code_field(row, "staff_code");
+      info.full_name = row.get("full_name");
+      if (info.full_name.empty()) throw row.error("full_name", "is empty");
+      info.agency_code = code_field(row, "agency_code");
+      info.leader = bool_field(row, "leader", false);
+      info.active = bool_field(row, "active", true);
+      info.sector = sector_field(row);
+      if (const auto [it, inserted] = staff_at.emplace(info.staff_code, row.where()); !inserted) {
+        throw row.error("staff_code", "is a duplicate staff code (first at " + it->second + ")");
       }
-      if (const auto [it, inserted] = identifier_at.emplace(identifier, row.where()); !inserted) {
-        throw row.error("identifiers", "repeats identifier " + quote_value(identifier) +
-                                           " (already at " + it->second + ")");
+      for (auto& identifier : split(row.get("identifiers"), ';')) {
+        if (has_space(identifier)) {
+          throw row.error("identifiers", "has an identifier with whitespace");
+        }
+        if (const auto [it, inserted] = identifier_at.emplace(identifier, row.where()); !inserted) {
+          throw row.error("identifiers", "repeats identifier " + quote_value(identifier) +
+                                             " (already at " + it->second + ")");
+        }
+        directory.add_identifier(std::move(identifier), info.staff_code);
       }
-      directory.add_identifier(std::move(identifier), info.staff_code);
+      directory.add_staff(std::move(info));
     }
-    directory.add_staff(std::move(info));
   }
 
-  const CsvTable units(units_csv, {"unit_code", "agency_code"}, {"name"});
   std::map<std::string, std::string> unit_at;
-  for (std::size_t i = 0; i < units.size(); ++i) {
-    const auto row = units.row(i);
-    std::string unit_code = code_field(row, "unit_code");
-    std::string agency_code = code_field(row, "agency_code");
-    if (const auto [it, inserted] = unit_at.emplace(unit_code, row.where()); !inserted) {
-      throw row.error("unit_code", "is a duplicate unit code (first at " + it->second + ")");
+  for (const auto& units_csv : units_csvs) {
+    const CsvTable units(units_csv, {"unit_code", "agency_code"}, {"name"});
+    for (std::size_t i = 0; i < units.size(); ++i) {
+      const auto row = units.row(i);
+      std::string unit_code = code_field(row, "unit_code");
+      std::string agency_code = code_field(row, "agency_code");
+      if (const auto [it, inserted] = unit_at.emplace(unit_code, row.where()); !inserted) {
+        throw row.error("unit_code", "is a duplicate unit code (first at " + it->second + ")");
+      }
+      directory.add_unit(std::move(unit_code), std::move(agency_code));
     }
-    directory.add_unit(std::move(unit_code), std::move(agency_code));
   }
   return directory;
 }

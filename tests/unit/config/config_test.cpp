@@ -365,6 +365,20 @@ TEST(Directory, RefusesDuplicatesAndBadValues) {
       dir.write("units2.csv", "unit_code,agency_code\n56001,A1\n56001,A2\n");
   EXPECT_CONTAINS(error_of([&] { load_directory(staff, duplicate_units); }),
                   "units2.csv:3: unit_code: \"56001\" is a duplicate unit code");
+  // Several files (E-Office staff, teachers, clinicians) are one directory:
+  // a code repeated across them is refused, naming both places.
+  const std::string teachers =
+      dir.write("teachers.csv", kStaffHeader + "GD-1,Ba,A1,false,true,education,GV-1\n");
+  const Directory both = load_directory(std::vector<std::string>{staff, teachers},
+                                        std::vector<std::string>{units});
+  EXPECT_EQ(both.size(), 2u);
+  ASSERT_NE(both.by_identifier("GV-1"), nullptr);
+  EXPECT_EQ(both.by_identifier("GV-1")->staff_code, "GD-1");
+  const std::string again = dir.write("again.csv", kStaffHeader + "KH-1,Một,A1,false,true,,\n");
+  EXPECT_CONTAINS(error_of([&] {
+                    load_directory(std::vector<std::string>{staff, again}, std::vector<std::string>{units});
+                  }),
+                  "again.csv:2: staff_code: \"KH-1\" is a duplicate staff code (first at ");
   const std::string no_agency = dir.write("units3.csv", "unit_code\n56001\n");
   EXPECT_CONTAINS(error_of([&] { load_directory(staff, no_agency); }),
                   "units3.csv:1: header is missing column(s) agency_code");
@@ -521,7 +535,8 @@ TEST(HubConfig, ShippedConfigLoadsWithResolvedPathsAndVerbatimSettings) {
   EXPECT_EQ(config.store, "sqlite");
   ASSERT_EQ(config.catalog_files.size(), 4u);
   EXPECT_EQ(fs::path(config.catalog_files[0]), (repo / "config/catalog/province.csv"));
-  EXPECT_EQ(fs::path(config.staff_file), repo / "config/staff.csv");
+  ASSERT_EQ(config.staff_files.size(), 1u);
+  EXPECT_EQ(fs::path(config.staff_files[0]), repo / "config/staff.csv");
   EXPECT_EQ(config.holiday_files.size(), 2u);
   EXPECT_FALSE(config.today.has_value());
 
@@ -633,8 +648,14 @@ TEST_F(HubConfigFile, RefusesWrongTypes) {
   config["sources"].as_array()[0].as_object()["interval_ms"] = 0;
   EXPECT_CONTAINS(error_for(config), "sources[0].interval_ms: 0 is outside 1..");
   config = valid();
-  config["staff_file"] = json::array{"a.csv"};
-  EXPECT_CONTAINS(error_for(config), "hub.json: staff_file: expected a string, got [\"a.csv\"]");
+  config["staff_file"] = json::array{kConfigDir + "/staff.csv", "a.csv"};
+  EXPECT_CONTAINS(error_for(config), "hub.json: staff_file[1]: file \"");
+  config = valid();
+  config["units_file"] = json::array{};
+  EXPECT_CONTAINS(error_for(config), "hub.json: units_file: needs at least one file");
+  config = valid();
+  config["staff_file"] = 7;
+  EXPECT_CONTAINS(error_for(config), "hub.json: staff_file: expected a string, got 7");
   config = valid();
   config["sources"] = "eoffice";
   EXPECT_CONTAINS(error_for(config), "hub.json: sources: expected a list, got \"eoffice\"");

@@ -39,8 +39,9 @@ struct HubConfig {
   std::string store_path;        // default <data_dir>/hub.db
   std::string plugin_dir;        // resolved
   std::vector<std::string> catalog_files;
-  std::string staff_file;
-  std::string units_file;
+  // One file or several: sector generators and teams may keep their own.
+  std::vector<std::string> staff_files;
+  std::vector<std::string> units_files;
   std::string rules_file;
   std::vector<std::string> holiday_files;
   std::optional<std::string> today;  // fixes the hub's date (tests, backfills)

@@ -136,7 +136,12 @@ struct Rules {
 
 // Loaders. Each throws ConfigError naming the file and line or key path.
 Catalog load_catalog(const std::vector<std::string>& files);  // CSV files; one version line each
-Directory load_directory(const std::string& staff_csv, const std::string& units_csv);
+// Staff and unit codes must be unique across all the files given.
+Directory load_directory(const std::vector<std::string>& staff_csvs,
+                         const std::vector<std::string>& units_csvs);
+inline Directory load_directory(const std::string& staff_csv, const std::string& units_csv) {
+  return load_directory(std::vector<std::string>{staff_csv}, std::vector<std::string>{units_csv});
+}
 HolidayCalendar load_holidays(const std::vector<std::string>& files);
 Rules load_rules(const std::string& file);  // JSON
 
