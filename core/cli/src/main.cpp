@@ -1,4 +1,5 @@
 // kpihub: the hub's command line. Each subcommand has its own --help.
+#include <kpihub/admin.hpp>
 #include <kpihub/hub.hpp>
 #include <kpihub/model_json.hpp>
 
@@ -14,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -22,8 +24,12 @@ using namespace kpihub;
 namespace {
 
 std::atomic<bool> g_stop{false};  // set from the signal handler; atomic<bool> is lock-free
+std::atomic<bool> g_reload{false};
 extern "C" void on_signal(int) {
   g_stop.store(true);
+}
+extern "C" void on_reload_signal(int) {
+  g_reload.store(true);
 }
 
 constexpr int kExitOk = 0;
@@ -187,7 +193,7 @@ int cmd_run(const std::vector<std::string>& args) {
       "with --once: seconds to keep retrying a receiver that does not take batches");
   po::variables_map vm;
   if (!parse(args, desc, vm, "kpihub run [--config FILE] [--once]")) return kExitOk;
-  const HubConfig config = load_config(vm);
+  HubConfig config = load_config(vm);
   ReferenceData ref = load_reference(config);
   JsonLineLogger logger(stderr, log_level_of(config));
   SystemClock clock;
@@ -195,15 +201,15 @@ int cmd_run(const std::vector<std::string>& args) {
   auto store = open_store(config);
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;
-  Hub hub(config, *store, ref, logger, clock, metrics, options);
-  const auto problems = hub.start();
-  if (hub.source_count() == 0 && hub.sink_count() == 0) {
-    std::cerr << "kpihub: no source and no sink could be started; see the errors above\n";
-    return kExitConfig;
-  }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   if (vm.count("once")) {
+    Hub hub(config, *store, ref, logger, clock, metrics, options);
+    const auto problems = hub.start();
+    if (hub.source_count() == 0 && hub.sink_count() == 0) {
+      std::cerr << "kpihub: no source and no sink could be started; see the errors above\n";
+      return kExitConfig;
+    }
     const auto started = std::chrono::steady_clock::now();
     RunSummary s = hub.run_once(g_stop);
     for (const auto& p : problems) s.errors.push_back(p);
@@ -220,22 +226,68 @@ int cmd_run(const std::vector<std::string>& args) {
     for (const auto& e : s.errors) std::cout << "  error: " << e << "\n";
     return s.ok() ? kExitOk : kExitFailure;
   }
-  logger.info("hub", "running with " + std::to_string(hub.source_count()) + " sources and " +
-                         std::to_string(hub.sink_count()) +
-                         " sinks; SIGINT or SIGTERM stops after the page in hand");
-  hub.run(g_stop);
+
+  // Long-running: SIGHUP re-reads the configuration and restarts sources and
+  // sinks with it. Everything buffered is in the store (cursors, outbox,
+  // pending batches), so the switch loses and repeats nothing; a new
+  // configuration that does not load leaves the running one in place.
+  std::signal(SIGHUP, on_reload_signal);
+  for (bool first = true;; first = false) {
+    Hub hub(config, *store, ref, logger, clock, metrics, options);
+    hub.start();
+    if (first && hub.source_count() == 0 && hub.sink_count() == 0) {
+      std::cerr << "kpihub: no source and no sink could be started; see the errors above\n";
+      return kExitConfig;
+    }
+    LiveHubView view(hub);
+    std::unique_ptr<AdminApi> api;
+    std::unique_ptr<AdminServer> admin;
+    if (config.admin.enabled) {
+      api = std::make_unique<AdminApi>(config, *store, ref, metrics, view, clock, logger);
+      admin = std::make_unique<AdminServer>(config.admin, *api);
+      admin->start();
+      const auto colon = config.admin.listen.rfind(':');
+      logger.info("admin", std::string("listening on ") +
+                               (config.admin.tls_cert_file ? "https" : "http") + "://" +
+                               config.admin.listen.substr(0, colon) + ":" +
+                               std::to_string(admin->port()) + "/");
+    }
+    logger.info("hub", "running with " + std::to_string(hub.source_count()) + " sources and " +
+                           std::to_string(hub.sink_count()) +
+                           " sinks; SIGINT or SIGTERM stops after the page in hand, SIGHUP reloads "
+                           "the configuration");
+    std::atomic<bool> stop_this_run{false};
+    std::thread watcher([&] {
+      while (!g_stop.load() && !g_reload.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      stop_this_run.store(true);
+    });
+    hub.run(stop_this_run);
+    watcher.join();
+    if (admin) admin->stop();
+    if (g_stop.load()) break;
+    g_reload.store(false);
+    logger.info("hub", "SIGHUP: reloading " + config.file);
+    try {
+      HubConfig next = load_config(vm);
+      ReferenceData next_ref = load_reference(next);
+      if (next.store_path != config.store_path) {
+        logger.warn("hub", "store_path changed to " + next.store_path +
+                               "; a new store needs a restart, the running one stays");
+        next.store_path = config.store_path;
+      }
+      config = std::move(next);
+      ref = std::move(next_ref);
+      logger.info("hub", "configuration reloaded: " + std::to_string(config.sources.size()) +
+                             " sources, " + std::to_string(config.sinks.size()) + " sinks");
+    } catch (const std::exception& e) {
+      logger.error("hub",
+                   std::string("reload failed, keeping the running configuration: ") + e.what());
+    }
+  }
   logger.info("hub", "stopped");
   return kExitOk;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
 }
 
 int cmd_report(const std::vector<std::string>& args) {
@@ -264,34 +316,13 @@ int cmd_report(const std::vector<std::string>& args) {
     return agency.empty() || r.agency_code == agency;
   };
   if (format == "json") {
-    boost::json::object out;
-    boost::json::array staff, agencies;
-    for (const auto& r : staff_rows) {
-      if (keep(r)) staff.push_back(boost::json::parse(r.json));
-    }
-    for (const auto& r : agency_rows) {
-      if (keep(r)) agencies.push_back(boost::json::parse(r.json));
-    }
-    out["month"] = month.str();
-    out["staff_months"] = std::move(staff);
-    out["agency_months"] = std::move(agencies);
-    std::cout << boost::json::serialize(out) << "\n";
+    std::cout << report_json(*store, month, agency) << "\n";
     return kExitOk;
   }
-  const char* staff_columns[] = {"staff_code",
-                                 "agency_code",
-                                 "leader",
-                                 "working_days",
-                                 "leave_days",
-                                 "capacity_minutes",
-                                 "declared_minutes",
-                                 "credited_minutes",
-                                 "points",
-                                 "capped_points",
-                                 "kpi_score",
-                                 "provisional_score",
-                                 "assessment_points",
-                                 "class"};
+  if (format == "csv") {
+    std::cout << report_csv(*store, month, agency);
+    return kExitOk;
+  }
   auto cell = [](const boost::json::object& o, const char* key) -> std::string {
     const auto* v = o.if_contains(key);
     if (!v || v->is_null()) return "";
@@ -304,22 +335,6 @@ int cmd_report(const std::vector<std::string>& args) {
     }
     return boost::json::serialize(*v);
   };
-  if (format == "csv") {
-    // A BOM makes spreadsheet programs read the Vietnamese text as UTF-8.
-    std::cout << "\xEF\xBB\xBF";
-    std::string header;
-    for (const char* c : staff_columns) header += std::string(header.empty() ? "" : ",") + c;
-    std::cout << header << "\n";
-    for (const auto& r : staff_rows) {
-      if (!keep(r)) continue;
-      const auto o = boost::json::parse(r.json).as_object();
-      std::string line;
-      for (const char* c : staff_columns)
-        line += std::string(line.empty() ? "" : ",") + csv_field(cell(o, c));
-      std::cout << line << "\n";
-    }
-    return kExitOk;
-  }
   std::printf("Month %s%s: %zu staff months, %zu agency months\n\n", month.str().c_str(),
               agency.empty() ? "" : (" agency " + agency).c_str(), staff_rows.size(),
               agency_rows.size());

@@ -163,8 +163,21 @@ PluginInstanceConfig read_instance(const JsonNode& node, bool sink, const json::
   return instance;
 }
 
-AdminConfig read_admin(const JsonNode& node) {
-  node.expect_object({"enabled", "listen", "token_sha256", "open_read_pages"});
+std::string sha256_hex(const JsonNode& node) {
+  std::string hex = node.string();
+  const bool ok = hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
+                    return std::isxdigit(static_cast<unsigned char>(c));
+                  });
+  if (!ok) throw node.error(quote_value(hex) + " is not a SHA-256 in hex (64 characters)");
+  std::transform(hex.begin(), hex.end(), hex.begin(), [](char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  });
+  return hex;
+}
+
+AdminConfig read_admin(const JsonNode& node, const HubConfig& config) {
+  node.expect_object({"enabled", "listen", "token_sha256", "tokens", "jwt", "open_read_pages",
+                      "tls_cert_file", "tls_key_file", "max_connections"});
   AdminConfig admin;
   if (auto n = node.child("enabled")) admin.enabled = n->boolean();
   if (auto n = node.child("listen")) {
@@ -174,21 +187,69 @@ AdminConfig read_admin(const JsonNode& node) {
         colon == std::string::npos
             ? std::nullopt
             : config_detail::parse_int(std::string_view(admin.listen).substr(colon + 1));
-    if (colon == 0 || !port || *port < 1 || *port > 65535) {
+    if (colon == 0 || !port || *port < 0 || *port > 65535) {
       throw n->error(quote_value(admin.listen) + " is not host:port (e.g. 127.0.0.1:8080)");
     }
   }
   if (auto n = node.child("token_sha256")) {
+    std::size_t i = 0;
     for (const auto& element : n->list()) {
-      const std::string hex = element.string();
-      const bool ok = hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
-                        return std::isxdigit(static_cast<unsigned char>(c));
-                      });
-      if (!ok) throw element.error(quote_value(hex) + " is not a SHA-256 in hex (64 characters)");
-      admin.token_sha256.push_back(hex);
+      admin.tokens.push_back(
+          {"token_sha256[" + std::to_string(i++) + "]", sha256_hex(element), "operate"});
     }
   }
+  if (auto n = node.child("tokens")) {
+    for (const auto& element : n->list()) {
+      element.expect_object({"name", "sha256", "role"});
+      AdminToken t;
+      t.name = element.required("name").non_empty_string();
+      t.sha256 = sha256_hex(element.required("sha256"));
+      const auto role = element.required("role");
+      t.role = role.string();
+      if (t.role != "read" && t.role != "operate") {
+        throw role.error(quote_value(t.role) + " is not read or operate");
+      }
+      admin.tokens.push_back(std::move(t));
+    }
+  }
+  if (auto n = node.child("jwt")) {
+    n->expect_object(
+        {"algorithms", "hmac_secret_file", "public_key_file", "issuer", "audience", "role_claim"});
+    AdminJwt jwt;
+    const auto algorithms = n->required("algorithms");
+    jwt.algorithms = algorithms.string_list();
+    if (jwt.algorithms.empty()) throw algorithms.error("needs at least one algorithm");
+    bool hmac = false, keyed = false;
+    for (const auto& a : jwt.algorithms) {
+      if (a == "HS256" || a == "HS384" || a == "HS512") {
+        hmac = true;
+      } else if (a == "RS256" || a == "RS384" || a == "RS512" || a == "ES256" || a == "ES384" ||
+                 a == "ES512") {
+        keyed = true;
+      } else {
+        throw algorithms.error(quote_value(a) +
+                               " is not an accepted algorithm (HS256/384/512, RS256/384/512, "
+                               "ES256/384/512; never none)");
+      }
+    }
+    if (hmac && keyed)
+      throw algorithms.error("mixes HMAC and public-key algorithms; list one kind");
+    if (hmac) jwt.hmac_secret_file = existing_file(n->required("hmac_secret_file"), config);
+    if (keyed) jwt.public_key_file = existing_file(n->required("public_key_file"), config);
+    if (auto c = n->child("issuer")) jwt.issuer = c->string();
+    if (auto c = n->child("audience")) jwt.audience = c->string();
+    if (auto c = n->child("role_claim")) jwt.role_claim = c->non_empty_string();
+    admin.jwt = std::move(jwt);
+  }
   if (auto n = node.child("open_read_pages")) admin.open_read_pages = n->boolean();
+  if (auto n = node.child("tls_cert_file")) admin.tls_cert_file = existing_file(*n, config);
+  if (auto n = node.child("tls_key_file")) admin.tls_key_file = existing_file(*n, config);
+  if (admin.tls_cert_file.has_value() != admin.tls_key_file.has_value()) {
+    throw node.error("tls_cert_file and tls_key_file go together");
+  }
+  if (auto n = node.child("max_connections")) {
+    admin.max_connections = static_cast<std::size_t>(n->integer(1, 10000));
+  }
   return admin;
 }
 
@@ -278,7 +339,12 @@ HubConfig load_hub_config(const std::string& path) {
   read_instances("sources", false, config.sources);
   read_instances("sinks", true, config.sinks);
 
-  if (auto n = root.child("admin")) config.admin = read_admin(*n);
+  // No "admin" object: no admin server (tests and batch jobs run many hubs).
+  if (auto n = root.child("admin")) {
+    config.admin = read_admin(*n, config);
+  } else {
+    config.admin.enabled = false;
+  }
   return config;
 }
 

@@ -17,6 +17,8 @@ struct Hub::SourceRuntime {
   // pulling then would quarantine its people as unknown_staff.
   bool staff_ready = true;
   std::string staff_error;
+  SourceStatus status;  // guarded by Hub::status_mutex_
+  std::atomic<bool> pull_now{false};
 };
 
 struct Hub::SinkRuntime {
@@ -58,6 +60,15 @@ std::vector<std::string> Hub::start() {
   for (const auto& line : scan.refused) {
     logger_.error("plugins", line);
     problems.push_back(line);
+    PluginStatus p;
+    p.state = "refused";
+    p.reason = line;
+    plugins_.push_back(std::move(p));
+  }
+  for (const auto& loaded : scan.loaded) {
+    const PluginInfo& info = loaded->info();
+    plugins_.push_back({info.name, std::string(to_string(info.kind)), info.version,
+                        info.description, info.file, "loaded", ""});
   }
   auto find = [&](const std::string& name,
                   kpihub_plugin_kind kind) -> std::shared_ptr<LoadedPlugin> {
@@ -96,6 +107,9 @@ std::vector<std::string> Hub::start() {
     s->config = c;
     s->instance = std::move(instance);
     s->cursor = store_.cursor(c.name);
+    s->status.name = c.name;
+    s->status.plugin = c.plugin;
+    s->status.cursor = s->cursor;
     sources_.push_back(std::move(s));
   }
   for (const auto& c : config_.sinks) {
@@ -113,6 +127,8 @@ std::vector<std::string> Hub::start() {
   ingestor_ = std::make_unique<Ingestor>(
       store_, reference_, hub_today(config_, clock_, reference_.rules), &directory_mutex_);
   scorer_ = std::make_unique<Scorer>(store_, reference_, clock_, config_.hub_id, &directory_mutex_);
+  explainer_ =
+      std::make_unique<Scorer>(store_, reference_, clock_, config_.hub_id, &directory_mutex_);
   return problems;
 }
 
@@ -174,6 +190,16 @@ bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
   }
   std::string progress =
       page.progress.data ? std::string(page.progress.data, page.progress.size) : std::string();
+  {
+    std::lock_guard lock(status_mutex_);
+    s.status.state = page.caught_up ? "caught_up" : "pulling";
+    s.status.cursor = s.cursor;
+    s.status.last_success_ms = now;
+    if (page.caught_up) s.status.last_caught_up_ms = now;
+    s.status.progress = progress;
+    s.status.pages++;
+    s.status.records += r.records_in_page;
+  }
   logger_.info(s.config.name, "page stored: " + std::to_string(r.records_in_page) + " items, " +
                                   std::to_string(r.commit.inserted) + " new, " +
                                   std::to_string(r.commit.updated) + " updated, " +
@@ -207,6 +233,7 @@ RunSummary Hub::run_once(const std::atomic<bool>& stop) {
           continue;
         }
         logger_.error(s->config.name, e.what());
+        note_error(*s, e.what(), "failing");
         summary.errors.push_back(e.what());
         break;
       } catch (const StoreError& e) {
@@ -247,10 +274,12 @@ RunSummary Hub::run_once(const std::atomic<bool>& stop) {
 }
 
 namespace {
-// Sleeps up to `ms`, returning early once `stop` is set.
-void nap(const std::atomic<bool>& stop, int64_t ms) {
+// Sleeps up to `ms`, returning early once `stop` is set (or `wake`, which
+// it then clears: a manual pull from the admin API).
+void nap(const std::atomic<bool>& stop, int64_t ms, std::atomic<bool>* wake = nullptr) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
   while (!stop.load() && std::chrono::steady_clock::now() < until) {
+    if (wake && wake->exchange(false)) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(ms, 50)));
   }
 }
@@ -267,16 +296,19 @@ void Hub::run(const std::atomic<bool>& stop) {
           if (!src->staff_ready) {
             src->staff_ready = sync_staff(*src);
             if (!src->staff_ready) {
+              note_error(*src, "staff list not read: " + src->staff_error,
+                         "waiting_for_staff_list");
               nap(stop, std::min<int64_t>(300000, 1000LL << std::min(++failures, 8)));
               continue;
             }
           }
           if (pull_one(*src, summary)) continue;  // more pages right away
           failures = 0;
-          nap(stop, src->config.interval_ms);
+          nap(stop, src->config.interval_ms, &src->pull_now);
         } catch (const std::exception& e) {
           ++failures;
           logger_.error(src->config.name, e.what());
+          note_error(*src, e.what(), "failing");
           metrics_.add("kpihub_pull_errors_total", "source=\"" + src->config.name + "\"", 1);
           nap(stop, std::min<int64_t>(300000, 1000LL << std::min(failures, 8)));
         }
@@ -320,6 +352,41 @@ void Hub::run(const std::atomic<bool>& stop) {
   });
   for (auto& t : threads) t.join();
   stopper.join();
+}
+
+void Hub::note_error(SourceRuntime& s, const std::string& error, const char* state) {
+  std::lock_guard lock(status_mutex_);
+  s.status.state = state;
+  s.status.last_error = error;
+  s.status.last_error_ms = clock_.now_unix_ms();
+}
+
+std::vector<SourceStatus> Hub::source_status() const {
+  std::lock_guard lock(status_mutex_);
+  std::vector<SourceStatus> out;
+  out.reserve(sources_.size());
+  for (const auto& s : sources_) out.push_back(s->status);
+  return out;
+}
+
+std::vector<PluginStatus> Hub::plugin_status() const {
+  return plugins_;
+}
+
+std::string Hub::explain(const std::string& staff_code, const Month& month) {
+  std::lock_guard lock(explain_mutex_);
+  if (!explainer_) return "the hub has not started\n";
+  return kpihub::explain(explainer_->explain_staff_month(staff_code, month));
+}
+
+bool Hub::request_pull(const std::string& source_name) {
+  for (auto& s : sources_) {
+    if (s->config.name == source_name) {
+      s->pull_now = true;
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace kpihub

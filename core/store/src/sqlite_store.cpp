@@ -661,6 +661,33 @@ class SqliteStore final : public Store {
     });
   }
 
+  std::vector<QuarantineCount> quarantine_counts() override {
+    return guarded("counting quarantine", [&] {
+      std::vector<std::string> sources, reasons;
+      std::vector<int64_t> counts;
+      session_ << "SELECT source, reason, COUNT(*) FROM quarantine GROUP BY source, reason "
+                  "ORDER BY source, reason",
+          into(sources), into(reasons), into(counts), now;
+      std::vector<QuarantineCount> out;
+      for (std::size_t i = 0; i < sources.size(); ++i)
+        out.push_back({sources[i], reasons[i], counts[i]});
+      return out;
+    });
+  }
+
+  std::vector<HourCount> stored_per_hour(int64_t since_unix_ms) override {
+    return guarded("counting stored records", [&] {
+      std::vector<int64_t> hours, counts;
+      session_
+          << "SELECT (received_at / 3600000) * 3600000 AS hour, COUNT(*) FROM record_revisions "
+             "WHERE received_at >= ? GROUP BY hour ORDER BY hour",
+          use(since_unix_ms), into(hours), into(counts), now;
+      std::vector<HourCount> out;
+      for (std::size_t i = 0; i < hours.size(); ++i) out.push_back({hours[i], counts[i]});
+      return out;
+    });
+  }
+
   StoreCounts counts() override {
     return guarded("counting", [&] {
       StoreCounts c;

@@ -23,11 +23,34 @@ struct PluginInstanceConfig {
   std::size_t batch_max_bytes = 4 * 1024 * 1024;
 };
 
+// A bearer token the admin API accepts, stored as its SHA-256 only.
+struct AdminToken {
+  std::string name;    // who holds it, for the audit log
+  std::string sha256;  // lower-case hex
+  std::string role;    // "read" or "operate"
+};
+
+// JWTs from an identity provider (Poco JWT). Only the listed algorithms are
+// accepted; "none" never is.
+struct AdminJwt {
+  std::vector<std::string> algorithms;  // e.g. ["RS256"] or ["HS256"]
+  std::string hmac_secret_file;         // for HS*
+  std::string public_key_file;          // PEM, for RS*/ES*
+  std::string issuer;                   // required "iss" when set
+  std::string audience;                 // required in "aud" when set
+  std::string role_claim = "kpihub_role";
+};
+
 struct AdminConfig {
   bool enabled = true;
   std::string listen = "127.0.0.1:8080";
-  std::vector<std::string> token_sha256;  // hashed bearer tokens (hex)
+  std::vector<AdminToken> tokens;  // token_sha256 entries become role "operate"
+  std::optional<AdminJwt> jwt;
+  // Dashboard, /metrics, /healthz and /readyz without a token.
   bool open_read_pages = true;
+  std::optional<std::string> tls_cert_file;  // HTTPS when set
+  std::optional<std::string> tls_key_file;
+  std::size_t max_connections = 64;
 };
 
 struct HubConfig {

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -149,6 +150,32 @@ struct RunSummary {
   std::string line() const;
 };
 
+// One source as the admin API and the dashboard show it (a snapshot).
+struct SourceStatus {
+  std::string name;
+  std::string plugin;
+  // starting, pulling, caught_up, failing, waiting_for_staff_list
+  std::string state = "starting";
+  std::optional<std::string> cursor;
+  int64_t last_success_ms = 0;    // last page stored
+  int64_t last_caught_up_ms = 0;  // last time the source had nothing newer
+  int64_t last_error_ms = 0;
+  std::string last_error;
+  std::string progress;
+  std::size_t pages = 0;
+  std::size_t records = 0;
+};
+
+struct PluginStatus {
+  std::string name;
+  std::string kind;  // source, sink
+  std::string version;
+  std::string description;
+  std::string file;
+  std::string state;   // loaded, refused
+  std::string reason;  // why it was refused
+};
+
 struct HubOptions {
   // run --once: how long to keep retrying a sink that does not take batches.
   int64_t forward_timeout_ms = 60000;
@@ -170,6 +197,14 @@ class Hub {
   std::size_t sink_count() const { return sinks_.size(); }
 
   RunSummary run_once(const std::atomic<bool>& stop);
+  // Thread-safe snapshots for the admin API.
+  std::vector<SourceStatus> source_status() const;
+  std::vector<PluginStatus> plugin_status() const;
+  // Asks a running source to pull now instead of at its next interval;
+  // false when no source has that name.
+  bool request_pull(const std::string& source_name);
+  // `explain` for the admin API, safe beside the running scorer.
+  std::string explain(const std::string& staff_code, const Month& month);
   // Runs until `stop` becomes true: one thread per source, one scorer, one
   // per sink; each finishes the page or batch in hand, then returns.
   void run(const std::atomic<bool>& stop);
@@ -182,6 +217,7 @@ class Hub {
   bool sync_staff(SourceRuntime& s);
   // Pulls and stores one page; returns false when caught up.
   bool pull_one(SourceRuntime& s, RunSummary& summary);
+  void note_error(SourceRuntime& s, const std::string& error, const char* state);
 
   const HubConfig& config_;
   Store& store_;
@@ -196,6 +232,10 @@ class Hub {
   std::unique_ptr<Ingestor> ingestor_;
   std::unique_ptr<Scorer> scorer_;
   std::shared_mutex directory_mutex_;
+  mutable std::mutex status_mutex_;  // guards each SourceRuntime::status
+  std::vector<PluginStatus> plugins_;
+  std::mutex explain_mutex_;
+  std::unique_ptr<Scorer> explainer_;
 };
 
 }  // namespace kpihub

@@ -115,6 +115,17 @@ struct SourceState {
   int64_t quarantined = 0;
 };
 
+struct QuarantineCount {
+  std::string source;
+  std::string reason;
+  int64_t count = 0;
+};
+
+struct HourCount {
+  int64_t hour_start_unix_ms = 0;
+  int64_t count = 0;
+};
+
 struct StoreCounts {
   int64_t records = 0;
   int64_t revisions = 0;
@@ -185,6 +196,11 @@ class Store {
   virtual void audit(const std::string& actor, const std::string& action,
                      const std::string& detail) = 0;
   virtual StoreCounts counts() = 0;
+  // Quarantine entries by source and reason (the dashboard's breakdown).
+  virtual std::vector<QuarantineCount> quarantine_counts() = 0;
+  // Record revisions stored per hour since `since_unix_ms`; hours with none
+  // are left out.
+  virtual std::vector<HourCount> stored_per_hour(int64_t since_unix_ms) = 0;
 
   // --- added for month recompute (append-only: existing methods above stay) --
   // Called once per staff member with records in the month, in staff code

@@ -1,0 +1,356 @@
+#include <kpihub/admin.hpp>
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+
+namespace kpihub {
+namespace json = boost::json;
+
+namespace {
+
+net::Reply json_reply(int status, const json::value& body) {
+  net::Reply r;
+  r.status = status;
+  r.headers = {{"Content-Type", "application/json; charset=utf-8"}, {"Cache-Control", "no-store"}};
+  r.body = json::serialize(body);
+  return r;
+}
+
+net::Reply error_reply(int status, const std::string& code, const std::string& message) {
+  return json_reply(status, json::object{{"error", code}, {"message", message}});
+}
+
+std::string query(const net::Request& r, const std::string& key, const std::string& fallback = "") {
+  auto it = r.query.find(key);
+  return it == r.query.end() ? fallback : it->second;
+}
+
+// A non-negative integer query parameter; throws a 400-worthy message.
+int64_t query_int(const net::Request& r, const std::string& key, int64_t fallback, int64_t max) {
+  const std::string text = query(r, key);
+  if (text.empty()) return fallback;
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < 0 || v > max) {
+    throw std::invalid_argument(key + ": \"" + text + "\" is not a whole number from 0 to " +
+                                std::to_string(max));
+  }
+  return v;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  std::size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') ++i;
+    const std::size_t j = path.find('/', i);
+    if (i < path.size()) parts.push_back(path.substr(i, j == std::string::npos ? j : j - i));
+    if (j == std::string::npos) break;
+    i = j;
+  }
+  return parts;
+}
+
+json::object source_json(const SourceStatus& s, int64_t now_ms) {
+  json::object o{{"name", s.name},
+                 {"plugin", s.plugin},
+                 {"state", s.state},
+                 {"cursor", s.cursor ? json::value(*s.cursor) : json::value(nullptr)},
+                 {"last_success_ms", s.last_success_ms},
+                 {"last_caught_up_ms", s.last_caught_up_ms},
+                 {"last_error_ms", s.last_error_ms},
+                 {"last_error", s.last_error},
+                 {"progress", s.progress},
+                 {"pages", s.pages},
+                 {"records", s.records}};
+  // Lag: how long since the source was last known to be fully read.
+  o["lag_seconds"] = s.last_caught_up_ms > 0 ? json::value((now_ms - s.last_caught_up_ms) / 1000)
+                                             : json::value(nullptr);
+  return o;
+}
+
+bool is_read_page(const std::string& path) {
+  return path == "/" || path == "/metrics" || path == "/healthz" || path == "/readyz";
+}
+
+}  // namespace
+
+AdminApi::AdminApi(const HubConfig& config, Store& store, const ReferenceData& reference,
+                   Metrics& metrics, HubView& hub, const Clock& clock, Logger& logger)
+    : config_(config),
+      store_(store),
+      reference_(reference),
+      metrics_(metrics),
+      hub_(hub),
+      clock_(clock),
+      logger_(logger),
+      auth_(config.admin, clock) {}
+
+AdminApi::~AdminApi() = default;
+
+net::Reply AdminApi::handle(const net::Request& request) {
+  const AuthResult auth = auth_.authenticate(request);
+  const bool api = request.path == "/api" || request.path.rfind("/api/", 0) == 0;
+  const bool open = !api && is_read_page(request.path) && config_.admin.open_read_pages;
+  if (!auth.error.empty() && !open) {
+    logger_.warn("admin", "refused " + request.method + " " + request.path + " from " +
+                              request.remote + ": " + auth.error);
+    auto r = error_reply(401, "unauthorized", auth.error);
+    r.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+    return r;
+  }
+  if (!open && auth.role == Role::none) {
+    auto r = error_reply(401, "unauthorized",
+                         "this needs a bearer token (Authorization: Bearer <token>)");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+  const Role needed =
+      request.method == "GET" || request.method == "HEAD" ? Role::read : Role::operate;
+  if (!open && auth.role < needed) {
+    return error_reply(
+        403, "forbidden",
+        "the token's role is read; " + request.method + " " + request.path + " needs operate");
+  }
+  try {
+    return route(request, auth);
+  } catch (const std::invalid_argument& e) {
+    return error_reply(400, "bad_request", e.what());
+  } catch (const std::exception& e) {
+    logger_.error("admin", request.method + " " + request.path + ": " + e.what());
+    return error_reply(500, "internal", e.what());
+  }
+}
+
+net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) {
+  const auto parts = split_path(request.path);
+  const std::string& method = request.method;
+  const int64_t now = clock_.now_unix_ms();
+  auto not_found = [&] {
+    return error_reply(404, "not_found", "no such endpoint: " + method + " " + request.path);
+  };
+
+  if (method == "GET" && request.path == "/healthz") {
+    return json_reply(200, json::object{{"status", "ok"}});
+  }
+  if (method == "GET" && request.path == "/readyz") {
+    json::array problems;
+    for (const auto& s : hub_.source_status()) {
+      if (s.state == "failing" || s.state == "waiting_for_staff_list") {
+        problems.push_back(
+            json::string("source " + s.name + " is " + s.state + ": " + s.last_error));
+      }
+    }
+    try {
+      (void)store_.counts();
+    } catch (const std::exception& e) {
+      problems.push_back(json::string(std::string("store: ") + e.what()));
+    }
+    return json_reply(problems.empty() ? 200 : 503,
+                      json::object{{"ready", problems.empty()}, {"problems", problems}});
+  }
+  if (method == "GET" && request.path == "/metrics") return metrics_text();
+  if (method == "GET" && request.path == "/") return dashboard(request);
+
+  if (parts.empty() || parts[0] != "api") return not_found();
+  const std::string what = parts.size() > 1 ? parts[1] : "";
+
+  if (method == "GET" && what == "status" && parts.size() == 2) {
+    const auto c = store_.counts();
+    json::array sources, sinks;
+    for (const auto& s : hub_.source_status()) sources.push_back(source_json(s, now));
+    for (const auto& s : config_.sinks) {
+      sinks.push_back(
+          json::object{{"name", s.name}, {"outbox_depth", store_.outbox_depth(s.name)}});
+    }
+    return json_reply(200, json::object{{"hub_id", config_.hub_id},
+                                        {"records", c.records},
+                                        {"revisions", c.revisions},
+                                        {"quarantined", c.quarantined},
+                                        {"dead_letters", c.dead_letters},
+                                        {"outbox_pending", c.outbox_pending},
+                                        {"sources", sources},
+                                        {"sinks", sinks}});
+  }
+  if (what == "sources") {
+    if (method == "GET" && parts.size() == 2) {
+      json::array out;
+      for (const auto& s : hub_.source_status()) out.push_back(source_json(s, now));
+      return json_reply(200, out);
+    }
+    if (method == "POST" && parts.size() == 4 && parts[3] == "pull") {
+      if (!hub_.request_pull(parts[2])) {
+        return error_reply(404, "not_found", "no running source named \"" + parts[2] + "\"");
+      }
+      store_.audit(auth.subject, "pull source", parts[2]);
+      logger_.info("admin", auth.subject + " asked source " + parts[2] + " to pull now");
+      return json_reply(202, json::object{{"source", parts[2]}, {"pull", "requested"}});
+    }
+    return not_found();
+  }
+  if (method == "GET" && what == "plugins" && parts.size() == 2) {
+    json::array out;
+    for (const auto& p : hub_.plugin_status()) {
+      out.push_back(json::object{{"name", p.name},
+                                 {"kind", p.kind},
+                                 {"version", p.version},
+                                 {"description", p.description},
+                                 {"file", p.file},
+                                 {"state", p.state},
+                                 {"reason", p.reason}});
+    }
+    return json_reply(200, out);
+  }
+  if (method == "GET" && what == "quarantine" && parts.size() == 2) {
+    const auto limit = static_cast<std::size_t>(query_int(request, "limit", 50, 1000));
+    const auto rows = store_.quarantine(query(request, "source"), query(request, "reason"), limit,
+                                        query_int(request, "after", 0, INT64_MAX));
+    json::array out;
+    for (const auto& r : rows) {
+      out.push_back(json::object{{"id", r.id},
+                                 {"source", r.entry.source_system},
+                                 {"record_id", r.entry.record_id},
+                                 {"reason", std::string(to_string(r.entry.reason))},
+                                 {"field", r.entry.field},
+                                 {"message", r.entry.message},
+                                 {"location", r.entry.location},
+                                 {"payload", r.entry.payload},
+                                 {"created_at_ms", r.created_at_unix_ms}});
+    }
+    json::object page{{"entries", out}};
+    if (rows.size() == limit) page["next_after"] = rows.back().id;
+    return json_reply(200, page);
+  }
+  if (what == "dead-letters") {
+    if (method == "GET" && parts.size() == 2) {
+      const auto limit = static_cast<std::size_t>(query_int(request, "limit", 50, 1000));
+      const auto rows = store_.dead_letters(query(request, "sink"), limit,
+                                            query_int(request, "after", 0, INT64_MAX));
+      json::array out;
+      for (const auto& d : rows) {
+        out.push_back(json::object{{"id", d.id},
+                                   {"sink", d.sink},
+                                   {"batch_id", d.batch_id},
+                                   {"key", d.key},
+                                   {"code", d.code},
+                                   {"message", d.message},
+                                   {"created_at_ms", d.created_at_unix_ms},
+                                   {"replayed", d.replayed}});
+      }
+      json::object page{{"entries", out}};
+      if (rows.size() == limit) page["next_after"] = rows.back().id;
+      return json_reply(200, page);
+    }
+    if (method == "POST" && parts.size() == 4 && parts[3] == "replay") {
+      int64_t id = 0;
+      const auto [end, ec] =
+          std::from_chars(parts[2].data(), parts[2].data() + parts[2].size(), id);
+      if (ec != std::errc() || end != parts[2].data() + parts[2].size()) {
+        return error_reply(400, "bad_request", "\"" + parts[2] + "\" is not a dead letter id");
+      }
+      if (!store_.replay_dead_letter(id)) {
+        return error_reply(404, "not_found", "no dead letter with id " + parts[2]);
+      }
+      store_.audit(auth.subject, "replay dead letter", parts[2]);
+      logger_.info("admin", auth.subject + " replayed dead letter " + parts[2]);
+      return json_reply(202, json::object{{"dead_letter", id}, {"replay", "queued"}});
+    }
+    return not_found();
+  }
+  if (method == "GET" && what == "reports" && parts.size() == 3) return report(parts[2], request);
+  if (method == "GET" && what == "explain" && parts.size() == 2) {
+    const std::string staff = query(request, "staff");
+    const auto month = Month::parse(query(request, "month"));
+    if (staff.empty()) throw std::invalid_argument("staff: a staff code is required");
+    if (!month)
+      throw std::invalid_argument("month: \"" + query(request, "month") + "\" is not YYYY-MM");
+    net::Reply r;
+    r.headers = {{"Content-Type", "text/plain; charset=utf-8"}};
+    r.body = hub_.explain(staff, *month);
+    return r;
+  }
+  return not_found();
+}
+
+net::Reply AdminApi::report(const std::string& month_text, const net::Request& request) {
+  const auto month = Month::parse(month_text);
+  if (!month) throw std::invalid_argument("month: \"" + month_text + "\" is not YYYY-MM");
+  const std::string format = query(request, "format", "json");
+  const std::string agency = query(request, "agency");
+  net::Reply r;
+  if (format == "json") {
+    r.headers = {{"Content-Type", "application/json; charset=utf-8"}};
+    r.body = report_json(store_, *month, agency);
+  } else if (format == "csv") {
+    r.headers = {{"Content-Type", "text/csv; charset=utf-8"},
+                 {"Content-Disposition", "attachment; filename=\"kpi-" + month->str() + ".csv\""}};
+    r.body = report_csv(store_, *month, agency);
+  } else {
+    throw std::invalid_argument("format: \"" + format + "\" is not json or csv");
+  }
+  return r;
+}
+
+net::Reply AdminApi::metrics_text() {
+  // Gauges read at scrape time, so they are right even after a restart.
+  for (const auto& s : config_.sinks) {
+    metrics_.set("kpihub_outbox_depth", "sink=\"" + s.name + "\"",
+                 static_cast<double>(store_.outbox_depth(s.name)));
+  }
+  const auto counts = store_.counts();
+  metrics_.set("kpihub_records", "", static_cast<double>(counts.records));
+  metrics_.set("kpihub_quarantine_entries", "", static_cast<double>(counts.quarantined));
+  metrics_.set("kpihub_dead_letters", "", static_cast<double>(counts.dead_letters));
+  const int64_t now = clock_.now_unix_ms();
+  for (const auto& s : hub_.source_status()) {
+    const std::string label = "source=\"" + s.name + "\"";
+    metrics_.set("kpihub_source_up", label,
+                 s.state == "failing" || s.state == "waiting_for_staff_list" ? 0 : 1);
+    if (s.last_caught_up_ms > 0) {
+      metrics_.set("kpihub_source_lag_seconds", label,
+                   static_cast<double>(now - s.last_caught_up_ms) / 1000.0);
+    }
+  }
+  for (const auto& p : hub_.plugin_status()) {
+    if (p.state != "loaded") continue;
+    metrics_.set("kpihub_plugin_loaded", "plugin=\"" + p.name + "\",kind=\"" + p.kind + "\"", 1);
+  }
+  net::Reply r;
+  r.headers = {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};
+  r.body = metrics_.prometheus_text();
+  return r;
+}
+
+AdminServer::AdminServer(const AdminConfig& config, AdminApi& api) {
+  net::ServerOptions options;
+  const auto colon = config.listen.rfind(':');
+  options.address = config.listen.substr(0, colon);
+  options.port = static_cast<uint16_t>(std::stoi(config.listen.substr(colon + 1)));
+  options.tls_cert_file = config.tls_cert_file;
+  options.tls_key_file = config.tls_key_file;
+  options.max_connections = config.max_connections;
+  options.max_body_bytes = 64 * 1024;  // the API takes no large bodies
+  options.max_header_bytes = 8 * 1024;
+  options.read_timeout = std::chrono::milliseconds(10000);
+  options.threads = 2;
+  server_ = std::make_unique<net::HttpServer>(
+      options, [&api](const net::Request& r) { return api.handle(r); });
+}
+
+AdminServer::~AdminServer() {
+  stop();
+}
+void AdminServer::start() {
+  server_->start();
+}
+uint16_t AdminServer::port() const {
+  return server_->port();
+}
+void AdminServer::stop() {
+  server_->stop();
+}
+
+}  // namespace kpihub

@@ -1,0 +1,456 @@
+// The admin API over real HTTP: every endpoint, every way authentication can
+// fail, bad and oversized requests, and a slow client beside a fast one.
+#include <kpihub/admin.hpp>
+
+#include <Poco/Base64Encoder.h>
+#include <Poco/JWT/Signer.h>
+#include <Poco/JWT/Token.h>
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <boost/asio.hpp>
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace kpihub;
+
+namespace {
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "in: " << (haystack)
+
+std::string sha256_hex(const std::string& text) {
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(text.data(), text.size(), d, &n, EVP_sha256(), nullptr);
+  std::string out;
+  char buf[3];
+  for (unsigned int i = 0; i < n; ++i) {
+    std::snprintf(buf, sizeof buf, "%02x", d[i]);
+    out += buf;
+  }
+  return out;
+}
+
+std::string base64url(const std::string& text) {
+  std::ostringstream s;
+  Poco::Base64Encoder enc(s, Poco::BASE64_URL_ENCODING | Poco::BASE64_NO_PADDING);
+  enc << text;
+  enc.close();
+  return s.str();
+}
+
+class FixedClock final : public Clock {
+ public:
+  int64_t now_unix_ms() const override { return now; }
+  int64_t now = 1'745'000'000'000;  // 2025-04-18
+};
+
+class NullLogger final : public Logger {
+ public:
+  void log(LogLevel, std::string_view, std::string_view message, std::string_view) override {
+    lines.emplace_back(message);
+  }
+  std::vector<std::string> lines;
+};
+
+class FakeHub final : public HubView {
+ public:
+  std::vector<SourceStatus> source_status() const override {
+    SourceStatus s;
+    s.name = "eoffice";
+    s.plugin = "eoffice";
+    s.state = state;
+    s.last_caught_up_ms = 1'745'000'000'000 - 90'000;
+    s.last_error = state == "failing" ? "eoffice: HTTP 503 from https://eoffice.example/api" : "";
+    s.records = 1234;
+    return {s};
+  }
+  std::vector<PluginStatus> plugin_status() const override {
+    return {{"eoffice", "source", "1.0.0", "E-Office work diary", "/plugins/libkpihub-eoffice.so",
+             "loaded", ""}};
+  }
+  bool request_pull(const std::string& source) override {
+    if (source != "eoffice") return false;
+    pulls.push_back(source);
+    return true;
+  }
+  std::string explain(const std::string& staff, const Month& month) override {
+    return "explain " + staff + " " + month.str() + "\n";
+  }
+  std::string state = "caught_up";
+  std::vector<std::string> pulls;
+};
+
+const std::string kReadToken = "read-token-7f3a";
+const std::string kOperateToken = "operate-token-91bc";
+const std::string kJwtSecret = "jwt-hmac-secret-for-tests-only-0123456789";
+
+class AdminApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("kpihub-admin-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::ofstream(dir_ / "jwt-secret") << kJwtSecret << "\n";
+    store_ = open_sqlite_store((dir_ / "hub.db").string());
+    seed_store();
+    config_.hub_id = "test-hub";
+    PluginInstanceConfig sink;
+    sink.name = "provincial";
+    config_.sinks.push_back(sink);
+    config_.admin.listen = "127.0.0.1:0";
+    config_.admin.tokens = {{"reader", sha256_hex(kReadToken), "read"},
+                            {"ops", sha256_hex(kOperateToken), "operate"}};
+    AdminJwt jwt;
+    jwt.algorithms = {"HS256"};
+    jwt.hmac_secret_file = (dir_ / "jwt-secret").string();
+    jwt.issuer = "https://idp.khanhhoa.gov.vn";
+    jwt.audience = "kpihub";
+    config_.admin.jwt = jwt;
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+    server_.reset();
+    api_.reset();
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void start(bool open_read_pages = true) {
+    config_.admin.open_read_pages = open_read_pages;
+    api_ =
+        std::make_unique<AdminApi>(config_, *store_, reference_, metrics_, hub_, clock_, logger_);
+    server_ = std::make_unique<AdminServer>(config_.admin, *api_);
+    server_->start();
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+  }
+
+  net::Response call(const std::string& method, const std::string& path,
+                     const std::optional<std::string>& token = std::nullopt,
+                     const std::string& body = {}) {
+    net::Headers headers;
+    if (token) headers.emplace_back("Authorization", "Bearer " + *token);
+    return client_.request(method, base_ + path, headers, body);
+  }
+
+  std::string jwt(const std::string& role, int64_t expires_in_s = 300, const std::string& iss = "",
+                  bool with_exp = true) {
+    Poco::JWT::Token token;
+    token.setType("JWT");
+    token.setSubject("nguyen.van.a");
+    token.setIssuer(iss.empty() ? config_.admin.jwt->issuer : iss);
+    token.setAudience("kpihub");
+    token.payload().set("kpihub_role", role);
+    if (with_exp) {
+      token.setExpiration(Poco::Timestamp::fromEpochTime(clock_.now / 1000 + expires_in_s));
+    }
+    Poco::JWT::Signer signer(kJwtSecret);
+    return signer.sign(token, Poco::JWT::Signer::ALGO_HS256);
+  }
+
+  void seed_store() {
+    PageCommit page;
+    page.source = "eoffice";
+    page.cursor = "c1";
+    page.received_at_unix_ms = 1'745'000'000'000 - 3'600'000;
+    for (int i = 0; i < 3; ++i) {
+      QuarantineEntry q;
+      q.source_system = "eoffice";
+      q.source_id = "WD-" + std::to_string(i);
+      q.record_id = "eoffice:WD-" + std::to_string(i);
+      q.reason = i == 0 ? Reason::unknown_task : Reason::bad_value;
+      q.field = "declared_minutes";
+      q.message = "declared_minutes: \"-5\" is negative";
+      q.payload = "{}";
+      page.quarantined.push_back(q);
+    }
+    store_->commit_page(page);
+    ScoringCommit commit;
+    auto agency = [](const std::string& code, double hours, bool high, const std::string& status) {
+      json::object o{{"month", "2025-04"},
+                     {"agency_code", code},
+                     {"status", status},
+                     {"staff_counted", 10},
+                     {"avg_declared_hours_per_staff_day", hours},
+                     {"classes",
+                      {{"excellent", 2},
+                       {"good", 5},
+                       {"complete", 2},
+                       {"not_complete", 1},
+                       {"not_assessed", 0}}},
+                     {"high_average_hours", high}};
+      return ScoringCommit::MonthRow{OutboxKind::agency_month, "2025-04", code, code, 1,
+                                     json::serialize(o)};
+    };
+    commit.months.push_back(agency("000.00.12.H34", 7.4, false, "on_time"));
+    commit.months.push_back(agency("000.00.25.H34", 9.1, true, "not_implemented"));
+    json::object staff{{"staff_code", "KH-000123"},
+                       {"agency_code", "000.00.12.H34"},
+                       {"full_name", "Nguyễn Thị Lan"},
+                       {"kpi_score", 1.37},
+                       {"class", "good"}};
+    commit.months.push_back({OutboxKind::staff_month, "2025-04", "KH-000123", "000.00.12.H34", 1,
+                             json::serialize(staff)});
+    store_->commit_scoring(commit);
+  }
+
+  fs::path dir_;
+  std::unique_ptr<Store> store_;
+  HubConfig config_;
+  ReferenceData reference_;
+  Metrics metrics_;
+  FakeHub hub_;
+  FixedClock clock_;
+  NullLogger logger_;
+  std::unique_ptr<AdminApi> api_;
+  std::unique_ptr<AdminServer> server_;
+  net::HttpClient client_{net::ClientOptions{}};
+  std::string base_;
+};
+
+TEST_F(AdminApiTest, ReadPagesAreOpenWhenConfiguredSo) {
+  start(true);
+  EXPECT_EQ(call("GET", "/healthz").status, 200);
+  const auto ready = call("GET", "/readyz");
+  EXPECT_EQ(ready.status, 200) << ready.body;
+  const auto metrics = call("GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_CONTAINS(metrics.body, "kpihub_quarantine_entries 3");
+  EXPECT_CONTAINS(metrics.body, "kpihub_outbox_depth{sink=\"provincial\"} 0");
+  EXPECT_CONTAINS(metrics.body, "kpihub_source_lag_seconds{source=\"eoffice\"} 90");
+  EXPECT_CONTAINS(metrics.body, "kpihub_plugin_loaded{plugin=\"eoffice\",kind=\"source\"} 1");
+  // The API itself is never open.
+  EXPECT_EQ(call("GET", "/api/status").status, 401);
+}
+
+TEST_F(AdminApiTest, ReadPagesNeedATokenWhenClosed) {
+  start(false);
+  EXPECT_EQ(call("GET", "/metrics").status, 401);
+  EXPECT_EQ(call("GET", "/").status, 401);
+  EXPECT_EQ(call("GET", "/metrics", kReadToken).status, 200);
+}
+
+TEST_F(AdminApiTest, ReadinessFailsWhileASourceFails) {
+  hub_.state = "failing";
+  start();
+  const auto r = call("GET", "/readyz");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_CONTAINS(r.body, "source eoffice is failing: eoffice: HTTP 503");
+}
+
+TEST_F(AdminApiTest, EveryAuthFailureHasItsOwnAnswer) {
+  start();
+  auto missing = call("GET", "/api/status");
+  EXPECT_EQ(missing.status, 401);
+  EXPECT_EQ(missing.header("WWW-Authenticate").value_or(""), "Bearer");
+  EXPECT_CONTAINS(missing.body, "needs a bearer token");
+
+  auto wrong = call("GET", "/api/status", "not-a-token");
+  EXPECT_EQ(wrong.status, 401);
+  EXPECT_CONTAINS(wrong.body, "the bearer token is not known");
+
+  net::Headers basic{{"Authorization", "Basic dXNlcjpwYXNz"}};
+  auto not_bearer = client_.request("GET", base_ + "/api/status", basic);
+  EXPECT_EQ(not_bearer.status, 401);
+  EXPECT_CONTAINS(not_bearer.body, "not \\\"Bearer <token>\\\"");
+
+  auto read_post = call("POST", "/api/sources/eoffice/pull", kReadToken);
+  EXPECT_EQ(read_post.status, 403);
+  EXPECT_CONTAINS(read_post.body, "needs operate");
+  EXPECT_TRUE(hub_.pulls.empty());
+
+  // JWTs: expired, wrong algorithm ("none"), bad signature, wrong issuer, no expiry, wrong role.
+  auto expired = call("GET", "/api/status", jwt("read", -10));
+  EXPECT_EQ(expired.status, 401);
+  EXPECT_CONTAINS(expired.body, "the JWT has expired");
+
+  const std::string payload =
+      R"({"sub":"x","iss":"https://idp.khanhhoa.gov.vn","aud":"kpihub","kpihub_role":"operate","exp":)" +
+      std::to_string(clock_.now / 1000 + 300) + "}";
+  const std::string none =
+      base64url(R"({"alg":"none","typ":"JWT"})") + "." + base64url(payload) + ".";
+  auto alg_none = call("GET", "/api/status", none);
+  EXPECT_EQ(alg_none.status, 401);
+  EXPECT_CONTAINS(alg_none.body, "algorithm is not accepted");
+
+  std::string tampered = jwt("read");
+  tampered.back() = tampered.back() == 'A' ? 'B' : 'A';
+  auto bad_signature = call("GET", "/api/status", tampered);
+  EXPECT_EQ(bad_signature.status, 401);
+  EXPECT_CONTAINS(bad_signature.body, "signature does not verify");
+
+  auto wrong_issuer = call("GET", "/api/status", jwt("read", 300, "https://evil.example"));
+  EXPECT_EQ(wrong_issuer.status, 401);
+  EXPECT_CONTAINS(wrong_issuer.body, "issuer is not https://idp.khanhhoa.gov.vn");
+
+  auto no_expiry = call("GET", "/api/status", jwt("read", 300, "", false));
+  EXPECT_EQ(no_expiry.status, 401);
+  EXPECT_CONTAINS(no_expiry.body, "has no expiry");
+
+  auto jwt_read_post = call("POST", "/api/sources/eoffice/pull", jwt("read"));
+  EXPECT_EQ(jwt_read_post.status, 403);
+  auto jwt_bad_role = call("GET", "/api/status", jwt("admin"));
+  EXPECT_EQ(jwt_bad_role.status, 401);
+  EXPECT_CONTAINS(jwt_bad_role.body, "kpihub_role claim is not read or operate");
+
+  EXPECT_EQ(call("GET", "/api/status", jwt("read")).status, 200);
+  EXPECT_EQ(call("POST", "/api/sources/eoffice/pull", jwt("operate")).status, 202);
+
+  // No token ever reaches the log.
+  for (const auto& line : logger_.lines) {
+    EXPECT_EQ(line.find(kReadToken), std::string::npos) << line;
+    EXPECT_EQ(line.find("not-a-token"), std::string::npos) << line;
+  }
+}
+
+TEST_F(AdminApiTest, SourcesPluginsAndManualPull) {
+  start();
+  auto sources = call("GET", "/api/sources", kReadToken);
+  ASSERT_EQ(sources.status, 200);
+  const auto s = json::parse(sources.body).as_array().at(0).as_object();
+  EXPECT_EQ(s.at("name").as_string(), "eoffice");
+  EXPECT_EQ(s.at("state").as_string(), "caught_up");
+  EXPECT_EQ(s.at("lag_seconds").as_int64(), 90);
+
+  auto plugins = call("GET", "/api/plugins", kReadToken);
+  ASSERT_EQ(plugins.status, 200);
+  EXPECT_CONTAINS(plugins.body, "\"version\":\"1.0.0\"");
+
+  EXPECT_EQ(call("POST", "/api/sources/eoffice/pull", kOperateToken).status, 202);
+  EXPECT_EQ(hub_.pulls, std::vector<std::string>{"eoffice"});
+  auto unknown = call("POST", "/api/sources/nope/pull", kOperateToken);
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_CONTAINS(unknown.body, "no running source named \\\"nope\\\"");
+
+  auto status = call("GET", "/api/status", kReadToken);
+  ASSERT_EQ(status.status, 200);
+  const auto st = json::parse(status.body).as_object();
+  EXPECT_EQ(st.at("quarantined").as_int64(), 3);
+  EXPECT_EQ(st.at("hub_id").as_string(), "test-hub");
+}
+
+TEST_F(AdminApiTest, QuarantineIsPagedAndFiltered) {
+  start();
+  auto all = json::parse(call("GET", "/api/quarantine", kReadToken).body).as_object();
+  EXPECT_EQ(all.at("entries").as_array().size(), 3u);
+  auto bad_value =
+      json::parse(call("GET", "/api/quarantine?reason=bad_value", kReadToken).body).as_object();
+  EXPECT_EQ(bad_value.at("entries").as_array().size(), 2u);
+  auto first = json::parse(call("GET", "/api/quarantine?limit=2", kReadToken).body).as_object();
+  ASSERT_EQ(first.at("entries").as_array().size(), 2u);
+  const int64_t after = first.at("next_after").as_int64();
+  auto second =
+      json::parse(
+          call("GET", "/api/quarantine?limit=2&after=" + std::to_string(after), kReadToken).body)
+          .as_object();
+  EXPECT_EQ(second.at("entries").as_array().size(), 1u);
+  auto bad = call("GET", "/api/quarantine?limit=lots", kReadToken);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_CONTAINS(bad.body, "limit: \\\"lots\\\" is not a whole number");
+}
+
+TEST_F(AdminApiTest, DeadLettersListAndReplay) {
+  start();
+  auto list = call("GET", "/api/dead-letters", kReadToken);
+  ASSERT_EQ(list.status, 200);
+  EXPECT_EQ(json::parse(list.body).at("entries").as_array().size(), 0u);
+  EXPECT_EQ(call("POST", "/api/dead-letters/42/replay", kOperateToken).status, 404);
+  EXPECT_EQ(call("POST", "/api/dead-letters/abc/replay", kOperateToken).status, 400);
+  EXPECT_EQ(call("POST", "/api/dead-letters/42/replay", kReadToken).status, 403);
+}
+
+TEST_F(AdminApiTest, ReportsAndExplanations) {
+  start();
+  auto report = call("GET", "/api/reports/2025-04", kReadToken);
+  ASSERT_EQ(report.status, 200);
+  const auto r = json::parse(report.body).as_object();
+  EXPECT_EQ(r.at("staff_months").as_array().size(), 1u);
+  EXPECT_EQ(r.at("agency_months").as_array().size(), 2u);
+  auto csv = call("GET", "/api/reports/2025-04?format=csv&agency=000.00.12.H34", kReadToken);
+  ASSERT_EQ(csv.status, 200);
+  EXPECT_EQ(csv.body.rfind("\xEF\xBB\xBFstaff_code,agency_code", 0), 0u) << csv.body;
+  EXPECT_CONTAINS(csv.body, "KH-000123,000.00.12.H34");
+  EXPECT_EQ(call("GET", "/api/reports/2025-13", kReadToken).status, 400);
+  EXPECT_EQ(call("GET", "/api/reports/2025-04?format=xml", kReadToken).status, 400);
+  auto explain = call("GET", "/api/explain?staff=KH-000123&month=2025-04", kReadToken);
+  EXPECT_EQ(explain.status, 200);
+  EXPECT_EQ(explain.body, "explain KH-000123 2025-04\n");
+  EXPECT_EQ(call("GET", "/api/explain?month=2025-04", kReadToken).status, 400);
+  EXPECT_EQ(call("GET", "/api/nothing", kReadToken).status, 404);
+}
+
+TEST_F(AdminApiTest, DashboardDrawsItsChartsFromTheStore) {
+  start();
+  auto page = call("GET", "/?month=2025-04");
+  ASSERT_EQ(page.status, 200);
+  EXPECT_CONTAINS(page.header("Content-Type").value_or(""), "text/html");
+  const std::string& html = page.body;
+  EXPECT_CONTAINS(html, "<svg id=\"quarantine-by-reason\"");
+  EXPECT_CONTAINS(html, "data-label=\"bad_value\" data-value=\"2\"");
+  EXPECT_CONTAINS(html, "data-label=\"unknown_task\" data-value=\"1\"");
+  EXPECT_CONTAINS(html, "<svg id=\"agency-hours\"");
+  EXPECT_CONTAINS(html, "class=\"bar flagged\" data-label=\"000.00.25.H34\" data-value=\"9.1\"");
+  EXPECT_CONTAINS(html, "class=\"threshold\" data-value=\"8.5\"");
+  EXPECT_CONTAINS(html, "data-label=\"good\" data-value=\"10\"");
+  EXPECT_CONTAINS(html, "<ul id=\"not-implemented\"><li>000.00.25.H34</li>");
+  EXPECT_CONTAINS(html, "<svg id=\"records-per-hour\"");
+  EXPECT_EQ(html.find("http://cdn"), std::string::npos);
+  EXPECT_EQ(call("GET", "/?month=April").status, 400);
+}
+
+TEST_F(AdminApiTest, OversizeAndMalformedRequestsAreRefusedAndTheServerGoesOn) {
+  start();
+  auto big = call("POST", "/api/sources/eoffice/pull", kOperateToken, std::string(200 * 1024, 'x'));
+  EXPECT_EQ(big.status, 413);
+
+  namespace asio = boost::asio;
+  asio::io_context io;
+  asio::ip::tcp::socket raw(io);
+  raw.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+  asio::write(raw, asio::buffer(std::string("THIS IS NOT HTTP\r\n\r\n")));
+  std::string answer(256, '\0');
+  boost::system::error_code ec;
+  const auto n = raw.read_some(asio::buffer(answer), ec);
+  answer.resize(n);
+  EXPECT_CONTAINS(answer, "400");
+
+  asio::ip::tcp::socket huge(io);
+  huge.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+  asio::write(huge,
+              asio::buffer("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') +
+                           "\r\n\r\n"),
+              ec);
+  std::string answer2(256, '\0');
+  const auto n2 = huge.read_some(asio::buffer(answer2), ec);
+  answer2.resize(n2);
+  EXPECT_CONTAINS(answer2, "431");
+
+  EXPECT_EQ(call("GET", "/healthz").status, 200);
+}
+
+TEST_F(AdminApiTest, ASlowClientDoesNotBlockOthers) {
+  start();
+  namespace asio = boost::asio;
+  asio::io_context io;
+  std::vector<asio::ip::tcp::socket> slow;
+  for (int i = 0; i < 4; ++i) {  // more slow clients than server threads
+    slow.emplace_back(io);
+    slow.back().connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+    asio::write(slow.back(), asio::buffer(std::string("GET /healthz HTTP/1.1\r\nHo")));
+  }
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(call("GET", "/api/status", kReadToken).status, 200);
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_LT(took, std::chrono::seconds(5)) << "fast clients waited behind slow ones";
+}
+
+}  // namespace
