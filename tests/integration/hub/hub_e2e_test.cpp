@@ -1,23 +1,28 @@
 // End-to-end tests of the `kpihub` binary with real plugins, a real SQLite
 // file and real processes: run --once, a restart after SIGKILL at random
 // moments, refused plugins next to good ones, and clear configuration errors.
+#include <kpihub/net.hpp>
 #include <kpihub/store.hpp>
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <boost/asio.hpp>
 
 #include <boost/json.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
 #include <sstream>
-#include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 
 namespace fs = std::filesystem;
 
@@ -90,23 +95,32 @@ class HubE2E : public ::testing::Test {
   }
 
   // A hub.json with the counting source and the file sink.
-  std::string write_config(const std::string& source_settings, const std::string& sink_settings = "",
-                           const std::string& extra_sources = "") {
+  std::string write_config(const std::string& source_settings,
+                           const std::string& sink_settings = "",
+                           const std::string& extra_sources = "",
+                           const std::string& admin = R"({"enabled": false})") {
     const std::string sink = sink_settings.empty()
                                  ? R"({"file": ")" + (dir_ / "delivered.tsv").string() + R"("})"
                                  : sink_settings;
     std::ofstream out(dir_ / "hub.json");
     out << R"({
   "hub_id": "test-hub",
-  "data_dir": ")" << (dir_ / "var").string() << R"(",
-  "plugin_dir": ")" << (dir_ / "plugins").string() << R"(",
+  "data_dir": ")"
+        << (dir_ / "var").string() << R"(",
+  "plugin_dir": ")"
+        << (dir_ / "plugins").string() << R"(",
   "today": "2025-05-10",
-  "log_level": "warn",
-  "catalog_files": [")" << kConfigDir << R"(/catalog/province.csv"],
-  "staff_file": ")" << kConfigDir << R"(/staff.csv",
-  "units_file": ")" << kConfigDir << R"(/units.csv",
-  "rules_file": ")" << kConfigDir << R"(/rules.json",
-  "holiday_files": [")" << kConfigDir << R"(/holidays/2025.csv"],
+  "log_level": ")" << log_level_ << R"(",
+  "catalog_files": [")"
+        << kConfigDir << R"(/catalog/province.csv"],
+  "staff_file": ")"
+        << kConfigDir << R"(/staff.csv",
+  "units_file": ")"
+        << kConfigDir << R"(/units.csv",
+  "rules_file": ")"
+        << kConfigDir << R"(/rules.json",
+  "holiday_files": [")"
+        << kConfigDir << R"(/holidays/2025.csv"],
   "sources": [
     {"name": "counting", "plugin": "counting-source", "interval_ms": 100, "settings": )"
         << source_settings << "}" << extra_sources << R"(
@@ -115,12 +129,15 @@ class HubE2E : public ::testing::Test {
     {"name": "files", "plugin": "file-sink", "batch_max_items": 50, "settings": )"
         << sink << R"(}
   ],
-  "admin": {"enabled": false}
+  "admin": )"
+        << admin << R"(
 })";
     return (dir_ / "hub.json").string();
   }
 
-  std::unique_ptr<kpihub::Store> open_store() { return kpihub::open_sqlite_store((dir_ / "var/hub.db").string()); }
+  std::unique_ptr<kpihub::Store> open_store() {
+    return kpihub::open_sqlite_store((dir_ / "var/hub.db").string());
+  }
 
   // key -> every payload delivered for it
   std::map<std::string, std::vector<std::string>> delivered() {
@@ -136,13 +153,15 @@ class HubE2E : public ::testing::Test {
   }
 
   fs::path dir_;
+  std::string log_level_ = "warn";
 };
 
 constexpr const char* kStaff = R"(["KH-000123", "KH-000124", "KH-000125"])";
 
 std::string source_settings(int records, int page_size, int delay_ms = 0) {
-  return R"({"records": )" + std::to_string(records) + R"(, "page_size": )" + std::to_string(page_size) +
-         R"(, "page_delay_ms": )" + std::to_string(delay_ms) + R"(, "staff": )" + kStaff + "}";
+  return R"({"records": )" + std::to_string(records) + R"(, "page_size": )" +
+         std::to_string(page_size) + R"(, "page_delay_ms": )" + std::to_string(delay_ms) +
+         R"(, "staff": )" + kStaff + "}";
 }
 
 }  // namespace
@@ -161,7 +180,8 @@ TEST_F(HubE2E, RunOnceStoresScoresAndForwardsEverything) {
   EXPECT_EQ(store->cursor("counting").value_or(""), "350");
   const auto q = store->quarantine("counting", "bad_value", 5, 0);
   ASSERT_FALSE(q.empty());
-  EXPECT_NE(q.front().entry.message.find("declared_minutes: 2000 is outside 0..1440"), std::string::npos)
+  EXPECT_NE(q.front().entry.message.find("declared_minutes: 2000 is outside 0..1440"),
+            std::string::npos)
       << q.front().entry.message;
 
   const auto sent = delivered();
@@ -193,7 +213,8 @@ TEST_F(HubE2E, KilledAtRandomMomentsEndsInTheSameStore) {
   std::mt19937 rng(20251123);
   std::uniform_int_distribution<int> delay(50, 700);
   for (int i = 0; i < 10; ++i) {
-    Proc p = start({"run", "--config", config}, (dir_ / ("kill" + std::to_string(i) + ".txt")).string());
+    Proc p =
+        start({"run", "--config", config}, (dir_ / ("kill" + std::to_string(i) + ".txt")).string());
     std::this_thread::sleep_for(std::chrono::milliseconds(delay(rng)));
     ::kill(p.pid, SIGKILL);
     ASSERT_EQ(wait_exit(p), 128 + SIGKILL);
@@ -241,9 +262,9 @@ TEST_F(HubE2E, SigtermFinishesThePageInHandAndExitsZero) {
 }
 
 TEST_F(HubE2E, PoisonRecordBecomesADeadLetterAndTheRestIsDelivered) {
-  const auto config = write_config(
-      source_settings(60, 20),
-      R"({"file": ")" + (dir_ / "delivered.tsv").string() + R"(", "reject_key": "counting:R-5"})");
+  const auto config =
+      write_config(source_settings(60, 20), R"({"file": ")" + (dir_ / "delivered.tsv").string() +
+                                                R"(", "reject_key": "counting:R-5"})");
   const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
   ASSERT_EQ(r.code, 0) << r.output;
   const auto sent = delivered();
@@ -251,7 +272,8 @@ TEST_F(HubE2E, PoisonRecordBecomesADeadLetterAndTheRestIsDelivered) {
   EXPECT_EQ(sent.count("counting:R-4"), 1u);
   const auto list = run({"dead-letters", "list", "--config", config}, (dir_ / "dl.txt").string());
   EXPECT_EQ(list.code, 0);
-  EXPECT_NE(list.output.find("counting:R-5\tpoison\tthis receiver refuses counting:R-5"), std::string::npos)
+  EXPECT_NE(list.output.find("counting:R-5\tpoison\tthis receiver refuses counting:R-5"),
+            std::string::npos)
       << list.output;
 }
 
@@ -261,14 +283,16 @@ TEST_F(HubE2E, AMisspelledSettingIsRefusedWithItsKeyPathAndTheHubGoesOn) {
     {"name": "typo", "plugin": "counting-source", "settings": {"recordz": 5}})");
   const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
   EXPECT_EQ(r.code, 1) << r.output;  // a problem was reported...
-  EXPECT_NE(r.output.find("sources.typo.settings.recordz: unknown setting"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("sources.typo.settings.recordz: unknown setting"), std::string::npos)
+      << r.output;
   auto store = open_store();
   EXPECT_EQ(store->cursor("counting").value_or(""), "10");  // ...and the good source still ran
 }
 
 TEST_F(HubE2E, CheckConfigNamesTheFileAndKeyOfAnError) {
   std::ofstream(dir_ / "bad.json") << R"({"hub_id": "x", "sourcez": []})";
-  const auto r = run({"check-config", "--config", (dir_ / "bad.json").string()}, (dir_ / "out.txt").string());
+  const auto r =
+      run({"check-config", "--config", (dir_ / "bad.json").string()}, (dir_ / "out.txt").string());
   EXPECT_EQ(r.code, 3) << r.output;
   EXPECT_NE(r.output.find("bad.json"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("sourcez"), std::string::npos) << r.output;
@@ -295,8 +319,8 @@ TEST_F(HubE2E, CorruptDatabaseFileIsAClearStorageError) {
 }
 
 TEST_F(HubE2E, HelpForEveryCommand) {
-  for (const char* cmd : {"run", "check-config", "plugins", "status", "report", "explain", "rescore", "quarantine",
-                          "dead-letters"}) {
+  for (const char* cmd : {"run", "check-config", "plugins", "status", "report", "explain",
+                          "rescore", "quarantine", "dead-letters"}) {
     const auto r = run({cmd, "--help"}, (dir_ / "help.txt").string());
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.output.find("usage: kpihub"), std::string::npos) << cmd << ": " << r.output;
@@ -304,4 +328,162 @@ TEST_F(HubE2E, HelpForEveryCommand) {
   const auto r = run({"frobnicate"}, (dir_ / "help.txt").string());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("unknown command \"frobnicate\""), std::string::npos);
+}
+
+namespace {
+
+// Waits until `done` holds, up to `limit`.
+bool eventually(const std::function<bool()>& done, std::chrono::seconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return done();
+}
+
+std::string extra_counting_source(const std::string& name, int records) {
+  return R"(,
+    {"name": ")" +
+         name + R"(", "plugin": "counting-source", "interval_ms": 100, "settings": )" +
+         source_settings(records, 30, 10) + "}";
+}
+
+uint16_t free_port() {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+std::string sha256_hex(const std::string& text) {
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(text.data(), text.size(), d, &n, EVP_sha256(), nullptr);
+  std::string out;
+  char buf[3];
+  for (unsigned int i = 0; i < n; ++i) {
+    std::snprintf(buf, sizeof buf, "%02x", d[i]);
+    out += buf;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_F(HubE2E, SighupAddsASourceWithoutLosingOrRepeatingRecords) {
+  const int kRecords = 1200;
+  log_level_ = "info";
+  write_config(source_settings(kRecords, 30, 25));
+  Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
+  ASSERT_TRUE(eventually([&] { return std::stoll(open_store()->cursor("counting").value_or("0")) >= 150; },
+                         std::chrono::seconds(20)));
+  // Mid-run: a second source appears in the file, then SIGHUP.
+  write_config(source_settings(kRecords, 30, 25), "", extra_counting_source("counting2", kRecords));
+  ASSERT_EQ(::kill(p.pid, SIGHUP), 0);
+  ASSERT_TRUE(eventually([&] { return slurp(p.out_file).find("configuration reloaded") != std::string::npos; },
+                         std::chrono::seconds(20)));
+  EXPECT_LT(std::stoll(open_store()->cursor("counting").value_or("0")), kRecords)
+      << "the reload should come mid-run";
+  const bool finished = eventually(
+      [&] {
+        auto store = open_store();
+        return store->cursor("counting").value_or("") == std::to_string(kRecords) &&
+               store->cursor("counting2").value_or("") == std::to_string(kRecords) &&
+               store->outbox_depth("files") == 0 && store->dirty_staff_months(1).empty();
+      },
+      std::chrono::seconds(60));
+  ::kill(p.pid, SIGTERM);
+  EXPECT_EQ(wait_exit(p), 0);
+  const std::string log = slurp(p.out_file);
+  ASSERT_TRUE(finished) << log;
+
+  auto store = open_store();
+  const int valid = kRecords - kRecords / 7;  // every 7th counting record is invalid
+  EXPECT_EQ(store->counts().records, 2 * valid);
+  EXPECT_EQ(store->counts().revisions, 2 * valid) << "a record was stored twice";
+  std::size_t first = 0, second = 0;
+  for (const auto& [key, payloads] : delivered()) {
+    if (key.rfind("counting:", 0) == 0) ++first;
+    if (key.rfind("counting2:", 0) == 0) ++second;
+    // A record goes out again when its scoring changes (a higher
+    // scoring.sequence), never twice with the same version and other content.
+    std::map<int64_t, std::string> by_version;
+    for (const auto& payload : payloads) {
+      const auto o = boost::json::parse(payload).as_object();
+      const int64_t version = o.contains("scoring") ? o.at("scoring").at("sequence").as_int64()
+                                                    : o.at("revision").as_int64();
+      auto [it, fresh] = by_version.emplace(version, payload);
+      if (!fresh) {
+        EXPECT_EQ(it->second, payload) << key << " version " << version;
+      }
+    }
+  }
+  EXPECT_EQ(first, static_cast<std::size_t>(valid));
+  EXPECT_EQ(second, static_cast<std::size_t>(valid));
+}
+
+TEST_F(HubE2E, SighupWithABrokenConfigurationKeepsTheRunningOne) {
+  const auto config = write_config(source_settings(100000, 50, 20));
+  Proc p = start({"run", "--config", config}, (dir_ / "out.txt").string());
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::ofstream(config) << "{ this is not json";
+  ASSERT_EQ(::kill(p.pid, SIGHUP), 0);
+  int64_t before = 0;
+  ASSERT_TRUE(eventually(
+      [&] {
+        return slurp(p.out_file).find("reload failed, keeping the running configuration") !=
+               std::string::npos;
+      },
+      std::chrono::seconds(20)))
+      << slurp(p.out_file);
+  before = std::stoll(open_store()->cursor("counting").value_or("0"));
+  // Still pulling with the old configuration.
+  EXPECT_TRUE(eventually(
+      [&] { return std::stoll(open_store()->cursor("counting").value_or("0")) > before; },
+      std::chrono::seconds(20)));
+  ::kill(p.pid, SIGTERM);
+  EXPECT_EQ(wait_exit(p), 0);
+  EXPECT_NE(slurp(p.out_file).find("hub.json:1"), std::string::npos)
+      << "the reload error names file and line";
+}
+
+TEST_F(HubE2E, AdminApiOfARunningHub) {
+  const uint16_t port = free_port();
+  const std::string token = "e2e-operate-token";
+  write_config(source_settings(300, 30, 10), "", "",
+               R"({"listen": "127.0.0.1:)" + std::to_string(port) + R"(", "open_read_pages": true,
+                   "tokens": [{"name": "ops", "sha256": ")" +
+                   sha256_hex(token) + R"(", "role": "operate"}]})");
+  Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
+  kpihub::net::HttpClient http{kpihub::net::ClientOptions{}};
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  const kpihub::net::Headers auth{{"Authorization", "Bearer " + token}};
+  ASSERT_TRUE(eventually(
+      [&] {
+        try {
+          return http.request("GET", base + "/healthz").status == 200;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      std::chrono::seconds(20)))
+      << slurp(p.out_file);
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto r = http.request("GET", base + "/api/sources", auth);
+        return r.status == 200 && r.body.find("\"state\":\"caught_up\"") != std::string::npos;
+      },
+      std::chrono::seconds(30)));
+  const auto sources = boost::json::parse(http.request("GET", base + "/api/sources", auth).body);
+  EXPECT_EQ(sources.as_array().at(0).at("name").as_string(), "counting");
+  EXPECT_EQ(sources.as_array().at(0).at("records").as_int64(), 300);
+  EXPECT_EQ(http.request("POST", base + "/api/sources/counting/pull", auth).status, 202);
+  const auto metrics = http.request("GET", base + "/metrics").body;
+  EXPECT_NE(metrics.find("kpihub_records_pulled_total{source=\"counting\"} 300"), std::string::npos)
+      << metrics;
+  EXPECT_EQ(http.request("GET", base + "/api/status").status, 401);
+  ::kill(p.pid, SIGTERM);
+  EXPECT_EQ(wait_exit(p), 0);
+  const std::string log = slurp(p.out_file);
+  EXPECT_EQ(log.find(token), std::string::npos) << "a token reached the log";
 }
