@@ -7,6 +7,7 @@ PACKAGES=(
   libboost1.81-all-dev libboost-json1.81-dev
   libpoco-dev libxml2-dev libssl-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang
+  chromium fonts-dejavu-core
 )
 
 missing=()

@@ -155,7 +155,11 @@ net::Reply AdminApi::dashboard(const net::Request& request) {
     throw std::invalid_argument("month: \"" + month_text + "\" is not YYYY-MM");
   if (!month) {
     // This month if it has results yet, else the month before.
-    const Date today{static_cast<int32_t>((now / 1000 + offset * 60) / 86400)};
+    // The hub's date: the configured one when set (backfills, tests).
+    Date today{static_cast<int32_t>((now / 1000 + offset * 60) / 86400)};
+    if (config_.today) {
+      if (const auto d = Date::parse(*config_.today)) today = *d;
+    }
     month = Month::of(today);
     if (store_.month_rows(OutboxKind::agency_month, month->str()).empty()) {
       month = Month::of(Date{month->first_day().days - 1});

@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -110,7 +111,8 @@ class HubE2E : public ::testing::Test {
   "plugin_dir": ")"
         << (dir_ / "plugins").string() << R"(",
   "today": "2025-05-10",
-  "log_level": ")" << log_level_ << R"(",
+  "log_level": ")"
+        << log_level_ << R"(",
   "catalog_files": [")"
         << kConfigDir << R"(/catalog/province.csv"],
   "staff_file": ")"
@@ -349,6 +351,17 @@ std::string extra_counting_source(const std::string& name, int records) {
          source_settings(records, 30, 10) + "}";
 }
 
+std::string run_shell(const std::string& command) {
+  std::string out;
+  if (std::FILE* f = ::popen(command.c_str(), "r")) {
+    char buf[4096];
+    std::size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    ::pclose(f);
+  }
+  return out;
+}
+
 uint16_t free_port() {
   boost::asio::io_context io;
   boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
@@ -375,13 +388,15 @@ TEST_F(HubE2E, SighupAddsASourceWithoutLosingOrRepeatingRecords) {
   log_level_ = "info";
   write_config(source_settings(kRecords, 30, 25));
   Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
-  ASSERT_TRUE(eventually([&] { return std::stoll(open_store()->cursor("counting").value_or("0")) >= 150; },
-                         std::chrono::seconds(20)));
+  ASSERT_TRUE(
+      eventually([&] { return std::stoll(open_store()->cursor("counting").value_or("0")) >= 150; },
+                 std::chrono::seconds(20)));
   // Mid-run: a second source appears in the file, then SIGHUP.
   write_config(source_settings(kRecords, 30, 25), "", extra_counting_source("counting2", kRecords));
   ASSERT_EQ(::kill(p.pid, SIGHUP), 0);
-  ASSERT_TRUE(eventually([&] { return slurp(p.out_file).find("configuration reloaded") != std::string::npos; },
-                         std::chrono::seconds(20)));
+  ASSERT_TRUE(eventually(
+      [&] { return slurp(p.out_file).find("configuration reloaded") != std::string::npos; },
+      std::chrono::seconds(20)));
   EXPECT_LT(std::stoll(open_store()->cursor("counting").value_or("0")), kRecords)
       << "the reload should come mid-run";
   const bool finished = eventually(
@@ -486,4 +501,58 @@ TEST_F(HubE2E, AdminApiOfARunningHub) {
   EXPECT_EQ(wait_exit(p), 0);
   const std::string log = slurp(p.out_file);
   EXPECT_EQ(log.find(token), std::string::npos) << "a token reached the log";
+}
+
+// The dashboard as an operator sees it: headless Chromium (Debian's chromium)
+// renders the page of a running hub; the charts must carry the hub's data.
+// The screenshot goes to $KPIHUB_SCREENSHOT_DIR (default: the test's folder);
+// docs/dashboard.png was made this way.
+TEST_F(HubE2E, DashboardRendersInHeadlessChromiumWithData) {
+  const char* chromium = "/usr/bin/chromium";
+  ASSERT_TRUE(fs::exists(chromium)) << "scripts/setup.sh installs Debian's chromium package";
+  const uint16_t port = free_port();
+  write_config(
+      source_settings(700, 50, 0), "", "",
+      R"({"listen": "127.0.0.1:)" + std::to_string(port) + R"(", "open_read_pages": true})");
+  Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto store = open_store();
+        return store->cursor("counting").value_or("") == "700" &&
+               store->dirty_staff_months(1).empty() &&
+               !store->month_rows(kpihub::OutboxKind::agency_month, "2025-04").empty();
+      },
+      std::chrono::seconds(60)))
+      << slurp(p.out_file);
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/";
+  const char* shot_dir = std::getenv("KPIHUB_SCREENSHOT_DIR");
+  const fs::path shot = (shot_dir ? fs::path(shot_dir) : dir_) / "dashboard.png";
+  const std::string flags =
+      " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars"
+      " --user-data-dir=" +
+      (dir_ / "chromium").string();
+  const auto dom = run_shell(chromium + flags + " --dump-dom " + url + " 2>/dev/null");
+  const auto png =
+      run_shell(chromium + flags + " --window-size=1100,1900 --screenshot=" + shot.string() + " " +
+                url + " 2>&1");
+  ::kill(p.pid, SIGTERM);
+  EXPECT_EQ(wait_exit(p), 0);
+
+  // Every chart is there and drawn from data: bars with values above zero.
+  for (const char* chart :
+       {"records-per-hour", "quarantine-by-reason", "agency-hours", "class-distribution"}) {
+    const auto at = dom.find(std::string("<svg id=\"") + chart + "\"");
+    ASSERT_NE(at, std::string::npos) << chart << " missing in:\n" << dom.substr(0, 2000);
+    const auto end = dom.find("</svg>", at);
+    const std::string svg = dom.substr(at, end - at);
+    std::regex positive(R"re(data-value="([1-9][0-9]*(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)")re");
+    EXPECT_TRUE(std::regex_search(svg, positive)) << chart << " has no bar with data:\n"
+                                                  << svg.substr(0, 1000);
+  }
+  EXPECT_NE(dom.find("data-label=\"bad_value\""), std::string::npos)
+      << "the quarantine reasons are labelled";
+  EXPECT_NE(dom.find("class=\"threshold\" data-value=\"8.5\""), std::string::npos)
+      << "high-hours line drawn";
+  ASSERT_TRUE(fs::exists(shot)) << png;
+  EXPECT_GT(fs::file_size(shot), 20000u) << "a blank page would be smaller";
 }
