@@ -4,6 +4,31 @@
 
 namespace kpihub {
 
+namespace {
+constexpr double kBuckets[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+constexpr std::size_t kBucketCount = sizeof kBuckets / sizeof kBuckets[0];
+
+std::string number(double v) {
+  char num[64];
+  std::snprintf(num, sizeof num, "%.17g", v);
+  return num;
+}
+}  // namespace
+
+void Metrics::observe(std::string_view name, std::string_view labels, double seconds) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto& h = histograms_[{std::string(name), std::string(labels)}];
+  if (h.buckets.empty()) h.buckets.assign(kBucketCount, 0);
+  for (std::size_t i = 0; i < kBucketCount; ++i) {
+    if (seconds <= kBuckets[i]) {
+      ++h.buckets[i];
+      break;
+    }
+  }
+  h.sum += seconds;
+  ++h.count;
+}
+
 void Metrics::add(std::string_view name, std::string_view labels, double delta) {
   std::lock_guard<std::mutex> lock(mutex_);
   values_[{std::string(name), std::string(labels)}] += delta;
@@ -38,6 +63,25 @@ std::string Metrics::prometheus_text() const {
     out += " ";
     out += num;
     out += "\n";
+  }
+  last_name.clear();
+  for (const auto& [key, h] : histograms_) {
+    const auto& [name, labels] = key;
+    if (name != last_name) {
+      out += "# TYPE " + name + " histogram\n";
+      last_name = name;
+    }
+    const std::string sep = labels.empty() ? "" : ",";
+    uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < kBucketCount; ++i) {
+      cumulative += h.buckets[i];
+      out += name + "_bucket{" + labels + sep + "le=\"" + number(kBuckets[i]) + "\"} " +
+             std::to_string(cumulative) + "\n";
+    }
+    out += name + "_bucket{" + labels + sep + "le=\"+Inf\"} " + std::to_string(h.count) + "\n";
+    const std::string braces = labels.empty() ? "" : "{" + labels + "}";
+    out += name + "_sum" + braces + " " + number(h.sum) + "\n";
+    out += name + "_count" + braces + " " + std::to_string(h.count) + "\n";
   }
   return out;
 }

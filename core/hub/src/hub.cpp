@@ -169,8 +169,16 @@ bool Hub::sync_staff(SourceRuntime& s) {
 bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
   const int64_t now = clock_.now_unix_ms();
   ingestor_->set_today(hub_today(config_, clock_, reference_.rules));
+  const auto pull_started = std::chrono::steady_clock::now();
   kpihub_page page = s.instance->pull(s.cursor);
+  const auto pulled = std::chrono::steady_clock::now();
   IngestResult r = ingestor_->ingest(s.config.name, page, now);
+  const std::string stage_source = "source=\"" + s.config.name + "\",stage=";
+  metrics_.observe("kpihub_stage_seconds", stage_source + "\"pull\"",
+                   std::chrono::duration<double>(pulled - pull_started).count());
+  metrics_.observe(
+      "kpihub_stage_seconds", stage_source + "\"store\"",
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - pulled).count());
   if (page.next_cursor.data) s.cursor = std::string(page.next_cursor.data, page.next_cursor.size);
   s.failures = 0;
   summary.pages++;
@@ -319,7 +327,14 @@ void Hub::run(const std::atomic<bool>& stop) {
     while (!stop.load()) {
       try {
         scorer_->refresh_time_dependent();
+        const auto started = std::chrono::steady_clock::now();
         auto r = scorer_->score_pending();
+        if (r.staff_months > 0) {
+          metrics_.observe(
+              "kpihub_stage_seconds", "stage=\"score\"",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+          metrics_.add("kpihub_staff_months_scored_total", "", static_cast<double>(r.staff_months));
+        }
         if (r.staff_months == 0) nap(stop, 200);
       } catch (const std::exception& e) {
         logger_.error("scorer", e.what());
@@ -331,7 +346,13 @@ void Hub::run(const std::atomic<bool>& stop) {
     threads.emplace_back([&, sink = s.get()] {
       while (!stop.load()) {
         try {
+          const auto started = std::chrono::steady_clock::now();
           const ForwardStep step = sink->forwarder->step();
+          if (step == ForwardStep::delivered) {
+            metrics_.observe(
+                "kpihub_stage_seconds", "sink=\"" + sink->config.name + "\",stage=\"forward\"",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+          }
           if (step == ForwardStep::idle) nap(stop, 200);
           if (step == ForwardStep::deferred) {
             nap(stop,

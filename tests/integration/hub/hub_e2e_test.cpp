@@ -362,6 +362,17 @@ std::string run_shell(const std::string& command) {
   return out;
 }
 
+// Kills a hub left running when an assertion ends the test early.
+struct KillOnExit {
+  const Proc& p;
+  ~KillOnExit() {
+    if (::kill(p.pid, 0) == 0 && ::waitpid(p.pid, nullptr, WNOHANG) == 0) {
+      ::kill(p.pid, SIGKILL);
+      ::waitpid(p.pid, nullptr, 0);
+    }
+  }
+};
+
 uint16_t free_port() {
   boost::asio::io_context io;
   boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
@@ -388,6 +399,7 @@ TEST_F(HubE2E, SighupAddsASourceWithoutLosingOrRepeatingRecords) {
   log_level_ = "info";
   write_config(source_settings(kRecords, 30, 25));
   Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
+  KillOnExit guard{p};
   ASSERT_TRUE(
       eventually([&] { return std::stoll(open_store()->cursor("counting").value_or("0")) >= 150; },
                  std::chrono::seconds(20)));
@@ -440,6 +452,7 @@ TEST_F(HubE2E, SighupAddsASourceWithoutLosingOrRepeatingRecords) {
 TEST_F(HubE2E, SighupWithABrokenConfigurationKeepsTheRunningOne) {
   const auto config = write_config(source_settings(100000, 50, 20));
   Proc p = start({"run", "--config", config}, (dir_ / "out.txt").string());
+  KillOnExit guard{p};
   std::this_thread::sleep_for(std::chrono::milliseconds(400));
   std::ofstream(config) << "{ this is not json";
   ASSERT_EQ(::kill(p.pid, SIGHUP), 0);
@@ -470,6 +483,7 @@ TEST_F(HubE2E, AdminApiOfARunningHub) {
                    "tokens": [{"name": "ops", "sha256": ")" +
                    sha256_hex(token) + R"(", "role": "operate"}]})");
   Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
+  KillOnExit guard{p};
   kpihub::net::HttpClient http{kpihub::net::ClientOptions{}};
   const std::string base = "http://127.0.0.1:" + std::to_string(port);
   const kpihub::net::Headers auth{{"Authorization", "Bearer " + token}};
@@ -493,9 +507,21 @@ TEST_F(HubE2E, AdminApiOfARunningHub) {
   EXPECT_EQ(sources.as_array().at(0).at("name").as_string(), "counting");
   EXPECT_EQ(sources.as_array().at(0).at("records").as_int64(), 300);
   EXPECT_EQ(http.request("POST", base + "/api/sources/counting/pull", auth).status, 202);
-  const auto metrics = http.request("GET", base + "/metrics").body;
+  std::string metrics;
+  EXPECT_TRUE(eventually(
+      [&] {
+        metrics = http.request("GET", base + "/metrics").body;
+        return metrics.find("kpihub_stage_seconds_bucket{stage=\"score\",le=\"+Inf\"}") !=
+               std::string::npos;
+      },
+      std::chrono::seconds(20)))
+      << "the scorer's latency histogram:\n"
+      << metrics;
   EXPECT_NE(metrics.find("kpihub_records_pulled_total{source=\"counting\"} 300"), std::string::npos)
       << metrics;
+  EXPECT_NE(metrics.find("# TYPE kpihub_stage_seconds histogram"), std::string::npos);
+  EXPECT_NE(metrics.find("kpihub_stage_seconds_count{source=\"counting\",stage=\"store\"}"),
+            std::string::npos);
   EXPECT_EQ(http.request("GET", base + "/api/status").status, 401);
   ::kill(p.pid, SIGTERM);
   EXPECT_EQ(wait_exit(p), 0);
@@ -515,6 +541,7 @@ TEST_F(HubE2E, DashboardRendersInHeadlessChromiumWithData) {
       source_settings(700, 50, 0), "", "",
       R"({"listen": "127.0.0.1:)" + std::to_string(port) + R"(", "open_read_pages": true})");
   Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
+  KillOnExit guard{p};
   ASSERT_TRUE(eventually(
       [&] {
         auto store = open_store();
