@@ -344,7 +344,8 @@ class PipelineE2E : public ::testing::Test {
   "plugin_dir": ")"
         << (dir_ / "plugins").string() << R"(",
   "today": "2025-05-10",
-  "log_level": "warn",
+  "log_level": ")"
+        << log_level_ << R"(",
   "catalog_files": [")"
         << kConfigDir << R"(/catalog/province.csv"],
   "staff_file": ")"
@@ -398,6 +399,18 @@ class PipelineE2E : public ::testing::Test {
   std::unique_ptr<kpihub::Store> open_store() {
     return kpihub::open_sqlite_store((dir_ / "var/hub.db").string());
   }
+
+  // Every log the hub and the simulators wrote in this test.
+  std::string all_logs() {
+    std::string out;
+    for (const auto& e : fs::directory_iterator(dir_)) {
+      const auto ext = e.path().extension();
+      if (ext == ".txt" || ext == ".log") out += slurp(e.path());
+    }
+    return out;
+  }
+
+  std::string log_level_ = "warn";
 
   // The store holds exactly what E-Office served, and the receiver exactly
   // the hub's scored records and monthly summaries. `poison`: a record id the
@@ -580,6 +593,7 @@ TEST_F(PipelineE2E, FaultsOnBothSidesEndInTheSameState) {
   start_simulators(o);
   // Few, large batches: each failed attempt backs off exponentially (1 s, 2 s,
   // 4 s ...), and a batch goes through only when every request of it does.
+  log_level_ = "debug";  // the most the hub ever writes, for the secrets check below
   const auto config = write_config("", 200, 1000, R"(, "max_attempts": 10)");
   // One run --once normally finishes; if it gives up on a page or a batch
   // after its retries, the next run goes on from the stored cursor/outbox.
@@ -588,6 +602,13 @@ TEST_F(PipelineE2E, FaultsOnBothSidesEndInTheSameState) {
   expect_final_state(false, ReadBack::sample);
   ReceiverReader receiver(receiver_.url, "pipeline-province-secret", false);
   EXPECT_GT(receiver.get_json("/api/v1/kpi/stats").at("faults_injected").to_number<int64_t>(), 0);
+
+  // Token renewals, 401s and retries all happened: no secret reached a log.
+  const std::string logs = all_logs();
+  EXPECT_NE(logs.find("\"level\":\"debug\""), std::string::npos) << "the hub logged at debug level";
+  for (const char* secret : {"pipeline-eoffice-secret", "pipeline-province-secret"}) {
+    EXPECT_EQ(logs.find(secret), std::string::npos) << "secret " << secret << " is in a log";
+  }
 }
 
 TEST_F(PipelineE2E, KilledAtTenRandomMomentsEndsInTheSameState) {
