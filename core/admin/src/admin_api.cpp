@@ -224,6 +224,24 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
     if (rows.size() == limit) page["next_after"] = rows.back().id;
     return json_reply(200, page);
   }
+  if (method == "POST" && what == "quarantine" && parts.size() == 3 && parts[2] == "replay") {
+    const int64_t id = query_int(request, "id", 0, INT64_MAX);
+    const std::string source = query(request, "source");
+    const std::string reason = query(request, "reason");
+    const ReplayResult r = hub_.replay_quarantine(source, reason, id);
+    const std::string what_text =
+        id > 0 ? "id " + std::to_string(id) : "source \"" + source + "\" reason \"" + reason + "\"";
+    store_.audit(auth.subject, "replay quarantine", what_text);
+    logger_.info("admin", auth.subject + " replayed quarantine (" + what_text +
+                              "): " + std::to_string(r.replayed) + " stored, " +
+                              std::to_string(r.still_failing) + " still failing");
+    json::array problems;
+    for (const auto& p : r.problems) problems.push_back(json::string(p));
+    return json_reply(200, json::object{{"replayed", r.replayed},
+                                        {"still_failing", r.still_failing},
+                                        {"not_replayable", r.not_replayable},
+                                        {"problems", problems}});
+  }
   if (what == "dead-letters") {
     if (method == "GET" && parts.size() == 2) {
       const auto limit = static_cast<std::size_t>(query_int(request, "limit", 50, 1000));

@@ -419,19 +419,46 @@ int cmd_rescore(const std::vector<std::string>& args) {
 }
 
 int cmd_quarantine(const std::vector<std::string>& args) {
-  po::options_description desc("quarantine: items that failed validation, with their reasons");
+  po::options_description desc(
+      "quarantine: items that failed validation, with their reasons; replay them after a fix "
+      "of the catalog or the staff directory");
   add_config_option(desc);
-  desc.add_options()("source", po::value<std::string>()->default_value(""), "only this source")(
+  desc.add_options()("action", po::value<std::string>()->default_value("list"), "list or replay")(
+      "source", po::value<std::string>()->default_value(""), "only this source")(
       "reason", po::value<std::string>()->default_value(""), "only this reason code")(
-      "limit", po::value<std::size_t>()->default_value(50), "at most this many")(
-      "after", po::value<int64_t>()->default_value(0), "entries after this id (paging)");
+      "id", po::value<int64_t>()->default_value(0), "replay: only this entry")(
+      "limit", po::value<std::size_t>()->default_value(50), "list: at most this many")(
+      "after", po::value<int64_t>()->default_value(0), "list: entries after this id (paging)");
+  po::positional_options_description pos;
+  pos.add("action", 1);
   po::variables_map vm;
   if (!parse(args, desc, vm,
-             "kpihub quarantine [--source S] [--reason R] [--limit N] [--after ID]")) {
+             "kpihub quarantine [list] [--source S] [--reason R] [--limit N] [--after ID]\n"
+             "       kpihub quarantine replay [--id ID | --source S --reason R]",
+             &pos)) {
     return kExitOk;
   }
+  const std::string action = vm["action"].as<std::string>();
   const HubConfig config = load_config(vm);
   auto store = open_store(config);
+  if (action == "replay") {
+    const ReferenceData ref = load_reference(config);
+    SystemClock clock;
+    Ingestor ingestor(*store, ref, hub_today(config, clock, ref.rules));
+    const ReplayResult r = replay_quarantine(*store, ingestor, vm["source"].as<std::string>(),
+                                             vm["reason"].as<std::string>(), vm["id"].as<int64_t>(),
+                                             clock.now_unix_ms());
+    for (const auto& p : r.problems) std::cout << p << "\n";
+    std::cout << r.replayed << " stored, " << r.still_failing << " still failing, "
+              << r.not_replayable
+              << " not replayable here (the adapter gave no record: fix them at the source)\n";
+    store->audit("cli", "replay quarantine",
+                 "id " + std::to_string(vm["id"].as<int64_t>()) + " source \"" +
+                     vm["source"].as<std::string>() + "\" reason \"" +
+                     vm["reason"].as<std::string>() + "\"");
+    return kExitOk;
+  }
+  if (action != "list") throw Usage("quarantine: \"" + action + "\" is not list or replay");
   const auto rows =
       store->quarantine(vm["source"].as<std::string>(), vm["reason"].as<std::string>(),
                         vm["limit"].as<std::size_t>(), vm["after"].as<int64_t>());
@@ -516,7 +543,7 @@ const Command kCommands[] = {
     {"report", "monthly results (table, json, csv)", cmd_report},
     {"explain", "how a staff member's monthly score was computed", cmd_explain},
     {"rescore", "recompute a month under the current rules", cmd_rescore},
-    {"quarantine", "list items that failed validation", cmd_quarantine},
+    {"quarantine", "list items that failed validation, or replay them after a fix", cmd_quarantine},
     {"dead-letters", "list or replay items a receiver refused", cmd_dead_letters},
 };
 

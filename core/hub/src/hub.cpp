@@ -394,6 +394,13 @@ std::vector<PluginStatus> Hub::plugin_status() const {
   return plugins_;
 }
 
+ReplayResult Hub::replay_quarantine(const std::string& source, const std::string& reason,
+                                    int64_t id) {
+  if (!ingestor_) return {};
+  ingestor_->set_today(hub_today(config_, clock_, reference_.rules));
+  return kpihub::replay_quarantine(store_, *ingestor_, source, reason, id, clock_.now_unix_ms());
+}
+
 std::string Hub::explain(const std::string& staff_code, const Month& month) {
   std::lock_guard lock(explain_mutex_);
   if (!explainer_) return "the hub has not started\n";

@@ -2,6 +2,7 @@
 #include <kpihub/validate.hpp>
 
 #include <chrono>
+#include <map>
 
 namespace kpihub {
 
@@ -32,10 +33,11 @@ QuarantineEntry quarantine_for(const WorkRecord& r, const kpihub_record& raw, Re
   q.reason = reason;
   q.field = std::move(field);
   q.message = std::move(message);
+  q.fields = record_fields_json(raw);
   q.payload =
       raw.raw.data && raw.raw.size && valid_utf8(std::string_view(raw.raw.data, raw.raw.size))
           ? std::string(raw.raw.data, raw.raw.size)
-          : record_fields_json(raw);
+          : q.fields;
   q.location =
       raw.location.data ? std::string(raw.location.data, raw.location.size) : std::string();
   return q;
@@ -139,6 +141,69 @@ IngestResult Ingestor::ingest(const std::string& source, const kpihub_page& page
     result.quarantined_by_reason[std::string(to_string(q.reason))]++;
   result.commit = store_.commit_page(commit);
   return result;
+}
+
+ReplayResult Ingestor::replay(const std::vector<QuarantineRow>& rows, int64_t now_ms) {
+  ReplayResult result;
+  std::map<std::string, PageCommit> by_source;
+  {
+    const auto lock = read_lock(directory_lock_);
+    for (const auto& row : rows) {
+      const auto fields =
+          row.entry.fields.empty() ? nullptr : RecordFields::parse(row.entry.fields);
+      if (!fields) {
+        ++result.not_replayable;
+        continue;
+      }
+      const std::string& source = row.entry.source_system;
+      const ValidationContext ctx{source, today(), reference_.rules.retention_days};
+      Normalized n = normalize(fields->view(), ctx);
+      std::optional<QuarantineEntry> failed;
+      if (auto* q = std::get_if<QuarantineEntry>(&n)) {
+        failed = std::move(*q);
+      } else if (auto q = resolve(std::get<WorkRecord>(n), fields->view())) {
+        failed = std::move(q);
+      }
+      if (failed) {
+        ++result.still_failing;
+        result.problems.push_back("quarantine " + std::to_string(row.id) + " (" +
+                                  row.entry.record_id + "): still " +
+                                  std::string(to_string(failed->reason)) + ": " + failed->message);
+        continue;
+      }
+      PageCommit& commit = by_source[source];
+      commit.source = source;
+      commit.received_at_unix_ms = now_ms;
+      commit.records.push_back(std::move(std::get<WorkRecord>(n)));
+      commit.resolved_quarantine_ids.push_back(row.id);
+    }
+  }
+  for (auto& [source, commit] : by_source) {
+    store_.commit_page(commit);
+    result.replayed += commit.resolved_quarantine_ids.size();
+  }
+  return result;
+}
+
+ReplayResult replay_quarantine(Store& store, Ingestor& ingestor, const std::string& source,
+                               const std::string& reason, int64_t id, int64_t now_ms) {
+  ReplayResult total;
+  int64_t after = id > 0 ? id - 1 : 0;
+  while (true) {
+    auto rows = store.quarantine(source, reason, 500, after);
+    if (id > 0) {
+      std::erase_if(rows, [&](const QuarantineRow& r) { return r.id != id; });
+    }
+    if (rows.empty()) break;
+    after = rows.back().id;
+    const ReplayResult r = ingestor.replay(rows, now_ms);
+    total.replayed += r.replayed;
+    total.still_failing += r.still_failing;
+    total.not_replayable += r.not_replayable;
+    total.problems.insert(total.problems.end(), r.problems.begin(), r.problems.end());
+    if (id > 0) break;
+  }
+  return total;
 }
 
 }  // namespace kpihub

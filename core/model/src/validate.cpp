@@ -8,8 +8,12 @@
 namespace kpihub {
 namespace {
 
-std::string_view view(kpihub_str s) { return s.data ? std::string_view(s.data, s.size) : std::string_view(); }
-bool present(kpihub_str s) { return s.data != nullptr && s.size > 0; }
+std::string_view view(kpihub_str s) {
+  return s.data ? std::string_view(s.data, s.size) : std::string_view();
+}
+bool present(kpihub_str s) {
+  return s.data != nullptr && s.size > 0;
+}
 
 // Thrown inside normalize() and turned into a quarantine entry; never escapes.
 struct Invalid {
@@ -33,7 +37,8 @@ std::string quoted(std::string_view v) {
 }
 
 std::string_view required(kpihub_str s, const char* field) {
-  if (!present(s)) throw Invalid{Reason::missing_field, field, std::string(field) + " is missing or empty"};
+  if (!present(s))
+    throw Invalid{Reason::missing_field, field, std::string(field) + " is missing or empty"};
   return view(s);
 }
 
@@ -45,10 +50,12 @@ int64_t parse_int(std::string_view text, const char* field) {
   // "150.0" is an integer written as a JSON number with a fraction part.
   double d = 0;
   auto [p2, ec2] = std::from_chars(text.data(), end, d);
-  if (ec2 == std::errc() && p2 == end && std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) {
+  if (ec2 == std::errc() && p2 == end && std::isfinite(d) && d == std::floor(d) &&
+      std::fabs(d) < 9e15) {
     return static_cast<int64_t>(d);
   }
-  throw Invalid{Reason::bad_value, field, std::string(field) + ": " + quoted(text) + " is not a whole number"};
+  throw Invalid{Reason::bad_value, field,
+                std::string(field) + ": " + quoted(text) + " is not a whole number"};
 }
 
 double parse_number(std::string_view text, const char* field) {
@@ -56,10 +63,12 @@ double parse_number(std::string_view text, const char* field) {
   const auto* end = text.data() + text.size();
   auto [p, ec] = std::from_chars(text.data(), end, d);
   if (ec != std::errc() || p != end) {
-    throw Invalid{Reason::bad_value, field, std::string(field) + ": " + quoted(text) + " is not a number"};
+    throw Invalid{Reason::bad_value, field,
+                  std::string(field) + ": " + quoted(text) + " is not a number"};
   }
   if (!std::isfinite(d)) {
-    throw Invalid{Reason::bad_value, field, std::string(field) + ": " + quoted(text) + " is not finite"};
+    throw Invalid{Reason::bad_value, field,
+                  std::string(field) + ": " + quoted(text) + " is not finite"};
   }
   return d;
 }
@@ -92,17 +101,26 @@ void check_encoding(kpihub_str s, const char* field) {
 
 WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
   // Encoding first: every other message quotes values and must stay valid UTF-8.
-  const std::pair<kpihub_str, const char*> texts[] = {
-      {in.source_id, "source_id"},         {in.revision, "revision"},
-      {in.retracted, "retracted"},         {in.staff_code, "staff_code"},
-      {in.source_staff_id, "source_staff_id"}, {in.agency_code, "agency_code"},
-      {in.task_code, "task_code"},         {in.work_date, "work_date"},
-      {in.declared_minutes, "declared_minutes"}, {in.quantity, "quantity"},
-      {in.product_unit, "product_unit"},   {in.title, "title"},
-      {in.evidence_ref, "evidence_ref"},   {in.deadline, "deadline"},
-      {in.completed_at, "completed_at"},   {in.approval_status, "approval.status"},
-      {in.approval_rating, "approval.rating"}, {in.approval_by, "approval.by"},
-      {in.approval_at, "approval.at"},     {in.changed_at, "changed_at"}};
+  const std::pair<kpihub_str, const char*> texts[] = {{in.source_id, "source_id"},
+                                                      {in.revision, "revision"},
+                                                      {in.retracted, "retracted"},
+                                                      {in.staff_code, "staff_code"},
+                                                      {in.source_staff_id, "source_staff_id"},
+                                                      {in.agency_code, "agency_code"},
+                                                      {in.task_code, "task_code"},
+                                                      {in.work_date, "work_date"},
+                                                      {in.declared_minutes, "declared_minutes"},
+                                                      {in.quantity, "quantity"},
+                                                      {in.product_unit, "product_unit"},
+                                                      {in.title, "title"},
+                                                      {in.evidence_ref, "evidence_ref"},
+                                                      {in.deadline, "deadline"},
+                                                      {in.completed_at, "completed_at"},
+                                                      {in.approval_status, "approval.status"},
+                                                      {in.approval_rating, "approval.rating"},
+                                                      {in.approval_by, "approval.by"},
+                                                      {in.approval_at, "approval.at"},
+                                                      {in.changed_at, "changed_at"}};
   for (const auto& [s, name] : texts) check_encoding(s, name);
   for (std::size_t i = 0; i < in.attribute_count; ++i) {
     check_encoding(in.attributes[i].key, "attributes");
@@ -115,7 +133,8 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
   r.record_id = r.source_system + ":" + r.source_id;
   r.revision = parse_int(required(in.revision, "revision"), "revision");
   if (r.revision < 0) {
-    throw Invalid{Reason::bad_value, "revision", "revision: " + std::to_string(r.revision) + " is negative"};
+    throw Invalid{Reason::bad_value, "revision",
+                  "revision: " + std::to_string(r.revision) + " is negative"};
   }
   if (present(in.retracted)) {
     const auto v = view(in.retracted);
@@ -124,7 +143,8 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
     } else if (v == "false" || v == "0") {
       r.retracted = false;
     } else {
-      throw Invalid{Reason::bad_value, "retracted", "retracted: " + quoted(v) + " is not true or false"};
+      throw Invalid{Reason::bad_value, "retracted",
+                    "retracted: " + quoted(v) + " is not true or false"};
     }
   }
   r.staff_code = std::string(view(in.staff_code));
@@ -137,7 +157,8 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
   r.task_code = std::string(required(in.task_code, "task_code"));
   r.work_date = parse_date(required(in.work_date, "work_date"), "work_date");
 
-  const int64_t minutes = parse_int(required(in.declared_minutes, "declared_minutes"), "declared_minutes");
+  const int64_t minutes =
+      parse_int(required(in.declared_minutes, "declared_minutes"), "declared_minutes");
   if (minutes < 0 || minutes > 1440) {
     throw Invalid{Reason::bad_value, "declared_minutes",
                   "declared_minutes: " + std::to_string(minutes) + " is outside 0..1440"};
@@ -145,7 +166,8 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
   r.declared_minutes = static_cast<int32_t>(minutes);
   r.quantity = parse_number(required(in.quantity, "quantity"), "quantity");
   if (r.quantity < 0) {
-    throw Invalid{Reason::bad_value, "quantity", "quantity: " + quoted(view(in.quantity)) + " is negative"};
+    throw Invalid{Reason::bad_value, "quantity",
+                  "quantity: " + quoted(view(in.quantity)) + " is negative"};
   }
   r.product_unit = std::string(view(in.product_unit));
   r.title = std::string(view(in.title));
@@ -160,7 +182,8 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
       d.at = at;
     } else {
       throw Invalid{Reason::bad_value, "deadline",
-                    "deadline: " + quoted(text) + " is neither a date (YYYY-MM-DD) nor an RFC 3339 timestamp"};
+                    "deadline: " + quoted(text) +
+                        " is neither a date (YYYY-MM-DD) nor an RFC 3339 timestamp"};
     }
     r.deadline = d;
   }
@@ -192,7 +215,8 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
   }
   r.attributes.reserve(in.attribute_count);
   for (std::size_t i = 0; i < in.attribute_count; ++i) {
-    r.attributes.emplace_back(std::string(view(in.attributes[i].key)), std::string(view(in.attributes[i].value)));
+    r.attributes.emplace_back(std::string(view(in.attributes[i].key)),
+                              std::string(view(in.attributes[i].value)));
   }
 
   if (r.work_date > ctx.today) {
@@ -201,8 +225,9 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
   }
   if (r.work_date.days < ctx.today.days - ctx.retention_days) {
     throw Invalid{Reason::too_old, "work_date",
-                  "work_date: " + r.work_date.str() + " is more than " + std::to_string(ctx.retention_days) +
-                      " days before today (" + ctx.today.str() + "); widen retention_days to backfill"};
+                  "work_date: " + r.work_date.str() + " is more than " +
+                      std::to_string(ctx.retention_days) + " days before today (" +
+                      ctx.today.str() + "); widen retention_days to backfill"};
   }
   return r;
 }
@@ -237,8 +262,8 @@ bool valid_utf8(std::string_view s) {
       if ((p[i] & 0xC0) != 0x80) return false;
       cp = (cp << 6) | (p[i] & 0x3F);
     }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
       return false;
     }
     p += n + 1;
@@ -305,13 +330,15 @@ Normalized normalize(const kpihub_record& in, const ValidationContext& ctx) {
     q.reason = e.reason;
     q.field = e.field;
     q.message = e.message;
-    q.payload = present(in.raw) && valid_utf8(view(in.raw)) ? std::string(view(in.raw)) : record_fields_json(in);
+    q.fields = record_fields_json(in);
+    q.payload = present(in.raw) && valid_utf8(view(in.raw)) ? std::string(view(in.raw)) : q.fields;
     q.location = std::string(view(in.location));
     return q;
   }
 }
 
-QuarantineEntry quarantine_from_rejected(const kpihub_rejected_item& in, const std::string& source_system) {
+QuarantineEntry quarantine_from_rejected(const kpihub_rejected_item& in,
+                                         const std::string& source_system) {
   QuarantineEntry q;
   q.source_system = source_system;
   if (in.source_id.data && valid_utf8(view(in.source_id))) {
@@ -328,10 +355,54 @@ QuarantineEntry quarantine_from_rejected(const kpihub_rejected_item& in, const s
   if (valid_utf8(raw)) {
     q.payload = std::string(raw);
   } else {
-    q.payload = "(original item is not valid UTF-8; " + std::to_string(raw.size()) + " bytes not kept as text)";
+    q.payload = "(original item is not valid UTF-8; " + std::to_string(raw.size()) +
+                " bytes not kept as text)";
   }
   q.location = std::string(view(in.location));
   return q;
+}
+
+}  // namespace kpihub
+
+namespace kpihub {
+
+std::unique_ptr<RecordFields> RecordFields::parse(std::string_view json) {
+  boost::system::error_code ec;
+  const auto v = boost::json::parse(json, ec);
+  if (ec || !v.is_object()) return nullptr;
+  auto out = std::unique_ptr<RecordFields>(new RecordFields());
+  for (const auto& kv : v.as_object()) {
+    if (!kv.value().is_string()) return nullptr;
+    out->values_.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
+  }
+  auto field = [&](const char* key) -> kpihub_str {
+    auto it = out->values_.find(key);
+    if (it == out->values_.end()) return {nullptr, 0};
+    return {it->second.data(), it->second.size()};
+  };
+  kpihub_record& r = out->record_;
+  r.struct_size = sizeof r;
+  r.source_id = field("source_id");
+  r.revision = field("revision");
+  r.retracted = field("retracted");
+  r.staff_code = field("staff_code");
+  r.source_staff_id = field("source_staff_id");
+  r.agency_code = field("agency_code");
+  r.task_code = field("task_code");
+  r.work_date = field("work_date");
+  r.declared_minutes = field("declared_minutes");
+  r.quantity = field("quantity");
+  r.product_unit = field("product_unit");
+  r.title = field("title");
+  r.evidence_ref = field("evidence_ref");
+  r.deadline = field("deadline");
+  r.completed_at = field("completed_at");
+  r.approval_status = field("approval.status");
+  r.approval_rating = field("approval.rating");
+  r.approval_by = field("approval.by");
+  r.approval_at = field("approval.at");
+  r.changed_at = field("changed_at");
+  return out;
 }
 
 }  // namespace kpihub

@@ -173,9 +173,14 @@ void migration_1(Poco::Data::Session& s) {
       now;
 }
 
+// Quarantine keeps the record's text fields, so it can be replayed after a fix.
+void migration_2(Poco::Data::Session& s) {
+  s << "ALTER TABLE quarantine ADD COLUMN fields TEXT NOT NULL DEFAULT ''", now;
+}
+
 // Append new migrations here; never edit a released one.
 const std::vector<std::function<void(Poco::Data::Session&)>>& migrations() {
-  static const std::vector<std::function<void(Poco::Data::Session&)>> all{migration_1};
+  static const std::vector<std::function<void(Poco::Data::Session&)>> all{migration_1, migration_2};
   return all;
 }
 

@@ -182,6 +182,13 @@ class SqliteStore final : public Store {
 
       if (!page.quarantined.empty()) insert_quarantine(page, at);
       result.quarantined = page.quarantined.size();
+      for (int64_t id : page.resolved_quarantine_ids) {
+        int64_t qid = id;
+        session_ << "UPDATE cursors SET quarantined = MAX(0, quarantined - 1) "
+                    "WHERE source = (SELECT source FROM quarantine WHERE id = ?)",
+            use(qid), now;
+        session_ << "DELETE FROM quarantine WHERE id = ?", use(qid), now;
+      }
 
       if (!dirty.empty()) {
         sqlite3_stmt* mark =
@@ -584,15 +591,15 @@ class SqliteStore final : public Store {
       int64_t n = static_cast<int64_t>(max_rows);
       std::vector<int64_t> id, created;
       std::vector<std::string> system, source_id, record_id, reasons, field, message, payload,
-          location;
+          location, fields;
       // An empty filter matches everything; source matches the instance or the source system.
       session_ << "SELECT id, source_system, source_id, record_id, reason, field, message, "
-                  "payload, location, created_at FROM quarantine "
+                  "payload, location, created_at, fields FROM quarantine "
                   "WHERE id > ? AND (? = '' OR source = ? OR source_system = ?) "
                   "AND (? = '' OR reason = ?) ORDER BY id LIMIT ?",
           use(after), use(src), use(src), use(src), use(why), use(why), use(n), into(id),
           into(system), into(source_id), into(record_id), into(reasons), into(field), into(message),
-          into(payload), into(location), into(created), now;
+          into(payload), into(location), into(created), into(fields), now;
       std::vector<QuarantineRow> out(id.size());
       for (std::size_t i = 0; i < id.size(); ++i) {
         auto parsed = parse_reason(reasons[i]);
@@ -602,8 +609,8 @@ class SqliteStore final : public Store {
         }
         out[i].id = id[i];
         out[i].created_at_unix_ms = created[i];
-        out[i].entry = QuarantineEntry{system[i], source_id[i], record_id[i], *parsed,
-                                       field[i],  message[i],   payload[i],   location[i]};
+        out[i].entry = QuarantineEntry{system[i],  source_id[i], record_id[i], *parsed,  field[i],
+                                       message[i], payload[i],   location[i],  fields[i]};
       }
       return out;
     });
@@ -864,7 +871,7 @@ class SqliteStore final : public Store {
 
   void insert_quarantine(const PageCommit& page, int64_t at) {
     std::vector<std::string> system, source_id, record_id, reason, field, message, payload,
-        location;
+        location, fields;
     for (const auto& q : page.quarantined) {
       system.push_back(q.source_system);
       source_id.push_back(q.source_id);
@@ -874,14 +881,15 @@ class SqliteStore final : public Store {
       message.push_back(q.message);
       payload.push_back(q.payload);
       location.push_back(q.location);
+      fields.push_back(q.fields);
     }
     const std::size_t n = system.size();
     session_ << "INSERT INTO quarantine (source, source_system, source_id, record_id, reason, "
-                "field, message, payload, location, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "field, message, payload, location, created_at, fields) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         bind(std::vector<std::string>(n, page.source)), use(system), use(source_id), use(record_id),
         use(reason), use(field), use(message), use(payload), use(location),
-        bind(std::vector<int64_t>(n, at)), now;
+        bind(std::vector<int64_t>(n, at)), use(fields), now;
   }
 
   std::pair<std::string, std::string> batch_state(const std::string& batch_id) {

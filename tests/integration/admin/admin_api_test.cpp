@@ -84,8 +84,19 @@ class FakeHub final : public HubView {
   std::string explain(const std::string& staff, const Month& month) override {
     return "explain " + staff + " " + month.str() + "\n";
   }
+  ReplayResult replay_quarantine(const std::string& source, const std::string& reason,
+                                 int64_t id) override {
+    replays.push_back(source + "|" + reason + "|" + std::to_string(id));
+    ReplayResult r;
+    r.replayed = 2;
+    r.still_failing = 1;
+    r.problems = {
+        "quarantine 3 (eoffice:WD-2): still bad_value: declared_minutes: \"-5\" is negative"};
+    return r;
+  }
   std::string state = "caught_up";
   std::vector<std::string> pulls;
+  std::vector<std::string> replays;
 };
 
 const std::string kReadToken = "read-token-7f3a";
@@ -356,6 +367,22 @@ TEST_F(AdminApiTest, QuarantineIsPagedAndFiltered) {
   auto bad = call("GET", "/api/quarantine?limit=lots", kReadToken);
   EXPECT_EQ(bad.status, 400);
   EXPECT_CONTAINS(bad.body, "limit: \\\"lots\\\" is not a whole number");
+}
+
+TEST_F(AdminApiTest, QuarantineReplayNeedsOperateAndReportsWhatHappened) {
+  start();
+  EXPECT_EQ(call("POST", "/api/quarantine/replay?reason=unknown_staff", kReadToken).status, 403);
+  EXPECT_TRUE(hub_.replays.empty());
+  auto r =
+      call("POST", "/api/quarantine/replay?source=eoffice&reason=unknown_staff", kOperateToken);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto o = json::parse(r.body).as_object();
+  EXPECT_EQ(o.at("replayed").as_int64(), 2);
+  EXPECT_EQ(o.at("still_failing").as_int64(), 1);
+  EXPECT_CONTAINS(r.body, "still bad_value");
+  EXPECT_EQ(call("POST", "/api/quarantine/replay?id=7", kOperateToken).status, 200);
+  EXPECT_EQ(hub_.replays, (std::vector<std::string>{"eoffice|unknown_staff|0", "||7"}));
+  EXPECT_EQ(call("POST", "/api/quarantine/replay?id=seven", kOperateToken).status, 400);
 }
 
 TEST_F(AdminApiTest, DeadLettersListAndReplay) {

@@ -165,3 +165,48 @@ TEST_F(IngestTest, TheValidationDateCanMoveForward) {
   c = prepare(ingest, "eoffice", {tomorrow});
   EXPECT_EQ(c.records.size(), 1u);
 }
+
+TEST_F(IngestTest, QuarantineReplayStoresWhatTheFixedDirectoryNowResolves) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  // A teacher not yet in the directory, and a task code nobody has.
+  const Item teacher = item({{"source_id", "L-1"},
+                             {"staff_code", ""},
+                             {"source_staff_id", "GV-999001"},
+                             {"task_code", "EDU.LESSON.primary"},
+                             {"quantity", "1"}});
+  const Item bad_task = item({{"source_id", "X-2"}, {"task_code", "Z.99"}});
+  std::vector<kpihub_record> records{teacher.c(), bad_task.c()};
+  kpihub_page page{};
+  page.struct_size = sizeof(page);
+  page.records = records.data();
+  page.record_count = records.size();
+  ingest.ingest("education", page, 1000);
+  ASSERT_EQ(store_->quarantine("", "", 10, 0).size(), 2u);
+
+  // Nothing changed yet: both stay, each with its reason.
+  auto r = replay_quarantine(*store_, ingest, "", "", 0, 2000);
+  EXPECT_EQ(r.replayed, 0u);
+  EXPECT_EQ(r.still_failing, 2u);
+  ASSERT_EQ(r.problems.size(), 2u);
+  EXPECT_NE(r.problems[0].find("still unknown_staff"), std::string::npos) << r.problems[0];
+
+  // The staff directory learns the teacher; replaying unknown_staff stores the lesson
+  // and removes its entry, in one transaction; the other entry stays.
+  StaffInfo lan{"GD-000001", "Nguyễn Thị Lan", "000.00.25.H34", false, true, "education"};
+  ref_.directory.add_staff(lan);
+  ref_.directory.add_identifier("GV-999001", "GD-000001");
+  r = replay_quarantine(*store_, ingest, "", "unknown_staff", 0, 3000);
+  EXPECT_EQ(r.replayed, 1u);
+  EXPECT_EQ(r.still_failing, 0u);
+  const auto stored = store_->record("education:L-1");
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->staff_code, "GD-000001");
+  EXPECT_EQ(stored->agency_code, "000.00.25.H34");
+  const auto left = store_->quarantine("", "", 10, 0);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].entry.record_id, "education:X-2");
+  EXPECT_EQ(left[0].entry.reason, Reason::unknown_task);
+  EXPECT_FALSE(store_->dirty_staff_months(10).empty()) << "the replayed record is scored";
+  // Replaying again finds nothing more to store.
+  EXPECT_EQ(replay_quarantine(*store_, ingest, "", "", 0, 4000).replayed, 0u);
+}

@@ -314,11 +314,12 @@ TEST_F(StoreTest, WithinOnePageTheHigherRevisionWinsWhateverTheOrder) {
 TEST_F(StoreTest, QuarantineKeepsEveryFieldAndFilters) {
   auto store = open();
   PageCommit page = page_of({}, "c1");
-  page.quarantined.push_back(QuarantineEntry{"eoffice", "WD-9", "eoffice:WD-9", Reason::bad_value,
-                                             "declared_minutes", "declared_minutes: -5 is negative",
-                                             "{\"declared_minutes\":-5}", "items[3]"});
+  page.quarantined.push_back(
+      QuarantineEntry{"eoffice", "WD-9", "eoffice:WD-9", Reason::bad_value, "declared_minutes",
+                      "declared_minutes: -5 is negative", "{\"declared_minutes\":-5}", "items[3]",
+                      "{\"source_id\":\"WD-9\",\"declared_minutes\":\"-5\"}"});
   page.quarantined.push_back(QuarantineEntry{"eoffice", "", "", Reason::bad_encoding, "title",
-                                             "title: invalid UTF-8", "\xff\xfe", "items[4]"});
+                                             "title: invalid UTF-8", "\xff\xfe", "items[4]", ""});
   EXPECT_EQ(store->commit_page(page).quarantined, 2u);
 
   auto all = store->quarantine("", "", 10, 0);
@@ -332,6 +333,7 @@ TEST_F(StoreTest, QuarantineKeepsEveryFieldAndFilters) {
   EXPECT_EQ(all[0].entry.payload, "{\"declared_minutes\":-5}");
   EXPECT_EQ(all[0].entry.location, "items[3]");
   EXPECT_EQ(all[0].created_at_unix_ms, 1744000000000);
+  EXPECT_EQ(all[0].entry.fields, "{\"source_id\":\"WD-9\",\"declared_minutes\":\"-5\"}");
   EXPECT_EQ(all[1].entry.payload, "\xff\xfe");
 
   EXPECT_EQ(store->quarantine("eoffice", "bad_encoding", 10, 0).size(), 1u);
@@ -368,7 +370,7 @@ TEST_F(StoreTest, AFailedPageLeavesNeitherItsRecordsNorItsCursor) {
 
   PageCommit bad = page_of({full_record("ok-2", 1), full_record("ok-3", 1)}, "2");
   bad.quarantined.push_back(
-      QuarantineEntry{"eoffice", "x", "", Reason::parse_error, "", "m", "p", "l"});
+      QuarantineEntry{"eoffice", "x", "", Reason::parse_error, "", "m", "p", "l", ""});
   bad.records.push_back(full_record("broken", -1));  // violates CHECK (revision >= 0), last row
   try {
     store->commit_page(bad);

@@ -8,6 +8,7 @@
 //   POST /api/sources/{name}/pull  pull a source now                       (operate)
 //   GET  /api/plugins              manifests and states
 //   GET  /api/quarantine           ?source=&reason=&limit=&after=
+//   POST /api/quarantine/replay    ?id= or ?source=&reason= (none: all)   (operate)
 //   GET  /api/dead-letters         ?sink=&limit=&after=
 //   POST /api/dead-letters/{id}/replay                                     (operate)
 //   GET  /api/reports/{YYYY-MM}    ?agency=&format=json|csv
@@ -63,6 +64,8 @@ class HubView {
   virtual std::vector<PluginStatus> plugin_status() const = 0;
   virtual bool request_pull(const std::string& source) = 0;
   virtual std::string explain(const std::string& staff_code, const Month& month) = 0;
+  virtual ReplayResult replay_quarantine(const std::string& source, const std::string& reason,
+                                         int64_t id) = 0;
 };
 
 // The HubView of a real Hub.
@@ -74,6 +77,10 @@ class LiveHubView final : public HubView {
   bool request_pull(const std::string& source) override { return hub_.request_pull(source); }
   std::string explain(const std::string& staff_code, const Month& month) override {
     return hub_.explain(staff_code, month);
+  }
+  ReplayResult replay_quarantine(const std::string& source, const std::string& reason,
+                                 int64_t id) override {
+    return hub_.replay_quarantine(source, reason, id);
   }
 
  private:

@@ -40,6 +40,14 @@ struct IngestResult {
 };
 
 // Validates and resolves one page and commits it with its cursor.
+// What replaying quarantine entries did.
+struct ReplayResult {
+  std::size_t replayed = 0;        // now valid: stored, entry removed
+  std::size_t still_failing = 0;   // entry kept (its reason may have changed)
+  std::size_t not_replayable = 0;  // the adapter gave no record (parse errors): fix at the source
+  std::vector<std::string> problems;  // one line per entry still failing
+};
+
 class Ingestor {
  public:
   // `directory_lock`, when given, is held shared while the directory is read:
@@ -50,6 +58,9 @@ class Ingestor {
   // quarantine entries). Exposed for tests and benchmarks.
   PageCommit prepare(const std::string& source, const kpihub_page& page, int64_t now_ms) const;
   IngestResult ingest(const std::string& source, const kpihub_page& page, int64_t now_ms);
+  // Validates quarantined records again with the current reference data and
+  // stores those that now pass (after a catalog or staff directory fix).
+  ReplayResult replay(const std::vector<QuarantineRow>& rows, int64_t now_ms);
   // Source threads move the date forward while the hub runs past midnight.
   void set_today(Date today) { today_days_.store(today.days); }
   Date today() const { return Date{today_days_.load()}; }
@@ -64,6 +75,10 @@ class Ingestor {
   std::atomic<int32_t> today_days_;
   std::shared_mutex* directory_lock_;
 };
+
+// Reads the matching quarantine rows (all pages) and replays them.
+ReplayResult replay_quarantine(Store& store, Ingestor& ingestor, const std::string& source,
+                               const std::string& reason, int64_t id, int64_t now_ms);
 
 // ------------------------------------------------------------- scoring ----
 
@@ -203,6 +218,10 @@ class Hub {
   // Asks a running source to pull now instead of at its next interval;
   // false when no source has that name.
   bool request_pull(const std::string& source_name);
+  // Replays quarantine entries (one by id, or all matching source and reason;
+  // empty matches all) against the current reference data.
+  ReplayResult replay_quarantine(const std::string& source, const std::string& reason,
+                                 int64_t id = 0);
   // `explain` for the admin API, safe beside the running scorer.
   std::string explain(const std::string& staff_code, const Month& month);
   // Runs until `stop` becomes true: one thread per source, one scorer, one

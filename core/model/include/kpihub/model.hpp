@@ -15,7 +15,8 @@ namespace kpihub {
 struct Date {
   int32_t days = 0;
 
-  static std::optional<Date> parse(std::string_view yyyy_mm_dd);  // strict YYYY-MM-DD, real dates only
+  static std::optional<Date> parse(
+      std::string_view yyyy_mm_dd);  // strict YYYY-MM-DD, real dates only
   static Date from_ymd(int y, unsigned m, unsigned d);
   std::chrono::year_month_day ymd() const;
   std::string str() const;        // YYYY-MM-DD
@@ -127,6 +128,9 @@ struct QuarantineEntry {
   std::string message;  // names the field and the value
   std::string payload;  // the original item (or its normalized text fields)
   std::string location;
+  // The record's text fields as the adapter gave them (record_fields_json),
+  // when it gave a record: what a replay validates again after a fix.
+  std::string fields;
 };
 
 }  // namespace kpihub

@@ -5,6 +5,8 @@
 #include <kpihub/abi.h>
 #include <kpihub/model.hpp>
 
+#include <map>
+#include <memory>
 #include <string>
 #include <variant>
 
@@ -12,8 +14,8 @@ namespace kpihub {
 
 struct ValidationContext {
   std::string source_system;
-  Date today;                 // the hub's local date
-  int retention_days = 400;   // older work dates are too_old
+  Date today;                // the hub's local date
+  int retention_days = 400;  // older work dates are too_old
 };
 
 using Normalized = std::variant<WorkRecord, QuarantineEntry>;
@@ -22,11 +24,28 @@ Normalized normalize(const kpihub_record& in, const ValidationContext& ctx);
 
 // The adapter-rejected item as a quarantine entry (unknown reason codes
 // become parse_error, with the adapter's code kept in the message).
-QuarantineEntry quarantine_from_rejected(const kpihub_rejected_item& in, const std::string& source_system);
+QuarantineEntry quarantine_from_rejected(const kpihub_rejected_item& in,
+                                         const std::string& source_system);
 
 // The record's text fields as JSON, for quarantine payloads when the adapter
 // gave no raw item.
 std::string record_fields_json(const kpihub_record& in);
+
+// The inverse of record_fields_json: a record view over owned text (for
+// replaying quarantine after a fix). Attributes are not kept in the fields
+// JSON, so a replayed record has none. Null when `json` is not such an object.
+class RecordFields {
+ public:
+  static std::unique_ptr<RecordFields> parse(std::string_view json);
+  const kpihub_record& view() const { return record_; }
+  RecordFields(const RecordFields&) = delete;
+  RecordFields& operator=(const RecordFields&) = delete;
+
+ private:
+  RecordFields() = default;
+  std::map<std::string, std::string> values_;
+  kpihub_record record_{};
+};
 
 // True when `s` is well-formed UTF-8 (no overlongs, no surrogates).
 bool valid_utf8(std::string_view s);

@@ -32,6 +32,9 @@ struct PageCommit {
   std::vector<WorkRecord> records;    // validated and resolved
   std::vector<QuarantineEntry> quarantined;
   int64_t received_at_unix_ms = 0;
+  // Quarantine entries this page resolves (a replay after a fix): deleted in
+  // the same transaction that stores their records.
+  std::vector<int64_t> resolved_quarantine_ids;
 };
 
 struct PageCommitResult {
