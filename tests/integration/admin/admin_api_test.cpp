@@ -464,6 +464,25 @@ TEST_F(AdminApiTest, OversizeAndMalformedRequestsAreRefusedAndTheServerGoesOn) {
   EXPECT_EQ(call("GET", "/healthz").status, 200);
 }
 
+TEST_F(AdminApiTest, HttpsWhenACertificateIsConfigured) {
+  const std::string tls = std::string(KPIHUB_FIXTURES_DIR) + "/tls/";
+  config_.admin.tls_cert_file = tls + "server.pem";
+  config_.admin.tls_key_file = tls + "server.key";
+  start();
+  net::ClientOptions o;
+  o.ca_file = tls + "ca.pem";
+  net::HttpClient https(o);
+  const std::string url = "https://localhost:" + std::to_string(server_->port());
+  EXPECT_EQ(https.request("GET", url + "/healthz").status, 200);
+  EXPECT_EQ(
+      https.request("GET", url + "/api/status", {{"Authorization", "Bearer " + kReadToken}}).status,
+      200);
+  // Plain HTTP to the HTTPS port gets no answer it could mistake for one.
+  EXPECT_THROW(
+      client_.request("GET", "http://127.0.0.1:" + std::to_string(server_->port()) + "/healthz"),
+      net::HttpError);
+}
+
 TEST_F(AdminApiTest, ASlowClientDoesNotBlockOthers) {
   start();
   namespace asio = boost::asio;
