@@ -199,6 +199,7 @@ net::Reply AdminApi::dashboard(const net::Request& request) {
   for (const auto& q : store_.quarantine_counts())
     by_reason[q.reason] += static_cast<double>(q.count);
   std::vector<Bar> reasons;
+  reasons.reserve(by_reason.size());
   for (const auto& [reason, n] : by_reason) reasons.push_back({reason, n, false});
   h << "<h2>Quarantine by reason</h2>" << bar_chart("quarantine-by-reason", reasons, "entries");
 
@@ -207,6 +208,7 @@ net::Reply AdminApi::dashboard(const net::Request& request) {
     if (!d.replayed) dead_by_code[d.code.empty() ? "(no code)" : d.code] += 1;
   }
   std::vector<Bar> dead;
+  dead.reserve(dead_by_code.size());
   for (const auto& [code, n] : dead_by_code) dead.push_back({code, n, false});
   h << "<h2>Dead letters by reason</h2>" << bar_chart("dead-letters-by-reason", dead, "items");
 

@@ -91,7 +91,7 @@ void check_secret_files(const json::object& settings, const std::string& path,
 }
 
 std::string existing_file(const JsonNode& node, const HubConfig& config) {
-  const std::string resolved = resolve_config_path(config, node.non_empty_string());
+  std::string resolved = resolve_config_path(config, node.non_empty_string());
   if (!fs::is_regular_file(resolved)) {
     throw node.error("file " + quote_value(resolved) + " does not exist");
   }

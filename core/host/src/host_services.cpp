@@ -3,6 +3,7 @@
 #include <kpihub/metrics.hpp>
 #include <kpihub/net.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -39,7 +40,8 @@ std::string SecretResolver::resolve(std::string_view reference) const {
     std::string value = ss.str();
     // Editors leave a trailing newline; it is never part of the secret.
     while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
-    if (value.empty()) throw std::runtime_error("secret " + ref + ": file " + p.string() + " is empty");
+    if (value.empty())
+      throw std::runtime_error("secret " + ref + ": file " + p.string() + " is empty");
     return value;
   }
   throw std::runtime_error("secret reference \"" + ref + "\" must start with file: or env:");
@@ -54,7 +56,9 @@ void write_error(kpihub_error_buf err, std::string_view message) {
   err.data[n] = '\0';
 }
 
-std::string_view view(kpihub_str s) { return s.data ? std::string_view(s.data, s.size) : std::string_view(); }
+std::string_view view(kpihub_str s) {
+  return s.data ? std::string_view(s.data, s.size) : std::string_view();
+}
 
 std::optional<std::string> opt(kpihub_str s) {
   if (!s.data || s.size == 0) return std::nullopt;
@@ -78,8 +82,8 @@ struct HostServicesAccess {
 
   static void log(void* ctx, kpihub_log_level level, kpihub_str message) {
     auto& s = self(ctx);
-    const LogLevel l = level == KPIHUB_LOG_DEBUG  ? LogLevel::debug
-                       : level == KPIHUB_LOG_WARN ? LogLevel::warn
+    const LogLevel l = level == KPIHUB_LOG_DEBUG   ? LogLevel::debug
+                       : level == KPIHUB_LOG_WARN  ? LogLevel::warn
                        : level == KPIHUB_LOG_ERROR ? LogLevel::error
                                                    : LogLevel::info;
     s.logger_.log(l, s.instance_, view(message));
@@ -87,12 +91,14 @@ struct HostServicesAccess {
   static int64_t now(void* ctx) { return self(ctx).clock_.now_unix_ms(); }
   static int32_t offset(void* ctx) { return self(ctx).utc_offset_minutes_; }
 
-  static kpihub_status secret(void* ctx, kpihub_str reference, char* out, size_t capacity, size_t* out_size,
-                              kpihub_error_buf err) {
+  static kpihub_status secret(void* ctx, kpihub_str reference, char* out, size_t capacity,
+                              size_t* out_size, kpihub_error_buf err) {
     try {
       const std::string value = self(ctx).secrets_.resolve(view(reference));
       *out_size = value.size();
-      if (value.size() <= capacity) std::memcpy(out, value.data(), value.size());
+      if (value.size() <= capacity)
+        std::copy_n(value.data(), value.size(),
+                    out);  // not a C string: the size goes out beside it
       return KPIHUB_OK;
     } catch (const std::exception& e) {
       write_error(err, e.what());
@@ -108,8 +114,8 @@ struct HostServicesAccess {
     s.metrics_->add(view(name), labels, delta);
   }
 
-  static kpihub_status client_create(void* ctx, const kpihub_http_options* options, kpihub_http_client** out,
-                                     kpihub_error_buf err) {
+  static kpihub_status client_create(void* ctx, const kpihub_http_options* options,
+                                     kpihub_http_client** out, kpihub_error_buf err) {
     try {
       net::ClientOptions o;
       if (options) {
@@ -117,12 +123,15 @@ struct HostServicesAccess {
         o.client_cert_file = opt(options->client_cert_file);
         o.client_key_file = opt(options->client_key_file);
         o.verify = options->insecure_skip_verify == 0;
-        if (options->connect_timeout_ms) o.connect_timeout = std::chrono::milliseconds(options->connect_timeout_ms);
-        if (options->request_timeout_ms) o.request_timeout = std::chrono::milliseconds(options->request_timeout_ms);
+        if (options->connect_timeout_ms)
+          o.connect_timeout = std::chrono::milliseconds(options->connect_timeout_ms);
+        if (options->request_timeout_ms)
+          o.request_timeout = std::chrono::milliseconds(options->request_timeout_ms);
       }
       if (!o.verify) {
-        self(ctx).logger_.warn(self(ctx).instance_,
-                               "TLS certificate and host-name verification is OFF (insecure_skip_verify)");
+        self(ctx).logger_.warn(
+            self(ctx).instance_,
+            "TLS certificate and host-name verification is OFF (insecure_skip_verify)");
       }
       auto box = std::make_unique<ClientBox>();
       box->client = std::make_unique<net::HttpClient>(o);
@@ -141,13 +150,15 @@ struct HostServicesAccess {
       net::Headers headers;
       headers.reserve(req->header_count);
       for (std::size_t i = 0; i < req->header_count; ++i) {
-        headers.emplace_back(std::string(view(req->headers[i].name)), std::string(view(req->headers[i].value)));
+        headers.emplace_back(std::string(view(req->headers[i].name)),
+                             std::string(view(req->headers[i].value)));
       }
       auto rb = std::make_unique<ResponseBox>();
       {
         std::lock_guard<std::mutex> lock(box->mutex);
-        rb->response = box->client->request(std::string(view(req->method)), std::string(view(req->url)), headers,
-                                            std::string(view(req->body)));
+        rb->response =
+            box->client->request(std::string(view(req->method)), std::string(view(req->url)),
+                                 headers, std::string(view(req->body)));
       }
       rb->headers.reserve(rb->response.headers.size());
       for (const auto& [k, v] : rb->response.headers) {
@@ -175,7 +186,9 @@ struct HostServicesAccess {
     resp->host_private = nullptr;
   }
 
-  static void client_destroy(void*, kpihub_http_client* client) { delete reinterpret_cast<ClientBox*>(client); }
+  static void client_destroy(void*, kpihub_http_client* client) {
+    delete reinterpret_cast<ClientBox*>(client);
+  }
 
   static int32_t stop_requested(void* ctx) { return self(ctx).stop_.load() ? 1 : 0; }
 
@@ -187,7 +200,8 @@ struct HostServicesAccess {
 };
 
 HostServices::HostServices(std::string plugin_instance, Logger& logger, const Clock& clock,
-                           const SecretResolver& secrets, Metrics* metrics, int32_t utc_offset_minutes)
+                           const SecretResolver& secrets, Metrics* metrics,
+                           int32_t utc_offset_minutes)
     : instance_(std::move(plugin_instance)),
       logger_(logger),
       clock_(clock),
@@ -219,6 +233,8 @@ void HostServices::request_stop() {
   stop_cv_.notify_all();
 }
 
-void HostServices::reset_stop() { stop_ = false; }
+void HostServices::reset_stop() {
+  stop_ = false;
+}
 
 }  // namespace kpihub

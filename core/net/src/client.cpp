@@ -374,7 +374,7 @@ struct HttpClient::Impl {
       if (!outcome.read_error) {
         auto message = parser.release();
         Response response;
-        response.status = message.result_int();
+        response.status = static_cast<int>(message.result_int());
         for (const auto& field : message) {
           response.headers.emplace_back(std::string(field.name_string()),
                                         std::string(field.value()));

@@ -424,7 +424,7 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
       if (s.counts == Counts::final) out.leave_days += sr.quantity;
       continue;
     }
-    DayAccumulator& day = days[static_cast<std::size_t>(sr.work_date.days - first_day.days + 1)];
+    DayAccumulator& day = days[static_cast<std::size_t>(sr.work_date.days - first_day.days) + 1];
     ++day.records_provisional;
     day.declared_provisional += sr.declared_minutes;
     day.points_provisional += s.points;
@@ -437,7 +437,7 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
   }
 
   // Daily cap and day flags (4.1), in date order.
-  out.days.reserve(static_cast<std::size_t>(last_day.days - first_day.days + 1));
+  out.days.reserve(static_cast<std::size_t>(last_day.days - first_day.days) + 1);
   for (std::size_t d = 1; d < days.size(); ++d) {
     DayAccumulator& day = days[d];
     if (day.records_provisional == 0) continue;
@@ -469,7 +469,7 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
     RecordScoring& s = sr.scoring;
     if (s.counts == Counts::none || s.leave) continue;
     const DayAccumulator& day =
-        days[static_cast<std::size_t>(sr.work_date.days - first_day.days + 1)];
+        days[static_cast<std::size_t>(sr.work_date.days - first_day.days) + 1];
     if (day.over_standard_day) s.flags.set(RecordFlag::over_standard_day);
     if (day.implausible_day) s.flags.set(RecordFlag::implausible_day);
   }

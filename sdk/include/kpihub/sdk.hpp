@@ -41,7 +41,8 @@ namespace kpihub::sdk {
 // The exception type decides how the host treats the failure.
 class Error : public std::runtime_error {
  public:
-  Error(kpihub_status status, const std::string& what) : std::runtime_error(what), status_(status) {}
+  Error(kpihub_status status, const std::string& what)
+      : std::runtime_error(what), status_(status) {}
   kpihub_status status() const noexcept { return status_; }
 
  private:
@@ -61,13 +62,21 @@ struct DataError : Error {
 };
 
 namespace detail {
-inline kpihub_str view(std::string_view s) { return kpihub_str{s.data(), s.size()}; }
-inline kpihub_str view(const std::string& s) { return kpihub_str{s.data(), s.size()}; }
-inline kpihub_str view(const char* s) { return view(std::string_view(s)); }
+inline kpihub_str view(std::string_view s) {
+  return kpihub_str{s.data(), s.size()};
+}
+inline kpihub_str view(const std::string& s) {
+  return kpihub_str{s.data(), s.size()};
+}
+inline kpihub_str view(const char* s) {
+  return view(std::string_view(s));
+}
 inline kpihub_str view(const std::optional<std::string>& s) {
   return s ? kpihub_str{s->data(), s->size()} : kpihub_str{nullptr, 0};
 }
-inline std::string_view as_view(kpihub_str s) { return s.data ? std::string_view(s.data, s.size) : std::string_view(); }
+inline std::string_view as_view(kpihub_str s) {
+  return s.data ? std::string_view(s.data, s.size) : std::string_view();
+}
 inline void write_error(kpihub_error_buf err, std::string_view message) {
   if (err.data == nullptr || err.capacity == 0) return;
   const std::size_t n = std::min(message.size(), err.capacity - 1);
@@ -88,7 +97,8 @@ struct HttpResponse {
     for (const auto& [k, v] : headers) {
       if (k.size() == name.size() &&
           std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-            return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+            return std::tolower(static_cast<unsigned char>(a)) ==
+                   std::tolower(static_cast<unsigned char>(b));
           })) {
         return v;
       }
@@ -178,8 +188,8 @@ class Host {
     std::string out(4096, '\0');
     std::size_t size = 0;
     char buf[512] = {0};
-    kpihub_status st = api_->secret(api_->ctx, detail::view(reference), out.data(), out.size(), &size,
-                                    {buf, sizeof buf});
+    kpihub_status st = api_->secret(api_->ctx, detail::view(reference), out.data(), out.size(),
+                                    &size, {buf, sizeof buf});
     if (st == KPIHUB_OK && size > out.size()) {
       out.resize(size);
       st = api_->secret(api_->ctx, detail::view(reference), out.data(), out.size(), &size,
@@ -230,12 +240,14 @@ class Settings {
     if (!v.is_object()) throw ConfigError(path_ + ": settings must be a JSON object");
     obj_ = std::move(v.as_object());
   }
-  Settings(boost::json::object obj, std::string path) : path_(std::move(path)), obj_(std::move(obj)) {}
+  Settings(boost::json::object obj, std::string path)
+      : path_(std::move(path)), obj_(std::move(obj)) {}
 
   const std::string& path() const { return path_; }
   bool has(std::string_view key) const { return obj_.contains(key); }
 
-  std::string string(std::string_view key, std::optional<std::string> fallback = std::nullopt) {
+  std::string string(std::string_view key,
+                     const std::optional<std::string>& fallback = std::nullopt) {
     const auto* v = find(key);
     if (!v) return require(key, fallback);
     if (!v->is_string()) throw wrong_type(key, "a string", *v);
@@ -260,8 +272,8 @@ class Settings {
       throw wrong_type(key, "an integer", *v);
     }
     if (out < min || out > max) {
-      throw ConfigError(path_ + "." + std::string(key) + ": " + std::to_string(out) + " is outside " +
-                        std::to_string(min) + ".." + std::to_string(max));
+      throw ConfigError(path_ + "." + std::string(key) + ": " + std::to_string(out) +
+                        " is outside " + std::to_string(min) + ".." + std::to_string(max));
     }
     return out;
   }
@@ -285,7 +297,8 @@ class Settings {
     if (!v->is_object()) throw wrong_type(key, "an object", *v);
     return Settings(v->as_object(), path_ + "." + std::string(key));
   }
-  std::vector<std::string> string_list(std::string_view key, std::vector<std::string> fallback = {}) {
+  std::vector<std::string> string_list(std::string_view key,
+                                       std::vector<std::string> fallback = {}) {
     const auto* v = find(key);
     if (!v) return fallback;
     if (!v->is_array()) throw wrong_type(key, "a list of strings", *v);
@@ -305,7 +318,8 @@ class Settings {
       if (!read_.count(std::string(kv.key()))) {
         std::string known;
         for (const auto& k : read_) known += (known.empty() ? "" : ", ") + k;
-        throw ConfigError(path_ + "." + std::string(kv.key()) + ": unknown setting (known: " + known + ")");
+        throw ConfigError(path_ + "." + std::string(kv.key()) +
+                          ": unknown setting (known: " + known + ")");
       }
     }
   }
@@ -320,7 +334,8 @@ class Settings {
     if (fallback) return *fallback;
     throw ConfigError(path_ + "." + std::string(key) + ": required setting is missing");
   }
-  ConfigError wrong_type(std::string_view key, const char* expected, const boost::json::value& v) const {
+  ConfigError wrong_type(std::string_view key, const char* expected,
+                         const boost::json::value& v) const {
     return ConfigError(path_ + "." + std::string(key) + ": expected " + expected + ", got " +
                        boost::json::serialize(v));
   }
@@ -560,7 +575,8 @@ template <typename Plugin>
 kpihub_status source_create(const kpihub_host_api* host, kpihub_str name, kpihub_str settings,
                             kpihub_instance** out, kpihub_error_buf err) noexcept {
   return guarded(err, [&] {
-    auto inst = std::make_unique<SourceInstance<Plugin>>(SourceInstance<Plugin>{Host(host), nullptr, {}, {}, {}});
+    auto inst = std::make_unique<SourceInstance<Plugin>>(
+        SourceInstance<Plugin>{Host(host), nullptr, {}, {}, {}});
     Settings s(as_view(settings), "sources." + std::string(as_view(name)) + ".settings");
     inst->plugin = std::make_unique<Plugin>(inst->host, s);
     s.reject_unknown();
@@ -612,7 +628,8 @@ template <typename Plugin>
 kpihub_status sink_create(const kpihub_host_api* host, kpihub_str name, kpihub_str settings,
                           kpihub_instance** out, kpihub_error_buf err) noexcept {
   return guarded(err, [&] {
-    auto inst = std::make_unique<SinkInstance<Plugin>>(SinkInstance<Plugin>{Host(host), nullptr, {}, {}});
+    auto inst =
+        std::make_unique<SinkInstance<Plugin>>(SinkInstance<Plugin>{Host(host), nullptr, {}, {}});
     Settings s(as_view(settings), "sinks." + std::string(as_view(name)) + ".settings");
     inst->plugin = std::make_unique<Plugin>(inst->host, s);
     s.reject_unknown();
@@ -624,8 +641,8 @@ void sink_destroy(kpihub_instance* instance) noexcept {
   delete static_cast<SinkInstance<Plugin>*>(instance);
 }
 template <typename Plugin>
-kpihub_status sink_deliver(kpihub_instance* instance, const kpihub_batch* batch, kpihub_delivery* out,
-                           kpihub_error_buf err) noexcept {
+kpihub_status sink_deliver(kpihub_instance* instance, const kpihub_batch* batch,
+                           kpihub_delivery* out, kpihub_error_buf err) noexcept {
   auto* inst = static_cast<SinkInstance<Plugin>*>(instance);
   return guarded(err, [&] {
     Batch b;
@@ -634,12 +651,14 @@ kpihub_status sink_deliver(kpihub_instance* instance, const kpihub_batch* batch,
     b.attempt = batch->attempt;
     b.items.reserve(batch->item_count);
     for (std::size_t i = 0; i < batch->item_count; ++i) {
-      b.items.push_back({batch->items[i].kind, as_view(batch->items[i].key), as_view(batch->items[i].json)});
+      b.items.push_back(
+          {batch->items[i].kind, as_view(batch->items[i].key), as_view(batch->items[i].json)});
     }
     inst->delivery = inst->plugin->deliver(b);
     if (inst->delivery.results.size() != b.items.size()) {
-      throw Error(KPIHUB_ERR_INTERNAL, "sink returned " + std::to_string(inst->delivery.results.size()) +
-                                           " results for a batch of " + std::to_string(b.items.size()));
+      throw Error(KPIHUB_ERR_INTERNAL,
+                  "sink returned " + std::to_string(inst->delivery.results.size()) +
+                      " results for a batch of " + std::to_string(b.items.size()));
     }
     inst->c_results.clear();
     for (const auto& r : inst->delivery.results) {
@@ -675,43 +694,47 @@ kpihub_status sink_deliver(kpihub_instance* instance, const kpihub_batch* batch,
 }  // namespace detail
 }  // namespace kpihub::sdk
 
-#define KPIHUB_DETAIL_MANIFEST(NAME, KIND, VERSION, DESCRIPTION, SETTINGS_HELP)              \
-  static const kpihub_manifest kpihub_detail_manifest = {                                    \
-      sizeof(kpihub_manifest), NAME,          KIND, VERSION, DESCRIPTION, KPIHUB_SDK_COMPILER, \
-      KPIHUB_SDK_STDLIB,       KPIHUB_SDK_VERSION, SETTINGS_HELP};
+#define KPIHUB_DETAIL_MANIFEST(NAME, KIND, VERSION, DESCRIPTION, SETTINGS_HELP)   \
+  static const kpihub_manifest kpihub_detail_manifest = {sizeof(kpihub_manifest), \
+                                                         NAME,                    \
+                                                         KIND,                    \
+                                                         VERSION,                 \
+                                                         DESCRIPTION,             \
+                                                         KPIHUB_SDK_COMPILER,     \
+                                                         KPIHUB_SDK_STDLIB,       \
+                                                         KPIHUB_SDK_VERSION,      \
+                                                         SETTINGS_HELP};
 
 // Exports a Source class as the plugin of this shared library.
-#define KPIHUB_SOURCE_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, SETTINGS_HELP)                 \
-  KPIHUB_DETAIL_MANIFEST(NAME, KPIHUB_KIND_SOURCE, VERSION, DESCRIPTION, SETTINGS_HELP)        \
+#define KPIHUB_SOURCE_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, SETTINGS_HELP)                   \
+  KPIHUB_DETAIL_MANIFEST(NAME, KPIHUB_KIND_SOURCE, VERSION, DESCRIPTION, SETTINGS_HELP)          \
   extern "C" __attribute__((visibility("default"))) const kpihub_plugin* kpihub_plugin_entry() { \
-    static const kpihub_plugin descriptor = {                                                  \
-        sizeof(kpihub_plugin),                                                                 \
-        KPIHUB_ABI_MAJOR,                                                                      \
-        KPIHUB_ABI_MINOR,                                                                      \
-        &kpihub_detail_manifest,                                                               \
-        &::kpihub::sdk::detail::source_create<CLASS>,                                          \
-        &::kpihub::sdk::detail::source_destroy<CLASS>,                                         \
-        &::kpihub::sdk::detail::source_pull<CLASS>,                                            \
-        &::kpihub::sdk::detail::source_list_staff<CLASS>,                                      \
-        nullptr};                                                                              \
-    return &descriptor;                                                                        \
+    static const kpihub_plugin descriptor = {sizeof(kpihub_plugin),                              \
+                                             KPIHUB_ABI_MAJOR,                                   \
+                                             KPIHUB_ABI_MINOR,                                   \
+                                             &kpihub_detail_manifest,                            \
+                                             &::kpihub::sdk::detail::source_create<CLASS>,       \
+                                             &::kpihub::sdk::detail::source_destroy<CLASS>,      \
+                                             &::kpihub::sdk::detail::source_pull<CLASS>,         \
+                                             &::kpihub::sdk::detail::source_list_staff<CLASS>,   \
+                                             nullptr};                                           \
+    return &descriptor;                                                                          \
   }
 
 // Exports a Sink class as the plugin of this shared library.
-#define KPIHUB_SINK_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, SETTINGS_HELP)                   \
-  KPIHUB_DETAIL_MANIFEST(NAME, KPIHUB_KIND_SINK, VERSION, DESCRIPTION, SETTINGS_HELP)          \
+#define KPIHUB_SINK_PLUGIN(CLASS, NAME, VERSION, DESCRIPTION, SETTINGS_HELP)                     \
+  KPIHUB_DETAIL_MANIFEST(NAME, KPIHUB_KIND_SINK, VERSION, DESCRIPTION, SETTINGS_HELP)            \
   extern "C" __attribute__((visibility("default"))) const kpihub_plugin* kpihub_plugin_entry() { \
-    static const kpihub_plugin descriptor = {                                                  \
-        sizeof(kpihub_plugin),                                                                 \
-        KPIHUB_ABI_MAJOR,                                                                      \
-        KPIHUB_ABI_MINOR,                                                                      \
-        &kpihub_detail_manifest,                                                               \
-        &::kpihub::sdk::detail::sink_create<CLASS>,                                            \
-        &::kpihub::sdk::detail::sink_destroy<CLASS>,                                           \
-        nullptr,                                                                               \
-        nullptr,                                                                               \
-        &::kpihub::sdk::detail::sink_deliver<CLASS>};                                          \
-    return &descriptor;                                                                        \
+    static const kpihub_plugin descriptor = {sizeof(kpihub_plugin),                              \
+                                             KPIHUB_ABI_MAJOR,                                   \
+                                             KPIHUB_ABI_MINOR,                                   \
+                                             &kpihub_detail_manifest,                            \
+                                             &::kpihub::sdk::detail::sink_create<CLASS>,         \
+                                             &::kpihub::sdk::detail::sink_destroy<CLASS>,        \
+                                             nullptr,                                            \
+                                             nullptr,                                            \
+                                             &::kpihub::sdk::detail::sink_deliver<CLASS>};       \
+    return &descriptor;                                                                          \
   }
 
 #endif  // KPIHUB_SDK_HPP
