@@ -13,25 +13,28 @@ if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
   CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DKPIHUB_FUZZ=ON -DKPIHUB_BUILD_TESTS=ON -DKPIHUB_BUILD_BENCH=OFF >/dev/null
 fi
-mapfile -t targets < <(ninja -C "$BUILD_DIR" -t targets all | sed -n 's/^\([a-z0-9_]*_fuzz\): .*/\1/p' | sort -u)
+mapfile -t targets < <(ninja -C "$BUILD_DIR" -t targets all | sed -n 's/^\([a-z0-9_]*_fuzz\): phony$/\1/p' |
+  grep -v '^cmake_' | sort -u)
 if [[ $# -gt 0 ]]; then targets=("$@"); fi
 if [[ ${#targets[@]} -eq 0 ]]; then
   echo "fuzz: no fuzz targets"
   exit 0
 fi
 cmake --build "$BUILD_DIR" -j2 --target "${targets[@]}"
+root=$(pwd)
 for t in "${targets[@]}"; do
   corpus_src=$(cat "$BUILD_DIR/tests/fuzz/$t.corpus" 2>/dev/null || true)
-  work="$FUZZ_DIR/$t"
+  binary=$(find "$root/$BUILD_DIR" -name "$t" -type f -executable | head -1)
+  work="$root/$FUZZ_DIR/$t"
   rm -rf "$work" && mkdir -p "$work/corpus"
   for d in $corpus_src; do cp -r "$d"/. "$work/corpus/" 2>/dev/null || true; done
   echo "fuzz: $t for ${SECONDS_EACH}s on $(find "$work/corpus" -type f | wc -l) corpus files"
-  (cd "$work" && "$OLDPWD/$BUILD_DIR/$(find "$OLDPWD/$BUILD_DIR" -name "$t" -type f -executable -printf '%P\n' | head -1)" \
-    -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=1024 corpus >fuzz.log 2>&1) || {
+  if ! (cd "$work" && "$binary" -max_total_time="$SECONDS_EACH" -max_len=65536 -rss_limit_mb=1024 \
+      -timeout=10 corpus >fuzz.log 2>&1); then
     echo "fuzz: $t FAILED; see $work/fuzz.log and the crash-* file there"
     tail -30 "$work/fuzz.log"
     exit 1
-  }
-  grep -E '^(#[0-9]+\s+DONE|Done)' "$work/fuzz.log" | tail -1 || true
+  fi
+  grep -E '^#[0-9]+\s+DONE' "$work/fuzz.log" | tail -1 || true
 done
 echo "fuzz: ${#targets[@]} targets ran without a crash"
