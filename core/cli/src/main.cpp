@@ -377,7 +377,8 @@ int cmd_explain(const std::vector<std::string>& args) {
   const HubConfig config = load_config(vm);
   ReferenceData ref = load_reference(config);
   auto store = open_store(config);
-  SystemClock clock;
+  SystemClock system_clock;
+  const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
   Scorer scorer(*store, ref, clock, config.hub_id);
   const std::string staff = vm["staff"].as<std::string>();
   if (!ref.directory.staff(staff)) {
@@ -398,7 +399,8 @@ int cmd_rescore(const std::vector<std::string>& args) {
   const HubConfig config = load_config(vm);
   ReferenceData ref = load_reference(config);
   auto store = open_store(config);
-  SystemClock clock;
+  SystemClock system_clock;
+  const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
   const std::size_t marked = store->mark_month_dirty(month.str());
   Scorer scorer(*store, ref, clock, config.hub_id);
   ScoringRunResult total;
@@ -443,7 +445,8 @@ int cmd_quarantine(const std::vector<std::string>& args) {
   auto store = open_store(config);
   if (action == "replay") {
     const ReferenceData ref = load_reference(config);
-    SystemClock clock;
+    SystemClock system_clock;
+    const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
     Ingestor ingestor(*store, ref, hub_today(config, clock, ref.rules));
     const ReplayResult r = replay_quarantine(*store, ingestor, vm["source"].as<std::string>(),
                                              vm["reason"].as<std::string>(), vm["id"].as<int64_t>(),

@@ -44,6 +44,7 @@ Hub::Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger
       reference_(reference),
       logger_(logger),
       clock_(clock),
+      record_clock_(config, clock, reference.rules.utc_offset_minutes),
       metrics_(metrics),
       options_(options),
       secrets_(config.base_dir) {}
@@ -126,9 +127,10 @@ std::vector<std::string> Hub::start() {
   for (auto& s : sources_) s->staff_ready = sync_staff(*s);
   ingestor_ = std::make_unique<Ingestor>(
       store_, reference_, hub_today(config_, clock_, reference_.rules), &directory_mutex_);
-  scorer_ = std::make_unique<Scorer>(store_, reference_, clock_, config_.hub_id, &directory_mutex_);
-  explainer_ =
-      std::make_unique<Scorer>(store_, reference_, clock_, config_.hub_id, &directory_mutex_);
+  scorer_ = std::make_unique<Scorer>(store_, reference_, record_clock_, config_.hub_id,
+                                     &directory_mutex_);
+  explainer_ = std::make_unique<Scorer>(store_, reference_, record_clock_, config_.hub_id,
+                                        &directory_mutex_);
   return problems;
 }
 
@@ -167,7 +169,7 @@ bool Hub::sync_staff(SourceRuntime& s) {
 }
 
 bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
-  const int64_t now = clock_.now_unix_ms();
+  const int64_t now = record_clock_.now_unix_ms();
   ingestor_->set_today(hub_today(config_, clock_, reference_.rules));
   const auto pull_started = std::chrono::steady_clock::now();
   kpihub_page page = s.instance->pull(s.cursor);
@@ -398,7 +400,8 @@ ReplayResult Hub::replay_quarantine(const std::string& source, const std::string
                                     int64_t id) {
   if (!ingestor_) return {};
   ingestor_->set_today(hub_today(config_, clock_, reference_.rules));
-  return kpihub::replay_quarantine(store_, *ingestor_, source, reason, id, clock_.now_unix_ms());
+  return kpihub::replay_quarantine(store_, *ingestor_, source, reason, id,
+                                   record_clock_.now_unix_ms());
 }
 
 std::string Hub::explain(const std::string& staff_code, const Month& month) {

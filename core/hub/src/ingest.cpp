@@ -6,6 +6,17 @@
 
 namespace kpihub {
 
+RecordClock::RecordClock(const HubConfig& config, const Clock& base, int32_t utc_offset_minutes)
+    : base_(base) {
+  if (!config.today) return;
+  const auto today = Date::parse(*config.today);
+  if (!today) return;
+  const int64_t local_ms = base.now_unix_ms() + int64_t{utc_offset_minutes} * 60'000;
+  const int64_t real_days =
+      local_ms >= 0 ? local_ms / 86'400'000 : (local_ms - 86'399'999) / 86'400'000;
+  shift_ms_ = (int64_t{today->days} - real_days) * 86'400'000;
+}
+
 Date hub_today(const HubConfig& config, const Clock& clock, const Rules& rules) {
   if (config.today) {
     if (auto d = Date::parse(*config.today)) return *d;

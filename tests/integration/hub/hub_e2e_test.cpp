@@ -583,3 +583,31 @@ TEST_F(HubE2E, DashboardRendersInHeadlessChromiumWithData) {
   ASSERT_TRUE(fs::exists(shot)) << png;
   EXPECT_GT(fs::file_size(shot), 20000u) << "a blank page would be smaller";
 }
+
+// hub.json's `today` sets the date of the records' world: a backfill of April
+// run "on 10 May" is on time (due 25 May), not late by the real calendar.
+TEST_F(HubE2E, TheConfiguredDateDecidesLatenessAndAgencyStatus) {
+  const auto config = write_config(source_settings(140, 40));
+  const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto store = open_store();
+  const auto agencies = store->month_rows(kpihub::OutboxKind::agency_month, "2025-04");
+  ASSERT_FALSE(agencies.empty());
+  // Before the due date the month is still open (not yet not_implemented).
+  for (const auto& a : agencies) {
+    const auto o = boost::json::parse(a.json);
+    EXPECT_EQ(o.at("status").as_string(), "open") << a.json;
+    EXPECT_EQ(o.at("flags").at("late_submission").as_int64(), 0) << a.json;
+  }
+  for (const auto& [key, payloads] : delivered()) {
+    if (key.rfind("counting:", 0) != 0) continue;
+    EXPECT_EQ(payloads.back().find("late_submission"), std::string::npos)
+        << key << ": " << payloads.back();
+  }
+  // Received "on 10 May" local time.
+  const auto record = store->record("counting:R-1");
+  ASSERT_TRUE(record.has_value());
+  const auto received = store->received_at({"counting:R-1"});
+  const int64_t local_day = (received.at(0) / 1000 + 7 * 3600) / 86400;
+  EXPECT_EQ(local_day, kpihub::Date::parse("2025-05-10")->days);
+}

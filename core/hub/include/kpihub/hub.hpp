@@ -26,6 +26,21 @@ namespace kpihub {
 // The hub's "today": the configured date, else the local date of the clock.
 Date hub_today(const HubConfig& config, const Clock& clock, const Rules& rules);
 
+// The clock of the records' world: the system clock moved to hub.json's
+// `today` when it is set (backfills, demos, tests), so received-at times,
+// late submissions and due dates agree with the date records are validated
+// against. Network timing (retries, tokens, Retry-After) keeps the real clock.
+class RecordClock final : public Clock {
+ public:
+  RecordClock(const HubConfig& config, const Clock& base, int32_t utc_offset_minutes);
+  int64_t now_unix_ms() const override { return base_.now_unix_ms() + shift_ms_; }
+  int64_t shift_ms() const { return shift_ms_; }
+
+ private:
+  const Clock& base_;
+  int64_t shift_ms_ = 0;
+};
+
 // Shared hold on an optional lock (none: nothing to hold).
 inline std::shared_lock<std::shared_mutex> read_lock(std::shared_mutex* m) {
   return m ? std::shared_lock<std::shared_mutex>(*m) : std::shared_lock<std::shared_mutex>();
@@ -243,6 +258,7 @@ class Hub {
   ReferenceData& reference_;
   Logger& logger_;
   const Clock& clock_;
+  RecordClock record_clock_;
   Metrics& metrics_;
   HubOptions options_;
   SecretResolver secrets_;
