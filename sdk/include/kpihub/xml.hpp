@@ -122,9 +122,12 @@ class Reader {
     xmlSchemaFreeParserCtxt(pctx);
     if (!schema_) throw std::runtime_error("schema " + xsd_path + " does not parse");
     schema_ctx_ = xmlSchemaNewValidCtxt(schema_);
+    xmlSchemaSetValidStructuredErrors(schema_ctx_, &Reader::on_error, this);
     if (xmlTextReaderSchemaValidateCtxt(reader_, schema_ctx_, 0) != 0) {
       throw std::runtime_error("cannot attach schema " + xsd_path);
     }
+    // Attaching the schema resets the reader's handlers: install ours again.
+    install_error_handler();
     xmlSchemaSetValidStructuredErrors(schema_ctx_, &Reader::on_error, this);
   }
 
@@ -215,7 +218,13 @@ class Reader {
     throw ParseError("parse_error", name_ + ": document ends inside an element", line());
   }
 
-  std::string where() const { return name_ + ":" + std::to_string(line()); }
+  // The line the current node starts on (a multi-line element's first line).
+  int node_line() const {
+    xmlNodePtr n = xmlTextReaderCurrentNode(reader_);
+    const long l = n ? xmlGetLineNo(n) : -1;
+    return l > 0 ? static_cast<int>(l) : line();
+  }
+  std::string where() const { return name_ + ":" + std::to_string(node_line()); }
 
  private:
   Reader(std::string name, Limits limits) : name_(std::move(name)), limits_(limits) {}
