@@ -9,10 +9,9 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 FUZZ_DIR=${FUZZ_DIR:-$BUILD_DIR/runs}
 SECONDS_EACH=${FUZZ_SECONDS:-20}
-if [[ ! -f "$BUILD_DIR/build.ninja" ]]; then
-  CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DKPIHUB_FUZZ=ON -DKPIHUB_BUILD_TESTS=ON -DKPIHUB_BUILD_BENCH=OFF >/dev/null
-fi
+# Configured every time (quick), so new targets are found.
+CC=clang CXX=clang++ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DKPIHUB_FUZZ=ON -DKPIHUB_BUILD_TESTS=ON -DKPIHUB_BUILD_BENCH=OFF >/dev/null
 mapfile -t targets < <(ninja -C "$BUILD_DIR" -t targets all | sed -n 's/^\([a-z0-9_]*_fuzz\): phony$/\1/p' |
   grep -v '^cmake_' | sort -u)
 if [[ $# -gt 0 ]]; then targets=("$@"); fi

@@ -64,6 +64,7 @@ class Reader {
   // MA_LK 123"); it must not contain patient data.
   static Reader open_file(const std::string& path, std::string name, Limits limits = {}) {
     Reader r(std::move(name), limits);
+    xmlResetLastError();
     r.reader_ = xmlReaderForFile(path.c_str(), "UTF-8", options());
     if (!r.reader_) throw ParseError("parse_error", r.name_ + ": cannot be opened", 0);
     r.install_error_handler();
@@ -78,6 +79,7 @@ class Reader {
                            " bytes is over the limit of " + std::to_string(limits.max_total_bytes),
                        0);
     }
+    xmlResetLastError();
     r.reader_ =
         xmlReaderForMemory(data.data(), static_cast<int>(data.size()), nullptr, "UTF-8", options());
     if (!r.reader_) throw ParseError("parse_error", r.name_ + ": cannot be read", 0);
@@ -123,12 +125,12 @@ class Reader {
     if (!schema_) throw std::runtime_error("schema " + xsd_path + " does not parse");
     schema_ctx_ = xmlSchemaNewValidCtxt(schema_);
     xmlSchemaSetValidStructuredErrors(schema_ctx_, &Reader::on_error, this);
+    // The reader's own handler must not be set again once the schema is
+    // plugged in (libxml2 2.9 then calls a stale pointer); parser errors it
+    // no longer sees are read from xmlGetLastError() in fail().
     if (xmlTextReaderSchemaValidateCtxt(reader_, schema_ctx_, 0) != 0) {
       throw std::runtime_error("cannot attach schema " + xsd_path);
     }
-    // Attaching the schema resets the reader's handlers: install ours again.
-    install_error_handler();
-    xmlSchemaSetValidStructuredErrors(schema_ctx_, &Reader::on_error, this);
   }
 
  public:
@@ -255,7 +257,12 @@ class Reader {
                             msg.find("encoding") != std::string::npos;
   }
 
-  [[noreturn]] void fail() const {
+  [[noreturn]] void fail() {
+    if (error_.empty()) {
+      if (const xmlError* last = xmlGetLastError(); last && last->level >= XML_ERR_ERROR) {
+        on_error(this, const_cast<xmlErrorPtr>(last));
+      }
+    }
     if (error_.empty())
       throw ParseError("parse_error", name_ + ": not a well-formed or valid document", line());
     throw ParseError(error_is_encoding_ ? "bad_encoding" : "parse_error",
