@@ -68,8 +68,6 @@ TEST(EducationE2E, AGeneratedMonthIsStoredExactlyOnceAtItsLatestRevisionForTheRi
 
   std::size_t written = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir / "gen/inbox")) ++written;
-  std::size_t written = 0;
-  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir / "gen/inbox")) ++written;
   std::ofstream(dir / "hub.json") << R"({
   "hub_id": "edu-e2e",
   "data_dir": ")" << (dir / "var").string()
