@@ -1,0 +1,90 @@
+// Hospital information system exports (Ministry of Health XML: Decision
+// 130/QĐ-BYT as amended by 4750 and 3176, and legacy 4210; spec/sources.md §3)
+// as work records. One unit per treatment episode (HOSO). Patient data stays
+// in the file: only the fields of the mapping are ever read.
+#pragma once
+
+#include <kpihub/inbox.hpp>
+#include <kpihub/xml.hpp>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+
+namespace kpihub::health {
+
+// MA_NHOM -> task code, and MA_DICH_VU prefixes that pick a finer task code.
+struct Mapping {
+  std::map<std::string, std::string> groups{
+      {"13", "MED.EXAM"},          {"8", "MED.PROC"},
+      {"18", "MED.PROC"},          {"1", "MED.LAB"},
+      {"2", "MED.IMAGING"},        {"3", "MED.IMAGING"},
+      {"14", "MED.INPATIENT_DAY"}, {"15", "MED.INPATIENT_DAY"},
+      {"16", "MED.INPATIENT_DAY"}};
+  std::vector<std::pair<std::string, std::string>> service_prefixes;  // longest first
+  std::string result_read_task = "MED.RESULT_READ";
+  std::string clinical_note_task = "MED.CLINICAL_NOTE";
+};
+
+// What each episode produced last time, so that a re-exported episode yields
+// only its changes: unchanged credits nothing, changed ones a new revision,
+// vanished ones a retraction. Versioned by the inbox's file number, so reading
+// file K again after a crash gives the same answer.
+class EpisodeState {
+ public:
+  explicit EpisodeState(const std::string& path);  // ":memory:" for tests and fuzzing
+  ~EpisodeState();
+  EpisodeState(const EpisodeState&) = delete;
+  EpisodeState& operator=(const EpisodeState&) = delete;
+
+  struct Row {
+    std::string fields;  // the record's text fields as JSON
+    int64_t revision = 0;
+  };
+  // The episode's rows as of the last file before `file_seq`.
+  std::map<std::string, Row> before(const std::string& episode, int64_t file_seq);
+  // Replaces the episode's version `file_seq` and drops versions older than the one before it.
+  void store(const std::string& episode, int64_t file_seq, const std::map<std::string, Row>& rows);
+
+ private:
+  void exec(const char* sql);
+  sqlite3* db_ = nullptr;
+  std::string path_;
+};
+
+class HisReader final : public sdk::FileReader {
+ public:
+  // `file_seq` is the inbox's number for the file: the revision of what changes in it.
+  static std::unique_ptr<HisReader> open_file(std::string path, std::string name, int64_t file_seq,
+                                              const Mapping& mapping, EpisodeState& state);
+  static std::unique_ptr<HisReader> open_memory(std::string bytes, std::string name,
+                                                int64_t file_seq, const Mapping& mapping,
+                                                EpisodeState& state);
+
+  // A streaming pass over the envelope (GIAMDINHHS); throws sdk::FileRejected.
+  void check() override;
+  // One HOSO: its credits as records, its bad rows as rejections.
+  bool next_unit(sdk::Page& page) override;
+
+ private:
+  HisReader(std::optional<std::string> path, std::string bytes, std::string name, int64_t file_seq,
+            const Mapping& mapping, EpisodeState& state);
+  sdk::xml::Reader open_reader() const;
+
+  std::optional<std::string> path_;
+  std::string bytes_;
+  std::string name_;
+  int64_t file_seq_;
+  const Mapping& mapping_;
+  EpisodeState& state_;
+  std::optional<sdk::xml::Reader> reader_;
+  std::string facility_;
+  bool at_end_ = false;
+  int episode_index_ = 0;
+};
+
+}  // namespace kpihub::health

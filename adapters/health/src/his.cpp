@@ -1,0 +1,566 @@
+#include <kpihub/health/his.hpp>
+
+#include <openssl/evp.h>
+#include <sqlite3.h>
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <set>
+
+namespace kpihub::health {
+namespace {
+
+using Fields = std::map<std::string, std::string>;
+
+// The fields read from each table; nothing else is ever copied (patient data
+// stays in the file).
+const std::set<std::string> kXml3Fields = {
+    "STT",     "MA_LK",     "MA_DICH_VU",      "TEN_DICH_VU", "MA_NHOM",    "SO_LUONG",
+    "MA_KHOA", "MA_BAC_SI", "NGUOI_THUC_HIEN", "NGAY_YL",     "NGAY_TH_YL", "NGAY_KQ"};
+const std::set<std::string> kXml4Fields = {"STT", "MA_LK", "MA_DICH_VU", "NGAY_KQ", "MA_BS_DOC_KQ"};
+const std::set<std::string> kXml5Fields = {"STT", "MA_LK", "THOI_DIEM_DBLS", "NGUOI_THUC_HIEN"};
+
+std::string trim(std::string s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+std::vector<std::string> clinicians(const std::string& field) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= field.size()) {
+    const auto end = field.find(';', start);
+    std::string one =
+        trim(field.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (!one.empty() && std::find(out.begin(), out.end(), one) == out.end())
+      out.push_back(std::move(one));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+// yyyyMMddHHmm, local time -> minutes since 1970-01-01 local; nullopt if impossible.
+std::optional<int64_t> parse_time(const std::string& t) {
+  if (t.size() != 12 ||
+      !std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  const int y = std::stoi(t.substr(0, 4));
+  const unsigned mo = static_cast<unsigned>(std::stoi(t.substr(4, 2)));
+  const unsigned d = static_cast<unsigned>(std::stoi(t.substr(6, 2)));
+  const int h = std::stoi(t.substr(8, 2));
+  const int mi = std::stoi(t.substr(10, 2));
+  const std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{mo},
+                                        std::chrono::day{d}};
+  if (!ymd.ok() || h > 23 || mi > 59) return std::nullopt;
+  return int64_t{std::chrono::sys_days{ymd}.time_since_epoch().count()} * 1440 + h * 60 + mi;
+}
+
+std::string date_of(const std::string& t) {
+  return t.substr(0, 4) + "-" + t.substr(4, 2) + "-" + t.substr(6, 2);
+}
+
+// Base64 through OpenSSL; whitespace (line breaks in exports) is ignored.
+std::optional<std::string> decode_base64(const std::string& text) {
+  std::string clean;
+  clean.reserve(text.size());
+  for (char c : text) {
+    if (c != ' ' && c != '\n' && c != '\r' && c != '\t') clean += c;
+  }
+  if (clean.empty() || clean.size() % 4 != 0) return std::nullopt;
+  std::string out(clean.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(clean.data()),
+                                static_cast<int>(clean.size()));
+  if (n < 0) return std::nullopt;
+  std::size_t size = static_cast<std::size_t>(n);
+  if (clean.back() == '=') --size;
+  if (clean[clean.size() - 2] == '=') --size;
+  out.resize(size);
+  return out;
+}
+
+struct Table {
+  std::string kind;  // XML1, XML3, XML4, XML5
+  bool legacy_4210 = false;
+  std::vector<std::pair<Fields, int>> rows;  // fields, line
+  std::string ma_lk;                         // XML1
+};
+
+// Reads an inner file; throws xml::ParseError.
+Table read_table(const std::string& kind, const std::string& xml, const std::string& name) {
+  Table t;
+  t.kind = kind;
+  std::string_view doc(xml);
+  if (doc.size() >= 3 && doc.substr(0, 3) == "\xEF\xBB\xBF") doc.remove_prefix(3);
+  auto reader = sdk::xml::Reader::open_memory(doc, name);
+  const std::set<std::string>* wanted = kind == "XML3"   ? &kXml3Fields
+                                        : kind == "XML4" ? &kXml4Fields
+                                        : kind == "XML5" ? &kXml5Fields
+                                                         : nullptr;
+  const std::string row_name = kind == "XML3"   ? "CHI_TIET_DVKT"
+                               : kind == "XML4" ? "CHI_TIET_CLS"
+                                                : "CHI_TIET_DIEN_BIEN_BENH";
+  bool root = true;
+  while (reader.read()) {
+    if (reader.node() != sdk::xml::Node::element) continue;
+    const std::string element(reader.local_name());
+    if (root) {
+      root = false;
+      t.legacy_4210 = element.rfind("DSACH_", 0) == 0;  // 4210: the list is the root
+      continue;
+    }
+    if (kind == "XML1") {
+      if (element == "MA_LK") t.ma_lk = trim(reader.read_text());
+      continue;  // nothing else of the summary is read: it holds the patient's data
+    }
+    if (element != row_name || !wanted) continue;
+    Fields row;
+    const int line = reader.node_line();
+    const int depth = reader.depth();
+    if (!reader.is_empty_element()) {
+      while (reader.read()) {
+        if (reader.node() == sdk::xml::Node::end_element && reader.depth() == depth) break;
+        if (reader.node() != sdk::xml::Node::element) continue;
+        const std::string field(reader.local_name());
+        if (wanted->count(field)) {
+          row[field] = trim(reader.read_text());
+        } else if (!reader.is_empty_element()) {
+          // Not ours: skipped unread.
+          const int d = reader.depth();
+          while (reader.read() &&
+                 !(reader.node() == sdk::xml::Node::end_element && reader.depth() == d)) {
+          }
+        }
+      }
+    }
+    t.rows.emplace_back(std::move(row), line);
+  }
+  return t;
+}
+
+std::string fields_json(const sdk::Record& r) {
+  boost::json::object o;
+  o["source_id"] = r.source_id;
+  o["source_staff_id"] = r.source_staff_id.value_or("");
+  o["task_code"] = r.task_code.value_or("");
+  o["work_date"] = r.work_date.value_or("");
+  o["declared_minutes"] = r.declared_minutes.value_or("");
+  o["quantity"] = r.quantity.value_or("");
+  o["title"] = r.title.value_or("");
+  o["evidence_ref"] = r.evidence_ref.value_or("");
+  boost::json::object attrs;
+  for (const auto& [k, v] : r.attributes) attrs[k] = v;
+  o["attributes"] = std::move(attrs);
+  return boost::json::serialize(o);
+}
+
+sdk::Record record_from_json(const std::string& text) {
+  const auto o = boost::json::parse(text).as_object();
+  auto s = [&](const char* k) { return std::string(o.at(k).as_string()); };
+  sdk::Record r;
+  r.source_id = s("source_id");
+  r.source_staff_id = s("source_staff_id");
+  r.task_code = s("task_code");
+  r.work_date = s("work_date");
+  r.declared_minutes = s("declared_minutes");
+  r.quantity = s("quantity");
+  if (!s("title").empty()) r.title = s("title");
+  r.evidence_ref = s("evidence_ref");
+  for (const auto& kv : o.at("attributes").as_object()) {
+    r.attributes.emplace_back(std::string(kv.key()), std::string(kv.value().as_string()));
+  }
+  return r;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------ state -------
+
+EpisodeState::EpisodeState(const std::string& path) : path_(path) {
+  if (sqlite3_open_v2(path.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw sdk::ConfigError("health: cannot open state file " + path + ": " + why);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  exec("PRAGMA journal_mode=WAL");
+  exec("PRAGMA synchronous=FULL");
+  exec(
+      "CREATE TABLE IF NOT EXISTS episode_rows (episode TEXT NOT NULL, file_seq INTEGER NOT NULL, "
+      "source_id TEXT NOT NULL, fields TEXT NOT NULL, revision INTEGER NOT NULL, "
+      "PRIMARY KEY (episode, file_seq, source_id))");
+}
+
+EpisodeState::~EpisodeState() {
+  sqlite3_close(db_);
+}
+
+void EpisodeState::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    const std::string why = err ? err : "unknown error";
+    sqlite3_free(err);
+    throw sdk::TransientError("health: state file " + path_ + ": " + why);
+  }
+}
+
+namespace {
+struct Stmt {
+  sqlite3_stmt* s = nullptr;
+  Stmt(sqlite3* db, const char* sql, const std::string& path) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
+      throw sdk::TransientError("health: state file " + path + ": " + sqlite3_errmsg(db));
+    }
+  }
+  ~Stmt() { sqlite3_finalize(s); }
+  void text(int i, const std::string& v) {
+    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void integer(int i, int64_t v) { sqlite3_bind_int64(s, i, v); }
+};
+}  // namespace
+
+std::map<std::string, EpisodeState::Row> EpisodeState::before(const std::string& episode,
+                                                              int64_t file_seq) {
+  Stmt q(db_,
+         "SELECT source_id, fields, revision FROM episode_rows WHERE episode = ?1 AND file_seq = "
+         "(SELECT MAX(file_seq) FROM episode_rows WHERE episode = ?1 AND file_seq < ?2)",
+         path_);
+  q.text(1, episode);
+  q.integer(2, file_seq);
+  std::map<std::string, Row> out;
+  while (sqlite3_step(q.s) == SQLITE_ROW) {
+    out[reinterpret_cast<const char*>(sqlite3_column_text(q.s, 0))] = Row{
+        reinterpret_cast<const char*>(sqlite3_column_text(q.s, 1)), sqlite3_column_int64(q.s, 2)};
+  }
+  return out;
+}
+
+void EpisodeState::store(const std::string& episode, int64_t file_seq,
+                         const std::map<std::string, Row>& rows) {
+  exec("BEGIN IMMEDIATE");
+  try {
+    {
+      Stmt del(db_, "DELETE FROM episode_rows WHERE episode = ?1 AND file_seq = ?2", path_);
+      del.text(1, episode);
+      del.integer(2, file_seq);
+      sqlite3_step(del.s);
+    }
+    // An empty version still marks the episode as seen in this file.
+    Stmt ins(db_,
+             "INSERT INTO episode_rows (episode, file_seq, source_id, fields, revision) VALUES (?, "
+             "?, ?, ?, ?)",
+             path_);
+    auto put = [&](const std::string& id, const Row& row) {
+      sqlite3_reset(ins.s);
+      ins.text(1, episode);
+      ins.integer(2, file_seq);
+      ins.text(3, id);
+      ins.text(4, row.fields);
+      ins.integer(5, row.revision);
+      if (sqlite3_step(ins.s) != SQLITE_DONE)
+        throw sdk::TransientError("health: state file " + path_ + ": " + sqlite3_errmsg(db_));
+    };
+    for (const auto& [id, row] : rows) put(id, row);
+    if (rows.empty()) put("", Row{"", 0});
+    Stmt prune(db_,
+               "DELETE FROM episode_rows WHERE episode = ?1 AND file_seq < "
+               "(SELECT MAX(file_seq) FROM episode_rows WHERE episode = ?1 AND file_seq < ?2)",
+               path_);
+    prune.text(1, episode);
+    prune.integer(2, file_seq);
+    sqlite3_step(prune.s);
+    exec("COMMIT");
+  } catch (...) {
+    exec("ROLLBACK");
+    throw;
+  }
+}
+
+// ----------------------------------------------------------- reader -------
+
+HisReader::HisReader(std::optional<std::string> path, std::string bytes, std::string name,
+                     int64_t file_seq, const Mapping& mapping, EpisodeState& state)
+    : path_(std::move(path)),
+      bytes_(std::move(bytes)),
+      name_(std::move(name)),
+      file_seq_(file_seq),
+      mapping_(mapping),
+      state_(state) {}
+
+std::unique_ptr<HisReader> HisReader::open_file(std::string path, std::string name,
+                                                int64_t file_seq, const Mapping& mapping,
+                                                EpisodeState& state) {
+  return std::unique_ptr<HisReader>(
+      new HisReader(std::move(path), {}, std::move(name), file_seq, mapping, state));
+}
+
+std::unique_ptr<HisReader> HisReader::open_memory(std::string bytes, std::string name,
+                                                  int64_t file_seq, const Mapping& mapping,
+                                                  EpisodeState& state) {
+  return std::unique_ptr<HisReader>(
+      new HisReader(std::nullopt, std::move(bytes), std::move(name), file_seq, mapping, state));
+}
+
+sdk::xml::Reader HisReader::open_reader() const {
+  return path_ ? sdk::xml::Reader::open_file(*path_, name_)
+               : sdk::xml::Reader::open_memory(bytes_, name_);
+}
+
+void HisReader::check() {
+  try {
+    auto reader = open_reader();
+    bool root = true, facility = false;
+    while (reader.read()) {
+      if (reader.node() != sdk::xml::Node::element) continue;
+      if (root) {
+        root = false;
+        if (reader.local_name() != "GIAMDINHHS") {
+          throw sdk::FileRejected("parse_error",
+                                  reader.where() + ": the root element is <" +
+                                      std::string(reader.local_name()) +
+                                      ">, not <GIAMDINHHS> (the Ministry of Health envelope)");
+        }
+      } else if (reader.local_name() == "MACSKCB") {
+        facility = !trim(reader.read_text()).empty();
+      }
+    }
+    if (root) throw sdk::FileRejected("parse_error", name_ + ": no root element");
+    if (!facility)
+      throw sdk::FileRejected("missing_field",
+                              name_ + ": THONGTINDONVI/MACSKCB is missing or empty");
+  } catch (const sdk::xml::ParseError& e) {
+    throw sdk::FileRejected(e.reason(), e.what());
+  }
+  reader_.reset();
+  at_end_ = false;
+  episode_index_ = 0;
+}
+
+bool HisReader::next_unit(sdk::Page& page) {
+  try {
+    if (!reader_) {
+      reader_.emplace(open_reader());
+      facility_.clear();
+    }
+    // To the next <HOSO>, noting the facility on the way.
+    while (!at_end_) {
+      if (!reader_->read()) {
+        at_end_ = true;
+        break;
+      }
+      if (reader_->node() != sdk::xml::Node::element) continue;
+      if (reader_->local_name() == "MACSKCB") facility_ = trim(reader_->read_text());
+      if (reader_->local_name() == "HOSO") break;
+    }
+    if (at_end_) return false;
+    ++episode_index_;
+    const std::string where = name_ + " HOSO #" + std::to_string(episode_index_);
+
+    // Its files: LOAIHOSO and NOIDUNGFILE pairs.
+    std::vector<Table> tables;
+    std::vector<sdk::RejectedItem> problems;
+    const int hoso_depth = reader_->depth();
+    std::string kind;
+    while (reader_->read()) {
+      if (reader_->node() == sdk::xml::Node::end_element && reader_->depth() == hoso_depth) break;
+      if (reader_->node() != sdk::xml::Node::element) continue;
+      if (reader_->local_name() == "LOAIHOSO") kind = trim(reader_->read_text());
+      if (reader_->local_name() != "NOIDUNGFILE") continue;
+      const std::string content = reader_->read_text();
+      if (kind != "XML1" && kind != "XML3" && kind != "XML4" && kind != "XML5")
+        continue;  // drugs, papers, ...
+      const auto decoded = decode_base64(content);
+      if (!decoded) {
+        problems.push_back({std::nullopt, "parse_error", "NOIDUNGFILE",
+                            where + " " + kind + ": NOIDUNGFILE is not base64", std::nullopt,
+                            where});
+        continue;
+      }
+      try {
+        tables.push_back(read_table(kind, *decoded, where + " " + kind));
+      } catch (const sdk::xml::ParseError& e) {
+        problems.push_back(
+            {std::nullopt, e.reason(), "NOIDUNGFILE", e.what(), std::nullopt, where});
+      }
+    }
+
+    std::string ma_lk;
+    for (const auto& t : tables) {
+      if (t.kind == "XML1" && !t.ma_lk.empty()) ma_lk = t.ma_lk;
+    }
+    for (const auto& t : tables) {
+      for (const auto& [row, line] : t.rows) {
+        if (ma_lk.empty() && row.count("MA_LK")) ma_lk = row.at("MA_LK");
+      }
+    }
+    for (auto& p : problems) {
+      if (!ma_lk.empty()) p.message += " (MA_LK " + ma_lk + ")";
+      page.reject(std::move(p));
+    }
+    if (ma_lk.empty()) {
+      if (!tables.empty()) {
+        page.reject({std::nullopt, "missing_field", "MA_LK", where + ": no MA_LK in any table",
+                     std::nullopt, where});
+      }
+      return true;
+    }
+    const std::string episode = facility_ + "|" + ma_lk;
+
+    // Credits of this export of the episode.
+    std::map<std::string, sdk::Record> credits;
+    auto field = [](const Fields& f, const char* k) {
+      auto it = f.find(k);
+      return it == f.end() ? std::string() : it->second;
+    };
+    for (const auto& t : tables) {
+      for (const auto& entry : t.rows) {
+        // Named, not a structured binding: the lambdas below capture them.
+        const Fields& row = entry.first;
+        const int line = entry.second;
+        const std::string stt = field(row, "STT");
+        const std::string at = where + " " + t.kind + " STT " + stt;
+        auto reject = [&](const std::string& reason, const std::string& f,
+                          const std::string& message) {
+          boost::json::object raw;  // only the fields the adapter reads: never patient data
+          for (const auto& [k, v] : row) raw[k] = v;
+          page.reject({episode + "|" + t.kind + "|" + stt, reason, f, at + ": " + message,
+                       boost::json::serialize(raw), name_ + ":" + std::to_string(line)});
+        };
+        std::vector<std::string> who;
+        std::string task, date_field, minutes = "0", quantity = "1", title;
+        if (t.kind == "XML3") {
+          const std::string group = field(row, "MA_NHOM");
+          auto g = mapping_.groups.find(group);
+          if (g == mapping_.groups.end())
+            continue;  // drugs, supplies, blood, transport: nobody credited
+          task = g->second;
+          const std::string service = field(row, "MA_DICH_VU");
+          for (const auto& [prefix, finer] : mapping_.service_prefixes) {
+            if (!prefix.empty() && service.rfind(prefix, 0) == 0) {
+              task = finer;
+              break;
+            }
+          }
+          quantity = field(row, "SO_LUONG");
+          title = field(row, "TEN_DICH_VU");
+          // Examinations and bed days credit the ordering doctor; services the performers.
+          const bool performed = g->second != "MED.EXAM" && g->second != "MED.INPATIENT_DAY";
+          if (!performed || t.legacy_4210) {
+            who = clinicians(field(row, "MA_BAC_SI"));
+          } else {
+            who = clinicians(field(row, "NGUOI_THUC_HIEN"));
+          }
+          date_field = performed && !t.legacy_4210 ? "NGAY_TH_YL" : "NGAY_YL";
+          const std::string ordered = field(row, "NGAY_YL");
+          const auto ordered_at = parse_time(ordered);
+          if (!ordered_at) {
+            reject("bad_value", "NGAY_YL",
+                   "NGAY_YL \"" + ordered + "\" is not a time (yyyyMMddHHmm)");
+            continue;
+          }
+          if (performed && !t.legacy_4210) {
+            const std::string done = field(row, "NGAY_TH_YL");
+            const auto done_at = parse_time(done);
+            if (!done_at) {
+              reject("bad_value", "NGAY_TH_YL",
+                     "NGAY_TH_YL \"" + done + "\" is not a time (yyyyMMddHHmm)");
+              continue;
+            }
+            if (*done_at < *ordered_at) {
+              reject("bad_value", "NGAY_TH_YL",
+                     "NGAY_TH_YL " + done + " is before NGAY_YL " + ordered +
+                         " (the order the standard requires)");
+              continue;
+            }
+            const std::string result = field(row, "NGAY_KQ");
+            if (!result.empty()) {
+              const auto result_at = parse_time(result);
+              if (!result_at) {
+                reject("bad_value", "NGAY_KQ",
+                       "NGAY_KQ \"" + result + "\" is not a time (yyyyMMddHHmm)");
+                continue;
+              }
+              minutes = std::to_string(std::max<int64_t>(0, *result_at - *done_at));
+            }
+          }
+        } else if (t.kind == "XML4") {
+          task = mapping_.result_read_task;
+          who = clinicians(field(row, "MA_BS_DOC_KQ"));
+          date_field = "NGAY_KQ";
+        } else if (t.kind == "XML5") {
+          task = mapping_.clinical_note_task;
+          who = clinicians(field(row, "NGUOI_THUC_HIEN"));
+          date_field = "THOI_DIEM_DBLS";
+        } else {
+          continue;
+        }
+        const std::string when = field(row, date_field.c_str());
+        if (!parse_time(when)) {
+          reject("bad_value", date_field,
+                 date_field + " \"" + when + "\" is not a time (yyyyMMddHHmm)");
+          continue;
+        }
+        if (who.empty()) {
+          reject("missing_field", t.kind == "XML4" ? "MA_BS_DOC_KQ" : "NGUOI_THUC_HIEN",
+                 "no clinician to credit");
+          continue;
+        }
+        for (const auto& clinician : who) {
+          sdk::Record r;
+          r.source_id = episode + "|" + t.kind + "|" + stt + "|" + clinician;
+          r.source_staff_id = clinician;
+          r.task_code = task;
+          r.work_date = date_of(when);
+          r.declared_minutes = minutes;
+          r.quantity = quantity;
+          if (!title.empty()) r.title = title;
+          r.evidence_ref = ma_lk;
+          r.attributes = {{"facility_code", facility_}, {"table", t.kind}, {"stt", stt}};
+          if (t.kind != "XML5") r.attributes.emplace_back("ma_dich_vu", field(row, "MA_DICH_VU"));
+          r.location = name_ + ":" + std::to_string(line);
+          credits[r.source_id] = std::move(r);
+        }
+      }
+    }
+
+    // Only what changed since this episode's last export.
+    const auto before = state_.before(episode, file_seq_);
+    std::map<std::string, EpisodeState::Row> now;
+    const std::string revision = std::to_string(file_seq_);
+    for (auto& [id, r] : credits) {
+      const std::string content = fields_json(r);
+      auto it = before.find(id);
+      if (it != before.end() && it->second.fields == content) {
+        now[id] = it->second;  // unchanged: not a new revision
+        continue;
+      }
+      now[id] = EpisodeState::Row{content, file_seq_};
+      r.revision = revision;
+      page.add(std::move(r));
+    }
+    for (const auto& [id, row] : before) {
+      if (id.empty() || credits.count(id)) continue;
+      sdk::Record gone = record_from_json(row.fields);  // vanished from the re-export: withdrawn
+      gone.revision = revision;
+      gone.retracted = "true";
+      gone.location = where;
+      page.add(std::move(gone));
+    }
+    state_.store(episode, file_seq_, now);
+    return true;
+  } catch (const sdk::xml::ParseError& e) {
+    throw sdk::FileRejected(e.reason(), e.what());
+  }
+}
+
+}  // namespace kpihub::health

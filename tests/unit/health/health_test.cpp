@@ -1,0 +1,245 @@
+// The health adapter: the Ministry of Health XML mapping of spec/sources.md
+// §3 (130/4750/3176 and 4210 layouts), bad rows and bad files, re-exported
+// episodes (changes only, vanished rows retracted, a replay after a crash
+// giving the same answer), and patient data that never leaves the file.
+#include <kpihub/health/source.hpp>
+#include <kpihub/host_services.hpp>
+#include <kpihub/logger.hpp>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using kpihub::health::EpisodeState;
+using kpihub::health::HisReader;
+using kpihub::health::Mapping;
+
+namespace {
+
+const fs::path kFixtures = fs::path(KPIHUB_FIXTURES_DIR) / "health";
+// The made-up patient of the fixtures (make_fixtures.py).
+const char* const kPatientData[] = {"Nguyễn Văn Bệnh Nhân", "056090001234", "DN4797915001234",
+                                    "Trần Phú", "Viêm phổi"};
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "in: " << (haystack)
+
+struct Result {
+  std::map<std::string, kpihub::sdk::Record> records;
+  std::vector<kpihub::sdk::RejectedItem> rejected;
+};
+
+Result read(const std::string& file, int64_t seq, EpisodeState& state,
+            const Mapping& mapping = Mapping{}) {
+  auto reader = HisReader::open_file((kFixtures / file).string(), file, seq, mapping, state);
+  reader->check();
+  kpihub::sdk::Page page;
+  while (reader->next_unit(page)) {
+  }
+  Result r;
+  for (const auto& rec : page.records()) r.records.emplace(rec.source_id, rec);
+  r.rejected = page.rejected();
+  return r;
+}
+
+std::string attr(const kpihub::sdk::Record& r, const std::string& key) {
+  for (const auto& [k, v] : r.attributes) {
+    if (k == key) return v;
+  }
+  return "";
+}
+
+TEST(HealthXml, Maps130TablesToCreditsPerClinician) {
+  EpisodeState state(":memory:");
+  const auto r = read("episodes-130.xml", 1, state);
+  const std::string p = "56001|LK001|";
+  ASSERT_EQ(r.records.count(p + "XML3|1|001234/KH-CCHN"), 1u);
+  const auto& exam = r.records.at(p + "XML3|1|001234/KH-CCHN");
+  EXPECT_EQ(exam.task_code, "MED.EXAM");
+  EXPECT_EQ(exam.source_staff_id, "001234/KH-CCHN");
+  EXPECT_EQ(exam.work_date, "2025-04-08");
+  EXPECT_EQ(exam.declared_minutes, "0");
+  EXPECT_EQ(exam.quantity, "1.000");
+  EXPECT_EQ(exam.evidence_ref, "LK001");
+  EXPECT_EQ(exam.revision, "1");
+  EXPECT_EQ(attr(exam, "facility_code"), "56001");
+
+  // A procedure credits each performer (a seconded one as written), with the
+  // minutes from performing to result.
+  for (const char* who : {"001234/KH-CCHN", "002345/KH-CCHN.C.1"}) {
+    ASSERT_EQ(r.records.count(p + "XML3|2|" + who), 1u) << who;
+    const auto& proc = r.records.at(p + "XML3|2|" + who);
+    EXPECT_EQ(proc.task_code, "MED.PROC");
+    EXPECT_EQ(proc.declared_minutes, "45");
+    EXPECT_EQ(proc.work_date, "2025-04-08");
+  }
+  EXPECT_EQ(r.records.count(p + "XML3|3|001234/KH-CCHN"), 0u) << "drugs credit no one";
+  const auto& lab = r.records.at(p + "XML3|4|005678/KH-CCHN");
+  EXPECT_EQ(lab.task_code, "MED.LAB");
+  EXPECT_EQ(lab.title, "Tổng phân tích tế bào máu & công thức") << "CDATA";
+  const auto& bed = r.records.at(p + "XML3|5|001234/KH-CCHN");
+  EXPECT_EQ(bed.task_code, "MED.INPATIENT_DAY");
+  EXPECT_EQ(bed.quantity, "2.000");
+  EXPECT_EQ(r.records.at(p + "XML4|1|003456/KH-CCHN").task_code, "MED.RESULT_READ");
+  const auto& note =
+      r.records.at(p + "XML5|1|001234/KH-CCHN");  // that inner file starts with a BOM
+  EXPECT_EQ(note.task_code, "MED.CLINICAL_NOTE");
+  EXPECT_EQ(note.work_date, "2025-04-08");
+
+  // LK002: the good row is kept, the bad ones quarantined with table, STT, field and value.
+  EXPECT_EQ(r.records.count("56001|LK002|XML3|3|003456/KH-CCHN"), 1u);
+  std::vector<std::string> messages;
+  for (const auto& q : r.rejected) messages.push_back(q.reason + " " + q.message);
+  ASSERT_EQ(r.rejected.size(), 4u) << ::testing::PrintToString(messages);
+  EXPECT_CONTAINS(messages[0],
+                  "bad_value episodes-130.xml HOSO #2 XML3 STT 1: NGAY_TH_YL 202504091000 is "
+                  "before NGAY_YL 202504091100");
+  EXPECT_CONTAINS(messages[1], "XML3 STT 2: NGAY_YL \"202502301000\" is not a time");
+  EXPECT_CONTAINS(
+      messages[2],
+      "parse_error episodes-130.xml HOSO #3 XML3: NOIDUNGFILE is not base64 (MA_LK LK003)");
+  EXPECT_CONTAINS(messages[3], "HOSO #3 XML5");
+  EXPECT_EQ(r.records.size(), 8u);  // LK001: 7 credits, LK002: 1
+}
+
+TEST(HealthXml, Legacy4210CreditsTheDoctorOnTheOrderDate) {
+  EpisodeState state(":memory:");
+  const auto r = read("episode-4210.xml", 1, state);
+  ASSERT_EQ(r.records.size(), 3u);
+  const auto& proc = r.records.at("56002|LK4210|XML3|1|004567/KH-CCHN");
+  EXPECT_EQ(proc.task_code, "MED.PROC");
+  EXPECT_EQ(proc.work_date, "2025-04-07");
+  EXPECT_EQ(proc.declared_minutes, "0");
+  EXPECT_EQ(r.records.count("56002|LK4210|XML3|2|005678/KH-CCHN"), 1u)
+      << "several doctors in one field";
+  EXPECT_EQ(r.records.at("56002|LK4210|XML3|2|005678/KH-CCHN").task_code, "MED.IMAGING");
+}
+
+TEST(HealthXml, AReExportYieldsOnlyChangesAndWithdrawsVanishedRows) {
+  EpisodeState state(":memory:");
+  read("episodes-130.xml", 1, state);
+  const auto second = read("reexport-130.xml", 2, state);
+  // Changed: the procedure's quantity (both performers). Vanished: the bed day.
+  std::map<std::string, std::string> got;
+  for (const auto& [id, rec] : second.records)
+    got[id] = rec.revision + (rec.retracted ? " retracted" : "");
+  EXPECT_EQ(got, (std::map<std::string, std::string>{
+                     {"56001|LK001|XML3|2|001234/KH-CCHN", "2"},
+                     {"56001|LK001|XML3|2|002345/KH-CCHN.C.1", "2"},
+                     {"56001|LK001|XML3|5|001234/KH-CCHN", "2 retracted"},
+                 }));
+  EXPECT_EQ(second.records.at("56001|LK001|XML3|5|001234/KH-CCHN").task_code, "MED.INPATIENT_DAY")
+      << "a retraction carries the record's fields";
+  // File 2 read again after a crash: the same answer.
+  const auto replay = read("reexport-130.xml", 2, state);
+  std::map<std::string, std::string> again;
+  for (const auto& [id, rec] : replay.records)
+    again[id] = rec.revision + (rec.retracted ? " retracted" : "");
+  EXPECT_EQ(again, got);
+  // The same export once more (file 3): nothing changed, nothing emitted.
+  EXPECT_TRUE(read("reexport-130.xml", 3, state).records.empty());
+}
+
+TEST(HealthXml, ServiceCodePrefixesPickAFinerTask) {
+  EpisodeState state(":memory:");
+  Mapping m;
+  m.service_prefixes = {{"10.", "MED.PROC.PLEURA"}};
+  const auto r = read("episodes-130.xml", 1, state, m);
+  EXPECT_EQ(r.records.at("56001|LK001|XML3|2|001234/KH-CCHN").task_code, "MED.PROC.PLEURA");
+  EXPECT_EQ(r.records.at("56001|LK001|XML3|1|001234/KH-CCHN").task_code, "MED.EXAM");
+}
+
+TEST(HealthXml, BadFilesAreRefusedWithTheirReason) {
+  struct Case {
+    const char* file;
+    const char* reason;
+    const char* says;
+  };
+  const Case cases[] = {{"not-envelope.xml", "parse_error", "not <GIAMDINHHS>"},
+                        {"not-xml.xml", "parse_error", "not-xml.xml:1"},
+                        {"no-facility.xml", "missing_field", "MACSKCB is missing"},
+                        {"doctype.xml", "parse_error", "doctype.xml:"},
+                        {"truncated.xml", "parse_error", "truncated.xml:"}};
+  for (const auto& c : cases) {
+    EpisodeState state(":memory:");
+    auto reader =
+        HisReader::open_file((kFixtures / "bad" / c.file).string(), c.file, 1, Mapping{}, state);
+    try {
+      reader->check();
+      ADD_FAILURE() << c.file << " was accepted";
+    } catch (const kpihub::sdk::FileRejected& e) {
+      EXPECT_EQ(e.reason(), c.reason) << c.file << ": " << e.what();
+      EXPECT_CONTAINS(e.what(), c.says);
+      EXPECT_EQ(std::string(e.what()).find("root:x:0:0"), std::string::npos);
+    }
+  }
+}
+
+class CapturingLogger final : public kpihub::Logger {
+ public:
+  void log(kpihub::LogLevel, std::string_view, std::string_view message,
+           std::string_view) override {
+    lines.emplace_back(message);
+  }
+  std::vector<std::string> lines;
+};
+
+TEST(HealthXml, NoPatientDataLeavesTheFile) {
+  const fs::path dir = fs::temp_directory_path() / ("kpihub-health-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "inbox");
+  for (const char* f : {"episodes-130.xml", "reexport-130.xml", "episode-4210.xml"}) {
+    fs::copy_file(kFixtures / f, dir / "inbox" / f);
+  }
+  fs::copy_file(kFixtures / "bad" / "no-facility.xml", dir / "inbox" / "z-bad.xml");
+  CapturingLogger logger;
+  kpihub::SystemClock clock;
+  kpihub::SecretResolver secrets("/");
+  kpihub::HostServices services("health", logger, clock, secrets, nullptr);
+  kpihub::sdk::Host host(services.api());
+  kpihub::sdk::Settings settings(R"({"inbox_dir": ")" + (dir / "inbox").string() +
+                                     R"(", "state_file": ")" + (dir / "state.db").string() +
+                                     R"(", "settle_ms": 0})",
+                                 "sources[0].settings");
+  kpihub::health::HealthSource source(host, settings);
+  std::optional<std::string> cursor;
+  std::string everything;
+  std::size_t records = 0;
+  for (int i = 0; i < 50; ++i) {
+    kpihub::sdk::Page page;
+    source.pull(cursor, page);
+    for (const auto& r : page.records()) {
+      ++records;
+      for (const auto* f : {&r.title, &r.evidence_ref, &r.raw, &r.location, &r.source_staff_id}) {
+        everything += f->value_or("") + "\n";
+      }
+      everything += r.source_id + "\n";
+      for (const auto& [k, v] : r.attributes) everything += k + "=" + v + "\n";
+    }
+    for (const auto& q : page.rejected()) {
+      everything += q.message + "\n" + q.raw.value_or("") + "\n" + q.location.value_or("") + "\n";
+    }
+    cursor = page.cursor();
+    if (page.caught_up()) break;
+  }
+  for (const auto& l : logger.lines) everything += l + "\n";
+  for (const auto& e : fs::directory_iterator(dir / "inbox" / ".rejected")) {
+    if (e.path().extension() == ".reason") {
+      std::ifstream in(e.path());
+      everything += std::string(std::istreambuf_iterator<char>(in), {});
+    }
+  }
+  EXPECT_GT(records, 10u);
+  EXPECT_CONTAINS(everything, "MACSKCB is missing");  // the bad file was seen
+  for (const char* secret : kPatientData) {
+    EXPECT_EQ(everything.find(secret), std::string::npos)
+        << "patient data \"" << secret << "\" left the file";
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
