@@ -263,14 +263,17 @@ class Inbox {
     return s + "-" + name;
   }
 
-  // Work files as (seq, original name, path), in seq order.
-  std::vector<TakenFile> work_files() const {
+  // Taken files in `dir` as (seq, original name, path), in seq order.
+  static std::vector<TakenFile> taken_files(const std::filesystem::path& dir) {
     std::vector<TakenFile> out;
     std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(work_, ec)) {
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
       const std::string fn = e.path().filename().string();
       const auto dash = fn.find('-');
-      if (dash != 10 || !e.is_regular_file()) continue;
+      if (dash != 10 || !e.is_regular_file() ||
+          !std::all_of(fn.begin(), fn.begin() + 10, [](char c) { return c >= '0' && c <= '9'; })) {
+        continue;
+      }
       TakenFile f;
       f.path = e.path();
       f.seq = std::stoull(fn.substr(0, dash));
@@ -281,20 +284,30 @@ class Inbox {
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
     return out;
   }
+  std::vector<TakenFile> work_files() const { return taken_files(work_); }
 
+  // File `seq`, in the work folder or, when the host resumes from an older
+  // cursor (a store restored from a backup), already in the archive.
   std::optional<TakenFile> work_file(std::uint64_t seq) const {
-    for (auto& f : work_files()) {
-      if (f.seq == seq) return f;
+    for (const auto& dir : {work_, archive_}) {
+      for (auto& f : taken_files(dir)) {
+        if (f.seq == seq) return f;
+      }
     }
     return std::nullopt;
   }
 
-  // A file taken before a crash, whose pages were never stored.
+  // The first file after `after_seq` that was taken but whose pages the host
+  // has not stored: taken before a crash (work folder), or read after the
+  // backup the store was restored from (archive).
   std::optional<TakenFile> pending_work_file(std::uint64_t after_seq) const {
-    for (auto& f : work_files()) {
-      if (f.seq > after_seq) return f;
+    std::optional<TakenFile> best;
+    for (const auto& dir : {work_, archive_}) {
+      for (auto& f : taken_files(dir)) {
+        if (f.seq > after_seq && (!best || f.seq < best->seq)) best = f;
+      }
     }
-    return std::nullopt;
+    return best;
   }
 
   bool accepted_name(const std::string& fn) const {
@@ -330,6 +343,7 @@ class Inbox {
         });
     std::uint64_t seq = last_seq;
     for (const auto& f : work_files()) seq = std::max(seq, f.seq);
+    for (const auto& f : taken_files(archive_)) seq = std::max(seq, f.seq);
     ++seq;
     TakenFile f{work_ / work_name(seq, c.name), c.name, seq, c.size};
     std::filesystem::rename(dir_ / c.name, f.path, ec);

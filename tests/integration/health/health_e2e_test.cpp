@@ -162,6 +162,20 @@ TEST(HealthE2E, GeneratedHospitalExportsAreStoredOnceAtTheirLatestContentForTheR
   EXPECT_TRUE(fs::is_empty(dir / "gen/inbox/.rejected"));
   // Scored: staff months for the teachers.
   EXPECT_FALSE(store->month_rows(kpihub::OutboxKind::staff_month, "2025-04").empty());
+
+  // The plugin passes kpihub-adapter-check, on a copy of a fixture.
+  fs::create_directories(dir / "check/inbox");
+  fs::copy_file(fs::path(KPIHUB_SOURCE_DIR) / "tests/fixtures/health/episodes-130.xml",
+                dir / "check/inbox/a.xml");
+  std::ofstream(dir / "check/settings.json")
+      << R"({"inbox_dir": ")" << (dir / "check/inbox").string()
+      << R"(", "settle_ms": 0, "page_records": 3, "state_file": ")"
+      << (dir / "check/state.db").string() << R"("})";
+  const int checked = run({ADAPTER_CHECK, HEALTH_PLUGIN, "--config",
+                           (dir / "check/settings.json").string(), "--today", "2025-05-10"},
+                          dir / "check.log");
+  EXPECT_EQ(checked, 0) << slurp(dir / "check.log");
+  EXPECT_NE(slurp(dir / "check.log").find("result: PASS"), std::string::npos);
   if (!HasFailure()) fs::remove_all(dir);
 }
 

@@ -277,6 +277,25 @@ TEST_F(EducationInboxTest, ARestartResumesMidFileWithoutReadingATeacherTwice) {
   EXPECT_EQ(rest[0].source_staff_id, "GV-000200");
 }
 
+TEST_F(EducationInboxTest, AnOlderCursorReadsArchivedFilesAgainAsAfterAStoreRestore) {
+  drop(kFixtures / "good-week.xml", "w15.xml");
+  auto s = source();
+  std::optional<std::string> cursor;
+  std::vector<kpihub::sdk::Record> records;
+  std::vector<kpihub::sdk::RejectedItem> rejected;
+  pull_all(*s, cursor, records, rejected);
+  kpihub::sdk::Page archive_it;
+  s->pull(cursor, archive_it);
+  ASSERT_TRUE(fs::is_empty(dir_ / "inbox" / ".work"));
+  // The store is restored from a backup taken before the file was read: no cursor.
+  auto restored = source();
+  std::optional<std::string> none;
+  std::vector<kpihub::sdk::Record> again;
+  pull_all(*restored, none, again, rejected);
+  EXPECT_EQ(again.size(), records.size()) << "the archived file is read again, from the archive";
+  EXPECT_TRUE(rejected.empty());
+}
+
 TEST_F(EducationInboxTest, AFileTakenBeforeACrashIsReadAgainFromItsStart) {
   drop(kFixtures / "good-week.xml", "w15.xml");
   std::optional<std::string> cursor;
