@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The first quick-start command: installs what is missing, builds, starts the
-# bundled simulators on loopback (E-Office and the provincial receiver), and
-# runs the hub once on config/hub.json with its SQLite store under var/.
+# bundled simulators on loopback (E-Office and the provincial receiver), drops
+# a month of school teaching logs and hospital exports into the sector inboxes
+# (var/inbox/), and runs the hub once on config/hub.json with its SQLite store
+# under var/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -34,8 +36,18 @@ start_sim sim-eoffice build/bin/kpihub-sim-eoffice --port 18081 --seed 42 --agen
 start_sim sim-province build/bin/kpihub-sim-province --port 18082 --db var/province.db \
   --client-id kpihub --client-secret-file tests/fixtures/secrets/province-client-secret
 
-echo "demo: kpihub run --once (month $MONTH from the E-Office simulator to the provincial receiver)"
+# The school and hospital systems' exports for the same month (the staff and
+# unit files they match are config/staff-education.csv, config/staff-health.csv, ...).
+rm -rf var/sector && mkdir -p var/inbox/education var/inbox/health
+build/bin/kpihub-sim-education --out var/sector/education --schools 3 --teachers 10 --days 20 --month "$MONTH"
+build/bin/kpihub-sim-health --out var/sector/health --hospitals 2 --clinicians 10 --days 20 --episodes 4 --month "$MONTH"
+for s in education health; do
+  for f in var/sector/$s/inbox/*.xml; do mv "$f" var/inbox/$s/; done   # renamed in, as the systems do
+done
+
+echo "demo: kpihub run --once (month $MONTH: E-Office, teaching logs and hospital exports to the provincial receiver)"
 build/bin/kpihub run --once --config config/hub.json 2>var/hub.log || { tail -20 var/hub.log; exit 1; }
 echo "demo: hub log in var/hub.log; store in var/hub.db"
 build/bin/kpihub report --month "$MONTH" --config config/hub.json | head -40
-echo "demo: more: build/bin/kpihub explain --staff KH-000001 --month $MONTH; build/bin/kpihub status"
+echo "demo: more: build/bin/kpihub explain --staff KH-000001 --month $MONTH (a teacher: GD-000001, a doctor: YT-000001);"
+echo "      build/bin/kpihub status; build/bin/kpihub run (long-running, dashboard on http://127.0.0.1:8080/)"

@@ -119,6 +119,21 @@ bool is_instance_name(const std::string& name) {
   });
 }
 
+// Settings named "*_dir" or "*_file" are paths: relative ones are resolved
+// against the configuration's folder (as the hub's own paths are), so a
+// plugin gets the same folder whatever directory the hub was started from.
+void resolve_setting_paths(json::object& settings, const HubConfig& config) {
+  for (auto& member : settings) {
+    const std::string key(member.key());
+    if (member.value().is_object()) {
+      resolve_setting_paths(member.value().get_object(), config);
+    } else if (member.value().is_string() && (ends_with_ci(key, "_dir") || ends_with_ci(key, "_file"))) {
+      const std::string text(member.value().get_string());
+      if (!text.empty()) member.value() = resolve_config_path(config, text);
+    }
+  }
+}
+
 std::string settings_text(const json::value& document, const char* list, std::size_t index,
                           const JsonNode& node, const HubConfig& config) {
   const json::value* settings = nullptr;
@@ -134,7 +149,9 @@ std::string settings_text(const json::value& document, const char* list, std::si
                       json::serialize(*settings));
   }
   check_secret_files(settings->get_object(), node.path() + ".settings", config);
-  return json::serialize(*settings);
+  json::object resolved = settings->get_object();
+  resolve_setting_paths(resolved, config);
+  return json::serialize(resolved);
 }
 
 PluginInstanceConfig read_instance(const JsonNode& node, bool sink, const json::value& document,

@@ -369,16 +369,17 @@ TEST(Directory, RefusesDuplicatesAndBadValues) {
   // a code repeated across them is refused, naming both places.
   const std::string teachers =
       dir.write("teachers.csv", kStaffHeader + "GD-1,Ba,A1,false,true,education,GV-1\n");
-  const Directory both = load_directory(std::vector<std::string>{staff, teachers},
-                                        std::vector<std::string>{units});
+  const Directory both =
+      load_directory(std::vector<std::string>{staff, teachers}, std::vector<std::string>{units});
   EXPECT_EQ(both.size(), 2u);
   ASSERT_NE(both.by_identifier("GV-1"), nullptr);
   EXPECT_EQ(both.by_identifier("GV-1")->staff_code, "GD-1");
   const std::string again = dir.write("again.csv", kStaffHeader + "KH-1,Một,A1,false,true,,\n");
-  EXPECT_CONTAINS(error_of([&] {
-                    load_directory(std::vector<std::string>{staff, again}, std::vector<std::string>{units});
-                  }),
-                  "again.csv:2: staff_code: \"KH-1\" is a duplicate staff code (first at ");
+  EXPECT_CONTAINS(
+      error_of([&] {
+        load_directory(std::vector<std::string>{staff, again}, std::vector<std::string>{units});
+      }),
+      "again.csv:2: staff_code: \"KH-1\" is a duplicate staff code (first at ");
   const std::string no_agency = dir.write("units3.csv", "unit_code\n56001\n");
   EXPECT_CONTAINS(error_of([&] { load_directory(staff, no_agency); }),
                   "units3.csv:1: header is missing column(s) agency_code");
@@ -524,7 +525,7 @@ TEST(Rules, RefusesBadRulesWithKeyPaths) {
 
 // ------------------------------------------------------------ Hub config --
 
-TEST(HubConfig, ShippedConfigLoadsWithResolvedPathsAndVerbatimSettings) {
+TEST(HubConfig, ShippedConfigLoadsWithResolvedPaths) {
   const HubConfig config = load_hub_config(kConfigDir + "/hub.json");
   const fs::path repo = fs::path(KPIHUB_SOURCE_DIR).lexically_normal();
   EXPECT_EQ(config.hub_id, "khanhhoa-hub-1");
@@ -535,20 +536,25 @@ TEST(HubConfig, ShippedConfigLoadsWithResolvedPathsAndVerbatimSettings) {
   EXPECT_EQ(config.store, "sqlite");
   ASSERT_EQ(config.catalog_files.size(), 4u);
   EXPECT_EQ(fs::path(config.catalog_files[0]), (repo / "config/catalog/province.csv"));
-  ASSERT_EQ(config.staff_files.size(), 1u);
+  ASSERT_EQ(config.staff_files.size(), 3u);
   EXPECT_EQ(fs::path(config.staff_files[0]), repo / "config/staff.csv");
   EXPECT_EQ(config.holiday_files.size(), 2u);
   EXPECT_FALSE(config.today.has_value());
 
-  ASSERT_EQ(config.sources.size(), 1u);
+  ASSERT_EQ(config.sources.size(), 3u);
   const PluginInstanceConfig& eoffice = config.sources[0];
   EXPECT_EQ(eoffice.name, "eoffice");
   EXPECT_EQ(eoffice.plugin, "eoffice");
   EXPECT_TRUE(eoffice.enabled);
   EXPECT_EQ(eoffice.interval_ms, 60000);
-  EXPECT_EQ(json::parse(eoffice.settings_json),
-            json::parse(R"({"base_url": "http://127.0.0.1:18081", "client_id": "kpihub",
-                "client_secret_file": "../tests/fixtures/secrets/eoffice-client-secret"})"));
+  // Paths in settings ("*_file", "*_dir") are resolved against config/.
+  EXPECT_EQ(
+      json::parse(eoffice.settings_json),
+      json::parse(R"({"base_url": "http://127.0.0.1:18081", "client_id": "kpihub",
+                "client_secret_file": ")" +
+                  (repo / "tests/fixtures/secrets/eoffice-client-secret").string() + R"("})"));
+  EXPECT_EQ(json::parse(config.sources[2].settings_json).at("inbox_dir").as_string(),
+            (repo / "var/inbox/health").string());
   // The secret file named relative to config/ is found from there.
   EXPECT_TRUE(fs::is_regular_file(
       resolve_config_path(config, "../tests/fixtures/secrets/eoffice-client-secret")));
