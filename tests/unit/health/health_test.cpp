@@ -5,6 +5,7 @@
 #include <kpihub/health/source.hpp>
 #include <kpihub/host_services.hpp>
 #include <kpihub/logger.hpp>
+#include <kpihub/net.hpp>
 
 #include <gtest/gtest.h>
 
@@ -239,6 +240,72 @@ TEST(HealthXml, NoPatientDataLeavesTheFile) {
     EXPECT_EQ(everything.find(secret), std::string::npos)
         << "patient data \"" << secret << "\" left the file";
   }
+  fs::remove_all(dir);
+}
+
+TEST(HealthXml, HttpPullListsAndFetchesExportsIntoTheInbox) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("kpihub-health-http-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "inbox");
+  std::ofstream(dir / "key") << "his-key-7\n";
+  std::map<std::string, std::string> served;
+  for (const char* f : {"a-episodes-130.xml", "b-episode-4210.xml"}) {
+    std::ifstream in(kFixtures / (std::string(f).substr(2)));
+    served[f] = std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  std::vector<std::string> asked;
+  kpihub::net::HttpServer server({}, [&](const kpihub::net::Request& r) {
+    kpihub::net::Reply reply;
+    if (r.header("authorization") != "Bearer his-key-7") {
+      reply.status = 401;
+      return reply;
+    }
+    asked.push_back(r.target);
+    if (r.path == "/his/exports") {
+      std::string list = "[";
+      for (const auto& [name, body] : served) {
+        if (name > r.query.at("after"))
+          list += std::string(list.size() > 1 ? "," : "") + "\"" + name + "\"";
+      }
+      reply.body = list + "]";
+      return reply;
+    }
+    const std::string name = r.path.substr(std::string("/his/exports/").size());
+    reply.headers = {{"Content-Type", "application/xml"}};
+    reply.body = served.at(name);
+    return reply;
+  });
+  server.start();
+  CapturingLogger logger;
+  kpihub::SystemClock clock;
+  kpihub::SecretResolver secrets("/");
+  kpihub::HostServices services("health", logger, clock, secrets, nullptr);
+  kpihub::sdk::Host host(services.api());
+  kpihub::sdk::Settings settings(R"({"inbox_dir": ")" + (dir / "inbox").string() +
+                                     R"(", "state_file": ")" + (dir / "state.db").string() +
+                                     R"(", "settle_ms": 0, "http": {"base_url": )" +
+                                     R"("http://127.0.0.1:)" + std::to_string(server.port()) +
+                                     R"(", "api_key_file": ")" + (dir / "key").string() + R"("}})",
+                                 "sources[0].settings");
+  kpihub::health::HealthSource source(host, settings);
+  std::optional<std::string> cursor;
+  std::size_t records = 0;
+  for (int i = 0; i < 30; ++i) {
+    kpihub::sdk::Page page;
+    source.pull(cursor, page);
+    records += page.records().size();
+    cursor = page.cursor();
+    if (page.caught_up()) break;
+  }
+  server.stop();
+  EXPECT_EQ(records, 11u) << "8 from the 130 file, 3 from the 4210 file";
+  ASSERT_GE(asked.size(), 4u);
+  EXPECT_EQ(asked[0], "/his/exports?after=");
+  EXPECT_EQ(asked[1], "/his/exports/a-episodes-130.xml");
+  EXPECT_EQ(asked[2], "/his/exports?after=a-episodes-130.xml");
+  EXPECT_EQ(asked[3], "/his/exports/b-episode-4210.xml");
+  EXPECT_TRUE(fs::exists(dir / "inbox" / ".archive" / "0000000001-a-episodes-130.xml"));
   fs::remove_all(dir);
 }
 
