@@ -191,7 +191,9 @@ net::Reply AdminApi::dashboard(const net::Request& request) {
   }
   h << "</table>";
 
-  const int64_t from = (now / 3600000 - 23) * 3600000;
+  // Stored records carry the records' clock (hub.json's `today` when set).
+  const int64_t records_now = RecordClock(config_, clock_, offset).now_unix_ms();
+  const int64_t from = (records_now / 3600000 - 23) * 3600000;
   h << "<h2>Records stored per hour (last 24 h)</h2>"
     << column_chart("records-per-hour", store_.stored_per_hour(from), from, 24, offset);
 
