@@ -85,6 +85,29 @@ std::optional<std::string> decode_base64(const std::string& text) {
   return out;
 }
 
+// libxml2's message for a broken inner file, without anything quoted from
+// the document (an undefined entity's name, a bad attribute value, the bytes
+// of a non-UTF-8 sequence): inner files hold patient data.
+std::string without_document_text(const std::string& message) {
+  std::string out;
+  bool quoted = false;
+  for (std::size_t i = 0; i < message.size(); ++i) {
+    const char c = message[i];
+    if (c == '\'' || c == '"') {
+      if (quoted) out += "...";  // what was between the quotes is left out
+      out += c;
+      quoted = !quoted;
+      continue;
+    }
+    if (quoted) continue;
+    if (c == '\n') break;  // libxml2 puts "Bytes: 0x.." and excerpts on later lines
+    if (message.compare(i, 6, "Bytes:") == 0) break;
+    out += c;
+  }
+  while (!out.empty() && (out.back() == ' ' || out.back() == ',')) out.pop_back();
+  return out;
+}
+
 struct Table {
   std::string kind;  // XML1, XML3, XML4, XML5
   bool legacy_4210 = false;
@@ -394,8 +417,8 @@ bool HisReader::next_unit(sdk::Page& page) {
       try {
         tables.push_back(read_table(kind, *decoded, where + " " + kind));
       } catch (const sdk::xml::ParseError& e) {
-        problems.push_back(
-            {std::nullopt, e.reason(), "NOIDUNGFILE", e.what(), std::nullopt, where});
+        problems.push_back({std::nullopt, e.reason(), "NOIDUNGFILE",
+                            without_document_text(e.what()), std::nullopt, where});
       }
     }
 
@@ -441,8 +464,12 @@ bool HisReader::next_unit(sdk::Page& page) {
           page.reject({episode + "|" + t.kind + "|" + stt, reason, f, at + ": " + message,
                        boost::json::serialize(raw), name_ + ":" + std::to_string(line)});
         };
+        if (stt.empty()) {
+          reject("missing_field", "STT", "STT is missing or empty");
+          continue;
+        }
         std::vector<std::string> who;
-        std::string task, date_field, minutes = "0", quantity = "1", title;
+        std::string task, date_field, who_field, minutes = "0", quantity = "1", title;
         if (t.kind == "XML3") {
           const std::string group = field(row, "MA_NHOM");
           auto g = mapping_.groups.find(group);
@@ -457,14 +484,15 @@ bool HisReader::next_unit(sdk::Page& page) {
             }
           }
           quantity = field(row, "SO_LUONG");
+          if (quantity.empty()) {
+            reject("missing_field", "SO_LUONG", "SO_LUONG is missing or empty");
+            continue;
+          }
           title = field(row, "TEN_DICH_VU");
           // Examinations and bed days credit the ordering doctor; services the performers.
           const bool performed = g->second != "MED.EXAM" && g->second != "MED.INPATIENT_DAY";
-          if (!performed || t.legacy_4210) {
-            who = clinicians(field(row, "MA_BAC_SI"));
-          } else {
-            who = clinicians(field(row, "NGUOI_THUC_HIEN"));
-          }
+          who_field = !performed || t.legacy_4210 ? "MA_BAC_SI" : "NGUOI_THUC_HIEN";
+          who = clinicians(field(row, who_field.c_str()));
           date_field = performed && !t.legacy_4210 ? "NGAY_TH_YL" : "NGAY_YL";
           const std::string ordered = field(row, "NGAY_YL");
           const auto ordered_at = parse_time(ordered);
@@ -497,13 +525,26 @@ bool HisReader::next_unit(sdk::Page& page) {
               }
               minutes = std::to_string(std::max<int64_t>(0, *result_at - *done_at));
             }
+          } else if (!t.legacy_4210) {
+            // An examination or bed day does not use NGAY_TH_YL, but one that
+            // is there must still not come before the order.
+            const std::string done = field(row, "NGAY_TH_YL");
+            const auto done_at = parse_time(done);
+            if (done_at && *done_at < *ordered_at) {
+              reject("bad_value", "NGAY_TH_YL",
+                     "NGAY_TH_YL " + done + " is before NGAY_YL " + ordered +
+                         " (the order the standard requires)");
+              continue;
+            }
           }
         } else if (t.kind == "XML4") {
           task = mapping_.result_read_task;
+          who_field = "MA_BS_DOC_KQ";
           who = clinicians(field(row, "MA_BS_DOC_KQ"));
           date_field = "NGAY_KQ";
         } else if (t.kind == "XML5") {
           task = mapping_.clinical_note_task;
+          who_field = "NGUOI_THUC_HIEN";
           who = clinicians(field(row, "NGUOI_THUC_HIEN"));
           date_field = "THOI_DIEM_DBLS";
         } else {
@@ -516,8 +557,9 @@ bool HisReader::next_unit(sdk::Page& page) {
           continue;
         }
         if (who.empty()) {
-          reject("missing_field", t.kind == "XML4" ? "MA_BS_DOC_KQ" : "NGUOI_THUC_HIEN",
-                 "no clinician to credit");
+          reject("missing_field", who_field,
+                 who_field + " \"" + field(row, who_field.c_str()) +
+                     "\" names no clinician to credit");
           continue;
         }
         for (const auto& clinician : who) {

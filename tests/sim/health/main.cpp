@@ -7,9 +7,15 @@
 // staff directory (practising-certificate numbers as identifiers), the units,
 // and a report of every credit the hub must end up with. Made-up patient
 // names are in XML1 so tests can check they never leave the file.
+#include <kpihub/net.hpp>
+
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <boost/json.hpp>
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -42,7 +48,7 @@ std::string b64(const std::string& text) {
 
 std::string stamp(sys_days d, int minutes) {
   const year_month_day ymd{d};
-  char buf[16];
+  char buf[64];
   std::snprintf(buf, sizeof buf, "%04d%02u%02u%02d%02d", static_cast<int>(ymd.year()),
                 static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), minutes / 60,
                 minutes % 60);
@@ -177,11 +183,56 @@ void credits(const std::string& facility, const Episode& e, bool legacy,
         0, "1");
 }
 
+// One episode of clinician `c` on day `d`: an examination, maybe a lab test
+// with its result read by a colleague, maybe a procedure or imaging by two
+// clinicians (sometimes a seconded one), drugs (nobody credited), a note.
+Episode make_episode(std::mt19937& rng, const std::string& facility, int d, int c, int k,
+                     const std::vector<std::string>& cchn, sys_days today) {
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
+  const int clinicians = static_cast<int>(cchn.size());
+  Episode e;
+  char lk[80];
+  std::snprintf(lk, sizeof lk, "%s%02d%03d%03d", facility.c_str(), d + 1, c, k);
+  e.ma_lk = lk;
+  e.patient = std::string(kFamily[pick(8)]) + " Văn " + kGiven[pick(10)];
+  const int t0 = 7 * 60 + pick(8 * 60);
+  int stt = 0;
+  e.services.push_back({++stt, 13, "02.1896", "Khám bệnh", "1.000",
+                        cchn[static_cast<std::size_t>(c)], "", stamp(today, t0), "", ""});
+  if (chance(0.5)) {
+    Row3 lab{++stt,
+             1,
+             "22.0121",
+             "Tổng phân tích tế bào máu",
+             "1.000",
+             cchn[static_cast<std::size_t>(c)],
+             cchn[static_cast<std::size_t>((c + 1) % clinicians)],
+             stamp(today, t0 + 10),
+             stamp(today, t0 + 20),
+             stamp(today, t0 + 50)};
+    e.services.push_back(lab);
+    e.reads.emplace_back(stamp(today, t0 + 60),
+                         cchn[static_cast<std::size_t>((c + 2) % clinicians)]);
+  }
+  if (chance(0.3)) {
+    const std::string second =
+        cchn[static_cast<std::size_t>((c + 3) % clinicians)] + (chance(0.3) ? ".C.1" : "");
+    e.services.push_back({++stt, chance(0.5) ? 8 : 2, "10.0001", "Thủ thuật", "1.000",
+                          cchn[static_cast<std::size_t>(c)],
+                          cchn[static_cast<std::size_t>(c)] + ";" + second, stamp(today, t0 + 15),
+                          stamp(today, t0 + 30), stamp(today, t0 + 75)});
+  }
+  e.services.push_back({++stt, 4, "40.17", "Thuốc", "10.000", cchn[static_cast<std::size_t>(c)], "",
+                        stamp(today, t0 + 5), "", ""});  // drugs credit no one
+  e.notes.emplace_back(stamp(today, t0 + 90), cchn[static_cast<std::size_t>(c)]);
+  return e;
+}
 }  // namespace
 
-int main(int argc, char** argv) {
+int generate(int argc, char** argv) {
   po::options_description desc(
-      "kpihub-sim-health generate: hospital XML exports (spec/sources.md §3)");
+      "kpihub-sim-health [generate]: hospital XML exports (spec/sources.md §3)");
   std::string out, month;
   int hospitals = 2, clinicians = 10, days = 5, episodes_per_day = 6;
   unsigned seed = 20251123;
@@ -249,43 +300,7 @@ int main(int argc, char** argv) {
       int count = 0;
       for (int c = 0; c < clinicians; ++c) {
         for (int k = 0; k < episodes_per_day; ++k) {
-          Episode e;
-          char lk[64];
-          std::snprintf(lk, sizeof lk, "%s%02d%03d%03d", facility, d + 1, c, k);
-          e.ma_lk = lk;
-          e.patient = std::string(kFamily[pick(8)]) + " Văn " + kGiven[pick(10)];
-          const int t0 = 7 * 60 + pick(8 * 60);
-          int stt = 0;
-          e.services.push_back({++stt, 13, "02.1896", "Khám bệnh", "1.000",
-                                cchn[static_cast<std::size_t>(c)], "", stamp(today, t0), "", ""});
-          if (chance(0.5)) {
-            Row3 lab{++stt,
-                     1,
-                     "22.0121",
-                     "Tổng phân tích tế bào máu",
-                     "1.000",
-                     cchn[static_cast<std::size_t>(c)],
-                     cchn[static_cast<std::size_t>((c + 1) % clinicians)],
-                     stamp(today, t0 + 10),
-                     stamp(today, t0 + 20),
-                     stamp(today, t0 + 50)};
-            e.services.push_back(lab);
-            e.reads.emplace_back(stamp(today, t0 + 60),
-                                 cchn[static_cast<std::size_t>((c + 2) % clinicians)]);
-          }
-          if (chance(0.3)) {
-            const std::string second =
-                cchn[static_cast<std::size_t>((c + 3) % clinicians)] + (chance(0.3) ? ".C.1" : "");
-            e.services.push_back({++stt, chance(0.5) ? 8 : 2, "10.0001", "Thủ thuật", "1.000",
-                                  cchn[static_cast<std::size_t>(c)],
-                                  cchn[static_cast<std::size_t>(c)] + ";" + second,
-                                  stamp(today, t0 + 15), stamp(today, t0 + 30),
-                                  stamp(today, t0 + 75)});
-          }
-          e.services.push_back({++stt, 4, "40.17", "Thuốc", "10.000",
-                                cchn[static_cast<std::size_t>(c)], "", stamp(today, t0 + 5), "",
-                                ""});  // drugs credit no one
-          e.notes.emplace_back(stamp(today, t0 + 90), cchn[static_cast<std::size_t>(c)]);
+          const Episode e = make_episode(rng, facility, d, c, k, cchn, today);
           hosos += hoso_xml(e, legacy, k % 5 == 0);
           ++count;
           credits(facility, e, legacy, final_credits);
@@ -324,4 +339,182 @@ int main(int argc, char** argv) {
   std::cout << "kpihub-sim-health: " << files << " files, " << staff_no << " clinicians, "
             << final_credits.size() << " credits in " << out << "\n";
   return 0;
+}
+
+namespace {
+
+// serve: the HIS's HTTP endpoint as the adapter expects it (docs/adapters/health.md):
+//   GET /his/exports?after=<name>  -> JSON list of the export names after <name>, sorted
+//   GET /his/exports/<name>        -> the export
+// both with "Authorization: Bearer <key>" (401 otherwise). The exports are the
+// *.xml files of --dir, as the generator wrote them.
+int serve(int argc, char** argv) {
+  po::options_description desc("kpihub-sim-health serve: the HIS's export listing over HTTP");
+  std::string dir, key_file;
+  kpihub::net::ServerOptions server;
+  desc.add_options()("help,h", "this help")("dir", po::value(&dir)->required(),
+                                            "folder of exports (the generator's OUT/inbox)")(
+      "api-key-file", po::value(&key_file)->required(), "file holding the bearer key")(
+      "address", po::value(&server.address)->default_value("127.0.0.1"), "listen address")(
+      "port", po::value(&server.port)->default_value(0), "listen port (0: any free port)");
+  po::variables_map vm;
+  std::string key;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    if (vm.count("help")) {
+      std::cout << desc;
+      return 0;
+    }
+    po::notify(vm);
+    std::ifstream in(key_file);
+    if (!in || !std::getline(in, key) || key.empty())
+      throw std::invalid_argument("cannot read a key from --api-key-file " + key_file);
+  } catch (const std::exception& e) {
+    std::cerr << "kpihub-sim-health serve: " << e.what() << "\n" << desc;
+    return 2;
+  }
+  auto exports = [dir]() {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string n = e.path().filename().string();
+      if (e.is_regular_file() && !n.empty() && n.front() != '.' && n.size() > 4 &&
+          n.compare(n.size() - 4, 4, ".xml") == 0) {
+        names.push_back(n);
+      }
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  };
+  kpihub::net::HttpServer http(server, [&](const kpihub::net::Request& r) {
+    kpihub::net::Reply reply;
+    if (r.header("authorization") != "Bearer " + key) {
+      reply.status = 401;
+      reply.body = R"({"error":"unauthorized"})";
+      return reply;
+    }
+    if (r.method != "GET") {
+      reply.status = 405;
+      return reply;
+    }
+    if (r.path == "/his/exports") {
+      const auto after = r.query.count("after") ? r.query.at("after") : std::string();
+      boost::json::array list;
+      for (const auto& n : exports()) {
+        if (n > after) list.emplace_back(n);
+      }
+      reply.body = boost::json::serialize(list);
+      return reply;
+    }
+    const std::string prefix = "/his/exports/";
+    const std::string name = r.path.rfind(prefix, 0) == 0 ? r.path.substr(prefix.size()) : "";
+    const auto names = exports();
+    if (name.empty() || std::find(names.begin(), names.end(), name) == names.end()) {
+      reply.status = 404;
+      reply.body = R"({"error":"not found"})";
+      return reply;
+    }
+    std::ifstream in(fs::path(dir) / name, std::ios::binary);
+    reply.body.assign(std::istreambuf_iterator<char>(in), {});
+    reply.headers = {{"Content-Type", "application/xml"}};
+    return reply;
+  });
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // before any thread starts
+  try {
+    http.start();
+    std::cout << "kpihub-sim-health listening on http://" << server.address << ":" << http.port()
+              << std::endl;
+    int received = 0;
+    sigwait(&signals, &received);
+    http.stop();
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "kpihub-sim-health serve: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+// large: one export of about --mb megabytes, streamed to disk episode by
+// episode (the generator's own memory stays small), for the peak-RSS check
+// of docs/performance.md.
+int large(int argc, char** argv) {
+  po::options_description desc("kpihub-sim-health large: one very large export, streamed to disk");
+  std::string out;
+  int mb = 500, clinicians = 200;
+  unsigned seed = 20251123;
+  desc.add_options()("help,h", "this help")("out", po::value(&out)->required(),
+                                            "file to write (written as OUT.part, then renamed)")(
+      "mb", po::value(&mb)->default_value(500), "size in megabytes (10^6 bytes)")(
+      "clinicians", po::value(&clinicians)->default_value(200), "clinicians")(
+      "seed", po::value(&seed)->default_value(20251123), "random seed");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    if (vm.count("help")) {
+      std::cout << desc;
+      return 0;
+    }
+    po::notify(vm);
+    if (mb < 1 || clinicians < 1) throw std::invalid_argument("--mb and --clinicians must be >= 1");
+  } catch (const std::exception& e) {
+    std::cerr << "kpihub-sim-health large: " << e.what() << "\n" << desc;
+    return 2;
+  }
+  std::mt19937 rng(seed);
+  std::vector<std::string> cchn;
+  for (int c = 0; c < clinicians; ++c) {
+    char id[32];
+    std::snprintf(id, sizeof id, "%06d/KH-CCHN", 10000 + c);
+    cchn.emplace_back(id);
+  }
+  const std::string facility = "56101";
+  const std::string whole = envelope(facility, "@", 0);
+  const auto at = whole.find('@');
+  const fs::path part = out + ".part";
+  std::ofstream f(part, std::ios::binary);
+  f << whole.substr(0, at);
+  const std::uint64_t target = static_cast<std::uint64_t>(mb) * 1000 * 1000;
+  std::uint64_t written = at, episodes = 0;
+  const sys_days first{year{2025} / April / day{1}};
+  for (int k = 0; written < target; ++k) {
+    for (int c = 0; c < clinicians && written < target; ++c) {
+      const Episode e =
+          make_episode(rng, facility, k % 28, c, k, cchn, first + std::chrono::days{k % 28});
+      const std::string x = hoso_xml(e, false, c % 5 == 0);
+      f << x;
+      written += x.size();
+      ++episodes;
+    }
+  }
+  f << whole.substr(at + 1);
+  f.close();
+  if (!f) {
+    std::cerr << "kpihub-sim-health large: cannot write " << part << "\n";
+    return 1;
+  }
+  fs::rename(part, out);
+  std::cout << "kpihub-sim-health: " << episodes << " episodes, " << fs::file_size(out)
+            << " bytes in " << out << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "serve") return serve(argc - 1, argv + 1);
+  if (mode == "large") return large(argc - 1, argv + 1);
+  if (mode == "generate") return generate(argc - 1, argv + 1);
+  if (mode == "--help" || mode == "-h") {
+    std::cout << "kpihub-sim-health: a hospital information system's exports (spec/sources.md §3)\n"
+                 "  kpihub-sim-health [generate] --out DIR ...   exports, staff, units, expected\n"
+                 "  kpihub-sim-health serve --dir DIR --api-key-file F   the HTTP listing\n"
+                 "  kpihub-sim-health large --out FILE --mb 500   one large export, streamed\n"
+                 "Each mode's options: kpihub-sim-health MODE --help\n\n";
+  }
+  return generate(argc, argv);
 }

@@ -164,6 +164,7 @@ TEST(HealthXml, BadFilesAreRefusedWithTheirReason) {
                         {"not-xml.xml", "parse_error", "not-xml.xml:1"},
                         {"no-facility.xml", "missing_field", "MACSKCB is missing"},
                         {"doctype.xml", "parse_error", "doctype.xml:"},
+                        {"billion-laughs.xml", "parse_error", "billion-laughs.xml:"},
                         {"truncated.xml", "parse_error", "truncated.xml:"}};
   for (const auto& c : cases) {
     EpisodeState state(":memory:");
@@ -298,7 +299,6 @@ TEST(HealthXml, HttpPullListsAndFetchesExportsIntoTheInbox) {
     cursor = page.cursor();
     if (page.caught_up()) break;
   }
-  server.stop();
   EXPECT_EQ(records, 11u) << "8 from the 130 file, 3 from the 4210 file";
   ASSERT_GE(asked.size(), 4u);
   EXPECT_EQ(asked[0], "/his/exports?after=");
@@ -306,7 +306,169 @@ TEST(HealthXml, HttpPullListsAndFetchesExportsIntoTheInbox) {
   EXPECT_EQ(asked[2], "/his/exports?after=a-episodes-130.xml");
   EXPECT_EQ(asked[3], "/his/exports/b-episode-4210.xml");
   EXPECT_TRUE(fs::exists(dir / "inbox" / ".archive" / "0000000001-a-episodes-130.xml"));
+
+  // A key the HIS refuses is an authentication error naming the setting.
+  std::ofstream(dir / "key") << "wrong-key\n";
+  kpihub::sdk::Settings wrong(R"({"inbox_dir": ")" + (dir / "inbox").string() +
+                                  R"(", "state_file": ")" + (dir / "state.db").string() +
+                                  R"(", "settle_ms": 0, "http": {"base_url": )" +
+                                  R"("http://127.0.0.1:)" + std::to_string(server.port()) +
+                                  R"(", "api_key_file": ")" + (dir / "key").string() + R"("}})",
+                              "sources[0].settings");
+  kpihub::health::HealthSource refused(host, wrong);
+  try {
+    refused.fetch_next("b-episode-4210.xml");
+    ADD_FAILURE() << "a refused key was accepted";
+  } catch (const kpihub::sdk::AuthError& e) {
+    EXPECT_CONTAINS(e.what(), "HTTP 401");
+    EXPECT_EQ(std::string(e.what()).find("wrong-key"), std::string::npos);
+  }
+  server.stop();
   fs::remove_all(dir);
+}
+
+TEST(HealthXml, HostileInnerFilesAndIncompleteRowsAreQuarantinedAndTheRestKept) {
+  EpisodeState state(":memory:");
+  const auto r = read("hostile-rows-130.xml", 1, state);
+  std::vector<std::string> messages;
+  std::string everything;
+  for (const auto& q : r.rejected) {
+    messages.push_back(q.reason + " " + q.field.value_or("") + " " + q.message);
+    everything += q.message + "\n" + q.raw.value_or("") + "\n";
+  }
+  ASSERT_EQ(messages.size(), 8u) << ::testing::PrintToString(messages);
+  // LK010: an undeclared entity in XML1, a DOCTYPE with an external entity in
+  // XML3, Latin-1 bytes in XML4; its XML5 note is still credited.
+  EXPECT_CONTAINS(messages[0], "parse_error NOIDUNGFILE hostile-rows-130.xml HOSO #1 XML1:");
+  EXPECT_CONTAINS(messages[1], "parse_error NOIDUNGFILE hostile-rows-130.xml HOSO #1 XML3:");
+  EXPECT_CONTAINS(messages[1], "DOCTYPE");
+  EXPECT_CONTAINS(messages[2], "bad_encoding NOIDUNGFILE hostile-rows-130.xml HOSO #1 XML4:");
+  EXPECT_CONTAINS(messages[2], "(MA_LK LK010)");
+  EXPECT_EQ(r.records.count("56001|LK010|XML5|1|001234/KH-CCHN"), 1u);
+  // LK011: a row without STT, one without SO_LUONG, an examination performed
+  // before it was ordered, a lab test and a result read with nobody to credit.
+  EXPECT_CONTAINS(messages[3], "missing_field STT hostile-rows-130.xml HOSO #2 XML3 STT : STT is");
+  EXPECT_CONTAINS(messages[4], "missing_field SO_LUONG hostile-rows-130.xml HOSO #2 XML3 STT 2:");
+  EXPECT_CONTAINS(messages[5],
+                  "bad_value NGAY_TH_YL hostile-rows-130.xml HOSO #2 XML3 STT 3: NGAY_TH_YL "
+                  "202504101030 is before NGAY_YL 202504101100");
+  EXPECT_CONTAINS(messages[6],
+                  "missing_field NGUOI_THUC_HIEN hostile-rows-130.xml HOSO #2 XML3 STT 4: "
+                  "NGUOI_THUC_HIEN \"\" names no clinician");
+  EXPECT_CONTAINS(messages[7],
+                  "missing_field MA_BS_DOC_KQ hostile-rows-130.xml HOSO #2 XML4 STT 1");
+  EXPECT_EQ(r.records.count("56001|LK011|XML3|5|003456/KH-CCHN"), 1u);
+  EXPECT_EQ(r.records.size(), 2u);
+  // Nothing of the documents is repeated: not the entity's name, not the file
+  // it pointed at, not the Latin-1 bytes, not the patient.
+  for (const char* leaked : {"HoTenBenhNhan", "/etc/passwd", "0xE9", "B\xe9nh", "Bytes"}) {
+    EXPECT_EQ(everything.find(leaked), std::string::npos) << leaked << " in:\n" << everything;
+  }
+  for (const char* secret : kPatientData) EXPECT_EQ(everything.find(secret), std::string::npos);
+}
+
+// A HealthSource on a temporary inbox, with a logger that keeps every line.
+struct InboxHarness {
+  explicit InboxHarness(const std::string& tag, const std::string& extra_settings = "")
+      : dir(fs::temp_directory_path() /
+            ("kpihub-health-" + tag + "-" + std::to_string(::getpid()))),
+        services("health", logger, clock, secrets, nullptr),
+        host(services.api()) {
+    fs::remove_all(dir);
+    fs::create_directories(dir / "inbox");
+    kpihub::sdk::Settings settings(R"({"inbox_dir": ")" + (dir / "inbox").string() +
+                                       R"(", "state_file": ")" + (dir / "state.db").string() +
+                                       R"(", "settle_ms": 0)" + extra_settings + "}",
+                                   "sources[0].settings");
+    source = std::make_unique<kpihub::health::HealthSource>(host, settings);
+  }
+  ~InboxHarness() { fs::remove_all(dir); }
+  void drop(const std::string& fixture, const std::string& as) {
+    fs::copy_file(kFixtures / fixture, dir / "inbox" / as);
+  }
+  // Pulls until caught up.
+  Result pull_all() {
+    Result r;
+    for (int i = 0; i < 100; ++i) {
+      kpihub::sdk::Page page;
+      source->pull(cursor, page);
+      for (const auto& rec : page.records()) r.records[rec.source_id] = rec;
+      for (const auto& q : page.rejected()) r.rejected.push_back(q);
+      cursor = page.cursor();
+      if (page.caught_up()) break;
+    }
+    return r;
+  }
+  fs::path dir;
+  CapturingLogger logger;
+  kpihub::SystemClock clock;
+  kpihub::SecretResolver secrets{"/"};
+  kpihub::HostServices services;
+  kpihub::sdk::Host host;
+  std::unique_ptr<kpihub::health::HealthSource> source;
+  std::optional<std::string> cursor;
+};
+
+TEST(HealthInbox, HalfWrittenFilesAreNotTaken) {
+  InboxHarness h("partial");
+  h.drop("episodes-130.xml", "a.xml.part");
+  h.drop("episodes-130.xml", ".b.xml");
+  h.drop("episodes-130.xml", "c.csv");
+  const auto r = h.pull_all();
+  EXPECT_TRUE(r.records.empty());
+  EXPECT_TRUE(r.rejected.empty());
+  EXPECT_TRUE(fs::exists(h.dir / "inbox" / "a.xml.part"));
+  EXPECT_TRUE(fs::exists(h.dir / "inbox" / ".b.xml"));
+  // Renamed in: now it is read.
+  fs::rename(h.dir / "inbox" / "a.xml.part", h.dir / "inbox" / "a.xml");
+  EXPECT_EQ(h.pull_all().records.size(), 8u);
+}
+
+TEST(HealthInbox, AFileOverTheSizeLimitIsMovedAsideUnread) {
+  InboxHarness h("size", R"(, "max_file_bytes": 4096)");
+  h.drop("episodes-130.xml", "big.xml");  // 7.8 kB
+  h.drop("episode-4210.xml", "small.xml");
+  const auto r = h.pull_all();
+  ASSERT_EQ(r.rejected.size(), 1u);
+  EXPECT_CONTAINS(r.rejected[0].message, "over max_file_bytes 4096");
+  EXPECT_EQ(r.records.size(), 3u) << "the next file is read";
+  EXPECT_TRUE(fs::exists(h.dir / "inbox" / ".rejected" / "0000000001-big.xml"));
+  EXPECT_TRUE(fs::exists(h.dir / "inbox" / ".rejected" / "0000000001-big.xml.reason"));
+}
+
+TEST(HealthInbox, TheSameFileTwiceCreditsNothingNew) {
+  InboxHarness h("twice");
+  h.drop("episodes-130.xml", "a.xml");
+  const auto first = h.pull_all();
+  EXPECT_EQ(first.records.size(), 8u);
+  h.drop("episodes-130.xml", "a.xml");  // the HIS sends it again, same name
+  const auto second = h.pull_all();
+  EXPECT_TRUE(second.records.empty()) << "unchanged credits are not new revisions";
+  EXPECT_EQ(second.rejected.size(), first.rejected.size()) << "its bad rows are reported again";
+  EXPECT_TRUE(fs::exists(h.dir / "inbox" / ".archive" / "0000000001-a.xml"));
+  EXPECT_TRUE(fs::exists(h.dir / "inbox" / ".archive" / "0000000002-a.xml"));
+}
+
+TEST(HealthInbox, HostileFilesAreMovedAsideAndTheInboxGoesOn) {
+  InboxHarness h("hostile");
+  h.drop("bad/billion-laughs.xml", "1.xml");
+  h.drop("bad/doctype.xml", "2.xml");
+  h.drop("bad/not-xml.xml", "3.xml");
+  h.drop("bad/truncated.xml", "4.xml");
+  h.drop("episode-4210.xml", "5.xml");
+  const auto r = h.pull_all();
+  EXPECT_EQ(r.rejected.size(), 4u);
+  EXPECT_EQ(r.records.size(), 3u);
+  std::size_t moved = 0;
+  for (const auto& e : fs::directory_iterator(h.dir / "inbox" / ".rejected")) {
+    moved += e.path().extension() == ".xml";
+    if (e.path().extension() == ".reason") {
+      std::ifstream in(e.path());
+      const std::string reason(std::istreambuf_iterator<char>(in), {});
+      EXPECT_EQ(reason.find("root:x:0:0"), std::string::npos) << reason;
+    }
+  }
+  EXPECT_EQ(moved, 4u);
 }
 
 }  // namespace
