@@ -1,5 +1,6 @@
 #include <kpihub/education/source.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -63,6 +64,8 @@ EducationSource::EducationSource(sdk::Host& host, sdk::Settings& settings) : hos
                              "\" is not a date (YYYY-MM-DD)");
     }
     p.window_days = static_cast<int>(h.integer("window_days", 7, 1, 92));
+    p.lookback_days = static_cast<int>(h.integer("lookback_days", 7, 0, 92));
+    p.refresh_minutes = static_cast<int>(h.integer("refresh_minutes", 60, 1, 1440));
     p.connect_timeout_ms = static_cast<unsigned>(h.integer("connect_timeout_ms", 5000, 1, 600000));
     p.request_timeout_ms =
         static_cast<unsigned>(h.integer("request_timeout_ms", 60000, 1, 3600000));
@@ -90,19 +93,40 @@ void EducationSource::pull(std::optional<std::string_view> cursor, sdk::Page& pa
 }
 
 std::string EducationSource::fetch_next(const std::string& state) {
-  const auto from = parse_date(state.empty() ? http_->from_date : state);
+  std::string from_text = state.empty() ? http_->from_date : state;
+  std::optional<int64_t> fetched_ms;
+  if (const auto at = from_text.find('@'); at != std::string::npos) {
+    try {
+      fetched_ms = std::stoll(from_text.substr(at + 1));
+    } catch (const std::exception&) {
+      throw sdk::DataError("education: stored fetch state \"" + state + "\" is not a date@time");
+    }
+    from_text.resize(at);
+  }
+  const auto from = parse_date(from_text);
   if (!from) throw sdk::DataError("education: stored fetch state \"" + state + "\" is not a date");
-  const int64_t local_ms = host_.now_unix_ms() + int64_t{host_.utc_offset_minutes()} * 60'000;
+  const int64_t now_ms = host_.now_unix_ms();
+  const int64_t local_ms = now_ms + int64_t{host_.utc_offset_minutes()} * 60'000;
   const std::chrono::sys_days today{std::chrono::days{local_ms / 86'400'000}};
   if (*from > today) return state;  // nothing new until tomorrow
   const auto to = std::min(*from + std::chrono::days{http_->window_days - 1}, today);
+  // Today's window was fetched a moment ago: nothing to do until refresh_minutes
+  // have passed (otherwise every pull would fetch it again and never catch up).
+  if (to == today && fetched_ms && *fetched_ms <= now_ms &&
+      now_ms - *fetched_ms < int64_t{http_->refresh_minutes} * 60'000) {
+    return state;
+  }
+  const auto first_day = *parse_date(http_->from_date);
+  const auto ask_from = std::max(first_day, *from - std::chrono::days{http_->lookback_days});
   const std::string url =
-      http_->base_url + http_->path + "?from=" + format_date(*from) + "&to=" + format_date(to);
+      http_->base_url + http_->path + "?from=" + format_date(ask_from) + "&to=" + format_date(to);
   const auto response = client_->request(
       "GET", url, {{"Authorization", "Bearer " + host_.secret(http_->api_key_ref)}});
   if (response.status == 401 || response.status == 403) {
-    throw sdk::AuthError("education: " + url + " refused the API key (HTTP " +
-                         std::to_string(response.status) + "); check http.api_key_file");
+    throw sdk::AuthError(
+        "education: " + url + " refused the API key (HTTP " + std::to_string(response.status) +
+        "); check http." +
+        (http_->api_key_ref.rfind("env:", 0) == 0 ? "api_key_env" : "api_key_file"));
   }
   if (response.status == 429 || response.status >= 500) {
     throw sdk::TransientError("education: " + url + " answered HTTP " +
@@ -113,12 +137,13 @@ std::string EducationSource::fetch_next(const std::string& state) {
   }
   // Named by window and fetch time: a window fetched again (today's, while the
   // day is not over) is a new file whose unchanged lessons change nothing.
-  inbox_->put("http-" + format_date(*from) + "-" + format_date(to) + "-" +
+  inbox_->put("http-" + format_date(ask_from) + "-" + format_date(to) + "-" +
                   std::to_string(host_.now_unix_ms()) + ".xml",
               response.body);
   host_.info("education: fetched " + url + " (" + std::to_string(response.body.size()) + " bytes)");
-  // Today is fetched again until it is over.
-  return to < today ? format_date(to + std::chrono::days{1}) : format_date(*from);
+  // Today's window is fetched again (after refresh_minutes) until the day is over.
+  return to < today ? format_date(to + std::chrono::days{1})
+                    : format_date(*from) + "@" + std::to_string(now_ms);
 }
 
 }  // namespace kpihub::education

@@ -19,6 +19,11 @@ struct HttpPullSettings {
   std::optional<std::string> ca_file;
   std::string from_date;  // first day to fetch, YYYY-MM-DD
   int window_days = 7;
+  // Each request starts this many days before its window (not before
+  // from_date), so that corrections to recent days arrive.
+  int lookback_days = 7;
+  // The window that contains today is fetched again at most this often.
+  int refresh_minutes = 60;
   unsigned connect_timeout_ms = 5000;
   unsigned request_timeout_ms = 60000;
 };
@@ -29,7 +34,9 @@ class EducationSource final : public sdk::Source {
   void pull(std::optional<std::string_view> cursor, sdk::Page& page) override;
 
   // The next window after `state` (empty: from_date), fetched into the inbox;
-  // returns the new state. Public for tests.
+  // returns the new state: "YYYY-MM-DD" (the next window's first day) or,
+  // once the window reaches today, "YYYY-MM-DD@<unix ms of that fetch>" (the
+  // same window, fetched again after refresh_minutes). Public for tests.
   std::string fetch_next(const std::string& state);
 
  private:
