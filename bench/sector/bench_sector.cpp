@@ -35,7 +35,7 @@ std::string teaching_log(int teachers, int days) {
   for (int t = 0; t < teachers; ++t) {
     x += "  <Teacher id=\"GV-" + std::to_string(t) + "\" name=\"Nguyễn Thị Lan\">\n";
     for (int d = 1; d <= days; ++d) {
-      char date[16];
+      char date[32];
       std::snprintf(date, sizeof date, "2025-04-%02d", d);
       for (int p = 1; p <= 4; ++p) {
         x += "    <Lesson id=\"L-" + std::to_string(t) + "-" + std::to_string(d) + "-" +
