@@ -372,6 +372,7 @@ void HisReader::check() {
   reader_.reset();
   at_end_ = false;
   episode_index_ = 0;
+  episodes_seen_.clear();
 }
 
 bool HisReader::next_unit(sdk::Page& page) {
@@ -443,6 +444,17 @@ bool HisReader::next_unit(sdk::Page& page) {
       return true;
     }
     const std::string episode = facility_ + "|" + ma_lk;
+    // Twice in one file: both would carry this file's revision, so the hub
+    // could not tell which is the correction. The first is read; the second
+    // is quarantined whole and its rows wait for a later export.
+    if (const auto [it, first] = episodes_seen_.emplace(episode, episode_index_); !first) {
+      page.reject({episode, "bad_value", "MA_LK",
+                   where + ": episode MA_LK " + ma_lk + " already came in HOSO #" +
+                       std::to_string(it->second) +
+                       " of this file; a correction must come in a later export",
+                   std::nullopt, where});
+      return true;
+    }
 
     // Credits of this export of the episode.
     std::map<std::string, sdk::Record> credits;

@@ -367,6 +367,20 @@ TEST(HealthXml, HostileInnerFilesAndIncompleteRowsAreQuarantinedAndTheRestKept) 
   for (const char* secret : kPatientData) EXPECT_EQ(everything.find(secret), std::string::npos);
 }
 
+TEST(HealthXml, AnEpisodeTwiceInOneFileIsReadOnceAndTheSecondQuarantined) {
+  EpisodeState state(":memory:");
+  const auto r = read("duplicate-130.xml", 1, state);
+  EXPECT_EQ(r.records.size(), 7u) << "LK001's credits, from its first HOSO";
+  EXPECT_EQ(r.records.at("56001|LK001|XML3|2|001234/KH-CCHN").quantity, "1.000");
+  ASSERT_EQ(r.rejected.size(), 1u);
+  EXPECT_EQ(r.rejected[0].reason, "bad_value");
+  EXPECT_CONTAINS(r.rejected[0].message,
+                  "duplicate-130.xml HOSO #2: episode MA_LK LK001 already came in HOSO #1");
+  // The correction in a later file is a re-export as usual.
+  const auto later = read("reexport-130.xml", 2, state);
+  EXPECT_EQ(later.records.size(), 3u);
+}
+
 // A HealthSource on a temporary inbox, with a logger that keeps every line.
 struct InboxHarness {
   explicit InboxHarness(const std::string& tag, const std::string& extra_settings = "")

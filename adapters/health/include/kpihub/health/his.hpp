@@ -85,6 +85,7 @@ class HisReader final : public sdk::FileReader {
   std::string facility_;
   bool at_end_ = false;
   int episode_index_ = 0;
+  std::map<std::string, int> episodes_seen_;  // episode -> its HOSO number in this file
 };
 
 }  // namespace kpihub::health
