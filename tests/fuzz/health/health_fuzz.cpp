@@ -5,14 +5,18 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const kpihub::health::Mapping mapping;
-  static kpihub::health::EpisodeState state(":memory:");
+  // Shared between inputs so that re-exports (revisions, retractions) are
+  // exercised too; renewed now and then so its memory stays bounded.
+  static std::unique_ptr<kpihub::health::EpisodeState> state;
   static int64_t seq = 0;
+  if (++seq % 1000 == 1) state = std::make_unique<kpihub::health::EpisodeState>(":memory:");
   auto reader = kpihub::health::HisReader::open_memory(
-      std::string(reinterpret_cast<const char*>(data), size), "fuzz.xml", ++seq, mapping, state);
+      std::string(reinterpret_cast<const char*>(data), size), "fuzz.xml", seq, mapping, *state);
   try {
     reader->check();
     kpihub::sdk::Page page;

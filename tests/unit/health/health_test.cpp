@@ -194,7 +194,8 @@ TEST(HealthXml, NoPatientDataLeavesTheFile) {
   const fs::path dir = fs::temp_directory_path() / ("kpihub-health-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir / "inbox");
-  for (const char* f : {"episodes-130.xml", "reexport-130.xml", "episode-4210.xml"}) {
+  for (const char* f : {"episodes-130.xml", "reexport-130.xml", "episode-4210.xml",
+                        "hostile-rows-130.xml", "duplicate-130.xml"}) {
     fs::copy_file(kFixtures / f, dir / "inbox" / f);
   }
   fs::copy_file(kFixtures / "bad" / "no-facility.xml", dir / "inbox" / "z-bad.xml");
