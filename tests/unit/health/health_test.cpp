@@ -398,6 +398,15 @@ struct InboxHarness {
     source = std::make_unique<kpihub::health::HealthSource>(host, settings);
   }
   ~InboxHarness() { fs::remove_all(dir); }
+  // A new process on the same folders and state file (the old one crashed).
+  void restart(const std::string& extra_settings = "") {
+    source.reset();
+    kpihub::sdk::Settings settings(R"({"inbox_dir": ")" + (dir / "inbox").string() +
+                                       R"(", "state_file": ")" + (dir / "state.db").string() +
+                                       R"(", "settle_ms": 0)" + extra_settings + "}",
+                                   "sources[0].settings");
+    source = std::make_unique<kpihub::health::HealthSource>(host, settings);
+  }
   void drop(const std::string& fixture, const std::string& as) {
     fs::copy_file(kFixtures / fixture, dir / "inbox" / as);
   }
@@ -462,6 +471,34 @@ TEST(HealthInbox, TheSameFileTwiceCreditsNothingNew) {
   EXPECT_EQ(second.rejected.size(), first.rejected.size()) << "its bad rows are reported again";
   EXPECT_TRUE(fs::exists(h.dir / "inbox" / ".archive" / "0000000001-a.xml"));
   EXPECT_TRUE(fs::exists(h.dir / "inbox" / ".archive" / "0000000002-a.xml"));
+}
+
+// The hub crashes after the adapter has read a re-export (and written its
+// episode state) but before the hub stored the page: the restarted adapter,
+// resuming from the last stored cursor, reads the file again and gives the
+// same records, revisions and retractions.
+TEST(HealthInbox, AReExportReadAgainAfterACrashGivesTheSameRecords) {
+  InboxHarness h("crash", R"(, "page_records": 1)");
+  h.drop("episodes-130.xml", "a.xml");
+  h.pull_all();
+  h.drop("reexport-130.xml", "b.xml");
+  auto summary = [](const kpihub::sdk::Page& page) {
+    std::map<std::string, std::string> out;
+    for (const auto& r : page.records())
+      out[r.source_id] =
+          r.revision + (r.retracted ? " retracted" : "") + " " + r.quantity.value_or("");
+    return out;
+  };
+  const auto stored_cursor = h.cursor;
+  kpihub::sdk::Page lost;
+  h.source->pull(stored_cursor, lost);  // read, never stored
+  ASSERT_EQ(lost.records().size(), 3u);
+  h.restart(R"(, "page_records": 1)");
+  kpihub::sdk::Page again;
+  h.source->pull(stored_cursor, again);
+  EXPECT_EQ(summary(again), summary(lost));
+  EXPECT_EQ(summary(again).at("56001|LK001|XML3|2|001234/KH-CCHN"), "2 2.000");
+  EXPECT_EQ(summary(again).at("56001|LK001|XML3|5|001234/KH-CCHN"), "2 retracted 2.000");
 }
 
 TEST(HealthInbox, HostileFilesAreMovedAsideAndTheInboxGoesOn) {
