@@ -17,6 +17,7 @@ constexpr const char* kSettingsHelp = R"json({
   "http": {"base_url": "https://school.example.edu.vn", "path": "/export/teaching-log",
            "api_key_file": "file holding the bearer API key (or api_key_env)",
            "ca_file": "PEM bundle", "from_date": "YYYY-MM-DD (required)", "window_days": 7,
+           "lookback_days": 7, "refresh_minutes": 60,
            "connect_timeout_ms": 5000, "request_timeout_ms": 60000}
 })json";
 
