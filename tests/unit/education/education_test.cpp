@@ -12,9 +12,11 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -437,6 +439,55 @@ TEST_F(EducationInboxTest, HttpPullFetchesWindowsIntoTheInboxWithTheBearerKey) {
         << "the key is not in the message";
   }
   server.stop();
+}
+
+TEST_F(EducationInboxTest, HttpServerTroubleAndTimeoutsAreTransientAndTheWindowIsAskedAgain) {
+  std::atomic<int> mode{0};  // 0: 503, 1: too slow, 2: answers
+  std::vector<std::string> asked;
+  std::mutex m;
+  kpihub::net::HttpServer server({}, [&](const kpihub::net::Request& r) {
+    {
+      std::lock_guard lock(m);
+      asked.push_back(r.target);
+    }
+    kpihub::net::Reply reply;
+    reply.headers = {{"Content-Type", "application/xml"}};
+    if (mode == 0) {
+      reply.status = 503;
+    } else if (mode == 1) {
+      reply.delay = std::chrono::milliseconds(1500);
+    }
+    reply.body = R"(<TeachingLog xmlns="urn:vn:edu:teaching-log:1" schoolCode="S1" level="primary")"
+                 R"( from="2025-04-14" to="2025-04-18"/>)";
+    return reply;
+  });
+  server.start();
+  std::ofstream(dir_ / "key") << "k\n";
+  auto s = source(R"(, "http": {"base_url": "http://127.0.0.1:)" + std::to_string(server.port()) +
+                  R"(/", "api_key_file": ")" + (dir_ / "key").string() +
+                  R"(", "from_date": "2025-04-14", "request_timeout_ms": 300})");
+  std::optional<std::string> cursor;
+  for (int attempt : {0, 1}) {
+    mode = attempt;
+    kpihub::sdk::Page page;
+    try {
+      s->pull(cursor, page);
+      ADD_FAILURE() << "mode " << attempt << " was not an error";
+    } catch (const kpihub::sdk::Error& e) {
+      // The SDK's HttpClient throws sdk::Error with the transient status for network trouble
+      // (not the TransientError subclass); the host goes by the status.
+      EXPECT_EQ(e.status(), KPIHUB_ERR_TRANSIENT) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("Bearer"), std::string::npos);
+    }
+  }
+  mode = 2;
+  kpihub::sdk::Page page;
+  s->pull(cursor, page);
+  server.stop();
+  ASSERT_EQ(asked.size(), 3u);
+  for (const auto& a : asked) EXPECT_EQ(a, "/export/teaching-log?from=2025-04-14&to=2025-04-18");
+  EXPECT_TRUE(page.rejected().empty());
+  EXPECT_CONTAINS(page.cursor().value_or(""), "\"fetch\":\"2025-04-14@");
 }
 
 }  // namespace
