@@ -38,6 +38,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -190,7 +191,8 @@ class Inbox {
   }
 
   // Writes a file into the inbox the safe way: a hidden temporary name,
-  // flushed to disk, then renamed in.
+  // flushed to disk, then renamed in. Being complete, it is taken at once
+  // (settle_ms applies to files others write).
   void put(const std::string& name, std::string_view bytes) const {
     if (name.empty() || name.find('/') != std::string::npos || name.front() == '.') {
       throw DataError("inbox: refusing file name \"" + name + "\"");
@@ -213,6 +215,7 @@ class Inbox {
     if (!synced) throw TransientError("inbox: cannot flush " + tmp.string());
     std::filesystem::rename(tmp, dir_ / name, ec);
     if (ec) throw TransientError("inbox: cannot rename " + tmp.string() + ": " + ec.message());
+    put_names_.insert(name);
   }
 
  private:
@@ -332,7 +335,7 @@ class Inbox {
       const std::string fn = e.path().filename().string();
       if (!accepted_name(fn) || !e.is_regular_file(ec)) continue;
       const auto mtime = e.last_write_time(ec);
-      if (ec || mtime > settle_before) continue;
+      if (ec || (mtime > settle_before && !put_names_.count(fn))) continue;
       candidates.push_back({mtime, fn, e.file_size(ec)});
     }
     if (ec) throw TransientError("inbox: cannot list " + dir_.string() + ": " + ec.message());
@@ -349,6 +352,7 @@ class Inbox {
     std::filesystem::rename(dir_ / c.name, f.path, ec);
     if (ec)
       throw TransientError("inbox: cannot take " + (dir_ / c.name).string() + ": " + ec.message());
+    put_names_.erase(c.name);
     host_.info("inbox: took \"" + c.name + "\" as file #" + std::to_string(seq) + " (" +
                std::to_string(c.size) + " bytes)");
     return f;
@@ -413,6 +417,7 @@ class Inbox {
   std::size_t page_records_ = 500;
   std::filesystem::file_time_type last_prune_{};
   std::unique_ptr<FileReader> reader_;
+  mutable std::set<std::string> put_names_;  // written by put(), not yet taken
   std::uint64_t reader_seq_ = 0;
   std::uint64_t reader_unit_ = 0;
 };
