@@ -490,4 +490,31 @@ TEST_F(EducationInboxTest, HttpServerTroubleAndTimeoutsAreTransientAndTheWindowI
   EXPECT_CONTAINS(page.cursor().value_or(""), "\"fetch\":\"2025-04-14@");
 }
 
+TEST_F(EducationInboxTest, AFetchedAnswerIsReadInTheSamePullDespiteSettleMs) {
+  std::ifstream in(kFixtures / "good-week.xml");
+  std::stringstream body;
+  body << in.rdbuf();
+  kpihub::net::HttpServer server({}, [&](const kpihub::net::Request&) {
+    kpihub::net::Reply reply;
+    reply.headers = {{"Content-Type", "application/xml"}};
+    reply.body = body.str();
+    return reply;
+  });
+  server.start();
+  std::ofstream(dir_ / "key") << "k\n";
+  // settle_ms left at its default (1000): it guards files others write in place, not the
+  // inbox's own complete downloads.
+  kpihub::sdk::Settings settings(R"({"inbox_dir": ")" + (dir_ / "inbox").string() +
+                                     R"(", "http": {"base_url": "http://127.0.0.1:)" +
+                                     std::to_string(server.port()) + R"(", "api_key_file": ")" +
+                                     (dir_ / "key").string() + R"(", "from_date": "2025-04-14"}})",
+                                 "sources[0].settings");
+  EducationSource s(*host_, settings);
+  kpihub::sdk::Page page;
+  s.pull(std::nullopt, page);
+  server.stop();
+  EXPECT_EQ(page.records().size(), 5u) << "the answer is read at once";
+  EXPECT_FALSE(page.caught_up());
+}
+
 }  // namespace
