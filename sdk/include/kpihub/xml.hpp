@@ -97,7 +97,9 @@ class Reader {
       name_ = std::move(o.name_);
       limits_ = o.limits_;
       error_ = std::move(o.error_);
-      if (reader_) install_error_handler();
+      // Once a schema is plugged in the reader is not ours to re-handle (see
+      // attach_schema); only the schema context gets the new address.
+      if (reader_ && !schema_ctx_) install_error_handler();
       if (schema_ctx_) xmlSchemaSetValidStructuredErrors(schema_ctx_, &Reader::on_error, this);
     }
     return *this;
