@@ -4,8 +4,6 @@
 
 #include <kpihub/store.hpp>
 
-#include <Poco/Data/Binding.h>
-#include <Poco/Data/Extraction.h>
 #include <boost/json.hpp>
 
 #include <array>
@@ -14,9 +12,6 @@
 namespace kpihub::store_detail {
 
 namespace {
-
-using Poco::Data::Keywords::into;
-using Poco::Data::Keywords::use;
 
 struct ColumnSpec {
   std::string_view name;
@@ -119,155 +114,6 @@ std::string attributes_to_json(const std::vector<std::pair<std::string, std::str
   return boost::json::serialize(pairs);
 }
 
-void RecordColumns::add(const WorkRecord& r, int64_t received_at_unix_ms) {
-  record_id.push_back(r.record_id);
-  source_system.push_back(r.source_system);
-  source_id.push_back(r.source_id);
-  revision.push_back(r.revision);
-  retracted.push_back(r.retracted ? 1 : 0);
-  staff_code.push_back(r.staff_code);
-  source_staff_id.push_back(r.source_staff_id);
-  agency_code.push_back(r.agency_code);
-  task_code.push_back(r.task_code);
-  work_date.push_back(r.work_date.days);
-  month.push_back(r.work_date.month_str());
-  declared_minutes.push_back(r.declared_minutes);
-  quantity.push_back(r.quantity);
-  product_unit.push_back(r.product_unit);
-  title.push_back(r.title);
-  evidence_ref.push_back(r.evidence_ref);
-  deadline.push_back(r.deadline ? r.deadline->str() : std::string());
-  completed_at.push_back(optional_text(r.completed_at));
-  approval_status.push_back(r.approval ? std::string(to_string(r.approval->status))
-                                       : std::string());
-  approval_rating.push_back(r.approval && r.approval->rating
-                                ? std::string(to_string(*r.approval->rating))
-                                : std::string());
-  approval_by.push_back(r.approval ? r.approval->by : std::string());
-  approval_at.push_back(r.approval ? optional_text(r.approval->at) : std::string());
-  changed_at.push_back(optional_text(r.changed_at));
-  attributes.push_back(attributes_to_json(r.attributes));
-  received_at.push_back(received_at_unix_ms);
-}
-
-void RecordColumns::clear() {
-  for (auto* text :
-       {&record_id, &source_system, &source_id, &staff_code, &source_staff_id, &agency_code,
-        &task_code, &month, &product_unit, &title, &evidence_ref, &deadline, &completed_at,
-        &approval_status, &approval_rating, &approval_by, &approval_at, &changed_at, &attributes}) {
-    text->clear();
-  }
-  for (auto* number : {&revision, &retracted, &work_date, &declared_minutes, &received_at}) {
-    number->clear();
-  }
-  quantity.clear();
-}
-
-void RecordColumns::bind_to(Poco::Data::Statement& s) {
-  s.addBind(use(record_id));
-  s.addBind(use(source_system));
-  s.addBind(use(source_id));
-  s.addBind(use(revision));
-  s.addBind(use(retracted));
-  s.addBind(use(staff_code));
-  s.addBind(use(source_staff_id));
-  s.addBind(use(agency_code));
-  s.addBind(use(task_code));
-  s.addBind(use(work_date));
-  s.addBind(use(month));
-  s.addBind(use(declared_minutes));
-  s.addBind(use(quantity));
-  s.addBind(use(product_unit));
-  s.addBind(use(title));
-  s.addBind(use(evidence_ref));
-  s.addBind(use(deadline));
-  s.addBind(use(completed_at));
-  s.addBind(use(approval_status));
-  s.addBind(use(approval_rating));
-  s.addBind(use(approval_by));
-  s.addBind(use(approval_at));
-  s.addBind(use(changed_at));
-  s.addBind(use(attributes));
-  s.addBind(use(received_at));
-}
-
-void RecordColumns::extract_from(Poco::Data::Statement& s) {
-  s.addExtract(into(record_id));
-  s.addExtract(into(source_system));
-  s.addExtract(into(source_id));
-  s.addExtract(into(revision));
-  s.addExtract(into(retracted));
-  s.addExtract(into(staff_code));
-  s.addExtract(into(source_staff_id));
-  s.addExtract(into(agency_code));
-  s.addExtract(into(task_code));
-  s.addExtract(into(work_date));
-  s.addExtract(into(month));
-  s.addExtract(into(declared_minutes));
-  s.addExtract(into(quantity));
-  s.addExtract(into(product_unit));
-  s.addExtract(into(title));
-  s.addExtract(into(evidence_ref));
-  s.addExtract(into(deadline));
-  s.addExtract(into(completed_at));
-  s.addExtract(into(approval_status));
-  s.addExtract(into(approval_rating));
-  s.addExtract(into(approval_by));
-  s.addExtract(into(approval_at));
-  s.addExtract(into(changed_at));
-  s.addExtract(into(attributes));
-}
-
-void RecordColumns::append_to(std::vector<WorkRecord>& out, const std::string& db_path) const {
-  for (std::size_t i = 0; i < size(); ++i) {
-    WorkRecord& r = out.emplace_back();
-    r.record_id = record_id[i];
-    r.source_system = source_system[i];
-    r.source_id = source_id[i];
-    r.revision = revision[i];
-    r.retracted = retracted[i] != 0;
-    r.staff_code = staff_code[i];
-    r.source_staff_id = source_staff_id[i];
-    r.agency_code = agency_code[i];
-    r.task_code = task_code[i];
-    r.work_date = Date{static_cast<int32_t>(work_date[i])};
-    r.declared_minutes = static_cast<int32_t>(declared_minutes[i]);
-    r.quantity = quantity[i];
-    r.product_unit = product_unit[i];
-    r.title = title[i];
-    r.evidence_ref = evidence_ref[i];
-    if (!deadline[i].empty()) r.deadline = read_deadline(deadline[i], db_path, r.record_id);
-    r.completed_at = read_timestamp(completed_at[i], db_path, r.record_id, "completed_at");
-    if (!approval_status[i].empty()) {
-      Approval a;
-      auto status = parse_approval_status(approval_status[i]);
-      if (!status) corrupt(db_path, r.record_id, "approval_status", approval_status[i]);
-      a.status = *status;
-      if (!approval_rating[i].empty()) {
-        a.rating = parse_rating(approval_rating[i]);
-        if (!a.rating) corrupt(db_path, r.record_id, "approval_rating", approval_rating[i]);
-      }
-      a.by = approval_by[i];
-      a.at = read_timestamp(approval_at[i], db_path, r.record_id, "approval_at");
-      r.approval = std::move(a);
-    }
-    r.changed_at = read_timestamp(changed_at[i], db_path, r.record_id, "changed_at");
-    if (!attributes[i].empty()) {
-      boost::system::error_code ec;
-      const auto parsed = boost::json::parse(attributes[i], ec);
-      if (ec || !parsed.is_array()) corrupt(db_path, r.record_id, "attributes", attributes[i]);
-      for (const auto& pair : parsed.get_array()) {
-        const auto* kv = pair.if_array();
-        if (!kv || kv->size() != 2 || !(*kv)[0].is_string() || !(*kv)[1].is_string()) {
-          corrupt(db_path, r.record_id, "attributes", attributes[i]);
-        }
-        r.attributes.emplace_back(std::string((*kv)[0].get_string()),
-                                  std::string((*kv)[1].get_string()));
-      }
-    }
-  }
-}
-
 // --- raw sqlite3 statements (see sqlite_statement.hpp for why) --------------
 
 void bind_record(sqlite3_stmt* s, const WorkRecord& r, int64_t received_at_unix_ms,
@@ -351,6 +197,62 @@ void read_scoring_row(sqlite3_stmt* s, WorkRecord& r, int64_t& received_at_unix_
     }
   }
   received_at_unix_ms = sqlite3_column_int64(s, 15);
+}
+
+void read_record_row(sqlite3_stmt* s, WorkRecord& r, const std::string& db_path) {
+  // Column order is record_select_sql(): kColumns without received_at.
+  r.record_id.assign(column_text(s, 0));
+  r.source_system.assign(column_text(s, 1));
+  r.source_id.assign(column_text(s, 2));
+  r.revision = sqlite3_column_int64(s, 3);
+  r.retracted = sqlite3_column_int64(s, 4) != 0;
+  r.staff_code.assign(column_text(s, 5));
+  r.source_staff_id.assign(column_text(s, 6));
+  r.agency_code.assign(column_text(s, 7));
+  r.task_code.assign(column_text(s, 8));
+  r.work_date = Date{static_cast<int32_t>(sqlite3_column_int64(s, 9))};
+  // Column 10, month, is derived from work_date.
+  r.declared_minutes = static_cast<int32_t>(sqlite3_column_int64(s, 11));
+  r.quantity = sqlite3_column_double(s, 12);
+  r.product_unit.assign(column_text(s, 13));
+  r.title.assign(column_text(s, 14));
+  r.evidence_ref.assign(column_text(s, 15));
+  const std::string_view deadline = column_text(s, 16);
+  r.deadline.reset();
+  if (!deadline.empty()) r.deadline = read_deadline(deadline, db_path, r.record_id);
+  r.completed_at = read_timestamp(column_text(s, 17), db_path, r.record_id, "completed_at");
+  const std::string_view status = column_text(s, 18);
+  r.approval.reset();
+  if (!status.empty()) {
+    Approval& a = r.approval.emplace();
+    auto parsed = parse_approval_status(status);
+    if (!parsed) corrupt(db_path, r.record_id, "approval_status", std::string(status));
+    a.status = *parsed;
+    const std::string_view rating = column_text(s, 19);
+    if (!rating.empty()) {
+      a.rating = parse_rating(rating);
+      if (!a.rating) corrupt(db_path, r.record_id, "approval_rating", std::string(rating));
+    }
+    a.by.assign(column_text(s, 20));
+    a.at = read_timestamp(column_text(s, 21), db_path, r.record_id, "approval_at");
+  }
+  r.changed_at = read_timestamp(column_text(s, 22), db_path, r.record_id, "changed_at");
+  r.attributes.clear();
+  const std::string_view attributes = column_text(s, 23);
+  if (!attributes.empty()) {
+    boost::system::error_code ec;
+    const auto parsed = boost::json::parse(attributes, ec);
+    if (ec || !parsed.is_array())
+      corrupt(db_path, r.record_id, "attributes", std::string(attributes));
+    for (const auto& pair : parsed.get_array()) {
+      const auto* kv = pair.if_array();
+      if (!kv || kv->size() != 2 || !(*kv)[0].is_string() || !(*kv)[1].is_string()) {
+        corrupt(db_path, r.record_id, "attributes", std::string(attributes));
+      }
+      r.attributes.emplace_back(std::string((*kv)[0].get_string()),
+                                std::string((*kv)[1].get_string()));
+    }
+  }
 }
 
 }  // namespace kpihub::store_detail

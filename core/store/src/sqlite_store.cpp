@@ -18,15 +18,14 @@
 
 #include <Poco/Data/Binding.h>
 #include <Poco/Data/Extraction.h>
-#include <Poco/Data/Limit.h>
 #include <Poco/Data/SQLite/SessionImpl.h>
 #include <Poco/Data/SQLite/Utility.h>
 #include <Poco/Data/Session.h>
 #include <Poco/Data/Statement.h>
 #include <Poco/Exception.h>
 #include <Poco/UUIDGenerator.h>
-#include <boost/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <map>
@@ -43,24 +42,13 @@ using Poco::Data::Session;
 using Poco::Data::Statement;
 using Poco::Data::Keywords::bind;
 using Poco::Data::Keywords::into;
-using Poco::Data::Keywords::limit;
 using Poco::Data::Keywords::now;
 using Poco::Data::Keywords::use;
-using store_detail::RecordColumns;
-
-constexpr std::size_t kReadChunkRows = 8192;
 
 int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string json_string_array(const std::vector<std::string>& values) {
-  boost::json::array array;
-  array.reserve(values.size());
-  for (const auto& v : values) array.emplace_back(v);
-  return boost::json::serialize(array);
 }
 
 const char* month_table(OutboxKind kind, const std::string& db_path) {
@@ -308,9 +296,8 @@ class SqliteStore final : public Store {
 
   std::vector<WorkRecord> records_of_staff_month(const StaffMonthKey& key) override {
     return guarded("reading records of staff " + key.staff_code + " in " + key.month, [&] {
-      std::string month = key.month;
-      std::string staff = key.staff_code;
-      return read_records("WHERE month = ? AND staff_code = ? ORDER BY record_id", {month, staff});
+      return read_records("WHERE month = ? AND staff_code = ? ORDER BY record_id",
+                          {key.month, key.staff_code});
     });
   }
 
@@ -318,16 +305,17 @@ class SqliteStore final : public Store {
     return guarded("reading received_at of records", [&] {
       std::vector<int64_t> out(record_ids.size(), 0);
       if (record_ids.empty()) return out;
-      std::string ids_json = json_string_array(record_ids);
-      std::vector<std::string> id;
-      std::vector<int64_t> at;
-      session_ << "SELECT record_id, received_at FROM records "
-                  "WHERE record_id IN (SELECT value FROM json_each(?))",
-          use(ids_json), into(id), into(at), now;
-      std::unordered_map<std::string, int64_t> found;
-      for (std::size_t i = 0; i < id.size(); ++i) found.emplace(id[i], at[i]);
+      sqlite3_stmt* select =
+          read_received_.get(db_, "SELECT received_at FROM records WHERE record_id = ?", path_);
       for (std::size_t i = 0; i < record_ids.size(); ++i) {
-        if (auto it = found.find(record_ids[i]); it != found.end()) out[i] = it->second;
+        store_detail::StatementScope scope(select);
+        store_detail::bind_text(select, 1, record_ids[i]);
+        const int rc = sqlite3_step(select);
+        if (rc == SQLITE_ROW) {
+          out[i] = sqlite3_column_int64(select, 0);
+        } else if (rc != SQLITE_DONE) {
+          store_detail::sqlite_fail(db_, path_, "reading received_at of " + record_ids[i]);
+        }
       }
       return out;
     });
@@ -367,16 +355,25 @@ class SqliteStore final : public Store {
     return guarded("reading record scores", [&] {
       std::vector<RecordScoreRow> out;
       if (record_ids.empty()) return out;
-      std::string ids_json = json_string_array(record_ids);
-      std::vector<std::string> id, json;
-      std::vector<int64_t> revision, sequence;
-      session_ << "SELECT record_id, revision, sequence, scoring_json FROM record_scores "
-                  "WHERE record_id IN (SELECT value FROM json_each(?)) ORDER BY record_id",
-          use(ids_json), into(id), into(revision), into(sequence), into(json), now;
-      out.resize(id.size());
-      for (std::size_t i = 0; i < id.size(); ++i) {
-        out[i] = RecordScoreRow{id[i], revision[i], sequence[i], json[i]};
+      sqlite3_stmt* select = read_score_.get(
+          db_, "SELECT revision, sequence, scoring_json FROM record_scores WHERE record_id = ?",
+          path_);
+      // One lookup per id on the primary key: cheaper than building and scanning a json_each
+      // list, and the statement is prepared once.
+      for (const auto& id : record_ids) {
+        store_detail::StatementScope scope(select);
+        store_detail::bind_text(select, 1, id);
+        const int rc = sqlite3_step(select);
+        if (rc == SQLITE_ROW) {
+          out.push_back(RecordScoreRow{id, sqlite3_column_int64(select, 0),
+                                       sqlite3_column_int64(select, 1),
+                                       std::string(store_detail::column_text(select, 2))});
+        } else if (rc != SQLITE_DONE) {
+          store_detail::sqlite_fail(db_, path_, "reading the score of " + id);
+        }
       }
+      std::sort(out.begin(), out.end(),
+                [](const auto& a, const auto& b) { return a.record_id < b.record_id; });
       return out;
     });
   }
@@ -401,19 +398,23 @@ class SqliteStore final : public Store {
     guarded("committing scoring results", [&] {
       WriteTransaction tx(session_);
       if (!commit.record_scores.empty()) {
-        std::vector<std::string> id, json;
-        std::vector<int64_t> revision, sequence;
+        sqlite3_stmt* upsert = upsert_score_.get(
+            db_,
+            "INSERT INTO record_scores (record_id, revision, sequence, scoring_json) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (record_id) DO UPDATE SET "
+            "revision = excluded.revision, sequence = excluded.sequence, "
+            "scoring_json = excluded.scoring_json",
+            path_);
         for (const auto& row : commit.record_scores) {
-          id.push_back(row.record_id);
-          revision.push_back(row.revision);
-          sequence.push_back(row.sequence);
-          json.push_back(row.scoring_json);
+          store_detail::StatementScope scope(upsert);
+          store_detail::bind_text(upsert, 1, row.record_id);
+          sqlite3_bind_int64(upsert, 2, row.revision);
+          sqlite3_bind_int64(upsert, 3, row.sequence);
+          store_detail::bind_text(upsert, 4, row.scoring_json);
+          if (sqlite3_step(upsert) != SQLITE_DONE) {
+            store_detail::sqlite_fail(db_, path_, "storing the score of " + row.record_id);
+          }
         }
-        session_ << "INSERT INTO record_scores (record_id, revision, sequence, scoring_json) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (record_id) DO UPDATE SET "
-                    "revision = excluded.revision, sequence = excluded.sequence, "
-                    "scoring_json = excluded.scoring_json",
-            use(id), use(revision), use(sequence), use(json), now;
       }
       for (OutboxKind kind : {OutboxKind::staff_month, OutboxKind::agency_month}) {
         std::vector<std::string> month, code, agency, json;
@@ -789,6 +790,9 @@ class SqliteStore final : public Store {
       }
       session << "PRAGMA synchronous = FULL", now;
       session << "PRAGMA foreign_keys = ON", now;
+      session << "PRAGMA cache_size = -" + std::to_string(options.cache_kib), now;
+      session << "PRAGMA wal_autocheckpoint = " + std::to_string(options.wal_autocheckpoint_pages),
+          now;
       store_detail::migrate(session, path, now_unix_ms());
       return session;
     } catch (const StoreError&) {
@@ -824,22 +828,22 @@ class SqliteStore final : public Store {
     return static_cast<std::size_t>(n);
   }
 
-  std::vector<WorkRecord> read_records(const std::string& where, std::vector<std::string> params,
+  std::vector<WorkRecord> read_records(const std::string& where,
+                                       const std::vector<std::string>& params,
                                        std::size_t expected_rows = 0) {
-    Statement select(session_);
-    select << store_detail::record_select_sql() + where;
-    for (auto& p : params) select.addBind(use(p));
-    RecordColumns columns;
-    columns.extract_from(select);
-    select, limit(kReadChunkRows);
+    const std::string sql = store_detail::record_select_sql() + where;
+    sqlite3_stmt* select = record_reads_[sql].get(db_, sql, path_);
+    store_detail::StatementScope scope(select);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      store_detail::bind_text(select, static_cast<int>(i + 1), params[i]);
+    }
     std::vector<WorkRecord> out;
     out.reserve(expected_rows);
-    // Chunks keep the column buffers small while the records accumulate.
-    do {
-      select.execute();
-      columns.append_to(out, path_);
-      columns.clear();  // Poco appends each chunk to the column vectors
-    } while (!select.done());
+    int rc;
+    while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+      store_detail::read_record_row(select, out.emplace_back(), path_);
+    }
+    if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "reading records " + where);
     return out;
   }
 
@@ -857,16 +861,21 @@ class SqliteStore final : public Store {
 
   void append_outbox(const std::vector<OutboxItem>& items) {
     if (items.empty()) return;
-    std::vector<int64_t> kind;
-    std::vector<std::string> key, payload;
+    sqlite3_stmt* insert = append_outbox_.get(db_,
+                                              "INSERT INTO outbox (kind, key, payload, created_at) "
+                                              "VALUES (?, ?, ?, ?)",
+                                              path_);
+    const int64_t at = now_unix_ms();
     for (const auto& item : items) {
-      kind.push_back(static_cast<int64_t>(item.kind));
-      key.push_back(item.key);
-      payload.push_back(item.payload);
+      store_detail::StatementScope scope(insert);
+      sqlite3_bind_int64(insert, 1, static_cast<int64_t>(item.kind));
+      store_detail::bind_text(insert, 2, item.key);
+      store_detail::bind_text(insert, 3, item.payload);
+      sqlite3_bind_int64(insert, 4, at);
+      if (sqlite3_step(insert) != SQLITE_DONE) {
+        store_detail::sqlite_fail(db_, path_, "appending " + item.key + " to the outbox");
+      }
     }
-    session_ << "INSERT INTO outbox (kind, key, payload, created_at) VALUES (?, ?, ?, ?)",
-        use(kind), use(key), use(payload), bind(std::vector<int64_t>(kind.size(), now_unix_ms())),
-        now;
   }
 
   void insert_quarantine(const PageCommit& page, int64_t at) {
@@ -926,7 +935,8 @@ class SqliteStore final : public Store {
   sqlite3* db_;  // session_'s connection, for the prepared statements below
   // Declared after session_, so they are finalized before the connection closes.
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
-      scan_month_;
+      scan_month_, append_outbox_, upsert_score_, read_score_, read_received_;
+  std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   std::vector<WorkRecord> scan_records_;
   std::vector<int64_t> scan_received_;
