@@ -62,12 +62,8 @@ StaffMonthResult score_records(const ReferenceData& reference, Timestamp now,
 
 }  // namespace
 
-StaffMonthResult Scorer::score_one(const StaffMonthKey& key, std::vector<WorkRecord>& records) {
-  std::vector<std::string> ids;
-  ids.reserve(records.size());
-  for (const auto& r : records) ids.push_back(r.record_id);
-  std::vector<int64_t> received = store_.received_at(ids);
-  return score_records(reference_, now(), key, records, received);
+StaffMonthResult Scorer::score_one(const StaffMonthKey& key, Store::StaffMonthForScoring& stored) {
+  return score_records(reference_, now(), key, stored.records, stored.received_at);
 }
 
 Scorer::CachedMonth& Scorer::month_cache(const std::string& month) {
@@ -102,29 +98,27 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   std::set<std::string> months_touched;
 
   for (const auto& key : keys) {
-    auto records = store_.records_of_staff_month(key);
-    StaffMonthResult month_result = score_one(key, records);
+    auto stored = store_.staff_month_for_scoring(key);
+    StaffMonthResult month_result = score_one(key, stored);
     months_touched.insert(key.month);
 
-    std::unordered_map<std::string, const WorkRecord*> by_id;
-    std::vector<std::string> ids;
-    for (const auto& r : records) {
-      by_id.emplace(r.record_id, &r);
-      ids.push_back(r.record_id);
+    std::unordered_map<std::string_view, std::size_t> index_of;
+    index_of.reserve(stored.records.size());
+    for (std::size_t i = 0; i < stored.records.size(); ++i) {
+      index_of.emplace(stored.records[i].record_id, i);
     }
-    std::unordered_map<std::string, RecordScoreRow> previous;
-    for (auto& row : store_.record_scores(ids)) previous.emplace(row.record_id, std::move(row));
 
     for (const ScoredRecord& scored : month_result.scored) {
-      const WorkRecord& record = *by_id.at(scored.record_id);
+      const std::size_t i = index_of.at(scored.record_id);
+      const WorkRecord& record = stored.records[i];
+      const std::optional<RecordScoreRow>& prev = stored.previous[i];
       const std::string scoring_text = json::serialize(to_json(scored.scoring));
-      auto prev = previous.find(scored.record_id);
-      const bool unchanged = prev != previous.end() && prev->second.revision == record.revision &&
-                             prev->second.scoring_json == scoring_text;
+      const bool unchanged =
+          prev && prev->revision == record.revision && prev->scoring_json == scoring_text;
       if (unchanged) continue;
-      const bool never_sent = prev == previous.end();
-      RecordScoreRow row{scored.record_id, record.revision,
-                         never_sent ? 1 : prev->second.sequence + 1, scoring_text};
+      const bool never_sent = !prev;
+      RecordScoreRow row{scored.record_id, record.revision, never_sent ? 1 : prev->sequence + 1,
+                         scoring_text};
       // A record deleted at the source before the hub ever sent it has nothing to withdraw.
       if (!(never_sent && record.retracted)) {
         json::object payload = to_json(record);
@@ -201,8 +195,8 @@ void Scorer::refresh_time_dependent() {
 
 StaffMonthResult Scorer::explain_staff_month(const std::string& staff_code, const Month& month) {
   const StaffMonthKey key{staff_code, month.str()};
-  auto records = store_.records_of_staff_month(key);
-  return score_one(key, records);
+  auto stored = store_.staff_month_for_scoring(key);
+  return score_one(key, stored);
 }
 
 std::vector<StaffMonthResult> Scorer::compute_month(const Month& month) {

@@ -87,20 +87,23 @@ std::string record_upsert_sql() {
          " WHERE excluded.revision > records.revision";
 }
 
-std::string record_select_sql() {
-  std::string out = "SELECT ";
-  bool first = true;
+std::string record_select_columns(std::string_view table) {
+  const std::string prefix = table.empty() ? std::string() : std::string(table) + ".";
+  std::string out;
   for (const auto& column : kColumns) {
     if (column.name == "received_at") continue;
-    if (!first) out += ", ";
-    first = false;
+    if (!out.empty()) out += ", ";
     if (column.empty_means_null) {
-      out += "IFNULL(" + std::string(column.name) + ", '')";
+      out += "IFNULL(" + prefix + std::string(column.name) + ", '')";
     } else {
-      out += column.name;
+      out += prefix + std::string(column.name);
     }
   }
-  return out + " FROM records ";
+  return out;
+}
+
+std::string record_select_sql() {
+  return "SELECT " + record_select_columns("") + " FROM records ";
 }
 
 std::string attributes_to_json(const std::vector<std::pair<std::string, std::string>>& attributes) {

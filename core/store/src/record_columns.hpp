@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kpihub::store_detail {
@@ -17,6 +18,8 @@ std::string record_column_list();
 // "INSERT INTO records ... ON CONFLICT DO UPDATE ... WHERE newer": the guard
 // repeats the revision rule in SQL so the table can never move backwards.
 std::string record_upsert_sql();
+// The columns read_record_row() reads, each qualified by `table` unless it is empty.
+std::string record_select_columns(std::string_view table);
 // "SELECT <columns> FROM records " (absent values read back as '').
 std::string record_select_sql();
 // Reads one row of record_select_sql() into `record`, overwriting every field; `db_path` names

@@ -301,6 +301,38 @@ class SqliteStore final : public Store {
     });
   }
 
+  StaffMonthForScoring staff_month_for_scoring(const StaffMonthKey& key) override {
+    return guarded("reading staff " + key.staff_code + " in " + key.month + " for scoring", [&] {
+      sqlite3_stmt* select = staff_month_for_scoring_.get(
+          db_,
+          "SELECT " + store_detail::record_select_columns("r") +
+              ", r.received_at, s.revision, s.sequence, s.scoring_json FROM records r "
+              "LEFT JOIN record_scores s ON s.record_id = r.record_id "
+              "WHERE r.month = ? AND r.staff_code = ? ORDER BY r.record_id",
+          path_);
+      store_detail::StatementScope scope(select);
+      store_detail::bind_text(select, 1, key.month);
+      store_detail::bind_text(select, 2, key.staff_code);
+      // Column numbers after the record's own (see record_select_columns).
+      constexpr int kReceived = 24, kScoreRevision = 25, kSequence = 26, kScoring = 27;
+      StaffMonthForScoring out;
+      int rc;
+      while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+        WorkRecord& r = out.records.emplace_back();
+        store_detail::read_record_row(select, r, path_);
+        out.received_at.push_back(sqlite3_column_int64(select, kReceived));
+        auto& previous = out.previous.emplace_back();
+        if (sqlite3_column_type(select, kSequence) != SQLITE_NULL) {
+          previous = RecordScoreRow{r.record_id, sqlite3_column_int64(select, kScoreRevision),
+                                    sqlite3_column_int64(select, kSequence),
+                                    std::string(store_detail::column_text(select, kScoring))};
+        }
+      }
+      if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "reading records");
+      return out;
+    });
+  }
+
   std::vector<int64_t> received_at(const std::vector<std::string>& record_ids) override {
     return guarded("reading received_at of records", [&] {
       std::vector<int64_t> out(record_ids.size(), 0);
@@ -935,7 +967,8 @@ class SqliteStore final : public Store {
   sqlite3* db_;  // session_'s connection, for the prepared statements below
   // Declared after session_, so they are finalized before the connection closes.
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
-      scan_month_, append_outbox_, upsert_score_, read_score_, read_received_;
+      scan_month_, append_outbox_, upsert_score_, read_score_, read_received_,
+      staff_month_for_scoring_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   std::vector<WorkRecord> scan_records_;

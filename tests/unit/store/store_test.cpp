@@ -481,6 +481,49 @@ TEST_F(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
 
 // ------------------------------------------------------------------- outbox --
 
+TEST_F(StoreTest, StaffMonthForScoringGivesRecordsReceivedAtAndLastSentScores) {
+  auto store = open();
+  WorkRecord full = full_record("WD-1", 3);
+  WorkRecord other = full_record("WD-2", 1);
+  other.retracted = true;
+  other.approval.reset();
+  other.attributes.clear();
+  PageCommit page = page_of({full, other, full_record("WD-3", 1, "CB002")});
+  store->commit_page(page);
+  PageCommit later = page_of({full_record("WD-4", 1)});
+  later.received_at_unix_ms = page.received_at_unix_ms + 5000;
+  store->commit_page(later);
+  ScoringCommit commit;
+  commit.record_scores = {{"eoffice:WD-1", 2, 4, "{\"points\":1.5}"}};
+  store->commit_scoring(commit);
+
+  const auto stored = store->staff_month_for_scoring({"CB001", "2025-04"});
+  ASSERT_EQ(ids_of(stored.records),
+            (std::vector<std::string>{"eoffice:WD-1", "eoffice:WD-2", "eoffice:WD-4"}));
+  ASSERT_EQ(stored.received_at.size(), 3u);
+  ASSERT_EQ(stored.previous.size(), 3u);
+  for (std::size_t i = 0; i < stored.records.size(); ++i) {
+    const WorkRecord& r = stored.records[i];
+    EXPECT_EQ(stored.received_at[i],
+              r.record_id == "eoffice:WD-4" ? later.received_at_unix_ms : page.received_at_unix_ms)
+        << r.record_id;
+    if (r.record_id == "eoffice:WD-1") {
+      EXPECT_EQ(r, full);  // every field, as records_of_staff_month gives it
+      ASSERT_TRUE(stored.previous[i]);
+      EXPECT_EQ(stored.previous[i]->record_id, "eoffice:WD-1");
+      EXPECT_EQ(stored.previous[i]->revision, 2);
+      EXPECT_EQ(stored.previous[i]->sequence, 4);
+      EXPECT_EQ(stored.previous[i]->scoring_json, "{\"points\":1.5}");
+    } else {
+      EXPECT_FALSE(stored.previous[i]) << r.record_id << " was never sent";
+    }
+    if (r.record_id == "eoffice:WD-2") {
+      EXPECT_EQ(r, other);
+    }
+  }
+  EXPECT_TRUE(store->staff_month_for_scoring({"CB001", "2025-05"}).records.empty());
+}
+
 TEST_F(StoreTest, NextBatchIsTheSameUntilCompletedAndFollowsSeqOrder) {
   auto store = open();
   EXPECT_EQ(store->next_batch("provincial", 10, 1 << 20), std::nullopt);

@@ -126,7 +126,7 @@ class Scorer {
     bool complete = false;
     bool closed = false;
   };
-  StaffMonthResult score_one(const StaffMonthKey& key, std::vector<WorkRecord>& records);
+  StaffMonthResult score_one(const StaffMonthKey& key, Store::StaffMonthForScoring& stored);
   CachedMonth& month_cache(const std::string& month);
   Timestamp now() const;
 

@@ -157,6 +157,15 @@ class Store {
   // Current revision of every record of the staff member in the month,
   // retracted ones included.
   virtual std::vector<WorkRecord> records_of_staff_month(const StaffMonthKey& key) = 0;
+  // Everything rescoring one staff-month reads, in one query: the records as
+  // records_of_staff_month() returns them, and for each (same index) when the
+  // hub received it and its score as last sent (none: never sent).
+  struct StaffMonthForScoring {
+    std::vector<WorkRecord> records;
+    std::vector<int64_t> received_at;
+    std::vector<std::optional<RecordScoreRow>> previous;
+  };
+  virtual StaffMonthForScoring staff_month_for_scoring(const StaffMonthKey& key) = 0;
   // When the hub first stored the current revision of each record (unix ms),
   // parallel to `record_ids`; 0 for unknown ids.
   virtual std::vector<int64_t> received_at(const std::vector<std::string>& record_ids) = 0;
