@@ -223,6 +223,7 @@ int cmd_run(const std::vector<std::string>& args) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     std::printf("resources: wall %.2f s, cpu %.2f s, peak RSS %.1f MB\n", wall, cpu,
                 static_cast<double>(usage.ru_maxrss) / 1024.0);
+    std::cout << s.stages_line() << "\n";
     for (const auto& e : s.errors) std::cout << "  error: " << e << "\n";
     return s.ok() ? kExitOk : kExitFailure;
   }

@@ -1,7 +1,11 @@
 #include <kpihub/hub.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <ctime>
+#include <iomanip>
+#include <limits>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -36,6 +40,43 @@ std::string RunSummary::line() const {
     << (errors.empty() ? std::string("no errors") : std::to_string(errors.size()) + " errors");
   return s.str();
 }
+
+std::string RunSummary::stages_line() const {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(2) << "stages:";
+  const std::pair<const char*, const StageCost*> stages[] = {
+      {"pull", &pull}, {"store", &store}, {"score", &score}, {"forward", &forward}};
+  for (const auto& [name, cost] : stages) {
+    s << (name == stages[0].first ? " " : ", ") << name << " " << cost->wall_s << " s (cpu "
+      << cost->cpu_s << " s)";
+  }
+  return s.str();
+}
+
+namespace {
+// Measures one stage of run_once into a RunSummary::StageCost.
+class StageTimer {
+ public:
+  explicit StageTimer(RunSummary::StageCost& into)
+      : into_(into), wall_(std::chrono::steady_clock::now()), cpu_(thread_cpu_s()) {}
+  StageTimer(const StageTimer&) = delete;
+  StageTimer& operator=(const StageTimer&) = delete;
+  ~StageTimer() {
+    into_.wall_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_).count();
+    into_.cpu_s += thread_cpu_s() - cpu_;
+  }
+
+ private:
+  static double thread_cpu_s() {
+    timespec t{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+  }
+  RunSummary::StageCost& into_;
+  std::chrono::steady_clock::time_point wall_;
+  double cpu_;
+};
+}  // namespace
 
 Hub::Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger& logger,
          const Clock& clock, Metrics& metrics, HubOptions options)
@@ -172,9 +213,15 @@ bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
   const int64_t now = record_clock_.now_unix_ms();
   ingestor_->set_today(hub_today(config_, clock_, reference_.rules));
   const auto pull_started = std::chrono::steady_clock::now();
-  kpihub_page page = s.instance->pull(s.cursor);
+  kpihub_page page = [&] {
+    StageTimer timer(summary.pull);
+    return s.instance->pull(s.cursor);
+  }();
   const auto pulled = std::chrono::steady_clock::now();
-  IngestResult r = ingestor_->ingest(s.config.name, page, now);
+  IngestResult r = [&] {
+    StageTimer timer(summary.store);
+    return ingestor_->ingest(s.config.name, page, now);
+  }();
   const std::string stage_source = "source=\"" + s.config.name + "\",stage=";
   metrics_.observe("kpihub_stage_seconds", stage_source + "\"pull\"",
                    std::chrono::duration<double>(pulled - pull_started).count());
@@ -253,34 +300,79 @@ RunSummary Hub::run_once(const std::atomic<bool>& stop) {
       }
     }
   }
-  while (!stop.load()) {
-    auto r = scorer_->score_pending();
-    summary.scored_staff_months += r.staff_months;
-    if (r.staff_months == 0) break;
-  }
-  const int64_t deadline = clock_.now_unix_ms() + options_.forward_timeout_ms;
-  for (auto& s : sinks_) {
+  // Forwarding overlaps scoring: while the receiver takes one batch, the
+  // scorer goes on with the next staff-months (the store serializes their
+  // transactions). Sequential, run --once spent most of its forwarding time
+  // waiting for the receiver's answers.
+  std::atomic<bool> scoring_done{false};
+  RunSummary forwarded;
+  std::thread forwarding([&] { forward_pending(forwarded, stop, scoring_done); });
+  try {
+    StageTimer timer(summary.score);
     while (!stop.load()) {
-      const ForwardStep step = s->forwarder->step();
-      if (step == ForwardStep::idle) break;
-      if (step == ForwardStep::delivered) {
-        summary.forwarded_batches++;
-        continue;
-      }
-      const int64_t now = clock_.now_unix_ms();
-      if (s->forwarder->next_attempt_ms() > deadline) {
-        summary.errors.push_back("sink " + s->config.name +
-                                 ": receiver did not take every batch within " +
-                                 std::to_string(options_.forward_timeout_ms / 1000) +
-                                 " s; the rest waits in the outbox for the next run");
-        break;
-      }
-      std::this_thread::sleep_for(
-          std::chrono::milliseconds(std::max<int64_t>(1, s->forwarder->next_attempt_ms() - now)));
+      auto r = scorer_->score_pending();
+      summary.scored_staff_months += r.staff_months;
+      if (r.staff_months == 0) break;
     }
-    summary.outbox_waiting += store_.outbox_depth(s->config.name);
+  } catch (...) {
+    scoring_done = true;
+    forwarding.join();
+    throw;
   }
+  scoring_done = true;
+  forwarding.join();
+  summary.forward = forwarded.forward;
+  summary.forwarded_batches = forwarded.forwarded_batches;
+  summary.outbox_waiting = forwarded.outbox_waiting;
+  for (auto& e : forwarded.errors) summary.errors.push_back(std::move(e));
   return summary;
+}
+
+void Hub::forward_pending(RunSummary& out, const std::atomic<bool>& stop,
+                          const std::atomic<bool>& scoring_done) {
+  StageTimer timer(out.forward);
+  // How often an idle sink looks for batches while the scorer still writes them.
+  constexpr int64_t kPollMs = 20;
+  std::optional<int64_t> deadline;
+  std::vector<bool> finished(sinks_.size(), false);
+  try {
+    while (!stop.load()) {
+      // Read before stepping: a sink found idle after this is idle for good.
+      const bool last_round = scoring_done.load();
+      const int64_t now = clock_.now_unix_ms();
+      if (last_round && !deadline) deadline = now + options_.forward_timeout_ms;
+      bool delivered = false;
+      int64_t wake_at = last_round ? std::numeric_limits<int64_t>::max() : now + kPollMs;
+      for (std::size_t i = 0; i < sinks_.size(); ++i) {
+        if (finished[i]) continue;
+        SinkRuntime& s = *sinks_[i];
+        const ForwardStep step = s.forwarder->step();
+        if (step == ForwardStep::delivered) {
+          out.forwarded_batches++;
+          delivered = true;
+        } else if (step == ForwardStep::idle) {
+          finished[i] = last_round;
+        } else if (deadline && s.forwarder->next_attempt_ms() > *deadline) {
+          out.errors.push_back("sink " + s.config.name +
+                               ": receiver did not take every batch within " +
+                               std::to_string(options_.forward_timeout_ms / 1000) +
+                               " s; the rest waits in the outbox for the next run");
+          finished[i] = true;
+        } else {
+          wake_at = std::min(wake_at, s.forwarder->next_attempt_ms());
+        }
+      }
+      if (std::all_of(finished.begin(), finished.end(), [](bool f) { return f; })) break;
+      if (delivered || wake_at == std::numeric_limits<int64_t>::max()) continue;
+      std::this_thread::sleep_for(std::chrono::milliseconds(
+          std::clamp<int64_t>(wake_at - clock_.now_unix_ms(), 1, kPollMs * 50)));
+    }
+    for (auto& s : sinks_) out.outbox_waiting += store_.outbox_depth(s->config.name);
+  } catch (const std::exception& e) {
+    // On this thread an escaping exception would end the process: report it as run_once would.
+    logger_.error("forward", e.what());
+    out.errors.push_back(e.what());
+  }
 }
 
 namespace {

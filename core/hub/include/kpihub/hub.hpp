@@ -176,8 +176,17 @@ struct RunSummary {
   std::size_t forwarded_batches = 0;
   int64_t outbox_waiting = 0;
   std::vector<std::string> errors;  // one line each, for the operator
+  // Where run_once spent its time, per stage: wall seconds and the CPU
+  // seconds of the thread that ran it (the plugins run on that thread too).
+  struct StageCost {
+    double wall_s = 0;
+    double cpu_s = 0;
+  };
+  StageCost pull, store, score, forward;
   bool ok() const { return errors.empty(); }
   std::string line() const;
+  // "stages: pull 1.20 s (cpu 0.90 s), store ..." for capacity planning and bench/run.
+  std::string stages_line() const;
 };
 
 // One source as the admin API and the dashboard show it (a snapshot).
@@ -251,6 +260,11 @@ class Hub {
   bool sync_staff(SourceRuntime& s);
   // Pulls and stores one page; returns false when caught up.
   bool pull_one(SourceRuntime& s, RunSummary& summary);
+  // run_once's forwarding, on its own thread: delivers batches as the scorer
+  // writes them, and once `scoring_done` until every sink is idle or past
+  // the forward timeout.
+  void forward_pending(RunSummary& out, const std::atomic<bool>& stop,
+                       const std::atomic<bool>& scoring_done);
   void note_error(SourceRuntime& s, const std::string& error, const char* state);
 
   const HubConfig& config_;
