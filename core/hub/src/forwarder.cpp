@@ -97,8 +97,10 @@ ForwardStep Forwarder::step() {
   std::vector<DeadLetter> dead;
   bool retry = false;
   std::string retry_reason;
+  std::size_t settled = 0;
   for (std::size_t i = 0; i < delivery.result_count; ++i) {
     const auto& r = delivery.results[i];
+    if (r.outcome != KPIHUB_ITEM_RETRY) ++settled;
     if (r.outcome == KPIHUB_ITEM_RETRY) {
       retry = true;
       if (retry_reason.empty()) retry_reason = text(r.message);
@@ -117,7 +119,25 @@ ForwardStep Forwarder::step() {
   if (retry) {
     // The whole batch goes again with the same id and bytes; the receiver's
     // idempotency replays what it already took.
-    const int64_t wait = std::max<int64_t>(delivery.retry_after_ms, backoff_ms(batch->attempts));
+    //
+    // A sink that remembers what its receiver already answered (the
+    // provincial one does) settles a batch a part at a time under faults. An
+    // attempt that settled more items than any before it is progress, not a
+    // failure: the backoff counts only the attempts since the last progress.
+    // Only a new best counts, so a sink that settles the same items on every
+    // attempt backs off as it always did.
+    if (batch->batch_id != progress_batch_id_) {
+      progress_batch_id_ = batch->batch_id;
+      progress_settled_items_ = 0;
+      progress_at_attempt_ = 0;
+    }
+    if (settled > progress_settled_items_) {
+      progress_settled_items_ = settled;
+      progress_at_attempt_ = batch->attempts;
+    }
+    const uint32_t attempts_without_progress = batch->attempts - progress_at_attempt_;
+    const int64_t wait =
+        std::max<int64_t>(delivery.retry_after_ms, backoff_ms(attempts_without_progress));
     return defer(wait, retry_reason.empty() ? "receiver asked to retry" : retry_reason);
   }
   store_.complete_batch(batch->batch_id, dead);

@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <utility>
 
@@ -146,10 +147,26 @@ struct ProvincialSink::DeliveryState {
   bool postponed = false;  // once set, nothing more is sent in this call
   std::string retry_message;
   uint32_t retry_after_ms = 0;
+  // The batch's requests answered for good, in this call or an earlier
+  // attempt; written as each answer arrives, so an exception thrown later in
+  // the call does not lose them.
+  SettledRequests::ByRequestId* settled = nullptr;
+  std::size_t reused_requests = 0;  // answered in an earlier attempt, not resent
 
   void decide(std::size_t item, kpihub_item_outcome outcome, std::string code,
               std::string message) {
     results[item] = sdk::ItemResult{outcome, std::move(code), std::move(message)};
+  }
+  // Keeps the items' decided results as the request's final answer.
+  void settle(const std::string& request_id, std::size_t body_hash,
+              std::span<const std::size_t> items) {
+    SettledRequest& request = (*settled)[request_id];
+    request = SettledRequest{body_hash, false, {}};
+    request.results.reserve(items.size());
+    for (const std::size_t i : items) request.results.push_back(*results[i]);
+  }
+  void settle_as_split(const std::string& request_id, std::size_t body_hash) {
+    (*settled)[request_id] = SettledRequest{body_hash, true, {}};
   }
   void postpone(std::string message, uint32_t after_ms) {
     if (!postponed) retry_message = std::move(message);
@@ -174,15 +191,25 @@ ProvincialSink::ProvincialSink(sdk::Host& host, sdk::Settings& settings)
 
 sdk::Delivery ProvincialSink::deliver(const sdk::Batch& batch) {
   std::lock_guard lock(deliver_mutex_);
+  const std::string batch_id(batch.batch_id);
   DeliveryState state;
   state.results.resize(batch.items.size());
+  // The answers are kept in memory only. After a restart the whole batch is
+  // resent, which is safe: the same keys carry the same bytes, and the
+  // receiver replays the answers it stored. A first attempt never trusts
+  // leftovers of an earlier batch that had the same id.
+  {
+    const std::size_t remembered_before = settled_.batch_count();
+    if (batch.attempt <= 1) settled_.forget(batch_id);
+    state.settled = &settled_.of_batch(batch_id);
+    report_remembered_batches(remembered_before);
+  }
 
   std::vector<std::size_t> records;
   std::vector<std::size_t> months;
   for (std::size_t i = 0; i < batch.items.size(); ++i) {
     (batch.items[i].kind == KPIHUB_ITEM_RECORD ? records : months).push_back(i);
   }
-  const std::string batch_id(batch.batch_id);
   // A mixed batch becomes two requests; their ids are derived from the batch
   // id so that every retry of the batch sends the same two keys.
   const bool mixed = !records.empty() && !months.empty();
@@ -218,11 +245,29 @@ sdk::Delivery ProvincialSink::deliver(const sdk::Batch& batch) {
                    static_cast<double>(rejected));
   host_.metric_add("kpihub_provincial_items_total", "outcome=\"retry\"",
                    static_cast<double>(retry));
+  if (state.reused_requests > 0) {
+    host_.metric_add("kpihub_provincial_requests_reused_total", "",
+                     static_cast<double>(state.reused_requests));
+    host_.info("batch " + batch_id + ", attempt " + std::to_string(batch.attempt) + ": " +
+               std::to_string(state.reused_requests) +
+               " request(s) answered in an earlier attempt, not resent");
+  }
   if (retry > 0) {
     host_.warn("batch " + batch_id + ": " + std::to_string(retry) + " item(s) to retry after " +
                std::to_string(delivery.retry_after_ms) + " ms: " + state.retry_message);
+  } else {
+    // Nothing of it will be sent again.
+    const std::size_t remembered_before = settled_.batch_count();
+    settled_.forget(batch_id);
+    report_remembered_batches(remembered_before);
   }
   return delivery;
+}
+
+void ProvincialSink::report_remembered_batches(std::size_t count_before) {
+  const auto now = static_cast<double>(settled_.batch_count());
+  const auto before = static_cast<double>(count_before);
+  if (now != before) host_.metric_add("kpihub_provincial_remembered_batches", "", now - before);
 }
 
 std::string ProvincialSink::build_body(const sdk::Batch& batch, Endpoint endpoint,
@@ -264,11 +309,29 @@ std::string ProvincialSink::build_body(const sdk::Batch& batch, Endpoint endpoin
 
 void ProvincialSink::send(const sdk::Batch& batch, Endpoint endpoint, const std::string& request_id,
                           std::span<const std::size_t> items, DeliveryState& state) {
-  if (state.postponed || items.empty()) return;
+  if (items.empty()) return;
+  const auto earlier = state.settled->find(request_id);
+  const bool answered_earlier = earlier != state.settled->end();
+  if (state.postponed && !answered_earlier) return;
   const std::string url =
       settings_.base_url +
       (endpoint == Endpoint::records ? settings_.records_path : settings_.months_path);
   const std::string body = build_body(batch, endpoint, request_id, items);
+  const std::size_t body_hash = std::hash<std::string>{}(body);
+  if (answered_earlier && earlier->second.body_hash == body_hash &&
+      (earlier->second.split || earlier->second.results.size() == items.size())) {
+    // Used even after a postponement in this call: nothing is sent, so no
+    // later request overtakes an earlier one.
+    const SettledRequest& answer = earlier->second;
+    if (answer.split) {
+      send_halves(batch, endpoint, request_id, items, state);
+      return;
+    }
+    for (std::size_t n = 0; n < items.size(); ++n) state.results[items[n]] = answer.results[n];
+    ++state.reused_requests;
+    return;
+  }
+  if (state.postponed) return;
 
   sdk::HttpResponse response;
   try {
@@ -287,11 +350,10 @@ void ProvincialSink::send(const sdk::Batch& batch, Endpoint endpoint, const std:
 
   const auto split = [&](int status) {
     if (items.size() == 1) return false;
-    const std::size_t half = items.size() / 2;
     host_.info("batch " + request_id + ": HTTP " + std::to_string(status) + " for " +
                std::to_string(items.size()) + " items, sending it in two halves");
-    send(batch, endpoint, request_id + "/0", items.first(half), state);
-    send(batch, endpoint, request_id + "/1", items.subspan(half), state);
+    state.settle_as_split(request_id, body_hash);
+    send_halves(batch, endpoint, request_id, items, state);
     return true;
   };
 
@@ -335,6 +397,7 @@ void ProvincialSink::send(const sdk::Batch& batch, Endpoint endpoint, const std:
                      message.empty() ? "refused by " + url : message);
       }
     }
+    state.settle(request_id, body_hash, items);
     return;
   }
   switch (status) {
@@ -348,16 +411,19 @@ void ProvincialSink::send(const sdk::Batch& batch, Endpoint endpoint, const std:
                          "): a client bug, a batch must never change once sent; alert the hub's "
                          "maintainers");
       }
+      state.settle(request_id, body_hash, items);
       return;
     case 400:
       if (split(status)) return;
       state.decide(items.front(), KPIHUB_ITEM_REJECTED, "bad_request", describe(response, url));
+      state.settle(request_id, body_hash, items);
       return;
     case 413:
       if (split(status)) return;
       state.decide(items.front(), KPIHUB_ITEM_REJECTED, "too_large",
                    "the item alone makes a body of " + std::to_string(body.size()) +
                        " bytes, over the receiver's limit (HTTP 413 from " + url + ")");
+      state.settle(request_id, body_hash, items);
       return;
     case 429:
     case 503: {
@@ -389,6 +455,15 @@ void ProvincialSink::send(const sdk::Batch& batch, Endpoint endpoint, const std:
     state.decide(i, KPIHUB_ITEM_REJECTED, "http_" + std::to_string(status),
                  describe(response, url));
   }
+  state.settle(request_id, body_hash, items);
+}
+
+void ProvincialSink::send_halves(const sdk::Batch& batch, Endpoint endpoint,
+                                 const std::string& request_id, std::span<const std::size_t> items,
+                                 DeliveryState& state) {
+  const std::size_t half = items.size() / 2;
+  send(batch, endpoint, request_id + "/0", items.first(half), state);
+  send(batch, endpoint, request_id + "/1", items.subspan(half), state);
 }
 
 sdk::HttpResponse ProvincialSink::post_with_token(const std::string& url,

@@ -3,6 +3,8 @@
 // idempotent batch POSTs, splitting of refused batches, Retry-After.
 #pragma once
 
+#include "settled_requests.hpp"
+
 #include <kpihub/sdk.hpp>
 
 #include <cstdint>
@@ -35,7 +37,9 @@ class ProvincialSink final : public sdk::Sink {
 
   // Sends the batch (two requests when it mixes records and summaries) and
   // maps every answer to a per-item outcome; never sleeps: overload and
-  // network trouble come back as RETRY with a retry_after_ms hint.
+  // network trouble come back as RETRY with a retry_after_ms hint. A retry
+  // of the batch (attempt > 1) resends only the requests without a final
+  // answer yet.
   sdk::Delivery deliver(const sdk::Batch& batch) override;
 
  private:
@@ -44,6 +48,9 @@ class ProvincialSink final : public sdk::Sink {
 
   void send(const sdk::Batch& batch, Endpoint endpoint, const std::string& request_id,
             std::span<const std::size_t> items, DeliveryState& state);
+  void send_halves(const sdk::Batch& batch, Endpoint endpoint, const std::string& request_id,
+                   std::span<const std::size_t> items, DeliveryState& state);
+  void report_remembered_batches(std::size_t count_before);
   std::string build_body(const sdk::Batch& batch, Endpoint endpoint, const std::string& request_id,
                          std::span<const std::size_t> items) const;
   sdk::HttpResponse post_with_token(const std::string& url, const std::string& request_id,
@@ -54,7 +61,8 @@ class ProvincialSink final : public sdk::Sink {
   sdk::Host host_;
   ProvincialSettings settings_;
   std::unique_ptr<sdk::HttpClient> http_;
-  std::mutex deliver_mutex_;  // one request at a time on the host's HTTP client
+  std::mutex deliver_mutex_;  // one request at a time on the host's HTTP client; guards settled_
+  SettledRequests settled_;
   std::optional<std::string> token_;
   int64_t token_renew_at_unix_ms_ = 0;
 };

@@ -8,6 +8,7 @@
 #include <kpihub/sim/province_receiver.hpp>
 
 #include "../../../plugins/provincial/src/retry_after.hpp"
+#include "../../../plugins/provincial/src/settled_requests.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -172,6 +173,9 @@ class ProvincialTest : public ::testing::Test {
                            ? request.headers.at("idempotency-key")
                            : std::string(),
                        request.body});
+      // The observer runs before the receiver draws its fault, and the sink
+      // sends one request at a time: this picks the fault of this request.
+      if (faults_for_request_) receiver_->set_faults(faults_for_request_(seen_.back()));
     });
     return *receiver_;
   }
@@ -237,6 +241,13 @@ class ProvincialTest : public ::testing::Test {
 
   int64_t stat(const std::string& name) { return receiver_->stats().at(name).to_number<int64_t>(); }
 
+  // The faults each following request gets, chosen by its path and key;
+  // nullptr: the receiver's own faults.
+  void set_faults_for_request(std::function<Faults(const SeenRequest&)> faults) {
+    std::lock_guard lock(seen_mutex_);
+    faults_for_request_ = std::move(faults);
+  }
+
   std::vector<SeenRequest> seen(std::string_view path_suffix) {
     std::lock_guard lock(seen_mutex_);
     std::vector<SeenRequest> out;
@@ -270,7 +281,24 @@ class ProvincialTest : public ::testing::Test {
   std::vector<std::unique_ptr<kpihub::PluginInstance>> sinks_;
   std::mutex seen_mutex_;
   std::vector<SeenRequest> seen_;
+  std::function<Faults(const SeenRequest&)> faults_for_request_;
 };
+
+// A mixed batch's months request is answered 503; everything else is taken.
+Faults unavailable_for_months(const SeenRequest& request) {
+  Faults faults;
+  if (request.path.ends_with("months:batch")) {
+    faults.fail_503 = 1.0;
+    faults.retry_after_seconds = 3;
+  }
+  return faults;
+}
+
+std::vector<std::string> keys_of(const std::vector<SeenRequest>& requests) {
+  std::vector<std::string> keys;
+  for (const auto& r : requests) keys.push_back(r.idempotency_key);
+  return keys;
+}
 
 TEST_F(ProvincialTest, CleanDeliveryKeepsTheHighestRevisionAndSequence) {
   start_receiver();
@@ -606,6 +634,140 @@ TEST_F(ProvincialTest, MutualTlsNeedsTheClientCertificate) {
   }
   EXPECT_TRUE(refused);
   EXPECT_FALSE(receiver_->record("eoffice:C2-0"));
+}
+
+TEST_F(ProvincialTest, RetryResendsOnlyTheRequestsWithoutAFinalAnswer) {
+  options_.poison_record_ids = {"eoffice:P-2"};
+  start_receiver();
+  const std::vector<Item> items = {record_item("eoffice:P-1", 1, 1), staff_month_item("KH-1", 1),
+                                   record_item("eoffice:P-2", 1, 1),
+                                   agency_month_item("000.00.12.H34", 1)};
+  set_faults_for_request(unavailable_for_months);
+  const Delivered first = deliver(sink(), "b-part", items, 1);
+  EXPECT_EQ(first.results[0].outcome, KPIHUB_ITEM_DELIVERED);
+  EXPECT_EQ(first.results[1].outcome, KPIHUB_ITEM_RETRY);
+  EXPECT_EQ(first.results[2].code, "poison");
+  EXPECT_EQ(first.results[3].outcome, KPIHUB_ITEM_RETRY);
+  EXPECT_EQ(first.retry_after_ms, 3000u);
+
+  set_faults_for_request(nullptr);
+  receiver_->set_faults({});
+  const Delivered retry = deliver(sink(), "b-part", items, 2);
+  EXPECT_EQ(retry.count(KPIHUB_ITEM_DELIVERED), 3u);
+  EXPECT_EQ(retry.retry_after_ms, 0u);
+  // The records' answer of the first attempt, rejection included.
+  ASSERT_EQ(retry.results[2].outcome, KPIHUB_ITEM_REJECTED);
+  EXPECT_EQ(retry.results[2].code, "poison");
+  EXPECT_THAT(retry.results[2].message, HasSubstr("eoffice:P-2"));
+
+  // The records went once; the months twice (refused, then taken).
+  EXPECT_THAT(keys_of(seen("records:batch")), ::testing::ElementsAre("b-part:records"));
+  EXPECT_THAT(keys_of(seen("months:batch")),
+              ::testing::ElementsAre("b-part:months", "b-part:months"));
+  EXPECT_EQ(stat("batches"), 2);
+  EXPECT_EQ(stat("duplicate_batches"), 0);
+  EXPECT_EQ(stat("conflicts_409"), 0);
+  EXPECT_EQ(metrics_.get("kpihub_provincial_requests_reused_total", "instance=\"province\""), 1.0);
+  // Settled: nothing of it is remembered any more.
+  EXPECT_EQ(metrics_.get("kpihub_provincial_remembered_batches", "instance=\"province\""), 0.0);
+}
+
+TEST_F(ProvincialTest, RetryOfASplitBatchResendsOnlyTheHalfStillOpen) {
+  start_receiver();
+  auto items = records("eoffice:S-", 8);
+  items[5].json = R"({"record_id": "eoffice:S-5", "revision": )";  // not JSON: 400, split
+  set_faults_for_request([](const SeenRequest& request) {
+    Faults faults;
+    if (request.idempotency_key == "b-half/1") faults.fail_500 = 1.0;
+    return faults;
+  });
+  const Delivered first = deliver(sink(), "b-half", items, 1);
+  EXPECT_EQ(first.count(KPIHUB_ITEM_DELIVERED), 4u);  // b-half/0
+  EXPECT_EQ(first.count(KPIHUB_ITEM_RETRY), 4u);
+  EXPECT_THAT(keys_of(seen("records:batch")),
+              ::testing::ElementsAre("b-half", "b-half/0", "b-half/1"));
+
+  set_faults_for_request(nullptr);
+  receiver_->set_faults({});
+  const Delivered retry = deliver(sink(), "b-half", items, 2);
+  EXPECT_EQ(retry.count(KPIHUB_ITEM_DELIVERED), 7u);
+  ASSERT_EQ(retry.results[5].outcome, KPIHUB_ITEM_REJECTED);
+  EXPECT_EQ(retry.results[5].code, "bad_request");
+  // Neither the whole (refused as such before) nor the half already taken
+  // is sent again; the open half is split as it would have been.
+  EXPECT_THAT(keys_of(seen("records:batch")),
+              ::testing::ElementsAre("b-half", "b-half/0", "b-half/1", "b-half/1", "b-half/1/0",
+                                     "b-half/1/0/0", "b-half/1/0/1", "b-half/1/1"));
+  EXPECT_EQ(stat("records"), 7);
+  EXPECT_EQ(stat("duplicate_batches"), 0);
+  EXPECT_EQ(stat("conflicts_409"), 0);
+}
+
+TEST_F(ProvincialTest, FirstAttemptDoesNotTrustAnswersKeptForTheSameBatchId) {
+  start_receiver();
+  const std::vector<Item> items = {record_item("eoffice:F-1", 1, 1), staff_month_item("KH-1", 1)};
+  set_faults_for_request(unavailable_for_months);
+  deliver(sink(), "b-first", items, 1);
+  deliver(sink(), "b-first", items, 1);
+  EXPECT_EQ(seen("records:batch").size(), 2u);
+  EXPECT_EQ(stat("duplicate_batches"), 1);  // the receiver replayed the second
+}
+
+TEST_F(ProvincialTest, RememberedBatchesStayWithinTheCap) {
+  constexpr std::size_t kCap = kpihub::provincial::SettledRequests::kDefaultMaxBatches;
+  start_receiver();
+  set_faults_for_request(unavailable_for_months);
+  const auto remembered = [&] {
+    return metrics_.get("kpihub_provincial_remembered_batches", "instance=\"province\"");
+  };
+  const auto batch = [](std::size_t n) {
+    const std::string id = "b-open-" + std::to_string(n);
+    return std::pair{id, std::vector<Item>{record_item("eoffice:" + id, 1, 1),
+                                           staff_month_item("KH-" + std::to_string(n), 1)}};
+  };
+  // Batches whose months never go through, and that are never finished.
+  const std::size_t opened = 2 * kCap + 3;
+  for (std::size_t n = 0; n < opened; ++n) {
+    const auto [id, items] = batch(n);
+    ASSERT_EQ(deliver(sink(), id, items, 1).count(KPIHUB_ITEM_RETRY), 1u);
+    ASSERT_LE(remembered(), static_cast<double>(kCap));
+  }
+  EXPECT_EQ(remembered(), static_cast<double>(kCap));
+
+  set_faults_for_request(nullptr);
+  receiver_->set_faults({});
+  // The newest is still remembered: its records are not resent.
+  {
+    const auto [id, items] = batch(opened - 1);
+    EXPECT_EQ(deliver(sink(), id, items, 2).count(KPIHUB_ITEM_DELIVERED), 2u);
+  }
+  EXPECT_EQ(stat("duplicate_batches"), 0);
+  EXPECT_EQ(remembered(), static_cast<double>(kCap - 1));  // finished, so forgotten
+  // The oldest was forgotten: its retry resends the records, which the
+  // receiver replays; the outcome is the same.
+  {
+    const auto [id, items] = batch(0);
+    EXPECT_EQ(deliver(sink(), id, items, 2).count(KPIHUB_ITEM_DELIVERED), 2u);
+  }
+  EXPECT_EQ(stat("duplicate_batches"), 1);
+  EXPECT_EQ(stat("conflicts_409"), 0);
+  EXPECT_EQ(remembered(), static_cast<double>(kCap - 1));
+}
+
+TEST(SettledRequests, ForgetsTheLeastRecentlyUsedBatchBeyondTheCap) {
+  kpihub::provincial::SettledRequests settled(3);
+  settled.of_batch("a")["a"].body_hash = 1;
+  settled.of_batch("b")["b"].body_hash = 2;
+  settled.of_batch("c")["c"].body_hash = 3;
+  EXPECT_EQ(settled.of_batch("a").count("a"), 1u);  // used: "b" is now the oldest
+  settled.of_batch("d");
+  EXPECT_EQ(settled.batch_count(), 3u);
+  EXPECT_TRUE(settled.of_batch("b").empty());  // forgotten; now "c" went instead
+  EXPECT_EQ(settled.of_batch("a").count("a"), 1u);
+  EXPECT_EQ(settled.batch_count(), 3u);
+  settled.forget("a");
+  settled.forget("unknown");
+  EXPECT_EQ(settled.batch_count(), 2u);
 }
 
 // ------------------------------------------------ receiver on its own -----

@@ -161,6 +161,11 @@ class Forwarder {
   Logger& logger_;
   Metrics& metrics_;
   int64_t next_attempt_ms_ = 0;
+  // The batch being retried, in memory only: the most items a delivery of it
+  // settled, and its stored attempt count when that number last grew.
+  std::string progress_batch_id_;
+  std::size_t progress_settled_items_ = 0;
+  uint32_t progress_at_attempt_ = 0;
 };
 
 // ---------------------------------------------------------------- hub -----
