@@ -111,7 +111,9 @@ class Scorer {
   Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id,
          std::shared_mutex* directory_lock = nullptr);
   // Processes up to `max_keys` dirty staff-months. Returns what it did.
-  ScoringRunResult score_pending(std::size_t max_keys = 256);
+  // One store transaction per call: 64 staff-months (~14k records) keep the
+  // commit's outbox payloads near 15 MB; 256 held ~60 MB at the peak.
+  ScoringRunResult score_pending(std::size_t max_keys = 64);
   // Marks months whose closed/open state changed since last seen dirty
   // (overdue flags and agency status depend on the due date).
   void refresh_time_dependent();
