@@ -769,15 +769,14 @@ class SqliteStore final : public Store {
       store_detail::StatementScope scope(s);
       store_detail::bind_text(s, 1, month);
       // Reused from staff member to staff member: the strings keep their capacity.
-      std::vector<WorkRecord>& records = scan_records_;
-      std::vector<int64_t>& received = scan_received_;
+      ScanBatch& batch = scan_batch_;
       std::string staff;
-      std::size_t n = 0;
+      std::size_t& n = batch.count;
+      n = 0;
       auto flush = [&] {
         if (n == 0) return;
         try {
-          visit(staff, std::span<const WorkRecord>(records.data(), n),
-                std::span<const int64_t>(received.data(), n));
+          visit(staff, batch);
         } catch (...) {
           visitor_failed = std::current_exception();
         }
@@ -793,11 +792,9 @@ class SqliteStore final : public Store {
           if (visitor_failed) return;
           staff.assign(row_staff);
         }
-        if (n == records.size()) {
-          records.emplace_back();
-          received.push_back(0);
-        }
-        store_detail::read_scoring_row(s, records[n], received[n], path_);
+        if (n >= batch.records.size()) batch.records.resize(n + 1);
+        if (n >= batch.received_at.size()) batch.received_at.resize(n + 1);
+        store_detail::read_scoring_row(s, batch.records[n], batch.received_at[n], path_);
         ++n;
       }
       flush();
@@ -971,8 +968,7 @@ class SqliteStore final : public Store {
       staff_month_for_scoring_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
-  std::vector<WorkRecord> scan_records_;
-  std::vector<int64_t> scan_received_;
+  ScanBatch scan_batch_;
   Poco::UUIDGenerator uuid_generator_;
   // Generation of each dirty key as last handed to the scorer (see commit_scoring).
   std::map<StaffMonthKey, int64_t> seen_generation_;

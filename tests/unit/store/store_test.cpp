@@ -212,15 +212,23 @@ TEST_F(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
   // The visitor must not call the store: copy what it gets, compare afterwards.
   std::vector<std::string> visited;
   std::map<std::string, std::map<std::string, std::pair<WorkRecord, int64_t>>> got;
-  store->scan_month_for_scoring(
-      "2025-04", [&](const std::string& staff, std::span<const WorkRecord> records,
-                     std::span<const int64_t> received) {
-        visited.push_back(staff);
-        ASSERT_EQ(records.size(), received.size());
-        for (std::size_t i = 0; i < records.size(); ++i) {
-          got[staff].emplace(records[i].record_id, std::make_pair(records[i], received[i]));
-        }
-      });
+  // Every other staff member's buffers are taken, as a visitor scoring on another thread does:
+  // the scan must go on with whatever it is left.
+  std::vector<WorkRecord> taken_records(7);
+  std::vector<int64_t> taken_received;
+  store->scan_month_for_scoring("2025-04", [&](const std::string& staff, Store::ScanBatch& batch) {
+    visited.push_back(staff);
+    ASSERT_LE(batch.count, batch.records.size());
+    ASSERT_LE(batch.count, batch.received_at.size());
+    for (std::size_t i = 0; i < batch.count; ++i) {
+      got[staff].emplace(batch.records[i].record_id,
+                         std::make_pair(batch.records[i], batch.received_at[i]));
+    }
+    if (visited.size() % 2 == 1) {
+      batch.records.swap(taken_records);
+      batch.received_at.swap(taken_received);
+    }
+  });
   std::size_t total = 0;
   for (const auto& [staff, records] : got) {
     total += records.size();
@@ -247,19 +255,17 @@ TEST_F(StoreTest, AnExceptionOfTheMonthScanVisitorPassesThroughAndTheStoreStaysU
   store->commit_page(page_of({full_record("A", 1, "CB001"), full_record("B", 1, "CB002")}));
   struct Stop {};
   int calls = 0;
-  EXPECT_THROW(store->scan_month_for_scoring(
-                   "2025-04",
-                   [&](const std::string&, std::span<const WorkRecord>, std::span<const int64_t>) {
-                     ++calls;
-                     throw Stop{};
-                   }),
+  EXPECT_THROW(store->scan_month_for_scoring("2025-04",
+                                             [&](const std::string&, Store::ScanBatch&) {
+                                               ++calls;
+                                               throw Stop{};
+                                             }),
                Stop);
   EXPECT_EQ(calls, 1);
   // The scan's statement is reset: writes and a new scan work.
   store->commit_page(page_of({full_record("C", 1, "CB003")}));
   int staff = 0;
-  store->scan_month_for_scoring("2025-04", [&](const std::string&, std::span<const WorkRecord>,
-                                               std::span<const int64_t>) { ++staff; });
+  store->scan_month_for_scoring("2025-04", [&](const std::string&, Store::ScanBatch&) { ++staff; });
   EXPECT_EQ(staff, 3);
 }
 

@@ -222,11 +222,19 @@ class Store {
   // revision, retracted, staff_code, agency_code, task_code, work_date,
   // declared_minutes, quantity, evidence_ref, deadline, completed_at and
   // approval status and rating (not approval.by/at); the other fields are
-  // empty. The spans are valid during the call only. The visitor must not
-  // call the store; an exception it throws ends the scan and is rethrown.
-  using ScoringVisitor =
-      std::function<void(const std::string& staff_code, std::span<const WorkRecord> records,
-                         std::span<const int64_t> received_at_ms)>;
+  // empty. The visitor must not call the store; an exception it throws ends
+  // the scan and is rethrown.
+  //
+  // The first `count` entries of `records` and `received_at` are the staff
+  // member's. The visitor may take both vectors (swap them with vectors of its
+  // own, of any size: the scan reuses whatever it is left, strings' capacity
+  // included), e.g. to score them on another thread without a copy.
+  struct ScanBatch {
+    std::vector<WorkRecord> records;
+    std::vector<int64_t> received_at;
+    std::size_t count = 0;
+  };
+  using ScoringVisitor = std::function<void(const std::string& staff_code, ScanBatch& batch)>;
   // The default reads staff by staff through the methods above; the SQLite
   // store reads the whole month in one query.
   virtual void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit);
