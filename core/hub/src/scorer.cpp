@@ -76,10 +76,10 @@ namespace {
 // and score each take about half). Results reach `on_result` on the calling
 // thread, in scan order; `skip` (also the calling thread) leaves staff out.
 // Memory is bounded: at most kInFlight staff-months are copied out of the scan.
-void score_month_overlapped(Store& store, const ReferenceData& reference, Timestamp now,
-                            const std::string& month,
-                            const std::function<bool(const std::string&)>& skip,
-                            const std::function<void(std::string, StaffMonthResult&&)>& on_result) {
+void score_month_overlapped(
+    Store& store, const ReferenceData& reference, Timestamp now, const std::string& month,
+    const std::function<bool(const std::string&)>& skip,
+    const std::function<void(const std::string&, StaffMonthResult&&)>& on_result) {
   struct Job {
     std::string staff;
     std::vector<WorkRecord> records;  // reused: assigning keeps the strings' capacity
@@ -208,8 +208,8 @@ Scorer::CachedMonth& Scorer::month_cache(const std::string& month) {
   score_month_overlapped(
       store_, reference_, now(), month,
       [&](const std::string& staff) { return cached.staff.count(staff) > 0; },
-      [&](std::string staff, StaffMonthResult&& r) {
-        cached.staff.emplace(std::move(staff), std::move(r));
+      [&](const std::string& staff, StaffMonthResult&& r) {
+        cached.staff.emplace(staff, std::move(r));
       });
   cached.complete = true;
   cached.closed = month_closed(*Month::parse(month), now(), reference_.rules);
@@ -334,7 +334,7 @@ std::vector<StaffMonthResult> Scorer::compute_month(const Month& month) {
   std::vector<StaffMonthResult> out;
   score_month_overlapped(
       store_, reference_, now(), month.str(), [](const std::string&) { return false; },
-      [&](std::string, StaffMonthResult&& r) { out.push_back(std::move(r)); });
+      [&](const std::string&, StaffMonthResult&& r) { out.push_back(std::move(r)); });
   return out;
 }
 
