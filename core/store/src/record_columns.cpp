@@ -167,6 +167,35 @@ std::string scoring_select_sql() {
          "approval_status, approval_rating, received_at FROM records ";
 }
 
+namespace {
+
+// The deadline, completed_at and approval status/rating columns, which both
+// readers have (at different column numbers). Returns the approval when there
+// is one, so the full reader can add approval.by and .at.
+Approval* read_deadline_and_approval(sqlite3_stmt* s, int deadline_column, WorkRecord& r,
+                                     const std::string& db_path) {
+  const std::string_view deadline = column_text(s, deadline_column);
+  r.deadline.reset();
+  if (!deadline.empty()) r.deadline = read_deadline(deadline, db_path, r.record_id);
+  r.completed_at =
+      read_timestamp(column_text(s, deadline_column + 1), db_path, r.record_id, "completed_at");
+  const std::string_view status = column_text(s, deadline_column + 2);
+  r.approval.reset();
+  if (status.empty()) return nullptr;
+  Approval& a = r.approval.emplace();
+  auto parsed = parse_approval_status(status);
+  if (!parsed) corrupt(db_path, r.record_id, "approval_status", std::string(status));
+  a.status = *parsed;
+  const std::string_view rating = column_text(s, deadline_column + 3);
+  if (!rating.empty()) {
+    a.rating = parse_rating(rating);
+    if (!a.rating) corrupt(db_path, r.record_id, "approval_rating", std::string(rating));
+  }
+  return &a;
+}
+
+}  // namespace
+
 void read_scoring_row(sqlite3_stmt* s, WorkRecord& r, int64_t& received_at_unix_ms,
                       const std::string& db_path) {
   // Assigning into the strings of a reused record keeps their capacity: no allocation per row
@@ -182,23 +211,8 @@ void read_scoring_row(sqlite3_stmt* s, WorkRecord& r, int64_t& received_at_unix_
   r.declared_minutes = static_cast<int32_t>(sqlite3_column_int64(s, 8));
   r.quantity = sqlite3_column_double(s, 9);
   r.evidence_ref.assign(column_text(s, 10));
-  const std::string_view deadline = column_text(s, 11);
-  r.deadline.reset();
-  if (!deadline.empty()) r.deadline = read_deadline(deadline, db_path, r.record_id);
-  r.completed_at = read_timestamp(column_text(s, 12), db_path, r.record_id, "completed_at");
-  const std::string_view status = column_text(s, 13);
-  r.approval.reset();
-  if (!status.empty()) {
-    Approval& a = r.approval.emplace();
-    auto parsed = parse_approval_status(status);
-    if (!parsed) corrupt(db_path, r.record_id, "approval_status", std::string(status));
-    a.status = *parsed;
-    const std::string_view rating = column_text(s, 14);
-    if (!rating.empty()) {
-      a.rating = parse_rating(rating);
-      if (!a.rating) corrupt(db_path, r.record_id, "approval_rating", std::string(rating));
-    }
-  }
+  // Columns 11-14: deadline, completed_at, approval_status, approval_rating.
+  read_deadline_and_approval(s, 11, r, db_path);
   received_at_unix_ms = sqlite3_column_int64(s, 15);
 }
 
@@ -220,24 +234,10 @@ void read_record_row(sqlite3_stmt* s, WorkRecord& r, const std::string& db_path)
   r.product_unit.assign(column_text(s, 13));
   r.title.assign(column_text(s, 14));
   r.evidence_ref.assign(column_text(s, 15));
-  const std::string_view deadline = column_text(s, 16);
-  r.deadline.reset();
-  if (!deadline.empty()) r.deadline = read_deadline(deadline, db_path, r.record_id);
-  r.completed_at = read_timestamp(column_text(s, 17), db_path, r.record_id, "completed_at");
-  const std::string_view status = column_text(s, 18);
-  r.approval.reset();
-  if (!status.empty()) {
-    Approval& a = r.approval.emplace();
-    auto parsed = parse_approval_status(status);
-    if (!parsed) corrupt(db_path, r.record_id, "approval_status", std::string(status));
-    a.status = *parsed;
-    const std::string_view rating = column_text(s, 19);
-    if (!rating.empty()) {
-      a.rating = parse_rating(rating);
-      if (!a.rating) corrupt(db_path, r.record_id, "approval_rating", std::string(rating));
-    }
-    a.by.assign(column_text(s, 20));
-    a.at = read_timestamp(column_text(s, 21), db_path, r.record_id, "approval_at");
+  // Columns 16-19: deadline, completed_at, approval_status, approval_rating.
+  if (Approval* a = read_deadline_and_approval(s, 16, r, db_path)) {
+    a->by.assign(column_text(s, 20));
+    a->at = read_timestamp(column_text(s, 21), db_path, r.record_id, "approval_at");
   }
   r.changed_at = read_timestamp(column_text(s, 22), db_path, r.record_id, "changed_at");
   r.attributes.clear();
