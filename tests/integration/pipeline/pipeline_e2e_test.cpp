@@ -262,6 +262,8 @@ struct SimOptions {
   std::vector<std::string> receiver_args;  // extra flags (faults, poison)
   bool tls = false;
   std::string server_cert = "server";  // fixture certificate the simulators serve
+  int staff = kStaff;                  // E-Office size (agencies: kAgencies)
+  int days = kDays;
 };
 
 enum class ReadBack { every_record, sample };
@@ -298,9 +300,9 @@ class PipelineE2E : public ::testing::Test {
                                      "--agencies",
                                      std::to_string(kAgencies),
                                      "--staff",
-                                     std::to_string(kStaff),
+                                     std::to_string(o.staff),
                                      "--days",
-                                     std::to_string(kDays),
+                                     std::to_string(o.days),
                                      "--month",
                                      kMonth,
                                      "--malformed",
@@ -696,6 +698,81 @@ TEST_F(PipelineE2E, ReceiverRestartedMidRunEndsInTheSameState) {
     const auto r = run_until_done(config, 3);
     ASSERT_EQ(r.code, 0) << out << r.output;
   }
+  expect_final_state(false, ReadBack::sample);
+}
+
+// Peak resident memory of a process so far (VmHWM, kB), 0 once it is gone.
+int64_t peak_rss_kb(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6);
+  }
+  return 0;
+}
+
+TEST_F(PipelineE2E, ADeadReceiverLetsTheOutboxGrowOnDiskWhileMemoryStaysFlatAndPullingGoesOn) {
+  SimOptions o;
+  // Big enough that holding the backlog in memory would show: ~80k records,
+  // ~80 MB of outbox payloads.
+  o.staff = std::max(kStaff, 400);
+  o.days = std::max(kDays, 20);
+  start_simulators(o);
+  std::size_t well_formed = 0;
+  for (const auto& s : served(eoffice_.url, false)) well_formed += s.malformed.empty() ? 1 : 0;
+  const uint16_t receiver_port = receiver_.port;
+  stop(receiver_.proc, SIGKILL);  // dead: connections to its port are refused
+  const auto config = write_config("", 1000, 500);
+
+  Child hub = spawn(PIPELINE_KPIHUB, {"run", "--config", config}, dir_ / "run-dead.txt");
+  int64_t peak_at_quarter = 0;
+  kpihub::StoreCounts counts;
+  const auto until = std::chrono::steady_clock::now() + kRunLimit;
+  while (std::chrono::steady_clock::now() < until && !ended(hub)) {
+    std::this_thread::sleep_for(100ms);
+    if (!fs::exists(dir_ / "var/hub.db")) continue;
+    try {
+      auto store = open_store();
+      counts = store->counts();
+      // From when a quarter of the backlog waits in the outbox (scoring and the
+      // sink's retries are running by then) to when all of it does.
+      if (peak_at_quarter == 0 && counts.outbox_pending * 4 >= static_cast<int64_t>(well_formed)) {
+        peak_at_quarter = peak_rss_kb(hub.pid);
+      }
+      // Everything pulled and scored: the whole backlog waits in the outbox.
+      if (counts.records == static_cast<int64_t>(well_formed) &&
+          store->dirty_staff_months(1).empty() && counts.outbox_pending >= counts.records) {
+        break;
+      }
+    } catch (const kpihub::StoreError&) {
+      // The hub may be creating the database at that moment.
+    }
+  }
+  const int64_t peak_at_end = peak_rss_kb(hub.pid);
+  ASSERT_FALSE(ended(hub)) << "the hub stopped while the receiver was dead: " << slurp(hub.log);
+  stop(hub, SIGTERM);
+  EXPECT_EQ(hub.code, 0) << slurp(hub.log);
+
+  // Pulling went on: every well-formed item is stored although nothing could be delivered.
+  EXPECT_EQ(counts.records, static_cast<int64_t>(well_formed));
+  EXPECT_GE(counts.outbox_pending, counts.records) << "records and months wait in the outbox";
+  // Memory stayed flat while the outbox grew from a quarter of the backlog to all of it.
+  ASSERT_GT(peak_at_quarter, 0);
+  std::cout << "peak RSS with a quarter of the backlog in the outbox: " << peak_at_quarter / 1024
+            << " MB; with all of it waiting (" << counts.outbox_pending
+            << " items): " << peak_at_end / 1024 << " MB\n";
+  EXPECT_LT(peak_at_end - peak_at_quarter, 24 * 1024)
+      << "peak RSS grew with the backlog: " << peak_at_quarter << " kB -> " << peak_at_end << " kB";
+
+  // The receiver comes back on its port: everything waiting is delivered, nothing twice.
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    start_receiver(o, receiver_port);
+    if (receiver_.port == receiver_port) break;
+    std::this_thread::sleep_for(250ms);
+  }
+  ASSERT_EQ(receiver_.port, receiver_port);
+  const auto r = run_until_done(config, 3);
+  ASSERT_EQ(r.code, 0) << r.output;
   expect_final_state(false, ReadBack::sample);
 }
 
