@@ -778,8 +778,16 @@ TEST_F(PipelineE2E, ADeadReceiverLetsTheOutboxGrowOnDiskWhileMemoryStaysFlatAndP
   std::cout << "peak RSS with a quarter of the backlog in the outbox: " << peak_at_quarter / 1024
             << " MB; with all of it waiting (" << counts.outbox_pending
             << " items): " << peak_at_end / 1024 << " MB\n";
-  EXPECT_LT(peak_at_end - peak_at_quarter, 24 * 1024)
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in quarantine (256 MB) and adds shadow
+  // memory: the hub's RSS grows with its allocations, not its backlog (seen in
+  // CI: 616 -> 921 MB). The bound is checked in the normal build.
+  std::cout << "AddressSanitizer build: the memory bound is not checked\n";
+#else
+  // Holding the backlog in memory would add ~60 MB here.
+  EXPECT_LT(peak_at_end - peak_at_quarter, 16 * 1024)
       << "peak RSS grew with the backlog: " << peak_at_quarter << " kB -> " << peak_at_end << " kB";
+#endif
 
   // The receiver comes back on its port: everything waiting is delivered, nothing twice.
   for (int attempt = 0; attempt < 20; ++attempt) {
