@@ -121,7 +121,9 @@ class SqliteStore final : public Store {
       known.reserve(page.records.size());
       sqlite3_stmt* lookup = lookup_record_.get(
           db_, "SELECT revision, staff_code, month FROM records WHERE record_id = ?", path_);
-      sqlite3_stmt* upsert = upsert_record_.get(db_, store_detail::record_upsert_sql(), path_);
+      // Built once per process, not per page: the statement is prepared once per store anyway.
+      static const std::string upsert_sql = store_detail::record_upsert_sql();
+      sqlite3_stmt* upsert = upsert_record_.get(db_, upsert_sql, path_);
 
       // Decide in page order against what is stored and what this page already accepted, so
       // the higher revision wins whatever the order within the page.
@@ -303,13 +305,13 @@ class SqliteStore final : public Store {
 
   StaffMonthForScoring staff_month_for_scoring(const StaffMonthKey& key) override {
     return guarded("reading staff " + key.staff_code + " in " + key.month + " for scoring", [&] {
-      sqlite3_stmt* select = staff_month_for_scoring_.get(
-          db_,
+      // Built once per process, not per staff-month (7,000 calls for a province month).
+      static const std::string sql =
           "SELECT " + store_detail::record_select_columns("r") +
-              ", r.received_at, s.revision, s.sequence, s.scoring_json FROM records r "
-              "LEFT JOIN record_scores s ON s.record_id = r.record_id "
-              "WHERE r.month = ? AND r.staff_code = ? ORDER BY r.record_id",
-          path_);
+          ", r.received_at, s.revision, s.sequence, s.scoring_json FROM records r "
+          "LEFT JOIN record_scores s ON s.record_id = r.record_id "
+          "WHERE r.month = ? AND r.staff_code = ? ORDER BY r.record_id";
+      sqlite3_stmt* select = staff_month_for_scoring_.get(db_, sql, path_);
       store_detail::StatementScope scope(select);
       store_detail::bind_text(select, 1, key.month);
       store_detail::bind_text(select, 2, key.staff_code);
