@@ -6,6 +6,7 @@
 // The same over HTTP: `kpihub-sim-education --serve` is each school's
 // system, one education source per school pulls its export with a bearer key.
 #include <kpihub/store.hpp>
+#include <kpihub_test/process.hpp>
 
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
@@ -28,41 +29,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using kpihub::test::run;
+using kpihub::test::slurp;
+using kpihub::test::spawn;
+
 const std::string kConfigDir = std::string(KPIHUB_SOURCE_DIR) + "/config";
 
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   return v ? std::atoi(v) : fallback;
-}
-
-pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test
-    std::FILE* f = std::fopen(log.c_str(), "w");
-    ::dup2(fileno(f), 1);
-    ::dup2(fileno(f), 2);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int run(const std::vector<std::string>& args, const fs::path& log) {
-  const pid_t pid = spawn(args, log);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 TEST(EducationE2E, AGeneratedMonthIsStoredExactlyOnceAtItsLatestRevisionForTheRightTeacher) {

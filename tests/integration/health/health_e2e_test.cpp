@@ -6,6 +6,7 @@
 // reaches the hub's log or store. Scale with KPIHUB_HEALTH_HOSPITALS /
 // _CLINICIANS / _DAYS.
 #include <kpihub/store.hpp>
+#include <kpihub_test/process.hpp>
 
 #include <gtest/gtest.h>
 
@@ -25,35 +26,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using kpihub::test::run;
+using kpihub::test::slurp;
+using kpihub::test::spawn;
+
 const std::string kConfigDir = std::string(KPIHUB_SOURCE_DIR) + "/config";
 
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   return v ? std::atoi(v) : fallback;
-}
-
-int run(const std::vector<std::string>& args, const fs::path& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    std::FILE* f = std::fopen(log.c_str(), "w");
-    ::dup2(fileno(f), 1);
-    ::dup2(fileno(f), 2);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // A hub.json with the health source (`settings` is its settings object's body).
@@ -197,22 +178,6 @@ TEST(HealthE2E, GeneratedHospitalExportsAreStoredOnceAtTheirLatestContentForTheR
   EXPECT_EQ(checked, 0) << slurp(dir / "check.log");
   EXPECT_NE(slurp(dir / "check.log").find("result: PASS"), std::string::npos);
   if (!HasFailure()) fs::remove_all(dir);
-}
-
-// Starts `args` in the background with its output in `log`.
-pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    std::FILE* f = std::fopen(log.c_str(), "w");
-    ::dup2(fileno(f), 1);
-    ::dup2(fileno(f), 2);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
 }
 
 // The same through the HIS's HTTP endpoint: kpihub-sim-health serve lists and
