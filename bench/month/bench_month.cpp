@@ -11,8 +11,8 @@
 #include <kpihub/hub.hpp>
 
 #include <benchmark/benchmark.h>
-#include <sys/resource.h>
 #include <unistd.h>
+#include <kpihub_bench/support.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -42,19 +42,6 @@ class FixedClock final : public Clock {
  private:
   int64_t ms_;
 };
-
-double cpu_seconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
-
-double peak_rss_mib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // KiB on Linux
-}
 
 std::string staff_code(int s) {
   return "KH-" + std::to_string(100000 + s);
@@ -187,9 +174,9 @@ struct Fixture {
     }
     store = open_sqlite_store(db);
     const auto wall0 = std::chrono::steady_clock::now();
-    const double cpu0 = cpu_seconds();
+    const double cpu0 = bench::process_cpu_seconds();
     records = fill(*store, ref);
-    fill_cpu_s = cpu_seconds() - cpu0;
+    fill_cpu_s = bench::process_cpu_seconds() - cpu0;
     fill_wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   }
   ~Fixture() {
@@ -214,9 +201,9 @@ void BM_ComputeMonthFromStore(benchmark::State& state) {
   for (auto _ : state) {
     // A new scorer each time: nothing cached from the previous iteration.
     Scorer scorer(*f.store, f.ref, clock, "bench-hub");
-    const double cpu0 = cpu_seconds();
+    const double cpu0 = bench::process_cpu_seconds();
     auto months = scorer.compute_month(kMonth);
-    cpu_total += cpu_seconds() - cpu0;
+    cpu_total += bench::process_cpu_seconds() - cpu0;
     staff_months = months.size();
     benchmark::DoNotOptimize(months.data());
   }
@@ -231,33 +218,15 @@ void BM_ComputeMonthFromStore(benchmark::State& state) {
   state.counters["records_per_cpu_s"] = static_cast<double>(f.records) * iterations / cpu_total;
   state.counters["fill_records_per_s"] = static_cast<double>(f.records) / f.fill_wall_s;
   state.counters["fill_records_per_cpu_s"] = static_cast<double>(f.records) / f.fill_cpu_s;
-  state.counters["peak_rss_MiB"] = peak_rss_mib();
+  state.counters["peak_rss_MiB"] = bench::peak_rss_mib();
 }
 BENCHMARK(BM_ComputeMonthFromStore)->Unit(benchmark::kMillisecond)->UseRealTime();
-
-bool smoke_requested(int argc, char** argv) {
-  if (const char* env = std::getenv("KPIHUB_BENCH_SMOKE");
-      env != nullptr && std::string_view(env) == "1") {
-    return true;
-  }
-  constexpr std::string_view kFlag = "--benchmark_min_time=";
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg(argv[i]);
-    if (arg.substr(0, kFlag.size()) == kFlag) {
-      // "0.01" or "0.01s"; an iteration count ("10x") is not a time.
-      const std::string value(arg.substr(kFlag.size()));
-      if (!value.empty() && value.back() == 'x') continue;
-      if (std::strtod(value.c_str(), nullptr) < 0.1) return true;
-    }
-  }
-  return false;
-}
 
 }  // namespace
 }  // namespace kpihub
 
 int main(int argc, char** argv) {
-  if (kpihub::smoke_requested(argc, argv)) kpihub::g_staff = 50;
+  if (kpihub::bench::smoke_requested(argc, argv)) kpihub::g_staff = 50;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -3,7 +3,7 @@
 #include <kpihub/scoring.hpp>
 
 #include <benchmark/benchmark.h>
-#include <sys/resource.h>
+#include <kpihub_bench/support.hpp>
 
 #include <random>
 
@@ -110,12 +110,6 @@ const Province& province() {
   return p;
 }
 
-double peak_rss_mb() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
-
 StaffMonthInput input_for(const Province& p, const StaffData& d, Timestamp now) {
   StaffMonthInput in;
   in.staff = d.staff;
@@ -145,7 +139,7 @@ void BM_ScoreProvinceMonth(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) *
                           static_cast<int64_t>(p.records));
   state.counters["records"] = static_cast<double>(p.records);
-  state.counters["peak_rss_mb"] = peak_rss_mb();
+  state.counters["peak_rss_mb"] = bench::peak_rss_mib();
 }
 BENCHMARK(BM_ScoreProvinceMonth)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -179,7 +173,7 @@ void BM_AgencyMonths(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) *
                           static_cast<int64_t>(months.size()));
-  state.counters["peak_rss_mb"] = peak_rss_mb();
+  state.counters["peak_rss_mb"] = bench::peak_rss_mib();
 }
 BENCHMARK(BM_AgencyMonths)->Unit(benchmark::kMillisecond);
 

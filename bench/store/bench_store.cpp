@@ -3,8 +3,8 @@
 #include <kpihub/store.hpp>
 
 #include <benchmark/benchmark.h>
-#include <sys/resource.h>
 #include <unistd.h>
+#include <kpihub_bench/support.hpp>
 
 #include <filesystem>
 #include <string>
@@ -30,12 +30,6 @@ class TempDir {
  private:
   fs::path path_;
 };
-
-double peak_rss_mib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
 
 // A record as an E-Office adapter produces it: most fields set, Vietnamese text.
 WorkRecord realistic_record(int64_t n) {
@@ -86,7 +80,7 @@ void BM_CommitPage(benchmark::State& state) {
     benchmark::DoNotOptimize(store->commit_page(page));
   }
   state.SetItemsProcessed(state.iterations() * page_size);
-  state.counters["peak_rss_MiB"] = peak_rss_mib();
+  state.counters["peak_rss_MiB"] = bench::peak_rss_mib();
 }
 BENCHMARK(BM_CommitPage)->Arg(500)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2);
 
@@ -101,7 +95,7 @@ void BM_RecordsOfMonth(benchmark::State& state) {
     benchmark::DoNotOptimize(month.data());
   }
   state.SetItemsProcessed(state.iterations() * records);
-  state.counters["peak_rss_MiB"] = peak_rss_mib();
+  state.counters["peak_rss_MiB"] = bench::peak_rss_mib();
 }
 BENCHMARK(BM_RecordsOfMonth)->Arg(100000)->UseRealTime()->Unit(benchmark::kMillisecond);
 
@@ -131,7 +125,7 @@ void BM_NextBatchAndComplete(benchmark::State& state) {
     store->complete_batch(batch->batch_id, {});
   }
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(batch_items));
-  state.counters["peak_rss_MiB"] = peak_rss_mib();
+  state.counters["peak_rss_MiB"] = bench::peak_rss_mib();
 }
 BENCHMARK(BM_NextBatchAndComplete)->Arg(200)->UseRealTime()->Unit(benchmark::kMillisecond);
 
