@@ -178,9 +178,31 @@ void migration_2(Poco::Data::Session& s) {
   s << "ALTER TABLE quarantine ADD COLUMN fields TEXT NOT NULL DEFAULT ''", now;
 }
 
+// record_revisions loses its (record_id, revision) primary key: nothing looks a revision
+// up by key (the current one is in records, which the upsert checks), and at province size
+// that random-key index cost a page write per record on every commit (issue 7). The table is
+// now append-only, in the order revisions were accepted; the upsert still writes a revision
+// only when it is higher than the stored one, so (record_id, revision) stays unique.
+void migration_3(Poco::Data::Session& s) {
+  s << "DROP TRIGGER records_history_on_insert", now;
+  s << "DROP TRIGGER records_history_on_update", now;
+  s << "ALTER TABLE record_revisions RENAME TO record_revisions_v2", now;
+  s << std::string("CREATE TABLE record_revisions (record_id TEXT NOT NULL,") + kRecordColumnsDdl +
+           ")",
+      now;
+  const std::string columns = record_column_list();
+  s << "INSERT INTO record_revisions (" + columns + ") SELECT " + columns +
+           " FROM record_revisions_v2 ORDER BY received_at, rowid",
+      now;
+  s << "DROP TABLE record_revisions_v2", now;
+  s << history_trigger("INSERT"), now;
+  s << history_trigger("UPDATE"), now;
+}
+
 // Append new migrations here; never edit a released one.
 const std::vector<std::function<void(Poco::Data::Session&)>>& migrations() {
-  static const std::vector<std::function<void(Poco::Data::Session&)>> all{migration_1, migration_2};
+  static const std::vector<std::function<void(Poco::Data::Session&)>> all{migration_1, migration_2,
+                                                                          migration_3};
   return all;
 }
 

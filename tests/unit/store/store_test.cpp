@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -741,6 +742,78 @@ void expect_open_error(const std::string& path, const std::string& problem, int 
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find(problem), std::string::npos) << e.what();
   }
+}
+
+// Every record revision, in a fixed order, as one text: what must survive a migration.
+std::string revisions_digest(Poco::Data::Session& raw) {
+  std::string digest;
+  raw << "SELECT IFNULL(group_concat(line, ';'), '') FROM (SELECT record_id || '/' || revision "
+         "|| '/' || staff_code || '/' || task_code || '/' || work_date || '/' || title || '/' "
+         "|| IFNULL(approval_status, '') || '/' || received_at AS line FROM record_revisions "
+         "ORDER BY record_id, revision)",
+      Poco::Data::Keywords::into(digest), now;
+  return digest;
+}
+
+int count_of(Poco::Data::Session& raw, const std::string& sql) {
+  int n = -1;
+  raw << sql, Poco::Data::Keywords::into(n), now;
+  return n;
+}
+
+// A store written by the release before migration 3 (tests/fixtures/store/README.md)
+// opens with every row intact, its history without the key index, and keeps recording
+// new revisions (and ignoring stale ones) as before.
+TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
+  fs::copy_file(std::string(KPIHUB_FIXTURES_DIR) + "/store/hub-schema-2.db", path_);
+  std::string before;
+  {
+    Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
+    ASSERT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 2);
+    before = revisions_digest(raw);
+  }
+  ASSERT_EQ(std::count(before.begin(), before.end(), ';'), 84) << before;
+
+  auto store = open();
+  const StoreCounts counts = store->counts();
+  EXPECT_EQ(counts.records, 85);
+  EXPECT_EQ(counts.revisions, 85);
+  {
+    Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
+    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 3);
+    EXPECT_EQ(revisions_digest(raw), before);
+    EXPECT_EQ(count_of(raw,
+                       "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND "
+                       "tbl_name = 'record_revisions'"),
+              0);
+    EXPECT_EQ(count_of(raw,
+                       "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND "
+                       "name = 'record_revisions_v2'"),
+              0);
+    EXPECT_EQ(count_of(raw, "SELECT COUNT(*) FROM record_scores"), 85);
+  }
+
+  // The history triggers are back: a higher revision is recorded, a stale one is not.
+  auto stored = store->record("eoffice:WD-2025-0000007");
+  ASSERT_TRUE(stored);
+  ASSERT_EQ(stored->revision, 2);
+  WorkRecord next = *stored;
+  next.revision = 3;
+  next.title = "sửa lần ba";
+  EXPECT_EQ(store->commit_page(page_of({next})).updated, 1u);
+  EXPECT_EQ(store->commit_page(page_of({next})).ignored_stale, 1u);
+  EXPECT_EQ(store->counts().revisions, 86);
+  EXPECT_EQ(store->record("eoffice:WD-2025-0000007")->title, "sửa lần ba");
+  {
+    Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
+    EXPECT_EQ(count_of(raw,
+                       "SELECT COUNT(*) FROM record_revisions WHERE record_id = "
+                       "'eoffice:WD-2025-0000007' AND revision IN (2, 3)"),
+              2);
+  }
+  store.reset();
+  // Opening again applies nothing twice.
+  EXPECT_EQ(open()->counts().revisions, 86);
 }
 
 TEST_F(StoreTest, AFileThatIsNotADatabaseIsRefused) {
