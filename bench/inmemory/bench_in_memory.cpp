@@ -14,6 +14,7 @@
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>
+#include <boost/json.hpp>
 #include <kpihub_bench/support.hpp>
 
 #include <cstdlib>
@@ -41,6 +42,7 @@ class FixedClock final : public Clock {
 struct Fixture {
   std::string dir;
   std::vector<std::string> pages;  // page bodies as the simulator serves them
+  std::size_t items = 0;           // diary items in all pages
   ReferenceData ref;
   std::unique_ptr<Store> store;  // Ingestor wants one; prepare() never touches it
 
@@ -57,6 +59,7 @@ struct Fixture {
       for (std::size_t i = 0; i < slice.items.size(); ++i)
         body.append(i ? "," : "").append(slice.items[i]);
       body += "],\"next_page_token\":\"t\",\"server_time\":\"2025-05-10T08:00:00+07:00\"}";
+      items += slice.items.size();
       pages.push_back(std::move(body));
       if (!slice.more) break;
       from = slice.next;
@@ -139,6 +142,26 @@ void BM_ParseNormalizeValidateScore(benchmark::State& state) {
   state.counters["peak_rss_mb"] = bench::peak_rss_mib();
 }
 BENCHMARK(BM_ParseNormalizeValidateScore)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The floor under the normalizer: Boost.JSON parsing the same pages into a DOM (on a
+// monotonic resource, as the normalizer does) and nothing else.
+void BM_JsonParseOnly(benchmark::State& state) {
+  Fixture& f = fixture();
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    for (const std::string& body : f.pages) {
+      boost::json::monotonic_resource resource;
+      boost::json::parse_options options;
+      options.allow_invalid_utf8 = true;
+      boost::json::error_code ec;
+      benchmark::DoNotOptimize(boost::json::parse(body, ec, &resource, options));
+      bytes += body.size();
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(f.items));
+}
+BENCHMARK(BM_JsonParseOnly)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace kpihub
