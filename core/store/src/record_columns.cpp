@@ -167,6 +167,10 @@ std::string scoring_select_sql() {
          "approval_status, approval_rating, received_at FROM records ";
 }
 
+std::string month_scan_sql() {
+  return scoring_select_sql() + "WHERE month = ? AND staff_code <> '' ORDER BY staff_code";
+}
+
 namespace {
 
 // The deadline, completed_at and approval status/rating columns, which both

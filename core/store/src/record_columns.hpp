@@ -39,6 +39,10 @@ void bind_record(sqlite3_stmt* statement, const WorkRecord& record, int64_t rece
                  RecordScratch& scratch);
 // "SELECT <what scoring reads>, received_at FROM records " (see Store::scan_month_for_scoring).
 std::string scoring_select_sql();
+// The month scan of a recompute, in staff order: scoring_select_sql() over the month. The
+// records_for_scoring index covers it (schema 4); store_test checks the query plan, so a
+// column added here and not to the index fails a test instead of slowing recomputes 6x.
+std::string month_scan_sql();
 // Reads one row of scoring_select_sql() into `record`, overwriting every field scoring reads.
 void read_scoring_row(sqlite3_stmt* statement, WorkRecord& record, int64_t& received_at_unix_ms,
                       const std::string& db_path);

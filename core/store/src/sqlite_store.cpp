@@ -760,14 +760,9 @@ class SqliteStore final : public Store {
   void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit) override {
     std::exception_ptr visitor_failed;
     guarded("scanning month " + month + " for scoring", [&] {
-      // One query for the month, in staff order off the (month, staff_code) index. Records of a
-      // staff member come in index (rowid) order: scoring does not depend on order, and
-      // sorting them by record_id in SQL cost 0.7 s of CPU per 1.5 M records.
-      sqlite3_stmt* s =
-          scan_month_.get(db_,
-                          store_detail::scoring_select_sql() +
-                              "WHERE month = ? AND staff_code <> '' ORDER BY staff_code",
-                          path_);
+      // One query for the month, read from the covering records_for_scoring index alone, in
+      // (staff_code, record_id) order: no table page per record, however scattered the rows.
+      sqlite3_stmt* s = scan_month_.get(db_, store_detail::month_scan_sql(), path_);
       store_detail::StatementScope scope(s);
       store_detail::bind_text(s, 1, month);
       // Reused from staff member to staff member: the strings keep their capacity.
