@@ -1,10 +1,12 @@
 // Scoring throughput: a province-sized month (7,000 staff x ~210 records, about
 // 1.5 million records) scored staff month by staff month. Target: under 2 s.
+#include <kpihub/model_json.hpp>
 #include <kpihub/scoring.hpp>
 
 #include <benchmark/benchmark.h>
 #include <kpihub_bench/support.hpp>
 
+#include <algorithm>
 #include <random>
 
 namespace kpihub {
@@ -176,6 +178,30 @@ void BM_AgencyMonths(benchmark::State& state) {
   state.counters["peak_rss_mb"] = bench::peak_rss_mib();
 }
 BENCHMARK(BM_AgencyMonths)->Unit(benchmark::kMillisecond);
+
+// The receiver's items: each scored record's JSON payload, built as the scorer builds it
+// for the outbox (the sink later splices these texts into a batch body without parsing).
+void BM_SerializeRecordPayloads(benchmark::State& state) {
+  const Province& p = province();
+  const StaffData& d = p.staff.front();
+  const StaffMonthResult m = score_staff_month(input_for(p, d, kNow));
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < std::min(m.scored.size(), d.records.size()); ++i) {
+      boost::json::object payload = to_json(d.records[i]);
+      payload["scoring"] = to_json(m.scored[i].scoring, 1);
+      payload["hub_id"] = "bench-hub";
+      payload["scored_at"] = "2025-05-10T08:00:00+07:00";
+      const std::string text = boost::json::serialize(payload);
+      bytes += text.size();
+      benchmark::DoNotOptimize(text.data());
+    }
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(m.scored.size()));
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+}
+BENCHMARK(BM_SerializeRecordPayloads);
 
 }  // namespace
 }  // namespace kpihub
