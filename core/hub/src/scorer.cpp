@@ -201,15 +201,24 @@ StaffMonthResult Scorer::score_one(const StaffMonthKey& key, Store::StaffMonthFo
   return score_records(reference_, now(), key, stored.records, stored.received_at);
 }
 
+void Scorer::CachedMonth::put(const std::string& staff_code, StaffMonthResult&& result) {
+  const auto [it, inserted] = index.try_emplace(staff_code, staff.size());
+  if (inserted) {
+    staff.push_back(std::move(result));
+  } else {
+    staff[it->second] = std::move(result);
+  }
+}
+
 Scorer::CachedMonth& Scorer::month_cache(const std::string& month) {
   CachedMonth& cached = cache_[month];
   if (cached.complete) return cached;
   // One scan of the month, staff by staff: memory stays bounded by the staff-months in flight.
   score_month_overlapped(
       store_, reference_, now(), month,
-      [&](const std::string& staff) { return cached.staff.count(staff) > 0; },
+      [&](const std::string& staff) { return cached.index.count(staff) > 0; },
       [&](const std::string& staff, StaffMonthResult&& r) {
-        cached.staff.emplace(staff, std::move(r));
+        if (!cached.index.count(staff)) cached.put(staff, std::move(r));
       });
   cached.complete = true;
   cached.closed = month_closed(*Month::parse(month), now(), reference_.rules);
@@ -279,7 +288,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     release(month_result.scored);
     release(month_result.days);
     auto it = cache_.find(key.month);
-    if (it != cache_.end()) it->second.staff[key.staff_code] = std::move(month_result);
+    if (it != cache_.end()) it->second.put(key.staff_code, std::move(month_result));
     ++result.staff_months;
   }
 
@@ -289,11 +298,8 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   for (const auto& [code, staff] : reference_.directory.all_staff())
     agencies_known.insert(staff.agency_code);
   for (const std::string& month : months_touched) {
-    CachedMonth& cached = month_cache(month);
-    std::vector<StaffMonthResult> staff_months;
-    staff_months.reserve(cached.staff.size());
-    for (const auto& [code, r] : cached.staff) staff_months.push_back(r);
-    const auto agencies = agency_months(staff_months, *Month::parse(month), agencies_known,
+    const CachedMonth& cached = month_cache(month);
+    const auto agencies = agency_months(cached.staff, *Month::parse(month), agencies_known,
                                         scored_at, {}, reference_.rules);
     for (const auto& a : agencies) {
       auto old = store_.month_row(OutboxKind::agency_month, month, a.agency_code);

@@ -19,6 +19,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace kpihub {
@@ -124,9 +125,13 @@ class Scorer {
 
  private:
   struct CachedMonth {
-    std::map<std::string, StaffMonthResult> staff;  // without per-record detail
+    // Without per-record detail; contiguous so agency summaries read them in place (a copy
+    // per scoring transaction was 14 MB at 35,000 staff).
+    std::vector<StaffMonthResult> staff;
+    std::unordered_map<std::string, std::size_t> index;  // staff code -> position in `staff`
     bool complete = false;
     bool closed = false;
+    void put(const std::string& staff_code, StaffMonthResult&& result);
   };
   StaffMonthResult score_one(const StaffMonthKey& key, Store::StaffMonthForScoring& stored);
   CachedMonth& month_cache(const std::string& month);
