@@ -167,6 +167,11 @@ std::string scoring_select_sql() {
          "approval_status, approval_rating, received_at FROM records ";
 }
 
+std::string month_row_sql(std::string_view table) {
+  return "SELECT agency_code, revision, json FROM " + std::string(table) +
+         " WHERE month = ? AND code = ?";
+}
+
 std::string month_scan_sql() {
   return scoring_select_sql() + "WHERE month = ? AND staff_code <> '' ORDER BY staff_code";
 }

@@ -43,6 +43,9 @@ std::string scoring_select_sql();
 // records_for_scoring index covers it (schema 4); store_test checks the query plan, so a
 // column added here and not to the index fails a test instead of slowing recomputes 6x.
 std::string month_scan_sql();
+// One staff or agency month row by its key: agency_code, revision, json of `table` (staff_months
+// or agency_months) WHERE month = ?1 AND code = ?2. store_test checks it is a key lookup.
+std::string month_row_sql(std::string_view table);
 // Reads one row of scoring_select_sql() into `record`, overwriting every field scoring reads.
 void read_scoring_row(sqlite3_stmt* statement, WorkRecord& record, int64_t& received_at_unix_ms,
                       const std::string& db_path);

@@ -415,17 +415,34 @@ class SqliteStore final : public Store {
   std::optional<ScoringCommit::MonthRow> month_row(OutboxKind kind, const std::string& month,
                                                    const std::string& code) override {
     return guarded("reading month row " + month + " " + code, [&] {
-      auto rows = read_month_rows(kind, month, &code);
+      // A point lookup on the (month, code) key, once per staff-month scored: the month-wide
+      // query below scanned every row of the month for it (quadratic in the staff count).
+      const char* table = month_table(kind, path_);
+      store_detail::PreparedStatement& prepared =
+          kind == OutboxKind::staff_month ? staff_month_row_ : agency_month_row_;
+      sqlite3_stmt* select = prepared.get(db_, store_detail::month_row_sql(table), path_);
+      store_detail::StatementScope scope(select);
+      store_detail::bind_text(select, 1, month);
+      store_detail::bind_text(select, 2, code);
       std::optional<ScoringCommit::MonthRow> out;
-      if (!rows.empty()) out = std::move(rows.front());
+      const int rc = sqlite3_step(select);
+      if (rc == SQLITE_ROW) {
+        out = ScoringCommit::MonthRow{kind,
+                                      month,
+                                      code,
+                                      std::string(store_detail::column_text(select, 0)),
+                                      sqlite3_column_int64(select, 1),
+                                      std::string(store_detail::column_text(select, 2))};
+      } else if (rc != SQLITE_DONE) {
+        store_detail::sqlite_fail(db_, path_, "reading month row " + month + " " + code);
+      }
       return out;
     });
   }
 
   std::vector<ScoringCommit::MonthRow> month_rows(OutboxKind kind,
                                                   const std::string& month) override {
-    return guarded("reading month rows of " + month,
-                   [&] { return read_month_rows(kind, month, nullptr); });
+    return guarded("reading month rows of " + month, [&] { return read_month_rows(kind, month); });
   }
 
   void commit_scoring(const ScoringCommit& commit) override {
@@ -936,18 +953,13 @@ class SqliteStore final : public Store {
     return {sink[0], state[0]};
   }
 
-  std::vector<ScoringCommit::MonthRow> read_month_rows(OutboxKind kind, const std::string& month,
-                                                       const std::string* code) {
+  std::vector<ScoringCommit::MonthRow> read_month_rows(OutboxKind kind, const std::string& month) {
     std::string m = month;
-    std::string c = code ? *code : std::string();
-    int only_code = code ? 1 : 0;
     std::vector<std::string> months, codes, agency, json;
     std::vector<int64_t> revision;
     session_ << std::string("SELECT month, code, agency_code, revision, json FROM ") +
-                    month_table(kind, path_) +
-                    " WHERE month = ? AND (? = 0 OR code = ?) ORDER BY code",
-        use(m), use(only_code), use(c), into(months), into(codes), into(agency), into(revision),
-        into(json), now;
+                    month_table(kind, path_) + " WHERE month = ? ORDER BY code",
+        use(m), into(months), into(codes), into(agency), into(revision), into(json), now;
     std::vector<ScoringCommit::MonthRow> out(months.size());
     for (std::size_t i = 0; i < months.size(); ++i) {
       out[i] = ScoringCommit::MonthRow{kind, months[i], codes[i], agency[i], revision[i], json[i]};
@@ -960,6 +972,7 @@ class SqliteStore final : public Store {
   Session session_;
   sqlite3* db_;  // session_'s connection, for the prepared statements below
   // Declared after session_, so they are finalized before the connection closes.
+  store_detail::PreparedStatement staff_month_row_, agency_month_row_;
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
       scan_month_, append_outbox_, upsert_score_, read_score_, read_received_,
       staff_month_for_scoring_;

@@ -763,24 +763,46 @@ int count_of(Poco::Data::Session& raw, const std::string& sql) {
   return n;
 }
 
-// A recompute reads a month from the covering index alone: a table page per record instead
-// made it 6x slower on a store filled from a feed (docs/performance.md).
-TEST_F(StoreTest, TheMonthScanReadsOnlyTheCoveringIndex) {
-  open()->commit_page(page_of({full_record("WD-1", 1)}));
+// The detail lines of EXPLAIN QUERY PLAN for `sql` on the store at `path`.
+std::vector<std::string> query_plan(const std::string& path, const std::string& sql) {
+  std::vector<std::string> plan;
   sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << "cannot open " << path;
+    sqlite3_close(db);
+    return plan;
+  }
   sqlite3_stmt* explain = nullptr;
-  const std::string sql = "EXPLAIN QUERY PLAN " + store_detail::month_scan_sql();
-  ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &explain, nullptr), SQLITE_OK)
-      << sqlite3_errmsg(db);
-  std::vector<std::string> plan;  // one line per step: the detail column
-  while (sqlite3_step(explain) == SQLITE_ROW) {
+  const std::string text = "EXPLAIN QUERY PLAN " + sql;
+  if (sqlite3_prepare_v2(db, text.c_str(), -1, &explain, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << sqlite3_errmsg(db) << " in " << sql;
+  }
+  while (explain != nullptr && sqlite3_step(explain) == SQLITE_ROW) {
     plan.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(explain, 3)));
   }
   sqlite3_finalize(explain);
   sqlite3_close(db);
+  return plan;
+}
+
+// A recompute reads a month from the covering index alone: a table page per record instead
+// made it 6x slower on a store filled from a feed (docs/performance.md).
+TEST_F(StoreTest, TheMonthScanReadsOnlyTheCoveringIndex) {
+  open()->commit_page(page_of({full_record("WD-1", 1)}));
+  const auto plan = query_plan(path_, store_detail::month_scan_sql());
   ASSERT_EQ(plan.size(), 1u);
   EXPECT_NE(plan[0].find("USING COVERING INDEX records_for_scoring"), std::string::npos) << plan[0];
+}
+
+// The month row read once per staff-month scored is a key lookup: a month-wide scan made
+// scoring quadratic in the staff count (447 CPU s per million records at 35,000 staff).
+TEST_F(StoreTest, AMonthRowIsReadByItsKey) {
+  open();
+  for (const char* table : {"staff_months", "agency_months"}) {
+    const auto plan = query_plan(path_, store_detail::month_row_sql(table));
+    ASSERT_EQ(plan.size(), 1u) << table;
+    EXPECT_NE(plan[0].find("(month=? AND code=?)"), std::string::npos) << plan[0];
+  }
 }
 
 // A store written by the release before migration 3 (tests/fixtures/store/README.md)
