@@ -784,9 +784,12 @@ TEST_F(PipelineE2E, ADeadReceiverLetsTheOutboxGrowOnDiskWhileMemoryStaysFlatAndP
   // CI: 616 -> 921 MB). The bound is checked in the normal build.
   std::cout << "AddressSanitizer build: the memory bound is not checked\n";
 #else
-  // Holding the backlog in memory would add ~60 MB here.
-  EXPECT_LT(peak_at_end - peak_at_quarter, 16 * 1024)
+  // Holding the backlog in memory would add ~60 MB here. What may grow is bounded: SQLite's
+  // page caches (8 MB per connection) fill as the store grows (seen: +0 to +16 MB, more
+  // under load), so the bound is 24 MB; and issue 7's ceiling holds whatever the backlog.
+  EXPECT_LT(peak_at_end - peak_at_quarter, 24 * 1024)
       << "peak RSS grew with the backlog: " << peak_at_quarter << " kB -> " << peak_at_end << " kB";
+  EXPECT_LT(peak_at_end, 100 * 1024) << "peak RSS over issue 7's 100 MB: " << peak_at_end << " kB";
 #endif
 
   // The receiver comes back on its port: everything waiting is delivered, nothing twice.
