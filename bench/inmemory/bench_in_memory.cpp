@@ -34,13 +34,10 @@ constexpr Month kMonth{2025, 4};
 
 int g_staff = 700;  // 20 in smoke mode
 
-class FixedClock final : public Clock {
- public:
-  int64_t now_unix_ms() const override { return 1'746'860'400'000; }  // 2025-05-10
-};
+constexpr int64_t kNowUnixMs = 1'746'860'400'000;  // 2025-05-10, the records' "today"
 
 struct Fixture {
-  std::string dir;
+  bench::TempDir dir{"kpihub-bench-mem"};
   std::vector<std::string> pages;  // page bodies as the simulator serves them
   std::size_t items = 0;           // diary items in all pages
   ReferenceData ref;
@@ -64,22 +61,15 @@ struct Fixture {
       if (!slice.more) break;
       from = slice.next;
     }
-    std::string pattern = (fs::temp_directory_path() / "kpihub-bench-mem-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir = pattern;
-    std::ofstream(dir + "/staff.csv") << data.directory_csv();
+    std::ofstream(dir.file("staff.csv")) << data.directory_csv();
     const std::string config_dir = KPIHUB_BENCH_CONFIG_DIR;
     ref.catalog = load_catalog({config_dir + "/catalog/province.csv"});
     ref.holidays = load_holidays({config_dir + "/holidays/2025.csv"});
     ref.rules = load_rules(config_dir + "/rules.json");
-    ref.directory = load_directory(dir + "/staff.csv", config_dir + "/units.csv");
-    store = open_sqlite_store(dir + "/unused.db");
+    ref.directory = load_directory(dir.file("staff.csv"), config_dir + "/units.csv");
+    store = open_sqlite_store(dir.file("unused.db"));
   }
-  ~Fixture() {
-    store.reset();
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
+  ~Fixture() { store.reset(); }  // before its folder goes
 };
 
 Fixture& fixture() {
@@ -91,7 +81,7 @@ void BM_ParseNormalizeValidateScore(benchmark::State& state) {
   Fixture& f = fixture();
   const eoffice::Normalizer normalizer;
   Ingestor ingestor(*f.store, f.ref, *Date::parse("2025-05-10"));
-  const int64_t now_ms = FixedClock().now_unix_ms();
+  const int64_t now_ms = kNowUnixMs;
   const Timestamp now{now_ms / 1000, 420};
   sdk::Page page;
   std::unordered_map<std::string, std::vector<WorkRecord>> by_staff;

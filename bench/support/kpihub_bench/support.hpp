@@ -3,13 +3,36 @@
 #pragma once
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
 namespace kpihub::bench {
+
+// A fresh folder under the system temp folder, removed with everything in it.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "kpihub-bench") {
+    std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed: " + pattern);
+    path_ = pattern;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // Peak resident set of this process so far, MiB.
 inline double peak_rss_mib() {
