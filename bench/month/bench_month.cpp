@@ -268,13 +268,11 @@ void BM_IncrementalRevisionPage(benchmark::State& state) {
   }
   std::mt19937 rng(7);
   constexpr int kPage = 1000;
-  double commit_cpu = 0, score_cpu = 0;
-  std::size_t revised = 0, staff_months = 0, records_sent = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
+  std::size_t pages = 0, staff_months = 0, records_sent = 0;
+  const auto revised_page = [&] {
     PageCommit page;
     page.source = "eoffice";
-    page.cursor = "incremental-" + std::to_string(revised);
+    page.cursor = "incremental-" + std::to_string(pages++);
     page.received_at_unix_ms = clock.now_unix_ms();
     for (int i = 0; i < kPage; ++i) {
       const int s = static_cast<int>(rng() % static_cast<unsigned>(g_staff));
@@ -285,16 +283,31 @@ void BM_IncrementalRevisionPage(benchmark::State& state) {
       r->declared_minutes = 10 + static_cast<int32_t>(rng() % 90);
       page.records.push_back(std::move(*r));
     }
-    state.ResumeTiming();
-    const double t0 = bench::process_cpu_seconds();
-    f.store->commit_page(page);
-    const double t1 = bench::process_cpu_seconds();
+    return page;
+  };
+  const auto rescore = [&] {
     for (;;) {
       const ScoringRunResult run = scorer.score_pending(64);
       if (run.staff_months == 0) break;
       staff_months += run.staff_months;
       records_sent += run.records_sent;
     }
+  };
+  // Not counted: the first page fills the scorer's month cache (a month scan, once per run).
+  f.store->commit_page(revised_page());
+  rescore();
+  staff_months = records_sent = 0;
+
+  double commit_cpu = 0, score_cpu = 0;
+  std::size_t revised = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const PageCommit page = revised_page();
+    state.ResumeTiming();
+    const double t0 = bench::process_cpu_seconds();
+    f.store->commit_page(page);
+    const double t1 = bench::process_cpu_seconds();
+    rescore();
     const double t2 = bench::process_cpu_seconds();
     commit_cpu += t1 - t0;
     score_cpu += t2 - t1;

@@ -264,7 +264,12 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
                          scoring_text};
       // A record deleted at the source before the hub ever sent it has nothing to withdraw.
       if (!(never_sent && record.retracted)) {
-        json::object payload = to_json(record);
+        // The scan has the fields scoring reads; the receiver gets every field. A page
+        // committed since the scan may hold a newer revision: that one is not sent with this
+        // score (its staff month is dirty again and is rescored next).
+        const std::optional<WorkRecord> full = store_.record(record.record_id);
+        if (!full || full->revision != record.revision) continue;
+        json::object payload = to_json(*full);
         payload["scoring"] = to_json(scored.scoring, row.sequence);
         payload["hub_id"] = hub_id_;
         payload["scored_at"] = scored_at_text;

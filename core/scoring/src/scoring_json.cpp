@@ -41,6 +41,7 @@ json::object flag_counts(const FlagCounts& f) {
 
 json::object to_json(const RecordScoring& s, std::optional<int64_t> sequence) {
   json::object o;
+  o.reserve(16);  // every key below: no rehash as it grows (the scorer builds one per record)
   o["rules_version"] = s.rules_version;
   o["catalog_version"] = s.catalog_version;
   o["group"] = s.group;

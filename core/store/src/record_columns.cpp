@@ -176,6 +176,15 @@ std::string month_scan_sql() {
   return scoring_select_sql() + "WHERE month = ? AND staff_code <> '' ORDER BY staff_code";
 }
 
+std::string staff_month_scan_sql() {
+  return scoring_select_sql() + "WHERE month = ? AND staff_code = ? ORDER BY record_id";
+}
+
+std::string staff_month_scores_sql() {
+  return "SELECT record_id, revision, sequence, scoring_json FROM record_scores "
+         "WHERE month = ? AND staff_code = ? ORDER BY record_id";
+}
+
 namespace {
 
 // The deadline, completed_at and approval status/rating columns, which both

@@ -43,6 +43,11 @@ std::string scoring_select_sql();
 // records_for_scoring index covers it (schema 4); store_test checks the query plan, so a
 // column added here and not to the index fails a test instead of slowing recomputes 6x.
 std::string month_scan_sql();
+// The same for one staff month (?1 month, ?2 staff_code), in record_id order: also covered.
+std::string staff_month_scan_sql();
+// The last scores of one staff month (?1 month, ?2 staff_code), in record_id order: a range of
+// record_scores' key (schema 5). store_test checks both plans.
+std::string staff_month_scores_sql();
 // One staff or agency month row by its key: agency_code, revision, json of `table` (staff_months
 // or agency_months) WHERE month = ?1 AND code = ?2. store_test checks it is a key lookup.
 std::string month_row_sql(std::string_view table);

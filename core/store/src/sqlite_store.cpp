@@ -154,9 +154,14 @@ class SqliteStore final : public Store {
           it = known.emplace(r.record_id, Known{}).first;
         } else {
           ++result.updated;
-          // The staff-month the record leaves needs rescoring too.
+          // The staff-month the record leaves needs rescoring too, and the record's last
+          // score goes with it: its next score must carry on its sequence.
           if (!it->second.staff_code.empty()) {
             dirty.emplace(it->second.staff_code, it->second.month);
+          }
+          if (it->second.staff_code != r.staff_code || it->second.month != r.work_date.month_str()) {
+            move_score(r.record_id, it->second.staff_code, it->second.month, r.staff_code,
+                       r.work_date.month_str());
           }
         }
         it->second = Known{r.revision, r.staff_code, r.work_date.month_str()};
@@ -305,32 +310,43 @@ class SqliteStore final : public Store {
 
   StaffMonthForScoring staff_month_for_scoring(const StaffMonthKey& key) override {
     return guarded("reading staff " + key.staff_code + " in " + key.month + " for scoring", [&] {
-      // Built once per process, not per staff-month (7,000 calls for a province month).
-      static const std::string sql =
-          "SELECT " + store_detail::record_select_columns("r") +
-          ", r.received_at, s.revision, s.sequence, s.scoring_json FROM records r "
-          "LEFT JOIN record_scores s ON s.record_id = r.record_id "
-          "WHERE r.month = ? AND r.staff_code = ? ORDER BY r.record_id";
-      sqlite3_stmt* select = staff_month_for_scoring_.get(db_, sql, path_);
-      store_detail::StatementScope scope(select);
-      store_detail::bind_text(select, 1, key.month);
-      store_detail::bind_text(select, 2, key.staff_code);
-      // Column numbers after the record's own (see record_select_columns).
-      constexpr int kReceived = 24, kScoreRevision = 25, kSequence = 26, kScoring = 27;
+      // Two range reads, both in record_id order: the covering records_for_scoring index and
+      // record_scores' key (schema 5). No table page per record: a store filled from a feed
+      // has a staff member's records scattered over the whole table.
       StaffMonthForScoring out;
-      int rc;
-      while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
-        WorkRecord& r = out.records.emplace_back();
-        store_detail::read_record_row(select, r, path_);
-        out.received_at.push_back(sqlite3_column_int64(select, kReceived));
-        auto& previous = out.previous.emplace_back();
-        if (sqlite3_column_type(select, kSequence) != SQLITE_NULL) {
-          previous = RecordScoreRow{r.record_id, sqlite3_column_int64(select, kScoreRevision),
-                                    sqlite3_column_int64(select, kSequence),
-                                    std::string(store_detail::column_text(select, kScoring))};
+      {
+        sqlite3_stmt* select =
+            staff_month_scan_.get(db_, store_detail::staff_month_scan_sql(), path_);
+        store_detail::StatementScope scope(select);
+        store_detail::bind_text(select, 1, key.month);
+        store_detail::bind_text(select, 2, key.staff_code);
+        int rc;
+        while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+          store_detail::read_scoring_row(select, out.records.emplace_back(),
+                                         out.received_at.emplace_back(), path_);
         }
+        if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "reading records");
       }
-      if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "reading records");
+      out.previous.resize(out.records.size());
+      sqlite3_stmt* scores =
+          staff_month_scores_.get(db_, store_detail::staff_month_scores_sql(), path_);
+      store_detail::StatementScope scope(scores);
+      store_detail::bind_text(scores, 1, key.month);
+      store_detail::bind_text(scores, 2, key.staff_code);
+      std::size_t i = 0;
+      int rc;
+      while ((rc = sqlite3_step(scores)) == SQLITE_ROW) {
+        const std::string_view id = store_detail::column_text(scores, 0);
+        while (i < out.records.size() && out.records[i].record_id < id) ++i;
+        if (i == out.records.size()) break;
+        if (out.records[i].record_id != id) continue;  // cannot happen: scores move with records
+        out.previous[i] = RecordScoreRow{std::string(id), sqlite3_column_int64(scores, 1),
+                                         sqlite3_column_int64(scores, 2),
+                                         std::string(store_detail::column_text(scores, 3))};
+      }
+      if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        store_detail::sqlite_fail(db_, path_, "reading record scores");
+      }
       return out;
     });
   }
@@ -389,8 +405,12 @@ class SqliteStore final : public Store {
     return guarded("reading record scores", [&] {
       std::vector<RecordScoreRow> out;
       if (record_ids.empty()) return out;
+      // record_scores is keyed by the record's staff month (schema 5), which records knows.
       sqlite3_stmt* select = read_score_.get(
-          db_, "SELECT revision, sequence, scoring_json FROM record_scores WHERE record_id = ?",
+          db_,
+          "SELECT s.revision, s.sequence, s.scoring_json FROM records r JOIN record_scores s "
+          "ON s.month = r.month AND s.staff_code = r.staff_code AND s.record_id = r.record_id "
+          "WHERE r.record_id = ?",
           path_);
       // One lookup per id on the primary key: cheaper than building and scanning a json_each
       // list, and the statement is prepared once.
@@ -449,10 +469,13 @@ class SqliteStore final : public Store {
     guarded("committing scoring results", [&] {
       WriteTransaction tx(session_);
       if (!commit.record_scores.empty()) {
+        // Under the staff month the record has now, not the one the scorer read: a page
+        // committed in between may have moved it, and its next score must find this one.
         sqlite3_stmt* upsert = upsert_score_.get(
             db_,
-            "INSERT INTO record_scores (record_id, revision, sequence, scoring_json) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (record_id) DO UPDATE SET "
+            "INSERT INTO record_scores (month, staff_code, record_id, revision, sequence, "
+            "scoring_json) SELECT month, staff_code, record_id, ?2, ?3, ?4 FROM records "
+            "WHERE record_id = ?1 ON CONFLICT (month, staff_code, record_id) DO UPDATE SET "
             "revision = excluded.revision, sequence = excluded.sequence, "
             "scoring_json = excluded.scoring_json",
             path_);
@@ -464,6 +487,10 @@ class SqliteStore final : public Store {
           store_detail::bind_text(upsert, 4, row.scoring_json);
           if (sqlite3_step(upsert) != SQLITE_DONE) {
             store_detail::sqlite_fail(db_, path_, "storing the score of " + row.record_id);
+          }
+          if (sqlite3_changes(db_) != 1) {
+            throw StoreError("store " + path_ + ": storing the score of " + row.record_id +
+                             ": no such record");
           }
         }
       }
@@ -871,6 +898,26 @@ class SqliteStore final : public Store {
     return static_cast<std::size_t>(n);
   }
 
+  // Keeps a record's last score under its current staff month (record_scores' key).
+  void move_score(const std::string& record_id, const std::string& old_staff,
+                  const std::string& old_month, const std::string& new_staff,
+                  const std::string& new_month) {
+    sqlite3_stmt* update =
+        move_score_.get(db_,
+                        "UPDATE OR REPLACE record_scores SET month = ?1, staff_code = ?2 "
+                        "WHERE month = ?3 AND staff_code = ?4 AND record_id = ?5",
+                        path_);
+    store_detail::StatementScope scope(update);
+    store_detail::bind_text(update, 1, new_month);
+    store_detail::bind_text(update, 2, new_staff);
+    store_detail::bind_text(update, 3, old_month);
+    store_detail::bind_text(update, 4, old_staff);
+    store_detail::bind_text(update, 5, record_id);
+    if (sqlite3_step(update) != SQLITE_DONE) {
+      store_detail::sqlite_fail(db_, path_, "moving the score of " + record_id);
+    }
+  }
+
   std::vector<WorkRecord> read_records(const std::string& where,
                                        const std::vector<std::string>& params,
                                        std::size_t expected_rows = 0) {
@@ -975,7 +1022,7 @@ class SqliteStore final : public Store {
   store_detail::PreparedStatement staff_month_row_, agency_month_row_;
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
       scan_month_, append_outbox_, upsert_score_, read_score_, read_received_,
-      staff_month_for_scoring_;
+      staff_month_scan_, staff_month_scores_, move_score_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   ScanBatch scan_batch_;

@@ -89,6 +89,27 @@ WorkRecord minimal_record(const std::string& id) {
   return r;
 }
 
+// What Store::staff_month_for_scoring and the month scan read of a record: the fields
+// scoring uses, approval without its by and at.
+WorkRecord scoring_fields(const WorkRecord& full) {
+  WorkRecord r;
+  r.staff_code = full.staff_code;
+  r.record_id = full.record_id;
+  r.source_system = full.source_system;
+  r.revision = full.revision;
+  r.retracted = full.retracted;
+  r.agency_code = full.agency_code;
+  r.task_code = full.task_code;
+  r.work_date = full.work_date;
+  r.declared_minutes = full.declared_minutes;
+  r.quantity = full.quantity;
+  r.evidence_ref = full.evidence_ref;
+  r.deadline = full.deadline;
+  r.completed_at = full.completed_at;
+  if (full.approval) r.approval = Approval{full.approval->status, full.approval->rating, {}, {}};
+  return r;
+}
+
 PageCommit page_of(std::vector<WorkRecord> records, std::optional<std::string> cursor = {},
                    const std::string& source = "eoffice") {
   PageCommit page;
@@ -455,6 +476,7 @@ TEST_F(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
 
 TEST_F(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   auto store = open();
+  store->commit_page(page_of({full_record("1", 2), full_record("2", 1, "CB002")}));
   ScoringCommit commit;
   commit.record_scores = {{"eoffice:1", 2, 1, "{\"points\":1.5}"}, {"eoffice:2", 1, 1, "{}"}};
   commit.months = {{OutboxKind::staff_month, "2025-04", "CB001", "SO-NV", 1, "{\"s\":1}"},
@@ -486,6 +508,19 @@ TEST_F(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   commit = {};
   commit.months = {{OutboxKind::record, "2025-04", "x", "", 1, "{}"}};
   EXPECT_THROW(store->commit_scoring(commit), StoreError);
+
+  // A score is kept under its record's staff month: one for a record the store does not
+  // have is refused, naming it, and nothing of that commit is kept.
+  commit = {};
+  commit.record_scores = {{"eoffice:1", 2, 3, "{}"}, {"eoffice:ghost", 1, 1, "{}"}};
+  try {
+    store->commit_scoring(commit);
+    ADD_FAILURE() << "a score of an unknown record was stored";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("eoffice:ghost: no such record"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(store->record_scores({"eoffice:1"})[0].sequence, 2);
 }
 
 // ------------------------------------------------------------------- outbox --
@@ -517,7 +552,7 @@ TEST_F(StoreTest, StaffMonthForScoringGivesRecordsReceivedAtAndLastSentScores) {
               r.record_id == "eoffice:WD-4" ? later.received_at_unix_ms : page.received_at_unix_ms)
         << r.record_id;
     if (r.record_id == "eoffice:WD-1") {
-      EXPECT_EQ(r, full);  // every field, as records_of_staff_month gives it
+      EXPECT_EQ(r, scoring_fields(full));
       ASSERT_TRUE(stored.previous[i]);
       EXPECT_EQ(stored.previous[i]->record_id, "eoffice:WD-1");
       EXPECT_EQ(stored.previous[i]->revision, 2);
@@ -527,7 +562,11 @@ TEST_F(StoreTest, StaffMonthForScoringGivesRecordsReceivedAtAndLastSentScores) {
       EXPECT_FALSE(stored.previous[i]) << r.record_id << " was never sent";
     }
     if (r.record_id == "eoffice:WD-2") {
-      EXPECT_EQ(r, other);
+      EXPECT_EQ(r, scoring_fields(other));
+    }
+    // The receiver's payload is built from the whole record, which record() gives.
+    if (r.record_id == "eoffice:WD-1") {
+      EXPECT_EQ(store->record(r.record_id), full);
     }
   }
   EXPECT_TRUE(store->staff_month_for_scoring({"CB001", "2025-05"}).records.empty());
@@ -757,6 +796,15 @@ std::string revisions_digest(Poco::Data::Session& raw) {
   return digest;
 }
 
+// Every last-sent score, by record id: the same before and after migration 5.
+std::string scores_digest(Poco::Data::Session& raw) {
+  std::string digest;
+  raw << "SELECT IFNULL(group_concat(line, ';'), '') FROM (SELECT record_id || '/' || revision "
+         "|| '/' || sequence || '/' || scoring_json AS line FROM record_scores ORDER BY record_id)",
+      Poco::Data::Keywords::into(digest), now;
+  return digest;
+}
+
 int count_of(Poco::Data::Session& raw, const std::string& sql) {
   int n = -1;
   raw << sql, Poco::Data::Keywords::into(n), now;
@@ -794,6 +842,66 @@ TEST_F(StoreTest, TheMonthScanReadsOnlyTheCoveringIndex) {
   EXPECT_NE(plan[0].find("USING COVERING INDEX records_for_scoring"), std::string::npos) << plan[0];
 }
 
+// Rescoring one staff month reads two ranges in record_id order and no table page: the
+// covering index for its records, record_scores' key for their last scores (schema 5).
+TEST_F(StoreTest, AStaffMonthIsReadForScoringFromTwoKeyRanges) {
+  open()->commit_page(page_of({full_record("WD-1", 1)}));
+  auto plan = query_plan(path_, store_detail::staff_month_scan_sql());
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_NE(plan[0].find("USING COVERING INDEX records_for_scoring (month=? AND staff_code=?)"),
+            std::string::npos)
+      << plan[0];
+  plan = query_plan(path_, store_detail::staff_month_scores_sql());
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_NE(plan[0].find("USING PRIMARY KEY (month=? AND staff_code=?)"), std::string::npos)
+      << plan[0];
+}
+
+// A record that moves to another staff month (a new revision with another date or staff)
+// takes its last score along, so its next score goes out with the next sequence.
+TEST_F(StoreTest, AMovedRecordTakesItsLastScoreToItsNewStaffMonth) {
+  auto store = open();
+  store->commit_page(page_of({full_record("WD-1", 1), full_record("WD-2", 1)}));
+  ScoringCommit commit;
+  commit.record_scores = {{"eoffice:WD-1", 1, 4, "{\"points\":1}"},
+                          {"eoffice:WD-2", 1, 1, "{\"points\":2}"}};
+  store->commit_scoring(commit);
+
+  store->commit_page(page_of({full_record("WD-1", 2, "CB002")}));
+  store->commit_page(page_of({full_record("WD-2", 2, "CB001", "2025-05-02")}));
+  EXPECT_TRUE(store->staff_month_for_scoring({"CB001", "2025-04"}).records.empty());
+  const auto moved_staff = store->staff_month_for_scoring({"CB002", "2025-04"});
+  ASSERT_EQ(moved_staff.previous.size(), 1u);
+  ASSERT_TRUE(moved_staff.previous[0]);
+  EXPECT_EQ(moved_staff.previous[0]->sequence, 4);
+  const auto moved_month = store->staff_month_for_scoring({"CB001", "2025-05"});
+  ASSERT_EQ(moved_month.previous.size(), 1u);
+  ASSERT_TRUE(moved_month.previous[0]);
+  EXPECT_EQ(moved_month.previous[0]->scoring_json, "{\"points\":2}");
+  EXPECT_EQ(store->record_scores({"eoffice:WD-1", "eoffice:WD-2"}).size(), 2u);
+}
+
+// The scorer reads a staff month, a page moves one of its records elsewhere, then the scorer
+// commits: the score lands under the record's staff month as it is now, where its next
+// rescoring looks for it (under the old key, the next sequence would repeat this one).
+TEST_F(StoreTest, AScoreCommittedAfterItsRecordMovedIsKeptWhereTheRecordIs) {
+  auto store = open();
+  store->commit_page(page_of({full_record("WD-1", 1)}));
+  ASSERT_EQ(store->staff_month_for_scoring({"CB001", "2025-04"}).records.size(), 1u);
+  store->commit_page(page_of({full_record("WD-1", 2, "CB002")}));
+  ScoringCommit commit;
+  commit.record_scores = {{"eoffice:WD-1", 1, 1, "{\"points\":1}"}};
+  store->commit_scoring(commit);
+
+  const auto now_there = store->staff_month_for_scoring({"CB002", "2025-04"});
+  ASSERT_EQ(now_there.previous.size(), 1u);
+  ASSERT_TRUE(now_there.previous[0]);
+  EXPECT_EQ(now_there.previous[0]->revision, 1);
+  EXPECT_EQ(now_there.previous[0]->sequence, 1);
+  Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
+  EXPECT_EQ(count_of(raw, "SELECT COUNT(*) FROM record_scores WHERE staff_code = 'CB001'"), 0);
+}
+
 // The month row read once per staff-month scored is a key lookup: a month-wide scan made
 // scoring quadratic in the staff count (447 CPU s per million records at 35,000 staff).
 TEST_F(StoreTest, AMonthRowIsReadByItsKey) {
@@ -817,6 +925,12 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
     before = revisions_digest(raw);
   }
   ASSERT_EQ(std::count(before.begin(), before.end(), ';'), 84) << before;
+  std::string scores_before;
+  {
+    Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
+    scores_before = scores_digest(raw);
+  }
+  ASSERT_EQ(std::count(scores_before.begin(), scores_before.end(), ';'), 84) << scores_before;
 
   auto store = open();
   const StoreCounts counts = store->counts();
@@ -824,7 +938,13 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   EXPECT_EQ(counts.revisions, 85);
   {
     Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
-    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 4);
+    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 5);
+    EXPECT_EQ(scores_digest(raw), scores_before);
+    // Each score sits under its record's staff month (schema 5's key).
+    EXPECT_EQ(count_of(raw,
+                       "SELECT COUNT(*) FROM record_scores s JOIN records r ON r.record_id = "
+                       "s.record_id AND r.month = s.month AND r.staff_code = s.staff_code"),
+              85);
     EXPECT_EQ(count_of(raw,
                        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND "
                        "name IN ('records_for_scoring', 'records_by_month_staff')"),

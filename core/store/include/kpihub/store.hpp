@@ -157,9 +157,10 @@ class Store {
   // Current revision of every record of the staff member in the month,
   // retracted ones included.
   virtual std::vector<WorkRecord> records_of_staff_month(const StaffMonthKey& key) = 0;
-  // Everything rescoring one staff-month reads, in one query: the records as
-  // records_of_staff_month() returns them, and for each (same index) when the
-  // hub received it and its score as last sent (none: never sent).
+  // Everything rescoring one staff-month reads, in two range reads: its records
+  // in record_id order with the fields scoring reads (Store::ScanBatch's; the
+  // others are left empty: record() has them all), and for each (same index)
+  // when the hub received it and its score as last sent (none: never sent).
   struct StaffMonthForScoring {
     std::vector<WorkRecord> records;
     std::vector<int64_t> received_at;
