@@ -7,7 +7,10 @@
 #include <Poco/Data/Binding.h>
 #include <Poco/Data/Extraction.h>
 
+#include <chrono>
+#include <cstdio>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace kpihub::store_detail {
@@ -239,19 +242,29 @@ void migration_5(Poco::Data::Session& s) {
 
 // Append new migrations here; never edit a released one.
 const std::vector<std::function<void(Poco::Data::Session&)>>& migrations() {
-  static const std::vector<std::function<void(Poco::Data::Session&)>> all{migration_1, migration_2,
-                                                                          migration_3, migration_4,
-                                                                          migration_5};
+  static const std::vector<std::function<void(Poco::Data::Session&)>> all{
+      migration_1, migration_2, migration_3, migration_4, migration_5};
   return all;
 }
 
 }  // namespace
 
+// What each migration does, for the operator's log (same order as migrations()).
+const std::vector<std::string>& migration_notes() {
+  static const std::vector<std::string> notes{
+      "the first schema", "quarantined records keep their fields, for replay",
+      "record history without its key index, rewritten in full",
+      "covering index for month scoring, built over every record",
+      "last scores keyed by staff month, rewritten in full"};
+  return notes;
+}
+
 int latest_schema_version() {
   return static_cast<int>(migrations().size());
 }
 
-void migrate(Poco::Data::Session& s, const std::string& db_path, int64_t now_unix_ms) {
+void migrate(Poco::Data::Session& s, const std::string& db_path, int64_t now_unix_ms,
+             const std::function<void(const std::string&)>& progress) {
   s << "BEGIN IMMEDIATE", now;
   try {
     int has_version_table = 0;
@@ -276,7 +289,22 @@ void migrate(Poco::Data::Session& s, const std::string& db_path, int64_t now_uni
                        "); it was written by a newer kpihub");
     }
     for (int version = current + 1; version <= latest; ++version) {
+      const std::string step = "store " + db_path + ": schema " + std::to_string(version - 1) +
+                               " -> " + std::to_string(version);
+      // A new store runs every step in milliseconds; only an upgrade is worth a line.
+      const bool upgrade = current > 0;
+      if (upgrade && progress)
+        progress(step + ": upgrading (" + migration_notes()[static_cast<std::size_t>(version - 1)] +
+                 ")");
+      const auto started = std::chrono::steady_clock::now();
       migrations()[static_cast<std::size_t>(version - 1)](s);
+      if (upgrade && progress) {
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        char took[32];
+        std::snprintf(took, sizeof took, "%.1f", seconds);
+        progress(step + ": done in " + took + " s");
+      }
       int64_t applied_at = now_unix_ms;
       s << "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", use(version),
           use(applied_at), now;

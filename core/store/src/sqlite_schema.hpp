@@ -3,6 +3,7 @@
 
 #include <Poco/Data/Session.h>
 
+#include <functional>
 #include <string>
 
 namespace kpihub::store_detail {
@@ -15,6 +16,8 @@ int latest_schema_version();
 // transaction (BEGIN IMMEDIATE, so a database locked by another writer fails
 // here, at open). Throws StoreError naming `db_path` for a database from the
 // future or one that is SQLite but not a kpihub store.
-void migrate(Poco::Data::Session& session, const std::string& db_path, int64_t now_unix_ms);
+// `progress` (may be empty) is told of each version before and after it is applied.
+void migrate(Poco::Data::Session& session, const std::string& db_path, int64_t now_unix_ms,
+             const std::function<void(const std::string&)>& progress);
 
 }  // namespace kpihub::store_detail

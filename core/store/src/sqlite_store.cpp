@@ -159,7 +159,8 @@ class SqliteStore final : public Store {
           if (!it->second.staff_code.empty()) {
             dirty.emplace(it->second.staff_code, it->second.month);
           }
-          if (it->second.staff_code != r.staff_code || it->second.month != r.work_date.month_str()) {
+          if (it->second.staff_code != r.staff_code ||
+              it->second.month != r.work_date.month_str()) {
             move_score(r.record_id, it->second.staff_code, it->second.month, r.staff_code,
                        r.work_date.month_str());
           }
@@ -863,7 +864,7 @@ class SqliteStore final : public Store {
       session << "PRAGMA cache_size = -" + std::to_string(options.cache_kib), now;
       session << "PRAGMA wal_autocheckpoint = " + std::to_string(options.wal_autocheckpoint_pages),
           now;
-      store_detail::migrate(session, path, now_unix_ms());
+      store_detail::migrate(session, path, now_unix_ms(), options.on_migration);
       return session;
     } catch (const StoreError&) {
       throw;
@@ -1021,8 +1022,8 @@ class SqliteStore final : public Store {
   // Declared after session_, so they are finalized before the connection closes.
   store_detail::PreparedStatement staff_month_row_, agency_month_row_;
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
-      scan_month_, append_outbox_, upsert_score_, read_score_, read_received_,
-      staff_month_scan_, staff_month_scores_, move_score_;
+      scan_month_, append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
+      staff_month_scores_, move_score_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   ScanBatch scan_batch_;

@@ -259,6 +259,10 @@ struct SqliteStoreOptions {
   // default (1,000 pages, 4 MB) checkpoints every few pages of records, and
   // each checkpoint rewrites the same index pages again.
   int wal_autocheckpoint_pages = 10000;
+  // Told, while the store opens, of each schema upgrade it applies, before and after (what it
+  // does, how long it took): one can take minutes on a large store, and the hub reads nothing
+  // meanwhile. Not kept after open.
+  std::function<void(const std::string&)> on_migration;
 };
 std::unique_ptr<Store> open_sqlite_store(const std::string& path,
                                          const SqliteStoreOptions& options);
