@@ -62,6 +62,23 @@ struct DataError : Error {
 };
 
 namespace detail {
+// The host's status as the SDK's exception of that kind, so a plugin can catch
+// TransientError (retry), AuthError or ConfigError by type.
+[[noreturn]] inline void throw_status(kpihub_status status, const std::string& what) {
+  switch (status) {
+    case KPIHUB_ERR_CONFIG:
+      throw ConfigError(what);
+    case KPIHUB_ERR_TRANSIENT:
+      throw TransientError(what);
+    case KPIHUB_ERR_AUTH:
+      throw AuthError(what);
+    case KPIHUB_ERR_DATA:
+      throw DataError(what);
+    default:
+      throw Error(status, what);
+  }
+}
+
 inline kpihub_str view(std::string_view s) {
   return kpihub_str{s.data(), s.size()};
 }
@@ -146,7 +163,7 @@ class HttpClient {
     resp.struct_size = sizeof(resp);
     char buf[1024] = {0};
     const kpihub_status st = api_->http_request(api_->ctx, client_, &req, &resp, {buf, sizeof buf});
-    if (st != KPIHUB_OK) throw Error(st, buf);
+    if (st != KPIHUB_OK) detail::throw_status(st, buf);
     HttpResponse out;
     out.status = resp.status;
     out.headers.reserve(resp.header_count);
@@ -195,7 +212,7 @@ class Host {
       st = api_->secret(api_->ctx, detail::view(reference), out.data(), out.size(), &size,
                         {buf, sizeof buf});
     }
-    if (st != KPIHUB_OK) throw Error(st, buf);
+    if (st != KPIHUB_OK) detail::throw_status(st, buf);
     out.resize(size);
     return out;
   }
@@ -216,7 +233,7 @@ class Host {
     kpihub_http_client* client = nullptr;
     char buf[1024] = {0};
     const kpihub_status st = api_->http_client_create(api_->ctx, &opts, &client, {buf, sizeof buf});
-    if (st != KPIHUB_OK) throw Error(st, buf);
+    if (st != KPIHUB_OK) detail::throw_status(st, buf);
     return std::make_unique<HttpClient>(api_, client);
   }
 

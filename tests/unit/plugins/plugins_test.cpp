@@ -119,6 +119,31 @@ class Host {
   kpihub::SecretResolver secrets_;
 };
 
+// ------------------------------------------------------------ the SDK ---
+
+// A plugin tells a failure it should retry from one it should report by the exception's
+// type: the host's statuses arrive as the SDK's subclasses, not as a bare Error.
+TEST(SdkErrors, HostStatusesArriveAsTheirExceptionTypes) {
+  Host host;
+  auto services = host.services("sdk-errors");
+  const kpihub::sdk::Host sdk_host(services->api());
+  auto client = sdk_host.http_client();
+  try {
+    client->request("GET", "http://127.0.0.1:1/nobody-listens");
+    ADD_FAILURE() << "a refused connection did not throw";
+  } catch (const kpihub::sdk::TransientError& e) {
+    EXPECT_EQ(e.status(), KPIHUB_ERR_TRANSIENT);
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1"), std::string::npos) << e.what();
+  }
+  try {
+    sdk_host.secret("file:/nonexistent/kpihub-secret");
+    ADD_FAILURE() << "an unreadable secret did not throw";
+  } catch (const kpihub::sdk::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/kpihub-secret"), std::string::npos)
+        << e.what();
+  }
+}
+
 // ------------------------------------------------------------ the gate ---
 
 TEST(PluginGate, LoadsTheTemplatePluginAndReadsItsManifest) {
