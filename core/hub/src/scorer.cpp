@@ -201,12 +201,12 @@ StaffMonthResult Scorer::score_one(const StaffMonthKey& key, Store::StaffMonthFo
   return score_records(reference_, now(), key, stored.records, stored.received_at);
 }
 
-void Scorer::CachedMonth::put(const std::string& staff_code, StaffMonthResult&& result) {
+void Scorer::CachedMonth::put(const std::string& staff_code, const StaffMonthResult& result) {
   const auto [it, inserted] = index.try_emplace(staff_code, staff.size());
   if (inserted) {
-    staff.push_back(std::move(result));
+    staff.push_back(summary_of(result));
   } else {
-    staff[it->second] = std::move(result);
+    staff[it->second] = summary_of(result);
   }
 }
 
@@ -221,7 +221,7 @@ Scorer::CachedMonth& Scorer::month_cache(const std::string& month) {
       store_, reference_, now(), month,
       [&](const std::string& staff) { return cached.index.count(staff) > 0; },
       [&](const std::string& staff, StaffMonthResult&& r) {
-        if (!cached.index.count(staff)) cached.put(staff, std::move(r));
+        if (!cached.index.count(staff)) cached.put(staff, r);
       });
   cached.complete = true;
   cached.closed = month_closed(*Month::parse(month), now(), reference_.rules);
@@ -296,7 +296,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     release(month_result.scored);
     release(month_result.days);
     auto it = cache_.find(key.month);
-    if (it != cache_.end()) it->second.put(key.staff_code, std::move(month_result));
+    if (it != cache_.end()) it->second.put(key.staff_code, month_result);
     ++result.staff_months;
   }
 

@@ -69,8 +69,19 @@ bool high_hours(const AgencyMonthResult& a, const Rules& rules) {
 
 }  // namespace
 
+StaffMonthSummary summary_of(const StaffMonthResult& m) {
+  return StaffMonthSummary{m.agency_code,
+                           m.flags,
+                           m.provisional_declared_minutes,
+                           m.provisional_staff_days,
+                           m.has_counting_record(),
+                           m.assessment_class,
+                           m.kpi_score,
+                           m.first_counting_received_at_ms};
+}
+
 AgencyMonthResult score_agency_month(const std::string& agency_code, const Month& month,
-                                     std::span<const StaffMonthResult* const> staff_months,
+                                     std::span<const StaffMonthSummary* const> staff_months,
                                      const AgencyStatusInput& status_input,
                                      std::optional<double> median_of_all_agencies,
                                      const Rules& rules) {
@@ -80,14 +91,14 @@ AgencyMonthResult score_agency_month(const std::string& agency_code, const Month
   a.rules_version = rules.version;
   a.status = agency_status(month, status_input, rules);
   std::vector<double> scores;
-  for (const StaffMonthResult* m : staff_months) {
+  for (const StaffMonthSummary* m : staff_months) {
     if (m == nullptr) continue;
     // Flags and hours are over the provisional set, so every staff month adds
     // to them, counted or not.
     a.flags += m->flags;
     a.provisional_declared_minutes += m->provisional_declared_minutes;
     a.staff_days += m->provisional_staff_days;
-    if (!m->has_counting_record()) continue;
+    if (!m->has_counting_record) continue;
     ++a.staff_counted;
     add_class(a.classes, m->assessment_class);
     if (m->kpi_score) scores.push_back(*m->kpi_score);
@@ -109,13 +120,40 @@ AgencyMonthResult score_agency_month(const std::string& agency_code, const Month
   return a;
 }
 
+AgencyMonthResult score_agency_month(const std::string& agency_code, const Month& month,
+                                     std::span<const StaffMonthResult* const> staff_months,
+                                     const AgencyStatusInput& status_input,
+                                     std::optional<double> median_of_all_agencies,
+                                     const Rules& rules) {
+  std::vector<StaffMonthSummary> summaries;
+  summaries.reserve(staff_months.size());
+  std::vector<const StaffMonthSummary*> members;
+  members.reserve(staff_months.size());
+  for (const StaffMonthResult* m : staff_months) {
+    if (m != nullptr) summaries.push_back(summary_of(*m));
+  }
+  for (const StaffMonthSummary& m : summaries) members.push_back(&m);
+  return score_agency_month(agency_code, month, members, status_input, median_of_all_agencies,
+                            rules);
+}
+
 std::vector<AgencyMonthResult> agency_months(
     std::span<const StaffMonthResult> staff_months, const Month& month,
     const std::set<std::string>& agencies_known, Timestamp now,
     const std::map<std::string, int64_t>& first_counting_received_at_ms, const Rules& rules) {
-  std::map<std::string, std::vector<const StaffMonthResult*>> by_agency;
+  std::vector<StaffMonthSummary> summaries;
+  summaries.reserve(staff_months.size());
+  for (const StaffMonthResult& m : staff_months) summaries.push_back(summary_of(m));
+  return agency_months(summaries, month, agencies_known, now, first_counting_received_at_ms, rules);
+}
+
+std::vector<AgencyMonthResult> agency_months(
+    std::span<const StaffMonthSummary> staff_months, const Month& month,
+    const std::set<std::string>& agencies_known, Timestamp now,
+    const std::map<std::string, int64_t>& first_counting_received_at_ms, const Rules& rules) {
+  std::map<std::string, std::vector<const StaffMonthSummary*>> by_agency;
   for (const std::string& code : agencies_known) by_agency[code];
-  for (const StaffMonthResult& m : staff_months) by_agency[m.agency_code].push_back(&m);
+  for (const StaffMonthSummary& m : staff_months) by_agency[m.agency_code].push_back(&m);
 
   std::vector<AgencyMonthResult> out;
   out.reserve(by_agency.size());
@@ -126,7 +164,7 @@ std::vector<AgencyMonthResult> agency_months(
         it != first_counting_received_at_ms.end()) {
       status.first_counting_received_at_ms = it->second;
     } else {
-      for (const StaffMonthResult* m : members) {
+      for (const StaffMonthSummary* m : members) {
         const auto& first = m->first_counting_received_at_ms;
         if (first && (!status.first_counting_received_at_ms ||
                       *first < *status.first_counting_received_at_ms)) {

@@ -125,13 +125,13 @@ class Scorer {
 
  private:
   struct CachedMonth {
-    // Without per-record detail; contiguous so agency summaries read them in place (a copy
-    // per scoring transaction was 14 MB at 35,000 staff).
-    std::vector<StaffMonthResult> staff;
+    // What agency summaries read, contiguous so they read it in place (a copy per scoring
+    // transaction was 14 MB at 35,000 staff), ~100 bytes per staff member.
+    std::vector<StaffMonthSummary> staff;
     std::unordered_map<std::string, std::size_t> index;  // staff code -> position in `staff`
     bool complete = false;
     bool closed = false;
-    void put(const std::string& staff_code, StaffMonthResult&& result);
+    void put(const std::string& staff_code, const StaffMonthResult& result);
   };
   StaffMonthResult score_one(const StaffMonthKey& key, Store::StaffMonthForScoring& stored);
   CachedMonth& month_cache(const std::string& month);

@@ -275,7 +275,27 @@ struct AgencyMonthResult {
   std::optional<double> median_of_all_agencies;
 };
 
+// What an agency summary (5.5) reads of one staff month: kept for every staff member of a
+// month by the hub's scorer, so it is small (~100 bytes; a whole StaffMonthResult is 408
+// bytes plus its strings, 18 MB at 35,000 staff).
+struct StaffMonthSummary {
+  std::string agency_code;
+  FlagCounts flags;
+  int64_t provisional_declared_minutes = 0;
+  int provisional_staff_days = 0;
+  bool has_counting_record = false;
+  AssessmentClass assessment_class = AssessmentClass::not_assessed;
+  std::optional<double> kpi_score;
+  std::optional<int64_t> first_counting_received_at_ms;
+};
+StaffMonthSummary summary_of(const StaffMonthResult& m);
+
 // One agency's summary (5.5) from the staff months of its staff in the month.
+AgencyMonthResult score_agency_month(const std::string& agency_code, const Month& month,
+                                     std::span<const StaffMonthSummary* const> staff_months,
+                                     const AgencyStatusInput& status_input,
+                                     std::optional<double> median_of_all_agencies,
+                                     const Rules& rules);
 AgencyMonthResult score_agency_month(const std::string& agency_code, const Month& month,
                                      std::span<const StaffMonthResult* const> staff_months,
                                      const AgencyStatusInput& status_input,
@@ -289,6 +309,10 @@ AgencyMonthResult score_agency_month(const std::string& agency_code, const Month
 // first_counting_received_at_ms of its staff months.
 std::vector<AgencyMonthResult> agency_months(
     std::span<const StaffMonthResult> staff_months, const Month& month,
+    const std::set<std::string>& agencies_known, Timestamp now,
+    const std::map<std::string, int64_t>& first_counting_received_at_ms, const Rules& rules);
+std::vector<AgencyMonthResult> agency_months(
+    std::span<const StaffMonthSummary> staff_months, const Month& month,
     const std::set<std::string>& agencies_known, Timestamp now,
     const std::map<std::string, int64_t>& first_counting_received_at_ms, const Rules& rules);
 
