@@ -7,6 +7,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <thread>
@@ -22,6 +23,23 @@ namespace {
 template <typename T>
 void release(std::vector<T>& v) {
   std::vector<T>().swap(v);
+}
+
+// Removes the elements at `positions` (any order, no repeats), keeping the others' order.
+template <typename T>
+void erase_positions(std::vector<T>& v, std::vector<std::size_t>& positions) {
+  if (positions.empty()) return;
+  std::sort(positions.begin(), positions.end());
+  std::size_t next = 0, kept = 0;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (next < positions.size() && positions[next] == i) {
+      ++next;
+      continue;
+    }
+    if (kept != i) v[kept] = std::move(v[i]);
+    ++kept;
+  }
+  v.resize(kept);
 }
 }  // namespace
 
@@ -239,6 +257,16 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   ScoringCommit commit;
   commit.done = keys;
   std::set<std::string> months_touched;
+  // A record can come up under two keys of one run: a page committed between the two reads
+  // moved it to another staff month. Both reads saw the same last-sent score, so both would
+  // send its next sequence, with different content. The later read is the newer state and
+  // wins; the earlier staff month is dirty again (the page marked it) and is rescored next.
+  struct Queued {
+    std::size_t score;
+    std::optional<std::size_t> outbox;
+  };
+  std::unordered_map<std::string, Queued> queued;
+  std::vector<std::size_t> dropped_scores, dropped_outbox;
 
   for (const auto& key : keys) {
     auto stored = store_.staff_month_for_scoring(key);
@@ -255,6 +283,14 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
       const std::size_t i = index_of.at(scored.record_id);
       const WorkRecord& record = stored.records[i];
       const std::optional<RecordScoreRow>& prev = stored.previous[i];
+      if (const auto q = queued.find(scored.record_id); q != queued.end()) {
+        dropped_scores.push_back(q->second.score);
+        if (q->second.outbox) {
+          dropped_outbox.push_back(*q->second.outbox);
+          --result.records_sent;
+        }
+        queued.erase(q);
+      }
       const std::string scoring_text = json::serialize(to_json(scored.scoring));
       const bool unchanged =
           prev && prev->revision == record.revision && prev->scoring_json == scoring_text;
@@ -262,6 +298,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
       const bool never_sent = !prev;
       RecordScoreRow row{scored.record_id, record.revision, never_sent ? 1 : prev->sequence + 1,
                          scoring_text};
+      Queued entry{commit.record_scores.size(), std::nullopt};
       // A record deleted at the source before the hub ever sent it has nothing to withdraw.
       if (!(never_sent && record.retracted)) {
         // The scan has the fields scoring reads; the receiver gets every field. A page
@@ -273,10 +310,12 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
         payload["scoring"] = to_json(scored.scoring, row.sequence);
         payload["hub_id"] = hub_id_;
         payload["scored_at"] = scored_at_text;
+        entry.outbox = commit.outbox.size();
         commit.outbox.push_back(
             {0, OutboxKind::record, scored.record_id, json::serialize(payload)});
         ++result.records_sent;
       }
+      queued.emplace(scored.record_id, entry);
       commit.record_scores.push_back(std::move(row));
     }
 
@@ -322,6 +361,8 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
       ++result.agency_months_sent;
     }
   }
+  erase_positions(commit.record_scores, dropped_scores);
+  erase_positions(commit.outbox, dropped_outbox);
   store_.commit_scoring(commit);
   return result;
 }

@@ -232,9 +232,12 @@ void migration_5(Poco::Data::Session& s) {
       scoring_json TEXT NOT NULL,
       PRIMARY KEY (month, staff_code, record_id)) WITHOUT ROWID)",
       now;
+  // A score whose record is gone (none should be: records are never deleted) is kept, under
+  // no staff month, rather than dropped without a word.
   s << "INSERT INTO record_scores_v5 (month, staff_code, record_id, revision, sequence, "
-       "scoring_json) SELECT r.month, r.staff_code, s.record_id, s.revision, s.sequence, "
-       "s.scoring_json FROM record_scores s JOIN records r ON r.record_id = s.record_id",
+       "scoring_json) SELECT IFNULL(r.month, ''), IFNULL(r.staff_code, ''), s.record_id, "
+       "s.revision, s.sequence, s.scoring_json FROM record_scores s "
+       "LEFT JOIN records r ON r.record_id = s.record_id",
       now;
   s << "DROP TABLE record_scores", now;
   s << "ALTER TABLE record_scores_v5 RENAME TO record_scores", now;

@@ -1,0 +1,240 @@
+// The scorer against a real SQLite store, with pages committed between its reads, as the
+// hub's ingest thread does while the scorer works: a record's (record_id, sequence) must
+// never go out twice with different content, and its sequences must only grow.
+#include <kpihub/hub.hpp>
+
+#include <gtest/gtest.h>
+#include <boost/json.hpp>
+
+#include <unistd.h>
+#include <filesystem>
+#include <functional>
+#include <map>
+
+using namespace kpihub;
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+namespace {
+
+const std::string kConfig = std::string(KPIHUB_SOURCE_DIR) + "/config";
+
+ReferenceData shipped_reference() {
+  ReferenceData r;
+  r.catalog = load_catalog({kConfig + "/catalog/province.csv"});
+  r.directory = load_directory(kConfig + "/staff.csv", kConfig + "/units.csv");
+  r.holidays = load_holidays({kConfig + "/holidays/2025.csv"});
+  r.rules = load_rules(kConfig + "/rules.json");
+  return r;
+}
+
+class FixedClock final : public Clock {
+ public:
+  int64_t now_unix_ms() const override { return 1746835200000; }  // 2025-05-10
+};
+
+// Forwards to a real store; before and after each staff month the scorer reads, runs a hook
+// that may commit a page (as the ingest thread may at that moment).
+class InterleavingStore final : public Store {
+ public:
+  explicit InterleavingStore(Store& inner) : inner_(inner) {}
+  std::function<void(const StaffMonthKey&)> before_read, after_read;
+
+  StaffMonthForScoring staff_month_for_scoring(const StaffMonthKey& key) override {
+    if (before_read) before_read(key);
+    auto out = inner_.staff_month_for_scoring(key);
+    if (after_read) after_read(key);
+    return out;
+  }
+
+  PageCommitResult commit_page(const PageCommit& p) override { return inner_.commit_page(p); }
+  std::optional<std::string> cursor(const std::string& s) override { return inner_.cursor(s); }
+  std::vector<SourceState> sources() override { return inner_.sources(); }
+  std::vector<StaffMonthKey> dirty_staff_months(std::size_t n) override {
+    return inner_.dirty_staff_months(n);
+  }
+  std::size_t mark_month_dirty(const std::string& m) override { return inner_.mark_month_dirty(m); }
+  std::vector<WorkRecord> records_of_staff_month(const StaffMonthKey& k) override {
+    return inner_.records_of_staff_month(k);
+  }
+  std::vector<int64_t> received_at(const std::vector<std::string>& ids) override {
+    return inner_.received_at(ids);
+  }
+  std::vector<std::string> staff_of_month(const std::string& m) override {
+    return inner_.staff_of_month(m);
+  }
+  std::vector<WorkRecord> records_of_month(const std::string& m) override {
+    return inner_.records_of_month(m);
+  }
+  std::optional<WorkRecord> record(const std::string& id) override { return inner_.record(id); }
+  std::vector<RecordScoreRow> record_scores(const std::vector<std::string>& ids) override {
+    return inner_.record_scores(ids);
+  }
+  std::optional<ScoringCommit::MonthRow> month_row(OutboxKind k, const std::string& m,
+                                                   const std::string& c) override {
+    return inner_.month_row(k, m, c);
+  }
+  std::vector<ScoringCommit::MonthRow> month_rows(OutboxKind k, const std::string& m) override {
+    return inner_.month_rows(k, m);
+  }
+  void commit_scoring(const ScoringCommit& c) override { inner_.commit_scoring(c); }
+  std::optional<Batch> next_batch(const std::string& s, std::size_t n, std::size_t b) override {
+    return inner_.next_batch(s, n, b);
+  }
+  void complete_batch(const std::string& id, const std::vector<DeadLetter>& d) override {
+    inner_.complete_batch(id, d);
+  }
+  void defer_batch(const std::string& id, int64_t t, const std::string& e) override {
+    inner_.defer_batch(id, t, e);
+  }
+  int64_t outbox_depth(const std::string& s) override { return inner_.outbox_depth(s); }
+  std::vector<QuarantineRow> quarantine(const std::string& s, const std::string& r, std::size_t n,
+                                        int64_t a) override {
+    return inner_.quarantine(s, r, n, a);
+  }
+  std::vector<DeadLetter> dead_letters(const std::string& s, std::size_t n, int64_t a) override {
+    return inner_.dead_letters(s, n, a);
+  }
+  bool replay_dead_letter(int64_t id) override { return inner_.replay_dead_letter(id); }
+  void audit(const std::string& a, const std::string& b, const std::string& c) override {
+    inner_.audit(a, b, c);
+  }
+  StoreCounts counts() override { return inner_.counts(); }
+  std::vector<QuarantineCount> quarantine_counts() override { return inner_.quarantine_counts(); }
+  std::vector<HourCount> stored_per_hour(int64_t since) override {
+    return inner_.stored_per_hour(since);
+  }
+
+ private:
+  Store& inner_;
+};
+
+WorkRecord diary(const std::string& id, int64_t revision, const std::string& staff,
+                 int32_t minutes) {
+  WorkRecord r;
+  r.source_system = "eoffice";
+  r.source_id = id;
+  r.record_id = "eoffice:" + id;
+  r.revision = revision;
+  r.staff_code = staff;
+  r.agency_code = "000.00.12.H34";
+  r.task_code = "B.03.2";
+  r.work_date = *Date::parse("2025-04-08");
+  r.declared_minutes = minutes;
+  r.quantity = 2;
+  r.title = "Xử lý văn bản đến " + id + " r" + std::to_string(revision);
+  return r;
+}
+
+PageCommit page(std::vector<WorkRecord> records) {
+  static int n = 0;
+  PageCommit p;
+  p.source = "eoffice";
+  p.cursor = "page-" + std::to_string(++n);
+  p.received_at_unix_ms = 1744100000000;
+  p.records = std::move(records);
+  return p;
+}
+
+class ScorerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("kpihub-scorer-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    store_ = open_sqlite_store((dir_ / "hub.db").string());
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  // Every record item in the outbox, in order: (record_id, sequence) -> payload.
+  std::vector<std::pair<std::pair<std::string, int64_t>, std::string>> records_sent() {
+    std::vector<std::pair<std::pair<std::string, int64_t>, std::string>> out;
+    while (auto batch = store_->next_batch("provincial", 1000, 1 << 24)) {
+      for (const OutboxItem& item : batch->items) {
+        if (item.kind != OutboxKind::record) continue;
+        const json::object o = json::parse(item.payload).as_object();
+        out.push_back(
+            {{item.key, o.at("scoring").as_object().at("sequence").as_int64()}, item.payload});
+      }
+      store_->complete_batch(batch->batch_id, {});
+    }
+    return out;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<Store> store_;
+  ReferenceData ref_ = shipped_reference();
+  FixedClock clock_;
+};
+
+// The scorer reads and scores KH-000123's month; before it reads KH-000124's in the same run,
+// a page moves one of KH-000123's records there. Both reads saw the record's last score
+// (sequence 1), so both would send sequence 2: with its old staff and with its new one.
+TEST_F(ScorerTest, ARecordMovedBetweenTwoReadsOfOneRunGoesOutOnceWithTheNewerContent) {
+  store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000124", 60)}));
+  InterleavingStore store(*store_);
+  Scorer scorer(store, ref_, clock_, "test-hub");
+  while (scorer.score_pending(64).staff_months > 0) {
+  }
+  // Both staff months dirty again, KH-000123 first (marks are read in the order made).
+  store_->commit_page(page({diary("WD-1", 2, "KH-000123", 90), diary("WD-2", 2, "KH-000124", 90)}));
+  bool moved = false;
+  store.before_read = [&](const StaffMonthKey& key) {
+    if (moved || key.staff_code != "KH-000124") return;
+    moved = true;
+    store_->commit_page(page({diary("WD-1", 3, "KH-000124", 120)}));
+  };
+  while (scorer.score_pending(64).staff_months > 0) {
+  }
+  ASSERT_TRUE(moved);
+
+  std::map<std::pair<std::string, int64_t>, std::string> first_payload;
+  std::map<std::string, int64_t> last_sequence;
+  for (const auto& [key, payload] : records_sent()) {
+    const auto [it, inserted] = first_payload.emplace(key, payload);
+    EXPECT_TRUE(inserted && it->second == payload)
+        << key.first << " sequence " << key.second << " went out twice:\n"
+        << it->second << "\n"
+        << payload;
+    EXPECT_GT(key.second, last_sequence[key.first]) << key.first;
+    last_sequence[key.first] = key.second;
+  }
+  // Its last version says where it is now, and its score is kept there for the next one.
+  const auto scores = store_->record_scores({"eoffice:WD-1"});
+  ASSERT_EQ(scores.size(), 1u);
+  EXPECT_EQ(scores[0].revision, 3);
+  EXPECT_EQ(scores[0].sequence, last_sequence["eoffice:WD-1"]);
+  const auto where = store_->staff_month_for_scoring({"KH-000124", "2025-04"});
+  EXPECT_EQ(where.records.size(), 2u);
+}
+
+// A page revises a record between the scorer's read of its staff month and its commit: the
+// older revision is not sent with the newer record's fields; the next run sends the newer.
+TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) {
+  store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60)}));
+  InterleavingStore store(*store_);
+  Scorer scorer(store, ref_, clock_, "test-hub");
+  bool revised = false;
+  store.after_read = [&](const StaffMonthKey&) {
+    if (revised) return;
+    revised = true;
+    store_->commit_page(page({diary("WD-1", 2, "KH-000123", 30)}));
+  };
+  while (scorer.score_pending(64).staff_months > 0) {
+  }
+  ASSERT_TRUE(revised);
+  const auto sent = records_sent();
+  ASSERT_FALSE(sent.empty());
+  for (const auto& [key, payload] : sent) {
+    const json::object o = json::parse(payload).as_object();
+    // Fields and score of the same revision: revision 2 declares 30 minutes.
+    EXPECT_EQ(o.at("revision").as_int64(), 2) << payload;
+    EXPECT_EQ(o.at("declared_minutes").as_int64(), 30) << payload;
+  }
+  EXPECT_EQ(sent.back().first.second, static_cast<int64_t>(sent.size()));
+}
+
+}  // namespace
