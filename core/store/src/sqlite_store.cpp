@@ -478,7 +478,7 @@ class SqliteStore final : public Store {
             "scoring_json) SELECT month, staff_code, record_id, ?2, ?3, ?4 FROM records "
             "WHERE record_id = ?1 ON CONFLICT (month, staff_code, record_id) DO UPDATE SET "
             "revision = excluded.revision, sequence = excluded.sequence, "
-            "scoring_json = excluded.scoring_json",
+            "scoring_json = excluded.scoring_json WHERE excluded.sequence > sequence",
             path_);
         for (const auto& row : commit.record_scores) {
           store_detail::StatementScope scope(upsert);
@@ -489,9 +489,13 @@ class SqliteStore final : public Store {
           if (sqlite3_step(upsert) != SQLITE_DONE) {
             store_detail::sqlite_fail(db_, path_, "storing the score of " + row.record_id);
           }
+          // Nothing written: no such record, or a sequence that does not grow. The receiver
+          // takes a record's sequence once; sending one again with other content would be
+          // a conflict, so the whole commit is refused instead.
           if (sqlite3_changes(db_) != 1) {
             throw StoreError("store " + path_ + ": storing the score of " + row.record_id +
-                             ": no such record");
+                             " (sequence " + std::to_string(row.sequence) +
+                             "): no such record, or its stored sequence is not lower");
           }
         }
       }

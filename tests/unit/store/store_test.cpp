@@ -519,10 +519,16 @@ TEST_F(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
     store->commit_scoring(commit);
     ADD_FAILURE() << "a score of an unknown record was stored";
   } catch (const StoreError& e) {
-    EXPECT_NE(std::string(e.what()).find("eoffice:ghost: no such record"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("eoffice:ghost (sequence 1): no such record"),
+              std::string::npos)
         << e.what();
   }
   EXPECT_EQ(store->record_scores({"eoffice:1"})[0].sequence, 2);
+  // A sequence goes out once: one that does not grow is refused, and the stored one kept.
+  commit = {};
+  commit.record_scores = {{"eoffice:1", 2, 2, "{\"points\":9}"}};
+  EXPECT_THROW(store->commit_scoring(commit), StoreError);
+  EXPECT_EQ(store->record_scores({"eoffice:1"})[0].scoring_json, "{\"points\":2}");
 }
 
 // ------------------------------------------------------------------- outbox --
