@@ -279,6 +279,15 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
       index_of.emplace(stored.records[i].record_id, i);
     }
 
+    // The results that go out, first; then their records' every field, which the scan lacks.
+    struct Changed {
+      const ScoredRecord* scored;
+      std::size_t index;  // in stored.records
+      RecordScoreRow row;
+      bool send;
+    };
+    std::vector<Changed> changed_records;
+    std::size_t to_send = 0;
     for (const ScoredRecord& scored : month_result.scored) {
       const std::size_t i = index_of.at(scored.record_id);
       const WorkRecord& record = stored.records[i];
@@ -291,32 +300,51 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
         }
         queued.erase(q);
       }
-      const std::string scoring_text = json::serialize(to_json(scored.scoring));
+      std::string scoring_text = json::serialize(to_json(scored.scoring));
       const bool unchanged =
           prev && prev->revision == record.revision && prev->scoring_json == scoring_text;
       if (unchanged) continue;
       const bool never_sent = !prev;
-      RecordScoreRow row{scored.record_id, record.revision, never_sent ? 1 : prev->sequence + 1,
-                         scoring_text};
-      Queued entry{commit.record_scores.size(), std::nullopt};
       // A record deleted at the source before the hub ever sent it has nothing to withdraw.
-      if (!(never_sent && record.retracted)) {
-        // The scan has the fields scoring reads; the receiver gets every field. A page
-        // committed since the scan may hold a newer revision: that one is not sent with this
-        // score (its staff month is dirty again and is rescored next).
-        const std::optional<WorkRecord> full = store_.record(record.record_id);
+      const bool send = !(never_sent && record.retracted);
+      to_send += send ? 1 : 0;
+      changed_records.push_back(
+          {&scored, i,
+           RecordScoreRow{scored.record_id, record.revision, never_sent ? 1 : prev->sequence + 1,
+                          std::move(scoring_text)},
+           send});
+    }
+    // A staff month scored for the first time sends every record: one range read of its rows
+    // beats a key lookup per record. A few revised records are read by key.
+    std::vector<WorkRecord> whole_month;
+    if (to_send > stored.records.size() / 4) whole_month = store_.records_of_staff_month(key);
+    const auto full_record = [&](const std::string& id) -> std::optional<WorkRecord> {
+      if (whole_month.empty()) return store_.record(id);
+      const auto it = std::lower_bound(
+          whole_month.begin(), whole_month.end(), id,
+          [](const WorkRecord& r, const std::string& wanted) { return r.record_id < wanted; });
+      if (it == whole_month.end() || it->record_id != id) return std::nullopt;
+      return std::move(*it);
+    };
+    for (Changed& c : changed_records) {
+      const WorkRecord& record = stored.records[c.index];
+      Queued entry{commit.record_scores.size(), std::nullopt};
+      if (c.send) {
+        // A page committed since the scan may hold a newer revision: that one is not sent with
+        // this score (its staff month is dirty again and is rescored next).
+        const std::optional<WorkRecord> full = full_record(record.record_id);
         if (!full || full->revision != record.revision) continue;
         json::object payload = to_json(*full);
-        payload["scoring"] = to_json(scored.scoring, row.sequence);
+        payload["scoring"] = to_json(c.scored->scoring, c.row.sequence);
         payload["hub_id"] = hub_id_;
         payload["scored_at"] = scored_at_text;
         entry.outbox = commit.outbox.size();
         commit.outbox.push_back(
-            {0, OutboxKind::record, scored.record_id, json::serialize(payload)});
+            {0, OutboxKind::record, record.record_id, json::serialize(payload)});
         ++result.records_sent;
       }
-      queued.emplace(scored.record_id, entry);
-      commit.record_scores.push_back(std::move(row));
+      queued.emplace(record.record_id, entry);
+      commit.record_scores.push_back(std::move(c.row));
     }
 
     // The staff month goes out only when its content changed.

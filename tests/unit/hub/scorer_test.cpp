@@ -213,28 +213,46 @@ TEST_F(ScorerTest, ARecordMovedBetweenTwoReadsOfOneRunGoesOutOnceWithTheNewerCon
 
 // A page revises a record between the scorer's read of its staff month and its commit: the
 // older revision is not sent with the newer record's fields; the next run sends the newer.
+// Once as a staff month's first scoring (its rows read in one range), once as a revision of
+// one record among several (read by key).
 TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) {
-  store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60)}));
   InterleavingStore store(*store_);
   Scorer scorer(store, ref_, clock_, "test-hub");
-  bool revised = false;
-  store.after_read = [&](const StaffMonthKey&) {
-    if (revised) return;
-    revised = true;
-    store_->commit_page(page({diary("WD-1", 2, "KH-000123", 30)}));
+  const auto check = [&](int64_t revision, int32_t minutes) {
+    const auto sent = records_sent();
+    ASSERT_FALSE(sent.empty());
+    for (const auto& [key, payload] : sent) {
+      if (key.first != "eoffice:WD-1") continue;
+      const json::object o = json::parse(payload).as_object();
+      // Fields and score of the same revision.
+      EXPECT_EQ(o.at("revision").as_int64(), revision) << payload;
+      EXPECT_EQ(o.at("declared_minutes").as_int64(), minutes) << payload;
+    }
   };
+  int64_t revision = 1;
+  int32_t minutes = 60;
+  store.after_read = [&](const StaffMonthKey&) {
+    if (revision % 2 == 0) return;
+    ++revision;
+    minutes /= 2;
+    store_->commit_page(page({diary("WD-1", revision, "KH-000123", minutes)}));
+  };
+  store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000123", 60),
+                            diary("WD-3", 1, "KH-000123", 60), diary("WD-4", 1, "KH-000123", 60),
+                            diary("WD-5", 1, "KH-000123", 60)}));
   while (scorer.score_pending(64).staff_months > 0) {
   }
-  ASSERT_TRUE(revised);
-  const auto sent = records_sent();
-  ASSERT_FALSE(sent.empty());
-  for (const auto& [key, payload] : sent) {
-    const json::object o = json::parse(payload).as_object();
-    // Fields and score of the same revision: revision 2 declares 30 minutes.
-    EXPECT_EQ(o.at("revision").as_int64(), 2) << payload;
-    EXPECT_EQ(o.at("declared_minutes").as_int64(), 30) << payload;
+  ASSERT_EQ(revision, 2);
+  check(2, 30);
+
+  ++revision;  // 3: the page below; the hook then commits 4 after the scorer's read
+  minutes = 40;
+  store_->commit_page(page({diary("WD-1", revision, "KH-000123", minutes)}));
+  while (scorer.score_pending(64).staff_months > 0) {
   }
-  EXPECT_EQ(sent.back().first.second, static_cast<int64_t>(sent.size()));
+  ASSERT_EQ(revision, 4);
+  check(4, 20);
+  EXPECT_EQ(store_->record_scores({"eoffice:WD-1"})[0].sequence, 2);
 }
 
 }  // namespace
