@@ -237,7 +237,8 @@ void migration_5(Poco::Data::Session& s) {
   s << "INSERT INTO record_scores_v5 (month, staff_code, record_id, revision, sequence, "
        "scoring_json) SELECT IFNULL(r.month, ''), IFNULL(r.staff_code, ''), s.record_id, "
        "s.revision, s.sequence, s.scoring_json FROM record_scores s "
-       "LEFT JOIN records r ON r.record_id = s.record_id",
+       "LEFT JOIN records r ON r.record_id = s.record_id "
+       "ORDER BY 1, 2, 3",  // in key order: appends, not a random page write per row
       now;
   s << "DROP TABLE record_scores", now;
   s << "ALTER TABLE record_scores_v5 RENAME TO record_scores", now;
