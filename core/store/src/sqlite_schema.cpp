@@ -244,24 +244,23 @@ void migration_5(Poco::Data::Session& s) {
   s << "ALTER TABLE record_scores_v5 RENAME TO record_scores", now;
 }
 
+struct Migration {
+  void (*apply)(Poco::Data::Session&);
+  const char* what;  // for the operator's log while a store is upgraded
+};
+
 // Append new migrations here; never edit a released one.
-const std::vector<std::function<void(Poco::Data::Session&)>>& migrations() {
-  static const std::vector<std::function<void(Poco::Data::Session&)>> all{
-      migration_1, migration_2, migration_3, migration_4, migration_5};
+const std::vector<Migration>& migrations() {
+  static const std::vector<Migration> all{
+      {migration_1, "the first schema"},
+      {migration_2, "quarantined records keep their fields, for replay"},
+      {migration_3, "record history without its key index, rewritten in full"},
+      {migration_4, "covering index for month scoring, built over every record"},
+      {migration_5, "last scores keyed by staff month, rewritten in full"}};
   return all;
 }
 
 }  // namespace
-
-// What each migration does, for the operator's log (same order as migrations()).
-const std::vector<std::string>& migration_notes() {
-  static const std::vector<std::string> notes{
-      "the first schema", "quarantined records keep their fields, for replay",
-      "record history without its key index, rewritten in full",
-      "covering index for month scoring, built over every record",
-      "last scores keyed by staff month, rewritten in full"};
-  return notes;
-}
 
 int latest_schema_version() {
   return static_cast<int>(migrations().size());
@@ -293,16 +292,15 @@ void migrate(Poco::Data::Session& s, const std::string& db_path, int64_t now_uni
                        "); it was written by a newer kpihub");
     }
     for (int version = current + 1; version <= latest; ++version) {
+      const Migration& migration = migrations()[static_cast<std::size_t>(version - 1)];
       const std::string step = "store " + db_path + ": schema " + std::to_string(version - 1) +
                                " -> " + std::to_string(version);
       // A new store runs every step in milliseconds; only an upgrade is worth a line.
-      const bool upgrade = current > 0;
-      if (upgrade && progress)
-        progress(step + ": upgrading (" + migration_notes()[static_cast<std::size_t>(version - 1)] +
-                 ")");
+      const bool tell = current > 0 && progress;
+      if (tell) progress(step + ": upgrading (" + migration.what + ")");
       const auto started = std::chrono::steady_clock::now();
-      migrations()[static_cast<std::size_t>(version - 1)](s);
-      if (upgrade && progress) {
+      migration.apply(s);
+      if (tell) {
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         char took[32];

@@ -314,10 +314,12 @@ class SqliteStore final : public Store {
       // Two range reads, both in record_id order: the covering records_for_scoring index and
       // record_scores' key (schema 5). No table page per record: a store filled from a feed
       // has a staff member's records scattered over the whole table.
+      // Built once per process, not per staff-month (7,000 calls for a province month).
+      static const std::string scan_sql = store_detail::staff_month_scan_sql();
+      static const std::string scores_sql = store_detail::staff_month_scores_sql();
       StaffMonthForScoring out;
       {
-        sqlite3_stmt* select =
-            staff_month_scan_.get(db_, store_detail::staff_month_scan_sql(), path_);
+        sqlite3_stmt* select = staff_month_scan_.get(db_, scan_sql, path_);
         store_detail::StatementScope scope(select);
         store_detail::bind_text(select, 1, key.month);
         store_detail::bind_text(select, 2, key.staff_code);
@@ -329,8 +331,7 @@ class SqliteStore final : public Store {
         if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "reading records");
       }
       out.previous.resize(out.records.size());
-      sqlite3_stmt* scores =
-          staff_month_scores_.get(db_, store_detail::staff_month_scores_sql(), path_);
+      sqlite3_stmt* scores = staff_month_scores_.get(db_, scores_sql, path_);
       store_detail::StatementScope scope(scores);
       store_detail::bind_text(scores, 1, key.month);
       store_detail::bind_text(scores, 2, key.staff_code);
