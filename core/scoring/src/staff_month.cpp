@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
@@ -192,16 +194,6 @@ std::size_t precedence_rank(const std::string& source, const Rules& rules) {
   return static_cast<std::size_t>(std::find(p.begin(), p.end(), source) - p.begin());
 }
 
-struct DayAccumulator {
-  int records_provisional = 0;
-  int64_t declared_provisional = 0;
-  int64_t declared_final = 0;
-  double points_final = 0;
-  double points_provisional = 0;
-  bool over_standard_day = false;
-  bool implausible_day = false;
-};
-
 // Reused between calls on the same thread so that scoring many staff months
 // allocates little beyond the result itself.
 struct Scratch {
@@ -367,8 +359,12 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
     g = e;
   }
 
-  // Which score each record counts in (section 2), and the record tallies.
-  std::array<DayAccumulator, 32> days{};
+  // Which score each record counts in (section 2), and what it adds to its day. A record
+  // dated outside the month (other_month) counts nowhere and adds to no day.
+  std::array<DayTotals, 32> days{};
+  const auto day_of = [&](Date d) -> DayTotals& {
+    return days[static_cast<std::size_t>(d.days - first_day.days) + 1];
+  };
   for (std::size_t i = 0; i < n; ++i) {
     ScoredRecord& sr = out.scored[i];
     RecordScoring& s = sr.scoring;
@@ -390,19 +386,24 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
           break;
       }
     }
+    if (s.why_not_counted == NotCountedReason::other_month) {
+      s.points = 0;
+      continue;
+    }
+    DayTotals& day = day_of(sr.work_date);
     switch (s.why_not_counted) {
       case NotCountedReason::none:
-        ++out.records.counted;
+        ++day.records.counted;
         break;
       case NotCountedReason::pending:
-        ++out.records.pending;
+        ++day.records.pending;
         break;
       case NotCountedReason::returned:
       case NotCountedReason::rejected:
-        ++out.records.rejected;
+        ++day.records.rejected;
         break;
       case NotCountedReason::duplicate:
-        ++out.records.duplicates;
+        ++day.records.duplicates;
         break;
       default:
         break;
@@ -412,37 +413,89 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
       continue;
     }
     // From here on: the provisional set (approved and pending).
-    if (s.flags.has(RecordFlag::over_declared)) ++out.flags.over_declared;
-    if (s.flags.has(RecordFlag::overdue)) ++out.flags.overdue;
-    if (s.flags.has(RecordFlag::late_submission)) ++out.flags.late_submission;
+    if (s.flags.has(RecordFlag::over_declared)) ++day.record_flags.over_declared;
+    if (s.flags.has(RecordFlag::overdue)) ++day.record_flags.overdue;
+    if (s.flags.has(RecordFlag::late_submission)) ++day.record_flags.late_submission;
     if (s.counts == Counts::final && sr.received_at_ms &&
-        (!out.first_counting_received_at_ms ||
-         *sr.received_at_ms < *out.first_counting_received_at_ms)) {
-      out.first_counting_received_at_ms = sr.received_at_ms;
+        (!day.first_counting_received_at_ms ||
+         *sr.received_at_ms < *day.first_counting_received_at_ms)) {
+      day.first_counting_received_at_ms = sr.received_at_ms;
     }
     if (s.leave) {
-      if (s.counts == Counts::final) out.leave_days += sr.quantity;
+      if (s.counts == Counts::final) day.leave_days += sr.quantity;
       continue;
     }
-    DayAccumulator& day = days[static_cast<std::size_t>(sr.work_date.days - first_day.days) + 1];
     ++day.records_provisional;
     day.declared_provisional += sr.declared_minutes;
     day.points_provisional += s.points;
     if (s.counts == Counts::final) {
       day.declared_final += sr.declared_minutes;
       day.points_final += s.points;
-      out.declared_minutes += sr.declared_minutes;
-      out.credited_minutes += s.credited_minutes;
+      day.credited_final += s.credited_minutes;
+    }
+  }
+  // A day flag (4.1) marks the records that made up the day.
+  for (ScoredRecord& sr : out.scored) {
+    RecordScoring& s = sr.scoring;
+    if (s.counts == Counts::none || s.leave) continue;
+    const DayTotals& day = day_of(sr.work_date);
+    if (day.declared_provisional > rules.standard_day_minutes) {
+      s.flags.set(RecordFlag::over_standard_day);
+    }
+    if (day.declared_provisional > rules.implausible_day_minutes) {
+      s.flags.set(RecordFlag::implausible_day);
     }
   }
 
-  // Daily cap and day flags (4.1), in date order.
-  out.days.reserve(static_cast<std::size_t>(last_day.days - first_day.days) + 1);
+  out.day_totals.reserve(static_cast<std::size_t>(last_day.days - first_day.days) + 1);
   for (std::size_t d = 1; d < days.size(); ++d) {
-    DayAccumulator& day = days[d];
+    DayTotals& day = days[d];
+    day.date = Date{first_day.days + static_cast<int32_t>(d) - 1};
+    DayTotals nothing;
+    nothing.date = day.date;
+    if (day == nothing) continue;  // no record, or none that adds anything
+    out.day_totals.push_back(day);
+  }
+  fold_day_totals(out, *in.calendar, rules);
+  return out;
+}
+
+void fold_day_totals(StaffMonthResult& out, const HolidayCalendar& calendar, const Rules& rules) {
+  out.days.clear();
+  out.leave_days = 0;
+  out.declared_minutes = 0;
+  out.credited_minutes = 0;
+  out.points = out.capped_points = 0;
+  out.provisional_points = out.provisional_capped_points = 0;
+  out.provisional_declared_minutes = 0;
+  out.provisional_staff_days = 0;
+  out.records = {};
+  out.flags = {};
+  out.first_counting_received_at_ms.reset();
+  out.kpi_score.reset();
+  out.provisional_score.reset();
+  out.assessment_points.reset();
+
+  // In date order, whatever the days were scored in: the sums are of doubles.
+  out.days.reserve(out.day_totals.size());
+  for (const DayTotals& day : out.day_totals) {
+    out.records.counted += day.records.counted;
+    out.records.pending += day.records.pending;
+    out.records.rejected += day.records.rejected;
+    out.records.duplicates += day.records.duplicates;
+    out.flags += day.record_flags;
+    if (day.first_counting_received_at_ms &&
+        (!out.first_counting_received_at_ms ||
+         *day.first_counting_received_at_ms < *out.first_counting_received_at_ms)) {
+      out.first_counting_received_at_ms = day.first_counting_received_at_ms;
+    }
+    out.leave_days += day.leave_days;
+    out.declared_minutes += day.declared_final;
+    out.credited_minutes += day.credited_final;
     if (day.records_provisional == 0) continue;
+    // Daily cap and day flags (4.1).
     DaySummary sum;
-    sum.date = Date{first_day.days + static_cast<int32_t>(d) - 1};
+    sum.date = day.date;
     sum.records_provisional = day.records_provisional;
     sum.declared_minutes = day.declared_provisional;
     sum.declared_final = day.declared_final;
@@ -452,8 +505,6 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
     sum.counted_provisional = std::min(day.points_provisional, rules.daily_cap_points);
     sum.over_standard_day = day.declared_provisional > rules.standard_day_minutes;
     sum.implausible_day = day.declared_provisional > rules.implausible_day_minutes;
-    day.over_standard_day = sum.over_standard_day;
-    day.implausible_day = sum.implausible_day;
     out.points += sum.counted_final;
     out.capped_points += sum.points_final - sum.counted_final;
     out.provisional_points += sum.counted_provisional;
@@ -464,18 +515,9 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
     if (sum.implausible_day) ++out.flags.implausible_day;
     out.days.push_back(sum);
   }
-  // A day flag marks the records that made up the day.
-  for (ScoredRecord& sr : out.scored) {
-    RecordScoring& s = sr.scoring;
-    if (s.counts == Counts::none || s.leave) continue;
-    const DayAccumulator& day =
-        days[static_cast<std::size_t>(sr.work_date.days - first_day.days) + 1];
-    if (day.over_standard_day) s.flags.set(RecordFlag::over_standard_day);
-    if (day.implausible_day) s.flags.set(RecordFlag::implausible_day);
-  }
 
   // The month (5.1-5.3).
-  out.working_days = working_days(in.month, *in.calendar);
+  out.working_days = working_days(out.month, calendar);
   out.capacity_minutes =
       std::max(0.0, (out.working_days - out.leave_days) * rules.standard_day_minutes);
   if (out.capacity_minutes > 0) {
@@ -485,6 +527,111 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
     out.assessment_class = class_of(round_report(*out.kpi_score), rules);
   } else {
     out.assessment_class = AssessmentClass::not_assessed;
+  }
+}
+
+// ------------------------------------------------------ day totals bytes --
+
+namespace {
+
+// Format 1: a version byte, then per day 18 fixed little-endian 8-byte fields in the order
+// below (doubles as their IEEE bits, so they come back bit for bit). Fixed width keeps the
+// reader trivial; a province month is ~22 days x 144 bytes per staff member.
+constexpr uint8_t kDayTotalsFormat = 1;
+constexpr std::size_t kDayTotalsFields = 18;
+constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();  // no counting record
+
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+uint64_t get_u64(std::string_view bytes, std::size_t at) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) {
+    v |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[at + static_cast<std::size_t>(i)]))
+         << (8 * i);
+  }
+  return v;
+}
+uint64_t bits_of(double d) {
+  uint64_t v;
+  std::memcpy(&v, &d, sizeof v);
+  return v;
+}
+double double_of(uint64_t v) {
+  double d;
+  std::memcpy(&d, &v, sizeof d);
+  return d;
+}
+
+}  // namespace
+
+std::string encode_day_totals(std::span<const DayTotals> days) {
+  std::string out;
+  out.reserve(1 + days.size() * kDayTotalsFields * 8);
+  out.push_back(static_cast<char>(kDayTotalsFormat));
+  for (const DayTotals& d : days) {
+    const auto i64 = [&](int64_t v) { put_u64(out, static_cast<uint64_t>(v)); };
+    i64(d.date.days);
+    i64(d.records_provisional);
+    i64(d.declared_provisional);
+    i64(d.declared_final);
+    put_u64(out, bits_of(d.points_final));
+    put_u64(out, bits_of(d.points_provisional));
+    put_u64(out, bits_of(d.credited_final));
+    put_u64(out, bits_of(d.leave_days));
+    i64(d.records.counted);
+    i64(d.records.pending);
+    i64(d.records.rejected);
+    i64(d.records.duplicates);
+    i64(d.record_flags.over_declared);
+    i64(d.record_flags.overdue);
+    i64(d.record_flags.late_submission);
+    i64(d.record_flags.over_standard_day);
+    i64(d.record_flags.implausible_day);
+    i64(d.first_counting_received_at_ms.value_or(kNoTime));
+  }
+  return out;
+}
+
+std::optional<std::vector<DayTotals>> decode_day_totals(std::string_view bytes) {
+  constexpr std::size_t kDayBytes = kDayTotalsFields * 8;
+  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kDayTotalsFormat ||
+      (bytes.size() - 1) % kDayBytes != 0) {
+    return std::nullopt;
+  }
+  std::vector<DayTotals> out((bytes.size() - 1) / kDayBytes);
+  std::size_t at = 1;
+  const auto next = [&] {
+    const uint64_t v = get_u64(bytes, at);
+    at += 8;
+    return v;
+  };
+  const auto i64 = [&] { return static_cast<int64_t>(next()); };
+  const auto i32 = [&] { return static_cast<int>(static_cast<int64_t>(next())); };
+  for (DayTotals& d : out) {
+    d.date = Date{static_cast<int32_t>(i64())};
+    d.records_provisional = i32();
+    d.declared_provisional = i64();
+    d.declared_final = i64();
+    d.points_final = double_of(next());
+    d.points_provisional = double_of(next());
+    d.credited_final = double_of(next());
+    d.leave_days = double_of(next());
+    d.records.counted = i32();
+    d.records.pending = i32();
+    d.records.rejected = i32();
+    d.records.duplicates = i32();
+    d.record_flags.over_declared = i32();
+    d.record_flags.overdue = i32();
+    d.record_flags.late_submission = i32();
+    d.record_flags.over_standard_day = i32();
+    d.record_flags.implausible_day = i32();
+    const int64_t first = i64();
+    if (first != kNoTime) d.first_counting_received_at_ms = first;
+  }
+  // Dates must be strictly increasing, as fold_day_totals needs them.
+  for (std::size_t i = 1; i < out.size(); ++i) {
+    if (out[i].date <= out[i - 1].date) return std::nullopt;
   }
   return out;
 }

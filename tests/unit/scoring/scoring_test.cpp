@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <set>
 #include <stdexcept>
 
 namespace kpihub {
@@ -1002,6 +1003,78 @@ TEST(Properties, FinalPointsEqualMonthPointsPlusCapped) {
     }
   }
   EXPECT_GT(capped_months, 20);  // the property was exercised with the cap at work
+}
+
+// Issue 8, part 3: the hub rescores only the days a change touched and folds them with the
+// stored totals of the others. That must give the month a whole rescoring gives, bit for bit,
+// and the same record scores.
+TEST(Properties, RescoringSomeDaysFoldsToTheWholeMonth) {
+  std::mt19937 rng(31);
+  int partial_rounds = 0;
+  for (int round = 0; round < 400; ++round) {
+    Scenario s = generate(rng);
+    if (round % 4 == 0) s.rules.daily_cap_points = 150;
+    const StaffMonthResult whole = s.score();
+    // The days rescored: each day of the month with probability 1/3.
+    std::set<int32_t> rescored;
+    for (Date d = kApril.first_day(); d <= kApril.last_day(); ++d.days) {
+      if (rng() % 3 == 0) rescored.insert(d.days);
+    }
+    Scenario some = s;
+    some.records.clear();
+    some.received_at_ms.clear();
+    for (std::size_t i = 0; i < s.records.size(); ++i) {
+      if (!rescored.count(s.records[i].work_date.days)) continue;
+      some.records.push_back(s.records[i]);
+      some.received_at_ms.push_back(s.received_at_ms[i]);
+    }
+    StaffMonthResult folded = some.score();
+    // The other days' totals, as the store keeps them (through their stored bytes).
+    const auto stored = decode_day_totals(encode_day_totals(whole.day_totals));
+    ASSERT_TRUE(stored) << "round " << round;
+    ASSERT_EQ(*stored, whole.day_totals) << "round " << round;
+    for (const DayTotals& d : *stored) {
+      if (!rescored.count(d.date.days)) folded.day_totals.push_back(d);
+    }
+    std::sort(folded.day_totals.begin(), folded.day_totals.end(),
+              [](const DayTotals& a, const DayTotals& b) { return a.date < b.date; });
+    fold_day_totals(folded, s.calendar, s.rules);
+
+    ASSERT_EQ(json::serialize(to_json(folded, 1)), json::serialize(to_json(whole, 1)))
+        << "round " << round;
+    EXPECT_EQ(folded.points, whole.points) << "round " << round;  // bit for bit
+    EXPECT_EQ(folded.credited_minutes, whole.credited_minutes) << "round " << round;
+    EXPECT_EQ(folded.provisional_points, whole.provisional_points) << "round " << round;
+    EXPECT_EQ(folded.first_counting_received_at_ms, whole.first_counting_received_at_ms);
+    EXPECT_EQ(summary_of(folded).provisional_staff_days, summary_of(whole).provisional_staff_days);
+    ASSERT_EQ(folded.days.size(), whole.days.size()) << "round " << round;
+    for (const ScoredRecord& r : folded.scored) {
+      const ScoredRecord* w = whole.find(r.record_id);
+      ASSERT_NE(w, nullptr) << r.record_id;
+      EXPECT_EQ(json::serialize(to_json(r.scoring)), json::serialize(to_json(w->scoring)))
+          << r.record_id << ", round " << round;
+    }
+    if (!rescored.empty() && folded.scored.size() < whole.scored.size()) ++partial_rounds;
+  }
+  EXPECT_GT(partial_rounds, 200);  // most rounds left some days to the stored totals
+}
+
+TEST(DayTotalsBytes, RefusesWhatItDidNotWrite) {
+  Scenario s = worked_example();
+  const StaffMonthResult m = s.score();
+  const std::string bytes = encode_day_totals(m.day_totals);
+  ASSERT_EQ(decode_day_totals(bytes), m.day_totals);
+  EXPECT_EQ(decode_day_totals(encode_day_totals({})), std::vector<DayTotals>{});
+  EXPECT_FALSE(decode_day_totals(""));
+  EXPECT_FALSE(decode_day_totals(bytes.substr(0, bytes.size() - 1))) << "truncated";
+  std::string other_format = bytes;
+  other_format[0] = 2;
+  EXPECT_FALSE(decode_day_totals(other_format));
+  // Two days out of order (8 and 9 April swapped) cannot be folded.
+  const std::size_t day_bytes = (bytes.size() - 1) / 2;
+  const std::string swapped =
+      bytes.substr(0, 1) + bytes.substr(1 + day_bytes) + bytes.substr(1, day_bytes);
+  EXPECT_FALSE(decode_day_totals(swapped));
 }
 
 }  // namespace

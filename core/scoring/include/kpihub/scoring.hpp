@@ -147,11 +147,6 @@ struct DaySummary {
   bool cap_applied_final() const { return points_final > counted_final; }
 };
 
-enum class AssessmentClass : uint8_t { excellent, good, complete, not_complete, not_assessed };
-std::string_view to_string(AssessmentClass c);
-// The suggested class of a rounded score (5.3); nullopt (capacity 0) gives not_assessed.
-AssessmentClass class_of(std::optional<double> rounded_kpi_score, const Rules& rules);
-
 struct FlagCounts {
   int over_standard_day = 0;  // days
   int implausible_day = 0;    // days
@@ -169,6 +164,39 @@ struct RecordCounts {
   int duplicates = 0;  // lost to a record of a system of record
   bool operator==(const RecordCounts&) const = default;
 };
+
+// What one work date adds to its staff month: every sum the month (5.2, 5.3, 5.6) takes over
+// records, kept per day. A month is the fold of its days, so a changed record rescores its own
+// day and folds the others' stored totals (issue 8, part 3) to the same figures, bit for bit, as
+// scoring the whole month: the full path folds the same totals in the same order.
+struct DayTotals {
+  Date date;
+  // Non-leave records of the provisional set: the DaySummary of the day.
+  int records_provisional = 0;
+  int64_t declared_provisional = 0;
+  int64_t declared_final = 0;
+  double points_final = 0;  // before the cap
+  double points_provisional = 0;
+  // Final set, leave excluded.
+  double credited_final = 0;
+  // Approved leave (5.2), in days.
+  double leave_days = 0;
+  RecordCounts records;
+  FlagCounts record_flags;  // over_declared, overdue, late_submission: the record flags
+  std::optional<int64_t> first_counting_received_at_ms;
+  bool operator==(const DayTotals&) const = default;
+};
+
+// A compact binary form of a staff month's day totals, for the store (a cache of derived
+// figures: decode gives nullopt for anything it does not recognise, and the caller then
+// scores the whole month again).
+std::string encode_day_totals(std::span<const DayTotals> days);
+std::optional<std::vector<DayTotals>> decode_day_totals(std::string_view bytes);
+
+enum class AssessmentClass : uint8_t { excellent, good, complete, not_complete, not_assessed };
+std::string_view to_string(AssessmentClass c);
+// The suggested class of a rounded score (5.3); nullopt (capacity 0) gives not_assessed.
+AssessmentClass class_of(std::optional<double> rounded_kpi_score, const Rules& rules);
 
 struct StaffMonthResult {
   std::string staff_code;
@@ -209,6 +237,9 @@ struct StaffMonthResult {
 
   std::vector<ScoredRecord> scored;  // one per record_id, sorted by record_id
   std::vector<DaySummary> days;      // days with any non-leave record, sorted by date
+  // Every day of the month with a record that adds anything, sorted by date: what the
+  // figures above are folded from.
+  std::vector<DayTotals> day_totals;
 
   bool has_counting_record() const { return records.counted > 0; }
   const ScoredRecord* find(std::string_view record_id) const;
@@ -218,6 +249,13 @@ struct StaffMonthResult {
 // the order of the input records. Throws std::invalid_argument when a reference
 // pointer is null or received_at_ms has the wrong size.
 StaffMonthResult score_staff_month(const StaffMonthInput& input);
+
+// Recomputes every month figure of `m` (days, sums, counts, scores and class) from
+// m.day_totals, which must be sorted by date and hold only dates of m.month. Reads the staff
+// and rule fields score_staff_month sets (leader, assessment_share); leaves `scored` alone.
+// score_staff_month ends with it; the hub's scorer calls it after replacing the totals of the
+// days it rescored.
+void fold_day_totals(StaffMonthResult& m, const HolidayCalendar& calendar, const Rules& rules);
 
 // The staff month of spec/kpi-model.md; report figures rounded per 5.3.
 boost::json::object to_json(const StaffMonthResult& m, int64_t revision);
