@@ -215,6 +215,24 @@ void score_month_overlapped(
 
 }  // namespace
 
+namespace {
+
+// The stored day totals of the days of `key` not in `rescored`; nullopt when the bytes are not
+// totals this build wrote for that month (then the whole staff month is scored again).
+std::optional<std::vector<DayTotals>> days_outside(std::string_view stored,
+                                                   const StaffMonthKey& key, DayMask rescored) {
+  auto days = decode_day_totals(stored);
+  const auto month = Month::parse(key.month);
+  if (!days || !month) return std::nullopt;
+  std::erase_if(*days, [&](const DayTotals& d) { return (rescored & day_bit(d.date)) != 0; });
+  for (const DayTotals& d : *days) {
+    if (d.date < month->first_day() || d.date > month->last_day()) return std::nullopt;
+  }
+  return days;
+}
+
+}  // namespace
+
 StaffMonthResult Scorer::score_one(const StaffMonthKey& key, Store::StaffMonthForScoring& stored) {
   return score_records(reference_, now(), key, stored.records, stored.received_at);
 }
@@ -249,13 +267,13 @@ Scorer::CachedMonth& Scorer::month_cache(const std::string& month) {
 ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   const auto lock = read_lock(directory_lock_);
   ScoringRunResult result;
-  const auto keys = store_.dirty_staff_months(max_keys);
-  if (keys.empty()) return result;
+  const auto dirty = store_.dirty_staff_days(max_keys);
+  if (dirty.empty()) return result;
   const Timestamp scored_at = now();
   const std::string scored_at_text = scored_at.str();
 
   ScoringCommit commit;
-  commit.done = keys;
+  for (const DirtyStaffMonth& d : dirty) commit.done.push_back(d.key);
   std::set<std::string> months_touched;
   // A record can come up under two keys of one run: a page committed between the two reads
   // moved it to another staff month. Both reads saw the same last-sent score, so both would
@@ -268,9 +286,28 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   std::unordered_map<std::string, Queued> queued;
   std::vector<std::size_t> dropped_scores, dropped_outbox;
 
-  for (const auto& key : keys) {
-    auto stored = store_.staff_month_for_scoring(key);
+  for (const DirtyStaffMonth& dirty_key : dirty) {
+    const StaffMonthKey& key = dirty_key.key;
+    // Only the changed days are read and scored, folded with the stored totals of the others
+    // (issue 8, part 3). The whole staff month is when so marked (rules, clock, upgrade), when
+    // no totals are stored yet, and for staff no longer in the directory (their agency comes
+    // from their records).
+    Store::StaffMonthForScoring stored;
+    std::optional<std::vector<DayTotals>> other_days;
+    if (dirty_key.days != kWholeMonth && reference_.directory.staff(key.staff_code) != nullptr) {
+      stored = store_.staff_days_for_scoring(key, dirty_key.days);
+      if (stored.day_totals) other_days = days_outside(*stored.day_totals, key, dirty_key.days);
+    }
+    const bool whole = !other_days;
+    if (whole) stored = store_.staff_month_for_scoring(key);
     StaffMonthResult month_result = score_one(key, stored);
+    if (!whole) {
+      month_result.day_totals.insert(month_result.day_totals.end(), other_days->begin(),
+                                     other_days->end());
+      std::sort(month_result.day_totals.begin(), month_result.day_totals.end(),
+                [](const DayTotals& a, const DayTotals& b) { return a.date < b.date; });
+      fold_day_totals(month_result, reference_.holidays, reference_.rules);
+    }
     months_touched.insert(key.month);
 
     std::unordered_map<std::string_view, std::size_t> index_of;
@@ -317,7 +354,9 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     // A staff month scored for the first time sends every record: one range read of its rows
     // beats a key lookup per record. A few revised records are read by key.
     std::vector<WorkRecord> whole_month;
-    if (to_send > stored.records.size() / 4) whole_month = store_.records_of_staff_month(key);
+    if (whole && to_send > stored.records.size() / 4) {
+      whole_month = store_.records_of_staff_month(key);
+    }
     const auto full_record = [&](const std::string& id) -> std::optional<WorkRecord> {
       if (whole_month.empty()) return store_.record(id);
       const auto it = std::lower_bound(
@@ -360,6 +399,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
                                "staff:" + key.month + ":" + key.staff_code, std::move(text)});
       ++result.staff_months_sent;
     }
+    commit.day_totals.push_back({key, encode_day_totals(month_result.day_totals)});
     release(month_result.scored);
     release(month_result.days);
     auto it = cache_.find(key.month);

@@ -180,6 +180,16 @@ std::string staff_month_scan_sql() {
   return scoring_select_sql() + "WHERE month = ? AND staff_code = ? ORDER BY record_id";
 }
 
+std::string staff_day_scan_sql() {
+  return scoring_select_sql() +
+         "WHERE month = ? AND staff_code = ? AND work_date = ? ORDER BY record_id";
+}
+
+std::string record_score_sql() {
+  return "SELECT revision, sequence, scoring_json FROM record_scores "
+         "WHERE month = ? AND staff_code = ? AND record_id = ?";
+}
+
 std::string staff_month_scores_sql() {
   return "SELECT record_id, revision, sequence, scoring_json FROM record_scores "
          "WHERE month = ? AND staff_code = ? ORDER BY record_id";

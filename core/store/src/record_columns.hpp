@@ -45,6 +45,11 @@ std::string scoring_select_sql();
 std::string month_scan_sql();
 // The same for one staff month (?1 month, ?2 staff_code), in record_id order: also covered.
 std::string staff_month_scan_sql();
+// The same for one staff-day (?1 month, ?2 staff_code, ?3 work_date as days): one short
+// range of the index, keyed by work date after staff (schema 6).
+std::string staff_day_scan_sql();
+// The last score of one record (?1 month, ?2 staff_code, ?3 record_id): a key lookup.
+std::string record_score_sql();
 // The last scores of one staff month (?1 month, ?2 staff_code), in record_id order: a range of
 // record_scores' key (schema 5). store_test checks both plans.
 std::string staff_month_scores_sql();

@@ -244,6 +244,28 @@ void migration_5(Poco::Data::Session& s) {
   s << "ALTER TABLE record_scores_v5 RENAME TO record_scores", now;
 }
 
+// Rescoring a changed record reads its staff-day, not its staff month (issue 8, part 3):
+// - dirty marks carry the days that changed (bit d-1 for day d; -1, every bit, rescores the
+//   whole staff month: every mark made before this schema);
+// - the covering scoring index is keyed by work date after staff, so a day is one short range
+//   (a whole staff month is still one range; the month scan is unchanged);
+// - staff_month_days keeps each staff month's day totals (scoring's encode_day_totals), which
+//   the scorer folds with the days it rescored. A staff month without a row is rescored whole.
+void migration_6(Poco::Data::Session& s) {
+  s << "ALTER TABLE dirty_staff_months ADD COLUMN days INTEGER NOT NULL DEFAULT -1", now;
+  s << "DROP INDEX records_for_scoring", now;
+  s << "CREATE INDEX records_for_scoring ON records (month, staff_code, work_date, record_id, "
+       "source_system, revision, retracted, agency_code, task_code, declared_minutes, quantity, "
+       "evidence_ref, deadline, completed_at, approval_status, approval_rating, received_at)",
+      now;
+  s << R"(CREATE TABLE staff_month_days (
+      month TEXT NOT NULL,
+      staff_code TEXT NOT NULL,
+      totals BLOB NOT NULL,
+      PRIMARY KEY (month, staff_code)))",
+      now;
+}
+
 struct Migration {
   void (*apply)(Poco::Data::Session&);
   const char* what;  // for the operator's log while a store is upgraded
@@ -256,7 +278,8 @@ const std::vector<Migration>& migrations() {
       {migration_2, "quarantined records keep their fields, for replay"},
       {migration_3, "record history without its key index, rewritten in full"},
       {migration_4, "covering index for month scoring, built over every record"},
-      {migration_5, "last scores keyed by staff month, rewritten in full"}};
+      {migration_5, "last scores keyed by staff month, rewritten in full"},
+      {migration_6, "scoring index keyed by work date, rebuilt over every record"}};
   return all;
 }
 

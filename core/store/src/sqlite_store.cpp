@@ -116,11 +116,13 @@ class SqliteStore final : public Store {
         int64_t revision;
         std::string staff_code;
         std::string month;
+        Date work_date;
       };
       std::unordered_map<std::string_view, Known> known;
       known.reserve(page.records.size());
       sqlite3_stmt* lookup = lookup_record_.get(
-          db_, "SELECT revision, staff_code, month FROM records WHERE record_id = ?", path_);
+          db_, "SELECT revision, staff_code, month, work_date FROM records WHERE record_id = ?",
+          path_);
       // Built once per process, not per page: the statement is prepared once per store anyway.
       static const std::string upsert_sql = store_detail::record_upsert_sql();
       sqlite3_stmt* upsert = upsert_record_.get(db_, upsert_sql, path_);
@@ -128,7 +130,8 @@ class SqliteStore final : public Store {
       // Decide in page order against what is stored and what this page already accepted, so
       // the higher revision wins whatever the order within the page.
       const int64_t at = page.received_at_unix_ms != 0 ? page.received_at_unix_ms : now_unix_ms();
-      std::set<std::pair<std::string, std::string>> dirty;
+      // The days each touched staff month needs rescored (schema 6).
+      std::map<std::pair<std::string, std::string>, DayMask> dirty;
       for (const auto& r : page.records) {
         auto it = known.find(r.record_id);
         if (it == known.end()) {
@@ -137,9 +140,11 @@ class SqliteStore final : public Store {
           const int rc = sqlite3_step(lookup);
           if (rc == SQLITE_ROW) {
             it = known
-                     .emplace(r.record_id, Known{sqlite3_column_int64(lookup, 0),
-                                                 std::string(store_detail::column_text(lookup, 1)),
-                                                 std::string(store_detail::column_text(lookup, 2))})
+                     .emplace(r.record_id,
+                              Known{sqlite3_column_int64(lookup, 0),
+                                    std::string(store_detail::column_text(lookup, 1)),
+                                    std::string(store_detail::column_text(lookup, 2)),
+                                    Date{static_cast<int32_t>(sqlite3_column_int64(lookup, 3))}})
                      .first;
           } else if (rc != SQLITE_DONE) {
             store_detail::sqlite_fail(db_, path_, "looking up record " + r.record_id);
@@ -157,7 +162,7 @@ class SqliteStore final : public Store {
           // The staff-month the record leaves needs rescoring too, and the record's last
           // score goes with it: its next score must carry on its sequence.
           if (!it->second.staff_code.empty()) {
-            dirty.emplace(it->second.staff_code, it->second.month);
+            dirty[{it->second.staff_code, it->second.month}] |= day_bit(it->second.work_date);
           }
           if (it->second.staff_code != r.staff_code ||
               it->second.month != r.work_date.month_str()) {
@@ -165,8 +170,8 @@ class SqliteStore final : public Store {
                        r.work_date.month_str());
           }
         }
-        it->second = Known{r.revision, r.staff_code, r.work_date.month_str()};
-        if (!r.staff_code.empty()) dirty.emplace(r.staff_code, it->second.month);
+        it->second = Known{r.revision, r.staff_code, r.work_date.month_str(), r.work_date};
+        if (!r.staff_code.empty()) dirty[{r.staff_code, it->second.month}] |= day_bit(r.work_date);
         {
           store_detail::StatementScope scope(upsert);
           store_detail::bind_record(upsert, r, at, scratch_);
@@ -189,15 +194,17 @@ class SqliteStore final : public Store {
       if (!dirty.empty()) {
         sqlite3_stmt* mark =
             mark_dirty_.get(db_,
-                            "INSERT INTO dirty_staff_months (staff_code, month, marked_at) "
-                            "VALUES (?, ?, ?) ON CONFLICT (staff_code, month) DO UPDATE SET "
-                            "generation = generation + 1, marked_at = excluded.marked_at",
+                            "INSERT INTO dirty_staff_months (staff_code, month, marked_at, days) "
+                            "VALUES (?, ?, ?, ?) ON CONFLICT (staff_code, month) DO UPDATE SET "
+                            "generation = generation + 1, marked_at = excluded.marked_at, "
+                            "days = days | excluded.days",
                             path_);
-        for (const auto& [staff, month] : dirty) {
+        for (const auto& [key, days] : dirty) {
           store_detail::StatementScope scope(mark);
-          store_detail::bind_text(mark, 1, staff);
-          store_detail::bind_text(mark, 2, month);
+          store_detail::bind_text(mark, 1, key.first);
+          store_detail::bind_text(mark, 2, key.second);
           sqlite3_bind_int64(mark, 3, at);
+          sqlite3_bind_int64(mark, 4, static_cast<int64_t>(days));
           if (sqlite3_step(mark) != SQLITE_DONE) {
             store_detail::sqlite_fail(db_, path_, "marking staff-months dirty");
           }
@@ -268,17 +275,24 @@ class SqliteStore final : public Store {
   }
 
   std::vector<StaffMonthKey> dirty_staff_months(std::size_t max_keys) override {
+    std::vector<StaffMonthKey> out;
+    for (auto& dirty : dirty_staff_days(max_keys)) out.push_back(std::move(dirty.key));
+    return out;
+  }
+
+  std::vector<DirtyStaffMonth> dirty_staff_days(std::size_t max_keys) override {
     return guarded("listing dirty staff-months", [&] {
       std::vector<std::string> staff, month;
-      std::vector<int64_t> generation;
+      std::vector<int64_t> generation, days;
       int64_t n = static_cast<int64_t>(max_keys);
-      session_ << "SELECT staff_code, month, generation FROM dirty_staff_months "
+      session_ << "SELECT staff_code, month, generation, days FROM dirty_staff_months "
                   "ORDER BY rowid LIMIT ?",
-          into(staff), into(month), into(generation), use(n), now;
-      std::vector<StaffMonthKey> out(staff.size());
+          into(staff), into(month), into(generation), into(days), use(n), now;
+      std::vector<DirtyStaffMonth> out(staff.size());
       for (std::size_t i = 0; i < staff.size(); ++i) {
-        out[i] = StaffMonthKey{staff[i], month[i]};
-        seen_generation_[out[i]] = generation[i];
+        // -1 (every bit, as the column's default) is the whole month.
+        out[i] = DirtyStaffMonth{{staff[i], month[i]}, static_cast<DayMask>(days[i])};
+        seen_generation_[out[i].key] = generation[i];
       }
       return out;
     });
@@ -290,11 +304,11 @@ class SqliteStore final : public Store {
       std::string m = month;
       int64_t at = now_unix_ms();
       // "WHERE" before ON CONFLICT resolves SQLite's parsing ambiguity of INSERT ... SELECT.
-      session_ << "INSERT INTO dirty_staff_months (staff_code, month, marked_at) "
-                  "SELECT DISTINCT staff_code, month, ? FROM records "
+      session_ << "INSERT INTO dirty_staff_months (staff_code, month, marked_at, days) "
+                  "SELECT DISTINCT staff_code, month, ?, -1 FROM records "
                   "WHERE month = ? AND staff_code <> '' "
                   "ON CONFLICT (staff_code, month) DO UPDATE SET generation = generation + 1, "
-                  "marked_at = excluded.marked_at",
+                  "marked_at = excluded.marked_at, days = -1",
           use(at), use(m), now;
       const std::size_t changed = changes();
       tx.commit();
@@ -351,6 +365,64 @@ class SqliteStore final : public Store {
       }
       return out;
     });
+  }
+
+  StaffMonthForScoring staff_days_for_scoring(const StaffMonthKey& key, DayMask days) override {
+    return guarded(
+        "reading days of staff " + key.staff_code + " in " + key.month + " for scoring", [&] {
+          static const std::string day_sql = store_detail::staff_day_scan_sql();
+          static const std::string score_sql = store_detail::record_score_sql();
+          const auto month = Month::parse(key.month);
+          if (!month) fail("not a month: '" + key.month + "'");
+          StaffMonthForScoring out;
+          sqlite3_stmt* select = staff_day_scan_.get(db_, day_sql, path_);
+          for (Date d = month->first_day(); d <= month->last_day(); ++d.days) {
+            if ((days & day_bit(d)) == 0) continue;
+            store_detail::StatementScope scope(select);
+            store_detail::bind_text(select, 1, key.month);
+            store_detail::bind_text(select, 2, key.staff_code);
+            sqlite3_bind_int64(select, 3, d.days);
+            int rc;
+            while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+              store_detail::read_scoring_row(select, out.records.emplace_back(),
+                                             out.received_at.emplace_back(), path_);
+            }
+            if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "reading records");
+          }
+          out.previous.resize(out.records.size());
+          sqlite3_stmt* score = record_score_.get(db_, score_sql, path_);
+          for (std::size_t i = 0; i < out.records.size(); ++i) {
+            store_detail::StatementScope scope(score);
+            store_detail::bind_text(score, 1, key.month);
+            store_detail::bind_text(score, 2, key.staff_code);
+            store_detail::bind_text(score, 3, out.records[i].record_id);
+            const int rc = sqlite3_step(score);
+            if (rc == SQLITE_ROW) {
+              out.previous[i] = RecordScoreRow{
+                  out.records[i].record_id, sqlite3_column_int64(score, 0),
+                  sqlite3_column_int64(score, 1), std::string(store_detail::column_text(score, 2))};
+            } else if (rc != SQLITE_DONE) {
+              store_detail::sqlite_fail(db_, path_,
+                                        "reading the score of " + out.records[i].record_id);
+            }
+          }
+          sqlite3_stmt* totals = read_day_totals_.get(
+              db_, "SELECT totals FROM staff_month_days WHERE month = ? AND staff_code = ?", path_);
+          store_detail::StatementScope scope(totals);
+          store_detail::bind_text(totals, 1, key.month);
+          store_detail::bind_text(totals, 2, key.staff_code);
+          const int rc = sqlite3_step(totals);
+          if (rc == SQLITE_ROW) {
+            const auto* bytes = static_cast<const char*>(sqlite3_column_blob(totals, 0));
+            out.day_totals.emplace(bytes == nullptr
+                                       ? ""
+                                       : std::string(bytes, static_cast<std::size_t>(
+                                                                sqlite3_column_bytes(totals, 0))));
+          } else if (rc != SQLITE_DONE) {
+            store_detail::sqlite_fail(db_, path_, "reading the day totals");
+          }
+          return out;
+        });
   }
 
   std::vector<int64_t> received_at(const std::vector<std::string>& record_ids) override {
@@ -518,6 +590,25 @@ class SqliteStore final : public Store {
                         "ON CONFLICT (month, code) DO UPDATE SET agency_code = "
                         "excluded.agency_code, revision = excluded.revision, json = excluded.json",
             use(month), use(code), use(agency), use(revision), use(json), now;
+      }
+      if (!commit.day_totals.empty()) {
+        sqlite3_stmt* upsert = upsert_day_totals_.get(
+            db_,
+            "INSERT INTO staff_month_days (month, staff_code, totals) VALUES (?, ?, ?) "
+            "ON CONFLICT (month, staff_code) DO UPDATE SET totals = excluded.totals",
+            path_);
+        for (const auto& row : commit.day_totals) {
+          store_detail::StatementScope scope(upsert);
+          store_detail::bind_text(upsert, 1, row.key.month);
+          store_detail::bind_text(upsert, 2, row.key.staff_code);
+          sqlite3_bind_blob(upsert, 3, row.totals.data(), static_cast<int>(row.totals.size()),
+                            SQLITE_STATIC);
+          if (sqlite3_step(upsert) != SQLITE_DONE) {
+            store_detail::sqlite_fail(
+                db_, path_,
+                "storing the day totals of staff " + row.key.staff_code + " in " + row.key.month);
+          }
+        }
       }
       append_outbox(commit.outbox);
       for (const auto& key : commit.done) {
@@ -1028,7 +1119,8 @@ class SqliteStore final : public Store {
   store_detail::PreparedStatement staff_month_row_, agency_month_row_;
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
       scan_month_, append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
-      staff_month_scores_, move_score_;
+      staff_month_scores_, move_score_, staff_day_scan_, record_score_, read_day_totals_,
+      upsert_day_totals_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   ScanBatch scan_batch_;

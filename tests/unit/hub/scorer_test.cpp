@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <random>
 
 using namespace kpihub;
 namespace fs = std::filesystem;
@@ -40,9 +41,19 @@ class InterleavingStore final : public Store {
   explicit InterleavingStore(Store& inner) : inner_(inner) {}
   std::function<void(const StaffMonthKey&)> before_read, after_read;
 
+  int month_reads = 0, day_reads = 0;
+
   StaffMonthForScoring staff_month_for_scoring(const StaffMonthKey& key) override {
+    ++month_reads;
     if (before_read) before_read(key);
     auto out = inner_.staff_month_for_scoring(key);
+    if (after_read) after_read(key);
+    return out;
+  }
+  StaffMonthForScoring staff_days_for_scoring(const StaffMonthKey& key, DayMask days) override {
+    ++day_reads;
+    if (before_read) before_read(key);
+    auto out = inner_.staff_days_for_scoring(key, days);
     if (after_read) after_read(key);
     return out;
   }
@@ -52,6 +63,9 @@ class InterleavingStore final : public Store {
   std::vector<SourceState> sources() override { return inner_.sources(); }
   std::vector<StaffMonthKey> dirty_staff_months(std::size_t n) override {
     return inner_.dirty_staff_months(n);
+  }
+  std::vector<DirtyStaffMonth> dirty_staff_days(std::size_t n) override {
+    return inner_.dirty_staff_days(n);
   }
   std::size_t mark_month_dirty(const std::string& m) override { return inner_.mark_month_dirty(m); }
   std::vector<WorkRecord> records_of_staff_month(const StaffMonthKey& k) override {
@@ -253,6 +267,81 @@ TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) 
   ASSERT_EQ(revision, 4);
   check(4, 20);
   EXPECT_EQ(store_->record_scores({"eoffice:WD-1"})[0].sequence, 2);
+}
+
+// Issue 8, part 3: a page rescores only the days it touched, folded with the stored totals of
+// the others. Random pages (new records, revisions that change minutes, approval, date, staff,
+// retractions, leave) scored page by page must leave exactly what scoring every staff month
+// whole leaves: a whole rescore afterwards sends nothing, and each stored staff month equals
+// the month computed from scratch.
+TEST_F(ScorerTest, RescoringTheChangedDaysLeavesWhatAWholeRescoreWould) {
+  InterleavingStore store(*store_);
+  Scorer scorer(store, ref_, clock_, "test-hub");
+  std::mt19937 rng(42);
+  const auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  const std::vector<std::string> staff = {"KH-000123", "KH-000124", "KH-000010"};
+  const std::vector<std::string> tasks = {"B.03.2", "A.01", "D.01", "D.LEAVE"};
+  std::map<std::string, WorkRecord> current;
+  for (int p = 0; p < 40; ++p) {
+    std::vector<WorkRecord> records;
+    for (int i = 0, n = 1 + pick(12); i < n; ++i) {
+      const std::string id = "WD-" + std::to_string(pick(60));
+      auto it = current.find("eoffice:" + id);
+      WorkRecord r = it == current.end()
+                         ? diary(id, 0, staff[static_cast<std::size_t>(pick(3))], 60)
+                         : it->second;
+      r.revision += 1;
+      r.declared_minutes = 30 + pick(300);
+      r.quantity = pick(6);
+      r.task_code = tasks[static_cast<std::size_t>(pick(10) == 0 ? 3 : pick(3))];
+      if (pick(4) == 0) {
+        r.work_date = Date::from_ymd(2025, 4, static_cast<unsigned>(1 + pick(30)));
+      }
+      if (pick(8) == 0) r.staff_code = staff[static_cast<std::size_t>(pick(3))];
+      r.retracted = pick(12) == 0;
+      r.approval.emplace();
+      r.approval->status = pick(3) == 0 ? ApprovalStatus::pending : ApprovalStatus::approved;
+      current[r.record_id] = r;
+      records.push_back(std::move(r));
+    }
+    store_->commit_page(page(std::move(records)));
+    if (pick(3) != 0) {
+      while (scorer.score_pending(2).staff_months > 0) {
+      }
+    }
+  }
+  while (scorer.score_pending(64).staff_months > 0) {
+  }
+  EXPECT_GT(store.day_reads, 40) << "the changed days were read, not whole staff months";
+  EXPECT_LE(store.month_reads, 3) << "each staff month is read whole once, for its first totals";
+  records_sent();  // drained: only what a whole rescore sends is looked at below
+
+  const Month april{2025, 4};
+  std::map<std::string, std::string> fresh;
+  for (const StaffMonthResult& m : scorer.compute_month(april)) {
+    fresh[m.staff_code] = json::serialize(to_json(m, 0));
+  }
+  std::map<std::string, std::string> stored;
+  for (const auto& row : store_->month_rows(OutboxKind::staff_month, "2025-04")) {
+    json::object o = json::parse(row.json).as_object();
+    o["revision"] = 0;
+    stored[row.code] = json::serialize(o);
+  }
+  EXPECT_EQ(stored, fresh);
+
+  ASSERT_EQ(store_->mark_month_dirty("2025-04"), 3u);
+  ScoringRunResult whole;
+  for (;;) {
+    const ScoringRunResult run = scorer.score_pending(64);
+    if (run.staff_months == 0) break;
+    whole.records_sent += run.records_sent;
+    whole.staff_months_sent += run.staff_months_sent;
+    whole.agency_months_sent += run.agency_months_sent;
+  }
+  EXPECT_EQ(whole.records_sent, 0u);
+  EXPECT_EQ(whole.staff_months_sent, 0u);
+  EXPECT_EQ(whole.agency_months_sent, 0u);
+  EXPECT_TRUE(records_sent().empty());
 }
 
 }  // namespace

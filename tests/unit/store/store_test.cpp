@@ -476,6 +476,78 @@ TEST_F(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
   EXPECT_EQ(store->dirty_staff_months(10), dirty);
 }
 
+// Schema 6: a dirty mark names the days that changed. A revised record marks the day it had
+// and the day it has; mark_month_dirty marks the whole month; a mark made while the scorer
+// works adds its days to the one the scorer has not cleared.
+TEST_F(StoreTest, DirtyMarksCarryTheDaysThatChanged) {
+  auto store = open();
+  const Date apr8 = *Date::parse("2025-04-08");
+  const Date apr9 = *Date::parse("2025-04-09");
+  const Date apr20 = *Date::parse("2025-04-20");
+  store->commit_page(page_of({full_record("1", 1, "CB001", "2025-04-08"),
+                              full_record("2", 1, "CB001", "2025-04-09"),
+                              full_record("3", 1, "CB002", "2025-04-09")}));
+  auto dirty = store->dirty_staff_days(10);
+  ASSERT_EQ(dirty.size(), 2u);
+  EXPECT_EQ(dirty[0], (DirtyStaffMonth{{"CB001", "2025-04"}, day_bit(apr8) | day_bit(apr9)}));
+  EXPECT_EQ(dirty[1], (DirtyStaffMonth{{"CB002", "2025-04"}, day_bit(apr9)}));
+  EXPECT_EQ(day_bit(apr8), DayMask{1} << 7);
+  ScoringCommit done;
+  done.done = {dirty[0].key, dirty[1].key};
+  store->commit_scoring(done);
+  ASSERT_TRUE(store->dirty_staff_days(10).empty());
+
+  // Record 1 moves from the 8th to the 20th while the scorer holds an older mark of CB001.
+  store->commit_page(page_of({full_record("2", 2, "CB001", "2025-04-09")}));
+  dirty = store->dirty_staff_days(10);
+  ASSERT_EQ(dirty.size(), 1u);
+  store->commit_page(page_of({full_record("1", 2, "CB001", "2025-04-20")}));
+  done.done = {dirty[0].key};
+  store->commit_scoring(done);
+  EXPECT_EQ(store->dirty_staff_days(10),
+            (std::vector<DirtyStaffMonth>{
+                {{"CB001", "2025-04"}, day_bit(apr8) | day_bit(apr9) | day_bit(apr20)}}));
+
+  EXPECT_EQ(store->mark_month_dirty("2025-04"), 2u);
+  dirty = store->dirty_staff_days(10);
+  ASSERT_EQ(dirty.size(), 2u);
+  EXPECT_EQ(dirty[0].days, kWholeMonth);
+  EXPECT_EQ(dirty[1].days, kWholeMonth);
+}
+
+// What rescoring some days reads: those days' records with their last scores, and the staff
+// month's day totals as last committed (none before the first commit).
+TEST_F(StoreTest, StaffDaysAreReadWithTheirScoresAndTheMonthsDayTotals) {
+  auto store = open();
+  store->commit_page(page_of({full_record("1", 1, "CB001", "2025-04-08"),
+                              full_record("2", 1, "CB001", "2025-04-09"),
+                              full_record("3", 1, "CB001", "2025-04-10"),
+                              full_record("4", 1, "CB002", "2025-04-09")}));
+  const StaffMonthKey key{"CB001", "2025-04"};
+  const DayMask days = day_bit(*Date::parse("2025-04-08")) | day_bit(*Date::parse("2025-04-10"));
+  auto read = store->staff_days_for_scoring(key, days);
+  ASSERT_EQ(read.records.size(), 2u);
+  EXPECT_EQ(read.records[0].record_id, "eoffice:1");
+  EXPECT_EQ(read.records[1].record_id, "eoffice:3");
+  EXPECT_EQ(read.received_at, (std::vector<int64_t>{1744000000000, 1744000000000}));
+  EXPECT_FALSE(read.previous[0]);
+  EXPECT_FALSE(read.day_totals);
+
+  ScoringCommit commit;
+  commit.record_scores = {{"eoffice:3", 1, 1, "{\"points\":3}"}};
+  commit.day_totals = {{key, std::string("\x01totals\0with a zero", 19)}};
+  store->commit_scoring(commit);
+  read = store->staff_days_for_scoring(key, days);
+  ASSERT_EQ(read.previous.size(), 2u);
+  EXPECT_FALSE(read.previous[0]);
+  ASSERT_TRUE(read.previous[1]);
+  EXPECT_EQ(read.previous[1]->scoring_json, "{\"points\":3}");
+  EXPECT_EQ(read.day_totals, std::string("\x01totals\0with a zero", 19));
+  EXPECT_FALSE(store->staff_days_for_scoring({"CB002", "2025-04"}, kWholeMonth).day_totals);
+  EXPECT_EQ(store->staff_days_for_scoring({"CB002", "2025-04"}, kWholeMonth).records.size(), 1u);
+  EXPECT_THROW(store->staff_days_for_scoring({"CB001", "April"}, days), StoreError);
+}
+
 TEST_F(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   auto store = open();
   store->commit_page(page_of({full_record("1", 2), full_record("2", 1, "CB002")}));
@@ -852,18 +924,37 @@ TEST_F(StoreTest, TheMonthScanReadsOnlyTheCoveringIndex) {
   EXPECT_NE(plan[0].find("USING COVERING INDEX records_for_scoring"), std::string::npos) << plan[0];
 }
 
-// Rescoring one staff month reads two ranges in record_id order and no table page: the
-// covering index for its records, record_scores' key for their last scores (schema 5).
+// Rescoring one staff month reads two ranges and no table page: the covering index for its
+// records (sorted by record_id after, as the index is keyed by date first, schema 6),
+// record_scores' key for their last scores (schema 5).
 TEST_F(StoreTest, AStaffMonthIsReadForScoringFromTwoKeyRanges) {
   open()->commit_page(page_of({full_record("WD-1", 1)}));
   auto plan = query_plan(path_, store_detail::staff_month_scan_sql());
-  ASSERT_EQ(plan.size(), 1u);
+  ASSERT_EQ(plan.size(), 2u);
   EXPECT_NE(plan[0].find("USING COVERING INDEX records_for_scoring (month=? AND staff_code=?)"),
             std::string::npos)
       << plan[0];
+  EXPECT_NE(plan[1].find("TEMP B-TREE FOR ORDER BY"), std::string::npos) << plan[1];
   plan = query_plan(path_, store_detail::staff_month_scores_sql());
   ASSERT_EQ(plan.size(), 1u);
   EXPECT_NE(plan[0].find("USING PRIMARY KEY (month=? AND staff_code=?)"), std::string::npos)
+      << plan[0];
+}
+
+// Rescoring a changed day reads one short range of the covering index per day, in record_id
+// order, and each last score by its key (schema 6): no table page, no sort.
+TEST_F(StoreTest, AStaffDayIsReadForScoringFromOneRangeAndKeyLookups) {
+  open()->commit_page(page_of({full_record("WD-1", 1)}));
+  auto plan = query_plan(path_, store_detail::staff_day_scan_sql());
+  ASSERT_EQ(plan.size(), 1u) << plan.back();
+  EXPECT_NE(plan[0].find("USING COVERING INDEX records_for_scoring (month=? AND staff_code=? AND "
+                         "work_date=?)"),
+            std::string::npos)
+      << plan[0];
+  plan = query_plan(path_, store_detail::record_score_sql());
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_NE(plan[0].find("USING PRIMARY KEY (month=? AND staff_code=? AND record_id=?)"),
+            std::string::npos)
       << plan[0];
 }
 
@@ -948,7 +1039,7 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   SqliteStoreOptions options;
   options.on_migration = [&](const std::string& message) { told.push_back(message); };
   auto store = open_sqlite_store(path_, options);
-  ASSERT_EQ(told.size(), 6u);
+  ASSERT_EQ(told.size(), 8u);
   for (std::size_t i = 0; i < told.size(); ++i) {
     const std::string step = "store " + path_ + ": schema " + std::to_string(2 + i / 2) + " -> " +
                              std::to_string(3 + i / 2) + ": ";
@@ -960,7 +1051,7 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   EXPECT_EQ(counts.revisions, 85);
   {
     Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
-    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 5);
+    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 6);
     EXPECT_EQ(scores_digest(raw), scores_before);
     // Each score sits under its record's staff month (schema 5's key).
     EXPECT_EQ(count_of(raw,

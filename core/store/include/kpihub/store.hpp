@@ -50,6 +50,20 @@ struct StaffMonthKey {
   auto operator<=>(const StaffMonthKey&) const = default;
 };
 
+// Days of a month as bits, bit d-1 for day d: which days of a staff month changed since the
+// scorer last scored them.
+using DayMask = uint32_t;
+inline constexpr DayMask kWholeMonth = 0xFFFFFFFFu;
+inline DayMask day_bit(const Date& d) {
+  return DayMask{1} << (static_cast<unsigned>(d.ymd().day()) - 1);
+}
+
+struct DirtyStaffMonth {
+  StaffMonthKey key;
+  DayMask days = kWholeMonth;  // kWholeMonth: rescore all of it (rules, clock, upgrade)
+  bool operator==(const DirtyStaffMonth&) const = default;
+};
+
 // A record's current scoring as last sent downstream.
 struct RecordScoreRow {
   std::string record_id;
@@ -80,6 +94,12 @@ struct ScoringCommit {
   };
   std::vector<MonthRow> months;    // upserted
   std::vector<OutboxItem> outbox;  // appended (seq ignored)
+  // A staff month's day totals as the scorer encodes them (encode_day_totals), replaced whole.
+  struct DayTotalsRow {
+    StaffMonthKey key;
+    std::string totals;
+  };
+  std::vector<DayTotalsRow> day_totals;
 };
 
 struct Batch {
@@ -152,6 +172,9 @@ class Store {
 
   // --- scoring --------------------------------------------------------------
   virtual std::vector<StaffMonthKey> dirty_staff_months(std::size_t limit) = 0;
+  // The same, with the days of each that changed (pages mark the days their records had and
+  // have; mark_month_dirty marks kWholeMonth).
+  virtual std::vector<DirtyStaffMonth> dirty_staff_days(std::size_t limit) = 0;
   // Marks every staff-month of `month` dirty (rescore after a rules change).
   virtual std::size_t mark_month_dirty(const std::string& month) = 0;
   // Current revision of every record of the staff member in the month,
@@ -165,8 +188,14 @@ class Store {
     std::vector<WorkRecord> records;
     std::vector<int64_t> received_at;
     std::vector<std::optional<RecordScoreRow>> previous;
+    // staff_days_for_scoring only: the day totals last committed for the staff month
+    // (ScoringCommit::day_totals); nullopt when none were.
+    std::optional<std::string> day_totals;
   };
   virtual StaffMonthForScoring staff_month_for_scoring(const StaffMonthKey& key) = 0;
+  // The same for the records of some days only (a range read per day, a key lookup per last
+  // score), with the staff month's stored day totals: what rescoring a changed day reads.
+  virtual StaffMonthForScoring staff_days_for_scoring(const StaffMonthKey& key, DayMask days) = 0;
   // When the hub first stored the current revision of each record (unix ms),
   // parallel to `record_ids`; 0 for unknown ids.
   virtual std::vector<int64_t> received_at(const std::vector<std::string>& record_ids) = 0;
@@ -181,7 +210,7 @@ class Store {
                                                            const std::string& code) = 0;
   virtual std::vector<ScoringCommit::MonthRow> month_rows(OutboxKind kind,
                                                           const std::string& month) = 0;
-  // One transaction: record scores, month rows, outbox items, dirty keys cleared.
+  // One transaction: record scores, month rows, day totals, outbox items, dirty keys cleared.
   virtual void commit_scoring(const ScoringCommit& commit) = 0;
 
   // --- outbox and delivery --------------------------------------------------
