@@ -269,11 +269,23 @@ void BM_IncrementalRevisionPage(benchmark::State& state) {
   const double first_t0 = bench::process_cpu_seconds();
   std::size_t first_scored = 0;
   for (;;) {
-    const ScoringRunResult run = scorer.score_pending(64);
+    const ScoringRunResult run = scorer.score_pending();
     if (run.staff_months == 0) break;
     first_scored += run.records_sent;
   }
   const double first_cpu = bench::process_cpu_seconds() - first_t0;
+  // A kept store from before schema 6 has no day totals: its staff months are rescored whole
+  // once (as after an upgrade, each staff month's first change is), so that the pages below
+  // measure the steady state, rescoring changed days.
+  const auto staff = f.store->staff_of_month(kMonth.str());
+  if (!staff.empty() &&
+      !f.store->staff_days_for_scoring({staff.front(), kMonth.str()}, 0).day_totals) {
+    std::fprintf(stderr, "bench_month: no day totals stored yet; rescoring %s whole once\n",
+                 kMonth.str().c_str());
+    f.store->mark_month_dirty(kMonth.str());
+    while (scorer.score_pending(256).staff_months > 0) {
+    }
+  }
   std::mt19937 rng(7);
   constexpr int kPage = 1000;
   std::size_t pages = 0, staff_months = 0, records_sent = 0;
@@ -295,7 +307,7 @@ void BM_IncrementalRevisionPage(benchmark::State& state) {
   };
   const auto rescore = [&] {
     for (;;) {
-      const ScoringRunResult run = scorer.score_pending(64);
+      const ScoringRunResult run = scorer.score_pending();
       if (run.staff_months == 0) break;
       staff_months += run.staff_months;
       records_sent += run.records_sent;
@@ -335,7 +347,7 @@ void BM_IncrementalRevisionPage(benchmark::State& state) {
         first_cpu * 1e6 / static_cast<double>(first_scored);
   }
 }
-BENCHMARK(BM_IncrementalRevisionPage)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(5);
+BENCHMARK(BM_IncrementalRevisionPage)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(60);
 
 }  // namespace
 }  // namespace kpihub

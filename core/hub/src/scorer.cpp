@@ -132,6 +132,7 @@ void score_month_overlapped(
                                     std::span<const int64_t>(job->received.data(), job->count));
         release(job->result.scored);
         release(job->result.days);
+        release(job->result.day_totals);
       } catch (...) {
         std::lock_guard lock(mutex);
         if (!scoring_failed) scoring_failed = std::current_exception();
@@ -273,7 +274,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   const std::string scored_at_text = scored_at.str();
 
   ScoringCommit commit;
-  for (const DirtyStaffMonth& d : dirty) commit.done.push_back(d.key);
+  std::size_t records_read = 0;
   std::set<std::string> months_touched;
   // A record can come up under two keys of one run: a page committed between the two reads
   // moved it to another staff month. Both reads saw the same last-sent score, so both would
@@ -287,7 +288,10 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   std::vector<std::size_t> dropped_scores, dropped_outbox;
 
   for (const DirtyStaffMonth& dirty_key : dirty) {
+    // The keys not reached stay dirty for the next run.
+    if (records_read >= kRecordsPerRun) break;
     const StaffMonthKey& key = dirty_key.key;
+    commit.done.push_back(key);
     // Only the changed days are read and scored, folded with the stored totals of the others
     // (issue 8, part 3). The whole staff month is when so marked (rules, clock, upgrade), when
     // no totals are stored yet, and for staff no longer in the directory (their agency comes
@@ -300,6 +304,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     }
     const bool whole = !other_days;
     if (whole) stored = store_.staff_month_for_scoring(key);
+    records_read += stored.records.size();
     StaffMonthResult month_result = score_one(key, stored);
     if (!whole) {
       month_result.day_totals.insert(month_result.day_totals.end(), other_days->begin(),
@@ -402,6 +407,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     commit.day_totals.push_back({key, encode_day_totals(month_result.day_totals)});
     release(month_result.scored);
     release(month_result.days);
+    release(month_result.day_totals);
     auto it = cache_.find(key.month);
     if (it != cache_.end()) it->second.put(key.staff_code, month_result);
     ++result.staff_months;

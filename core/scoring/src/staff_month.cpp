@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -541,15 +542,17 @@ constexpr uint8_t kDayTotalsFormat = 1;
 constexpr std::size_t kDayTotalsFields = 18;
 constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();  // no counting record
 
+// Little-endian on every machine the hub is built for (x86-64, arm64); a big-endian build
+// fails here rather than writing totals another build would misread.
+static_assert(std::endian::native == std::endian::little);
 void put_u64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  char bytes[8];
+  std::memcpy(bytes, &v, sizeof v);
+  out.append(bytes, sizeof bytes);
 }
 uint64_t get_u64(std::string_view bytes, std::size_t at) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) {
-    v |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[at + static_cast<std::size_t>(i)]))
-         << (8 * i);
-  }
+  uint64_t v;
+  std::memcpy(&v, bytes.data() + at, sizeof v);
   return v;
 }
 uint64_t bits_of(double d) {

@@ -111,10 +111,14 @@ class Scorer {
  public:
   Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id,
          std::shared_mutex* directory_lock = nullptr);
-  // Processes up to `max_keys` dirty staff-months. Returns what it did.
-  // One store transaction per call: 64 staff-months (~14k records) keep the
-  // commit's outbox payloads near 15 MB; 256 held ~60 MB at the peak.
-  ScoringRunResult score_pending(std::size_t max_keys = 64);
+  // Processes up to `max_keys` dirty staff-months, and stops taking more once it has read
+  // kRecordsPerRun records. Returns what it did. One store transaction per call: ~16k records
+  // (64 staff months scored whole) keep the commit's outbox payloads near 15 MB (256 held
+  // ~60 MB at the peak), while a run of changed days, a few records each, takes up to
+  // max_keys staff months, so the run's fixed cost (the agency months of each month it
+  // touched) is spread over many (issue 8: it was a quarter of incremental scoring at 64).
+  static constexpr std::size_t kRecordsPerRun = 16384;
+  ScoringRunResult score_pending(std::size_t max_keys = 1024);
   // Marks months whose closed/open state changed since last seen dirty
   // (overdue flags and agency status depend on the due date).
   void refresh_time_dependent();
