@@ -347,7 +347,7 @@ void BM_IncrementalRevisionPage(benchmark::State& state) {
         first_cpu * 1e6 / static_cast<double>(first_scored);
   }
 }
-BENCHMARK(BM_IncrementalRevisionPage)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(60);
+BENCHMARK(BM_IncrementalRevisionPage)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(20);
 
 }  // namespace
 }  // namespace kpihub

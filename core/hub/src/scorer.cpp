@@ -219,10 +219,11 @@ void score_month_overlapped(
 namespace {
 
 // The stored day totals of the days of `key` not in `rescored`; nullopt when the bytes are not
-// totals this build wrote for that month (then the whole staff month is scored again).
-std::optional<std::vector<DayTotals>> days_outside(std::string_view stored,
+// totals this build wrote for that month under the same rules and catalog (then the whole staff
+// month is scored again).
+std::optional<std::vector<DayTotals>> days_outside(std::string_view stored, std::string_view basis,
                                                    const StaffMonthKey& key, DayMask rescored) {
-  auto days = decode_day_totals(stored);
+  auto days = decode_day_totals(stored, basis);
   const auto month = Month::parse(key.month);
   if (!days || !month) return std::nullopt;
   std::erase_if(*days, [&](const DayTotals& d) { return (rescored & day_bit(d.date)) != 0; });
@@ -275,6 +276,9 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
 
   ScoringCommit commit;
   std::size_t records_read = 0;
+  // What stored day totals were computed with: a province that changes its rules or catalog
+  // (a new version) without `rescore` still never gets a month folded from days of both.
+  const std::string totals_basis = reference_.rules.version + "\n" + reference_.catalog.version;
   std::set<std::string> months_touched;
   // A record can come up under two keys of one run: a page committed between the two reads
   // moved it to another staff month. Both reads saw the same last-sent score, so both would
@@ -300,7 +304,9 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     std::optional<std::vector<DayTotals>> other_days;
     if (dirty_key.days != kWholeMonth && reference_.directory.staff(key.staff_code) != nullptr) {
       stored = store_.staff_days_for_scoring(key, dirty_key.days);
-      if (stored.day_totals) other_days = days_outside(*stored.day_totals, key, dirty_key.days);
+      if (stored.day_totals) {
+        other_days = days_outside(*stored.day_totals, totals_basis, key, dirty_key.days);
+      }
     }
     const bool whole = !other_days;
     if (whole) stored = store_.staff_month_for_scoring(key);
@@ -404,7 +410,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
                                "staff:" + key.month + ":" + key.staff_code, std::move(text)});
       ++result.staff_months_sent;
     }
-    commit.day_totals.push_back({key, encode_day_totals(month_result.day_totals)});
+    commit.day_totals.push_back({key, encode_day_totals(month_result.day_totals, totals_basis)});
     release(month_result.scored);
     release(month_result.days);
     release(month_result.day_totals);

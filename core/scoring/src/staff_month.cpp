@@ -535,9 +535,10 @@ void fold_day_totals(StaffMonthResult& out, const HolidayCalendar& calendar, con
 
 namespace {
 
-// Format 1: a version byte, then per day 18 fixed little-endian 8-byte fields in the order
-// below (doubles as their IEEE bits, so they come back bit for bit). Fixed width keeps the
-// reader trivial; a province month is ~22 days x 144 bytes per staff member.
+// Format 1: a version byte, the basis (its length as 8 bytes, then its bytes), then per day 18
+// fixed little-endian 8-byte fields in the order below (doubles as their IEEE bits, so they come
+// back bit for bit). Fixed width keeps the reader trivial; a province month is ~22 days x 144 bytes
+// per staff member.
 constexpr uint8_t kDayTotalsFormat = 1;
 constexpr std::size_t kDayTotalsFields = 18;
 constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();  // no counting record
@@ -568,10 +569,12 @@ double double_of(uint64_t v) {
 
 }  // namespace
 
-std::string encode_day_totals(std::span<const DayTotals> days) {
+std::string encode_day_totals(std::span<const DayTotals> days, std::string_view basis) {
   std::string out;
-  out.reserve(1 + days.size() * kDayTotalsFields * 8);
+  out.reserve(1 + 8 + basis.size() + days.size() * kDayTotalsFields * 8);
   out.push_back(static_cast<char>(kDayTotalsFormat));
+  put_u64(out, basis.size());
+  out.append(basis);
   for (const DayTotals& d : days) {
     const auto i64 = [&](int64_t v) { put_u64(out, static_cast<uint64_t>(v)); };
     i64(d.date.days);
@@ -596,14 +599,16 @@ std::string encode_day_totals(std::span<const DayTotals> days) {
   return out;
 }
 
-std::optional<std::vector<DayTotals>> decode_day_totals(std::string_view bytes) {
+std::optional<std::vector<DayTotals>> decode_day_totals(std::string_view bytes,
+                                                        std::string_view basis) {
   constexpr std::size_t kDayBytes = kDayTotalsFields * 8;
-  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kDayTotalsFormat ||
-      (bytes.size() - 1) % kDayBytes != 0) {
-    return std::nullopt;
-  }
-  std::vector<DayTotals> out((bytes.size() - 1) / kDayBytes);
-  std::size_t at = 1;
+  if (bytes.size() < 9 || static_cast<uint8_t>(bytes[0]) != kDayTotalsFormat) return std::nullopt;
+  const uint64_t basis_size = get_u64(bytes, 1);
+  if (basis_size > bytes.size() - 9 || bytes.substr(9, basis_size) != basis) return std::nullopt;
+  const std::size_t first_day = 9 + static_cast<std::size_t>(basis_size);
+  if ((bytes.size() - first_day) % kDayBytes != 0) return std::nullopt;
+  std::vector<DayTotals> out((bytes.size() - first_day) / kDayBytes);
+  std::size_t at = first_day;
   const auto next = [&] {
     const uint64_t v = get_u64(bytes, at);
     at += 8;

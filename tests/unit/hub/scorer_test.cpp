@@ -344,4 +344,34 @@ TEST_F(ScorerTest, RescoringTheChangedDaysLeavesWhatAWholeRescoreWould) {
   EXPECT_TRUE(records_sent().empty());
 }
 
+// A province changes its rules (a new version) and a page arrives before anyone runs
+// `rescore`: the staff month it touches is scored whole under the new rules, never folded from
+// days scored under both.
+TEST_F(ScorerTest, DayTotalsOfOtherRulesAreNotFolded) {
+  store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000123", 60)}));
+  {
+    Scorer scorer(*store_, ref_, clock_, "test-hub");
+    while (scorer.score_pending().staff_months > 0) {
+    }
+  }
+  ReferenceData changed = ref_;
+  changed.rules.version = "kpi-rules/1-khanh-hoa-2025-06";
+  changed.rules.quality_none = 0.5;
+  InterleavingStore store(*store_);
+  Scorer scorer(store, changed, clock_, "test-hub");
+  WorkRecord other_day = diary("WD-3", 1, "KH-000123", 60);
+  other_day.work_date = *Date::parse("2025-04-09");
+  store_->commit_page(page({other_day}));
+  while (scorer.score_pending().staff_months > 0) {
+  }
+  EXPECT_EQ(store.month_reads, 1) << "scored whole";
+  EXPECT_EQ(store.day_reads, 1) << "the changed day was read first, then found of other rules";
+  const auto fresh = scorer.compute_month(Month{2025, 4});
+  ASSERT_EQ(fresh.size(), 1u);
+  const auto row = store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->json, json::serialize(to_json(fresh[0], row->revision)));
+  EXPECT_EQ(json::parse(row->json).at("rules_version"), "kpi-rules/1-khanh-hoa-2025-06");
+}
+
 }  // namespace

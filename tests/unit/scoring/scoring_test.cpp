@@ -1030,7 +1030,7 @@ TEST(Properties, RescoringSomeDaysFoldsToTheWholeMonth) {
     }
     StaffMonthResult folded = some.score();
     // The other days' totals, as the store keeps them (through their stored bytes).
-    const auto stored = decode_day_totals(encode_day_totals(whole.day_totals));
+    const auto stored = decode_day_totals(encode_day_totals(whole.day_totals, "basis"), "basis");
     ASSERT_TRUE(stored) << "round " << round;
     ASSERT_EQ(*stored, whole.day_totals) << "round " << round;
     for (const DayTotals& d : *stored) {
@@ -1062,19 +1062,24 @@ TEST(Properties, RescoringSomeDaysFoldsToTheWholeMonth) {
 TEST(DayTotalsBytes, RefusesWhatItDidNotWrite) {
   Scenario s = worked_example();
   const StaffMonthResult m = s.score();
-  const std::string bytes = encode_day_totals(m.day_totals);
-  ASSERT_EQ(decode_day_totals(bytes), m.day_totals);
-  EXPECT_EQ(decode_day_totals(encode_day_totals({})), std::vector<DayTotals>{});
-  EXPECT_FALSE(decode_day_totals(""));
-  EXPECT_FALSE(decode_day_totals(bytes.substr(0, bytes.size() - 1))) << "truncated";
+  const std::string basis = "kpi-rules/1\n2025.04";
+  const std::string bytes = encode_day_totals(m.day_totals, basis);
+  ASSERT_EQ(decode_day_totals(bytes, basis), m.day_totals);
+  EXPECT_EQ(decode_day_totals(encode_day_totals({}, basis), basis), std::vector<DayTotals>{});
+  EXPECT_FALSE(decode_day_totals(bytes, "kpi-rules/2\n2025.04")) << "other rules";
+  EXPECT_FALSE(decode_day_totals(bytes, "kpi-rules/1")) << "other catalog";
+  EXPECT_FALSE(decode_day_totals("", basis));
+  EXPECT_FALSE(decode_day_totals(bytes.substr(0, bytes.size() - 1), basis)) << "truncated";
+  EXPECT_FALSE(decode_day_totals(bytes.substr(0, 5), basis)) << "truncated in the basis";
   std::string other_format = bytes;
   other_format[0] = 2;
-  EXPECT_FALSE(decode_day_totals(other_format));
+  EXPECT_FALSE(decode_day_totals(other_format, basis));
   // Two days out of order (8 and 9 April swapped) cannot be folded.
-  const std::size_t day_bytes = (bytes.size() - 1) / 2;
+  const std::size_t head = 1 + 8 + basis.size();
+  const std::size_t day_bytes = (bytes.size() - head) / 2;
   const std::string swapped =
-      bytes.substr(0, 1) + bytes.substr(1 + day_bytes) + bytes.substr(1, day_bytes);
-  EXPECT_FALSE(decode_day_totals(swapped));
+      bytes.substr(0, head) + bytes.substr(head + day_bytes) + bytes.substr(head, day_bytes);
+  EXPECT_FALSE(decode_day_totals(swapped, basis));
 }
 
 }  // namespace

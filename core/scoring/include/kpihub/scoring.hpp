@@ -189,9 +189,12 @@ struct DayTotals {
 
 // A compact binary form of a staff month's day totals, for the store (a cache of derived
 // figures: decode gives nullopt for anything it does not recognise, and the caller then
-// scores the whole month again).
-std::string encode_day_totals(std::span<const DayTotals> days);
-std::optional<std::vector<DayTotals>> decode_day_totals(std::string_view bytes);
+// scores the whole month again). `basis` names what the points were computed with (the
+// scorer passes the rules and catalog versions): totals of another basis are not decoded,
+// so days scored under old rules are never folded with days scored under new ones.
+std::string encode_day_totals(std::span<const DayTotals> days, std::string_view basis);
+std::optional<std::vector<DayTotals>> decode_day_totals(std::string_view bytes,
+                                                        std::string_view basis);
 
 enum class AssessmentClass : uint8_t { excellent, good, complete, not_complete, not_assessed };
 std::string_view to_string(AssessmentClass c);
