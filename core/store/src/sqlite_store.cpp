@@ -611,16 +611,25 @@ class SqliteStore final : public Store {
         }
       }
       append_outbox(commit.outbox);
+      // Prepared once: a run of changed days clears up to 1,024 keys.
+      sqlite3_stmt* clear = clear_dirty_.get(db_,
+                                             "DELETE FROM dirty_staff_months WHERE staff_code = ?1 "
+                                             "AND month = ?2 AND (?3 < 0 OR generation = ?3)",
+                                             path_);
       for (const auto& key : commit.done) {
-        std::string staff = key.staff_code;
-        std::string month = key.month;
         auto seen = seen_generation_.find(key);
         // Only the mark the scorer saw is cleared; a newer one (same key re-marked by a page
         // committed meanwhile) stays dirty.
-        int64_t generation = seen == seen_generation_.end() ? -1 : seen->second;
-        session_ << "DELETE FROM dirty_staff_months WHERE staff_code = ? AND month = ? "
-                    "AND (? < 0 OR generation = ?)",
-            use(staff), use(month), use(generation), use(generation), now;
+        const int64_t generation = seen == seen_generation_.end() ? -1 : seen->second;
+        store_detail::StatementScope scope(clear);
+        store_detail::bind_text(clear, 1, key.staff_code);
+        store_detail::bind_text(clear, 2, key.month);
+        sqlite3_bind_int64(clear, 3, generation);
+        if (sqlite3_step(clear) != SQLITE_DONE) {
+          store_detail::sqlite_fail(
+              db_, path_,
+              "clearing the dirty mark of staff " + key.staff_code + " in " + key.month);
+        }
       }
       tx.commit();
       for (const auto& key : commit.done) seen_generation_.erase(key);
@@ -1120,7 +1129,7 @@ class SqliteStore final : public Store {
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
       scan_month_, append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
       staff_month_scores_, move_score_, staff_day_scan_, record_score_, read_day_totals_,
-      upsert_day_totals_;
+      upsert_day_totals_, clear_dirty_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   ScanBatch scan_batch_;
