@@ -101,6 +101,8 @@ class SqliteStore final : public Store {
  public:
   SqliteStore(std::string path, const SqliteStoreOptions& options)
       : path_(std::move(path)),
+        busy_timeout_ms_(options.busy_timeout_ms),
+        cache_kib_(options.cache_kib),
         session_(open_session(path_, options)),
         db_(Poco::Data::SQLite::Utility::dbHandle(session_)) {}
 
@@ -912,7 +914,8 @@ class SqliteStore final : public Store {
     guarded("scanning month " + month + " for scoring", [&] {
       // One query for the month, read from the covering records_for_scoring index alone, in
       // (staff_code, record_id) order: no table page per record, however scattered the rows.
-      sqlite3_stmt* s = scan_month_.get(db_, store_detail::month_scan_sql(), path_);
+      sqlite3* reader = scan_connection_.get(path_, busy_timeout_ms_, cache_kib_);
+      sqlite3_stmt* s = scan_month_.get(reader, store_detail::month_scan_sql(), path_);
       store_detail::StatementScope scope(s);
       store_detail::bind_text(s, 1, month);
       // Reused from staff member to staff member: the strings keep their capacity.
@@ -932,7 +935,7 @@ class SqliteStore final : public Store {
       for (;;) {
         const int rc = sqlite3_step(s);
         if (rc == SQLITE_DONE) break;
-        if (rc != SQLITE_ROW) store_detail::sqlite_fail(db_, path_, "reading records");
+        if (rc != SQLITE_ROW) store_detail::sqlite_fail(reader, path_, "reading records");
         const std::string_view row_staff = store_detail::column_text(s, 0);
         if (row_staff != staff) {
           flush();
@@ -1121,10 +1124,15 @@ class SqliteStore final : public Store {
   }
 
   const std::string path_;
+  const int busy_timeout_ms_;
+  const int cache_kib_;
   std::mutex mutex_;
   Session session_;
   sqlite3* db_;  // session_'s connection, for the prepared statements below
-  // Declared after session_, so they are finalized before the connection closes.
+  // The month scan's connection (scan_month_ is prepared on it).
+  store_detail::ReadConnection scan_connection_;
+  // Declared after session_ and scan_connection_, so they are finalized before the
+  // connections close.
   store_detail::PreparedStatement staff_month_row_, agency_month_row_;
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
       scan_month_, append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
