@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <stdexcept>
 #include <thread>
 #include <unordered_map>
 
@@ -277,8 +278,14 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   ScoringCommit commit;
   std::size_t records_read = 0;
   // What stored day totals were computed with: a province that changes its rules or catalog
-  // (a new version) without `rescore` still never gets a month folded from days of both.
-  const std::string totals_basis = reference_.rules.version + "\n" + reference_.catalog.version;
+  // (a new version) without `rescore` still never gets a month folded from days of both; and
+  // whether the month was closed (records without completion earn nothing once it is, 5.4),
+  // so days scored before the due date are not folded with days scored after it, whether or
+  // not refresh_time_dependent saw the month close (it cannot after a restart).
+  const std::string rules_basis = reference_.rules.version + "\n" + reference_.catalog.version;
+  const auto totals_basis = [&](const Month& month) {
+    return rules_basis + (month_closed(month, scored_at, reference_.rules) ? "\nclosed" : "\nopen");
+  };
   std::set<std::string> months_touched;
   // A record can come up under two keys of one run: a page committed between the two reads
   // moved it to another staff month. Both reads saw the same last-sent score, so both would
@@ -296,6 +303,11 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     if (records_read >= kRecordsPerRun) break;
     const StaffMonthKey& key = dirty_key.key;
     commit.done.push_back(key);
+    const auto month = Month::parse(key.month);
+    if (!month) {
+      throw std::runtime_error("scorer: a dirty staff month with no month: '" + key.month + "'");
+    }
+    const std::string basis = totals_basis(*month);
     // Only the changed days are read and scored, folded with the stored totals of the others
     // (issue 8, part 3). The whole staff month is when so marked (rules, clock, upgrade), when
     // no totals are stored yet, and for staff no longer in the directory (their agency comes
@@ -305,13 +317,15 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     if (dirty_key.days != kWholeMonth && reference_.directory.staff(key.staff_code) != nullptr) {
       stored = store_.staff_days_for_scoring(key, dirty_key.days);
       if (stored.day_totals) {
-        other_days = days_outside(*stored.day_totals, totals_basis, key, dirty_key.days);
+        other_days = days_outside(*stored.day_totals, basis, key, dirty_key.days);
       }
     }
     const bool whole = !other_days;
     if (whole) stored = store_.staff_month_for_scoring(key);
     records_read += stored.records.size();
-    StaffMonthResult month_result = score_one(key, stored);
+    // At scored_at, the time the basis names, not a later now().
+    StaffMonthResult month_result =
+        score_records(reference_, scored_at, key, stored.records, stored.received_at);
     if (!whole) {
       month_result.day_totals.insert(month_result.day_totals.end(), other_days->begin(),
                                      other_days->end());
@@ -410,7 +424,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
                                "staff:" + key.month + ":" + key.staff_code, std::move(text)});
       ++result.staff_months_sent;
     }
-    commit.day_totals.push_back({key, encode_day_totals(month_result.day_totals, totals_basis)});
+    commit.day_totals.push_back({key, encode_day_totals(month_result.day_totals, basis)});
     release(month_result.scored);
     release(month_result.days);
     release(month_result.day_totals);

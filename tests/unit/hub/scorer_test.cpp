@@ -34,6 +34,16 @@ class FixedClock final : public Clock {
   int64_t now_unix_ms() const override { return 1746835200000; }  // 2025-05-10
 };
 
+class SettableClock final : public Clock {
+ public:
+  explicit SettableClock(int64_t unix_ms) : unix_ms_(unix_ms) {}
+  int64_t now_unix_ms() const override { return unix_ms_; }
+  void set(int64_t unix_ms) { unix_ms_ = unix_ms; }
+
+ private:
+  int64_t unix_ms_;
+};
+
 // Forwards to a real store; before and after each staff month the scorer reads, runs a hook
 // that may commit a page (as the ingest thread may at that moment).
 class InterleavingStore final : public Store {
@@ -372,6 +382,46 @@ TEST_F(ScorerTest, DayTotalsOfOtherRulesAreNotFolded) {
   ASSERT_TRUE(row);
   EXPECT_EQ(row->json, json::serialize(to_json(fresh[0], row->revision)));
   EXPECT_EQ(json::parse(row->json).at("rules_version"), "kpi-rules/1-khanh-hoa-2025-06");
+}
+
+// Found in review: a month closes (its due date passes) while nothing rescored it whole, here
+// because the hub restarted after the due date, so refresh_time_dependent never saw it open.
+// A page then changes one day. The other days' totals were computed while the month was open
+// (a record with a deadline and no completion earned points); folding them with the changed
+// day would send a month that is neither. The staff month is scored whole instead.
+TEST_F(ScorerTest, DayTotalsFromBeforeTheDueDateAreNotFoldedAfterIt) {
+  WorkRecord open_task = diary("WD-1", 1, "KH-000123", 60);
+  open_task.deadline = Deadline{};
+  open_task.deadline->date = *Date::parse("2025-04-10");
+  open_task.approval.emplace();
+  open_task.approval->status = ApprovalStatus::approved;
+  WorkRecord other_day = diary("WD-2", 1, "KH-000123", 60);
+  other_day.work_date = *Date::parse("2025-04-09");
+  store_->commit_page(page({open_task, other_day}));
+  SettableClock clock(1746835200000);  // 2025-05-10: April is open until 25 May
+  {
+    Scorer scorer(*store_, ref_, clock, "test-hub");
+    while (scorer.score_pending().staff_months > 0) {
+    }
+  }
+  clock.set(1748217600000);  // 2025-05-26: April has closed; a new process
+  Scorer scorer(*store_, ref_, clock, "test-hub");
+  scorer.refresh_time_dependent();
+  other_day.revision = 2;
+  other_day.declared_minutes = 90;
+  store_->commit_page(page({other_day}));
+  while (scorer.score_pending().staff_months > 0) {
+  }
+
+  const auto fresh = scorer.compute_month(Month{2025, 4});
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_EQ(fresh[0].flags.overdue, 1);
+  const auto row = store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->json, json::serialize(to_json(fresh[0], row->revision)));
+  const auto scores = store_->record_scores({"eoffice:WD-1"});
+  ASSERT_EQ(scores.size(), 1u);
+  EXPECT_NE(scores[0].scoring_json.find("overdue"), std::string::npos) << scores[0].scoring_json;
 }
 
 }  // namespace
