@@ -102,7 +102,6 @@ class SqliteStore final : public Store {
   SqliteStore(std::string path, const SqliteStoreOptions& options)
       : path_(std::move(path)),
         busy_timeout_ms_(options.busy_timeout_ms),
-        cache_kib_(options.cache_kib),
         session_(open_session(path_, options)),
         db_(Poco::Data::SQLite::Utility::dbHandle(session_)) {}
 
@@ -914,7 +913,10 @@ class SqliteStore final : public Store {
     guarded("scanning month " + month + " for scoring", [&] {
       // One query for the month, read from the covering records_for_scoring index alone, in
       // (staff_code, record_id) order: no table page per record, however scattered the rows.
-      sqlite3* reader = scan_connection_.get(path_, busy_timeout_ms_, cache_kib_);
+      // A small page cache: the scan reads the index once, in order, and never comes back to a
+      // page, so a second 8 MB cache would only add to the hub's RSS (issue 7: < 100 MB).
+      constexpr int kScanCacheKib = 1024;
+      sqlite3* reader = scan_connection_.get(path_, busy_timeout_ms_, kScanCacheKib);
       sqlite3_stmt* s = scan_month_.get(reader, store_detail::month_scan_sql(), path_);
       store_detail::StatementScope scope(s);
       store_detail::bind_text(s, 1, month);
@@ -1125,7 +1127,6 @@ class SqliteStore final : public Store {
 
   const std::string path_;
   const int busy_timeout_ms_;
-  const int cache_kib_;
   std::mutex mutex_;
   Session session_;
   sqlite3* db_;  // session_'s connection, for the prepared statements below
