@@ -309,9 +309,9 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     }
     const std::string basis = totals_basis(*month);
     // Only the changed days are read and scored, folded with the stored totals of the others
-    // (issue 8, part 3). The whole staff month is when so marked (rules, clock, upgrade), when
-    // no totals are stored yet, and for staff no longer in the directory (their agency comes
-    // from their records).
+    // (issue 8, part 3). The staff month is scored whole when so marked (rescore, due date,
+    // an old mark), when it has no usable stored totals (none yet, or another basis), and for
+    // staff no longer in the directory (their agency comes from their records).
     Store::StaffMonthForScoring stored;
     std::optional<std::vector<DayTotals>> other_days;
     if (dirty_key.days != kWholeMonth && reference_.directory.staff(key.staff_code) != nullptr) {
