@@ -309,6 +309,9 @@ RunSummary Hub::run_once(const std::atomic<bool>& stop) {
   std::thread forwarding([&] { forward_pending(forwarded, stop, scoring_done); });
   try {
     StageTimer timer(summary.score);
+    // A month whose due date passed since the last run is rescored (overdue flags, agency
+    // status), whether or not this run brought records for it.
+    scorer_->refresh_time_dependent();
     while (!stop.load()) {
       auto r = scorer_->score_pending();
       summary.scored_staff_months += r.staff_months;

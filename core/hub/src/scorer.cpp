@@ -463,6 +463,24 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
 
 void Scorer::refresh_time_dependent() {
   const Timestamp t = now();
+  // Once per scorer: months that closed while no scorer watched them (the hub was down at the
+  // due date, or runs only `run --once`). Their agency months were last scored open; the
+  // loop below sees only months this scorer cached open, so it would never rescore them.
+  if (!past_due_checked_) {
+    past_due_checked_ = true;
+    Month month = Month::of(t.local_date());
+    for (int i = 0; i < kMonthsClosingWhileAway; ++i) {
+      month = month.month == 1 ? Month{month.year - 1, 12} : Month{month.year, month.month - 1};
+      if (!month_closed(month, t, reference_.rules)) continue;
+      for (const auto& row : store_.month_rows(OutboxKind::agency_month, month.str())) {
+        const json::value status = json::parse(row.json).as_object()["status"];
+        if (status.is_string() && status.as_string() == to_string(AgencyStatus::open)) {
+          store_.mark_month_dirty(month.str());
+          break;
+        }
+      }
+    }
+  }
   for (auto& [month, cached] : cache_) {
     if (!cached.complete) continue;
     const bool closed = month_closed(*Month::parse(month), t, reference_.rules);

@@ -424,4 +424,47 @@ TEST_F(ScorerTest, DayTotalsFromBeforeTheDueDateAreNotFoldedAfterIt) {
   EXPECT_NE(scores[0].scoring_json.find("overdue"), std::string::npos) << scores[0].scoring_json;
 }
 
+// A month closes while no scorer runs (the hub is down at the due date, or runs only
+// `run --once`) and nothing in it changes afterwards: the next scorer still rescores it, so
+// its agency months leave `open` and records without completion become overdue.
+TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
+  WorkRecord open_task = diary("WD-1", 1, "KH-000123", 60);
+  open_task.deadline = Deadline{};
+  open_task.deadline->date = *Date::parse("2025-04-10");
+  open_task.approval.emplace();
+  open_task.approval->status = ApprovalStatus::approved;
+  store_->commit_page(page({open_task}));
+  SettableClock clock(1746835200000);  // 2025-05-10: April is open until 25 May
+  {
+    Scorer scorer(*store_, ref_, clock, "test-hub");
+    scorer.refresh_time_dependent();
+    while (scorer.score_pending().staff_months > 0) {
+    }
+  }
+  const auto agency = [&] {
+    return json::parse(
+               store_->month_row(OutboxKind::agency_month, "2025-04", "000.00.12.H34")->json)
+        .as_object();
+  };
+  ASSERT_EQ(agency().at("status"), "open");
+
+  clock.set(1748217600000);  // 2025-05-26: a new process after the due date, no new records
+  Scorer scorer(*store_, ref_, clock, "test-hub");
+  scorer.refresh_time_dependent();
+  while (scorer.score_pending().staff_months > 0) {
+  }
+  EXPECT_EQ(agency().at("status"), "on_time");
+  const auto fresh = scorer.compute_month(Month{2025, 4});
+  ASSERT_EQ(fresh.size(), 1u);
+  EXPECT_EQ(fresh[0].flags.overdue, 1);
+  const auto row = store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->json, json::serialize(to_json(fresh[0], row->revision)));
+
+  // Once rescored closed, a later scorer finds nothing to do.
+  Scorer later(*store_, ref_, clock, "test-hub");
+  later.refresh_time_dependent();
+  EXPECT_EQ(later.score_pending().staff_months, 0u);
+}
+
 }  // namespace

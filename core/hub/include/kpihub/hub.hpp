@@ -120,8 +120,11 @@ class Scorer {
   static constexpr std::size_t kRecordsPerRun = 16384;
   ScoringRunResult score_pending(std::size_t max_keys = 1024);
   // Marks months whose closed/open state changed since last seen dirty
-  // (overdue flags and agency status depend on the due date).
+  // (overdue flags and agency status depend on the due date). The first call also marks any
+  // of the last kMonthsClosingWhileAway months that is closed while its agency months were
+  // last scored open: it closed while no scorer ran.
   void refresh_time_dependent();
+  static constexpr int kMonthsClosingWhileAway = 12;
   // Recomputes one staff-month without storing anything (for `explain`).
   StaffMonthResult explain_staff_month(const std::string& staff_code, const Month& month);
   // Recomputes every staff month of a month and every agency month from the store (no outbox).
@@ -147,6 +150,7 @@ class Scorer {
   std::string hub_id_;
   std::shared_mutex* directory_lock_;
   std::map<std::string, CachedMonth> cache_;
+  bool past_due_checked_ = false;
 };
 
 // ------------------------------------------------------------- forward ----
