@@ -112,12 +112,13 @@ class Scorer {
   Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id,
          std::shared_mutex* directory_lock = nullptr);
   // Processes up to `max_keys` dirty staff-months, and stops taking more once it has read
-  // kRecordsPerRun records. Returns what it did. One store transaction per call: ~16k records
-  // (64 staff months scored whole) keep the commit's outbox payloads near 15 MB (256 held
-  // ~60 MB at the peak), while a run of changed days, a few records each, takes up to
-  // max_keys staff months, so the run's fixed cost (the agency months of each month it
-  // touched) is spread over many (issue 8: it was a quarter of incremental scoring at 64).
-  static constexpr std::size_t kRecordsPerRun = 16384;
+  // kRecordsPerRun records. Returns what it did. One store transaction per call. A run of
+  // changed days (~10 records per staff month) takes up to max_keys staff months, so the run's
+  // fixed cost (the agency months of each month it touched) is spread over many (issue 8: it
+  // was a quarter of incremental scoring at 64 keys). In a backlog, where most staff months
+  // are scored whole, the records budget bounds what the commit holds: at 16,384 the hub's
+  // peak RSS at 700 staff was 71.3 MB, at 8,192 58.1 MB (bench/run, same speed).
+  static constexpr std::size_t kRecordsPerRun = 8192;
   ScoringRunResult score_pending(std::size_t max_keys = 1024);
   // Marks months whose closed/open state changed since last seen dirty
   // (overdue flags and agency status depend on the due date). The first call also marks any
