@@ -6,6 +6,7 @@
 #include <kpihub/logger.hpp>
 #include <kpihub/metrics.hpp>
 #include <kpihub/plugins.hpp>
+#include <kpihub_test/manual_clock.hpp>
 
 #include <gtest/gtest.h>
 
@@ -18,14 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class ManualClock final : public Clock {
- public:
-  int64_t now_unix_ms() const override { return ms_; }
-  void set(int64_t ms) { ms_ = ms; }
-
- private:
-  int64_t ms_ = 1'744'189'200'000;
-};
+using test::ManualClock;
 
 class NoSecrets final : public SecretResolver {
  public:
@@ -85,7 +79,7 @@ class ForwarderTest : public ::testing::Test {
 
   fs::path dir_;
   std::unique_ptr<Store> store_;
-  ManualClock clock_;
+  ManualClock clock_{1'744'189'200'000};
   NoSecrets secrets_;
   JsonLineLogger logger_{stderr, LogLevel::error};
   Metrics metrics_;

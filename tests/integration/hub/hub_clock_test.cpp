@@ -1,5 +1,6 @@
 // The Hub in-process with a clock the test moves.
 #include <kpihub/hub.hpp>
+#include <kpihub_test/manual_clock.hpp>
 
 #include <gtest/gtest.h>
 
@@ -12,15 +13,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class ManualClock final : public Clock {
- public:
-  explicit ManualClock(int64_t ms) : ms_(ms) {}
-  int64_t now_unix_ms() const override { return ms_; }
-  void set(int64_t ms) { ms_ = ms; }
-
- private:
-  int64_t ms_;
-};
+using test::ManualClock;
 
 int64_t local_noon_ms(const char* date) {
   return (static_cast<int64_t>(Date::parse(date)->days) * 86400 + 12 * 3600 - 7 * 3600) * 1000;

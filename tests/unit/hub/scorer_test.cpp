@@ -2,6 +2,7 @@
 // hub's ingest thread does while the scorer works: a record's (record_id, sequence) must
 // never go out twice with different content, and its sequences must only grow.
 #include <kpihub/hub.hpp>
+#include <kpihub_test/manual_clock.hpp>
 
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
@@ -29,20 +30,10 @@ ReferenceData shipped_reference() {
   return r;
 }
 
-class FixedClock final : public Clock {
- public:
-  int64_t now_unix_ms() const override { return 1746835200000; }  // 2025-05-10
-};
-
-class SettableClock final : public Clock {
- public:
-  explicit SettableClock(int64_t unix_ms) : unix_ms_(unix_ms) {}
-  int64_t now_unix_ms() const override { return unix_ms_; }
-  void set(int64_t unix_ms) { unix_ms_ = unix_ms; }
-
- private:
-  int64_t unix_ms_;
-};
+// 2025-05-10: April 2025 is open until its due date, 25 May.
+constexpr int64_t kBeforeAprilIsDue = 1746835200000;
+// 2025-05-26: April 2025 has closed.
+constexpr int64_t kAfterAprilIsDue = 1748217600000;
 
 // Forwards to a real store; before and after each staff month the scorer reads, runs a hook
 // that may commit a page (as the ingest thread may at that moment).
@@ -150,6 +141,17 @@ WorkRecord diary(const std::string& id, int64_t revision, const std::string& sta
   return r;
 }
 
+// Approved work due on 10 April with no completion: it earns points while April is open and
+// none, flagged overdue, once April has closed (spec 3, 5.4).
+WorkRecord approved_open_task(const std::string& id) {
+  WorkRecord r = diary(id, 1, "KH-000123", 60);
+  r.deadline = Deadline{};
+  r.deadline->date = *Date::parse("2025-04-10");
+  r.approval.emplace();
+  r.approval->status = ApprovalStatus::approved;
+  return r;
+}
+
 PageCommit page(std::vector<WorkRecord> records) {
   static int n = 0;
   PageCommit p;
@@ -191,7 +193,7 @@ class ScorerTest : public ::testing::Test {
   fs::path dir_;
   std::unique_ptr<Store> store_;
   ReferenceData ref_ = shipped_reference();
-  FixedClock clock_;
+  test::ManualClock clock_{kBeforeAprilIsDue};
 };
 
 // The scorer reads and scores KH-000123's month; before it reads KH-000124's in the same run,
@@ -390,21 +392,17 @@ TEST_F(ScorerTest, DayTotalsOfOtherRulesAreNotFolded) {
 // (a record with a deadline and no completion earned points); folding them with the changed
 // day would send a month that is neither. The staff month is scored whole instead.
 TEST_F(ScorerTest, DayTotalsFromBeforeTheDueDateAreNotFoldedAfterIt) {
-  WorkRecord open_task = diary("WD-1", 1, "KH-000123", 60);
-  open_task.deadline = Deadline{};
-  open_task.deadline->date = *Date::parse("2025-04-10");
-  open_task.approval.emplace();
-  open_task.approval->status = ApprovalStatus::approved;
+  const WorkRecord open_task = approved_open_task("WD-1");
   WorkRecord other_day = diary("WD-2", 1, "KH-000123", 60);
   other_day.work_date = *Date::parse("2025-04-09");
   store_->commit_page(page({open_task, other_day}));
-  SettableClock clock(1746835200000);  // 2025-05-10: April is open until 25 May
+  test::ManualClock clock(kBeforeAprilIsDue);
   {
     Scorer scorer(*store_, ref_, clock, "test-hub");
     while (scorer.score_pending().staff_months > 0) {
     }
   }
-  clock.set(1748217600000);  // 2025-05-26: April has closed; a new process
+  clock.set(kAfterAprilIsDue);  // a new process
   Scorer scorer(*store_, ref_, clock, "test-hub");
   scorer.refresh_time_dependent();
   other_day.revision = 2;
@@ -428,13 +426,9 @@ TEST_F(ScorerTest, DayTotalsFromBeforeTheDueDateAreNotFoldedAfterIt) {
 // `run --once`) and nothing in it changes afterwards: the next scorer still rescores it, so
 // its agency months leave `open` and records without completion become overdue.
 TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
-  WorkRecord open_task = diary("WD-1", 1, "KH-000123", 60);
-  open_task.deadline = Deadline{};
-  open_task.deadline->date = *Date::parse("2025-04-10");
-  open_task.approval.emplace();
-  open_task.approval->status = ApprovalStatus::approved;
+  const WorkRecord open_task = approved_open_task("WD-1");
   store_->commit_page(page({open_task}));
-  SettableClock clock(1746835200000);  // 2025-05-10: April is open until 25 May
+  test::ManualClock clock(kBeforeAprilIsDue);
   {
     Scorer scorer(*store_, ref_, clock, "test-hub");
     scorer.refresh_time_dependent();
@@ -448,7 +442,7 @@ TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
   };
   ASSERT_EQ(agency().at("status"), "open");
 
-  clock.set(1748217600000);  // 2025-05-26: a new process after the due date, no new records
+  clock.set(kAfterAprilIsDue);  // a new process, no new records
   Scorer scorer(*store_, ref_, clock, "test-hub");
   scorer.refresh_time_dependent();
   while (scorer.score_pending().staff_months > 0) {
