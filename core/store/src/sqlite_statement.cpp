@@ -22,19 +22,18 @@ sqlite3_stmt* PreparedStatement::get(sqlite3* db, const std::string& sql,
 sqlite3* ReadConnection::get(const std::string& db_path, int busy_timeout_ms, int cache_kib) {
   if (db_ != nullptr) return db_;
   sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
-      SQLITE_OK) {
+  const auto give_up = [&] {
     const std::string why = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close_v2(db);
     throw StoreError("store " + db_path + ": " + why + " (opening a read connection)");
+  };
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    give_up();
   }
   sqlite3_busy_timeout(db, busy_timeout_ms);
   const std::string cache = "PRAGMA cache_size = -" + std::to_string(cache_kib);
-  if (sqlite3_exec(db, cache.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
-    const std::string why = sqlite3_errmsg(db);
-    sqlite3_close_v2(db);
-    throw StoreError("store " + db_path + ": " + why + " (opening a read connection)");
-  }
+  if (sqlite3_exec(db, cache.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) give_up();
   db_ = db;
   return db_;
 }

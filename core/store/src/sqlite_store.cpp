@@ -338,12 +338,7 @@ class SqliteStore final : public Store {
         store_detail::StatementScope scope(select);
         store_detail::bind_text(select, 1, key.month);
         store_detail::bind_text(select, 2, key.staff_code);
-        int rc;
-        while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
-          store_detail::read_scoring_row(select, out.records.emplace_back(),
-                                         out.received_at.emplace_back(), path_);
-        }
-        if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "reading records");
+        append_scoring_rows(select, out);
       }
       out.previous.resize(out.records.size());
       sqlite3_stmt* scores = staff_month_scores_.get(db_, scores_sql, path_);
@@ -383,12 +378,7 @@ class SqliteStore final : public Store {
             store_detail::bind_text(select, 1, key.month);
             store_detail::bind_text(select, 2, key.staff_code);
             sqlite3_bind_int64(select, 3, d.days);
-            int rc;
-            while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
-              store_detail::read_scoring_row(select, out.records.emplace_back(),
-                                             out.received_at.emplace_back(), path_);
-            }
-            if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "reading records");
+            append_scoring_rows(select, out);
           }
           out.previous.resize(out.records.size());
           sqlite3_stmt* score = record_score_.get(db_, score_sql, path_);
@@ -1010,6 +1000,17 @@ class SqliteStore final : public Store {
   }
 
   // Keeps a record's last score under its current staff month (record_scores' key).
+  // Steps `select` (a scoring_select_sql() query, bound) to its end, appending each row's
+  // record and received_at to `out`.
+  void append_scoring_rows(sqlite3_stmt* select, StaffMonthForScoring& out) {
+    int rc;
+    while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+      store_detail::read_scoring_row(select, out.records.emplace_back(),
+                                     out.received_at.emplace_back(), path_);
+    }
+    if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "reading records");
+  }
+
   void move_score(const std::string& record_id, const std::string& old_staff,
                   const std::string& old_month, const std::string& new_staff,
                   const std::string& new_month) {
