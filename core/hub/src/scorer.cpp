@@ -219,17 +219,16 @@ void score_month_overlapped(
 
 namespace {
 
-// The stored day totals of the days of `key` not in `rescored`; nullopt when the bytes are not
-// totals this build wrote for that month under the same rules and catalog (then the whole staff
-// month is scored again).
+// The stored day totals of the days of `month` not in `rescored`; nullopt when the bytes are not
+// totals this build wrote for that month on the same basis (then the whole staff month is scored
+// again).
 std::optional<std::vector<DayTotals>> days_outside(std::string_view stored, std::string_view basis,
-                                                   const StaffMonthKey& key, DayMask rescored) {
+                                                   const Month& month, DayMask rescored) {
   auto days = decode_day_totals(stored, basis);
-  const auto month = Month::parse(key.month);
-  if (!days || !month) return std::nullopt;
+  if (!days) return std::nullopt;
   std::erase_if(*days, [&](const DayTotals& d) { return (rescored & day_bit(d.date)) != 0; });
   for (const DayTotals& d : *days) {
-    if (d.date < month->first_day() || d.date > month->last_day()) return std::nullopt;
+    if (d.date < month.first_day() || d.date > month.last_day()) return std::nullopt;
   }
   return days;
 }
@@ -317,7 +316,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     if (dirty_key.days != kWholeMonth && reference_.directory.staff(key.staff_code) != nullptr) {
       stored = store_.staff_days_for_scoring(key, dirty_key.days);
       if (stored.day_totals) {
-        other_days = days_outside(*stored.day_totals, basis, key, dirty_key.days);
+        other_days = days_outside(*stored.day_totals, basis, *month, dirty_key.days);
       }
     }
     const bool whole = !other_days;
@@ -461,6 +460,29 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   return result;
 }
 
+void Scorer::mark_months_closed_while_away(Timestamp t) {
+  Month month = Month::of(t.local_date());
+  for (int i = 0; i < kMonthsClosingWhileAway; ++i) {
+    month = Month::of(Date{month.first_day().days - 1});
+    if (!month_closed(month, t, reference_.rules)) continue;
+    for (const auto& row : store_.month_rows(OutboxKind::agency_month, month.str())) {
+      boost::system::error_code ec;
+      const json::value stored = json::parse(row.json, ec);
+      if (ec || !stored.is_object()) {
+        throw std::runtime_error("scorer: stored agency month " + month.str() + " " + row.code +
+                                 " is not a JSON object (" +
+                                 (ec ? ec.message() : std::string("another JSON value")) + ")");
+      }
+      const json::value* status = stored.as_object().if_contains("status");
+      if (status != nullptr && status->is_string() &&
+          status->as_string() == to_string(AgencyStatus::open)) {
+        store_.mark_month_dirty(month.str());
+        break;
+      }
+    }
+  }
+}
+
 void Scorer::refresh_time_dependent() {
   const Timestamp t = now();
   // Once per scorer: months that closed while no scorer watched them (the hub was down at the
@@ -468,18 +490,7 @@ void Scorer::refresh_time_dependent() {
   // loop below sees only months this scorer cached open, so it would never rescore them.
   if (!past_due_checked_) {
     past_due_checked_ = true;
-    Month month = Month::of(t.local_date());
-    for (int i = 0; i < kMonthsClosingWhileAway; ++i) {
-      month = month.month == 1 ? Month{month.year - 1, 12} : Month{month.year, month.month - 1};
-      if (!month_closed(month, t, reference_.rules)) continue;
-      for (const auto& row : store_.month_rows(OutboxKind::agency_month, month.str())) {
-        const json::value status = json::parse(row.json).as_object()["status"];
-        if (status.is_string() && status.as_string() == to_string(AgencyStatus::open)) {
-          store_.mark_month_dirty(month.str());
-          break;
-        }
-      }
-    }
+    mark_months_closed_while_away(t);
   }
   for (auto& [month, cached] : cache_) {
     if (!cached.complete) continue;

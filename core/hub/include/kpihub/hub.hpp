@@ -143,6 +143,9 @@ class Scorer {
   };
   StaffMonthResult score_one(const StaffMonthKey& key, Store::StaffMonthForScoring& stored);
   CachedMonth& month_cache(const std::string& month);
+  // Marks dirty each of the last kMonthsClosingWhileAway months that is closed at `t` while its
+  // stored agency months say `open`.
+  void mark_months_closed_while_away(Timestamp t);
   Timestamp now() const;
 
   Store& store_;
