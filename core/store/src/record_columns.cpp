@@ -172,8 +172,9 @@ std::string month_row_sql(std::string_view table) {
          " WHERE month = ? AND code = ?";
 }
 
-std::string month_scan_sql() {
-  return scoring_select_sql() + "WHERE month = ? AND staff_code <> '' ORDER BY staff_code";
+std::string month_scan_sql(bool bounded_above) {
+  return scoring_select_sql() + "WHERE month = ?1 AND staff_code >= ?2 AND staff_code <> ''" +
+         (bounded_above ? " AND staff_code < ?3" : "") + " ORDER BY staff_code";
 }
 
 std::string staff_month_scan_sql() {

@@ -42,7 +42,9 @@ std::string scoring_select_sql();
 // The month scan of a recompute, in staff order: scoring_select_sql() over the month. The
 // records_for_scoring index covers it (schema 4); store_test checks the query plan, so a
 // column added here and not to the index fails a test instead of slowing recomputes 6x.
-std::string month_scan_sql();
+// ?2 is the first staff code of the part read; `bounded_above`: ?3 the first code after it
+// (Store::scan_month_for_scoring's parts).
+std::string month_scan_sql(bool bounded_above);
 // The same for one staff month (?1 month, ?2 staff_code), in record_id order: also covered.
 std::string staff_month_scan_sql();
 // The same for one staff-day (?1 month, ?2 staff_code, ?3 work_date as days): one short

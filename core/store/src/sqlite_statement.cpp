@@ -27,8 +27,10 @@ sqlite3* ReadConnection::get(const std::string& db_path, int busy_timeout_ms, in
     sqlite3_close_v2(db);
     throw StoreError("store " + db_path + ": " + why + " (opening a read connection)");
   };
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
-      SQLITE_OK) {
+  // SQLITE_OPEN_URI: the same file as the main connection, which Poco opens with it.
+  if (sqlite3_open_v2(db_path.c_str(), &db,
+                      SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
+                      nullptr) != SQLITE_OK) {
     give_up();
   }
   sqlite3_busy_timeout(db, busy_timeout_ms);

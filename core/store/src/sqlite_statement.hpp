@@ -40,9 +40,9 @@ class PreparedStatement {
 // A second, read-only connection to the store's file, opened on first use, in SQLite's
 // multi-thread mode (SQLITE_OPEN_NOMUTEX): no mutex taken and released around every
 // sqlite3_column_* call, which cost a tenth of a month scan's CPU (`perf`, 2026-11-24). That
-// is safe because the store uses it only under its own mutex, from one thread at a time. In
-// WAL mode it reads the last committed state, as the main connection does outside a
-// transaction.
+// is safe because the store uses each such connection from one thread at a time (a month
+// scan's parts each have their own). In WAL mode it reads the last committed state, as the
+// main connection does outside a transaction.
 class ReadConnection {
  public:
   ReadConnection() = default;

@@ -26,11 +26,13 @@
 #include <Poco/UUIDGenerator.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <type_traits>
 #include <unordered_map>
 
@@ -899,49 +901,114 @@ class SqliteStore final : public Store {
   }
 
   void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit) override {
-    std::exception_ptr visitor_failed;
-    guarded("scanning month " + month + " for scoring", [&] {
-      // One query for the month, read from the covering records_for_scoring index alone, in
-      // (staff_code, record_id) order: no table page per record, however scattered the rows.
-      // A small page cache: the scan reads the index once, in order, and never comes back to a
-      // page, so a second 8 MB cache would only add to the hub's RSS (issue 7: < 100 MB).
-      constexpr int kScanCacheKib = 1024;
-      sqlite3* reader = scan_connection_.get(path_, busy_timeout_ms_, kScanCacheKib);
-      sqlite3_stmt* s = scan_month_.get(reader, store_detail::month_scan_sql(), path_);
-      store_detail::StatementScope scope(s);
-      store_detail::bind_text(s, 1, month);
-      // Reused from staff member to staff member: the strings keep their capacity.
-      ScanBatch& batch = scan_batch_;
+    scan_month_for_scoring(month, {}, [&](std::size_t, const std::string& staff, ScanBatch& batch) {
+      visit(staff, batch);
+    });
+  }
+
+  void scan_month_for_scoring(const std::string& month,
+                              const std::vector<std::string>& split_before,
+                              const PartVisitor& visit) override {
+    const std::string what = "scanning month " + month + " for scoring";
+    // The parts' connections and batches are the store's, kept from scan to scan.
+    std::lock_guard scan_lock(scan_mutex_);
+    const std::size_t parts = split_before.size() + 1;
+    while (scan_parts_.size() < parts) scan_parts_.push_back(std::make_unique<ScanPart>());
+    // Whatever happens, no part keeps a read open: an open read pins its snapshot in the WAL.
+    struct ResetParts {
+      std::vector<std::unique_ptr<ScanPart>>& parts;
+      ~ResetParts() {
+        for (auto& p : parts) {
+          if (p->open != nullptr) sqlite3_reset(p->open);
+          p->open = nullptr;
+        }
+      }
+    } reset_parts{scan_parts_};
+
+    // Each part's first step under the store's mutex: a read's snapshot is taken at its first
+    // step, and no commit of this store can come between them, so every part reads the same one.
+    std::vector<int> first_step(parts);
+    guarded(what, [&] {
+      for (std::size_t i = 0; i < parts; ++i) {
+        // A small page cache: the scan reads the index once, in order, and never comes back to
+        // a page, so a bigger one would only add to the hub's RSS (issue 7: < 100 MB).
+        constexpr int kScanCacheKib = 1024;
+        ScanPart& part = *scan_parts_[i];
+        sqlite3* reader = part.connection.get(path_, busy_timeout_ms_, kScanCacheKib);
+        const bool bounded = i + 1 < parts;
+        sqlite3_stmt* s = (bounded ? part.bounded : part.unbounded)
+                              .get(reader, store_detail::month_scan_sql(bounded), path_);
+        part.open = s;
+        store_detail::bind_text(s, 1, month);
+        store_detail::bind_text(s, 2, i == 0 ? std::string() : split_before[i - 1]);
+        if (bounded) store_detail::bind_text(s, 3, split_before[i]);
+        first_step[i] = sqlite3_step(s);
+      }
+    });
+
+    struct Failure {
+      std::exception_ptr error;
+      bool from_visitor = false;
+    };
+    std::vector<Failure> failures(parts);
+    std::atomic<bool> stop{false};
+    const auto read_part = [&](std::size_t i) {
+      ScanPart& part = *scan_parts_[i];
+      sqlite3_stmt* s = part.open;
+      ScanBatch& batch = part.batch;
       std::string staff;
       std::size_t& n = batch.count;
       n = 0;
-      auto flush = [&] {
+      const auto flush = [&] {
         if (n == 0) return;
         try {
-          visit(staff, batch);
+          visit(i, staff, batch);
         } catch (...) {
-          visitor_failed = std::current_exception();
+          failures[i] = {std::current_exception(), true};
+          stop = true;
         }
         n = 0;
       };
-      for (;;) {
-        const int rc = sqlite3_step(s);
-        if (rc == SQLITE_DONE) break;
-        if (rc != SQLITE_ROW) store_detail::sqlite_fail(reader, path_, "reading records");
-        const std::string_view row_staff = store_detail::column_text(s, 0);
-        if (row_staff != staff) {
-          flush();
-          if (visitor_failed) return;
-          staff.assign(row_staff);
+      try {
+        for (int rc = first_step[i]; rc != SQLITE_DONE; rc = sqlite3_step(s)) {
+          if (rc != SQLITE_ROW) {
+            store_detail::sqlite_fail(sqlite3_db_handle(s), path_, "reading records");
+          }
+          const std::string_view row_staff = store_detail::column_text(s, 0);
+          if (row_staff != staff) {
+            flush();
+            if (stop.load(std::memory_order_relaxed)) return;
+            staff.assign(row_staff);
+          }
+          if (n >= batch.records.size()) batch.records.resize(n + 1);
+          if (n >= batch.received_at.size()) batch.received_at.resize(n + 1);
+          store_detail::read_scoring_row(s, batch.records[n], batch.received_at[n], path_);
+          ++n;
         }
-        if (n >= batch.records.size()) batch.records.resize(n + 1);
-        if (n >= batch.received_at.size()) batch.received_at.resize(n + 1);
-        store_detail::read_scoring_row(s, batch.records[n], batch.received_at[n], path_);
-        ++n;
+        flush();
+      } catch (...) {
+        failures[i] = {std::current_exception(), false};
+        stop = true;
       }
-      flush();
-    });
-    if (visitor_failed) std::rethrow_exception(visitor_failed);
+    };
+    {
+      std::vector<std::jthread> others;
+      others.reserve(parts - 1);
+      for (std::size_t i = 1; i < parts; ++i) others.emplace_back(read_part, i);
+      read_part(0);
+    }  // joined
+
+    for (const Failure& f : failures) {
+      if (!f.error) continue;
+      if (f.from_visitor) std::rethrow_exception(f.error);
+      try {
+        std::rethrow_exception(f.error);
+      } catch (const StoreError& e) {
+        throw StoreError(std::string(e.what()) + " while " + what);
+      } catch (const std::exception& e) {
+        throw StoreError("store " + path_ + ": " + e.what() + " while " + what);
+      }
+    }
   }
 
  private:
@@ -1131,18 +1198,25 @@ class SqliteStore final : public Store {
   std::mutex mutex_;
   Session session_;
   sqlite3* db_;  // session_'s connection, for the prepared statements below
-  // The month scan's connection (scan_month_ is prepared on it).
-  store_detail::ReadConnection scan_connection_;
-  // Declared after session_ and scan_connection_, so they are finalized before the
-  // connections close.
+  // Declared after session_, so they are finalized before the connection closes.
   store_detail::PreparedStatement staff_month_row_, agency_month_row_;
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
-      scan_month_, append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
+      append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
       staff_month_scores_, move_score_, staff_day_scan_, record_score_, read_day_totals_,
       upsert_day_totals_, clear_dirty_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
-  ScanBatch scan_batch_;
+  // One part of a month scan: its read connection, its two statements (the last part has no
+  // upper bound), the statement a scan has open on it, its batch.
+  struct ScanPart {
+    store_detail::ReadConnection connection;
+    // Declared after the connection, so they are finalized before it closes.
+    store_detail::PreparedStatement bounded, unbounded;
+    sqlite3_stmt* open = nullptr;
+    ScanBatch batch;
+  };
+  std::mutex scan_mutex_;
+  std::vector<std::unique_ptr<ScanPart>> scan_parts_;
   Poco::UUIDGenerator uuid_generator_;
   // Generation of each dirty key as last handed to the scorer (see commit_scoring).
   std::map<StaffMonthKey, int64_t> seen_generation_;

@@ -1,5 +1,7 @@
 #include <kpihub/store.hpp>
 
+#include <algorithm>
+
 namespace kpihub {
 
 void Store::scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit) {
@@ -13,6 +15,15 @@ void Store::scan_month_for_scoring(const std::string& month, const ScoringVisito
     batch.count = batch.records.size();
     visit(staff, batch);
   }
+}
+
+void Store::scan_month_for_scoring(const std::string& month,
+                                   const std::vector<std::string>& split_before,
+                                   const PartVisitor& visit) {
+  scan_month_for_scoring(month, [&](const std::string& staff, ScanBatch& batch) {
+    const auto part = std::upper_bound(split_before.begin(), split_before.end(), staff);
+    visit(static_cast<std::size_t>(part - split_before.begin()), staff, batch);
+  });
 }
 
 }  // namespace kpihub

@@ -268,6 +268,23 @@ class Store {
   // The default reads staff by staff through the methods above; the SQLite
   // store reads the whole month in one query.
   virtual void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit);
+
+  // The same scan cut into parts by staff code, read at once: part i holds the codes from
+  // split_before[i - 1] (inclusive) up to split_before[i] (exclusive); part 0 starts at the
+  // first code and the last part (split_before.size()) ends at the last. split_before must be
+  // sorted, without repeats. Each part is visited in staff code order, but `visit` may be called
+  // from several threads at once (never twice at once for one part), with the part's number and
+  // that part's batch. An exception the visitor throws stops every part and is rethrown.
+  //
+  // The SQLite store reads each part on a thread and read connection of its own, every part in
+  // the snapshot of one commit of this store (a writer in another process can commit between the
+  // parts' first reads); one such scan runs at a time. The default reads the parts one after the
+  // other through the scan above.
+  using PartVisitor =
+      std::function<void(std::size_t part, const std::string& staff_code, ScanBatch& batch)>;
+  virtual void scan_month_for_scoring(const std::string& month,
+                                      const std::vector<std::string>& split_before,
+                                      const PartVisitor& visit);
 };
 
 // Opens (creating if needed) the SQLite store at `path` in WAL mode with full
