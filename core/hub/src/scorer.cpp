@@ -1,6 +1,8 @@
 #include <kpihub/hub.hpp>
 #include <kpihub/model_json.hpp>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <exception>
 #include <functional>
@@ -114,8 +116,13 @@ void score_month_in_parts(
     Store& store, const ReferenceData& reference, Timestamp now, const std::string& month,
     const std::function<bool(const std::string&)>& skip,
     const std::function<void(const std::string&, StaffMonthResult&&)>& on_result) {
-  constexpr unsigned kMaxParts = 4;
-  const std::size_t parts = std::clamp(std::thread::hardware_concurrency(), 1U, kMaxParts);
+  constexpr int kMaxParts = 4;
+  // The cores this process may run on (taskset, a container's cpuset), not the machine's.
+  cpu_set_t allowed;
+  const int cores = sched_getaffinity(0, sizeof allowed, &allowed) == 0
+                        ? CPU_COUNT(&allowed)
+                        : static_cast<int>(std::thread::hardware_concurrency());
+  const auto parts = static_cast<std::size_t>(std::clamp(cores, 1, kMaxParts));
   std::mutex results;
   store.scan_month_for_scoring(
       month, staff_splits(reference.directory, parts),

@@ -29,6 +29,7 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -104,6 +105,7 @@ class SqliteStore final : public Store {
   SqliteStore(std::string path, const SqliteStoreOptions& options)
       : path_(std::move(path)),
         busy_timeout_ms_(options.busy_timeout_ms),
+        before_scan_part_(options.before_scan_part),
         session_(open_session(path_, options)),
         db_(Poco::Data::SQLite::Utility::dbHandle(session_)) {}
 
@@ -760,6 +762,35 @@ class SqliteStore final : public Store {
     });
   }
 
+  std::size_t compact_outbox(const std::vector<std::string>& sinks,
+                             int64_t delivered_before_unix_ms, std::size_t max_items) override {
+    return guarded("compacting the outbox", [&]() -> std::size_t {
+      if (sinks.empty() || max_items == 0) return 0;
+      WriteTransaction tx(session_);
+      // A sink takes its batches strictly in order, so every item up to the last one of its
+      // last batch completed in time is delivered to it.
+      int64_t through = std::numeric_limits<int64_t>::max();
+      for (const std::string& sink : sinks) {
+        std::string name = sink;
+        int64_t before = delivered_before_unix_ms;
+        int64_t last = 0;
+        session_ << "SELECT IFNULL(MAX(last_seq), 0) FROM batches "
+                    "WHERE sink = ? AND state = 'delivered' AND delivered_at < ?",
+            use(name), use(before), into(last), now;
+        through = std::min(through, last);
+      }
+      int64_t first = 0;
+      session_ << "SELECT IFNULL(MIN(seq), 0) FROM outbox", into(first), now;
+      if (first == 0 || first > through) return 0;
+      // One bounded range of the rowid per call: the write lock is held briefly.
+      int64_t last = std::min(through, first + static_cast<int64_t>(max_items) - 1);
+      session_ << "DELETE FROM outbox WHERE seq BETWEEN ? AND ?", use(first), use(last), now;
+      const std::size_t deleted = changes();
+      tx.commit();
+      return deleted;
+    });
+  }
+
   std::vector<QuarantineRow> quarantine(const std::string& source, const std::string& reason,
                                         std::size_t max_rows, int64_t after_id) override {
     return guarded("reading quarantine", [&] {
@@ -940,8 +971,12 @@ class SqliteStore final : public Store {
                               .get(reader, store_detail::month_scan_sql(bounded), path_);
         part.open = s;
         store_detail::bind_text(s, 1, month);
-        store_detail::bind_text(s, 2, i == 0 ? std::string() : split_before[i - 1]);
+        // Bound without a copy (SQLITE_STATIC): the text must outlive the scan, so no temporary.
+        // The literal's "" binds empty text, not NULL (which no staff code is >=).
+        const std::string_view from = i == 0 ? std::string_view("") : split_before[i - 1];
+        store_detail::bind_text(s, 2, from);
         if (bounded) store_detail::bind_text(s, 3, split_before[i]);
+        if (before_scan_part_) before_scan_part_(i);
         first_step[i] = sqlite3_step(s);
       }
     });
@@ -976,8 +1011,8 @@ class SqliteStore final : public Store {
           }
           const std::string_view row_staff = store_detail::column_text(s, 0);
           if (row_staff != staff) {
+            if (stop.load(std::memory_order_relaxed)) return;  // another part failed
             flush();
-            if (stop.load(std::memory_order_relaxed)) return;
             staff.assign(row_staff);
           }
           if (n >= batch.records.size()) batch.records.resize(n + 1);
@@ -985,7 +1020,7 @@ class SqliteStore final : public Store {
           store_detail::read_scoring_row(s, batch.records[n], batch.received_at[n], path_);
           ++n;
         }
-        flush();
+        if (!stop.load(std::memory_order_relaxed)) flush();
       } catch (...) {
         failures[i] = {std::current_exception(), false};
         stop = true;
@@ -993,9 +1028,14 @@ class SqliteStore final : public Store {
     };
     {
       std::vector<std::jthread> others;
-      others.reserve(parts - 1);
-      for (std::size_t i = 1; i < parts; ++i) others.emplace_back(read_part, i);
-      read_part(0);
+      try {
+        others.reserve(parts - 1);
+        for (std::size_t i = 1; i < parts; ++i) others.emplace_back(read_part, i);
+      } catch (...) {  // no thread to be had: the parts started stop, and this one is not read
+        failures[0] = {std::current_exception(), false};
+        stop = true;
+      }
+      if (!stop) read_part(0);
     }  // joined
 
     for (const Failure& f : failures) {
@@ -1195,6 +1235,7 @@ class SqliteStore final : public Store {
 
   const std::string path_;
   const int busy_timeout_ms_;
+  const std::function<void(std::size_t)> before_scan_part_;
   std::mutex mutex_;
   Session session_;
   sqlite3* db_;  // session_'s connection, for the prepared statements below

@@ -103,6 +103,10 @@ class InterleavingStore final : public Store {
     inner_.defer_batch(id, t, e);
   }
   int64_t outbox_depth(const std::string& s) override { return inner_.outbox_depth(s); }
+  std::size_t compact_outbox(const std::vector<std::string>& sinks, int64_t before,
+                             std::size_t max_items) override {
+    return inner_.compact_outbox(sinks, before, max_items);
+  }
   std::vector<QuarantineRow> quarantine(const std::string& s, const std::string& r, std::size_t n,
                                         int64_t a) override {
     return inner_.quarantine(s, r, n, a);

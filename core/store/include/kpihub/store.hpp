@@ -226,6 +226,13 @@ class Store {
   virtual void defer_batch(const std::string& batch_id, int64_t not_before_unix_ms,
                            const std::string& last_error) = 0;
   virtual int64_t outbox_depth(const std::string& sink) = 0;
+  // Deletes, oldest first, up to `max_items` outbox items that every sink in `sinks` has
+  // delivered, each in a batch completed before `delivered_before_unix_ms`; returns how many
+  // (0: nothing left to delete). A sink not named does not hold items back (it left the
+  // configuration); a named sink that has completed no batch holds them all. Batches and
+  // dead letters stay (a dead letter has its own copy of the payload).
+  virtual std::size_t compact_outbox(const std::vector<std::string>& sinks,
+                                     int64_t delivered_before_unix_ms, std::size_t max_items) = 0;
 
   // --- operator views -------------------------------------------------------
   virtual std::vector<QuarantineRow> quarantine(const std::string& source,
@@ -252,8 +259,10 @@ class Store {
   // revision, retracted, staff_code, agency_code, task_code, work_date,
   // declared_minutes, quantity, evidence_ref, deadline, completed_at and
   // approval status and rating (not approval.by/at); the other fields are
-  // empty. The visitor must not call the store; an exception it throws ends
-  // the scan and is rethrown.
+  // empty. The visitor must not start another month scan (the SQLite store
+  // runs one at a time: it would wait for itself); other calls are allowed
+  // but wait for the store's mutex. An exception it throws ends the scan and
+  // is rethrown.
   //
   // The first `count` entries of `records` and `received_at` are the staff
   // member's. The visitor may take both vectors (swap them with vectors of its
@@ -274,7 +283,8 @@ class Store {
   // first code and the last part (split_before.size()) ends at the last. split_before must be
   // sorted, without repeats. Each part is visited in staff code order, but `visit` may be called
   // from several threads at once (never twice at once for one part), with the part's number and
-  // that part's batch. An exception the visitor throws stops every part and is rethrown.
+  // that part's batch. An exception the visitor throws stops every part (each calls the
+  // visitor no more) and is rethrown. The visitor must not start another month scan.
   //
   // The SQLite store reads each part on a thread and read connection of its own, every part in
   // the snapshot of one commit of this store (a writer in another process can commit between the
@@ -309,6 +319,9 @@ struct SqliteStoreOptions {
   // does, how long it took): one can take minutes on a large store, and the hub reads nothing
   // meanwhile. Not kept after open.
   std::function<void(const std::string&)> on_migration;
+  // Tests only: called with each part's number before a month scan's part takes its first
+  // read, under the store's mutex (so a test can try to commit a page just then).
+  std::function<void(std::size_t part)> before_scan_part;
 };
 std::unique_ptr<Store> open_sqlite_store(const std::string& path,
                                          const SqliteStoreOptions& options);
