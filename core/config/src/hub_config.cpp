@@ -127,7 +127,8 @@ void resolve_setting_paths(json::object& settings, const HubConfig& config) {
     const std::string key(member.key());
     if (member.value().is_object()) {
       resolve_setting_paths(member.value().get_object(), config);
-    } else if (member.value().is_string() && (ends_with_ci(key, "_dir") || ends_with_ci(key, "_file"))) {
+    } else if (member.value().is_string() &&
+               (ends_with_ci(key, "_dir") || ends_with_ci(key, "_file"))) {
       const std::string text(member.value().get_string());
       if (!text.empty()) member.value() = resolve_config_path(config, text);
     }
@@ -290,7 +291,7 @@ HubConfig load_hub_config(const std::string& path) {
   const JsonNode root(tree, &document, path, "");
   root.expect_object({"hub_id", "data_dir", "store", "store_path", "plugin_dir", "catalog_files",
                       "staff_file", "units_file", "rules_file", "holiday_files", "today", "sources",
-                      "sinks", "admin", "log_level"});
+                      "sinks", "admin", "log_level", "outbox_retention_days"});
 
   if (auto n = root.child("hub_id")) {
     config.hub_id = n->string();
@@ -328,6 +329,9 @@ HubConfig load_hub_config(const std::string& path) {
     const std::string today = n->string();
     if (!Date::parse(today)) throw n->error(quote_value(today) + " is not a date (YYYY-MM-DD)");
     config.today = today;
+  }
+  if (auto n = root.child("outbox_retention_days")) {
+    config.outbox_retention_days = static_cast<int>(n->integer(0, 36500));
   }
   if (auto n = root.child("log_level")) {
     config.log_level = n->string();

@@ -38,6 +38,9 @@ std::string RunSummary::line() const {
     << scored_staff_months << " staff-months scored; " << forwarded_batches
     << " batches forwarded; " << outbox_waiting << " items waiting in the outbox; "
     << (errors.empty() ? std::string("no errors") : std::to_string(errors.size()) + " errors");
+  if (outbox_compacted > 0) {
+    s << "; " << outbox_compacted << " delivered items deleted from the outbox";
+  }
   return s.str();
 }
 
@@ -324,11 +327,43 @@ RunSummary Hub::run_once(const std::atomic<bool>& stop) {
   }
   scoring_done = true;
   forwarding.join();
+  try {
+    summary.outbox_compacted = compact_outbox(stop);
+  } catch (const std::exception& e) {
+    summary.errors.push_back(std::string("outbox: ") + e.what());
+  }
   summary.forward = forwarded.forward;
   summary.forwarded_batches = forwarded.forwarded_batches;
   summary.outbox_waiting = forwarded.outbox_waiting;
   for (auto& e : forwarded.errors) summary.errors.push_back(std::move(e));
   return summary;
+}
+
+std::size_t Hub::compact_outbox(const std::atomic<bool>& stop) {
+  if (config_.outbox_retention_days == 0 || config_.sinks.empty()) return 0;
+  // Every configured sink, running or not: one whose plugin failed to load still has to get
+  // what it has not delivered yet.
+  std::vector<std::string> sinks;
+  for (const auto& sink : config_.sinks) sinks.push_back(sink.name);
+  constexpr int64_t kDayMs = 86400000;
+  const int64_t cutoff = clock_.now_unix_ms() - config_.outbox_retention_days * kDayMs;
+  // Small transactions: ingest and scoring wait for the write lock meanwhile.
+  constexpr std::size_t kItemsPerTransaction = 10000;
+  std::size_t deleted = 0;
+  while (!stop.load()) {
+    const std::size_t n = store_.compact_outbox(sinks, cutoff, kItemsPerTransaction);
+    if (n == 0) break;
+    deleted += n;
+  }
+  if (deleted > 0) {
+    logger_.info("outbox", "deleted " + std::to_string(deleted) +
+                               " items every sink had delivered before " +
+                               Timestamp{cutoff / 1000, reference_.rules.utc_offset_minutes}.str() +
+                               " (outbox_retention_days " +
+                               std::to_string(config_.outbox_retention_days) + ")");
+    metrics_.add("kpihub_outbox_compacted_total", "", static_cast<double>(deleted));
+  }
+  return deleted;
 }
 
 void Hub::forward_pending(RunSummary& out, const std::atomic<bool>& stop,
@@ -421,8 +456,20 @@ void Hub::run(const std::atomic<bool>& stop) {
     });
   }
   threads.emplace_back([&] {
+    // Outbox compaction shares the scorer's thread: both are the store's housekeeping, and
+    // the scorer is what fills the outbox. Hourly, the first time at start.
+    constexpr auto kCompactionInterval = std::chrono::hours(1);
+    auto next_compaction = std::chrono::steady_clock::now();
     while (!stop.load()) {
       try {
+        if (std::chrono::steady_clock::now() >= next_compaction) {
+          next_compaction = std::chrono::steady_clock::now() + kCompactionInterval;
+          try {
+            compact_outbox(stop);
+          } catch (const std::exception& e) {
+            logger_.error("outbox", e.what());  // tried again in an hour; scoring goes on
+          }
+        }
         scorer_->refresh_time_dependent();
         const auto started = std::chrono::steady_clock::now();
         auto r = scorer_->score_pending();

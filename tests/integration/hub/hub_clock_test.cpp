@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <unistd.h>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -65,6 +66,81 @@ TEST(HubClock, TheHubsDateFollowsTheClockWhileItRuns) {
   EXPECT_EQ(s.quarantined, 4u) << s.line();  // minutes out of range, not future dates
   const auto future = store->quarantine("counting", "future_date", 10, 0);
   EXPECT_TRUE(future.empty());
+  store.reset();
+  fs::remove_all(dir);
+}
+
+// A long-running hub does not keep every delivered item: 30 days (outbox_retention_days)
+// after every sink delivered them, the outbox items go, a bounded transaction at a time.
+TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
+  const fs::path dir = fs::temp_directory_path() / ("kpihub-compact-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "plugins");
+  for (const char* plugin : {TEST_SOURCE_PLUGIN, TEST_SINK_PLUGIN}) {
+    fs::copy_file(plugin, dir / "plugins" / fs::path(plugin).filename());
+  }
+  const std::string config_dir = std::string(KPIHUB_SOURCE_DIR) + "/config";
+  const fs::path delivered = dir / "delivered.txt";
+
+  HubConfig config;
+  config.hub_id = "compact-test";
+  config.base_dir = dir.string();
+  config.data_dir = (dir / "var").string();
+  config.plugin_dir = (dir / "plugins").string();
+  config.outbox_retention_days = 30;
+  PluginInstanceConfig source;
+  source.name = "counting";
+  source.plugin = "counting-source";
+  source.settings_json =
+      R"({"records": 28, "page_size": 28, "staff": ["KH-000123"], "month": "2025-04"})";
+  config.sources.push_back(source);
+  PluginInstanceConfig sink;
+  sink.name = "files";
+  sink.plugin = "file-sink";
+  sink.batch_max_items = 10;
+  sink.settings_json = R"({"file": ")" + delivered.string() + R"("})";
+  config.sinks.push_back(sink);
+
+  ReferenceData ref;
+  ref.catalog = load_catalog({config_dir + "/catalog/province.csv"});
+  ref.directory = load_directory(config_dir + "/staff.csv", config_dir + "/units.csv");
+  ref.holidays = load_holidays({config_dir + "/holidays/2025.csv"});
+  ref.rules = load_rules(config_dir + "/rules.json");
+  ref.rules.retention_days = 36500;  // April 2025 is still accepted with the real date
+
+  fs::create_directories(config.data_dir);
+  auto store = open_sqlite_store((dir / "var/hub.db").string());
+  JsonLineLogger logger(stderr, LogLevel::error);
+  Metrics metrics;
+  // The store stamps deliveries with the real time; the hub's clock starts there.
+  const int64_t real_now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  ManualClock clock(real_now);
+  Hub hub(config, *store, ref, logger, clock, metrics);
+  ASSERT_TRUE(hub.start().empty());
+  std::atomic<bool> stop{false};
+
+  RunSummary s = hub.run_once(stop);
+  ASSERT_TRUE(s.ok()) << s.line();
+  EXPECT_EQ(s.outbox_compacted, 0u) << "delivered just now";
+  std::size_t lines = 0;
+  {
+    std::ifstream in(delivered);
+    for (std::string line; std::getline(in, line);) ++lines;
+  }
+  ASSERT_GT(lines, 24u);  // 24 records, their staff month and agency month
+
+  clock.set(real_now + 29LL * 86400000);
+  s = hub.run_once(stop);
+  EXPECT_EQ(s.outbox_compacted, 0u) << "29 days after delivery";
+
+  clock.set(real_now + 31LL * 86400000);
+  s = hub.run_once(stop);
+  ASSERT_TRUE(s.ok()) << s.line();
+  EXPECT_EQ(s.outbox_compacted, lines);
+  EXPECT_EQ(store->compact_outbox({"files"}, clock.now_unix_ms(), 1000), 0u);
+  EXPECT_EQ(store->counts().outbox_pending, 0);
   store.reset();
   fs::remove_all(dir);
 }

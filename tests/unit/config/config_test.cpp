@@ -623,6 +623,20 @@ TEST_F(HubConfigFile, KeepsSettingsTypesAndResolvesAgainstTheConfigFolder) {
   EXPECT_TRUE(settings.at("mapping").at("none").is_null());
   EXPECT_EQ(json::parse(config.sinks[0].settings_json), json::object());
   EXPECT_EQ(config.sinks[0].batch_max_bytes, 4u * 1024 * 1024);  // default
+  EXPECT_EQ(config.outbox_retention_days, 30);                   // default
+}
+
+TEST_F(HubConfigFile, OutboxRetentionIsWholeDaysZeroKeepingEverything) {
+  auto config = valid();
+  config["outbox_retention_days"] = 0;
+  EXPECT_EQ(load_hub_config(write(config)).outbox_retention_days, 0);
+  config["outbox_retention_days"] = 90;
+  EXPECT_EQ(load_hub_config(write(config)).outbox_retention_days, 90);
+  config["outbox_retention_days"] = -1;
+  EXPECT_CONTAINS(error_for(config), "hub.json: outbox_retention_days: -1 is outside 0..");
+  config["outbox_retention_days"] = "30d";
+  EXPECT_CONTAINS(error_for(config),
+                  "hub.json: outbox_retention_days: expected an integer, got \"30d\"");
 }
 
 TEST_F(HubConfigFile, SuggestsTheKeyAMisspelledKeyMeant) {

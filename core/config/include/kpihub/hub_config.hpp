@@ -72,6 +72,9 @@ struct HubConfig {
   std::vector<PluginInstanceConfig> sinks;
   AdminConfig admin;
   std::string log_level = "info";
+  // Outbox items every configured sink has delivered are deleted this many days after their
+  // delivery (0: kept forever). Dead letters and the batch history stay.
+  int outbox_retention_days = 30;
 };
 
 // Throws ConfigError("config/hub.json: sources[1].interval_ms: expected an

@@ -199,7 +199,8 @@ struct RunSummary {
   std::size_t scored_staff_months = 0;
   std::size_t forwarded_batches = 0;
   int64_t outbox_waiting = 0;
-  std::vector<std::string> errors;  // one line each, for the operator
+  std::size_t outbox_compacted = 0;  // delivered items deleted (outbox_retention_days)
+  std::vector<std::string> errors;   // one line each, for the operator
   // Where run_once spent its time, per stage: wall seconds and the CPU
   // seconds of the thread that ran it (the plugins run on that thread too).
   struct StageCost {
@@ -290,6 +291,9 @@ class Hub {
   void forward_pending(RunSummary& out, const std::atomic<bool>& stop,
                        const std::atomic<bool>& scoring_done);
   void note_error(SourceRuntime& s, const std::string& error, const char* state);
+  // Deletes the outbox items every configured sink delivered more than outbox_retention_days
+  // ago, a bounded transaction at a time, until none is left or `stop`; returns how many.
+  std::size_t compact_outbox(const std::atomic<bool>& stop);
 
   const HubConfig& config_;
   Store& store_;
