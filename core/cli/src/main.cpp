@@ -521,6 +521,38 @@ int cmd_dead_letters(const std::vector<std::string>& args) {
   throw Usage("dead-letters: \"" + action + "\" is not list or replay");
 }
 
+int cmd_forget_sink(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "forget-sink: a sink taken out of the configuration for good stops holding outbox items "
+      "back (outbox_retention_days); if it is configured again it starts from the oldest item "
+      "left");
+  add_config_option(desc);
+  desc.add_options()("sink", po::value<std::string>()->required(), "the sink's name");
+  po::positional_options_description pos;
+  pos.add("sink", 1);
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "kpihub forget-sink NAME [--config FILE]", &pos)) return kExitOk;
+  const HubConfig config = load_config(vm);
+  const std::string sink = vm["sink"].as<std::string>();
+  for (const auto& s : config.sinks) {
+    if (s.name == sink) {
+      std::cerr << "kpihub: sink " << sink << " is in " << config.file
+                << "; take it out of \"sinks\" first (forgetting a configured sink would send it "
+                   "everything left in the outbox again)\n";
+      return kExitFailure;
+    }
+  }
+  auto store = open_store(config);
+  if (!store->forget_sink(sink)) {
+    std::cerr << "kpihub: sink " << sink << " never took a batch from " << config.store_path
+              << "; nothing to forget\n";
+    return kExitFailure;
+  }
+  store->audit("cli", "forget sink", sink);
+  std::cout << "sink " << sink << " forgotten: it no longer holds outbox items back\n";
+  return kExitOk;
+}
+
 int cmd_status(const std::vector<std::string>& args) {
   po::options_description desc("status: sources, cursors and counts from the store");
   add_config_option(desc);
@@ -553,6 +585,8 @@ const Command kCommands[] = {
     {"rescore", "recompute a month under the current rules", cmd_rescore},
     {"quarantine", "list items that failed validation, or replay them after a fix", cmd_quarantine},
     {"dead-letters", "list or replay items a receiver refused", cmd_dead_letters},
+    {"forget-sink", "let a sink removed from the configuration stop holding outbox items",
+     cmd_forget_sink},
 };
 
 void print_help() {

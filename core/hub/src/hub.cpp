@@ -339,10 +339,24 @@ RunSummary Hub::run_once(const std::atomic<bool>& stop) {
   return summary;
 }
 
+namespace {
+// Sleeps up to `ms`, returning early once `stop` is set (or `wake`, which
+// it then clears: a manual pull from the admin API).
+void nap(const std::atomic<bool>& stop, int64_t ms, std::atomic<bool>* wake = nullptr) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (!stop.load() && std::chrono::steady_clock::now() < until) {
+    if (wake && wake->exchange(false)) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(ms, 50)));
+  }
+}
+}  // namespace
+
 std::size_t Hub::compact_outbox(const std::atomic<bool>& stop) {
   if (config_.outbox_retention_days == 0 || config_.sinks.empty()) return 0;
-  // Every configured sink, running or not: one whose plugin failed to load still has to get
-  // what it has not delivered yet.
+  // Every configured sink, running or not (disabled, or its plugin failed to load), still has
+  // to get what it has not delivered yet; the store adds the sinks no longer configured.
+  // The cutoff is the hub's clock, the delivery times the store's: both the system clock
+  // outside tests.
   std::vector<std::string> sinks;
   for (const auto& sink : config_.sinks) sinks.push_back(sink.name);
   constexpr int64_t kDayMs = 86400000;
@@ -354,6 +368,9 @@ std::size_t Hub::compact_outbox(const std::atomic<bool>& stop) {
     const std::size_t n = store_.compact_outbox(sinks, cutoff, kItemsPerTransaction);
     if (n == 0) break;
     deleted += n;
+    // The store's mutex is not fair: without a pause, pages and batches could wait for the
+    // whole pass (millions of items the first time on an old store).
+    nap(stop, 5);
   }
   if (deleted > 0) {
     logger_.info("outbox", "deleted " + std::to_string(deleted) +
@@ -412,18 +429,6 @@ void Hub::forward_pending(RunSummary& out, const std::atomic<bool>& stop,
     out.errors.push_back(e.what());
   }
 }
-
-namespace {
-// Sleeps up to `ms`, returning early once `stop` is set (or `wake`, which
-// it then clears: a manual pull from the admin API).
-void nap(const std::atomic<bool>& stop, int64_t ms, std::atomic<bool>* wake = nullptr) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  while (!stop.load() && std::chrono::steady_clock::now() < until) {
-    if (wake && wake->exchange(false)) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(ms, 50)));
-  }
-}
-}  // namespace
 
 void Hub::run(const std::atomic<bool>& stop) {
   std::vector<std::thread> threads;

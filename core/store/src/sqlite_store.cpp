@@ -765,12 +765,21 @@ class SqliteStore final : public Store {
   std::size_t compact_outbox(const std::vector<std::string>& sinks,
                              int64_t delivered_before_unix_ms, std::size_t max_items) override {
     return guarded("compacting the outbox", [&]() -> std::size_t {
-      if (sinks.empty() || max_items == 0) return 0;
+      if (max_items == 0) return 0;
       WriteTransaction tx(session_);
+      // The sinks named and every sink that ever took a batch (until forget_sink): a sink
+      // dropped from the configuration for a while must find its items when it comes back.
+      std::set<std::string> waiting(sinks.begin(), sinks.end());
+      {
+        std::vector<std::string> known;
+        session_ << "SELECT sink FROM sink_progress", into(known), now;
+        waiting.insert(known.begin(), known.end());
+      }
+      if (waiting.empty()) return 0;
       // A sink takes its batches strictly in order, so every item up to the last one of its
       // last batch completed in time is delivered to it.
       int64_t through = std::numeric_limits<int64_t>::max();
-      for (const std::string& sink : sinks) {
+      for (const std::string& sink : waiting) {
         std::string name = sink;
         int64_t before = delivered_before_unix_ms;
         int64_t last = 0;
@@ -779,6 +788,11 @@ class SqliteStore final : public Store {
             use(name), use(before), into(last), now;
         through = std::min(through, last);
       }
+      // A pending batch is retried with the same items, whoever it belongs to.
+      int64_t first_pending = 0;
+      session_ << "SELECT IFNULL(MIN(first_seq), 0) FROM batches WHERE state = 'pending'",
+          into(first_pending), now;
+      if (first_pending > 0) through = std::min(through, first_pending - 1);
       int64_t first = 0;
       session_ << "SELECT IFNULL(MIN(seq), 0) FROM outbox", into(first), now;
       if (first == 0 || first > through) return 0;
@@ -788,6 +802,18 @@ class SqliteStore final : public Store {
       const std::size_t deleted = changes();
       tx.commit();
       return deleted;
+    });
+  }
+
+  bool forget_sink(const std::string& sink) override {
+    return guarded("forgetting sink " + sink, [&] {
+      WriteTransaction tx(session_);
+      std::string name = sink;
+      session_ << "DELETE FROM batches WHERE sink = ? AND state = 'pending'", use(name), now;
+      session_ << "DELETE FROM sink_progress WHERE sink = ?", use(name), now;
+      const bool known = changes() > 0;
+      tx.commit();
+      return known;
     });
   }
 

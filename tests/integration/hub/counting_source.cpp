@@ -58,4 +58,5 @@ class CountingSource : public kpihub::sdk::Source {
 
 }  // namespace
 
-KPIHUB_SOURCE_PLUGIN(CountingSource, "counting-source", "1.0.0", "Deterministic records for hub tests", "{}")
+KPIHUB_SOURCE_PLUGIN(CountingSource, "counting-source", "1.0.0",
+                     "Deterministic records for hub tests", "{}")

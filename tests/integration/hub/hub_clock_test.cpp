@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 using namespace kpihub;
 namespace fs = std::filesystem;
@@ -100,6 +101,13 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
   sink.batch_max_items = 10;
   sink.settings_json = R"({"file": ")" + delivered.string() + R"("})";
   config.sinks.push_back(sink);
+  // A sink switched off holds every item: it has delivered none of them.
+  PluginInstanceConfig off = sink;
+  off.name = "off";
+  off.enabled = false;
+  off.settings_json = R"({"file": ")" + (dir / "off.txt").string() + R"("})";
+  HubConfig with_off = config;
+  with_off.sinks.push_back(off);
 
   ReferenceData ref;
   ref.catalog = load_catalog({config_dir + "/catalog/province.csv"});
@@ -117,11 +125,11 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
   ManualClock clock(real_now);
-  Hub hub(config, *store, ref, logger, clock, metrics);
-  ASSERT_TRUE(hub.start().empty());
+  auto hub = std::make_unique<Hub>(with_off, *store, ref, logger, clock, metrics);
+  ASSERT_TRUE(hub->start().empty());
   std::atomic<bool> stop{false};
 
-  RunSummary s = hub.run_once(stop);
+  RunSummary s = hub->run_once(stop);
   ASSERT_TRUE(s.ok()) << s.line();
   EXPECT_EQ(s.outbox_compacted, 0u) << "delivered just now";
   std::size_t lines = 0;
@@ -131,12 +139,19 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
   }
   ASSERT_GT(lines, 24u);  // 24 records, their staff month and agency month
 
+  clock.set(real_now + 31LL * 86400000);
+  s = hub->run_once(stop);
+  EXPECT_EQ(s.outbox_compacted, 0u) << "the sink switched off has not delivered them";
+
+  hub.reset();  // the sink switched off leaves the configuration (it never took a batch)
+  hub = std::make_unique<Hub>(config, *store, ref, logger, clock, metrics);
+  ASSERT_TRUE(hub->start().empty());
   clock.set(real_now + 29LL * 86400000);
-  s = hub.run_once(stop);
+  s = hub->run_once(stop);
   EXPECT_EQ(s.outbox_compacted, 0u) << "29 days after delivery";
 
   clock.set(real_now + 31LL * 86400000);
-  s = hub.run_once(stop);
+  s = hub->run_once(stop);
   ASSERT_TRUE(s.ok()) << s.line();
   EXPECT_EQ(s.outbox_compacted, lines);
   EXPECT_EQ(store->compact_outbox({"files"}, clock.now_unix_ms(), 1000), 0u);

@@ -279,6 +279,17 @@ TEST_F(HubE2E, PoisonRecordBecomesADeadLetterAndTheRestIsDelivered) {
       << list.output;
 }
 
+TEST_F(HubE2E, OnlyASinkNoLongerConfiguredCanBeForgotten) {
+  const auto config = write_config(source_settings(10, 5));
+  ASSERT_EQ(run({"run", "--once", "--config", config}, (dir_ / "out.txt").string()).code, 0);
+  auto r = run({"forget-sink", "files", "--config", config}, (dir_ / "forget.txt").string());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.output.find("take it out of \"sinks\" first"), std::string::npos) << r.output;
+  r = run({"forget-sink", "gone", "--config", config}, (dir_ / "forget.txt").string());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.output.find("sink gone never took a batch"), std::string::npos) << r.output;
+}
+
 TEST_F(HubE2E, AMisspelledSettingIsRefusedWithItsKeyPathAndTheHubGoesOn) {
   const auto config = write_config(source_settings(10, 5), "",
                                    R"(,
@@ -322,7 +333,7 @@ TEST_F(HubE2E, CorruptDatabaseFileIsAClearStorageError) {
 
 TEST_F(HubE2E, HelpForEveryCommand) {
   for (const char* cmd : {"run", "check-config", "plugins", "status", "report", "explain",
-                          "rescore", "quarantine", "dead-letters"}) {
+                          "rescore", "quarantine", "dead-letters", "forget-sink"}) {
     const auto r = run({cmd, "--help"}, (dir_ / "help.txt").string());
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.output.find("usage: kpihub"), std::string::npos) << cmd << ": " << r.output;

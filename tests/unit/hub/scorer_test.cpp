@@ -107,6 +107,7 @@ class InterleavingStore final : public Store {
                              std::size_t max_items) override {
     return inner_.compact_outbox(sinks, before, max_items);
   }
+  bool forget_sink(const std::string& sink) override { return inner_.forget_sink(sink); }
   std::vector<QuarantineRow> quarantine(const std::string& s, const std::string& r, std::size_t n,
                                         int64_t a) override {
     return inner_.quarantine(s, r, n, a);

@@ -916,9 +916,11 @@ TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   store->complete_batch(a1->batch_id, {});
   auto b1 = store->next_batch("b", 6, 1 << 20);
   EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 0u) << "b has delivered nothing yet";
-  EXPECT_EQ(store->compact_outbox({"a"}, later(), 100), 4u) << "only a named sink holds items";
+  EXPECT_EQ(store->compact_outbox({"a"}, later(), 100), 0u)
+      << "b, not named, took a batch: it still holds its items";
   store->complete_batch(b1->batch_id, {});
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 0u) << "a has not had 5 and 6";
+  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 4u);  // a has not had 5 and 6
+  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 0u);
 
   // b's pending batch is read back whole while the items both sinks have go.
   auto a2 = store->next_batch("a", 100, 1 << 20);
@@ -942,6 +944,7 @@ TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   EXPECT_EQ(store->compact_outbox(sinks, later(), 3), 3u);
   EXPECT_EQ(store->compact_outbox(sinks, later(), 3), 1u);
   EXPECT_EQ(store->compact_outbox(sinks, later(), 3), 0u);
+  EXPECT_FALSE(store->forget_sink("never-configured"));
   EXPECT_EQ(store->counts().outbox_pending, 0);
   EXPECT_EQ(store->next_batch("a", 100, 1 << 20), std::nullopt);
 
@@ -952,6 +955,34 @@ TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   EXPECT_EQ(a3->items[0].key, "eoffice:11");
   EXPECT_GT(a3->items[0].seq, b2->last_seq);
   EXPECT_EQ(store->outbox_depth("b"), 1);
+}
+
+// A sink taken out of the configuration (for a while, or by mistake) keeps its items and its
+// pending batch, whole, until the operator forgets it.
+TEST_F(StoreTest, ASinkNoLongerConfiguredHoldsItsItemsUntilItIsForgotten) {
+  auto store = open();
+  std::vector<OutboxItem> items;
+  for (int i = 1; i <= 5; ++i) items.push_back(item("eoffice:" + std::to_string(i), "{}"));
+  append_outbox(*store, items);
+  const int64_t later = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count() +
+                        60000;
+  store->complete_batch(store->next_batch("a", 5, 1 << 20)->batch_id, {});
+  store->complete_batch(store->next_batch("c", 2, 1 << 20)->batch_id, {});
+  const auto pending = store->next_batch("c", 5, 1 << 20);  // 3..5, not delivered
+  ASSERT_EQ(pending->items.size(), 3u);
+
+  EXPECT_EQ(store->compact_outbox({"a"}, later, 100), 2u);  // c delivered 1 and 2
+  EXPECT_EQ(store->compact_outbox({"a"}, later, 100), 0u);
+  const auto again = store->next_batch("c", 5, 1 << 20);  // c is configured again
+  EXPECT_EQ(again->batch_id, pending->batch_id);
+  EXPECT_EQ(again->items.size(), 3u);
+
+  EXPECT_TRUE(store->forget_sink("c"));
+  EXPECT_FALSE(store->forget_sink("c"));
+  EXPECT_EQ(store->compact_outbox({"a"}, later, 100), 3u);
+  EXPECT_EQ(store->next_batch("c", 5, 1 << 20), std::nullopt) << "nothing left for c";
 }
 
 TEST_F(StoreTest, OutboxItemsDeliveredLaterThanTheCutoffAndDeadLettersStay) {

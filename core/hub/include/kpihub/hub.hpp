@@ -202,7 +202,9 @@ struct RunSummary {
   std::size_t outbox_compacted = 0;  // delivered items deleted (outbox_retention_days)
   std::vector<std::string> errors;   // one line each, for the operator
   // Where run_once spent its time, per stage: wall seconds and the CPU
-  // seconds of the thread that ran it (the plugins run on that thread too).
+  // seconds of the thread that ran it (the plugins run on that thread too). The threads a
+  // month recompute reads and scores on besides it are not counted (about 0.7 CPU s per
+  // province month); bench/run's end-to-end CPU is the whole process's.
   struct StageCost {
     double wall_s = 0;
     double cpu_s = 0;

@@ -226,13 +226,18 @@ class Store {
   virtual void defer_batch(const std::string& batch_id, int64_t not_before_unix_ms,
                            const std::string& last_error) = 0;
   virtual int64_t outbox_depth(const std::string& sink) = 0;
-  // Deletes, oldest first, up to `max_items` outbox items that every sink in `sinks` has
-  // delivered, each in a batch completed before `delivered_before_unix_ms`; returns how many
-  // (0: nothing left to delete). A sink not named does not hold items back (it left the
-  // configuration); a named sink that has completed no batch holds them all. Batches and
-  // dead letters stay (a dead letter has its own copy of the payload).
+  // Deletes, oldest first, up to `max_items` outbox items delivered, each in a batch
+  // completed before `delivered_before_unix_ms`, to every sink in `sinks` and to every sink that
+  // ever took a batch (a sink dropped from the configuration still holds its items, until
+  // forget_sink); returns how many (0: nothing left to delete). No item of a pending batch goes,
+  // whichever sink it is for. Batches and dead letters stay (a dead letter has its own copy of
+  // the payload).
   virtual std::size_t compact_outbox(const std::vector<std::string>& sinks,
                                      int64_t delivered_before_unix_ms, std::size_t max_items) = 0;
+  // Drops a sink's place in the outbox and its pending batch: it no longer holds items back,
+  // and if it is configured again it starts from the oldest item left. False if it never took
+  // a batch.
+  virtual bool forget_sink(const std::string& sink) = 0;
 
   // --- operator views -------------------------------------------------------
   virtual std::vector<QuarantineRow> quarantine(const std::string& source,
