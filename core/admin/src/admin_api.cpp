@@ -279,6 +279,20 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
     return not_found();
   }
   if (method == "GET" && what == "reports" && parts.size() == 3) return report(parts[2], request);
+  if (method == "POST" && what == "months" && parts.size() == 4 && parts[3] == "rescore") {
+    const auto month = Month::parse(parts[2]);
+    if (!month) throw std::invalid_argument("month: \"" + parts[2] + "\" is not YYYY-MM");
+    // The running scorer takes the marks as it takes a page's, under the rules it has loaded
+    // (SIGHUP reloads a changed rules file first); what changed goes out again.
+    const std::size_t marked = store_.mark_month_dirty(month->str());
+    store_.audit(auth.subject, "rescore", month->str() + " under " + reference_.rules.version);
+    logger_.info("admin", auth.subject + " asked to rescore " + month->str() + " under " +
+                              reference_.rules.version + ": " + std::to_string(marked) +
+                              " staff months marked");
+    return json_reply(202, json::object{{"month", month->str()},
+                                        {"rules_version", reference_.rules.version},
+                                        {"staff_months_marked", marked}});
+  }
   if (method == "GET" && what == "explain" && parts.size() == 2) {
     const std::string staff = query(request, "staff");
     const auto month = Month::parse(query(request, "month"));

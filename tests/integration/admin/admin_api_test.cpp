@@ -415,6 +415,43 @@ TEST_F(AdminApiTest, ReportsAndExplanations) {
   EXPECT_EQ(call("GET", "/api/nothing", kReadToken).status, 404);
 }
 
+// After a rules change (and SIGHUP), assessment staff ask for a month again without a shell.
+TEST_F(AdminApiTest, RescoringAMonthNeedsOperateAndMarksEveryStaffMonthOfIt) {
+  start();
+  PageCommit page;
+  page.source = "eoffice";
+  for (const char* staff : {"KH-000123", "KH-000124"}) {
+    WorkRecord r;
+    r.source_system = "eoffice";
+    r.source_id = std::string("WD-") + staff;
+    r.record_id = "eoffice:" + r.source_id;
+    r.revision = 1;
+    r.staff_code = staff;
+    r.agency_code = "000.00.12.H34";
+    r.task_code = "VB-DEN";
+    r.work_date = *Date::parse("2025-04-09");
+    r.declared_minutes = 60;
+    r.quantity = 1;
+    page.records.push_back(r);
+  }
+  store_->commit_page(page);  // marks the day of each: not the whole month
+  EXPECT_EQ(call("POST", "/api/months/2025-04/rescore", kReadToken).status, 403);
+  auto r = call("POST", "/api/months/2025-04/rescore", kOperateToken);
+  ASSERT_EQ(r.status, 202) << r.body;
+  const auto o = json::parse(r.body).as_object();
+  EXPECT_EQ(o.at("month").as_string(), "2025-04");
+  EXPECT_EQ(o.at("rules_version").as_string(), reference_.rules.version);
+  const auto dirty = store_->dirty_staff_days(100);
+  EXPECT_EQ(o.at("staff_months_marked").as_int64(), 2);
+  ASSERT_EQ(dirty.size(), 2u);
+  for (const auto& d : dirty) {
+    EXPECT_EQ(d.key.month, "2025-04");
+    EXPECT_EQ(d.days, kWholeMonth) << d.key.staff_code;
+  }
+  EXPECT_EQ(call("POST", "/api/months/2025-4/rescore", kOperateToken).status, 400);
+  EXPECT_EQ(call("GET", "/api/months/2025-04/rescore", kOperateToken).status, 404);
+}
+
 TEST_F(AdminApiTest, DashboardDrawsItsChartsFromTheStore) {
   start();
   auto page = call("GET", "/?month=2025-04");
