@@ -21,37 +21,54 @@ int64_t local_noon_ms(const char* date) {
   return (static_cast<int64_t>(Date::parse(date)->days) * 86400 + 12 * 3600 - 7 * 3600) * 1000;
 }
 
-}  // namespace
-
-// Regression: the hub's date was fixed when the hub started, so a hub running
-// past midnight sent the following days' records to quarantine as future_date.
-TEST(HubClock, TheHubsDateFollowsTheClockWhileItRuns) {
-  const fs::path dir = fs::temp_directory_path() / ("kpihub-clock-" + std::to_string(::getpid()));
+// A fresh folder with the test plugins in plugins/.
+fs::path hub_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / (name + "-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir / "plugins");
-  fs::copy_file(TEST_SOURCE_PLUGIN, dir / "plugins" / fs::path(TEST_SOURCE_PLUGIN).filename());
-  const std::string config_dir = std::string(KPIHUB_SOURCE_DIR) + "/config";
+  for (const char* plugin : {TEST_SOURCE_PLUGIN, TEST_SINK_PLUGIN}) {
+    fs::copy_file(plugin, dir / "plugins" / fs::path(plugin).filename());
+  }
+  fs::create_directories(dir / "var");
+  return dir;
+}
 
+// The hub in `dir` with one source: 28 records, one per day of April 2025 for KH-000123
+// (every 7th is malformed).
+HubConfig counting_hub(const fs::path& dir, const std::string& hub_id) {
   HubConfig config;
-  config.hub_id = "clock-test";
+  config.hub_id = hub_id;
   config.base_dir = dir.string();
   config.data_dir = (dir / "var").string();
   config.plugin_dir = (dir / "plugins").string();
   PluginInstanceConfig source;
   source.name = "counting";
   source.plugin = "counting-source";
-  // 28 records, one per day of April 2025 (every 7th is malformed).
   source.settings_json =
       R"({"records": 28, "page_size": 28, "staff": ["KH-000123"], "month": "2025-04"})";
   config.sources.push_back(source);
+  return config;
+}
 
+ReferenceData bundled_reference() {
+  const std::string config_dir = std::string(KPIHUB_SOURCE_DIR) + "/config";
   ReferenceData ref;
   ref.catalog = load_catalog({config_dir + "/catalog/province.csv"});
   ref.directory = load_directory(config_dir + "/staff.csv", config_dir + "/units.csv");
   ref.holidays = load_holidays({config_dir + "/holidays/2025.csv"});
   ref.rules = load_rules(config_dir + "/rules.json");
+  return ref;
+}
 
-  fs::create_directories(config.data_dir);
+}  // namespace
+
+// Regression: the hub's date was fixed when the hub started, so a hub running
+// past midnight sent the following days' records to quarantine as future_date.
+TEST(HubClock, TheHubsDateFollowsTheClockWhileItRuns) {
+  const fs::path dir = hub_dir("kpihub-clock");
+  const HubConfig config = counting_hub(dir, "clock-test");
+  ReferenceData ref = bundled_reference();
+
   auto store = open_sqlite_store((dir / "var/hub.db").string());
   JsonLineLogger logger(stderr, LogLevel::error);
   Metrics metrics;
@@ -74,27 +91,10 @@ TEST(HubClock, TheHubsDateFollowsTheClockWhileItRuns) {
 // A long-running hub does not keep every delivered item: 30 days (outbox_retention_days)
 // after every sink delivered them, the outbox items go, a bounded transaction at a time.
 TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
-  const fs::path dir = fs::temp_directory_path() / ("kpihub-compact-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir / "plugins");
-  for (const char* plugin : {TEST_SOURCE_PLUGIN, TEST_SINK_PLUGIN}) {
-    fs::copy_file(plugin, dir / "plugins" / fs::path(plugin).filename());
-  }
-  const std::string config_dir = std::string(KPIHUB_SOURCE_DIR) + "/config";
+  const fs::path dir = hub_dir("kpihub-compact");
   const fs::path delivered = dir / "delivered.txt";
-
-  HubConfig config;
-  config.hub_id = "compact-test";
-  config.base_dir = dir.string();
-  config.data_dir = (dir / "var").string();
-  config.plugin_dir = (dir / "plugins").string();
+  HubConfig config = counting_hub(dir, "compact-test");
   config.outbox_retention_days = 30;
-  PluginInstanceConfig source;
-  source.name = "counting";
-  source.plugin = "counting-source";
-  source.settings_json =
-      R"({"records": 28, "page_size": 28, "staff": ["KH-000123"], "month": "2025-04"})";
-  config.sources.push_back(source);
   PluginInstanceConfig sink;
   sink.name = "files";
   sink.plugin = "file-sink";
@@ -109,14 +109,9 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
   HubConfig with_off = config;
   with_off.sinks.push_back(off);
 
-  ReferenceData ref;
-  ref.catalog = load_catalog({config_dir + "/catalog/province.csv"});
-  ref.directory = load_directory(config_dir + "/staff.csv", config_dir + "/units.csv");
-  ref.holidays = load_holidays({config_dir + "/holidays/2025.csv"});
-  ref.rules = load_rules(config_dir + "/rules.json");
+  ReferenceData ref = bundled_reference();
   ref.rules.retention_days = 36500;  // April 2025 is still accepted with the real date
 
-  fs::create_directories(config.data_dir);
   auto store = open_sqlite_store((dir / "var/hub.db").string());
   JsonLineLogger logger(stderr, LogLevel::error);
   Metrics metrics;

@@ -145,6 +145,13 @@ void append_outbox(Store& store, std::vector<OutboxItem> items) {
   store.commit_scoring(commit);
 }
 
+// The store stamps deliveries with the real time.
+int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // ------------------------------------------------------------------ records --
 
 TEST_F(StoreTest, RecordsRoundTripExactlyWithEveryFieldSetOrAbsent) {
@@ -907,10 +914,7 @@ TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   append_outbox(*store, items);
   const std::vector<std::string> sinks{"a", "b"};
   const auto later = [] {  // every batch completed so far counts as delivered in time
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-               .count() +
-           1000;
+    return unix_ms_now() + 1000;
   };
   auto a1 = store->next_batch("a", 4, 1 << 20);
   store->complete_batch(a1->batch_id, {});
@@ -964,10 +968,7 @@ TEST_F(StoreTest, ASinkNoLongerConfiguredHoldsItsItemsUntilItIsForgotten) {
   std::vector<OutboxItem> items;
   for (int i = 1; i <= 5; ++i) items.push_back(item("eoffice:" + std::to_string(i), "{}"));
   append_outbox(*store, items);
-  const int64_t later = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count() +
-                        60000;
+  const int64_t later = unix_ms_now() + 60000;
   store->complete_batch(store->next_batch("a", 5, 1 << 20)->batch_id, {});
   store->complete_batch(store->next_batch("c", 2, 1 << 20)->batch_id, {});
   const auto pending = store->next_batch("c", 5, 1 << 20);  // 3..5, not delivered
@@ -996,9 +997,7 @@ TEST_F(StoreTest, OutboxItemsDeliveredLaterThanTheCutoffAndDeadLettersStay) {
   dead.payload = "{\"r\":1}";
   store->complete_batch(first->batch_id, {dead});
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  const int64_t cutoff = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+  const int64_t cutoff = unix_ms_now();
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   auto second = store->next_batch("a", 1, 1 << 20);
   store->complete_batch(second->batch_id, {});
