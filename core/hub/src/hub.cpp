@@ -1,5 +1,7 @@
 #include <kpihub/hub.hpp>
 
+#include "thread_cpu.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -61,20 +63,15 @@ namespace {
 class StageTimer {
  public:
   explicit StageTimer(RunSummary::StageCost& into)
-      : into_(into), wall_(std::chrono::steady_clock::now()), cpu_(thread_cpu_s()) {}
+      : into_(into), wall_(std::chrono::steady_clock::now()), cpu_(thread_cpu_seconds()) {}
   StageTimer(const StageTimer&) = delete;
   StageTimer& operator=(const StageTimer&) = delete;
   ~StageTimer() {
     into_.wall_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_).count();
-    into_.cpu_s += thread_cpu_s() - cpu_;
+    into_.cpu_s += thread_cpu_seconds() - cpu_;
   }
 
  private:
-  static double thread_cpu_s() {
-    timespec t{};
-    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
-  }
   RunSummary::StageCost& into_;
   std::chrono::steady_clock::time_point wall_;
   double cpu_;
@@ -320,6 +317,8 @@ RunSummary Hub::run_once(const std::atomic<bool>& stop) {
       summary.scored_staff_months += r.staff_months;
       if (r.staff_months == 0) break;
     }
+    // A month recompute's other threads: the timer counts this one only.
+    summary.score.cpu_s += scorer_->take_helper_cpu_seconds();
   } catch (...) {
     scoring_done = true;
     forwarding.join();

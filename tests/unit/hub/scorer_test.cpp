@@ -5,6 +5,8 @@
 #include <kpihub_test/manual_clock.hpp>
 
 #include <gtest/gtest.h>
+
+#include <sched.h>
 #include <boost/json.hpp>
 
 #include <unistd.h>
@@ -430,6 +432,29 @@ TEST_F(ScorerTest, DayTotalsFromBeforeTheDueDateAreNotFoldedAfterIt) {
 // A month closes while no scorer runs (the hub is down at the due date, or runs only
 // `run --once`) and nothing in it changes afterwards: the next scorer still rescores it, so
 // its agency months leave `open` and records without completion become overdue.
+// run --once reports the scoring stage's CPU; a recompute reads and scores on more threads
+// than the caller's, and what they use must be counted too.
+TEST_F(ScorerTest, AMonthRecomputeReportsTheCpuOfItsOtherThreads) {
+  std::vector<WorkRecord> records;
+  for (const char* staff : {"KH-000010", "KH-000123", "KH-000308"}) {  // both ends
+    for (int i = 0; i < 50; ++i) {
+      records.push_back(diary(std::string(staff) + "-" + std::to_string(i), 1, staff, 60));
+    }
+  }
+  store_->commit_page(page(std::move(records)));
+  Scorer scorer(*store_, ref_, clock_, "test-hub");
+  EXPECT_EQ(scorer.take_helper_cpu_seconds(), 0.0);
+  ASSERT_EQ(scorer.compute_month(Month{2025, 4}).size(), 3u);
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  if (CPU_COUNT(&allowed) > 1) {
+    EXPECT_GT(scorer.take_helper_cpu_seconds(), 0.0) << "parts on other threads";
+  } else {
+    EXPECT_EQ(scorer.take_helper_cpu_seconds(), 0.0) << "one core: one part, the caller's";
+  }
+  EXPECT_EQ(scorer.take_helper_cpu_seconds(), 0.0) << "taken once";
+}
+
 TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
   const WorkRecord open_task = approved_open_task("WD-1");
   store_->commit_page(page({open_task}));

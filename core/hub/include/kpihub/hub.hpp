@@ -20,6 +20,7 @@
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace kpihub {
@@ -130,6 +131,9 @@ class Scorer {
   StaffMonthResult explain_staff_month(const std::string& staff_code, const Month& month);
   // Recomputes every staff month of a month and every agency month from the store (no outbox).
   std::vector<StaffMonthResult> compute_month(const Month& month);
+  // CPU seconds month recomputes spent on threads other than the caller's since the last call
+  // (the caller's own it can measure itself), for run_once's stage figures.
+  double take_helper_cpu_seconds() { return std::exchange(helper_cpu_s_, 0.0); }
 
  private:
   struct CachedMonth {
@@ -155,6 +159,7 @@ class Scorer {
   std::shared_mutex* directory_lock_;
   std::map<std::string, CachedMonth> cache_;
   bool past_due_checked_ = false;
+  double helper_cpu_s_ = 0;
 };
 
 // ------------------------------------------------------------- forward ----
@@ -202,9 +207,8 @@ struct RunSummary {
   std::size_t outbox_compacted = 0;  // delivered items deleted (outbox_retention_days)
   std::vector<std::string> errors;   // one line each, for the operator
   // Where run_once spent its time, per stage: wall seconds and the CPU
-  // seconds of the thread that ran it (the plugins run on that thread too). The threads a
-  // month recompute reads and scores on besides it are not counted (about 0.7 CPU s per
-  // province month); bench/run's end-to-end CPU is the whole process's.
+  // seconds of the thread that ran it (the plugins run on that thread too), and for `score`
+  // those of the threads a month recompute reads and scores on besides it.
   struct StageCost {
     double wall_s = 0;
     double cpu_s = 0;
