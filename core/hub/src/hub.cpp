@@ -351,7 +351,7 @@ void nap(const std::atomic<bool>& stop, int64_t ms, std::atomic<bool>* wake = nu
 }  // namespace
 
 std::size_t Hub::compact_outbox(const std::atomic<bool>& stop) {
-  if (config_.outbox_retention_days == 0 || config_.sinks.empty()) return 0;
+  if (config_.outbox_retention_days == 0) return 0;
   // Every configured sink, running or not (disabled, or its plugin failed to load), still has
   // to get what it has not delivered yet; the store adds the sinks no longer configured.
   // The cutoff is the hub's clock, the delivery times the store's: both the system clock
