@@ -145,6 +145,17 @@ void append_outbox(Store& store, std::vector<OutboxItem> items) {
   store.commit_scoring(commit);
 }
 
+// A receiver's refusal of one item, as a sink reports it.
+DeadLetter dead_letter(std::string key, std::string code, std::string message,
+                       std::string payload) {
+  DeadLetter d;
+  d.key = std::move(key);
+  d.code = std::move(code);
+  d.message = std::move(message);
+  d.payload = std::move(payload);
+  return d;
+}
+
 // The store stamps deliveries with the real time.
 int64_t unix_ms_now() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -990,12 +1001,8 @@ TEST_F(StoreTest, OutboxItemsDeliveredLaterThanTheCutoffAndDeadLettersStay) {
   auto store = open();
   append_outbox(*store, {item("eoffice:1", "{\"r\":1}"), item("eoffice:2", "{\"r\":2}")});
   auto first = store->next_batch("a", 1, 1 << 20);
-  DeadLetter dead;
-  dead.key = "eoffice:1";
-  dead.code = "invalid";
-  dead.message = "receiver: bad";
-  dead.payload = "{\"r\":1}";
-  store->complete_batch(first->batch_id, {dead});
+  store->complete_batch(first->batch_id,
+                        {dead_letter("eoffice:1", "invalid", "receiver: bad", "{\"r\":1}")});
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   const int64_t cutoff = unix_ms_now();
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -1022,12 +1029,9 @@ TEST_F(StoreTest, DeadLettersAreStoredAndReplayedIntoTheOutbox) {
                  OutboxItem{0, OutboxKind::staff_month, "staff:2025-04:CB001", "{\"s\":1}"}});
   auto batch = store->next_batch("provincial", 10, 1 << 20);
   ASSERT_TRUE(batch);
-  DeadLetter dead;
-  dead.key = "staff:2025-04:CB001";
-  dead.code = "unknown_staff";
-  dead.message = "receiver: staff CB001 unknown";
-  dead.payload = "{\"s\":1}";
-  store->complete_batch(batch->batch_id, {dead});
+  store->complete_batch(batch->batch_id,
+                        {dead_letter("staff:2025-04:CB001", "unknown_staff",
+                                     "receiver: staff CB001 unknown", "{\"s\":1}")});
 
   auto letters = store->dead_letters("provincial", 10, 0);
   ASSERT_EQ(letters.size(), 1u);
