@@ -454,16 +454,20 @@ TEST_F(StoreTest, AnExceptionInOnePartOfAMonthScanStopsEveryPartAndTheStoreStays
                                         thrown = true;
                                         throw Stop{};
                                       }
-                                      // Part 0 (1,000 staff) waits for part 1 to fail, then must
-                                      // stop.
+                                      // Part 0 (1,000 staff) waits for part 1 to fail, then
+                                      // takes 1 ms per staff member: reading to its end would
+                                      // take a second.
                                       ++part0_calls;
                                       for (int i = 0; i < 10000 && !thrown; ++i) {
                                         std::this_thread::sleep_for(std::chrono::milliseconds(1));
                                       }
+                                      std::this_thread::sleep_for(std::chrono::milliseconds(1));
                                     }),
       Stop);
-  // One more is possible: part 1 has thrown but the scan has not yet told the other parts.
-  EXPECT_LE(part0_calls.load(), 2) << "part 0 read on after part 1 had failed";
+  // Part 0 goes on until the scan has caught part 1's exception and told it, which on a busy
+  // machine can take some of its steps (a bound of 2 failed 2 runs in 300 with both cores
+  // busy), but not its 1,000.
+  EXPECT_LT(part0_calls.load(), 500) << "part 0 read on after part 1 had failed";
   store->commit_page(page_of({full_record("X", 1, "S9999")}));
   std::atomic<int> staff{0};
   store->scan_month_for_scoring(
