@@ -255,9 +255,10 @@ void BM_ComputeMonthFromStore(benchmark::State& state) {
 BENCHMARK(BM_ComputeMonthFromStore)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The incremental path (issue 8, part 3): with the whole month stored and scored, a page
-// of 1,000 revised records for random staff arrives; commit_page stores it and marks the
-// staff-months dirty (the ingest transaction), then Scorer::score_pending rescores those
-// staff-months and their agency months and writes what changed to the outbox. Counters give
+// of 1,000 revised records for random staff arrives; commit_page stores it (the ingest
+// transaction, which since schema 7 does no scoring work: the revisions it logs are the
+// scorer's change log), then Scorer::score_pending marks the staff days the log names,
+// rescores them and their agency months and writes what changed to the outbox. Counters give
 // the CPU per revised record of each half. The first run scores the whole month once first
 // (about a minute at province size; kept in KPIHUB_BENCH_MONTH_DB).
 void BM_IncrementalRevisionPage(benchmark::State& state) {

@@ -172,6 +172,8 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
                                         {"quarantined", c.quarantined},
                                         {"dead_letters", c.dead_letters},
                                         {"outbox_pending", c.outbox_pending},
+                                        {"revisions_to_read", c.revisions_to_read},
+                                        {"staff_months_to_score", c.staff_months_to_score},
                                         {"sources", sources},
                                         {"sinks", sinks}});
   }
@@ -336,6 +338,10 @@ net::Reply AdminApi::metrics_text() {
   metrics_.set("kpihub_records", "", static_cast<double>(counts.records));
   metrics_.set("kpihub_quarantine_entries", "", static_cast<double>(counts.quarantined));
   metrics_.set("kpihub_dead_letters", "", static_cast<double>(counts.dead_letters));
+  metrics_.set("kpihub_scoring_revisions_to_read", "",
+               static_cast<double>(counts.revisions_to_read));
+  metrics_.set("kpihub_scoring_staff_months_to_score", "",
+               static_cast<double>(counts.staff_months_to_score));
   const int64_t now = clock_.now_unix_ms();
   for (const auto& s : hub_.source_status()) {
     const std::string label = "source=\"" + s.name + "\"";

@@ -564,6 +564,8 @@ int cmd_status(const std::vector<std::string>& args) {
   std::cout << "store " << config.store_path << ": " << counts.records << " records ("
             << counts.revisions << " revisions), " << counts.quarantined << " quarantined, "
             << counts.dead_letters << " dead letters\n";
+  std::cout << "scoring: " << counts.revisions_to_read << " revisions not yet read, "
+            << counts.staff_months_to_score << " staff months waiting to be rescored\n";
   for (const auto& s : store->sources()) {
     std::cout << "source " << s.source << ": " << s.records << " records, " << s.quarantined
               << " quarantined, cursor " << (s.cursor ? *s.cursor : std::string("(none)")) << "\n";

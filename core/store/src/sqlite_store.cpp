@@ -101,6 +101,10 @@ class WriteTransaction {
 };
 
 class SqliteStore final : public Store {
+  // Revisions of the change log turned into dirty marks per transaction: about 10 ms of
+  // reading, and at most this many marks written at once.
+  static constexpr std::size_t kLoggedRevisionsPerStep = 16384;
+
  public:
   SqliteStore(std::string path, const SqliteStoreOptions& options)
       : path_(std::move(path)),
@@ -135,8 +139,9 @@ class SqliteStore final : public Store {
       // Decide in page order against what is stored and what this page already accepted, so
       // the higher revision wins whatever the order within the page.
       const int64_t at = page.received_at_unix_ms != 0 ? page.received_at_unix_ms : now_unix_ms();
-      // The days each touched staff month needs rescored (schema 6).
-      std::map<std::pair<std::string, std::string>, DayMask> dirty;
+      // The staff days records left (their new place is in record_revisions, the scorer's
+      // change log; schema 7). Rare: a revision nearly always keeps its staff member and day.
+      std::map<std::pair<std::string, std::string>, DayMask> left;
       for (const auto& r : page.records) {
         auto it = known.find(r.record_id);
         if (it == known.end()) {
@@ -164,19 +169,19 @@ class SqliteStore final : public Store {
           it = known.emplace(r.record_id, Known{}).first;
         } else {
           ++result.updated;
-          // The staff-month the record leaves needs rescoring too, and the record's last
+          // The staff day the record leaves needs rescoring too, and the record's last
           // score goes with it: its next score must carry on its sequence.
-          if (!it->second.staff_code.empty()) {
-            dirty[{it->second.staff_code, it->second.month}] |= day_bit(it->second.work_date);
+          const Known& was = it->second;
+          if (!was.staff_code.empty() &&
+              (was.staff_code != r.staff_code || was.work_date != r.work_date)) {
+            left[{was.staff_code, was.month}] |= day_bit(was.work_date);
           }
-          if (it->second.staff_code != r.staff_code ||
-              it->second.month != r.work_date.month_str()) {
-            move_score(r.record_id, it->second.staff_code, it->second.month, r.staff_code,
+          if (was.staff_code != r.staff_code || was.month != r.work_date.month_str()) {
+            move_score(r.record_id, was.staff_code, was.month, r.staff_code,
                        r.work_date.month_str());
           }
         }
         it->second = Known{r.revision, r.staff_code, r.work_date.month_str(), r.work_date};
-        if (!r.staff_code.empty()) dirty[{r.staff_code, it->second.month}] |= day_bit(r.work_date);
         {
           store_detail::StatementScope scope(upsert);
           store_detail::bind_record(upsert, r, at, scratch_);
@@ -196,25 +201,7 @@ class SqliteStore final : public Store {
         session_ << "DELETE FROM quarantine WHERE id = ?", use(qid), now;
       }
 
-      if (!dirty.empty()) {
-        sqlite3_stmt* mark =
-            mark_dirty_.get(db_,
-                            "INSERT INTO dirty_staff_months (staff_code, month, marked_at, days) "
-                            "VALUES (?, ?, ?, ?) ON CONFLICT (staff_code, month) DO UPDATE SET "
-                            "generation = generation + 1, marked_at = excluded.marked_at, "
-                            "days = days | excluded.days",
-                            path_);
-        for (const auto& [key, days] : dirty) {
-          store_detail::StatementScope scope(mark);
-          store_detail::bind_text(mark, 1, key.first);
-          store_detail::bind_text(mark, 2, key.second);
-          sqlite3_bind_int64(mark, 3, at);
-          sqlite3_bind_int64(mark, 4, static_cast<int64_t>(days));
-          if (sqlite3_step(mark) != SQLITE_DONE) {
-            store_detail::sqlite_fail(db_, path_, "marking staff-months dirty");
-          }
-        }
-      }
+      mark_dirty(left, at);
 
       sqlite3_stmt* cursor = update_cursor_.get(
           db_,
@@ -286,6 +273,14 @@ class SqliteStore final : public Store {
   }
 
   std::vector<DirtyStaffMonth> dirty_staff_days(std::size_t max_keys) override {
+    // Every revision logged before this call is marked before the marks are listed. The log
+    // is read in steps of one transaction each, so a long backlog does not hold ingest back
+    // while it is read; ingest is far slower than this reading, so the loop ends.
+    std::size_t read = 0;
+    do {
+      read = guarded("reading the revisions logged since the last scoring",
+                     [&] { return mark_logged_revisions(kLoggedRevisionsPerStep); });
+    } while (read == kLoggedRevisionsPerStep);
     return guarded("listing dirty staff-months", [&] {
       std::vector<std::string> staff, month;
       std::vector<int64_t> generation, days;
@@ -948,6 +943,12 @@ class SqliteStore final : public Store {
                     "b.sink = p.sink AND b.state = 'delivered'), 0) AS done "
                     "FROM sink_progress p)), 0)",
             into(c.outbox_pending), now;
+        // The log is append-only and its rowids dense (nothing is deleted from it), so the
+        // difference is the count, without reading the rows.
+        session_ << "SELECT IFNULL((SELECT MAX(rowid) FROM record_revisions), 0) - "
+                    "(SELECT revisions_read FROM scoring_position WHERE id = 1)",
+            into(c.revisions_to_read), now;
+        session_ << "SELECT COUNT(*) FROM dirty_staff_months", into(c.staff_months_to_score), now;
         session_ << "COMMIT", now;
       } catch (...) {
         session_ << "ROLLBACK", now;
@@ -1144,6 +1145,71 @@ class SqliteStore final : public Store {
     if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "reading records");
   }
 
+  // Marks the staff days of `days` dirty: a new mark, or the days added to the mark there
+  // is with its generation raised, so the scorer keeps a mark it is working on (see
+  // commit_scoring).
+  void mark_dirty(const std::map<std::pair<std::string, std::string>, DayMask>& days_of,
+                  int64_t at) {
+    if (days_of.empty()) return;
+    sqlite3_stmt* mark =
+        mark_dirty_.get(db_,
+                        "INSERT INTO dirty_staff_months (staff_code, month, marked_at, days) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT (staff_code, month) DO UPDATE SET "
+                        "generation = generation + 1, marked_at = excluded.marked_at, "
+                        "days = days | excluded.days",
+                        path_);
+    for (const auto& [key, days] : days_of) {
+      store_detail::StatementScope scope(mark);
+      store_detail::bind_text(mark, 1, key.first);
+      store_detail::bind_text(mark, 2, key.second);
+      sqlite3_bind_int64(mark, 3, at);
+      sqlite3_bind_int64(mark, 4, static_cast<int64_t>(days));
+      if (sqlite3_step(mark) != SQLITE_DONE) {
+        store_detail::sqlite_fail(db_, path_,
+                                  "marking staff " + key.first + " in " + key.second + " dirty");
+      }
+    }
+  }
+
+  // One transaction: marks the staff days of up to `max_revisions` revisions logged after
+  // scoring_position, and moves the position past them. Returns how many it read.
+  std::size_t mark_logged_revisions(std::size_t max_revisions) {
+    WriteTransaction tx(session_);
+    int64_t position = 0;
+    session_ << "SELECT revisions_read FROM scoring_position WHERE id = 1", into(position), now;
+    sqlite3_stmt* read = read_log_.get(db_,
+                                       "SELECT rowid, staff_code, month, work_date "
+                                       "FROM record_revisions WHERE rowid > ? ORDER BY rowid "
+                                       "LIMIT ?",
+                                       path_);
+    std::map<std::pair<std::string, std::string>, DayMask> changed;
+    std::size_t read_count = 0;
+    {
+      store_detail::StatementScope scope(read);
+      sqlite3_bind_int64(read, 1, position);
+      sqlite3_bind_int64(read, 2, static_cast<int64_t>(max_revisions));
+      int rc;
+      while ((rc = sqlite3_step(read)) == SQLITE_ROW) {
+        ++read_count;
+        position = sqlite3_column_int64(read, 0);
+        const std::string_view staff = store_detail::column_text(read, 1);
+        // A record of no known staff member scores nothing until a revision names one.
+        if (staff.empty()) continue;
+        changed[{std::string(staff), std::string(store_detail::column_text(read, 2))}] |=
+            day_bit(Date{static_cast<int32_t>(sqlite3_column_int64(read, 3))});
+      }
+      if (rc != SQLITE_DONE) {
+        store_detail::sqlite_fail(db_, path_,
+                                  "reading record_revisions after row " + std::to_string(position));
+      }
+    }
+    if (read_count == 0) return 0;  // the transaction rolls back: nothing was written
+    mark_dirty(changed, now_unix_ms());
+    session_ << "UPDATE scoring_position SET revisions_read = ? WHERE id = 1", use(position), now;
+    tx.commit();
+    return read_count;
+  }
+
   void move_score(const std::string& record_id, const std::string& old_staff,
                   const std::string& old_month, const std::string& new_staff,
                   const std::string& new_month) {
@@ -1270,7 +1336,7 @@ class SqliteStore final : public Store {
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
       append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
       staff_month_scores_, move_score_, staff_day_scan_, record_score_, read_day_totals_,
-      upsert_day_totals_, clear_dirty_;
+      upsert_day_totals_, clear_dirty_, read_log_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   // One part of a month scan: its read connection, its two statements (the last part has no

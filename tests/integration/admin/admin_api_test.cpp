@@ -434,14 +434,26 @@ TEST_F(AdminApiTest, RescoringAMonthNeedsOperateAndMarksEveryStaffMonthOfIt) {
     r.quantity = 1;
     page.records.push_back(r);
   }
-  store_->commit_page(page);  // marks the day of each: not the whole month
+  store_->commit_page(page);  // the scorer will mark the day of each: not the whole month
+  // What waits for the scorer, as an operator sees it.
+  const auto to_score = [&] {
+    const auto st = json::parse(call("GET", "/api/status", kReadToken).body).as_object();
+    return std::pair{st.at("revisions_to_read").as_int64(),
+                     st.at("staff_months_to_score").as_int64()};
+  };
+  EXPECT_EQ(to_score(), (std::pair<int64_t, int64_t>{2, 0}));
   EXPECT_EQ(call("POST", "/api/months/2025-04/rescore", kReadToken).status, 403);
   auto r = call("POST", "/api/months/2025-04/rescore", kOperateToken);
   ASSERT_EQ(r.status, 202) << r.body;
   const auto o = json::parse(r.body).as_object();
   EXPECT_EQ(o.at("month").as_string(), "2025-04");
   EXPECT_EQ(o.at("rules_version").as_string(), reference_.rules.version);
+  EXPECT_EQ(to_score(), (std::pair<int64_t, int64_t>{2, 2}));
   const auto dirty = store_->dirty_staff_days(100);
+  EXPECT_EQ(to_score(), (std::pair<int64_t, int64_t>{0, 2}));
+  const auto metrics = call("GET", "/metrics", kReadToken).body;
+  EXPECT_CONTAINS(metrics, "kpihub_scoring_revisions_to_read 0\n");
+  EXPECT_CONTAINS(metrics, "kpihub_scoring_staff_months_to_score 2\n");
   EXPECT_EQ(o.at("staff_months_marked").as_int64(), 2);
   ASSERT_EQ(dirty.size(), 2u);
   for (const auto& d : dirty) {

@@ -759,10 +759,10 @@ TEST_F(PipelineE2E, ADeadReceiverLetsTheOutboxGrowOnDiskWhileMemoryStaysFlatAndP
       if (peak_at_quarter == 0 && counts.outbox_pending * 4 >= static_cast<int64_t>(well_formed)) {
         peak_at_quarter = peak_rss_kb(hub.pid);
       }
-      // Everything pulled and scored (a page marks its staff months dirty in the transaction
-      // that stores it): the whole backlog waits in the outbox.
-      if (counts.records == static_cast<int64_t>(well_formed) &&
-          store->dirty_staff_months(1).empty()) {
+      // Everything pulled and scored (nothing left in the scorer's change log or marked for
+      // it): the whole backlog waits in the outbox.
+      if (counts.records == static_cast<int64_t>(well_formed) && counts.revisions_to_read == 0 &&
+          counts.staff_months_to_score == 0) {
         break;
       }
     } catch (const kpihub::StoreError&) {

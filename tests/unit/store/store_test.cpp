@@ -644,6 +644,45 @@ TEST_F(StoreTest, PagesMarkTheStaffMonthsTheyTouch) {
   EXPECT_EQ(store->mark_month_dirty("2024-01"), 0u);
 }
 
+// Schema 7: what a page changed is read from the revision history, the scorer's change log,
+// at its next listing; what was read is marked, and the log position kept, in the store.
+TEST_F(StoreTest, ChangesAreListedOnceEvenWhenTheHubStopsBetweenStoringAndScoring) {
+  {
+    auto store = open();
+    store->commit_page(page_of({full_record("1", 1, "CB001", "2025-04-09")}));
+  }  // stopped before the scorer looked
+  auto store = open();
+  const auto dirty = store->dirty_staff_days(10);
+  EXPECT_EQ(
+      dirty,
+      (std::vector<DirtyStaffMonth>{{{"CB001", "2025-04"}, day_bit(*Date::parse("2025-04-09"))}}));
+  store = open();  // stopped while scoring
+  EXPECT_EQ(store->dirty_staff_days(10), dirty);
+  ScoringCommit done;
+  done.done = {dirty.at(0).key};
+  store->commit_scoring(done);
+  store = open();
+  EXPECT_TRUE(store->dirty_staff_days(10).empty()) << "a change was read from the log twice";
+}
+
+// The log is read in steps (16,384 revisions a transaction); a listing reads to its end,
+// even past a step whose records name no staff member and so mark nothing.
+TEST_F(StoreTest, AChangeLogLongerThanOneStepIsReadToItsEnd) {
+  auto store = open();
+  std::vector<WorkRecord> records;
+  for (int i = 0; i < 16384; ++i) records.push_back(full_record("N" + std::to_string(i), 1, ""));
+  store->commit_page(page_of(records));
+  records.clear();
+  for (int i = 0; i < 3000; ++i) {
+    records.push_back(full_record("S" + std::to_string(i), 1, "CB00" + std::to_string(i % 3)));
+  }
+  store->commit_page(page_of(records));
+  auto dirty = store->dirty_staff_months(10);
+  std::sort(dirty.begin(), dirty.end());
+  EXPECT_EQ(dirty, (std::vector<StaffMonthKey>{
+                       {"CB000", "2025-04"}, {"CB001", "2025-04"}, {"CB002", "2025-04"}}));
+}
+
 TEST_F(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
   auto store = open();
   store->commit_page(page_of({full_record("1", 1)}));
@@ -1299,6 +1338,32 @@ TEST_F(StoreTest, AMonthRowIsReadByItsKey) {
   }
 }
 
+// The ingest transaction writes a dirty mark only for the staff day a revised record leaves;
+// everything else the scorer reads from the revision history (issue 8: incremental scoring
+// adds under 1 us per record to the ingest path).
+TEST_F(StoreTest, APageMarksOnlyTheStaffDaysItsRecordsLeave) {
+  auto store = open();
+  Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
+  const std::string marks = "SELECT COUNT(*) FROM dirty_staff_months";
+  store->commit_page(page_of(
+      {full_record("1", 1, "CB001", "2025-04-08"), full_record("2", 1, "CB001", "2025-04-09")}));
+  store->commit_page(page_of({full_record("1", 2, "CB001", "2025-04-08")}));
+  EXPECT_EQ(count_of(raw, marks), 0);
+
+  store->commit_page(page_of({full_record("2", 2, "CB002", "2025-04-10")}));
+  EXPECT_EQ(count_of(raw, marks), 1);
+  EXPECT_EQ(count_of(raw, "SELECT days FROM dirty_staff_months WHERE staff_code = 'CB001'"),
+            static_cast<int>(day_bit(*Date::parse("2025-04-09"))));
+
+  auto dirty = store->dirty_staff_days(10);
+  std::sort(dirty.begin(), dirty.end(),
+            [](const DirtyStaffMonth& a, const DirtyStaffMonth& b) { return a.key < b.key; });
+  EXPECT_EQ(dirty, (std::vector<DirtyStaffMonth>{
+                       {{"CB001", "2025-04"},
+                        day_bit(*Date::parse("2025-04-08")) | day_bit(*Date::parse("2025-04-09"))},
+                       {{"CB002", "2025-04"}, day_bit(*Date::parse("2025-04-10"))}}));
+}
+
 // A store written by the release before migration 3 (tests/fixtures/store/README.md)
 // opens with every row intact, its history without the key index, and keeps recording
 // new revisions (and ignoring stale ones) as before.
@@ -1324,7 +1389,7 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   SqliteStoreOptions options;
   options.on_migration = [&](const std::string& message) { told.push_back(message); };
   auto store = open_sqlite_store(path_, options);
-  ASSERT_EQ(told.size(), 8u);
+  ASSERT_EQ(told.size(), 10u);
   for (std::size_t i = 0; i < told.size(); ++i) {
     const std::string step = "store " + path_ + ": schema " + std::to_string(2 + i / 2) + " -> " +
                              std::to_string(3 + i / 2) + ": ";
@@ -1336,7 +1401,7 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   EXPECT_EQ(counts.revisions, 85);
   {
     Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
-    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 6);
+    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 7);
     EXPECT_EQ(scores_digest(raw), scores_before);
     // Each score sits under its record's staff month (schema 5's key).
     EXPECT_EQ(count_of(raw,
@@ -1359,6 +1424,10 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
     EXPECT_EQ(count_of(raw, "SELECT COUNT(*) FROM record_scores"), 85);
   }
 
+  // Every revision stored before the upgrade was scored (the store had no dirty mark left):
+  // reading the history as a change log from then on finds nothing to rescore.
+  EXPECT_TRUE(store->dirty_staff_months(10).empty());
+
   // The history triggers are back: a higher revision is recorded, a stale one is not.
   auto stored = store->record("eoffice:WD-2025-0000007");
   ASSERT_TRUE(stored);
@@ -1370,6 +1439,9 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   EXPECT_EQ(store->commit_page(page_of({next})).ignored_stale, 1u);
   EXPECT_EQ(store->counts().revisions, 86);
   EXPECT_EQ(store->record("eoffice:WD-2025-0000007")->title, "sửa lần ba");
+  EXPECT_EQ(store->dirty_staff_days(10),
+            (std::vector<DirtyStaffMonth>{{{stored->staff_code, stored->work_date.month_str()},
+                                           day_bit(stored->work_date)}}));
   {
     Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
     EXPECT_EQ(count_of(raw,

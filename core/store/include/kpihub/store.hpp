@@ -155,6 +155,10 @@ struct StoreCounts {
   int64_t quarantined = 0;
   int64_t outbox_pending = 0;  // outbox items not yet in a delivered batch of every sink
   int64_t dead_letters = 0;
+  // What waits for the scorer: revisions stored that it has not read from the change log yet,
+  // and staff months it marked dirty and has not rescored yet. Both 0: everything is scored.
+  int64_t revisions_to_read = 0;
+  int64_t staff_months_to_score = 0;
 };
 
 class Store {
@@ -164,16 +168,18 @@ class Store {
   // --- ingest ---------------------------------------------------------------
   // One transaction: records (a revision not above the stored one is ignored;
   // each stored revision also goes to the revision history), quarantine
-  // entries, the new cursor, and the staff-months the records touch marked
-  // dirty for the scorer.
+  // entries and the new cursor. The revision history is the scorer's change
+  // log (dirty_staff_days); the page marks dirty only the staff days a revised
+  // record leaves, which the history does not name.
   virtual PageCommitResult commit_page(const PageCommit& page) = 0;
   virtual std::optional<std::string> cursor(const std::string& source) = 0;
   virtual std::vector<SourceState> sources() = 0;
 
   // --- scoring --------------------------------------------------------------
   virtual std::vector<StaffMonthKey> dirty_staff_months(std::size_t limit) = 0;
-  // The same, with the days of each that changed (pages mark the days their records had and
-  // have; mark_month_dirty marks kWholeMonth).
+  // The same, with the days of each that changed (the days records had and have;
+  // mark_month_dirty marks kWholeMonth). Both first mark what every revision stored since the
+  // last call changed, so a page committed before the call is always listed.
   virtual std::vector<DirtyStaffMonth> dirty_staff_days(std::size_t limit) = 0;
   // Marks every staff-month of `month` dirty (rescore after a rules change).
   virtual std::size_t mark_month_dirty(const std::string& month) = 0;
