@@ -747,8 +747,10 @@ class SqliteStore final : public Store {
       std::string s = sink;
       int64_t after_last_batch = 0;
       int64_t in_pending = 0;
-      session_ << "SELECT COUNT(*) FROM outbox WHERE seq > "
-                  "IFNULL((SELECT last_batched_seq FROM sink_progress WHERE sink = ?), 0)",
+      // From the last seq, not row by row (see counts()): a dead receiver's outbox grows to
+      // millions of items, and every scrape measures it.
+      session_ << "SELECT MAX(0, IFNULL((SELECT MAX(seq) FROM outbox), 0) - "
+                  "IFNULL((SELECT last_batched_seq FROM sink_progress WHERE sink = ?), 0))",
           use(s), into(after_last_batch), now;
       session_ << "SELECT IFNULL(SUM(item_count), 0) FROM batches "
                   "WHERE sink = ? AND state = 'pending'",
@@ -931,17 +933,25 @@ class SqliteStore final : public Store {
       // One read transaction so the counts agree with each other.
       session_ << "BEGIN", now;
       try {
-        session_ << "SELECT COUNT(*) FROM records", into(c.records), now;
-        session_ << "SELECT COUNT(*) FROM record_revisions", into(c.revisions), now;
+        // records, record_revisions and the outbox are counted from their last rowid, not
+        // row by row: a province's tables are gigabytes, and every status call and metrics
+        // scrape counted them under the store's mutex (0.8 s with a warm page cache and
+        // 6 s cold for 1.5 M records, all that time no page committed). Exact because
+        // nothing deletes from records or record_revisions, every insert takes the last
+        // rowid + 1 (a rolled-back one leaves no gap), and the outbox deletes only items
+        // every sink has delivered (compact_outbox). StoreTest.CountsAgreeWithCountingRows.
+        session_ << "SELECT IFNULL(MAX(rowid), 0) FROM records", into(c.records), now;
+        session_ << "SELECT IFNULL(MAX(rowid), 0) FROM record_revisions", into(c.revisions), now;
         session_ << "SELECT COUNT(*) FROM quarantine", into(c.quarantined), now;
         session_ << "SELECT COUNT(*) FROM dead_letters WHERE replayed = 0", into(c.dead_letters),
             now;
         // Batches are delivered in seq order, so a sink has everything up to the last seq of
         // its newest delivered batch; the slowest sink decides what is still pending.
-        session_ << "SELECT COUNT(*) FROM outbox WHERE seq > IFNULL((SELECT MIN(done) FROM "
+        session_ << "SELECT MAX(0, IFNULL((SELECT MAX(seq) FROM outbox), 0) - "
+                    "IFNULL((SELECT MIN(done) FROM "
                     "(SELECT p.sink, IFNULL((SELECT MAX(b.last_seq) FROM batches b WHERE "
                     "b.sink = p.sink AND b.state = 'delivered'), 0) AS done "
-                    "FROM sink_progress p)), 0)",
+                    "FROM sink_progress p)), 0))",
             into(c.outbox_pending), now;
         // The log is append-only and its rowids dense (nothing is deleted from it), so the
         // difference is the count, without reading the rows.

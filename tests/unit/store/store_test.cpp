@@ -1364,6 +1364,62 @@ TEST_F(StoreTest, APageMarksOnlyTheStaffDaysItsRecordsLeave) {
                        {{"CB002", "2025-04"}, day_bit(*Date::parse("2025-04-10"))}}));
 }
 
+// counts() and outbox_depth() read the last rowid instead of counting rows (a province's
+// tables are gigabytes, and every metrics scrape reads them): they must still agree with
+// counting, after updates, stale revisions, a page rolled back halfway, and compaction.
+TEST_F(StoreTest, CountsAgreeWithCountingRows) {
+  auto store = open();
+  Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
+  const auto expect_agree = [&](const std::string& when) {
+    const StoreCounts c = store->counts();
+    EXPECT_EQ(c.records, count_of(raw, "SELECT COUNT(*) FROM records")) << when;
+    EXPECT_EQ(c.revisions, count_of(raw, "SELECT COUNT(*) FROM record_revisions")) << when;
+    for (const char* sink : {"a", "b"}) {
+      EXPECT_EQ(store->outbox_depth(sink),
+                count_of(raw, std::string("SELECT COUNT(*) FROM outbox WHERE seq > IFNULL((SELECT "
+                                          "last_batched_seq FROM sink_progress WHERE sink = '") +
+                                  sink + "'), 0)") +
+                    count_of(raw, std::string("SELECT IFNULL(SUM(item_count), 0) FROM batches "
+                                              "WHERE state = 'pending' AND sink = '") +
+                                      sink + "'"))
+          << when << ", sink " << sink;
+    }
+  };
+  store->commit_page(page_of({full_record("1", 1), full_record("2", 1), full_record("3", 1)}));
+  store->commit_page(page_of({full_record("1", 2), full_record("2", 1)}));  // one stale
+  expect_agree("after an update and a stale revision");
+  EXPECT_EQ(store->counts().records, 3);
+  EXPECT_EQ(store->counts().revisions, 4);
+
+  WorkRecord broken = full_record("5", 1);
+  broken.revision = -1;  // refused by the table's CHECK after record 4 was written
+  EXPECT_THROW(store->commit_page(page_of({full_record("4", 1), broken})), StoreError);
+  store->commit_page(page_of({full_record("6", 1)}));
+  expect_agree("after a page rolled back halfway");
+  EXPECT_EQ(store->counts().records, 4);
+
+  std::vector<OutboxItem> items;
+  for (int i = 1; i <= 10; ++i) items.push_back(item("eoffice:" + std::to_string(i), "{}"));
+  append_outbox(*store, items);
+  expect_agree("before any batch");
+  auto a1 = store->next_batch("a", 4, 1 << 20);
+  expect_agree("with a pending batch");
+  store->complete_batch(a1->batch_id, {});
+  auto b1 = store->next_batch("b", 10, 1 << 20);
+  store->complete_batch(b1->batch_id, {});
+  EXPECT_EQ(store->counts().outbox_pending, 6);
+  EXPECT_EQ(store->compact_outbox({"a", "b"}, unix_ms_now() + 1000, 100), 4u);
+  expect_agree("after compaction");
+  auto a2 = store->next_batch("a", 10, 1 << 20);
+  store->complete_batch(a2->batch_id, {});
+  EXPECT_EQ(store->compact_outbox({"a", "b"}, unix_ms_now() + 1000, 100), 6u);
+  EXPECT_EQ(store->counts().outbox_pending, 0);
+  expect_agree("with the outbox emptied");
+  append_outbox(*store, {item("eoffice:11", "{}")});
+  expect_agree("after an item appended to an emptied outbox");
+  EXPECT_EQ(store->counts().outbox_pending, 1);
+}
+
 // A store written by the release before migration 3 (tests/fixtures/store/README.md)
 // opens with every row intact, its history without the key index, and keeps recording
 // new revisions (and ignoring stale ones) as before.
