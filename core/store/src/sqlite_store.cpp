@@ -916,13 +916,30 @@ class SqliteStore final : public Store {
 
   std::vector<HourCount> stored_per_hour(int64_t since_unix_ms) override {
     return guarded("counting stored records", [&] {
-      std::vector<int64_t> hours, counts;
-      session_
-          << "SELECT (received_at / 3600000) * 3600000 AS hour, COUNT(*) FROM record_revisions "
-             "WHERE received_at >= ? GROUP BY hour ORDER BY hour",
-          use(since_unix_ms), into(hours), into(counts), now;
+      // The history is kept in the order revisions were stored, so the newest are read first
+      // and the read stops well past the first one older than `since`: the dashboard's chart
+      // of the last day no longer reads the whole history under the store's mutex (3.5 s,
+      // pages waiting, for 2 M revisions). The margin covers a clock set back meanwhile.
+      constexpr int kOlderRowsBeforeStopping = 10000;
+      sqlite3_stmt* newest = newest_revisions_.get(
+          db_, "SELECT received_at FROM record_revisions ORDER BY rowid DESC", path_);
+      store_detail::StatementScope scope(newest);
+      std::map<int64_t, int64_t> per_hour;
+      int older = 0;
+      int rc;
+      while ((rc = sqlite3_step(newest)) == SQLITE_ROW) {
+        const int64_t at = sqlite3_column_int64(newest, 0);
+        if (at < since_unix_ms) {
+          if (++older >= kOlderRowsBeforeStopping) break;
+          continue;
+        }
+        ++per_hour[at / 3600000 * 3600000];
+      }
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        store_detail::sqlite_fail(db_, path_, "reading the newest revisions");
+      }
       std::vector<HourCount> out;
-      for (std::size_t i = 0; i < hours.size(); ++i) out.push_back({hours[i], counts[i]});
+      for (const auto& [hour, count] : per_hour) out.push_back({hour, count});
       return out;
     });
   }
@@ -1346,7 +1363,7 @@ class SqliteStore final : public Store {
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
       append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
       staff_month_scores_, move_score_, staff_day_scan_, record_score_, read_day_totals_,
-      upsert_day_totals_, clear_dirty_, read_log_;
+      upsert_day_totals_, clear_dirty_, read_log_, newest_revisions_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   // One part of a month scan: its read connection, its two statements (the last part has no

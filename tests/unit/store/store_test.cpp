@@ -1364,6 +1364,27 @@ TEST_F(StoreTest, APageMarksOnlyTheStaffDaysItsRecordsLeave) {
                        {{"CB002", "2025-04"}, day_bit(*Date::parse("2025-04-10"))}}));
 }
 
+// The dashboard's chart of records stored per hour, read from the newest revision back.
+TEST_F(StoreTest, RevisionsStoredPerHourSinceAGivenTime) {
+  auto store = open();
+  constexpr int64_t kHour = 3600000;
+  const int64_t day = 1745000000000 / kHour * kHour;
+  const auto page_at = [&](const std::string& id, int revision, int64_t at) {
+    PageCommit page = page_of({full_record(id, revision)});
+    page.received_at_unix_ms = at;
+    store->commit_page(page);
+  };
+  page_at("1", 1, day - 2 * kHour);  // before `since`
+  page_at("2", 1, day + 10);
+  page_at("3", 1, day + 20);
+  page_at("2", 2, day + 3 * kHour + 5);
+  page_at("4", 1, day + 2 * kHour);  // the clock went back an hour: still counted
+  EXPECT_EQ(store->stored_per_hour(day),
+            (std::vector<HourCount>{{day, 2}, {day + 2 * kHour, 1}, {day + 3 * kHour, 1}}));
+  EXPECT_EQ(store->stored_per_hour(day + 4 * kHour), std::vector<HourCount>{});
+  EXPECT_EQ(store->stored_per_hour(0).size(), 4u);
+}
+
 // counts() and outbox_depth() read the last rowid instead of counting rows (a province's
 // tables are gigabytes, and every metrics scrape reads them): they must still agree with
 // counting, after updates, stale revisions, a page rolled back halfway, and compaction.

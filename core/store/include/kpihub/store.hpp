@@ -147,6 +147,7 @@ struct QuarantineCount {
 struct HourCount {
   int64_t hour_start_unix_ms = 0;
   int64_t count = 0;
+  bool operator==(const HourCount&) const = default;
 };
 
 struct StoreCounts {
@@ -258,8 +259,8 @@ class Store {
   virtual StoreCounts counts() = 0;
   // Quarantine entries by source and reason (the dashboard's breakdown).
   virtual std::vector<QuarantineCount> quarantine_counts() = 0;
-  // Record revisions stored per hour since `since_unix_ms`; hours with none
-  // are left out.
+  // Record revisions stored per hour since `since_unix_ms`, oldest hour first; hours with none
+  // are left out. Reads from the newest revision back, so its cost is that of the window.
   virtual std::vector<HourCount> stored_per_hour(int64_t since_unix_ms) = 0;
 
   // --- added for month recompute (append-only: existing methods above stay) --
