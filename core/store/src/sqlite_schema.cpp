@@ -271,14 +271,21 @@ void migration_6(Poco::Data::Session& s) {
 // log: its rowid grows with every accepted revision and no row is ever deleted. The scorer
 // turns the revisions after scoring_position into dirty marks, in one transaction with the
 // new position, before it lists the marks. Every revision already in the log was marked by
-// the page that wrote it, so an upgraded store starts after the last one.
+// the page that wrote it, so an upgraded store starts after the last one. (VACUUM, which may
+// renumber the rowids of such a table, has no gap to close in it: the order and numbers stay.)
+// marks_written numbers the transactions that write dirty marks: a mark's generation is the
+// number of the last one that wrote it, so it never repeats, even for a key cleared and marked
+// again (the old `generation + 1` restarted at 1 then, and a second scorer on the same file
+// holding generation 1 from before could clear the new mark).
 void migration_7(Poco::Data::Session& s) {
   s << R"(CREATE TABLE scoring_position (
       id INTEGER PRIMARY KEY CHECK (id = 1),
-      revisions_read INTEGER NOT NULL))",
+      revisions_read INTEGER NOT NULL,
+      marks_written INTEGER NOT NULL))",
       now;
-  s << "INSERT INTO scoring_position (id, revisions_read) "
-       "SELECT 1, IFNULL(MAX(rowid), 0) FROM record_revisions",
+  s << "INSERT INTO scoring_position (id, revisions_read, marks_written) "
+       "SELECT 1, IFNULL((SELECT MAX(rowid) FROM record_revisions), 0), "
+       "IFNULL((SELECT MAX(generation) FROM dirty_staff_months), 0)",
       now;
 }
 

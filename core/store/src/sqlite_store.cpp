@@ -273,14 +273,21 @@ class SqliteStore final : public Store {
   }
 
   std::vector<DirtyStaffMonth> dirty_staff_days(std::size_t max_keys) override {
-    // Every revision logged before this call is marked before the marks are listed. The log
-    // is read in steps of one transaction each, so a long backlog does not hold ingest back
-    // while it is read; ingest is far slower than this reading, so the loop ends.
-    std::size_t read = 0;
-    do {
-      read = guarded("reading the revisions logged since the last scoring",
-                     [&] { return mark_logged_revisions(kLoggedRevisionsPerStep); });
-    } while (read == kLoggedRevisionsPerStep);
+    // Every revision logged before this call is marked before the marks are listed, in steps
+    // of one transaction each, so a long backlog does not hold ingest back while it is read.
+    // A plain read first: an idle scorer polls often, and should not take the write lock.
+    const auto [position, last] = guarded("reading the scorer's change log position", [&] {
+      int64_t read = 0;
+      int64_t logged = 0;
+      session_ << "SELECT revisions_read, IFNULL((SELECT MAX(rowid) FROM record_revisions), 0) "
+                  "FROM scoring_position WHERE id = 1",
+          into(read), into(logged), now;
+      return std::pair{read, logged};
+    });
+    for (int64_t reached = position; reached < last;) {
+      reached = guarded("reading the revisions logged since the last scoring",
+                        [&] { return mark_logged_revisions(kLoggedRevisionsPerStep, last); });
+    }
     return guarded("listing dirty staff-months", [&] {
       std::vector<std::string> staff, month;
       std::vector<int64_t> generation, days;
@@ -304,12 +311,13 @@ class SqliteStore final : public Store {
       std::string m = month;
       int64_t at = now_unix_ms();
       // "WHERE" before ON CONFLICT resolves SQLite's parsing ambiguity of INSERT ... SELECT.
-      session_ << "INSERT INTO dirty_staff_months (staff_code, month, marked_at, days) "
-                  "SELECT DISTINCT staff_code, month, ?, -1 FROM records "
+      int64_t generation = next_mark_generation();
+      session_ << "INSERT INTO dirty_staff_months (staff_code, month, marked_at, days, generation) "
+                  "SELECT DISTINCT staff_code, month, ?, -1, ? FROM records "
                   "WHERE month = ? AND staff_code <> '' "
-                  "ON CONFLICT (staff_code, month) DO UPDATE SET generation = generation + 1, "
-                  "marked_at = excluded.marked_at, days = -1",
-          use(at), use(m), now;
+                  "ON CONFLICT (staff_code, month) DO UPDATE SET "
+                  "generation = excluded.generation, marked_at = excluded.marked_at, days = -1",
+          use(at), use(generation), use(m), now;
       const std::size_t changed = changes();
       tx.commit();
       return changed;
@@ -1172,25 +1180,37 @@ class SqliteStore final : public Store {
     if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "reading records");
   }
 
-  // Marks the staff days of `days` dirty: a new mark, or the days added to the mark there
-  // is with its generation raised, so the scorer keeps a mark it is working on (see
-  // commit_scoring).
+  // The generation of the marks this transaction writes: greater than any written before
+  // (scoring_position.marks_written, migration 7), so a scorer clears only a mark nobody
+  // wrote since it listed it (commit_scoring).
+  int64_t next_mark_generation() {
+    int64_t generation = 0;
+    session_ << "UPDATE scoring_position SET marks_written = marks_written + 1 WHERE id = 1 "
+                "RETURNING marks_written",
+        into(generation), now;
+    return generation;
+  }
+
+  // Marks the staff days of `days_of` dirty: a new mark, or the days added to the mark there
+  // is, with a new generation either way, so the scorer keeps a mark it is working on.
   void mark_dirty(const std::map<std::pair<std::string, std::string>, DayMask>& days_of,
                   int64_t at) {
     if (days_of.empty()) return;
-    sqlite3_stmt* mark =
-        mark_dirty_.get(db_,
-                        "INSERT INTO dirty_staff_months (staff_code, month, marked_at, days) "
-                        "VALUES (?, ?, ?, ?) ON CONFLICT (staff_code, month) DO UPDATE SET "
-                        "generation = generation + 1, marked_at = excluded.marked_at, "
-                        "days = days | excluded.days",
-                        path_);
+    const int64_t generation = next_mark_generation();
+    sqlite3_stmt* mark = mark_dirty_.get(
+        db_,
+        "INSERT INTO dirty_staff_months (staff_code, month, marked_at, days, generation) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (staff_code, month) DO UPDATE SET "
+        "generation = excluded.generation, marked_at = excluded.marked_at, "
+        "days = days | excluded.days",
+        path_);
     for (const auto& [key, days] : days_of) {
       store_detail::StatementScope scope(mark);
       store_detail::bind_text(mark, 1, key.first);
       store_detail::bind_text(mark, 2, key.second);
       sqlite3_bind_int64(mark, 3, at);
       sqlite3_bind_int64(mark, 4, static_cast<int64_t>(days));
+      sqlite3_bind_int64(mark, 5, generation);
       if (sqlite3_step(mark) != SQLITE_DONE) {
         store_detail::sqlite_fail(db_, path_,
                                   "marking staff " + key.first + " in " + key.second + " dirty");
@@ -1199,15 +1219,17 @@ class SqliteStore final : public Store {
   }
 
   // One transaction: marks the staff days of up to `max_revisions` revisions logged after
-  // scoring_position, and moves the position past them. Returns how many it read.
-  std::size_t mark_logged_revisions(std::size_t max_revisions) {
+  // scoring_position and up to `last`, and moves the position past them. Returns the new
+  // position (`last` or beyond when another process has read that far meanwhile).
+  int64_t mark_logged_revisions(std::size_t max_revisions, int64_t last) {
     WriteTransaction tx(session_);
     int64_t position = 0;
     session_ << "SELECT revisions_read FROM scoring_position WHERE id = 1", into(position), now;
+    if (position >= last) return position;
     sqlite3_stmt* read = read_log_.get(db_,
                                        "SELECT rowid, staff_code, month, work_date "
-                                       "FROM record_revisions WHERE rowid > ? ORDER BY rowid "
-                                       "LIMIT ?",
+                                       "FROM record_revisions WHERE rowid > ?1 AND rowid <= ?3 "
+                                       "ORDER BY rowid LIMIT ?2",
                                        path_);
     std::map<std::pair<std::string, std::string>, DayMask> changed;
     std::size_t read_count = 0;
@@ -1215,6 +1237,7 @@ class SqliteStore final : public Store {
       store_detail::StatementScope scope(read);
       sqlite3_bind_int64(read, 1, position);
       sqlite3_bind_int64(read, 2, static_cast<int64_t>(max_revisions));
+      sqlite3_bind_int64(read, 3, last);
       int rc;
       while ((rc = sqlite3_step(read)) == SQLITE_ROW) {
         ++read_count;
@@ -1230,11 +1253,16 @@ class SqliteStore final : public Store {
                                   "reading record_revisions after row " + std::to_string(position));
       }
     }
-    if (read_count == 0) return 0;  // the transaction rolls back: nothing was written
+    // The rows up to `last` are there (nothing is deleted from the log): none read means the
+    // file changed under us, and the caller's loop must not spin on it.
+    if (read_count == 0) {
+      fail("record_revisions has no row after " + std::to_string(position) + " up to " +
+           std::to_string(last) + ", which it had a moment ago");
+    }
     mark_dirty(changed, now_unix_ms());
     session_ << "UPDATE scoring_position SET revisions_read = ? WHERE id = 1", use(position), now;
     tx.commit();
-    return read_count;
+    return position;
   }
 
   void move_score(const std::string& record_id, const std::string& old_staff,

@@ -683,6 +683,32 @@ TEST_F(StoreTest, AChangeLogLongerThanOneStepIsReadToItsEnd) {
                        {"CB000", "2025-04"}, {"CB001", "2025-04"}, {"CB002", "2025-04"}}));
 }
 
+// Two scorers on one file (an operator's `run --once` while the daemon runs; found in review):
+// a key cleared and marked again used to restart at generation 1, which the slower scorer's
+// listing had also seen, so its commit cleared the new mark and the change was never rescored.
+TEST_F(StoreTest, ASecondScorerOnTheSameFileCannotClearAMarkMadeAfterItsListing) {
+  auto hub = open();
+  auto other = open();
+  hub->commit_page(page_of({full_record("X", 1, "CB001", "2025-04-09")}));
+  const auto slow_listing = other->dirty_staff_days(10);  // scores X revision 1, slowly
+  ASSERT_EQ(slow_listing.size(), 1u);
+  const auto hub_listing = hub->dirty_staff_days(10);
+  ScoringCommit hub_done;
+  hub_done.done = {hub_listing.at(0).key};
+  hub->commit_scoring(hub_done);
+  // Revision 2 of X arrives; the hub's next listing marks it again (and takes Z first).
+  hub->commit_page(page_of(
+      {full_record("Z", 1, "CB000", "2025-04-09"), full_record("X", 2, "CB001", "2025-04-09")}));
+  ASSERT_EQ(hub->dirty_staff_days(1).size(), 1u);
+  ScoringCommit slow_done;  // what the slow scorer computed from revision 1
+  slow_done.done = {slow_listing.at(0).key};
+  other->commit_scoring(slow_done);
+  hub_done.done = {{"CB000", "2025-04"}};
+  hub->commit_scoring(hub_done);
+  EXPECT_EQ(hub->dirty_staff_months(10), (std::vector<StaffMonthKey>{{"CB001", "2025-04"}}))
+      << "revision 2 of X would never be rescored";
+}
+
 TEST_F(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
   auto store = open();
   store->commit_page(page_of({full_record("1", 1)}));
