@@ -2,6 +2,7 @@
 #include <kpihub/admin.hpp>
 #include <kpihub/hub.hpp>
 #include <kpihub/model_json.hpp>
+#include <kpihub/run_lock.hpp>
 
 #include <boost/json.hpp>
 #include <boost/program_options.hpp>
@@ -202,6 +203,8 @@ int cmd_run(const std::vector<std::string>& args) {
   JsonLineLogger logger(stderr, log_level_of(config));
   SystemClock clock;
   Metrics metrics;
+  prepare_data_dir(config);
+  const StoreRunLock run_lock(config.store_path);
   auto store = open_store(config);
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;

@@ -429,6 +429,32 @@ std::string sha256_hex(const std::string& text) {
 
 }  // namespace
 
+// Two hubs on one store would pull, score and send everything twice: the second is refused
+// with the first one's pid, and a hub killed with -9 leaves no lock behind.
+TEST_F(HubE2E, ASecondRunOnTheSameStoreIsRefusedUntilTheFirstIsGoneEvenByKill9) {
+  const auto config = write_config(source_settings(100000, 50, 50));
+  Proc p = start({"run", "--config", config}, (dir_ / "out.txt").string());
+  KillOnExit guard{p};
+  ASSERT_TRUE(
+      eventually([&] { return std::stoll(open_store()->cursor("counting").value_or("0")) >= 50; },
+                 std::chrono::seconds(20)))
+      << slurp(p.out_file);
+  auto second = run({"run", "--once", "--config", config}, (dir_ / "second.txt").string());
+  EXPECT_EQ(second.code, 4) << second.output;
+  EXPECT_NE(second.output.find("is in use by another `kpihub run` (pid " + std::to_string(p.pid) +
+                               ", lock file "),
+            std::string::npos)
+      << second.output;
+  // Commands that only read or mark go on beside the hub.
+  EXPECT_EQ(run({"status", "--config", config}, (dir_ / "status.txt").string()).code, 0);
+
+  ::kill(p.pid, SIGKILL);
+  ::waitpid(p.pid, nullptr, 0);
+  const auto config_small = write_config(source_settings(10, 5));
+  second = run({"run", "--once", "--config", config_small}, (dir_ / "after.txt").string());
+  EXPECT_EQ(second.code, 0) << second.output;
+}
+
 TEST_F(HubE2E, SighupAddsASourceWithoutLosingOrRepeatingRecords) {
   const int kRecords = 1200;
   log_level_ = "info";

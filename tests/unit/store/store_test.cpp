@@ -1,3 +1,4 @@
+#include <kpihub/run_lock.hpp>
 #include <kpihub/store.hpp>
 
 #include "record_columns.hpp"  // store internals: the month scan statement
@@ -1560,6 +1561,35 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   // Nor does creating a new store, which runs every step on empty tables.
   open_sqlite_store((dir_ / "new.db").string(), options);
   EXPECT_TRUE(told.empty()) << told.front();
+}
+
+// One `kpihub run` per store: a second is refused with the first one's pid, and the lock goes
+// with its holder (the kernel's, so a kill -9 frees it too: HubE2E.ASecondRunOnTheSameStore...).
+TEST_F(StoreTest, OnlyOneRunLocksAStore) {
+  auto first = std::make_unique<StoreRunLock>(path_);
+  EXPECT_EQ(first->lock_path(), path_ + ".lock");
+  try {
+    StoreRunLock second(path_);
+    ADD_FAILURE() << "a second run locked the store";
+  } catch (const StoreError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("store " + path_ + " is in use by another `kpihub run` (pid " +
+                           std::to_string(::getpid()) + ", lock file " + path_ + ".lock)"),
+              std::string::npos)
+        << message;
+  }
+  first.reset();
+  EXPECT_NO_THROW(StoreRunLock again(path_));
+  const std::string elsewhere = (dir_ / "no-such-folder" / "hub.db").string();
+  try {
+    StoreRunLock in_missing_folder(elsewhere);
+    ADD_FAILURE() << "locked a store in a folder that does not exist";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot open its lock file " + elsewhere +
+                                         ".lock: No such file or directory"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST_F(StoreTest, AFileThatIsNotADatabaseIsRefused) {

@@ -1,0 +1,69 @@
+#include <kpihub/run_lock.hpp>
+#include <kpihub/store.hpp>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace kpihub {
+
+namespace {
+
+std::string errno_text(int error) {
+  return std::strerror(error);
+}
+
+// What the holder wrote: its pid, or "" when it is not there (yet).
+std::string holder_of(int fd) {
+  std::array<char, 32> buffer{};
+  const ssize_t n = ::pread(fd, buffer.data(), buffer.size() - 1, 0);
+  if (n <= 0) return "";
+  std::string text(buffer.data(), static_cast<std::size_t>(n));
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+StoreRunLock::StoreRunLock(const std::string& store_path) : lock_path_(store_path + ".lock") {
+  fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    throw StoreError("store " + store_path + ": cannot open its lock file " + lock_path_ + ": " +
+                     errno_text(errno));
+  }
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    const std::string holder = holder_of(fd_);
+    ::close(fd_);
+    fd_ = -1;
+    if (error == EWOULDBLOCK) {
+      throw StoreError("store " + store_path + " is in use by another `kpihub run` (" +
+                       (holder.empty() ? std::string("pid unknown") : "pid " + holder) +
+                       ", lock file " + lock_path_ +
+                       "); stop it first, or give this one another data_dir");
+    }
+    throw StoreError("store " + store_path + ": cannot lock " + lock_path_ + ": " +
+                     errno_text(error));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+    const int error = errno;
+    ::close(fd_);
+    fd_ = -1;
+    throw StoreError("store " + store_path + ": cannot write to its lock file " + lock_path_ +
+                     ": " + errno_text(error));
+  }
+}
+
+StoreRunLock::~StoreRunLock() {
+  // Closing releases the lock; the file stays (removing it would race with the next hub
+  // locking the old inode).
+  if (fd_ >= 0) ::close(fd_);
+}
+
+}  // namespace kpihub
