@@ -576,6 +576,14 @@ int cmd_status(const std::vector<std::string>& args) {
   for (const auto& s : config.sinks) {
     std::cout << "sink " << s.name << ": " << store->outbox_depth(s.name) << " items waiting\n";
   }
+  for (const auto& name : store->sinks_with_batches()) {
+    const bool configured = std::any_of(config.sinks.begin(), config.sinks.end(),
+                                        [&](const auto& s) { return s.name == name; });
+    if (configured) continue;
+    std::cout << "sink " << name << ": not configured, but took batches: it keeps delivered "
+              << "outbox items from being deleted (outbox_retention_days) until `kpihub "
+              << "forget-sink " << name << "`\n";
+  }
   return kExitOk;
 }
 

@@ -822,6 +822,14 @@ class SqliteStore final : public Store {
     });
   }
 
+  std::vector<std::string> sinks_with_batches() override {
+    return guarded("listing the sinks that took batches", [&] {
+      std::vector<std::string> names;
+      session_ << "SELECT sink FROM sink_progress ORDER BY sink", into(names), now;
+      return names;
+    });
+  }
+
   std::vector<QuarantineRow> quarantine(const std::string& source, const std::string& reason,
                                         std::size_t max_rows, int64_t after_id) override {
     return guarded("reading quarantine", [&] {

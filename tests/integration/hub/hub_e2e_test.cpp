@@ -302,6 +302,24 @@ TEST_F(HubE2E, OnlyASinkNoLongerConfiguredCanBeForgotten) {
   r = run({"forget-sink", "gone", "--config", config}, (dir_ / "forget.txt").string());
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.output.find("sink gone never took a batch"), std::string::npos) << r.output;
+
+  // The sink is renamed in the file: status says the old name still holds items back, until
+  // it is forgotten.
+  std::string text = slurp(config);
+  const std::string old_name = R"("name": "files")";
+  text.replace(text.find(old_name), old_name.size(), R"("name": "files-v2")");
+  std::ofstream(config) << text;
+  const std::string holding =
+      "sink files: not configured, but took batches: it keeps delivered outbox items from being "
+      "deleted (outbox_retention_days) until `kpihub forget-sink files`";
+  r = run({"status", "--config", config}, (dir_ / "status.txt").string());
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find(holding), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("sink files-v2: "), std::string::npos) << r.output;
+  r = run({"forget-sink", "files", "--config", config}, (dir_ / "forget.txt").string());
+  EXPECT_EQ(r.code, 0) << r.output;
+  r = run({"status", "--config", config}, (dir_ / "status.txt").string());
+  EXPECT_EQ(r.output.find("sink files:"), std::string::npos) << r.output;
 }
 
 TEST_F(HubE2E, AMisspelledSettingIsRefusedWithItsKeyPathAndTheHubGoesOn) {

@@ -110,6 +110,7 @@ class InterleavingStore final : public Store {
     return inner_.compact_outbox(sinks, before, max_items);
   }
   bool forget_sink(const std::string& sink) override { return inner_.forget_sink(sink); }
+  std::vector<std::string> sinks_with_batches() override { return inner_.sinks_with_batches(); }
   std::vector<QuarantineRow> quarantine(const std::string& s, const std::string& r, std::size_t n,
                                         int64_t a) override {
     return inner_.quarantine(s, r, n, a);

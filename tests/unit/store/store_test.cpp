@@ -1061,8 +1061,10 @@ TEST_F(StoreTest, ASinkNoLongerConfiguredHoldsItsItemsUntilItIsForgotten) {
   EXPECT_EQ(again->batch_id, pending->batch_id);
   EXPECT_EQ(again->items.size(), 3u);
 
+  EXPECT_EQ(store->sinks_with_batches(), (std::vector<std::string>{"a", "c"}));
   EXPECT_TRUE(store->forget_sink("c"));
   EXPECT_FALSE(store->forget_sink("c"));
+  EXPECT_EQ(store->sinks_with_batches(), std::vector<std::string>{"a"});
   EXPECT_EQ(store->compact_outbox({"a"}, later, 100), 3u);
   EXPECT_EQ(store->next_batch("c", 5, 1 << 20), std::nullopt) << "nothing left for c";
 }

@@ -245,6 +245,9 @@ class Store {
   // and if it is configured again it starts from the oldest item left. False if it never took
   // a batch.
   virtual bool forget_sink(const std::string& sink) = 0;
+  // Every sink that took a batch and was not forgotten, by name: what holds outbox items back
+  // besides the configured sinks.
+  virtual std::vector<std::string> sinks_with_batches() = 0;
 
   // --- operator views -------------------------------------------------------
   virtual std::vector<QuarantineRow> quarantine(const std::string& source,
