@@ -788,8 +788,11 @@ class SqliteStore final : public Store {
         std::string name = sink;
         int64_t before = delivered_before_unix_ms;
         int64_t last = 0;
-        session_ << "SELECT IFNULL(MAX(last_seq), 0) FROM batches "
-                    "WHERE sink = ? AND state = 'delivered' AND delivered_at < ?",
+        // Newest first on batches_by_sink_last_item: batches are delivered in order, so this
+        // reads only the batches delivered since the cutoff.
+        session_ << "SELECT IFNULL((SELECT last_seq FROM batches "
+                    "WHERE sink = ? AND state = 'delivered' AND delivered_at < ? "
+                    "ORDER BY last_seq DESC LIMIT 1), 0)",
             use(name), use(before), into(last), now;
         through = std::min(through, last);
       }
