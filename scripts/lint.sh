@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# clang-tidy on the core (the checks in .clang-tidy), with the compile
+# clang-tidy on the core, the adapters and the plugins (the checks in .clang-tidy), with the compile
 # commands of BUILD_DIR. Fails on any finding in our code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${1:-build}
 [ -f "$BUILD_DIR/compile_commands.json" ] || { echo "lint: run a build into $BUILD_DIR first" >&2; exit 2; }
-files=$(git ls-files 'core/*.cpp')
+files=$(git ls-files 'core/*.cpp' 'adapters/*.cpp' 'plugins/*.cpp')
 out=$(mktemp)
 # -j2 by xargs: the machine has two cores.
 printf '%s\n' $files | xargs -P 2 -n 4 clang-tidy -p "$BUILD_DIR" --quiet >"$out" 2>/dev/null || true
@@ -14,4 +14,4 @@ if grep -E "^/.*(warning|error):" "$out" | grep -v "^/usr/" >/dev/null; then
   echo "lint: clang-tidy found problems (above)" >&2
   exit 1
 fi
-echo "lint: clang-tidy clean on $(echo $files | wc -w) core files"
+echo "lint: clang-tidy clean on $(echo $files | wc -w) files of core, adapters and plugins"

@@ -22,7 +22,7 @@ const std::set<std::string> kXml3Fields = {
 const std::set<std::string> kXml4Fields = {"STT", "MA_LK", "MA_DICH_VU", "NGAY_KQ", "MA_BS_DOC_KQ"};
 const std::set<std::string> kXml5Fields = {"STT", "MA_LK", "THOI_DIEM_DBLS", "NGUOI_THUC_HIEN"};
 
-std::string trim(std::string s) {
+std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\r\n");
   if (b == std::string::npos) return "";
   const auto e = s.find_last_not_of(" \t\r\n");

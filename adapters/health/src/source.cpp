@@ -113,7 +113,7 @@ std::string HealthSource::fetch_next(const std::string& state) {
     throw sdk::DataError("health: " + list_url + " did not answer a JSON list of names");
   for (const auto& n : names.as_array()) {
     if (!n.is_string()) continue;
-    const std::string name(n.as_string());
+    std::string name(n.as_string());
     if (name <= state || name.empty() || name.front() == '.' ||
         name.find_first_of(std::string_view("/\\\0", 3)) != std::string::npos) {
       continue;
