@@ -276,13 +276,12 @@ class SqliteStore final : public Store {
     // Every revision logged before this call is marked before the marks are listed, in steps
     // of one transaction each, so a long backlog does not hold ingest back while it is read.
     // A plain read first: an idle scorer polls often, and should not take the write lock.
-    const auto [position, last] = guarded("reading the scorer's change log position", [&] {
-      int64_t read = 0;
-      int64_t logged = 0;
+    int64_t position = 0;
+    int64_t last = 0;
+    guarded("reading the scorer's change log position", [&] {
       session_ << "SELECT revisions_read, IFNULL((SELECT MAX(rowid) FROM record_revisions), 0) "
                   "FROM scoring_position WHERE id = 1",
-          into(read), into(logged), now;
-      return std::pair{read, logged};
+          into(position), into(last), now;
     });
     for (int64_t reached = position; reached < last;) {
       reached = guarded("reading the revisions logged since the last scoring",
@@ -958,6 +957,7 @@ class SqliteStore final : public Store {
         store_detail::sqlite_fail(db_, path_, "reading the newest revisions");
       }
       std::vector<HourCount> out;
+      out.reserve(per_hour.size());
       for (const auto& [hour, count] : per_hour) out.push_back({hour, count});
       return out;
     });
