@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -544,6 +545,16 @@ int cmd_forget_sink(const std::vector<std::string>& args) {
                    "everything left in the outbox again)\n";
       return kExitFailure;
     }
+  }
+  // A running hub may still have the sink loaded (its file edited, not yet reloaded): forgetting
+  // it then would drop its batch in flight and send it everything kept again.
+  prepare_data_dir(config);
+  std::optional<StoreRunLock> run_lock;
+  try {
+    run_lock.emplace(config.store_path);
+  } catch (const StoreError& e) {
+    std::cerr << "kpihub: forget-sink needs the hub stopped: " << e.what() << "\n";
+    return kExitFailure;
   }
   auto store = open_store(config);
   if (!store->forget_sink(sink)) {

@@ -8,6 +8,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 namespace kpihub {
@@ -28,10 +29,23 @@ std::string holder_of(int fd) {
   return text;
 }
 
+std::string lock_path_of(const std::string& store_path) {
+  std::error_code ignored;  // a path that cannot be resolved is locked as written
+  const std::filesystem::path real = std::filesystem::weakly_canonical(store_path, ignored);
+  return (real.empty() ? store_path : real.string()) + ".lock";
+}
+
 }  // namespace
 
-StoreRunLock::StoreRunLock(const std::string& store_path) : lock_path_(store_path + ".lock") {
+StoreRunLock::StoreRunLock(const std::string& store_path)
+    // Named after the file the path leads to, so a store reached through a symbolic link has
+    // one lock, whichever path a configuration gives.
+    : lock_path_(lock_path_of(store_path)) {
   fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // A lock file another user left (a one-off `sudo kpihub run`) locks as well read-only;
+  // only the pid is not written then.
+  const bool writable = fd_ >= 0;
+  if (fd_ < 0 && errno == EACCES) fd_ = ::open(lock_path_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) {
     throw StoreError("store " + store_path + ": cannot open its lock file " + lock_path_ + ": " +
                      errno_text(errno));
@@ -45,13 +59,13 @@ StoreRunLock::StoreRunLock(const std::string& store_path) : lock_path_(store_pat
       throw StoreError("store " + store_path + " is in use by another `kpihub run` (" +
                        (holder.empty() ? std::string("pid unknown") : "pid " + holder) +
                        ", lock file " + lock_path_ +
-                       "); stop it first, or give this one another data_dir");
+                       "); stop it first, or give this one another data_dir or store_path");
     }
     throw StoreError("store " + store_path + ": cannot lock " + lock_path_ + ": " +
                      errno_text(error));
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+  if (writable && (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0)) {
     const int error = errno;
     ::close(fd_);
     fd_ = -1;

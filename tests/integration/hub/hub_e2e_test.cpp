@@ -463,8 +463,12 @@ TEST_F(HubE2E, ASecondRunOnTheSameStoreIsRefusedUntilTheFirstIsGoneEvenByKill9) 
                                ", lock file "),
             std::string::npos)
       << second.output;
-  // Commands that only read or mark go on beside the hub.
+  // Commands that only read or mark go on beside the hub; forget-sink does not.
   EXPECT_EQ(run({"status", "--config", config}, (dir_ / "status.txt").string()).code, 0);
+  second = run({"forget-sink", "old", "--config", config}, (dir_ / "forget.txt").string());
+  EXPECT_EQ(second.code, 1) << second.output;
+  EXPECT_NE(second.output.find("forget-sink needs the hub stopped: store "), std::string::npos)
+      << second.output;
 
   ::kill(p.pid, SIGKILL);
   ::waitpid(p.pid, nullptr, 0);

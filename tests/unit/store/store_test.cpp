@@ -1424,7 +1424,7 @@ TEST_F(StoreTest, CountsAgreeWithCountingRows) {
     const StoreCounts c = store->counts();
     EXPECT_EQ(c.records, count_of(raw, "SELECT COUNT(*) FROM records")) << when;
     EXPECT_EQ(c.revisions, count_of(raw, "SELECT COUNT(*) FROM record_revisions")) << when;
-    for (const char* sink : {"a", "b"}) {
+    for (const char* sink : {"a", "b", "new"}) {  // "new" never takes a batch
       EXPECT_EQ(store->outbox_depth(sink),
                 count_of(raw, std::string("SELECT COUNT(*) FROM outbox WHERE seq > IFNULL((SELECT "
                                           "last_batched_seq FROM sink_progress WHERE sink = '") +
@@ -1460,11 +1460,13 @@ TEST_F(StoreTest, CountsAgreeWithCountingRows) {
   EXPECT_EQ(store->counts().outbox_pending, 6);
   EXPECT_EQ(store->compact_outbox({"a", "b"}, unix_ms_now() + 1000, 100), 4u);
   expect_agree("after compaction");
+  EXPECT_EQ(store->outbox_depth("new"), 6) << "a sink added now gets the 6 items left";
   auto a2 = store->next_batch("a", 10, 1 << 20);
   store->complete_batch(a2->batch_id, {});
   EXPECT_EQ(store->compact_outbox({"a", "b"}, unix_ms_now() + 1000, 100), 6u);
   EXPECT_EQ(store->counts().outbox_pending, 0);
   expect_agree("with the outbox emptied");
+  EXPECT_EQ(store->outbox_depth("new"), 0);
   append_outbox(*store, {item("eoffice:11", "{}")});
   expect_agree("after an item appended to an emptied outbox");
   EXPECT_EQ(store->counts().outbox_pending, 1);
@@ -1580,8 +1582,13 @@ TEST_F(StoreTest, OnlyOneRunLocksAStore) {
               std::string::npos)
         << message;
   }
+  // The same store through a symbolic link has the same lock.
+  open();  // the store file exists, as it does once a hub has run
+  const fs::path link = dir_ / "link.db";
+  fs::create_symlink(path_, link);
+  EXPECT_THROW(StoreRunLock through_link(link.string()), StoreError);
   first.reset();
-  EXPECT_NO_THROW(StoreRunLock again(path_));
+  EXPECT_NO_THROW(StoreRunLock again(link.string()));
   const std::string elsewhere = (dir_ / "no-such-folder" / "hub.db").string();
   try {
     StoreRunLock in_missing_folder(elsewhere);
