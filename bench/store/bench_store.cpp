@@ -52,20 +52,32 @@ PageCommit page_from(int64_t first, int64_t count) {
   return page;
 }
 
-void BM_CommitPage(benchmark::State& state) {
+// A new page of state.range(0) records per iteration, on one store: `untimed(store, page)`
+// runs with the timer paused, then `timed(store, page)` is measured; items are records.
+template <typename Untimed, typename Timed>
+void each_new_page(benchmark::State& state, Untimed untimed, Timed timed) {
   const int64_t page_size = state.range(0);
   TempDir dir;
   auto store = open_sqlite_store(dir.file("hub.db"));
   int64_t next = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    PageCommit page = page_from(next, page_size);
+    const PageCommit page = page_from(next, page_size);
     next += page_size;
+    untimed(*store, page);
     state.ResumeTiming();
-    benchmark::DoNotOptimize(store->commit_page(page));
+    timed(*store, page);
   }
   state.SetItemsProcessed(state.iterations() * page_size);
   state.counters["peak_rss_MiB"] = bench::peak_rss_mib();
+}
+
+void BM_CommitPage(benchmark::State& state) {
+  each_new_page(
+      state, [](Store&, const PageCommit&) {},
+      [](Store& store, const PageCommit& page) {
+        benchmark::DoNotOptimize(store.commit_page(page));
+      });
 }
 BENCHMARK(BM_CommitPage)->Arg(500)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2);
 
@@ -74,20 +86,13 @@ BENCHMARK(BM_CommitPage)->Arg(500)->UseRealTime()->Unit(benchmark::kMillisecond)
 // a page of N records each of another staff month than the one before (800 staff, so a page
 // of 5,000 marks each staff month about 6 times, one upsert for all of them).
 void BM_MarkLoggedChanges(benchmark::State& state) {
-  const int64_t page_size = state.range(0);
-  TempDir dir;
-  auto store = open_sqlite_store(dir.file("hub.db"));
-  int64_t next = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
-    store->commit_page(page_from(next, page_size));
-    next += page_size;
-    state.ResumeTiming();
-    const auto dirty = store->dirty_staff_days(1024);
-    if (dirty.empty()) state.SkipWithError("the page's changes were not marked");
-  }
-  state.SetItemsProcessed(state.iterations() * page_size);
-  state.counters["peak_rss_MiB"] = bench::peak_rss_mib();
+  each_new_page(
+      state, [](Store& store, const PageCommit& page) { store.commit_page(page); },
+      [&](Store& store, const PageCommit&) {
+        if (store.dirty_staff_days(1024).empty()) {
+          state.SkipWithError("the page's changes were not marked");
+        }
+      });
 }
 BENCHMARK(BM_MarkLoggedChanges)
     ->Arg(500)

@@ -1000,11 +1000,11 @@ class SqliteStore final : public Store {
                             "b.sink = p.sink AND b.state = 'delivered'), 0) AS done "
                             "FROM sink_progress p)), 0)");
         session_ << pending_sql, into(c.outbox_pending), now;
-        // The log is append-only and its rowids dense (nothing is deleted from it), so the
-        // difference is the count, without reading the rows.
-        session_ << "SELECT IFNULL((SELECT MAX(rowid) FROM record_revisions), 0) - "
-                    "(SELECT revisions_read FROM scoring_position WHERE id = 1)",
-            into(c.revisions_to_read), now;
+        // c.revisions is the change log's last rowid (above).
+        int64_t revisions_read = 0;
+        session_ << "SELECT revisions_read FROM scoring_position WHERE id = 1",
+            into(revisions_read), now;
+        c.revisions_to_read = c.revisions - revisions_read;
         session_ << "SELECT COUNT(*) FROM dirty_staff_months", into(c.staff_months_to_score), now;
         session_ << "COMMIT", now;
       } catch (...) {
