@@ -5,6 +5,7 @@
 #include "text_util.hpp"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <utility>
 
@@ -215,6 +216,28 @@ HolidayCalendar load_holidays(const std::vector<std::string>& files) {
     }
   }
   return calendar;
+}
+
+std::map<std::string, std::string> Directory::agency_sectors() const {
+  // Staff per sector for each agency: government (""), education, health, in the order a tie
+  // is decided.
+  static constexpr std::string_view kSectors[] = {"", "education", "health"};
+  std::map<std::string, std::array<int, 3>> counts;
+  for (const auto& [code, info] : staff_) {
+    auto& c = counts[info.agency_code];
+    for (std::size_t i = 0; i < std::size(kSectors); ++i) {
+      if (info.sector == kSectors[i]) ++c[i];
+    }
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& [agency, c] : counts) {
+    std::size_t most = 0;
+    for (std::size_t i = 1; i < c.size(); ++i) {
+      if (c[i] > c[most]) most = i;
+    }
+    out.emplace(agency, kSectors[most]);
+  }
+  return out;
 }
 
 bool HolidayCalendar::is_working_day(Date d) const {

@@ -373,12 +373,10 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
 
   // Agency months of every touched month, from the cached staff months (the
   // median across agencies makes each agency depend on all the others).
-  std::set<std::string> agencies_known;
-  for (const auto& [code, staff] : reference_.directory.all_staff())
-    agencies_known.insert(staff.agency_code);
+  const std::map<std::string, std::string> agency_sectors = reference_.directory.agency_sectors();
   for (const std::string& month : months_touched) {
     const CachedMonth& cached = month_cache(month);
-    const auto agencies = agency_months(cached.staff, *Month::parse(month), agencies_known,
+    const auto agencies = agency_months(cached.staff, *Month::parse(month), agency_sectors,
                                         scored_at, {}, reference_.rules);
     for (const auto& a : agencies) {
       auto old = store_.month_row(OutboxKind::agency_month, month, a.agency_code);

@@ -276,7 +276,14 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
     }
     sr.deadline = r.deadline;
     sr.completed_at = r.completed_at;
-    if (!in.received_at_ms.empty()) sr.received_at_ms = in.received_at_ms[idx];
+    if (!in.received_at_ms.empty()) {
+      sr.received_at_ms = in.received_at_ms[idx];
+      sr.submitted_at_ms = sr.received_at_ms;
+      if (r.changed_at) {
+        const int64_t changed_ms = r.changed_at->unix_seconds * 1000;
+        if (changed_ms < *sr.received_at_ms) sr.submitted_at_ms = changed_ms;
+      }
+    }
 
     RecordScoring& s = sr.scoring;
     s.rules_version = rules.version;
@@ -309,7 +316,9 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
       }
     }
     s.timeliness_factor = timeliness_factor(s.late_days, rules);
-    if (sr.received_at_ms && *sr.received_at_ms >= due_ms) s.flags.set(RecordFlag::late_submission);
+    if (sr.submitted_at_ms && *sr.submitted_at_ms >= due_ms) {
+      s.flags.set(RecordFlag::late_submission);
+    }
     if (item != nullptr && !item->leave && !overdue) {
       s.points = s.credited_minutes * s.coefficient * s.quality_factor * s.timeliness_factor;
     }
@@ -417,10 +426,10 @@ StaffMonthResult score_staff_month(const StaffMonthInput& in) {
     if (s.flags.has(RecordFlag::over_declared)) ++day.record_flags.over_declared;
     if (s.flags.has(RecordFlag::overdue)) ++day.record_flags.overdue;
     if (s.flags.has(RecordFlag::late_submission)) ++day.record_flags.late_submission;
-    if (s.counts == Counts::final && sr.received_at_ms &&
-        (!day.first_counting_received_at_ms ||
-         *sr.received_at_ms < *day.first_counting_received_at_ms)) {
-      day.first_counting_received_at_ms = sr.received_at_ms;
+    if (s.counts == Counts::final && sr.submitted_at_ms &&
+        (!day.first_counting_submitted_at_ms ||
+         *sr.submitted_at_ms < *day.first_counting_submitted_at_ms)) {
+      day.first_counting_submitted_at_ms = sr.submitted_at_ms;
     }
     if (s.leave) {
       if (s.counts == Counts::final) day.leave_days += sr.quantity;
@@ -472,7 +481,7 @@ void fold_day_totals(StaffMonthResult& out, const HolidayCalendar& calendar, con
   out.provisional_staff_days = 0;
   out.records = {};
   out.flags = {};
-  out.first_counting_received_at_ms.reset();
+  out.first_counting_submitted_at_ms.reset();
   out.kpi_score.reset();
   out.provisional_score.reset();
   out.assessment_points.reset();
@@ -485,10 +494,10 @@ void fold_day_totals(StaffMonthResult& out, const HolidayCalendar& calendar, con
     out.records.rejected += day.records.rejected;
     out.records.duplicates += day.records.duplicates;
     out.flags += day.record_flags;
-    if (day.first_counting_received_at_ms &&
-        (!out.first_counting_received_at_ms ||
-         *day.first_counting_received_at_ms < *out.first_counting_received_at_ms)) {
-      out.first_counting_received_at_ms = day.first_counting_received_at_ms;
+    if (day.first_counting_submitted_at_ms &&
+        (!out.first_counting_submitted_at_ms ||
+         *day.first_counting_submitted_at_ms < *out.first_counting_submitted_at_ms)) {
+      out.first_counting_submitted_at_ms = day.first_counting_submitted_at_ms;
     }
     out.leave_days += day.leave_days;
     out.declared_minutes += day.declared_final;
@@ -594,7 +603,7 @@ std::string encode_day_totals(std::span<const DayTotals> days, std::string_view 
     i64(d.record_flags.late_submission);
     i64(d.record_flags.over_standard_day);
     i64(d.record_flags.implausible_day);
-    i64(d.first_counting_received_at_ms.value_or(kNoTime));
+    i64(d.first_counting_submitted_at_ms.value_or(kNoTime));
   }
   return out;
 }
@@ -635,7 +644,7 @@ std::optional<std::vector<DayTotals>> decode_day_totals(std::string_view bytes,
     d.record_flags.over_standard_day = i32();
     d.record_flags.implausible_day = i32();
     const int64_t first = i64();
-    if (first != kNoTime) d.first_counting_received_at_ms = first;
+    if (first != kNoTime) d.first_counting_submitted_at_ms = first;
   }
   // Dates must be strictly increasing, as fold_day_totals needs them.
   for (std::size_t i = 1; i < out.size(); ++i) {

@@ -740,7 +740,35 @@ TEST(LateSubmission, RecordsArrivingAfterTheDueDate) {
   EXPECT_TRUE(scoring_of(m, "eoffice:late").flags.has(RecordFlag::late_submission));
   EXPECT_EQ(m.flags.late_submission, 2);  // the rejected one is not in the provisional set
   EXPECT_DOUBLE_EQ(m.points, 300);        // still scored
-  EXPECT_EQ(m.first_counting_received_at_ms, ms("2025-05-24T23:59:59+07:00"));
+  EXPECT_EQ(m.first_counting_submitted_at_ms, ms("2025-05-24T23:59:59+07:00"));
+}
+
+// 5.4 (2026-12-07): a revision is submitted when its source recorded it (changed_at), unless
+// that is later than when the hub received it. A hub installed after the 25th that back-fills
+// the month must not make on-time work late; an edit made after the due date is late.
+TEST(LateSubmission, JudgedByWhenTheSourceRecordedTheRevision) {
+  Scenario s;
+  s.add("backfilled", apr(1), "T.01", 0, 100).changed_at = ts("2025-04-01T17:00:00+07:00");
+  s.add("edited_late", apr(2), "T.01", 0, 100).changed_at = ts("2025-05-26T09:00:00+07:00");
+  s.add("no_changed_at", apr(3), "T.01", 0, 100);
+  // A source clock ahead of the hub's cannot move a submission past its receipt.
+  s.add("clock_ahead", apr(4), "T.01", 0, 100).changed_at = ts("2025-07-01T00:00:00+07:00");
+  const int64_t backfill = ms("2025-06-02T10:00:00Z");  // the hub first ran in June
+  s.received_at_ms = {backfill, backfill, backfill, ms("2025-05-20T10:00:00+07:00")};
+  s.now = ts("2025-06-03T00:00:00+07:00");
+  const StaffMonthResult m = s.score();
+  EXPECT_FALSE(scoring_of(m, "eoffice:backfilled").flags.has(RecordFlag::late_submission));
+  EXPECT_TRUE(scoring_of(m, "eoffice:edited_late").flags.has(RecordFlag::late_submission));
+  EXPECT_TRUE(scoring_of(m, "eoffice:no_changed_at").flags.has(RecordFlag::late_submission));
+  EXPECT_FALSE(scoring_of(m, "eoffice:clock_ahead").flags.has(RecordFlag::late_submission));
+  EXPECT_EQ(m.flags.late_submission, 2);
+  EXPECT_EQ(m.first_counting_submitted_at_ms, ms("2025-04-01T17:00:00+07:00"));
+  // So the agency submitted on time, though the hub received everything after the due date.
+  const std::vector<const StaffMonthResult*> members = {&m};
+  EXPECT_EQ(score_agency_month("000.00.12.H34", kApril, members,
+                               {s.now, m.first_counting_submitted_at_ms}, std::nullopt, s.rules)
+                .status,
+            AgencyStatus::on_time);
 }
 
 TEST(Input, RejectsMissingReferenceDataAndMismatchedReceivedAt) {
@@ -794,9 +822,9 @@ TEST(AgencyMonth, SummaryOfStaffMonths) {
   months.push_back(staff_month("s2", "AG-1", 4800, 420, 2, ms("2025-05-30T00:00:00Z")));
   months.push_back(staff_month("s3", "AG-1", 960, 300, 1));
   months.push_back(staff_month("s4", "AG-2", 6720, 600, 1));
-  const std::vector<AgencyMonthResult> all =
-      agency_months(months, kApril, {"AG-1", "AG-2", "AG-3"}, ts("2025-06-01T00:00:00+07:00"),
-                    {{"AG-2", ms("2025-05-01T00:00:00Z")}}, Rules{});
+  const std::vector<AgencyMonthResult> all = agency_months(
+      months, kApril, {{"AG-1", ""}, {"AG-2", ""}, {"AG-3", ""}}, ts("2025-06-01T00:00:00+07:00"),
+      {{"AG-2", ms("2025-05-01T00:00:00Z")}}, Rules{});
   ASSERT_EQ(all.size(), 3u);
   const AgencyMonthResult& a = all[0];
   EXPECT_EQ(a.agency_code, "AG-1");
@@ -865,14 +893,14 @@ TEST(AgencyMonth, HighAverageHoursByMedianOfAllAgencies) {
   months.push_back(staff_month("s5", "AG-5", 0, 360, 2));  // 6 h: above
   const auto all = agency_months(months, kApril, {}, ts("2025-05-01T00:00:00Z"), {}, Rules{});
   ASSERT_EQ(all.size(), 5u);
-  EXPECT_NEAR(*all[0].median_of_all_agencies, 5.0, 1e-12);
+  EXPECT_NEAR(*all[0].median_of_sector, 5.0, 1e-12);
   // Median of 4, 4, 5, 5.03, 6 is 5: 1.25 x 5 = 6.25, so nothing is flagged ...
   for (const auto& a : all) EXPECT_FALSE(a.high_average_hours) << a.agency_code;
   // ... but with two more quiet agencies the median drops to 4.
   months.push_back(staff_month("s6", "AG-6", 0, 240, 2));
   months.push_back(staff_month("s7", "AG-7", 0, 240, 2));
   const auto more = agency_months(months, kApril, {}, ts("2025-05-01T00:00:00Z"), {}, Rules{});
-  EXPECT_NEAR(*more[0].median_of_all_agencies, 4.0, 1e-12);
+  EXPECT_NEAR(*more[0].median_of_sector, 4.0, 1e-12);
   EXPECT_FALSE(more[2].high_average_hours);  // AG-3 at exactly 1.25 x median
   EXPECT_TRUE(more[3].high_average_hours);
   EXPECT_TRUE(more[4].high_average_hours);
@@ -881,6 +909,67 @@ TEST(AgencyMonth, HighAverageHoursByMedianOfAllAgencies) {
   const std::vector<const StaffMonthResult*> one = {&months[4]};
   EXPECT_TRUE(score_agency_month("AG-5", kApril, one, {}, 4.0, Rules{}).high_average_hours);
   EXPECT_FALSE(score_agency_month("AG-5", kApril, one, {}, 5.0, Rules{}).high_average_hours);
+}
+
+// 5.5 (2026-12-07): the median is over the agencies of the same sector, so ordinary office
+// days beside schools' logged lessons are not flagged, and a school far above the others is.
+TEST(AgencyMonth, HighAverageHoursByMedianOfTheSameSector) {
+  std::vector<StaffMonthResult> months;
+  for (int i = 1; i <= 4; ++i) {
+    months.push_back(staff_month("o" + std::to_string(i), "OFFICE-" + std::to_string(i), 0, 450,
+                                 2));  // 7.5 h
+  }
+  for (int i = 1; i <= 5; ++i) {
+    months.push_back(staff_month("s" + std::to_string(i), "SCHOOL-" + std::to_string(i), 0, 180,
+                                 2));  // 3 h
+  }
+  months.push_back(staff_month("s9", "SCHOOL-9", 0, 300, 2));  // 5 h: 1.67 x the schools' 3 h
+  const std::map<std::string, std::string> sectors = {
+      {"OFFICE-1", ""},          {"OFFICE-2", ""},          {"OFFICE-3", ""},
+      {"OFFICE-4", ""},          {"SCHOOL-1", "education"}, {"SCHOOL-2", "education"},
+      {"SCHOOL-3", "education"}, {"SCHOOL-4", "education"}, {"SCHOOL-5", "education"},
+      {"SCHOOL-9", "education"}};
+  const auto all = agency_months(months, kApril, sectors, ts("2025-05-01T00:00:00Z"), {}, Rules{});
+  ASSERT_EQ(all.size(), 10u);
+  for (const auto& a : all) {
+    if (a.agency_code.rfind("OFFICE-", 0) == 0) {
+      EXPECT_FALSE(a.high_average_hours) << a.agency_code;
+      EXPECT_NEAR(*a.median_of_sector, 7.5, 1e-12) << a.agency_code;
+    } else {
+      EXPECT_NEAR(*a.median_of_sector, 3.0, 1e-12) << a.agency_code;
+      EXPECT_EQ(a.high_average_hours, a.agency_code == "SCHOOL-9") << a.agency_code;
+    }
+  }
+  // One median over all ten agencies (3 h) would have flagged every office.
+  EXPECT_GT(7.5,
+            Rules{}.high_hours_median_ratio * *median_of({7.5, 7.5, 7.5, 7.5, 3, 3, 3, 3, 3, 5}));
+}
+
+// 5.5: an agency's sector is that of most of its staff in the directory; a tie goes to
+// government, then education.
+TEST(AgencyMonth, AnAgencysSectorIsThatOfMostOfItsStaff) {
+  Directory d;
+  const auto add = [&](std::string code, std::string agency, std::string sector) {
+    StaffInfo s;
+    s.staff_code = std::move(code);
+    s.agency_code = std::move(agency);
+    s.sector = std::move(sector);
+    d.add_staff(std::move(s));
+  };
+  add("a1", "MIXED", "education");
+  add("a2", "MIXED", "education");
+  add("a3", "MIXED", "");
+  add("b1", "TIE-GOV", "health");
+  add("b2", "TIE-GOV", "");
+  add("c1", "TIE-EDU", "health");
+  add("c2", "TIE-EDU", "education");
+  add("d1", "HOSPITAL", "health");
+  const auto sectors = d.agency_sectors();
+  EXPECT_EQ(sectors.at("MIXED"), "education");
+  EXPECT_EQ(sectors.at("TIE-GOV"), "");
+  EXPECT_EQ(sectors.at("TIE-EDU"), "education");
+  EXPECT_EQ(sectors.at("HOSPITAL"), "health");
+  EXPECT_EQ(sectors.size(), 4u);
 }
 
 TEST(Median, OddEvenEmpty) {
@@ -1045,7 +1134,7 @@ TEST(Properties, RescoringSomeDaysFoldsToTheWholeMonth) {
     EXPECT_EQ(folded.points, whole.points) << "round " << round;  // bit for bit
     EXPECT_EQ(folded.credited_minutes, whole.credited_minutes) << "round " << round;
     EXPECT_EQ(folded.provisional_points, whole.provisional_points) << "round " << round;
-    EXPECT_EQ(folded.first_counting_received_at_ms, whole.first_counting_received_at_ms);
+    EXPECT_EQ(folded.first_counting_submitted_at_ms, whole.first_counting_submitted_at_ms);
     EXPECT_EQ(summary_of(folded).provisional_staff_days, summary_of(whole).provisional_staff_days);
     ASSERT_EQ(folded.days.size(), whole.days.size()) << "round " << round;
     for (const ScoredRecord& r : folded.scored) {

@@ -85,6 +85,9 @@ class Directory {
   }
   std::size_t size() const { return staff_.size(); }
   const std::unordered_map<std::string, StaffInfo>& all_staff() const { return staff_; }
+  // Every agency with staff, with its sector (scoring.md 5.5): that of most of its staff, a tie
+  // going to government (""), then education.
+  std::map<std::string, std::string> agency_sectors() const;
 
  private:
   std::unordered_map<std::string, StaffInfo> staff_;

@@ -129,6 +129,9 @@ struct ScoredRecord {
   std::optional<Deadline> deadline;
   std::optional<Timestamp> completed_at;
   std::optional<int64_t> received_at_ms;
+  // When the revision was submitted (5.4): its changed_at unless that is later than
+  // received_at_ms, otherwise received_at_ms; absent when received_at_ms is.
+  std::optional<int64_t> submitted_at_ms;
   RecordScoring scoring;
 };
 
@@ -183,7 +186,7 @@ struct DayTotals {
   double leave_days = 0;
   RecordCounts records;
   FlagCounts record_flags;  // over_declared, overdue, late_submission: the record flags
-  std::optional<int64_t> first_counting_received_at_ms;
+  std::optional<int64_t> first_counting_submitted_at_ms;
   bool operator==(const DayTotals&) const = default;
 };
 
@@ -236,7 +239,7 @@ struct StaffMonthResult {
   RecordCounts records;
   FlagCounts flags;
   // The earliest received_at of a record counting in the final score (5.4).
-  std::optional<int64_t> first_counting_received_at_ms;
+  std::optional<int64_t> first_counting_submitted_at_ms;
 
   std::vector<ScoredRecord> scored;  // one per record_id, sorted by record_id
   std::vector<DaySummary> days;      // days with any non-leave record, sorted by date
@@ -284,7 +287,7 @@ std::string_view to_string(AgencyStatus s);
 struct AgencyStatusInput {
   Timestamp now;
   // When the agency's first record counting for the month reached the hub.
-  std::optional<int64_t> first_counting_received_at_ms;
+  std::optional<int64_t> first_counting_submitted_at_ms;
 };
 
 // 5.4: open before the due date, then on_time when a counting record arrived
@@ -312,8 +315,9 @@ struct AgencyMonthResult {
   ClassCounts classes;
   FlagCounts flags;
   bool high_average_hours = false;
-  // The median of all agencies' averages the flag was judged against.
-  std::optional<double> median_of_all_agencies;
+  // The median of the averages of the agencies of the same sector (5.5) that the flag was
+  // judged against.
+  std::optional<double> median_of_sector;
 };
 
 // What an agency summary (5.5) reads of one staff month: kept for every staff member of a
@@ -327,7 +331,7 @@ struct StaffMonthSummary {
   bool has_counting_record = false;
   AssessmentClass assessment_class = AssessmentClass::not_assessed;
   std::optional<double> kpi_score;
-  std::optional<int64_t> first_counting_received_at_ms;
+  std::optional<int64_t> first_counting_submitted_at_ms;
 };
 StaffMonthSummary summary_of(const StaffMonthResult& m);
 
@@ -335,27 +339,27 @@ StaffMonthSummary summary_of(const StaffMonthResult& m);
 AgencyMonthResult score_agency_month(const std::string& agency_code, const Month& month,
                                      std::span<const StaffMonthSummary* const> staff_months,
                                      const AgencyStatusInput& status_input,
-                                     std::optional<double> median_of_all_agencies,
-                                     const Rules& rules);
+                                     std::optional<double> median_of_sector, const Rules& rules);
 AgencyMonthResult score_agency_month(const std::string& agency_code, const Month& month,
                                      std::span<const StaffMonthResult* const> staff_months,
                                      const AgencyStatusInput& status_input,
-                                     std::optional<double> median_of_all_agencies,
-                                     const Rules& rules);
+                                     std::optional<double> median_of_sector, const Rules& rules);
 
 // Every agency's summary for one month, sorted by agency code: the agencies
-// known (even with no staff month) and any agency a staff month names. The
-// median for high_average_hours is over the agencies that have an average. An
-// agency missing from `first_counting_received_at_ms` gets the earliest
-// first_counting_received_at_ms of its staff months.
+// known (even with no staff month) and any agency a staff month names.
+// `agency_sectors` are the agencies known with their sector (Directory::agency_sectors); an
+// agency missing from it is of the government sector (""). The median for
+// high_average_hours is over the agencies of the same sector that have an average (5.5). An
+// agency missing from `first_counting_submitted_at_ms` gets the earliest
+// first_counting_submitted_at_ms of its staff months.
 std::vector<AgencyMonthResult> agency_months(
     std::span<const StaffMonthResult> staff_months, const Month& month,
-    const std::set<std::string>& agencies_known, Timestamp now,
-    const std::map<std::string, int64_t>& first_counting_received_at_ms, const Rules& rules);
+    const std::map<std::string, std::string>& agency_sectors, Timestamp now,
+    const std::map<std::string, int64_t>& first_counting_submitted_at_ms, const Rules& rules);
 std::vector<AgencyMonthResult> agency_months(
     std::span<const StaffMonthSummary> staff_months, const Month& month,
-    const std::set<std::string>& agencies_known, Timestamp now,
-    const std::map<std::string, int64_t>& first_counting_received_at_ms, const Rules& rules);
+    const std::map<std::string, std::string>& agency_sectors, Timestamp now,
+    const std::map<std::string, int64_t>& first_counting_submitted_at_ms, const Rules& rules);
 
 boost::json::object to_json(const AgencyMonthResult& a, int64_t revision);
 
