@@ -219,8 +219,11 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   // (a new version) without `rescore` still never gets a month folded from days of both; and
   // whether the month was closed (records without completion earn nothing once it is, 5.4),
   // so days scored before the due date are not folded with days scored after it, whether or
-  // not refresh_time_dependent saw the month close (it cannot after a restart).
-  const std::string rules_basis = reference_.rules.version + "\n" + reference_.catalog.version;
+  // not refresh_time_dependent saw the month close (it cannot after a restart). "submitted"
+  // marks totals whose first counting time is the submission of scoring.md 5.4 of 2026-12-07
+  // (changed_at), so totals of an older build, which hold the receipt time, are not folded in.
+  const std::string rules_basis =
+      reference_.rules.version + "\n" + reference_.catalog.version + "\nsubmitted";
   const auto totals_basis = [&](const Month& month) {
     return rules_basis + (month_closed(month, scored_at, reference_.rules) ? "\nclosed" : "\nopen");
   };
