@@ -1,9 +1,11 @@
 #include <kpihub/eoffice/normalizer.hpp>
+#include <kpihub/json_keys.hpp>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <map>
 
 namespace kpihub::eoffice {
 
@@ -250,32 +252,11 @@ int compare_keys(const FeedKey& a, const FeedKey& b) {
 
 namespace {
 
-using Member = std::optional<std::string> sdk::Record::*;
-
-Member member_of(std::string_view field) {
-  static const std::vector<std::pair<std::string_view, Member>> members = {
-      {"retracted", &sdk::Record::retracted},
-      {"staff_code", &sdk::Record::staff_code},
-      {"source_staff_id", &sdk::Record::source_staff_id},
-      {"agency_code", &sdk::Record::agency_code},
-      {"task_code", &sdk::Record::task_code},
-      {"work_date", &sdk::Record::work_date},
-      {"declared_minutes", &sdk::Record::declared_minutes},
-      {"quantity", &sdk::Record::quantity},
-      {"product_unit", &sdk::Record::product_unit},
-      {"title", &sdk::Record::title},
-      {"evidence_ref", &sdk::Record::evidence_ref},
-      {"deadline", &sdk::Record::deadline},
-      {"completed_at", &sdk::Record::completed_at},
-      {"approval_status", &sdk::Record::approval_status},
-      {"approval_rating", &sdk::Record::approval_rating},
-      {"approval_by", &sdk::Record::approval_by},
-      {"approval_at", &sdk::Record::approval_at},
-      {"changed_at", &sdk::Record::changed_at}};
-  for (const auto& [name, member] : members) {
-    if (name == field) return member;
-  }
-  return nullptr;
+// The ABI's index of a model field: FieldMap::model_fields() lists them in kpihub_field order.
+kpihub_field field_of(std::string_view name) {
+  const auto& names = FieldMap::model_fields();
+  const auto it = std::find(names.begin(), names.end(), name);
+  return static_cast<kpihub_field>(it - names.begin());
 }
 
 std::vector<std::string> split_path(const std::string& path) {
@@ -410,7 +391,7 @@ Normalizer::Normalizer(FieldMap map) : map_(std::move(map)) {
     if (field == "source_id") id_path_ = path;
     if (field == "changed_at") updated_at_path_ = path;
     if (source.empty()) continue;
-    targets_.push_back(Target{field, std::move(path), member_of(field)});
+    targets_.push_back(Target{field, std::move(path), field_of(field)});
   }
   for (const auto& [key, source] : map_.attributes()) {
     if (!source.empty()) attributes_.emplace_back(key, Path{source, split_path(source)});
@@ -505,14 +486,13 @@ void Normalizer::normalize_item(const json::value& item, std::size_t index, sdk:
   }
 
   sdk::Record record;
-  record.source_id = *id_text;
+  record.set(KPIHUB_FIELD_SOURCE_ID, *id_text,
+             id.value->is_string() ? KPIHUB_VALUE_STRING : KPIHUB_VALUE_NUMBER);
   for (const auto& target : targets_) {
     if (target.model_field == "source_id") continue;
     const Lookup found = lookup(obj, target.path);
     if (!found.value) continue;
-    std::optional<std::string> text;
-    if (found.blocked_at.empty()) text = scalar_text(*found.value);
-    if (!text) {
+    if (!found.blocked_at.empty() || !record.set_json(target.field, *found.value)) {
       const std::string where = found.blocked_at.empty() ? target.path.name : found.blocked_at;
       reject(id_text, "bad_value", target.model_field,
              who + ": field " + target.model_field + " (source \"" + where + "\") has " +
@@ -520,11 +500,6 @@ void Normalizer::normalize_item(const json::value& item, std::size_t index, sdk:
                  " where a single value belongs: " + excerpt(*found.value),
              json::serialize(item));
       return;
-    }
-    if (target.member) {
-      record.*(target.member) = std::move(*text);
-    } else {
-      record.revision = std::move(*text);
     }
   }
   for (const auto& [key, path] : attributes_) {
@@ -545,6 +520,38 @@ void Normalizer::normalize_item(const json::value& item, std::size_t index, sdk:
   record.raw = json::serialize(item);
   record.location = location;
   out.add(std::move(record));
+}
+
+void Normalizer::reject_repeated_key(const json::value& item, std::size_t index,
+                                     const std::string& key, sdk::Page& out) const {
+  sdk::RejectedItem r;
+  r.location = "item " + std::to_string(index + 1);
+  std::string who = "eoffice " + *r.location;
+  if (key != id_path_.name && item.is_object()) {
+    const Lookup id = lookup(item.get_object(), id_path_);
+    if (id.value && id.blocked_at.empty()) {
+      if (auto text = scalar_text(*id.value); text && !text->empty()) {
+        r.source_id = replace_invalid_utf8(*text);
+        who += " (id " + *r.source_id + ")";
+      }
+    }
+  }
+  // The first model field read from the key (E-Office's staff_code is read twice).
+  r.field = key;
+  const auto target = std::find_if(targets_.begin(), targets_.end(),
+                                   [&](const Target& t) { return t.path.name == key; });
+  const auto attribute = std::find_if(attributes_.begin(), attributes_.end(),
+                                      [&](const auto& a) { return a.second.name == key; });
+  if (target != targets_.end()) {
+    r.field = target->model_field;
+  } else if (attribute != attributes_.end()) {
+    r.field = "attributes." + attribute->first;
+  }
+  r.reason = "parse_error";
+  r.message = who + ": the key \"" + key +
+              "\" appears more than once in the item; which value the source meant is unknown";
+  r.raw = replace_invalid_utf8(json::serialize(item));
+  out.reject(std::move(r));
 }
 
 PageSummary Normalizer::normalize_page(std::string_view body, const std::optional<FeedKey>& after,
@@ -576,6 +583,23 @@ PageSummary Normalizer::normalize_page(std::string_view body, const std::optiona
   if (!page.is_object()) {
     throw PageParseError(0, std::string("the page is ") + kind_name(page) + ", not an object");
   }
+  // Boost.JSON keeps the last of a repeated key silently: an item with one is refused, naming
+  // the key; a page with one (two next_page_tokens) is not read at all.
+  std::map<std::size_t, std::string> repeated_in_item;
+  for (auto& d : sdk::find_duplicate_keys(body, options)) {
+    if (d.path.size() >= 2 && d.path[0] == "items") {
+      std::size_t index = 0;
+      std::from_chars(d.path[1].data(), d.path[1].data() + d.path[1].size(), index);
+      std::string key;
+      for (std::size_t i = 2; i < d.path.size(); ++i) key += d.path[i] + ".";
+      repeated_in_item.emplace(index, replace_invalid_utf8(key + d.key));
+      continue;
+    }
+    std::string where;
+    for (const auto& segment : d.path) where += segment + ".";
+    throw PageParseError(
+        0, "the page has the key \"" + replace_invalid_utf8(where + d.key) + "\" more than once");
+  }
   const json::value* items = page.get_object().if_contains("items");
   if (!items || !items->is_array()) {
     throw PageParseError(0, "the page has no \"items\" list");
@@ -602,7 +626,11 @@ PageSummary Normalizer::normalize_page(std::string_view body, const std::optiona
       ++summary.skipped;
       continue;
     }
-    normalize_item(list[i], i, out);
+    if (const auto repeated = repeated_in_item.find(i); repeated != repeated_in_item.end()) {
+      reject_repeated_key(list[i], i, repeated->second, out);
+    } else {
+      normalize_item(list[i], i, out);
+    }
     if (key && (!summary.last_key || compare_keys(*key, *summary.last_key) > 0)) {
       summary.last_key = std::move(key);
     }

@@ -223,8 +223,9 @@ PageCopy copy_page(const kpihub_page& page) {
   copy.cursor = optional_text(page.next_cursor);
   copy.caught_up = page.caught_up != 0;
   for (std::size_t i = 0; i < page.record_count; ++i) {
-    copy.source_ids.push_back(text(page.records[i].source_id));
-    copy.items.push_back(record_fields_json(page.records[i]));
+    const kpihub_record record = record_at(page, i);
+    copy.source_ids.push_back(text(record.source_id));
+    copy.items.push_back(record_fields_json(record));
   }
   for (std::size_t i = 0; i < page.rejected_count; ++i) {
     copy.items.push_back("rejected " + text(page.rejected[i].source_id) + " " +
@@ -247,7 +248,7 @@ void validate_page(const kpihub_page& page, const ValidationContext& context, in
                    Validation& v) {
   for (std::size_t i = 0; i < page.record_count; ++i) {
     ++v.records;
-    const Normalized normalized = normalize(page.records[i], context);
+    const Normalized normalized = normalize(record_at(page, i), context);
     if (std::holds_alternative<WorkRecord>(normalized)) {
       ++v.valid;
       continue;

@@ -126,13 +126,14 @@ PageCommit Ingestor::prepare(const std::string& source, const kpihub_page& page,
   commit.records.reserve(page.record_count);
   const ValidationContext ctx{source, today(), reference_.rules.retention_days};
   for (std::size_t i = 0; i < page.record_count; ++i) {
-    Normalized n = normalize(page.records[i], ctx);
+    const kpihub_record in = record_at(page, i);
+    Normalized n = normalize(in, ctx);
     if (auto* q = std::get_if<QuarantineEntry>(&n)) {
       commit.quarantined.push_back(std::move(*q));
       continue;
     }
     auto& record = std::get<WorkRecord>(n);
-    if (auto q = resolve(record, page.records[i])) {
+    if (auto q = resolve(record, in)) {
       commit.quarantined.push_back(std::move(*q));
       continue;
     }

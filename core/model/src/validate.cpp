@@ -2,8 +2,13 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <stdexcept>
+#include <type_traits>
 
 namespace kpihub {
 namespace {
@@ -34,6 +39,71 @@ std::string quoted(std::string_view v) {
   }
   out += '"';
   return out;
+}
+
+kpihub_value_kind kind_of(const kpihub_record& in, kpihub_field f) {
+  if (in.value_kinds == nullptr || static_cast<std::size_t>(f) >= in.value_kind_count) {
+    return KPIHUB_VALUE_TEXT;
+  }
+  const auto k = in.value_kinds[f];
+  return k <= KPIHUB_VALUE_BOOLEAN ? static_cast<kpihub_value_kind>(k) : KPIHUB_VALUE_TEXT;
+}
+
+// The fields' names in stored field JSON and messages, in kpihub_field order.
+constexpr std::string_view kFieldNames[] = {
+    "source_id",       "revision",        "retracted",    "staff_code",       "source_staff_id",
+    "agency_code",     "task_code",       "work_date",    "declared_minutes", "quantity",
+    "product_unit",    "title",           "evidence_ref", "deadline",         "completed_at",
+    "approval.status", "approval.rating", "approval.by",  "approval.at",      "changed_at"};
+static_assert(std::extent_v<decltype(kFieldNames)> == KPIHUB_FIELD_COUNT);
+
+std::string_view kind_name(kpihub_value_kind k) {
+  switch (k) {
+    case KPIHUB_VALUE_STRING:
+      return "string";
+    case KPIHUB_VALUE_NUMBER:
+      return "number";
+    case KPIHUB_VALUE_BOOLEAN:
+      return "boolean";
+    default:
+      return "text";
+  }
+}
+
+std::optional<kpihub_value_kind> parse_kind(std::string_view name) {
+  for (auto k :
+       {KPIHUB_VALUE_TEXT, KPIHUB_VALUE_STRING, KPIHUB_VALUE_NUMBER, KPIHUB_VALUE_BOOLEAN}) {
+    if (kind_name(k) == name) return k;
+  }
+  return std::nullopt;
+}
+
+const char* kind_words(kpihub_value_kind k) {
+  switch (k) {
+    case KPIHUB_VALUE_STRING:
+      return "a string";
+    case KPIHUB_VALUE_NUMBER:
+      return "a number";
+    case KPIHUB_VALUE_BOOLEAN:
+      return "a boolean";
+    default:
+      return "text";
+  }
+}
+
+// kpi-model.md: a field of the wrong type is bad_value. Only a source whose format has
+// types (JSON) can get this wrong; text of an untyped format (CSV, XML) is parsed.
+void check_kind(const kpihub_record& in, kpihub_str value, kpihub_field f, const char* field,
+                kpihub_value_kind expected) {
+  const kpihub_value_kind got = kind_of(in, f);
+  if (got == KPIHUB_VALUE_TEXT || got == expected || !value.data) return;
+  // An id may be a number or a string in the source.
+  if (f == KPIHUB_FIELD_SOURCE_ID && got == KPIHUB_VALUE_NUMBER) return;
+  std::string shown = quoted(view(value));
+  if (got != KPIHUB_VALUE_STRING) shown = shown.substr(1, shown.size() - 2);
+  throw Invalid{Reason::bad_value, field,
+                std::string(field) + ": " + shown + " is " + kind_words(got) +
+                    " in the source, where " + kind_words(expected) + " belongs"};
 }
 
 std::string_view required(kpihub_str s, const char* field) {
@@ -101,27 +171,28 @@ void check_encoding(kpihub_str s, const char* field) {
 
 WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
   // Encoding first: every other message quotes values and must stay valid UTF-8.
-  const std::pair<kpihub_str, const char*> texts[] = {{in.source_id, "source_id"},
-                                                      {in.revision, "revision"},
-                                                      {in.retracted, "retracted"},
-                                                      {in.staff_code, "staff_code"},
-                                                      {in.source_staff_id, "source_staff_id"},
-                                                      {in.agency_code, "agency_code"},
-                                                      {in.task_code, "task_code"},
-                                                      {in.work_date, "work_date"},
-                                                      {in.declared_minutes, "declared_minutes"},
-                                                      {in.quantity, "quantity"},
-                                                      {in.product_unit, "product_unit"},
-                                                      {in.title, "title"},
-                                                      {in.evidence_ref, "evidence_ref"},
-                                                      {in.deadline, "deadline"},
-                                                      {in.completed_at, "completed_at"},
-                                                      {in.approval_status, "approval.status"},
-                                                      {in.approval_rating, "approval.rating"},
-                                                      {in.approval_by, "approval.by"},
-                                                      {in.approval_at, "approval.at"},
-                                                      {in.changed_at, "changed_at"}};
-  for (const auto& [s, name] : texts) check_encoding(s, name);
+  const kpihub_str texts[] = {
+      in.source_id,        in.revision,    in.retracted,    in.staff_code,
+      in.source_staff_id,  in.agency_code, in.task_code,    in.work_date,
+      in.declared_minutes, in.quantity,    in.product_unit, in.title,
+      in.evidence_ref,     in.deadline,    in.completed_at, in.approval_status,
+      in.approval_rating,  in.approval_by, in.approval_at,  in.changed_at};
+  for (std::size_t f = 0; f < std::size(texts); ++f) {
+    check_encoding(texts[f], kFieldNames[f].data());
+  }
+  // Then types: "minutes": "195" is not 195 minutes.
+  static_assert(std::extent_v<decltype(texts)> == KPIHUB_FIELD_COUNT,
+                "texts lists every field in kpihub_field order");
+  for (std::size_t f = 0; f < std::size(texts); ++f) {
+    const auto field = static_cast<kpihub_field>(f);
+    const kpihub_value_kind expected = field == KPIHUB_FIELD_REVISION ||
+                                               field == KPIHUB_FIELD_DECLARED_MINUTES ||
+                                               field == KPIHUB_FIELD_QUANTITY
+                                           ? KPIHUB_VALUE_NUMBER
+                                       : field == KPIHUB_FIELD_RETRACTED ? KPIHUB_VALUE_BOOLEAN
+                                                                         : KPIHUB_VALUE_STRING;
+    check_kind(in, texts[f], field, kFieldNames[f].data(), expected);
+  }
   for (std::size_t i = 0; i < in.attribute_count; ++i) {
     check_encoding(in.attributes[i].key, "attributes");
     check_encoding(in.attributes[i].value, "attributes");
@@ -168,6 +239,12 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
   if (r.quantity < 0) {
     throw Invalid{Reason::bad_value, "quantity",
                   "quantity: " + quoted(view(in.quantity)) + " is negative"};
+  }
+  if (r.quantity > kMaxQuantity) {
+    throw Invalid{Reason::bad_value, "quantity",
+                  "quantity: " + quoted(view(in.quantity)) + " is more than " +
+                      std::to_string(static_cast<int64_t>(kMaxQuantity)) +
+                      " products in one record"};
   }
   r.product_unit = std::string(view(in.product_unit));
   r.title = std::string(view(in.title));
@@ -233,6 +310,20 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
 }
 
 }  // namespace
+
+kpihub_record record_at(const kpihub_page& page, std::size_t i) {
+  constexpr std::size_t kRecordSizeV1_0 = offsetof(kpihub_record, value_kinds);
+  const std::size_t stride = page.record_count > 0 ? page.records[0].struct_size : 0;
+  if (stride < kRecordSizeV1_0) {
+    throw std::runtime_error("the page's records are " + std::to_string(stride) +
+                             " bytes, ABI 1.0 needs at least " + std::to_string(kRecordSizeV1_0));
+  }
+  kpihub_record out{};
+  const auto* at = reinterpret_cast<const unsigned char*>(page.records) + stride * i;
+  std::memcpy(&out, at, std::min(stride, sizeof out));
+  out.struct_size = sizeof out;
+  return out;
+}
 
 bool valid_utf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -314,6 +405,13 @@ std::string record_fields_json(const kpihub_record& in) {
   put("approval.by", in.approval_by);
   put("approval.at", in.approval_at);
   put("changed_at", in.changed_at);
+  // What a typed source gave, so that a replay refuses "minutes": "195" as the first try did.
+  boost::json::object kinds;
+  for (std::size_t f = 0; f < KPIHUB_FIELD_COUNT; ++f) {
+    const auto kind = kind_of(in, static_cast<kpihub_field>(f));
+    if (kind != KPIHUB_VALUE_TEXT) kinds.emplace(kFieldNames[f], kind_name(kind));
+  }
+  if (!kinds.empty()) o.emplace("value_kinds", std::move(kinds));
   return boost::json::serialize(o);
 }
 
@@ -372,6 +470,17 @@ std::unique_ptr<RecordFields> RecordFields::parse(std::string_view json) {
   if (ec || !v.is_object()) return nullptr;
   auto out = std::unique_ptr<RecordFields>(new RecordFields());
   for (const auto& kv : v.as_object()) {
+    if (kv.key() == "value_kinds" && kv.value().is_object()) {
+      for (const auto& kind : kv.value().as_object()) {
+        const auto* name = std::find(std::begin(kFieldNames), std::end(kFieldNames), kind.key());
+        if (name == std::end(kFieldNames) || !kind.value().is_string()) return nullptr;
+        const auto parsed = parse_kind(kind.value().as_string());
+        if (!parsed) return nullptr;
+        out->kinds_[static_cast<std::size_t>(name - std::begin(kFieldNames))] =
+            static_cast<uint8_t>(*parsed);
+      }
+      continue;
+    }
     if (!kv.value().is_string()) return nullptr;
     out->values_.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
   }
@@ -402,6 +511,8 @@ std::unique_ptr<RecordFields> RecordFields::parse(std::string_view json) {
   r.approval_by = field("approval.by");
   r.approval_at = field("approval.at");
   r.changed_at = field("changed_at");
+  r.value_kinds = out->kinds_.data();
+  r.value_kind_count = out->kinds_.size();
   return out;
 }
 

@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define KPIHUB_ABI_MAJOR 1
-#define KPIHUB_ABI_MINOR 0
+#define KPIHUB_ABI_MINOR 1
 #define KPIHUB_ENTRY_SYMBOL "kpihub_plugin_entry"
 
 /* A byte string that is not NUL-terminated. `data == NULL` means absent
@@ -160,6 +160,41 @@ typedef struct kpihub_host_api {
 
 /* --------------------------------------------------------------- Source --- */
 
+/* The record's text fields in the order of kpihub_record, to index value_kinds (ABI 1.1). */
+typedef enum kpihub_field {
+  KPIHUB_FIELD_SOURCE_ID = 0,
+  KPIHUB_FIELD_REVISION,
+  KPIHUB_FIELD_RETRACTED,
+  KPIHUB_FIELD_STAFF_CODE,
+  KPIHUB_FIELD_SOURCE_STAFF_ID,
+  KPIHUB_FIELD_AGENCY_CODE,
+  KPIHUB_FIELD_TASK_CODE,
+  KPIHUB_FIELD_WORK_DATE,
+  KPIHUB_FIELD_DECLARED_MINUTES,
+  KPIHUB_FIELD_QUANTITY,
+  KPIHUB_FIELD_PRODUCT_UNIT,
+  KPIHUB_FIELD_TITLE,
+  KPIHUB_FIELD_EVIDENCE_REF,
+  KPIHUB_FIELD_DEADLINE,
+  KPIHUB_FIELD_COMPLETED_AT,
+  KPIHUB_FIELD_APPROVAL_STATUS,
+  KPIHUB_FIELD_APPROVAL_RATING,
+  KPIHUB_FIELD_APPROVAL_BY,
+  KPIHUB_FIELD_APPROVAL_AT,
+  KPIHUB_FIELD_CHANGED_AT,
+  KPIHUB_FIELD_COUNT
+} kpihub_field;
+
+/* What a field's value was in the source (ABI 1.1). A format without types (CSV, XML) gives
+ * text that the host parses; a typed format (JSON) says which type the value had, so that a
+ * value of the wrong type ("minutes": "195") is refused as bad_value rather than read. */
+typedef enum kpihub_value_kind {
+  KPIHUB_VALUE_TEXT = 0,
+  KPIHUB_VALUE_STRING = 1,
+  KPIHUB_VALUE_NUMBER = 2,
+  KPIHUB_VALUE_BOOLEAN = 3
+} kpihub_value_kind;
+
 typedef struct kpihub_attribute {
   kpihub_str key;
   kpihub_str value;
@@ -196,6 +231,10 @@ typedef struct kpihub_record {
   kpihub_str raw;
   /* Where in the page it came from ("item 17", "file.xml:312"); may be absent. */
   kpihub_str location;
+  /* ABI 1.1: a kpihub_value_kind per field, indexed by kpihub_field, `value_kind_count`
+   * entries (fewer than KPIHUB_FIELD_COUNT, or NULL: the rest are KPIHUB_VALUE_TEXT). */
+  const uint8_t* value_kinds;
+  size_t value_kind_count;
 } kpihub_record;
 
 /* An item the adapter could not turn into a record. */

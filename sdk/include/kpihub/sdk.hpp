@@ -20,6 +20,8 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <array>
+#include <charconv>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -365,7 +367,9 @@ class Settings {
 // ------------------------------------------------------------ source ------
 
 // A work record as text fields (spec/kpi-model.md names). Numbers are text
-// exactly as the source had them; the host validates.
+// exactly as the source had them; the host validates. A source whose format has types
+// (JSON) sets each field with set_json, which keeps what type the value had, so that the
+// host refuses a string where a number belongs.
 struct Record {
   std::string source_id;
   std::string revision;
@@ -390,6 +394,95 @@ struct Record {
   std::vector<std::pair<std::string, std::string>> attributes;
   std::optional<std::string> raw;
   std::optional<std::string> location;
+  // A kpihub_value_kind per field, indexed by kpihub_field: KPIHUB_VALUE_TEXT unless set.
+  std::array<uint8_t, KPIHUB_FIELD_COUNT> value_kinds{};
+
+  // Sets a field's text and what kind of value it was.
+  void set(kpihub_field f, std::string text, kpihub_value_kind kind = KPIHUB_VALUE_TEXT) {
+    value_kinds.at(static_cast<std::size_t>(f)) = static_cast<uint8_t>(kind);
+    switch (f) {
+      case KPIHUB_FIELD_SOURCE_ID:
+        source_id = std::move(text);
+        return;
+      case KPIHUB_FIELD_REVISION:
+        revision = std::move(text);
+        return;
+      default:
+        *optional_field(f) = std::move(text);
+    }
+  }
+
+  // Sets a field from a JSON scalar (string, number or boolean), keeping its kind; numbers in
+  // their shortest round-trip text. Returns false, setting nothing, for an object, an array
+  // or null.
+  bool set_json(kpihub_field f, const boost::json::value& v) {
+    switch (v.kind()) {
+      case boost::json::kind::string:
+        set(f, std::string(v.get_string()), KPIHUB_VALUE_STRING);
+        return true;
+      case boost::json::kind::int64:
+        set(f, std::to_string(v.get_int64()), KPIHUB_VALUE_NUMBER);
+        return true;
+      case boost::json::kind::uint64:
+        set(f, std::to_string(v.get_uint64()), KPIHUB_VALUE_NUMBER);
+        return true;
+      case boost::json::kind::double_: {
+        char buf[32];
+        const auto res = std::to_chars(buf, buf + sizeof buf, v.get_double());
+        set(f, std::string(buf, res.ptr), KPIHUB_VALUE_NUMBER);
+        return true;
+      }
+      case boost::json::kind::bool_:
+        set(f, v.get_bool() ? "true" : "false", KPIHUB_VALUE_BOOLEAN);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+ private:
+  std::optional<std::string>* optional_field(kpihub_field f) {
+    switch (f) {
+      case KPIHUB_FIELD_RETRACTED:
+        return &retracted;
+      case KPIHUB_FIELD_STAFF_CODE:
+        return &staff_code;
+      case KPIHUB_FIELD_SOURCE_STAFF_ID:
+        return &source_staff_id;
+      case KPIHUB_FIELD_AGENCY_CODE:
+        return &agency_code;
+      case KPIHUB_FIELD_TASK_CODE:
+        return &task_code;
+      case KPIHUB_FIELD_WORK_DATE:
+        return &work_date;
+      case KPIHUB_FIELD_DECLARED_MINUTES:
+        return &declared_minutes;
+      case KPIHUB_FIELD_QUANTITY:
+        return &quantity;
+      case KPIHUB_FIELD_PRODUCT_UNIT:
+        return &product_unit;
+      case KPIHUB_FIELD_TITLE:
+        return &title;
+      case KPIHUB_FIELD_EVIDENCE_REF:
+        return &evidence_ref;
+      case KPIHUB_FIELD_DEADLINE:
+        return &deadline;
+      case KPIHUB_FIELD_COMPLETED_AT:
+        return &completed_at;
+      case KPIHUB_FIELD_APPROVAL_STATUS:
+        return &approval_status;
+      case KPIHUB_FIELD_APPROVAL_RATING:
+        return &approval_rating;
+      case KPIHUB_FIELD_APPROVAL_BY:
+        return &approval_by;
+      case KPIHUB_FIELD_APPROVAL_AT:
+        return &approval_at;
+      case KPIHUB_FIELD_CHANGED_AT:
+        return &changed_at;
+      default:
+        throw std::out_of_range("kpihub::sdk::Record: no field " + std::to_string(f));
+    }
+  }
 };
 
 struct RejectedItem {
@@ -462,6 +555,8 @@ class Page {
       c.attribute_count = attrs.size();
       c.raw = detail::view(r.raw);
       c.location = detail::view(r.location);
+      c.value_kinds = r.value_kinds.data();
+      c.value_kind_count = r.value_kinds.size();
       c_records_.push_back(c);
     }
     c_rejected_.clear();

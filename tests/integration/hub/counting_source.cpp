@@ -18,7 +18,8 @@ class CountingSource : public kpihub::sdk::Source {
         page_delay_ms_(s.integer("page_delay_ms", 0, 0, 60000)),
         staff_(s.string_list("staff", {"KH-000123"})),
         month_(s.string("month", "2025-04")),
-        fail_first_pulls_(s.integer("fail_first_pulls", 0, 0, 100)) {}
+        fail_first_pulls_(s.integer("fail_first_pulls", 0, 0, 100)),
+        quantity_(s.string("quantity", "")) {}
 
   void pull(std::optional<std::string_view> cursor, kpihub::sdk::Page& page) override {
     if (pulls_++ < fail_first_pulls_) throw kpihub::sdk::TransientError("simulated outage");
@@ -35,7 +36,8 @@ class CountingSource : public kpihub::sdk::Source {
       const int day = 1 + static_cast<int>(i % 28);
       r.work_date = month_ + (day < 10 ? "-0" : "-") + std::to_string(day);
       r.declared_minutes = (i % 7 == 6) ? "2000" : std::to_string(30 + i % 90);
-      r.quantity = std::to_string(1 + i % 3);
+      // A configured quantity (absurd or the largest allowed) on every record but the 5th ones.
+      r.quantity = !quantity_.empty() && i % 5 != 4 ? quantity_ : std::to_string(1 + i % 3);
       r.title = "Xử lý văn bản đến số " + std::to_string(i);
       r.evidence_ref = std::to_string(i) + "/UBND-VP";
       r.approval_status = "approved";
@@ -53,6 +55,7 @@ class CountingSource : public kpihub::sdk::Source {
   std::vector<std::string> staff_;
   std::string month_;
   int64_t fail_first_pulls_;
+  std::string quantity_;
   int64_t pulls_ = 0;
 };
 

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -668,6 +669,72 @@ TEST_F(HubE2E, DashboardRendersInHeadlessChromiumWithData) {
 
 // hub.json's `today` sets the date of the records' world: a backfill of April
 // run "on 10 May" is on time (due 25 May), not late by the real calendar.
+// Every number in `v` is finite: Boost.JSON writes Infinity as 1e99999, which strict readers
+// refuse and others read back as Infinity.
+bool all_finite(const boost::json::value& v) {
+  switch (v.kind()) {
+    case boost::json::kind::double_:
+      return std::isfinite(v.get_double());
+    case boost::json::kind::array:
+      for (const auto& e : v.get_array()) {
+        if (!all_finite(e)) return false;
+      }
+      return true;
+    case boost::json::kind::object:
+      for (const auto& kv : v.get_object()) {
+        if (!all_finite(kv.value())) return false;
+      }
+      return true;
+    default:
+      return true;
+  }
+}
+
+void expect_valid_json(const std::string& what, const std::string& text) {
+  boost::system::error_code ec;
+  const auto v = boost::json::parse(text, ec);
+  ASSERT_FALSE(ec) << what << " is not valid JSON (" << ec.message() << "): " << text;
+  EXPECT_TRUE(all_finite(v)) << what << " holds a number that is not finite: " << text;
+  EXPECT_EQ(text.find("e99999"), std::string::npos) << what << ": " << text;
+}
+
+// Issue 18: a quantity of the largest finite double was accepted; scoring made it Infinity,
+// which went into the store and to the receiver as invalid JSON, and `report --format json`
+// failed. Absurd magnitudes are bad_value, and every JSON the hub writes parses, with the
+// largest quantity it accepts too.
+TEST_F(HubE2E, EveryJsonTheHubWritesParsesWhateverTheQuantities) {
+  for (const std::string quantity : {"1.7976931348623157e308", "1000000"}) {
+    SCOPED_TRACE(quantity);
+    fs::remove_all(dir_ / "var");
+    fs::remove(dir_ / "delivered.tsv");
+    const auto config =
+        write_config(R"({"records": 70, "page_size": 20, "staff": )" + std::string(kStaff) +
+                     R"(, "quantity": ")" + quantity + R"("})");
+    const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
+    ASSERT_EQ(r.code, 0) << r.output;
+    auto store = open_store();
+    const auto absurd = store->quarantine("counting", "bad_value", 100, 0);
+    std::size_t quantity_refused = 0;
+    for (const auto& q : absurd) quantity_refused += q.entry.field == "quantity" ? 1 : 0;
+    EXPECT_EQ(quantity_refused, quantity == "1000000" ? 0u : 48u);  // not the 5th, not the 7th
+    const auto sent = delivered();
+    ASSERT_FALSE(sent.empty());
+    for (const auto& [key, payloads] : sent) {
+      for (const auto& p : payloads) expect_valid_json("delivered " + key, p);
+    }
+    for (auto kind : {kpihub::OutboxKind::staff_month, kpihub::OutboxKind::agency_month}) {
+      for (const auto& row : store->month_rows(kind, "2025-04")) {
+        expect_valid_json("stored month " + row.code, row.json);
+      }
+    }
+    const auto report =
+        run({"report", "--month", "2025-04", "--format", "json", "--config", config},
+            (dir_ / "report.json").string());
+    ASSERT_EQ(report.code, 0) << report.output;
+    expect_valid_json("report --format json", report.output);
+  }
+}
+
 TEST_F(HubE2E, TheConfiguredDateDecidesLatenessAndAgencyStatus) {
   const auto config = write_config(source_settings(140, 40));
   const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());

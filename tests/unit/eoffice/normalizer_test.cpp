@@ -81,18 +81,73 @@ TEST(EOfficeNormalizer, SpecExampleMapsFieldByField) {
   EXPECT_EQ(summary.server_time, "2025-04-09T16:05:00+07:00");
 }
 
-TEST(EOfficeNormalizer, NumbersPassAsTheirText) {
+// Numbers pass as their text, and every value says what JSON type it had, so that the host
+// can refuse "minutes": "195" (issue 18: it was stored and scored as 195 minutes).
+TEST(EOfficeNormalizer, ValuesKeepTheirJsonType) {
   Page page;
   Normalizer().normalize_page(
       page_of(R"({"id": 42, "revision": "2", "updated_at": "2025-04-09T16:00:00+07:00",
-                  "minutes": 150.5, "quantity": "4"})"),
+                  "minutes": 150.5, "quantity": "4", "deleted": false, "title": "x"})"),
       std::nullopt, page);
   ASSERT_EQ(page.records().size(), 1u);
-  EXPECT_EQ(page.records()[0].source_id, "42");
-  EXPECT_EQ(page.records()[0].revision, "2");
-  EXPECT_EQ(page.records()[0].declared_minutes, "150.5");
-  EXPECT_EQ(page.records()[0].quantity, "4");
-  EXPECT_FALSE(page.records()[0].title);  // absent stays absent
+  const auto& r = page.records()[0];
+  EXPECT_EQ(r.source_id, "42");
+  EXPECT_EQ(r.revision, "2");
+  EXPECT_EQ(r.declared_minutes, "150.5");
+  EXPECT_EQ(r.quantity, "4");
+  EXPECT_FALSE(r.task_code);  // absent stays absent
+  const auto kind = [&](kpihub_field f) { return r.value_kinds[f]; };
+  EXPECT_EQ(kind(KPIHUB_FIELD_SOURCE_ID), KPIHUB_VALUE_NUMBER);
+  EXPECT_EQ(kind(KPIHUB_FIELD_REVISION), KPIHUB_VALUE_STRING);
+  EXPECT_EQ(kind(KPIHUB_FIELD_DECLARED_MINUTES), KPIHUB_VALUE_NUMBER);
+  EXPECT_EQ(kind(KPIHUB_FIELD_QUANTITY), KPIHUB_VALUE_STRING);
+  EXPECT_EQ(kind(KPIHUB_FIELD_RETRACTED), KPIHUB_VALUE_BOOLEAN);
+  EXPECT_EQ(kind(KPIHUB_FIELD_TITLE), KPIHUB_VALUE_STRING);
+  EXPECT_EQ(kind(KPIHUB_FIELD_CHANGED_AT), KPIHUB_VALUE_STRING);
+  EXPECT_EQ(kind(KPIHUB_FIELD_TASK_CODE), KPIHUB_VALUE_TEXT);
+  // ... and the kinds cross the ABI with the record.
+  const kpihub_page view = page.c_view();
+  ASSERT_EQ(view.records[0].value_kind_count, static_cast<std::size_t>(KPIHUB_FIELD_COUNT));
+  EXPECT_EQ(view.records[0].value_kinds[KPIHUB_FIELD_QUANTITY], KPIHUB_VALUE_STRING);
+}
+
+// Issue 18: with a key twice, Boost.JSON kept the last value silently. The item is refused,
+// naming the key; its neighbours are kept.
+TEST(EOfficeNormalizer, AnItemWithARepeatedKeyIsRefusedNamingTheKey) {
+  Page page;
+  const std::string base = R"("updated_at": "2025-04-09T16:00:00+07:00", "revision": 1)";
+  Normalizer().normalize_page(
+      page_of(R"({"id": "A", )" + base + R"(, "minutes": 30, "minutes": 480},)" +
+              R"({"id": "B", )" + base + R"(, "staff_code": "KH-1", "staff_code": "KH-2"},)" +
+              R"({"id": "C", )" + base +
+              R"(, "approval": {"status": "approved", "status": "rejected"}},)" +
+              R"({"id": "D", )" + base + R"(, "minutes": 30, "approval": {"status": "approved"}})"),
+      std::nullopt, page);
+  ASSERT_EQ(page.records().size(), 1u);
+  EXPECT_EQ(page.records()[0].source_id, "D");
+  ASSERT_EQ(page.rejected().size(), 3u);
+  const auto& a = page.rejected()[0];
+  EXPECT_EQ(a.source_id, "A");
+  EXPECT_EQ(a.reason, "parse_error");
+  EXPECT_EQ(a.field, "declared_minutes");
+  EXPECT_NE(a.message.find("\"minutes\" appears more than once"), std::string::npos) << a.message;
+  EXPECT_EQ(a.location, "item 1");
+  EXPECT_EQ(page.rejected()[1].field, "staff_code");
+  EXPECT_EQ(page.rejected()[2].field, "approval_status");
+  EXPECT_NE(page.rejected()[2].message.find("\"approval.status\""), std::string::npos)
+      << page.rejected()[2].message;
+}
+
+TEST(EOfficeNormalizer, APageWithARepeatedKeyIsNotRead) {
+  Page page;
+  try {
+    Normalizer().normalize_page(R"({"items": [], "next_page_token": "a", "next_page_token": "b"})",
+                                std::nullopt, page);
+    FAIL() << "a page with two next_page_tokens was read";
+  } catch (const PageParseError& e) {
+    EXPECT_NE(std::string(e.what()).find("\"next_page_token\" more than once"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(EOfficeNormalizer, TombstoneIsRetractedAndCarriesLastContent) {

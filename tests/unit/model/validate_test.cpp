@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cstddef>
+#include <cstring>
 #include <map>
+#include <vector>
 
 using namespace kpihub;
 
@@ -25,7 +29,8 @@ class RecordText {
     r.struct_size = sizeof(r);
     auto s = [&](const char* k) {
       auto it = f_.find(k);
-      return it == f_.end() ? kpihub_str{nullptr, 0} : kpihub_str{it->second.data(), it->second.size()};
+      return it == f_.end() ? kpihub_str{nullptr, 0}
+                            : kpihub_str{it->second.data(), it->second.size()};
     };
     r.source_id = s("source_id");
     r.revision = s("revision");
@@ -71,7 +76,8 @@ QuarantineEntry rejected(const RecordText& t) {
   const auto c = t.c();
   auto n = normalize(c, kCtx);
   EXPECT_TRUE(std::holds_alternative<QuarantineEntry>(n));
-  return std::holds_alternative<QuarantineEntry>(n) ? std::get<QuarantineEntry>(n) : QuarantineEntry{};
+  return std::holds_alternative<QuarantineEntry>(n) ? std::get<QuarantineEntry>(n)
+                                                    : QuarantineEntry{};
 }
 
 }  // namespace
@@ -92,7 +98,8 @@ TEST(Normalize, AcceptsTheSpecExample) {
 }
 
 TEST(Normalize, MissingRequiredFieldsNameTheField) {
-  for (const char* f : {"source_id", "revision", "task_code", "work_date", "declared_minutes", "quantity"}) {
+  for (const char* f :
+       {"source_id", "revision", "task_code", "work_date", "declared_minutes", "quantity"}) {
     const auto q = rejected(good().erase(f));
     EXPECT_EQ(q.reason, Reason::missing_field) << f;
     EXPECT_EQ(q.field, f);
@@ -108,16 +115,110 @@ TEST(Normalize, BadValuesNameFieldAndValue) {
     const char* field;
     const char* value;
   };
-  for (const Case& c : {Case{"declared_minutes", "-5"}, Case{"declared_minutes", "150.5"},
-                        Case{"declared_minutes", "1441"}, Case{"declared_minutes", "abc"}, Case{"quantity", "-1"},
-                        Case{"quantity", "inf"}, Case{"quantity", "nan"}, Case{"work_date", "2025-02-30"},
-                        Case{"completed_at", "2025-04-09 15:00"}, Case{"approval.status", "maybe"},
-                        Case{"approval.rating", "superb"}, Case{"revision", "x"}, Case{"retracted", "perhaps"}}) {
+  for (const Case& c :
+       {Case{"declared_minutes", "-5"}, Case{"declared_minutes", "150.5"},
+        Case{"declared_minutes", "1441"}, Case{"declared_minutes", "abc"}, Case{"quantity", "-1"},
+        Case{"quantity", "inf"}, Case{"quantity", "nan"}, Case{"work_date", "2025-02-30"},
+        Case{"completed_at", "2025-04-09 15:00"}, Case{"approval.status", "maybe"},
+        Case{"approval.rating", "superb"}, Case{"revision", "x"}, Case{"retracted", "perhaps"}}) {
     const auto q = rejected(good().set(c.field, c.value));
     EXPECT_EQ(q.reason, Reason::bad_value) << c.field << "=" << c.value;
     EXPECT_EQ(q.field, c.field);
     EXPECT_NE(q.message.find(c.value), std::string::npos) << q.message;
   }
+}
+
+// Issue 18: "minutes": "195" was stored, scored and forwarded as 195 minutes. A typed source
+// says what type each value had; the wrong type is bad_value, naming field and value.
+TEST(Normalize, AValueOfTheWrongTypeIsBadValue) {
+  struct Case {
+    kpihub_field field;
+    const char* name;
+    const char* value;
+    kpihub_value_kind kind;
+    const char* says;
+  };
+  for (const Case& c :
+       {Case{KPIHUB_FIELD_DECLARED_MINUTES, "declared_minutes", "195", KPIHUB_VALUE_STRING,
+             "declared_minutes: \"195\" is a string in the source, where a number belongs"},
+        Case{KPIHUB_FIELD_QUANTITY, "quantity", "4", KPIHUB_VALUE_STRING, "\"4\" is a string"},
+        Case{KPIHUB_FIELD_REVISION, "revision", "true", KPIHUB_VALUE_BOOLEAN, "true is a boolean"},
+        Case{KPIHUB_FIELD_RETRACTED, "retracted", "true", KPIHUB_VALUE_STRING,
+             "where a boolean belongs"},
+        Case{KPIHUB_FIELD_STAFF_CODE, "staff_code", "123", KPIHUB_VALUE_NUMBER,
+             "123 is a number in the source, where a string belongs"},
+        Case{KPIHUB_FIELD_WORK_DATE, "work_date", "20250408", KPIHUB_VALUE_NUMBER, "a number"}}) {
+    RecordText text = good().set(c.name, c.value);
+    kpihub_record r = text.c();
+    std::array<uint8_t, KPIHUB_FIELD_COUNT> kinds{};
+    kinds[c.field] = c.kind;
+    r.value_kinds = kinds.data();
+    r.value_kind_count = kinds.size();
+    auto n = normalize(r, kCtx);
+    ASSERT_TRUE(std::holds_alternative<QuarantineEntry>(n)) << c.name;
+    const auto& q = std::get<QuarantineEntry>(n);
+    EXPECT_EQ(q.reason, Reason::bad_value) << c.name;
+    EXPECT_EQ(q.field, c.name);
+    EXPECT_NE(q.message.find(c.says), std::string::npos) << q.message;
+    // A replay of the quarantined fields refuses it again.
+    const auto replay = RecordFields::parse(q.fields);
+    ASSERT_TRUE(replay) << q.fields;
+    EXPECT_TRUE(std::holds_alternative<QuarantineEntry>(normalize(replay->view(), kCtx)))
+        << q.fields;
+  }
+  // The right types pass, and so does an id given as a number.
+  const RecordText right = good();
+  kpihub_record r = right.c();
+  std::array<uint8_t, KPIHUB_FIELD_COUNT> kinds{};
+  kinds.fill(KPIHUB_VALUE_STRING);
+  kinds[KPIHUB_FIELD_SOURCE_ID] = kinds[KPIHUB_FIELD_REVISION] =
+      kinds[KPIHUB_FIELD_DECLARED_MINUTES] = kinds[KPIHUB_FIELD_QUANTITY] = KPIHUB_VALUE_NUMBER;
+  kinds[KPIHUB_FIELD_RETRACTED] = KPIHUB_VALUE_BOOLEAN;
+  r.value_kinds = kinds.data();
+  r.value_kind_count = kinds.size();
+  auto n = normalize(r, kCtx);
+  EXPECT_TRUE(std::holds_alternative<WorkRecord>(n)) << std::get<QuarantineEntry>(n).message;
+}
+
+// Issue 18: the largest finite double as a quantity became Infinity in scoring, and invalid
+// JSON in the store, at the receiver and in reports.
+TEST(Normalize, AnAbsurdQuantityIsBadValue) {
+  for (const char* v : {"1.7976931348623157e308", "1e300", "1000000.5"}) {
+    const auto q = rejected(good().set("quantity", v));
+    EXPECT_EQ(q.reason, Reason::bad_value) << v;
+    EXPECT_EQ(q.field, "quantity");
+    EXPECT_NE(q.message.find("more than 1000000"), std::string::npos) << q.message;
+  }
+  RecordText largest = good();
+  const auto c = largest.set("quantity", "1000000").c();
+  EXPECT_TRUE(std::holds_alternative<WorkRecord>(normalize(c, kCtx)));
+}
+
+// A plugin built for ABI 1.0 has shorter records, and the host reads them a record apart.
+TEST(RecordAt, ReadsRecordsOfAnOlderMinorAtTheirOwnStride) {
+  constexpr std::size_t kOld = offsetof(kpihub_record, value_kinds);
+  const RecordText first = good();
+  const RecordText second = good().set("source_id", "WD-2");
+  std::vector<unsigned char> bytes(2 * kOld);
+  for (std::size_t i = 0; i < 2; ++i) {
+    kpihub_record r = (i == 0 ? first : second).c();
+    r.struct_size = kOld;
+    std::memcpy(bytes.data() + i * kOld, &r, kOld);
+  }
+  kpihub_page page{};
+  page.struct_size = sizeof page;
+  page.records = reinterpret_cast<const kpihub_record*>(bytes.data());
+  page.record_count = 2;
+  const kpihub_record two = record_at(page, 1);
+  EXPECT_EQ(std::string(two.source_id.data, two.source_id.size), "WD-2");
+  EXPECT_EQ(two.value_kinds, nullptr);
+  EXPECT_EQ(two.value_kind_count, 0u);
+  EXPECT_TRUE(std::holds_alternative<WorkRecord>(normalize(two, kCtx)));
+  kpihub_record tiny = first.c();
+  tiny.struct_size = 8;
+  page.records = &tiny;
+  page.record_count = 1;
+  EXPECT_THROW(record_at(page, 0), std::runtime_error);
 }
 
 TEST(Normalize, MinutesWrittenWithZeroFractionAreWhole) {

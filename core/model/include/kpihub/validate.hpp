@@ -5,6 +5,7 @@
 #include <kpihub/abi.h>
 #include <kpihub/model.hpp>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,6 +22,16 @@ struct ValidationContext {
 using Normalized = std::variant<WorkRecord, QuarantineEntry>;
 
 Normalized normalize(const kpihub_record& in, const ValidationContext& ctx);
+
+// The i-th record of a page, whatever ABI minor the plugin was built with: the plugin's
+// records are records[0].struct_size bytes apart, and the fields a plugin of an older minor
+// does not have read as absent. Throws std::runtime_error for a struct_size smaller than
+// ABI 1.0's record.
+kpihub_record record_at(const kpihub_page& page, std::size_t i);
+
+// The largest quantity of one record the hub accepts: products of one day's work, with room
+// to spare; beyond it scoring's products would leave the range where every figure is exact.
+inline constexpr double kMaxQuantity = 1'000'000;
 
 // The adapter-rejected item as a quarantine entry (unknown reason codes
 // become parse_error, with the adapter's code kept in the message).
@@ -44,6 +55,7 @@ class RecordFields {
  private:
   RecordFields() = default;
   std::map<std::string, std::string> values_;
+  std::array<uint8_t, KPIHUB_FIELD_COUNT> kinds_{};
   kpihub_record record_{};
 };
 

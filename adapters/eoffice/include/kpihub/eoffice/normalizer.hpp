@@ -98,6 +98,9 @@ class Normalizer {
 
   // Normalizes one parsed item (`index` is 0-based within its page).
   void normalize_item(const boost::json::value& item, std::size_t index, sdk::Page& out) const;
+  // An item with a key that appears twice: which value the source meant is unknown.
+  void reject_repeated_key(const boost::json::value& item, std::size_t index,
+                           const std::string& key, sdk::Page& out) const;
 
   // The (updated_at, id) of an item, when both are readable.
   std::optional<FeedKey> key_of(const boost::json::value& item) const;
@@ -112,7 +115,7 @@ class Normalizer {
   struct Target {
     std::string model_field;
     Path path;
-    std::optional<std::string> sdk::Record::*member = nullptr;  // null for source_id, revision
+    kpihub_field field = KPIHUB_FIELD_SOURCE_ID;
   };
 
   FieldMap map_;
