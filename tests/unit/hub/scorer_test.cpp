@@ -122,6 +122,10 @@ class InterleavingStore final : public Store {
   void audit(const std::string& a, const std::string& b, const std::string& c) override {
     inner_.audit(a, b, c);
   }
+  void save_synced_staff(const std::vector<SyncedStaff>& e) override {
+    inner_.save_synced_staff(e);
+  }
+  std::vector<SyncedStaff> synced_staff() override { return inner_.synced_staff(); }
   StoreCounts counts() override { return inner_.counts(); }
   std::vector<QuarantineCount> quarantine_counts() override { return inner_.quarantine_counts(); }
   std::vector<HourCount> stored_per_hour(int64_t since) override {
