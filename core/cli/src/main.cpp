@@ -200,13 +200,13 @@ int cmd_run(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse(args, desc, vm, "kpihub run [--config FILE] [--once]")) return kExitOk;
   HubConfig config = load_config(vm);
-  ReferenceData ref = load_reference(config);
   JsonLineLogger logger(stderr, log_level_of(config));
   SystemClock clock;
   Metrics metrics;
   prepare_data_dir(config);
   const StoreRunLock run_lock(config.store_path);
   auto store = open_store(config);
+  ReferenceData ref = load_reference(config, *store);
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;
   std::signal(SIGINT, on_signal);
@@ -280,7 +280,7 @@ int cmd_run(const std::vector<std::string>& args) {
     logger.info("hub", "SIGHUP: reloading " + config.file);
     try {
       HubConfig next = load_config(vm);
-      ReferenceData next_ref = load_reference(next);
+      ReferenceData next_ref = load_reference(next, *store);
       if (next.store_path != config.store_path) {
         logger.warn("hub", "store_path changed to " + next.store_path +
                                "; a new store needs a restart, the running one stays");
@@ -384,8 +384,8 @@ int cmd_explain(const std::vector<std::string>& args) {
   if (!parse(args, desc, vm, "kpihub explain --staff CODE --month YYYY-MM")) return kExitOk;
   const Month month = month_option(vm);
   const HubConfig config = load_config(vm);
-  ReferenceData ref = load_reference(config);
   auto store = open_store(config);
+  const ReferenceData ref = load_reference(config, *store);
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
   Scorer scorer(*store, ref, clock, config.hub_id);
@@ -406,8 +406,8 @@ int cmd_rescore(const std::vector<std::string>& args) {
   if (!parse(args, desc, vm, "kpihub rescore --month YYYY-MM")) return kExitOk;
   const Month month = month_option(vm);
   const HubConfig config = load_config(vm);
-  ReferenceData ref = load_reference(config);
   auto store = open_store(config);
+  const ReferenceData ref = load_reference(config, *store);
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
   const std::size_t marked = store->mark_month_dirty(month.str());
@@ -453,7 +453,7 @@ int cmd_quarantine(const std::vector<std::string>& args) {
   const HubConfig config = load_config(vm);
   auto store = open_store(config);
   if (action == "replay") {
-    const ReferenceData ref = load_reference(config);
+    const ReferenceData ref = load_reference(config, *store);
     SystemClock system_clock;
     const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
     Ingestor ingestor(*store, ref, hub_today(config, clock, ref.rules));
