@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <map>
 #include <random>
 
@@ -458,6 +459,24 @@ TEST_F(ScorerTest, AMonthRecomputeReportsTheCpuOfItsOtherThreads) {
     EXPECT_EQ(scorer.take_helper_cpu_seconds(), 0.0) << "one core: one part, the caller's";
   }
   EXPECT_EQ(scorer.take_helper_cpu_seconds(), 0.0) << "taken once";
+}
+
+// Hub::explain recomputes a staff month while source threads may merge a staff list into the
+// directory: it reads the directory under the lock they write it under (issue 18).
+TEST_F(ScorerTest, ExplainWaitsForAStaffListBeingMergedIntoTheDirectory) {
+  store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60)}));
+  std::shared_mutex directory_lock;
+  Scorer scorer(*store_, ref_, clock_, "test-hub", &directory_lock);
+  std::unique_lock merging(directory_lock);  // a source thread merging its staff list
+  auto explained = std::async(std::launch::async, [&] {
+    return scorer.explain_staff_month("KH-000123", *Month::parse("2025-04"));
+  });
+  EXPECT_EQ(explained.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
+      << "explain read the directory while a staff list was merged into it";
+  merging.unlock();
+  const StaffMonthResult result = explained.get();
+  EXPECT_EQ(result.staff_code, "KH-000123");
+  EXPECT_EQ(result.agency_code, "000.00.12.H34");
 }
 
 TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
