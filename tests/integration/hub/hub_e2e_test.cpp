@@ -754,3 +754,35 @@ TEST_F(HubE2E, EveryCommandScoresWithTheStaffTheSourcesSynced) {
   EXPECT_NE(hub_explain.find(" leader"), std::string::npos) << hub_explain;
   EXPECT_EQ(cli_explain.output, hub_explain);
 }
+
+// A report of a month the store has nothing for, or of an agency with no results in the month,
+// is an error that says so, not an empty table (issue 18).
+TEST_F(HubE2E, ReportOfAnEmptyMonthOrAnUnknownAgencyFailsAndSaysWhy) {
+  const std::string config = write_config(source_settings(40, 20));
+  const auto once = run({"run", "--once", "--config", config}, (dir_ / "once.txt").string());
+  ASSERT_EQ(once.code, 0) << once.output;
+  for (const std::string format : {"table", "json", "csv"}) {
+    const auto empty = run({"report", "--month", "2025-03", "--format", format, "--config", config},
+                           (dir_ / "empty.txt").string());
+    EXPECT_EQ(empty.code, 1) << format << ": " << empty.output;
+    EXPECT_NE(empty.output.find("no results for 2025-03"), std::string::npos) << empty.output;
+    const auto unknown = run({"report", "--month", "2025-04", "--agency", "999.NO.SUCH", "--format",
+                              format, "--config", config},
+                             (dir_ / "unknown.txt").string());
+    EXPECT_EQ(unknown.code, 1) << format << ": " << unknown.output;
+    EXPECT_NE(unknown.output.find(
+                  "agency \"999.NO.SUCH\" has no results for 2025-04 (agencies with results: "),
+              std::string::npos)
+        << unknown.output;
+    EXPECT_NE(unknown.output.find("000.00.12.H34"), std::string::npos) << unknown.output;
+  }
+  // The agency's own counts, not the whole month's.
+  const auto table =
+      run({"report", "--month", "2025-04", "--agency", "000.00.12.H34", "--config", config},
+          (dir_ / "table.txt").string());
+  EXPECT_EQ(table.code, 0) << table.output;
+  EXPECT_NE(
+      table.output.find("Month 2025-04 agency 000.00.12.H34: 3 staff months, 1 agency months"),
+      std::string::npos)
+      << table.output;
+}
