@@ -516,3 +516,41 @@ TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
 }
 
 }  // namespace
+
+// The one directory every command scores with: the staff files, then the stored staff lists,
+// oldest first. A list's word on a person replaces the file's agency and leader flag; the
+// file's sector and identifiers stay (issue 18).
+TEST_F(ScorerTest, TheDirectoryIsTheStaffFilesWithTheStoredStaffListsOverThem) {
+  HubConfig config;
+  config.catalog_files = {kConfig + "/catalog/province.csv", kConfig + "/catalog/education.csv"};
+  config.staff_files = {kConfig + "/staff.csv", kConfig + "/staff-education.csv"};
+  config.units_files = {kConfig + "/units.csv", kConfig + "/units-education.csv"};
+  config.rules_file = kConfig + "/rules.json";
+  config.holiday_files = {kConfig + "/holidays/2025.csv"};
+  const ReferenceData files_only = load_reference(config, *store_);
+  ASSERT_EQ(files_only.directory.size(), load_reference(config).directory.size());
+  ASSERT_EQ(files_only.directory.staff("GD-000003")->sector, "education");
+  ASSERT_FALSE(files_only.directory.staff("GD-000003")->leader);
+
+  store_->save_synced_staff(
+      {{"eoffice", "GD-000003", "Huỳnh Quốc Linh", "000.00.61.H34", true, true, 1000},
+       {"eoffice", "KH-900001", "Lãnh đạo mới", "000.00.12.H34", true, true, 1000},
+       {"eoffice", "KH-000123", "Trần Văn Bình", "000.00.13.H34", false, true, 1000}});
+  store_->save_synced_staff(
+      {{"hr", "KH-000123", "Trần Văn Bình", "000.00.14.H34", false, false, 2000}});
+  const ReferenceData merged = load_reference(config, *store_);
+  EXPECT_EQ(merged.directory.size(), files_only.directory.size() + 1);
+  const StaffInfo* teacher = merged.directory.by_identifier("GV-001-0003");
+  ASSERT_NE(teacher, nullptr);
+  EXPECT_EQ(teacher->staff_code, "GD-000003");
+  EXPECT_TRUE(teacher->leader);
+  EXPECT_EQ(teacher->agency_code, "000.00.61.H34");
+  EXPECT_EQ(teacher->sector, "education");
+  const StaffInfo* leader = merged.directory.staff("KH-900001");
+  ASSERT_NE(leader, nullptr);
+  EXPECT_TRUE(leader->leader);
+  EXPECT_EQ(leader->sector, "");
+  // The later list has the last word.
+  EXPECT_EQ(merged.directory.staff("KH-000123")->agency_code, "000.00.14.H34");
+  EXPECT_FALSE(merged.directory.staff("KH-000123")->active);
+}
