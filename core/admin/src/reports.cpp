@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <cstdio>
+#include <string_view>
 
 namespace kpihub {
 namespace {
@@ -35,8 +36,19 @@ std::string cell(const boost::json::object& o, const char* key) {
   return boost::json::serialize(*v);
 }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+// One cell of the CSV report (RFC 4180): quoted when it holds a comma, a quote or a line break
+// (a carriage return alone ends a row in some spreadsheet programs). Text from the sources
+// (agency codes from E-Office's staff list) that a spreadsheet would run as a formula, starting
+// with = + - @, a tab or a carriage return, gets a single quote first, as OWASP recommends
+// against CSV injection; numbers are left as they are (a negative one is not a formula).
+std::string csv_cell(const boost::json::object& o, const char* key) {
+  std::string s = cell(o, key);
+  const auto* v = o.if_contains(key);
+  if (v && v->is_string() && !s.empty() &&
+      std::string_view("=+-@\t\r").find(s.front()) != std::string_view::npos) {
+    s.insert(0, 1, '\'');
+  }
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string out = "\"";
   for (char c : s) {
     if (c == '"') out += '"';
@@ -73,7 +85,7 @@ std::string report_csv(Store& store, const Month& month, const std::string& agen
     const auto o = boost::json::parse(r.json).as_object();
     std::string line;
     for (const char* c : kStaffColumns)
-      line += std::string(line.empty() ? "" : ",") + csv_field(cell(o, c));
+      line += std::string(line.empty() ? "" : ",") + csv_cell(o, c);
     out += line + "\n";
   }
   return out;

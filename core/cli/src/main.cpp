@@ -9,6 +9,7 @@
 
 #include <sys/resource.h>
 #include <unistd.h>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -200,13 +202,13 @@ int cmd_run(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse(args, desc, vm, "kpihub run [--config FILE] [--once]")) return kExitOk;
   HubConfig config = load_config(vm);
-  ReferenceData ref = load_reference(config);
   JsonLineLogger logger(stderr, log_level_of(config));
   SystemClock clock;
   Metrics metrics;
   prepare_data_dir(config);
   const StoreRunLock run_lock(config.store_path);
   auto store = open_store(config);
+  ReferenceData ref = load_reference(config, *store);
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;
   std::signal(SIGINT, on_signal);
@@ -280,7 +282,7 @@ int cmd_run(const std::vector<std::string>& args) {
     logger.info("hub", "SIGHUP: reloading " + config.file);
     try {
       HubConfig next = load_config(vm);
-      ReferenceData next_ref = load_reference(next);
+      ReferenceData next_ref = load_reference(next, *store);
       if (next.store_path != config.store_path) {
         logger.warn("hub", "store_path changed to " + next.store_path +
                                "; a new store needs a restart, the running one stays");
@@ -324,6 +326,33 @@ int cmd_report(const std::vector<std::string>& args) {
   auto keep = [&](const ScoringCommit::MonthRow& r) {
     return agency.empty() || r.agency_code == agency;
   };
+  // An empty table would read as "nobody worked": say what is missing, and fail.
+  if (staff_rows.empty() && agency_rows.empty()) {
+    std::cerr << "kpihub report: no results for " << month.str() << " in " << config.store_path
+              << ": nothing was scored for that month (kpihub status shows what the store "
+                 "holds)\n";
+    return kExitFailure;
+  }
+  const std::size_t staff_kept = std::count_if(staff_rows.begin(), staff_rows.end(), keep);
+  const std::size_t agency_kept = std::count_if(agency_rows.begin(), agency_rows.end(), keep);
+  if (staff_kept == 0 && agency_kept == 0) {
+    std::set<std::string> known;
+    for (const auto& r : agency_rows) known.insert(r.agency_code);
+    for (const auto& r : staff_rows) known.insert(r.agency_code);
+    constexpr std::size_t kNamed = 10;  // a province has hundreds
+    std::string named;
+    std::size_t count = 0;
+    for (const auto& code : known) {
+      if (count++ == kNamed) {
+        named += " and " + std::to_string(known.size() - kNamed) + " more";
+        break;
+      }
+      named += (named.empty() ? "" : ", ") + code;
+    }
+    std::cerr << "kpihub report: agency \"" << agency << "\" has no results for " << month.str()
+              << " (agencies with results: " << named << ")\n";
+    return kExitFailure;
+  }
   if (format == "json") {
     std::cout << report_json(*store, month, agency) << "\n";
     return kExitOk;
@@ -345,8 +374,7 @@ int cmd_report(const std::vector<std::string>& args) {
     return boost::json::serialize(*v);
   };
   std::printf("Month %s%s: %zu staff months, %zu agency months\n\n", month.str().c_str(),
-              agency.empty() ? "" : (" agency " + agency).c_str(), staff_rows.size(),
-              agency_rows.size());
+              agency.empty() ? "" : (" agency " + agency).c_str(), staff_kept, agency_kept);
   std::printf("%-14s %-16s %6s %8s %8s %10s %10s  %s\n", "agency", "status", "staff", "mean",
               "median", "avg h/day", "high hours", "classes (exc/good/comp/not/n.a.)");
   for (const auto& r : agency_rows) {
@@ -384,8 +412,8 @@ int cmd_explain(const std::vector<std::string>& args) {
   if (!parse(args, desc, vm, "kpihub explain --staff CODE --month YYYY-MM")) return kExitOk;
   const Month month = month_option(vm);
   const HubConfig config = load_config(vm);
-  ReferenceData ref = load_reference(config);
   auto store = open_store(config);
+  const ReferenceData ref = load_reference(config, *store);
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
   Scorer scorer(*store, ref, clock, config.hub_id);
@@ -406,8 +434,8 @@ int cmd_rescore(const std::vector<std::string>& args) {
   if (!parse(args, desc, vm, "kpihub rescore --month YYYY-MM")) return kExitOk;
   const Month month = month_option(vm);
   const HubConfig config = load_config(vm);
-  ReferenceData ref = load_reference(config);
   auto store = open_store(config);
+  const ReferenceData ref = load_reference(config, *store);
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
   const std::size_t marked = store->mark_month_dirty(month.str());
@@ -453,7 +481,7 @@ int cmd_quarantine(const std::vector<std::string>& args) {
   const HubConfig config = load_config(vm);
   auto store = open_store(config);
   if (action == "replay") {
-    const ReferenceData ref = load_reference(config);
+    const ReferenceData ref = load_reference(config, *store);
     SystemClock system_clock;
     const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
     Ingestor ingestor(*store, ref, hub_today(config, clock, ref.rules));

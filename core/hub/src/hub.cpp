@@ -165,6 +165,12 @@ std::vector<std::string> Hub::start() {
                                                logger_, metrics_);
     sinks_.push_back(std::move(s));
   }
+  {
+    // What the sources synced before, for those whose lists cannot be read now.
+    const auto stored = store_.synced_staff();
+    std::unique_lock<std::shared_mutex> lock(directory_mutex_);
+    merge_synced_staff(reference_.directory, stored);
+  }
   for (auto& s : sources_) s->staff_ready = sync_staff(*s);
   ingestor_ = std::make_unique<Ingestor>(
       store_, reference_, hub_today(config_, clock_, reference_.rules), &directory_mutex_);
@@ -179,25 +185,37 @@ bool Hub::sync_staff(SourceRuntime& s) {
   try {
     auto staff = s.instance->list_staff();
     if (!staff) return true;
-    std::unique_lock<std::shared_mutex> lock(directory_mutex_);
+    // Kept in the store first: every command scores with what the store holds, and so does
+    // this hub, which merges the store's lists (not only this one) as load_reference does.
+    const int64_t synced_at = clock_.now_unix_ms();
+    std::vector<SyncedStaff> entries;
+    entries.reserve(staff->size());
     std::size_t added = 0;
-    for (const auto& e : *staff) {
-      StaffInfo info;
-      info.staff_code.assign(e.staff_code.data, e.staff_code.size);
-      if (info.staff_code.empty()) continue;
-      info.full_name.assign(e.full_name.data ? e.full_name.data : "", e.full_name.size);
-      info.agency_code.assign(e.agency_code.data ? e.agency_code.data : "", e.agency_code.size);
-      info.leader = e.leader != 0;
-      info.active = e.active != 0;
-      if (const StaffInfo* known = reference_.directory.staff(info.staff_code)) {
-        info.sector = known->sector;
-      } else {
-        ++added;
+    {
+      const auto lock = read_lock(&directory_mutex_);
+      for (const auto& e : *staff) {
+        SyncedStaff entry;
+        entry.source = s.config.name;
+        entry.staff_code.assign(e.staff_code.data ? e.staff_code.data : "", e.staff_code.size);
+        if (entry.staff_code.empty()) continue;
+        entry.full_name.assign(e.full_name.data ? e.full_name.data : "", e.full_name.size);
+        entry.agency_code.assign(e.agency_code.data ? e.agency_code.data : "", e.agency_code.size);
+        entry.leader = e.leader != 0;
+        entry.active = e.active != 0;
+        entry.synced_at_unix_ms = synced_at;
+        if (!reference_.directory.staff(entry.staff_code)) ++added;
+        entries.push_back(std::move(entry));
       }
-      reference_.directory.add_staff(std::move(info));
+    }
+    store_.save_synced_staff(entries);
+    const auto stored = store_.synced_staff();
+    {
+      std::unique_lock<std::shared_mutex> lock(directory_mutex_);
+      merge_synced_staff(reference_.directory, stored);
     }
     logger_.info(s.config.name, "staff directory: " + std::to_string(staff->size()) +
-                                    " entries from the source, " + std::to_string(added) + " new");
+                                    " entries from the source, " + std::to_string(added) +
+                                    " new; kept in the store");
     s.staff_error.clear();
     return true;
   } catch (const PluginError& e) {
@@ -205,6 +223,14 @@ bool Hub::sync_staff(SourceRuntime& s) {
     logger_.warn(
         s.config.name,
         std::string("staff list not read; the source is not pulled until it is: ") + e.what());
+    return false;
+  } catch (const StoreError& e) {
+    // Pulled without it, the source's records would be scored with a directory no command
+    // run beside the hub knows.
+    s.staff_error = e.what();
+    logger_.warn(
+        s.config.name,
+        std::string("staff list not kept; the source is not pulled until it is: ") + e.what());
     return false;
   }
 }

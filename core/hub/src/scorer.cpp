@@ -443,12 +443,15 @@ void Scorer::refresh_time_dependent() {
 }
 
 StaffMonthResult Scorer::explain_staff_month(const std::string& staff_code, const Month& month) {
+  // Hub::explain runs beside the source threads, which merge staff lists into the directory.
+  const auto lock = read_lock(directory_lock_);
   const StaffMonthKey key{staff_code, month.str()};
   auto stored = store_.staff_month_for_scoring(key);
   return score_one(key, stored);
 }
 
 std::vector<StaffMonthResult> Scorer::compute_month(const Month& month) {
+  const auto lock = read_lock(directory_lock_);
   std::vector<StaffMonthResult> out;
   helper_cpu_s_ += score_month_in_parts(
       store_, reference_, now(), month.str(), [](const std::string&) { return false; },

@@ -297,6 +297,23 @@ void migration_8(Poco::Data::Session& s) {
   s << "CREATE INDEX batches_by_sink_last_item ON batches (sink, state, last_seq)", now;
 }
 
+// The staff lists sources synced (a source's list_staff: E-Office's staff with their agency and
+// leader flag), which the running hub merged into the staff files' directory and every other
+// command left out (issue 18: a leader known only to E-Office was rescored from the command
+// line as a non-leader). Each source's latest word on each staff member, and when it said it.
+void migration_9(Poco::Data::Session& s) {
+  s << R"(CREATE TABLE synced_staff (
+      source TEXT NOT NULL,
+      staff_code TEXT NOT NULL CHECK (length(staff_code) > 0),
+      full_name TEXT NOT NULL,
+      agency_code TEXT NOT NULL,
+      leader INTEGER NOT NULL CHECK (leader IN (0, 1)),
+      active INTEGER NOT NULL CHECK (active IN (0, 1)),
+      synced_at INTEGER NOT NULL,
+      PRIMARY KEY (source, staff_code)))",
+      now;
+}
+
 struct Migration {
   void (*apply)(Poco::Data::Session&);
   const char* what;  // for the operator's log while a store is upgraded
@@ -312,7 +329,8 @@ const std::vector<Migration>& migrations() {
       {migration_5, "last scores keyed by staff month, rewritten in full"},
       {migration_6, "scoring index keyed by work date, rebuilt over every record"},
       {migration_7, "revision history read as the scorer's change log"},
-      {migration_8, "index of batches by their last item, built over every batch"}};
+      {migration_8, "index of batches by their last item, built over every batch"},
+      {migration_9, "staff lists synced from the sources"}};
   return all;
 }
 

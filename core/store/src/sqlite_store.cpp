@@ -842,6 +842,56 @@ class SqliteStore final : public Store {
     });
   }
 
+  void save_synced_staff(const std::vector<SyncedStaff>& entries) override {
+    guarded("saving synced staff lists", [&] {
+      if (entries.empty()) return;
+      std::vector<std::string> source, code, name, agency;
+      std::vector<int> leader, active;
+      std::vector<int64_t> at;
+      for (const auto& e : entries) {
+        if (e.source.empty()) fail("a synced staff entry needs its source (" + e.staff_code + ")");
+        source.push_back(e.source);
+        code.push_back(e.staff_code);
+        name.push_back(e.full_name);
+        agency.push_back(e.agency_code);
+        leader.push_back(e.leader ? 1 : 0);
+        active.push_back(e.active ? 1 : 0);
+        at.push_back(e.synced_at_unix_ms);
+      }
+      WriteTransaction tx(session_);
+      session_ << "INSERT INTO synced_staff (source, staff_code, full_name, agency_code, leader, "
+                  "active, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                  "ON CONFLICT (source, staff_code) DO UPDATE SET full_name = excluded.full_name, "
+                  "agency_code = excluded.agency_code, leader = excluded.leader, "
+                  "active = excluded.active, synced_at = excluded.synced_at",
+          use(source), use(code), use(name), use(agency), use(leader), use(active), use(at), now;
+      tx.commit();
+    });
+  }
+
+  std::vector<SyncedStaff> synced_staff() override {
+    return guarded("reading synced staff lists", [&] {
+      std::vector<std::string> source, code, name, agency;
+      std::vector<int> leader, active;
+      std::vector<int64_t> at;
+      session_ << "SELECT source, staff_code, full_name, agency_code, leader, active, synced_at "
+                  "FROM synced_staff ORDER BY synced_at, source, staff_code",
+          into(source), into(code), into(name), into(agency), into(leader), into(active), into(at),
+          now;
+      std::vector<SyncedStaff> out(source.size());
+      for (std::size_t i = 0; i < source.size(); ++i) {
+        out[i] = SyncedStaff{std::move(source[i]),
+                             std::move(code[i]),
+                             std::move(name[i]),
+                             std::move(agency[i]),
+                             leader[i] != 0,
+                             active[i] != 0,
+                             at[i]};
+      }
+      return out;
+    });
+  }
+
   std::vector<QuarantineRow> quarantine(const std::string& source, const std::string& reason,
                                         std::size_t max_rows, int64_t after_id) override {
     return guarded("reading quarantine", [&] {

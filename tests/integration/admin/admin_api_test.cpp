@@ -549,3 +549,49 @@ TEST_F(AdminApiTest, ASlowClientDoesNotBlockOthers) {
 }
 
 }  // namespace
+
+// Agency codes come from E-Office's staff list unvalidated: a cell a spreadsheet would run as a
+// formula (= + - @ tab CR first) is prefixed with a single quote (OWASP's CSV injection advice),
+// and a carriage return inside a cell is quoted, so it cannot end the row (issue 18).
+TEST_F(AdminApiTest, CsvReportCellsAreNeverRunAsFormulas) {
+  auto store = open_sqlite_store((dir_ / "hostile.db").string());
+  ScoringCommit commit;
+  const std::vector<std::string> hostile = {"=HYPERLINK(\"http://x.example\",\"ok\")",
+                                            "+1+2",
+                                            "-3+4",
+                                            "@SUM(A1)",
+                                            "\tTAB",
+                                            "\rCR",
+                                            "A\rB",
+                                            "000.00.12.H34"};
+  for (std::size_t i = 0; i < hostile.size(); ++i) {
+    const std::string code = "KH-9" + std::to_string(i);
+    json::object staff{
+        {"staff_code", code}, {"agency_code", hostile[i]}, {"kpi_score", -1.5}, {"points", 12}};
+    commit.months.push_back(
+        {OutboxKind::staff_month, "2025-04", code, hostile[i], 1, json::serialize(staff)});
+  }
+  store->commit_scoring(commit);
+  const std::string csv = report_csv(*store, *Month::parse("2025-04"), "");
+  std::vector<std::string> lines;
+  std::istringstream in(csv);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 1 + hostile.size()) << csv;
+  const std::vector<std::string> agency_cells = {R"x("'=HYPERLINK(""http://x.example"",""ok"")")x",
+                                                 "'+1+2",
+                                                 "'-3+4",
+                                                 "'@SUM(A1)",
+                                                 "'\tTAB",
+                                                 "\"'\rCR\"",
+                                                 "\"A\rB\"",
+                                                 "000.00.12.H34"};
+  for (std::size_t i = 0; i < hostile.size(); ++i) {
+    const std::string& line = lines[1 + i];
+    const std::string staff = "KH-9" + std::to_string(i) + ",";
+    ASSERT_EQ(line.rfind(staff, 0), 0u) << line;
+    EXPECT_EQ(line.substr(staff.size(), agency_cells[i].size()), agency_cells[i]) << line;
+    // Numbers are numbers, a negative one included: no quote before them.
+    EXPECT_NE(line.find(",12,"), std::string::npos) << line;
+    EXPECT_NE(line.find(",-1.5,"), std::string::npos) << line;
+  }
+}

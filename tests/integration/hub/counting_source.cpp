@@ -2,7 +2,8 @@
 // records in pages of `page_size`, the cursor being the index of the next
 // record. Every 7th record is malformed (minutes out of range) so the
 // quarantine path runs too. `page_delay_ms` slows it down so a test can kill
-// the hub in the middle of a run.
+// the hub in the middle of a run. `staff_list_leaders`, when set, is the source's staff list:
+// those codes, leaders of agency 000.00.12.H34 (staff known only to the source, as E-Office's).
 #include <kpihub/sdk.hpp>
 
 #include <thread>
@@ -19,7 +20,18 @@ class CountingSource : public kpihub::sdk::Source {
         staff_(s.string_list("staff", {"KH-000123"})),
         month_(s.string("month", "2025-04")),
         fail_first_pulls_(s.integer("fail_first_pulls", 0, 0, 100)),
-        quantity_(s.string("quantity", "")) {}
+        quantity_(s.string("quantity", "")) {
+    if (s.has("staff_list_leaders")) listed_leaders_ = s.string_list("staff_list_leaders");
+  }
+
+  std::optional<std::vector<kpihub::sdk::StaffEntry>> list_staff() override {
+    if (!listed_leaders_) return std::nullopt;
+    std::vector<kpihub::sdk::StaffEntry> out;
+    for (const auto& code : *listed_leaders_) {
+      out.push_back({code, "Lãnh đạo " + code, "000.00.12.H34", true, true});
+    }
+    return out;
+  }
 
   void pull(std::optional<std::string_view> cursor, kpihub::sdk::Page& page) override {
     if (pulls_++ < fail_first_pulls_) throw kpihub::sdk::TransientError("simulated outage");
@@ -56,6 +68,7 @@ class CountingSource : public kpihub::sdk::Source {
   std::string month_;
   int64_t fail_first_pulls_;
   std::string quantity_;
+  std::optional<std::vector<std::string>> listed_leaders_;
   int64_t pulls_ = 0;
 };
 

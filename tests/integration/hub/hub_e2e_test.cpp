@@ -760,3 +760,96 @@ TEST_F(HubE2E, TheConfiguredDateDecidesLatenessAndAgencyStatus) {
   const int64_t local_day = (received.at(0) / 1000 + 7 * 3600) / 86400;
   EXPECT_EQ(local_day, kpihub::Date::parse("2025-05-10")->days);
 }
+
+// A leader known only from the source's staff list (E-Office's; not in config/staff.csv) is a
+// leader for every command, not only for the hub that synced the list (issue 18: a command-line
+// rescore with nothing changed sent such a leader to the receiver again as a non-leader).
+TEST_F(HubE2E, EveryCommandScoresWithTheStaffTheSourcesSynced) {
+  const uint16_t port = free_port();
+  const std::string token = "e2e-read-token";
+  const std::string config = write_config(
+      R"({"records": 60, "page_size": 20, "staff": ["KH-000123", "KH-900001"],
+          "staff_list_leaders": ["KH-900001"]})",
+      "", "",
+      R"({"listen": "127.0.0.1:)" + std::to_string(port) + R"(", "tokens": [{"name": "ops",
+          "sha256": ")" +
+          sha256_hex(token) + R"(", "role": "read"}]})");
+  const auto once = run({"run", "--once", "--config", config}, (dir_ / "once.txt").string());
+  ASSERT_EQ(once.code, 0) << once.output;
+  const auto sent = delivered();
+  ASSERT_TRUE(sent.count("staff:2025-04:KH-900001")) << once.output;
+  const auto leader = boost::json::parse(sent.at("staff:2025-04:KH-900001").back()).as_object();
+  EXPECT_TRUE(leader.at("leader").as_bool()) << leader;
+  ASSERT_EQ(open_store()->outbox_depth("files"), 0);
+
+  // Nothing changed: a rescore from the command line changes nothing and queues nothing.
+  const auto rescore =
+      run({"rescore", "--month", "2025-04", "--config", config}, (dir_ / "rescore.txt").string());
+  ASSERT_EQ(rescore.code, 0) << rescore.output;
+  EXPECT_NE(rescore.output.find(
+                "0 records, 0 staff months and 0 agency months changed and queued for forwarding"),
+            std::string::npos)
+      << rescore.output;
+  EXPECT_EQ(open_store()->outbox_depth("files"), 0);
+
+  // `kpihub explain` says what the running hub's explain says.
+  Proc p = start({"run", "--config", config}, (dir_ / "hub.txt").string());
+  KillOnExit guard{p};
+  kpihub::net::HttpClient http{kpihub::net::ClientOptions{}};
+  const std::string url =
+      "http://127.0.0.1:" + std::to_string(port) + "/api/explain?staff=KH-900001&month=2025-04";
+  const kpihub::net::Headers auth{{"Authorization", "Bearer " + token}};
+  std::string hub_explain;
+  ASSERT_TRUE(eventually(
+      [&] {
+        try {
+          const auto r = http.request("GET", url, auth);
+          hub_explain = r.body;
+          return r.status == 200;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      std::chrono::seconds(20)))
+      << slurp(p.out_file);
+  const auto cli_explain =
+      run({"explain", "--staff", "KH-900001", "--month", "2025-04", "--config", config},
+          (dir_ / "explain.txt").string());
+  ::kill(p.pid, SIGTERM);
+  EXPECT_EQ(wait_exit(p), 0);
+  ASSERT_EQ(cli_explain.code, 0) << cli_explain.output;
+  EXPECT_NE(hub_explain.find(" leader"), std::string::npos) << hub_explain;
+  EXPECT_EQ(cli_explain.output, hub_explain);
+}
+
+// A report of a month the store has nothing for, or of an agency with no results in the month,
+// is an error that says so, not an empty table (issue 18).
+TEST_F(HubE2E, ReportOfAnEmptyMonthOrAnUnknownAgencyFailsAndSaysWhy) {
+  const std::string config = write_config(source_settings(40, 20));
+  const auto once = run({"run", "--once", "--config", config}, (dir_ / "once.txt").string());
+  ASSERT_EQ(once.code, 0) << once.output;
+  for (const std::string format : {"table", "json", "csv"}) {
+    const auto empty = run({"report", "--month", "2025-03", "--format", format, "--config", config},
+                           (dir_ / "empty.txt").string());
+    EXPECT_EQ(empty.code, 1) << format << ": " << empty.output;
+    EXPECT_NE(empty.output.find("no results for 2025-03"), std::string::npos) << empty.output;
+    const auto unknown = run({"report", "--month", "2025-04", "--agency", "999.NO.SUCH", "--format",
+                              format, "--config", config},
+                             (dir_ / "unknown.txt").string());
+    EXPECT_EQ(unknown.code, 1) << format << ": " << unknown.output;
+    EXPECT_NE(unknown.output.find(
+                  "agency \"999.NO.SUCH\" has no results for 2025-04 (agencies with results: "),
+              std::string::npos)
+        << unknown.output;
+    EXPECT_NE(unknown.output.find("000.00.12.H34"), std::string::npos) << unknown.output;
+  }
+  // The agency's own counts, not the whole month's.
+  const auto table =
+      run({"report", "--month", "2025-04", "--agency", "000.00.12.H34", "--config", config},
+          (dir_ / "table.txt").string());
+  EXPECT_EQ(table.code, 0) << table.output;
+  EXPECT_NE(
+      table.output.find("Month 2025-04 agency 000.00.12.H34: 3 staff months, 1 agency months"),
+      std::string::npos)
+      << table.output;
+}

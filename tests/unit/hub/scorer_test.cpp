@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <map>
 #include <random>
 
@@ -122,6 +123,10 @@ class InterleavingStore final : public Store {
   void audit(const std::string& a, const std::string& b, const std::string& c) override {
     inner_.audit(a, b, c);
   }
+  void save_synced_staff(const std::vector<SyncedStaff>& e) override {
+    inner_.save_synced_staff(e);
+  }
+  std::vector<SyncedStaff> synced_staff() override { return inner_.synced_staff(); }
   StoreCounts counts() override { return inner_.counts(); }
   std::vector<QuarantineCount> quarantine_counts() override { return inner_.quarantine_counts(); }
   std::vector<HourCount> stored_per_hour(int64_t since) override {
@@ -456,6 +461,24 @@ TEST_F(ScorerTest, AMonthRecomputeReportsTheCpuOfItsOtherThreads) {
   EXPECT_EQ(scorer.take_helper_cpu_seconds(), 0.0) << "taken once";
 }
 
+// Hub::explain recomputes a staff month while source threads may merge a staff list into the
+// directory: it reads the directory under the lock they write it under (issue 18).
+TEST_F(ScorerTest, ExplainWaitsForAStaffListBeingMergedIntoTheDirectory) {
+  store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60)}));
+  std::shared_mutex directory_lock;
+  Scorer scorer(*store_, ref_, clock_, "test-hub", &directory_lock);
+  std::unique_lock merging(directory_lock);  // a source thread merging its staff list
+  auto explained = std::async(std::launch::async, [&] {
+    return scorer.explain_staff_month("KH-000123", *Month::parse("2025-04"));
+  });
+  EXPECT_EQ(explained.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
+      << "explain read the directory while a staff list was merged into it";
+  merging.unlock();
+  const StaffMonthResult result = explained.get();
+  EXPECT_EQ(result.staff_code, "KH-000123");
+  EXPECT_EQ(result.agency_code, "000.00.12.H34");
+}
+
 TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
   const WorkRecord open_task = approved_open_task("WD-1");
   store_->commit_page(page({open_task}));
@@ -493,3 +516,41 @@ TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
 }
 
 }  // namespace
+
+// The one directory every command scores with: the staff files, then the stored staff lists,
+// oldest first. A list's word on a person replaces the file's agency and leader flag; the
+// file's sector and identifiers stay (issue 18).
+TEST_F(ScorerTest, TheDirectoryIsTheStaffFilesWithTheStoredStaffListsOverThem) {
+  HubConfig config;
+  config.catalog_files = {kConfig + "/catalog/province.csv", kConfig + "/catalog/education.csv"};
+  config.staff_files = {kConfig + "/staff.csv", kConfig + "/staff-education.csv"};
+  config.units_files = {kConfig + "/units.csv", kConfig + "/units-education.csv"};
+  config.rules_file = kConfig + "/rules.json";
+  config.holiday_files = {kConfig + "/holidays/2025.csv"};
+  const ReferenceData files_only = load_reference(config, *store_);
+  ASSERT_EQ(files_only.directory.size(), load_reference(config).directory.size());
+  ASSERT_EQ(files_only.directory.staff("GD-000003")->sector, "education");
+  ASSERT_FALSE(files_only.directory.staff("GD-000003")->leader);
+
+  store_->save_synced_staff(
+      {{"eoffice", "GD-000003", "Huỳnh Quốc Linh", "000.00.61.H34", true, true, 1000},
+       {"eoffice", "KH-900001", "Lãnh đạo mới", "000.00.12.H34", true, true, 1000},
+       {"eoffice", "KH-000123", "Trần Văn Bình", "000.00.13.H34", false, true, 1000}});
+  store_->save_synced_staff(
+      {{"hr", "KH-000123", "Trần Văn Bình", "000.00.14.H34", false, false, 2000}});
+  const ReferenceData merged = load_reference(config, *store_);
+  EXPECT_EQ(merged.directory.size(), files_only.directory.size() + 1);
+  const StaffInfo* teacher = merged.directory.by_identifier("GV-001-0003");
+  ASSERT_NE(teacher, nullptr);
+  EXPECT_EQ(teacher->staff_code, "GD-000003");
+  EXPECT_TRUE(teacher->leader);
+  EXPECT_EQ(teacher->agency_code, "000.00.61.H34");
+  EXPECT_EQ(teacher->sector, "education");
+  const StaffInfo* leader = merged.directory.staff("KH-900001");
+  ASSERT_NE(leader, nullptr);
+  EXPECT_TRUE(leader->leader);
+  EXPECT_EQ(leader->sector, "");
+  // The later list has the last word.
+  EXPECT_EQ(merged.directory.staff("KH-000123")->agency_code, "000.00.14.H34");
+  EXPECT_FALSE(merged.directory.staff("KH-000123")->active);
+}

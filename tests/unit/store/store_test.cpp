@@ -1497,7 +1497,7 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   SqliteStoreOptions options;
   options.on_migration = [&](const std::string& message) { told.push_back(message); };
   auto store = open_sqlite_store(path_, options);
-  ASSERT_EQ(told.size(), 12u);
+  ASSERT_EQ(told.size(), 14u);
   for (std::size_t i = 0; i < told.size(); ++i) {
     const std::string step = "store " + path_ + ": schema " + std::to_string(2 + i / 2) + " -> " +
                              std::to_string(3 + i / 2) + ": ";
@@ -1509,7 +1509,7 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   EXPECT_EQ(counts.revisions, 85);
   {
     Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
-    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 8);
+    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 9);
     EXPECT_EQ(scores_digest(raw), scores_before);
     // Each score sits under its record's staff month (schema 5's key).
     EXPECT_EQ(count_of(raw,
@@ -1557,6 +1557,12 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
                        "'eoffice:WD-2025-0000007' AND revision IN (2, 3)"),
               2);
   }
+  // Schema 9: the upgraded store keeps the staff lists sources sync.
+  EXPECT_TRUE(store->synced_staff().empty());
+  const SyncedStaff leader{"eoffice", "KH-900001", "Nguyễn Văn Lãnh", "000.00.12.H34",
+                           true,      true,        1746835200000};
+  store->save_synced_staff({leader});
+  EXPECT_EQ(store->synced_staff(), std::vector<SyncedStaff>{leader});
   store.reset();
   // Opening again applies nothing twice, and says nothing.
   told.clear();
@@ -1565,6 +1571,42 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   // Nor does creating a new store, which runs every step on empty tables.
   open_sqlite_store((dir_ / "new.db").string(), options);
   EXPECT_TRUE(told.empty()) << told.front();
+}
+
+// What a source's staff list said is kept, with the source and the time: every command builds
+// the same directory from it (issue 18). A later list replaces a staff member's entry of the same
+// source; one that no longer names them leaves it; another source's entry stands beside it.
+TEST_F(StoreTest, SyncedStaffListsAreKeptWithTheirSourceAndTime) {
+  auto store = open();
+  EXPECT_TRUE(store->synced_staff().empty());
+  SyncedStaff leader{"eoffice", "KH-900001", "Nguyễn Văn Lãnh", "000.00.12.H34", true, true, 1000};
+  SyncedStaff clerk{"eoffice", "KH-900002", "Trần Thị Văn", "000.00.12.H34", false, true, 1000};
+  store->save_synced_staff({leader, clerk});
+  EXPECT_EQ(store->synced_staff(), (std::vector<SyncedStaff>{leader, clerk}));
+
+  // The next list moves the clerk to another agency and no longer names the leader.
+  SyncedStaff moved = clerk;
+  moved.agency_code = "000.00.13.H34";
+  moved.synced_at_unix_ms = 2000;
+  // Another source names the leader too, later, as inactive.
+  SyncedStaff elsewhere{"hr", "KH-900001", "Nguyễn Văn Lãnh", "000.00.12.H34", true, false, 1500};
+  store->save_synced_staff({moved});
+  store->save_synced_staff({elsewhere});
+  // Oldest sync first: merged in this order, the latest word on each staff member wins.
+  EXPECT_EQ(store->synced_staff(), (std::vector<SyncedStaff>{leader, elsewhere, moved}));
+
+  // Kept in the file: another process (a command) reads the same.
+  store.reset();
+  EXPECT_EQ(open()->synced_staff(), (std::vector<SyncedStaff>{leader, elsewhere, moved}));
+
+  SyncedStaff nameless = clerk;
+  nameless.source.clear();
+  try {
+    open()->save_synced_staff({nameless});
+    ADD_FAILURE() << "an entry without its source was saved";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("KH-900002"), std::string::npos) << e.what();
+  }
 }
 
 // One `kpihub run` per store: a second is refused with the first one's pid, and the lock goes

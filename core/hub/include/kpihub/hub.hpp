@@ -48,6 +48,17 @@ inline std::shared_lock<std::shared_mutex> read_lock(std::shared_mutex* m) {
   return m ? std::shared_lock<std::shared_mutex>(*m) : std::shared_lock<std::shared_mutex>();
 }
 
+// ---------------------------------------------------- staff directory -----
+
+// Merges staff list entries into the directory, in their order: each sets the staff member's
+// name, agency, leader and active flags; the sector and identifiers of the staff files stay.
+void merge_synced_staff(Directory& directory, const std::vector<SyncedStaff>& entries);
+
+// The reference data every command and the running hub score with: the files hub.json names
+// (load_reference(config)), their staff directory merged with every staff list the sources
+// synced (Store::synced_staff, oldest first). The running hub merges each list it syncs again.
+ReferenceData load_reference(const HubConfig& config, Store& store);
+
 // ------------------------------------------------------------- ingest -----
 
 struct IngestResult {
@@ -255,6 +266,8 @@ struct HubOptions {
 
 class Hub {
  public:
+  // `reference` is load_reference(config, store)'s; start() merges the store's staff lists
+  // into it anyway, and each one a source syncs.
   Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger& logger,
       const Clock& clock, Metrics& metrics, HubOptions options = {});
   ~Hub();
@@ -286,8 +299,9 @@ class Hub {
  private:
   struct SourceRuntime;
   struct SinkRuntime;
-  // Merges the source's staff list into the directory; false when the source
-  // keeps one and it could not be read.
+  // Saves the source's staff list in the store and merges what the store holds into the
+  // directory (as load_reference does); false when the source keeps one and it could not be
+  // read or saved.
   bool sync_staff(SourceRuntime& s);
   // Pulls and stores one page; returns false when caught up.
   bool pull_one(SourceRuntime& s, RunSummary& summary);

@@ -150,6 +150,19 @@ struct HourCount {
   bool operator==(const HourCount&) const = default;
 };
 
+// A staff member as a source's staff list gave them (a source's list_staff), kept so that every
+// command, not only the hub that synced the list, scores with the same staff directory.
+struct SyncedStaff {
+  std::string source;  // the source instance whose list named them
+  std::string staff_code;
+  std::string full_name;
+  std::string agency_code;
+  bool leader = false;
+  bool active = true;
+  int64_t synced_at_unix_ms = 0;  // when that source last listed them
+  bool operator==(const SyncedStaff&) const = default;
+};
+
 struct StoreCounts {
   int64_t records = 0;
   int64_t revisions = 0;
@@ -265,6 +278,15 @@ class Store {
   // Record revisions stored per hour since `since_unix_ms`, oldest hour first; hours with none
   // are left out. Reads from the newest revision back, so its cost is that of the window.
   virtual std::vector<HourCount> stored_per_hour(int64_t since_unix_ms) = 0;
+
+  // --- staff lists the sources synced ----------------------------------------
+  // One transaction: each entry replaces the one its source gave before for the same staff
+  // code. Staff a list no longer names keep their last entry: their past months are still
+  // scored as they were.
+  virtual void save_synced_staff(const std::vector<SyncedStaff>& entries) = 0;
+  // Every entry, the oldest sync first (then by source and staff code): merged into the
+  // directory in this order, the latest list to name a staff member has the last word.
+  virtual std::vector<SyncedStaff> synced_staff() = 0;
 
   // --- added for month recompute (append-only: existing methods above stay) --
   // Called once per staff member with records in the month, in staff code
