@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <set>
 
 namespace kpihub::health {
@@ -281,6 +282,10 @@ EpisodeState::EpisodeState(const std::string& path) : path_(path) {
     sqlite3_finalize(q);
   }
   if (!has_exported_at) exec("ALTER TABLE episode_rows ADD COLUMN exported_at INTEGER");
+  // Each distinct content an episode was exported with, at the last file it came in.
+  exec(
+      "CREATE TABLE IF NOT EXISTS episode_exports (episode TEXT NOT NULL, file_seq INTEGER NOT "
+      "NULL, digest TEXT NOT NULL, PRIMARY KEY (episode, file_seq))");
 }
 
 EpisodeState::~EpisodeState() {
@@ -337,8 +342,31 @@ std::optional<EpisodeState::Version> EpisodeState::before(const std::string& epi
   return out;
 }
 
+std::optional<int64_t> EpisodeState::superseded(const std::string& episode, int64_t file_seq,
+                                                const std::string& digest) {
+  Stmt latest(db_,
+              "SELECT digest FROM episode_exports WHERE episode = ?1 AND file_seq < ?2 ORDER BY "
+              "file_seq DESC LIMIT 1",
+              path_);
+  latest.text(1, episode);
+  latest.integer(2, file_seq);
+  if (sqlite3_step(latest.s) != SQLITE_ROW) return std::nullopt;
+  if (reinterpret_cast<const char*>(sqlite3_column_text(latest.s, 0)) == digest)
+    return std::nullopt;  // the export applied last, again: nothing older
+  Stmt earlier(db_,
+               "SELECT MAX(file_seq) FROM episode_exports WHERE episode = ?1 AND file_seq < ?2 "
+               "AND digest = ?3",
+               path_);
+  earlier.text(1, episode);
+  earlier.integer(2, file_seq);
+  earlier.text(3, digest);
+  if (sqlite3_step(earlier.s) != SQLITE_ROW || sqlite3_column_type(earlier.s, 0) == SQLITE_NULL)
+    return std::nullopt;
+  return sqlite3_column_int64(earlier.s, 0);
+}
+
 void EpisodeState::store(const std::string& episode, int64_t file_seq,
-                         std::optional<int64_t> exported_at,
+                         std::optional<int64_t> exported_at, const std::string& digest,
                          const std::map<std::string, Row>& rows) {
   exec("BEGIN IMMEDIATE");
   try {
@@ -377,6 +405,22 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
     prune.text(1, episode);
     prune.integer(2, file_seq);
     sqlite3_step(prune.s);
+    {
+      // One row per distinct content: the last file it came in.
+      Stmt forget(db_, "DELETE FROM episode_exports WHERE episode = ?1 AND digest = ?2", path_);
+      forget.text(1, episode);
+      forget.text(2, digest);
+      sqlite3_step(forget.s);
+      Stmt put(
+          db_,
+          "INSERT OR REPLACE INTO episode_exports (episode, file_seq, digest) VALUES (?, ?, ?)",
+          path_);
+      put.text(1, episode);
+      put.integer(2, file_seq);
+      put.text(3, digest);
+      if (sqlite3_step(put.s) != SQLITE_DONE)
+        throw sdk::TransientError("health: state file " + path_ + ": " + sqlite3_errmsg(db_));
+    }
     exec("COMMIT");
   } catch (...) {
     exec("ROLLBACK");
@@ -504,13 +548,19 @@ bool HisReader::next_unit(sdk::Page& page) {
     std::vector<Table> tables;
     const int hoso_depth = reader_->depth();
     std::string kind, table_ma_lk;
+    // The export's content, to recognise it if it is delivered again.
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    if (!sha || EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr) != 1)
+      throw sdk::TransientError("health: cannot start a SHA-256 digest");
     while (reader_->read()) {
       if (reader_->node() == sdk::xml::Node::end_element && reader_->depth() == hoso_depth) break;
       if (reader_->node() != sdk::xml::Node::element) continue;
       if (reader_->local_name() == "LOAIHOSO") kind = trim(reader_->read_text());
       if (reader_->local_name() != "NOIDUNGFILE") continue;
       const std::string content = reader_->read_text();
-      if (!read_kind(kind)) continue;  // drugs, papers, ...
+      if (!read_kind(kind)) continue;                             // drugs, papers, ...
+      EVP_DigestUpdate(sha.get(), kind.data(), kind.size() + 1);  // with its '\0'
+      EVP_DigestUpdate(sha.get(), content.data(), content.size() + 1);
       tables.push_back(inner_table(kind, content, where, table_ma_lk));
       if (kind == "XML1" && !tables.back().ma_lk.empty()) table_ma_lk = tables.back().ma_lk;
     }
@@ -557,6 +607,30 @@ bool HisReader::next_unit(sdk::Page& page) {
              std::to_string(prior->file_seq) + "); nothing of it is applied");
       }
       return true;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_size = 0;
+    EVP_DigestFinal_ex(sha.get(), md, &md_size);
+    std::string digest;
+    for (unsigned int i = 0; i < md_size; ++i) {
+      static const char* hex = "0123456789abcdef";
+      digest += hex[md[i] >> 4];
+      digest += hex[md[i] & 15];
+    }
+    // Not known to be newer (the same NGAYLAP, which is often only a date):
+    // an export applied before and replaced since, delivered again, is older.
+    const bool newer =
+        prior && prior->exported_at && exported_at_ && *exported_at_ > *prior->exported_at;
+    if (!newer) {
+      if (const auto earlier = state_.superseded(episode, file_seq_, digest)) {
+        if (log_) {
+          log_(where + ": episode " + episode + " is the export of file #" +
+               std::to_string(*earlier) + ", replaced since by file #" +
+               std::to_string(prior ? prior->file_seq : 0) +
+               "; delivered again, it is older than what is applied: nothing of it is applied");
+        }
+        return true;
+      }
     }
 
     // Credits of this export of the episode.
@@ -739,7 +813,7 @@ bool HisReader::next_unit(sdk::Page& page) {
       gone.changed_at = changed_at_;
       page.add(std::move(gone));
     }
-    state_.store(episode, file_seq_, exported_at_, now);
+    state_.store(episode, file_seq_, exported_at_, digest, now);
     return true;
   } catch (const sdk::xml::ParseError& e) {
     throw sdk::FileRejected(e.reason(), e.what());

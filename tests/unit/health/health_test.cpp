@@ -446,6 +446,43 @@ TEST(HealthXml, AnOlderExportAfterItsCorrectionChangesNothing) {
   EXPECT_TRUE(read("reexport-130.xml", 4, state).records.empty());
 }
 
+// The same when both exports carry the same NGAYLAP (a date only): the
+// original delivered again is recognised by its content, as an export the
+// adapter applied before and that a later one has since replaced.
+TEST(HealthXml, AnOlderExportOfTheSameDayDeliveredAgainChangesNothing) {
+  EpisodeState state(":memory:");
+  const Mapping mapping;
+  std::vector<std::string> notes;
+  auto pass = [&](const char* file, int64_t seq) {
+    auto reader = HisReader::open_file((kFixtures / file).string(), file, seq, mapping, state);
+    reader->set_log([&](const std::string& line) { notes.push_back(line); });
+    reader->check();
+    kpihub::sdk::Page page;
+    while (reader->next_unit(page)) {
+    }
+    std::map<std::string, std::string> got;
+    for (const auto& r : page.records())
+      got[r.source_id] =
+          r.revision + (r.retracted ? " retracted" : "") + " " + r.quantity.value_or("");
+    return got;
+  };
+  EXPECT_EQ(pass("episodes-130.xml", 1).size(), 8u);
+  EXPECT_EQ(pass("reexport-same-day-130.xml", 2).size(), 3u);
+  const auto again = pass("episodes-130.xml", 3);
+  EXPECT_TRUE(again.empty()) << "the correction stays: " << ::testing::PrintToString(again);
+  ASSERT_EQ(notes.size(), 1u) << ::testing::PrintToString(notes);
+  EXPECT_CONTAINS(notes[0],
+                  "episodes-130.xml HOSO #1: episode 56001|LK001 is the export of file #1");
+  EXPECT_CONTAINS(notes[0], "replaced since by file #2");
+  // Once more, and then the correction again: still nothing changes.
+  EXPECT_TRUE(pass("episodes-130.xml", 4).empty());
+  EXPECT_TRUE(pass("reexport-same-day-130.xml", 5).empty());
+  // The same file twice in a row is not an older export: nothing new, nothing said.
+  notes.clear();
+  EXPECT_TRUE(pass("reexport-same-day-130.xml", 6).empty());
+  EXPECT_TRUE(notes.empty()) << ::testing::PrintToString(notes);
+}
+
 // Section 3 of issue 18: lateness is judged by when the source recorded the
 // work. A hospital export's records carry the export's own time (NGAYLAP).
 TEST(HealthXml, RecordsCarryTheExportTime) {

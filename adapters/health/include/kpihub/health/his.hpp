@@ -56,8 +56,14 @@ class EpisodeState {
   // The episode's version as of the last file before `file_seq`; nullopt if none.
   std::optional<Version> before(const std::string& episode, int64_t file_seq);
   // Replaces the episode's version `file_seq` and drops versions older than the one before it.
+  // `digest` identifies the export's content (its tables), to recognise it if it comes again.
   void store(const std::string& episode, int64_t file_seq, std::optional<int64_t> exported_at,
-             const std::map<std::string, Row>& rows);
+             const std::string& digest, const std::map<std::string, Row>& rows);
+  // When an export of the episode with this `digest` was applied before
+  // `file_seq` and a different one after it: the file number of that earlier
+  // export (it is being delivered again, older than what is applied now).
+  std::optional<int64_t> superseded(const std::string& episode, int64_t file_seq,
+                                    const std::string& digest);
 
  private:
   void exec(const char* sql);
