@@ -8,6 +8,7 @@
 #include <kpihub/net.hpp>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <chrono>
 #include <filesystem>
@@ -481,6 +482,39 @@ TEST(HealthXml, AnOlderExportOfTheSameDayDeliveredAgainChangesNothing) {
   notes.clear();
   EXPECT_TRUE(pass("reexport-same-day-130.xml", 6).empty());
   EXPECT_TRUE(notes.empty()) << ::testing::PrintToString(notes);
+}
+
+// A state file written before export times and digests were kept is
+// upgraded in place: its versions have no export time (never "older").
+TEST(HealthXml, AStateFileFromBeforeExportTimesIsUpgraded) {
+  const fs::path db =
+      fs::temp_directory_path() / ("kpihub-health-oldstate-" + std::to_string(::getpid()) + ".db");
+  fs::remove(db);
+  {
+    sqlite3* old = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &old), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(old,
+                           "CREATE TABLE episode_rows (episode TEXT NOT NULL, file_seq INTEGER NOT "
+                           "NULL, source_id TEXT NOT NULL, fields TEXT NOT NULL, revision INTEGER "
+                           "NOT NULL, PRIMARY KEY (episode, file_seq, source_id));"
+                           "INSERT INTO episode_rows VALUES ('56009|LK9', 1, 'a', '{}', 1);",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(old);
+  }
+  {
+    EpisodeState state(db.string());
+    const auto v = state.before("56009|LK9", 2);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->file_seq, 1);
+    EXPECT_FALSE(v->exported_at.has_value());
+    EXPECT_EQ(v->rows.count("a"), 1u);
+    EXPECT_EQ(read("episodes-130.xml", 2, state).records.size(), 8u);
+    EXPECT_EQ(read("reexport-130.xml", 3, state).records.size(), 3u);
+  }
+  EpisodeState again(db.string());  // opened a second time: nothing to upgrade
+  EXPECT_TRUE(read("reexport-130.xml", 4, again).records.empty());
+  fs::remove(db);
 }
 
 // Section 3 of issue 18: lateness is judged by when the source recorded the
