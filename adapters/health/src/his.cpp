@@ -558,9 +558,11 @@ bool HisReader::next_unit(sdk::Page& page) {
       if (reader_->local_name() == "LOAIHOSO") kind = trim(reader_->read_text());
       if (reader_->local_name() != "NOIDUNGFILE") continue;
       const std::string content = reader_->read_text();
-      if (!read_kind(kind)) continue;                             // drugs, papers, ...
-      EVP_DigestUpdate(sha.get(), kind.data(), kind.size() + 1);  // with its '\0'
-      EVP_DigestUpdate(sha.get(), content.data(), content.size() + 1);
+      if (!read_kind(kind)) continue;  // drugs, papers, ...
+      if (kind != "XML1") {            // the credited tables; not the patient's summary
+        EVP_DigestUpdate(sha.get(), kind.data(), kind.size() + 1);  // with its '\0'
+        EVP_DigestUpdate(sha.get(), content.data(), content.size() + 1);
+      }
       tables.push_back(inner_table(kind, content, where, table_ma_lk));
       if (kind == "XML1" && !tables.back().ma_lk.empty()) table_ma_lk = tables.back().ma_lk;
     }
