@@ -10,6 +10,7 @@ constexpr const char* kSettingsHelp = R"json({
   "rejected_dir": "<inbox_dir>/.rejected",
   "file_suffixes": [".xml"],
   "settle_ms": 1000,
+  "unfinished_wait_ms": 60000,
   "max_file_bytes": 1073741824,
   "archive_retention_days": 90,
   "page_records": 500,

@@ -83,7 +83,9 @@ EducationSource::EducationSource(sdk::Host& host, sdk::Settings& settings) : hos
 
 void EducationSource::pull(std::optional<std::string_view> cursor, sdk::Page& page) {
   const auto open = [this](const sdk::TakenFile& f) -> std::unique_ptr<sdk::FileReader> {
-    return TeachingLogReader::open_file(f.path.string(), f.name, xsd_);
+    auto reader = TeachingLogReader::open_file(f.path.string(), f.name, xsd_);
+    reader->set_arrival(f.arrived_unix_s, host_.utc_offset_minutes());
+    return reader;
   };
   if (http_) {
     inbox_->pull(cursor, page, open, [this](std::string& state) { state = fetch_next(state); });

@@ -77,6 +77,23 @@ void TeachingLogReader::read_root() {
   school_ = reader_->attribute("schoolCode").value_or("");
   agency_ = reader_->attribute("agencyCode").value_or("");
   level_ = reader_->attribute("level").value_or("");
+  // When the school system recorded the work: the export's `generated` time
+  // (spec/scoring.md 5.4), or failing that when the file arrived.
+  changed_at_.reset();
+  if (auto g = reader_->attribute("generated")) {
+    const auto b = g->find_first_not_of(" \t\r\n");
+    const auto e = g->find_last_not_of(" \t\r\n");
+    std::string t = b == std::string::npos ? std::string() : g->substr(b, e - b + 1);
+    const bool has_offset =
+        !t.empty() && (t.back() == 'Z' || t.back() == 'z' ||
+                       (t.size() > 6 && (t[t.size() - 6] == '+' || t[t.size() - 6] == '-') &&
+                        t[t.size() - 3] == ':'));
+    // xs:dateTime without an offset: local time, at the host's offset.
+    if (!t.empty() && !has_offset) t += sdk::rfc3339_local(0, utc_offset_minutes_).substr(19);
+    if (!t.empty()) changed_at_ = std::move(t);
+  }
+  if (!changed_at_ && arrived_unix_s_)
+    changed_at_ = sdk::rfc3339_local(*arrived_unix_s_, utc_offset_minutes_);
   if (reader_->is_empty_element()) at_end_ = true;
 }
 
@@ -112,6 +129,7 @@ bool TeachingLogReader::next_unit(sdk::Page& page) {
       r.evidence_ref = id;
       r.quantity = "1";
       r.location = reader_->where();
+      r.changed_at = changed_at_;
       r.attributes.emplace_back("school_code", school_);
       r.attributes.emplace_back("level", level_);
       if (kind == "Lesson") {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <set>
 
 namespace kpihub::health {
@@ -20,7 +21,8 @@ const std::set<std::string> kXml3Fields = {
     "STT",     "MA_LK",     "MA_DICH_VU",      "TEN_DICH_VU", "MA_NHOM",    "SO_LUONG",
     "MA_KHOA", "MA_BAC_SI", "NGUOI_THUC_HIEN", "NGAY_YL",     "NGAY_TH_YL", "NGAY_KQ"};
 const std::set<std::string> kXml4Fields = {"STT", "MA_LK", "MA_DICH_VU", "NGAY_KQ", "MA_BS_DOC_KQ"};
-const std::set<std::string> kXml5Fields = {"STT", "MA_LK", "THOI_DIEM_DBLS", "NGUOI_THUC_HIEN"};
+const std::set<std::string> kXml5Fields = {"STT", "MA_LK", "THOI_DIEM_DBLS", "NGUOI_THUC_HIEN",
+                                           "NGAY_YL"};
 
 std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\r\n");
@@ -167,6 +169,46 @@ Table read_table(const std::string& kind, const std::string& xml, const std::str
   return t;
 }
 
+bool read_kind(const std::string& kind) {
+  return kind == "XML1" || kind == "XML3" || kind == "XML4" || kind == "XML5";
+}
+
+// Decodes and reads one inner file. Throws sdk::FileRejected naming the
+// episode and table: a file any part of which cannot be read is refused whole.
+Table inner_table(const std::string& kind, const std::string& content, const std::string& where,
+                  const std::string& ma_lk) {
+  const std::string lk = ma_lk.empty() ? "" : " (MA_LK " + ma_lk + ")";
+  const std::string whole = "; the whole file is refused, nothing of it is applied";
+  const auto decoded = decode_base64(content);
+  if (!decoded) {
+    throw sdk::FileRejected("parse_error",
+                            where + " " + kind + ": NOIDUNGFILE is not base64" + lk + whole);
+  }
+  try {
+    return read_table(kind, *decoded, where + " " + kind);
+  } catch (const sdk::xml::ParseError& e) {
+    throw sdk::FileRejected(e.reason(), without_document_text(e.what()) + lk + whole);
+  }
+}
+
+// NGAYLAP, the export's date (yyyyMMdd) or time (yyyyMMddHHmm[ss]), as local
+// seconds since 1970-01-01; nullopt if it is neither.
+std::optional<int64_t> parse_export_time(const std::string& t) {
+  if (t.size() == 8) {
+    const auto m = parse_time(t + "0000");
+    return m ? std::optional<int64_t>(*m * 60) : std::nullopt;
+  }
+  if (t.size() == 12) {
+    const auto m = parse_time(t);
+    return m ? std::optional<int64_t>(*m * 60) : std::nullopt;
+  }
+  if (t.size() == 14 && t[12] >= '0' && t[12] <= '5' && t[13] >= '0' && t[13] <= '9') {
+    const auto m = parse_time(t.substr(0, 12));
+    return m ? std::optional<int64_t>(*m * 60 + (t[12] - '0') * 10 + (t[13] - '0')) : std::nullopt;
+  }
+  return std::nullopt;
+}
+
 std::string fields_json(const sdk::Record& r) {
   boost::json::object o;
   o["source_id"] = r.source_id;
@@ -226,6 +268,24 @@ EpisodeState::EpisodeState(const std::string& path) : path_(path) {
       "CREATE TABLE IF NOT EXISTS episode_rows (episode TEXT NOT NULL, file_seq INTEGER NOT NULL, "
       "source_id TEXT NOT NULL, fields TEXT NOT NULL, revision INTEGER NOT NULL, "
       "PRIMARY KEY (episode, file_seq, source_id))");
+  // Since issue 18: the export's own time, so that an older export delivered
+  // again changes nothing. State files written before have no such column.
+  bool has_exported_at = false;
+  {
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(db_, "PRAGMA table_info(episode_rows)", -1, &q, nullptr) == SQLITE_OK) {
+      while (sqlite3_step(q) == SQLITE_ROW) {
+        const auto* name = reinterpret_cast<const char*>(sqlite3_column_text(q, 1));
+        if (name && std::string_view(name) == "exported_at") has_exported_at = true;
+      }
+    }
+    sqlite3_finalize(q);
+  }
+  if (!has_exported_at) exec("ALTER TABLE episode_rows ADD COLUMN exported_at INTEGER");
+  // Each distinct content an episode was exported with, at the last file it came in.
+  exec(
+      "CREATE TABLE IF NOT EXISTS episode_exports (episode TEXT NOT NULL, file_seq INTEGER NOT "
+      "NULL, digest TEXT NOT NULL, PRIMARY KEY (episode, file_seq))");
 }
 
 EpisodeState::~EpisodeState() {
@@ -257,23 +317,56 @@ struct Stmt {
 };
 }  // namespace
 
-std::map<std::string, EpisodeState::Row> EpisodeState::before(const std::string& episode,
-                                                              int64_t file_seq) {
+std::optional<EpisodeState::Version> EpisodeState::before(const std::string& episode,
+                                                          int64_t file_seq) {
   Stmt q(db_,
-         "SELECT source_id, fields, revision FROM episode_rows WHERE episode = ?1 AND file_seq = "
-         "(SELECT MAX(file_seq) FROM episode_rows WHERE episode = ?1 AND file_seq < ?2)",
+         "SELECT source_id, fields, revision, file_seq, exported_at FROM episode_rows WHERE "
+         "episode = ?1 AND file_seq = (SELECT MAX(file_seq) FROM episode_rows WHERE episode = ?1 "
+         "AND file_seq < ?2)",
          path_);
   q.text(1, episode);
   q.integer(2, file_seq);
-  std::map<std::string, Row> out;
+  std::optional<Version> out;
   while (sqlite3_step(q.s) == SQLITE_ROW) {
-    out[reinterpret_cast<const char*>(sqlite3_column_text(q.s, 0))] = Row{
-        reinterpret_cast<const char*>(sqlite3_column_text(q.s, 1)), sqlite3_column_int64(q.s, 2)};
+    if (!out) {
+      out.emplace();
+      out->file_seq = sqlite3_column_int64(q.s, 3);
+      if (sqlite3_column_type(q.s, 4) != SQLITE_NULL)
+        out->exported_at = sqlite3_column_int64(q.s, 4);
+    }
+    const std::string id = reinterpret_cast<const char*>(sqlite3_column_text(q.s, 0));
+    if (id.empty()) continue;  // the marker of an empty version
+    out->rows[id] = Row{reinterpret_cast<const char*>(sqlite3_column_text(q.s, 1)),
+                        sqlite3_column_int64(q.s, 2)};
   }
   return out;
 }
 
+std::optional<int64_t> EpisodeState::superseded(const std::string& episode, int64_t file_seq,
+                                                const std::string& digest) {
+  Stmt latest(db_,
+              "SELECT digest FROM episode_exports WHERE episode = ?1 AND file_seq < ?2 ORDER BY "
+              "file_seq DESC LIMIT 1",
+              path_);
+  latest.text(1, episode);
+  latest.integer(2, file_seq);
+  if (sqlite3_step(latest.s) != SQLITE_ROW) return std::nullopt;
+  if (reinterpret_cast<const char*>(sqlite3_column_text(latest.s, 0)) == digest)
+    return std::nullopt;  // the export applied last, again: nothing older
+  Stmt earlier(db_,
+               "SELECT MAX(file_seq) FROM episode_exports WHERE episode = ?1 AND file_seq < ?2 "
+               "AND digest = ?3",
+               path_);
+  earlier.text(1, episode);
+  earlier.integer(2, file_seq);
+  earlier.text(3, digest);
+  if (sqlite3_step(earlier.s) != SQLITE_ROW || sqlite3_column_type(earlier.s, 0) == SQLITE_NULL)
+    return std::nullopt;
+  return sqlite3_column_int64(earlier.s, 0);
+}
+
 void EpisodeState::store(const std::string& episode, int64_t file_seq,
+                         std::optional<int64_t> exported_at, const std::string& digest,
                          const std::map<std::string, Row>& rows) {
   exec("BEGIN IMMEDIATE");
   try {
@@ -285,8 +378,8 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
     }
     // An empty version still marks the episode as seen in this file.
     Stmt ins(db_,
-             "INSERT INTO episode_rows (episode, file_seq, source_id, fields, revision) VALUES (?, "
-             "?, ?, ?, ?)",
+             "INSERT INTO episode_rows (episode, file_seq, source_id, fields, revision, "
+             "exported_at) VALUES (?, ?, ?, ?, ?, ?)",
              path_);
     auto put = [&](const std::string& id, const Row& row) {
       sqlite3_reset(ins.s);
@@ -295,6 +388,11 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
       ins.text(3, id);
       ins.text(4, row.fields);
       ins.integer(5, row.revision);
+      if (exported_at) {
+        ins.integer(6, *exported_at);
+      } else {
+        sqlite3_bind_null(ins.s, 6);
+      }
       if (sqlite3_step(ins.s) != SQLITE_DONE)
         throw sdk::TransientError("health: state file " + path_ + ": " + sqlite3_errmsg(db_));
     };
@@ -307,6 +405,22 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
     prune.text(1, episode);
     prune.integer(2, file_seq);
     sqlite3_step(prune.s);
+    {
+      // One row per distinct content: the last file it came in.
+      Stmt forget(db_, "DELETE FROM episode_exports WHERE episode = ?1 AND digest = ?2", path_);
+      forget.text(1, episode);
+      forget.text(2, digest);
+      sqlite3_step(forget.s);
+      Stmt put(
+          db_,
+          "INSERT OR REPLACE INTO episode_exports (episode, file_seq, digest) VALUES (?, ?, ?)",
+          path_);
+      put.text(1, episode);
+      put.integer(2, file_seq);
+      put.text(3, digest);
+      if (sqlite3_step(put.s) != SQLITE_DONE)
+        throw sdk::TransientError("health: state file " + path_ + ": " + sqlite3_errmsg(db_));
+    }
     exec("COMMIT");
   } catch (...) {
     exec("ROLLBACK");
@@ -345,21 +459,39 @@ sdk::xml::Reader HisReader::open_reader() const {
 }
 
 void HisReader::check() {
+  std::optional<int64_t> ngaylap;
   try {
     auto reader = open_reader();
     bool root = true, facility = false;
+    int hoso = 0;
+    std::string kind, ma_lk;
     while (reader.read()) {
       if (reader.node() != sdk::xml::Node::element) continue;
+      const std::string element(reader.local_name());
       if (root) {
         root = false;
-        if (reader.local_name() != "GIAMDINHHS") {
+        if (element != "GIAMDINHHS") {
           throw sdk::FileRejected("parse_error",
-                                  reader.where() + ": the root element is <" +
-                                      std::string(reader.local_name()) +
+                                  reader.where() + ": the root element is <" + element +
                                       ">, not <GIAMDINHHS> (the Ministry of Health envelope)");
         }
-      } else if (reader.local_name() == "MACSKCB") {
+      } else if (element == "MACSKCB") {
         facility = !trim(reader.read_text()).empty();
+      } else if (element == "NGAYLAP") {
+        ngaylap = parse_export_time(trim(reader.read_text()));
+      } else if (element == "HOSO") {
+        ++hoso;
+        kind.clear();
+        ma_lk.clear();
+      } else if (element == "LOAIHOSO") {
+        kind = trim(reader.read_text());
+      } else if (element == "NOIDUNGFILE") {
+        // Every table the adapter reads is read here once, before anything of
+        // the file is emitted: one that cannot be read refuses the file.
+        const std::string content = reader.read_text();
+        if (!read_kind(kind)) continue;
+        const Table t = inner_table(kind, content, name_ + " HOSO #" + std::to_string(hoso), ma_lk);
+        if (t.kind == "XML1" && !t.ma_lk.empty()) ma_lk = t.ma_lk;
       }
     }
     if (root) throw sdk::FileRejected("parse_error", name_ + ": no root element");
@@ -369,10 +501,19 @@ void HisReader::check() {
   } catch (const sdk::xml::ParseError& e) {
     throw sdk::FileRejected(e.reason(), e.what());
   }
+  // The export's own time: NGAYLAP, or failing that when the file arrived.
+  exported_at_ = ngaylap;
+  if (!exported_at_ && arrived_unix_s_)
+    exported_at_ = *arrived_unix_s_ + int64_t{utc_offset_minutes_} * 60;
+  changed_at_.reset();
+  if (exported_at_)
+    changed_at_ =
+        sdk::rfc3339_local(*exported_at_ - int64_t{utc_offset_minutes_} * 60, utc_offset_minutes_);
   reader_.reset();
   at_end_ = false;
   episode_index_ = 0;
   episodes_seen_.clear();
+  not_creditable_ = 0;
 }
 
 bool HisReader::next_unit(sdk::Page& page) {
@@ -391,36 +532,39 @@ bool HisReader::next_unit(sdk::Page& page) {
       if (reader_->local_name() == "MACSKCB") facility_ = trim(reader_->read_text());
       if (reader_->local_name() == "HOSO") break;
     }
-    if (at_end_) return false;
+    if (at_end_) {
+      if (not_creditable_ > 0 && log_) {
+        log_(name_ + ": " + std::to_string(not_creditable_) +
+             " result or clinical-note rows of the 4210 layout credit no one (its XML4 and XML5 "
+             "have no clinician field); not quarantined");
+        not_creditable_ = 0;
+      }
+      return false;
+    }
     ++episode_index_;
     const std::string where = name_ + " HOSO #" + std::to_string(episode_index_);
 
-    // Its files: LOAIHOSO and NOIDUNGFILE pairs.
+    // Its files: LOAIHOSO and NOIDUNGFILE pairs (check() read each once already).
     std::vector<Table> tables;
-    std::vector<sdk::RejectedItem> problems;
     const int hoso_depth = reader_->depth();
-    std::string kind;
+    std::string kind, table_ma_lk;
+    // The export's content, to recognise it if it is delivered again.
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    if (!sha || EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr) != 1)
+      throw sdk::TransientError("health: cannot start a SHA-256 digest");
     while (reader_->read()) {
       if (reader_->node() == sdk::xml::Node::end_element && reader_->depth() == hoso_depth) break;
       if (reader_->node() != sdk::xml::Node::element) continue;
       if (reader_->local_name() == "LOAIHOSO") kind = trim(reader_->read_text());
       if (reader_->local_name() != "NOIDUNGFILE") continue;
       const std::string content = reader_->read_text();
-      if (kind != "XML1" && kind != "XML3" && kind != "XML4" && kind != "XML5")
-        continue;  // drugs, papers, ...
-      const auto decoded = decode_base64(content);
-      if (!decoded) {
-        problems.push_back({std::nullopt, "parse_error", "NOIDUNGFILE",
-                            where + " " + kind + ": NOIDUNGFILE is not base64", std::nullopt,
-                            where});
-        continue;
+      if (!read_kind(kind)) continue;  // drugs, papers, ...
+      if (kind != "XML1") {            // the credited tables; not the patient's summary
+        EVP_DigestUpdate(sha.get(), kind.data(), kind.size() + 1);  // with its '\0'
+        EVP_DigestUpdate(sha.get(), content.data(), content.size() + 1);
       }
-      try {
-        tables.push_back(read_table(kind, *decoded, where + " " + kind));
-      } catch (const sdk::xml::ParseError& e) {
-        problems.push_back({std::nullopt, e.reason(), "NOIDUNGFILE",
-                            without_document_text(e.what()), std::nullopt, where});
-      }
+      tables.push_back(inner_table(kind, content, where, table_ma_lk));
+      if (kind == "XML1" && !tables.back().ma_lk.empty()) table_ma_lk = tables.back().ma_lk;
     }
 
     std::string ma_lk;
@@ -431,10 +575,6 @@ bool HisReader::next_unit(sdk::Page& page) {
       for (const auto& [row, line] : t.rows) {
         if (ma_lk.empty() && row.count("MA_LK")) ma_lk = row.at("MA_LK");
       }
-    }
-    for (auto& p : problems) {
-      if (!ma_lk.empty()) p.message += " (MA_LK " + ma_lk + ")";
-      page.reject(std::move(p));
     }
     if (ma_lk.empty()) {
       if (!tables.empty()) {
@@ -456,8 +596,49 @@ bool HisReader::next_unit(sdk::Page& page) {
       return true;
     }
 
+    // An export older than the one already applied for the episode (the
+    // original delivered again after its correction) changes nothing.
+    const auto prior = state_.before(episode, file_seq_);
+    if (prior && prior->exported_at && exported_at_ && *exported_at_ < *prior->exported_at) {
+      const int64_t offset_s = int64_t{utc_offset_minutes_} * 60;
+      if (log_) {
+        log_(where + ": episode " + episode + " was exported " +
+             sdk::rfc3339_local(*exported_at_ - offset_s, utc_offset_minutes_) +
+             ", older than its export already applied (" +
+             sdk::rfc3339_local(*prior->exported_at - offset_s, utc_offset_minutes_) + ", file #" +
+             std::to_string(prior->file_seq) + "); nothing of it is applied");
+      }
+      return true;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_size = 0;
+    EVP_DigestFinal_ex(sha.get(), md, &md_size);
+    std::string digest;
+    for (unsigned int i = 0; i < md_size; ++i) {
+      static const char* hex = "0123456789abcdef";
+      digest += hex[md[i] >> 4];
+      digest += hex[md[i] & 15];
+    }
+    // Not known to be newer (the same NGAYLAP, which is often only a date):
+    // an export applied before and replaced since, delivered again, is older.
+    const bool newer =
+        prior && prior->exported_at && exported_at_ && *exported_at_ > *prior->exported_at;
+    if (!newer) {
+      if (const auto earlier = state_.superseded(episode, file_seq_, digest)) {
+        if (log_) {
+          log_(where + ": episode " + episode + " is the export of file #" +
+               std::to_string(*earlier) + ", replaced since by file #" +
+               std::to_string(prior ? prior->file_seq : 0) +
+               "; delivered again, it is older than what is applied: nothing of it is applied");
+        }
+        return true;
+      }
+    }
+
     // Credits of this export of the episode.
     std::map<std::string, sdk::Record> credits;
+    // Rows quarantined ("XML3|4"): their earlier credits stand until a valid revision.
+    std::set<std::string> held;
     auto field = [](const Fields& f, const char* k) {
       auto it = f.find(k);
       return it == f.end() ? std::string() : it->second;
@@ -475,6 +656,7 @@ bool HisReader::next_unit(sdk::Page& page) {
           for (const auto& [k, v] : row) raw[k] = v;
           page.reject({episode + "|" + t.kind + "|" + stt, reason, f, at + ": " + message,
                        boost::json::serialize(raw), name_ + ":" + std::to_string(line)});
+          if (!stt.empty()) held.insert(t.kind + "|" + stt);
         };
         if (stt.empty()) {
           reject("missing_field", "STT", "STT is missing or empty");
@@ -558,8 +740,16 @@ bool HisReader::next_unit(sdk::Page& page) {
           task = mapping_.clinical_note_task;
           who_field = "NGUOI_THUC_HIEN";
           who = clinicians(field(row, "NGUOI_THUC_HIEN"));
-          date_field = "THOI_DIEM_DBLS";
+          // 4210 dates a note by NGAY_YL (it has no THOI_DIEM_DBLS).
+          date_field = t.legacy_4210 && !row.count("THOI_DIEM_DBLS") ? "NGAY_YL" : "THOI_DIEM_DBLS";
         } else {
+          continue;
+        }
+        // 4210's result and note tables have no clinician field (no
+        // MA_BS_DOC_KQ, no NGUOI_THUC_HIEN): such a row credits no one. It is
+        // counted, not quarantined: the source cannot correct it.
+        if (t.legacy_4210 && who.empty() && t.kind != "XML3") {
+          ++not_creditable_;
           continue;
         }
         const std::string when = field(row, date_field.c_str());
@@ -587,13 +777,15 @@ bool HisReader::next_unit(sdk::Page& page) {
           r.attributes = {{"facility_code", facility_}, {"table", t.kind}, {"stt", stt}};
           if (t.kind != "XML5") r.attributes.emplace_back("ma_dich_vu", field(row, "MA_DICH_VU"));
           r.location = name_ + ":" + std::to_string(line);
+          r.changed_at = changed_at_;
           credits[r.source_id] = std::move(r);
         }
       }
     }
 
     // Only what changed since this episode's last export.
-    const auto before = state_.before(episode, file_seq_);
+    static const std::map<std::string, EpisodeState::Row> kNone;
+    const auto& before = prior ? prior->rows : kNone;
     std::map<std::string, EpisodeState::Row> now;
     const std::string revision = std::to_string(file_seq_);
     for (auto& [id, r] : credits) {
@@ -609,13 +801,21 @@ bool HisReader::next_unit(sdk::Page& page) {
     }
     for (const auto& [id, row] : before) {
       if (id.empty() || credits.count(id)) continue;
+      // <episode>|<table>|<STT>|<clinician>: a row quarantined in this export keeps its credit.
+      const std::string rest = id.substr(std::min(id.size(), episode.size() + 1));
+      const auto stt_end = rest.find('|', rest.find('|') + 1);
+      if (stt_end != std::string::npos && held.count(rest.substr(0, stt_end))) {
+        now[id] = row;
+        continue;
+      }
       sdk::Record gone = record_from_json(row.fields);  // vanished from the re-export: withdrawn
       gone.revision = revision;
       gone.retracted = "true";
       gone.location = where;
+      gone.changed_at = changed_at_;
       page.add(std::move(gone));
     }
-    state_.store(episode, file_seq_, now);
+    state_.store(episode, file_seq_, exported_at_, digest, now);
     return true;
   } catch (const sdk::xml::ParseError& e) {
     throw sdk::FileRejected(e.reason(), e.what());

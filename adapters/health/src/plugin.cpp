@@ -10,7 +10,7 @@ constexpr const char* kSettingsHelp = R"json({
   "archive_dir": "<inbox_dir>/.archive (owner-only)",
   "rejected_dir": "<inbox_dir>/.rejected",
   "archive_retention_days": 90,
-  "settle_ms": 1000, "max_file_bytes": 1073741824, "page_records": 500,
+  "settle_ms": 1000, "unfinished_wait_ms": 60000, "max_file_bytes": 1073741824, "page_records": 500,
   "groups": {"13": "MED.EXAM", "8": "MED.PROC", "18": "MED.PROC", "1": "MED.LAB", "2": "MED.IMAGING",
              "3": "MED.IMAGING", "14": "MED.INPATIENT_DAY", "15": "MED.INPATIENT_DAY", "16": "MED.INPATIENT_DAY"},
   "service_prefixes": {"<MA_DICH_VU prefix>": "<finer task code>"},

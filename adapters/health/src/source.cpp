@@ -80,8 +80,11 @@ HealthSource::HealthSource(sdk::Host& host, sdk::Settings& settings) : host_(hos
 
 void HealthSource::pull(std::optional<std::string_view> cursor, sdk::Page& page) {
   const auto open = [this](const sdk::TakenFile& f) -> std::unique_ptr<sdk::FileReader> {
-    return HisReader::open_file(f.path.string(), f.name, static_cast<int64_t>(f.seq), mapping_,
-                                *state_);
+    auto reader = HisReader::open_file(f.path.string(), f.name, static_cast<int64_t>(f.seq),
+                                       mapping_, *state_);
+    reader->set_arrival(f.arrived_unix_s, host_.utc_offset_minutes());
+    reader->set_log([this](const std::string& line) { host_.warn("health: " + line); });
+    return reader;
   };
   if (client_) {
     inbox_->pull(cursor, page, open, [this](std::string& state) { state = fetch_next(state); });

@@ -11,6 +11,11 @@
 //     stores with each page says which file and how far; after a restart the
 //     inbox resumes the same file at the same place, and never takes a file
 //     twice.
+//   * A file that does not parse (parse_error, bad_encoding) while it is
+//     young, modified less than `unfinished_wait_ms` ago, is taken to be still
+//     being written under its final name: it stays in the work folder and is
+//     looked at again on the next pulls (the writer's open file follows it
+//     there). Only when it has stayed unchanged that long is it moved aside.
 //   * When the host has stored a file's last page, the file moves to the
 //     archive (owner-only permissions). A file that cannot be used moves to
 //     the rejected folder with a `.reason` file beside it, and a quarantine
@@ -33,6 +38,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -51,7 +57,34 @@ struct TakenFile {
   std::string name;            // the name it arrived with
   std::uint64_t seq = 0;       // the order it was taken in, from 1
   std::uintmax_t size = 0;
+  // When it arrived: its modification time in the inbox (a rename keeps it),
+  // in seconds since 1970 UTC; unset when unknown.
+  std::optional<std::int64_t> arrived_unix_s;
+  bool complete = false;  // written by Inbox::put (whole and flushed before it was renamed in)
 };
+
+// `unix_seconds` as RFC 3339 local time at `utc_offset_minutes`
+// ("2025-04-14T07:00:00+07:00"), as a record's changed_at.
+inline std::string rfc3339_local(std::int64_t unix_seconds, int utc_offset_minutes) {
+  using namespace std::chrono;
+  const std::int64_t local = unix_seconds + std::int64_t{utc_offset_minutes} * 60;
+  const auto day = floor<days>(sys_seconds{seconds{local}});
+  const year_month_day ymd{day};
+  const std::int64_t sec = local - std::int64_t{day.time_since_epoch().count()} * 86400;
+  const int off = utc_offset_minutes < 0 ? -utc_offset_minutes : utc_offset_minutes;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d%c%02d:%02d",
+                static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                static_cast<unsigned>(ymd.day()), static_cast<int>(sec / 3600),
+                static_cast<int>(sec / 60 % 60), static_cast<int>(sec % 60),
+                utc_offset_minutes < 0 ? '-' : '+', off / 60, off % 60);
+  return buf;
+}
+
+inline std::int64_t unix_seconds_of(std::filesystem::file_time_type t) {
+  using namespace std::chrono;
+  return duration_cast<seconds>(file_clock::to_sys(t).time_since_epoch()).count();
+}
 
 // A file that cannot be used as a whole; it is moved aside. `reason` is a
 // kpi-model quarantine code (parse_error, bad_encoding, bad_value, ...).
@@ -86,7 +119,8 @@ class Inbox {
   using Fetcher = std::function<void(std::string& state)>;
 
   // Reads inbox_dir (required), archive_dir, rejected_dir, file_suffixes,
-  // settle_ms, max_file_bytes, archive_retention_days and page_records.
+  // settle_ms, unfinished_wait_ms, max_file_bytes, archive_retention_days and
+  // page_records.
   Inbox(const Host& host, Settings& settings) : host_(host) {
     dir_ = settings.string("inbox_dir");
     if (dir_.empty()) throw ConfigError(settings.path() + ".inbox_dir: must not be empty");
@@ -96,6 +130,7 @@ class Inbox {
     suffixes_ = settings.string_list("file_suffixes", {".xml"});
     for (auto& s : suffixes_) s = lower(s);
     settle_ms_ = settings.integer("settle_ms", 1000, 0, 3'600'000);
+    unfinished_wait_ms_ = settings.integer("unfinished_wait_ms", 60'000, 0, 86'400'000);
     max_file_bytes_ =
         static_cast<std::uint64_t>(settings.integer("max_file_bytes", std::int64_t{1} << 30, 1));
     retention_days_ = settings.integer("archive_retention_days", 90, 0, 36500);
@@ -181,6 +216,18 @@ class Inbox {
       }
     } catch (const FileRejected& e) {
       reader_.reset();
+      if (const auto age = unfinished_age(*file, st, e)) {
+        // Still being written under its final name, perhaps: again later.
+        host_.info("inbox: file \"" + file->name + "\" (#" + std::to_string(st.seq) +
+                   ") does not parse yet and was modified " + std::to_string(*age / 1000) +
+                   " s ago; looking at it again later (moved aside if it stays so for " +
+                   std::to_string(unfinished_wait_ms_ / 1000) + " s): " + e.what());
+        page.set_caught_up(true);
+        page.set_progress("file \"" + st.name + "\" (#" + std::to_string(st.seq) +
+                          ") does not parse yet; waiting for its writer");
+        page.set_cursor(cursor_text(st));
+        return;
+      }
       reject_file(*file, e.reason(), e.what(), page);
       st.done = true;
     }
@@ -226,6 +273,23 @@ class Inbox {
     std::string name;
     std::string fetch;
   };
+
+  // How long ago (ms) a file that failed to parse was last modified, when
+  // that is recent enough that its writer may still be at it; nullopt when
+  // it is to be moved aside now.
+  std::optional<std::int64_t> unfinished_age(const TakenFile& f, const State& st,
+                                             const FileRejected& e) const {
+    if (f.complete || st.unit != 0 || unfinished_wait_ms_ == 0) return std::nullopt;
+    if (e.reason() != "parse_error" && e.reason() != "bad_encoding") return std::nullopt;
+    std::error_code ec;
+    const auto mtime = std::filesystem::last_write_time(f.path, ec);
+    if (ec) return std::nullopt;
+    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::filesystem::file_time_type::clock::now() - mtime)
+                         .count();
+    if (age >= unfinished_wait_ms_) return std::nullopt;
+    return std::max<std::int64_t>(age, 0);
+  }
 
   static std::string lower(std::string s) {
     for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -282,6 +346,7 @@ class Inbox {
       f.seq = std::stoull(fn.substr(0, dash));
       f.name = fn.substr(dash + 1);
       f.size = e.file_size();
+      if (const auto t = e.last_write_time(ec); !ec) f.arrived_unix_s = unix_seconds_of(t);
       out.push_back(std::move(f));
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
@@ -348,7 +413,8 @@ class Inbox {
     for (const auto& f : work_files()) seq = std::max(seq, f.seq);
     for (const auto& f : taken_files(archive_)) seq = std::max(seq, f.seq);
     ++seq;
-    TakenFile f{work_ / work_name(seq, c.name), c.name, seq, c.size};
+    TakenFile f{work_ / work_name(seq, c.name), c.name, seq, c.size, unix_seconds_of(c.mtime),
+                put_names_.count(c.name) > 0};
     std::filesystem::rename(dir_ / c.name, f.path, ec);
     if (ec)
       throw TransientError("inbox: cannot take " + (dir_ / c.name).string() + ": " + ec.message());
@@ -412,6 +478,7 @@ class Inbox {
   std::filesystem::path dir_, work_, archive_, rejected_;
   std::vector<std::string> suffixes_;
   std::int64_t settle_ms_ = 1000;
+  std::int64_t unfinished_wait_ms_ = 60'000;
   std::uint64_t max_file_bytes_ = 0;
   std::int64_t retention_days_ = 90;
   std::size_t page_records_ = 500;

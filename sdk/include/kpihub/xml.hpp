@@ -15,6 +15,7 @@
 #include <libxml/parser.h>
 #include <libxml/xmlreader.h>
 #include <libxml/xmlschemas.h>
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <memory>
@@ -64,6 +65,8 @@ class Reader {
   // MA_LK 123"); it must not contain patient data.
   static Reader open_file(const std::string& path, std::string name, Limits limits = {}) {
     Reader r(std::move(name), limits);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) r.total_bytes_ = static_cast<std::uint64_t>(st.st_size);
     xmlResetLastError();
     r.reader_ = xmlReaderForFile(path.c_str(), "UTF-8", options());
     if (!r.reader_) throw ParseError("parse_error", r.name_ + ": cannot be opened", 0);
@@ -79,6 +82,7 @@ class Reader {
                            " bytes is over the limit of " + std::to_string(limits.max_total_bytes),
                        0);
     }
+    r.total_bytes_ = data.size();
     xmlResetLastError();
     r.reader_ =
         xmlReaderForMemory(data.data(), static_cast<int>(data.size()), nullptr, "UTF-8", options());
@@ -97,6 +101,13 @@ class Reader {
       name_ = std::move(o.name_);
       limits_ = o.limits_;
       error_ = std::move(o.error_);
+      error_line_ = o.error_line_;
+      error_code_ = o.error_code_;
+      error_domain_ = o.error_domain_;
+      error_is_encoding_ = o.error_is_encoding_;
+      total_bytes_ = o.total_bytes_;
+      root_seen_ = o.root_seen_;
+      root_closed_ = o.root_closed_;
       // Once a schema is plugged in the reader is not ours to re-handle (see
       // attach_schema); only the schema context gets the new address.
       if (reader_ && !schema_ctx_) install_error_handler();
@@ -151,8 +162,10 @@ class Reader {
 
   // Skips the current element's subtree; false at the end of the document.
   bool skip() {
+    const bool on_root = node() == Node::element && depth() == 0;
     const int rc = xmlTextReaderNext(reader_);
     if (rc < 0 || !error_.empty()) fail();
+    if (on_root) root_closed_ = true;
     if (rc == 0) return false;
     check_node();
     return true;
@@ -253,6 +266,8 @@ class Reader {
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     r->error_ = msg;
     r->error_line_ = e->line;
+    r->error_code_ = e->code;
+    r->error_domain_ = e->domain;
     r->error_is_encoding_ = e->domain == XML_FROM_IO || e->code == XML_ERR_INVALID_CHAR ||
                             e->code == XML_ERR_INVALID_ENCODING ||
                             msg.find("UTF-8") != std::string::npos ||
@@ -267,6 +282,30 @@ class Reader {
     }
     if (error_.empty())
       throw ParseError("parse_error", name_ + ": not a well-formed or valid document", line());
+    // libxml2's reader says "Extra content at the end of the document" for a
+    // file that has no content or ends inside its root element: say what is
+    // wrong. The input has ended when the parser stopped at its last byte.
+    if (!error_is_encoding_ && !root_closed_ && error_domain_ == XML_FROM_PARSER) {
+      const long consumed = reader_ ? xmlTextReaderByteConsumed(reader_) : -1;
+      const bool at_end =
+          total_bytes_ && consumed >= 0 && static_cast<std::uint64_t>(consumed) >= *total_bytes_;
+      if (total_bytes_ && *total_bytes_ == 0) {
+        throw ParseError("parse_error", name_ + ": empty file (0 bytes)", 0);
+      }
+      if (root_seen_ && (error_code_ == XML_ERR_DOCUMENT_END || at_end)) {
+        throw ParseError("parse_error",
+                         name_ + ":" + std::to_string(error_line_) +
+                             ": file ends early (cut short inside its root element, after " +
+                             std::to_string(consumed < 0 ? 0 : consumed) + " bytes)",
+                         error_line_);
+      }
+      if (!root_seen_ && error_code_ == XML_ERR_DOCUMENT_END && at_end) {
+        throw ParseError("parse_error",
+                         name_ + ": file ends early (no root element in its " +
+                             std::to_string(*total_bytes_) + " bytes)",
+                         error_line_);
+      }
+    }
     throw ParseError(error_is_encoding_ ? "bad_encoding" : "parse_error",
                      name_ + ":" + std::to_string(error_line_) + ": " + error_, error_line_);
   }
@@ -282,6 +321,11 @@ class Reader {
     if (type == XML_READER_TYPE_ENTITY_REFERENCE || type == XML_READER_TYPE_ENTITY) {
       throw ParseError("parse_error", where() + ": an entity reference is refused", line());
     }
+    if (type == XML_READER_TYPE_ELEMENT && depth() == 0) {
+      root_seen_ = true;
+      if (xmlTextReaderIsEmptyElement(reader_) == 1) root_closed_ = true;
+    }
+    if (type == XML_READER_TYPE_END_ELEMENT && depth() == 0) root_closed_ = true;
     if (depth() > limits_.max_depth) {
       throw ParseError("parse_error",
                        where() + ": nesting deeper than " + std::to_string(limits_.max_depth),
@@ -312,7 +356,12 @@ class Reader {
   Limits limits_;
   std::string error_;
   int error_line_ = 0;
+  int error_code_ = 0;
+  int error_domain_ = 0;
   bool error_is_encoding_ = false;
+  std::optional<std::uint64_t> total_bytes_;  // the document's size, when known
+  bool root_seen_ = false;
+  bool root_closed_ = false;
 };
 
 }  // namespace kpihub::sdk::xml

@@ -107,6 +107,8 @@ TEST(EducationE2E, AGeneratedMonthIsStoredExactlyOnceAtItsLatestRevisionForTheRi
     EXPECT_EQ(r->retracted ? "true" : "false", retracted) << source_id;
     EXPECT_EQ(r->staff_code, staff_code) << source_id;
     EXPECT_EQ(std::to_string(r->declared_minutes), minutes) << source_id;
+    // Issue 18 section 3: the generator writes no `generated`, so the file's arrival.
+    EXPECT_TRUE(r->changed_at.has_value()) << source_id;
     ++n;
   }
   ASSERT_GT(n, 500u);

@@ -102,6 +102,8 @@ std::size_t expect_generated_credits(const fs::path& dir, const fs::path& gen,
       continue;
     }
     ++n;
+    // Issue 18 section 3: stamped with the export's time (the generator's NGAYLAP).
+    EXPECT_EQ(r->changed_at ? r->changed_at->str() : "none", "2025-04-30T00:00:00+07:00") << f[0];
     if (f.at(1) == "retracted") {
       EXPECT_TRUE(r->retracted) << f[0] << " vanished from its re-export but was not withdrawn";
       ++withdrawn;

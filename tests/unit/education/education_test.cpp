@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -100,6 +101,9 @@ TEST(TeachingLog, MapsLessonsSubstitutesCancellationsAndDuties) {
   EXPECT_EQ(duty.quantity, "1");
 
   EXPECT_EQ(by_id.at("56.01.THPT.012|L-20250407-12C3-4").source_staff_id, "GV-000200");
+  // Issue 18 section 3: lateness is judged by when the source recorded the
+  // work, here the export's `generated` time, for lessons, cancellations and duties.
+  for (const auto& r : records) EXPECT_EQ(r.changed_at, "2025-04-14T07:00:00+07:00") << r.source_id;
   // No teacher's name is copied anywhere.
   for (const auto& r : records) {
     for (const auto& [k, v] : r.attributes) EXPECT_EQ(v.find("Nguyễn"), std::string::npos) << k;
@@ -128,7 +132,7 @@ TEST(TeachingLog, BrokenAndHostileFilesAreRefusedNamingFileLineAndReason) {
   };
   const Case cases[] = {
       {"not-xml.xml", "parse_error", "not-xml.xml:1"},
-      {"truncated.xml", "parse_error", "truncated.xml:"},
+      {"truncated.xml", "parse_error", "file ends early"},
       {"latin1.xml", "bad_encoding", "latin1.xml:"},
       {"billion-laughs.xml", "parse_error",
        "billion-laughs.xml:9: Detected an entity reference loop"},
@@ -515,6 +519,35 @@ TEST_F(EducationInboxTest, AFetchedAnswerIsReadInTheSamePullDespiteSettleMs) {
   server.stop();
   EXPECT_EQ(page.records().size(), 5u) << "the answer is read at once";
   EXPECT_FALSE(page.caught_up());
+}
+
+// Issue 18 section 3: a teaching log without `generated` is dated by when the
+// file arrived in the inbox; one whose `generated` has no offset is local time.
+TEST_F(EducationInboxTest, ALogWithoutItsTimeIsDatedByItsArrival) {
+  std::ifstream in(kFixtures / "good-week.xml");
+  std::string text(std::istreambuf_iterator<char>(in), {});
+  const std::string generated = R"( generated="2025-04-14T07:00:00+07:00")";
+  ASSERT_NE(text.find(generated), std::string::npos);
+  std::string without = text, local = text;
+  without.erase(without.find(generated), generated.size());
+  local.replace(local.find(generated), generated.size(), R"( generated="2025-04-14T08:15:00")");
+  std::ofstream(dir_ / "inbox" / "a.xml") << without;
+  // 2025-05-02 09:30 in Ho Chi Minh City.
+  const auto arrived = std::chrono::sys_seconds{std::chrono::seconds{1746153000}};
+  fs::last_write_time(dir_ / "inbox" / "a.xml", fs::file_time_type::clock::from_sys(arrived));
+  auto s = source();
+  std::optional<std::string> cursor;
+  std::vector<kpihub::sdk::Record> records;
+  std::vector<kpihub::sdk::RejectedItem> rejected;
+  pull_all(*s, cursor, records, rejected);
+  ASSERT_EQ(records.size(), 5u);
+  for (const auto& r : records) EXPECT_EQ(r.changed_at, "2025-05-02T09:30:00+07:00") << r.source_id;
+  records.clear();
+  std::ofstream(dir_ / "inbox" / "b.xml") << local;
+  pull_all(*s, cursor, records, rejected);
+  ASSERT_EQ(records.size(), 5u);
+  for (const auto& r : records) EXPECT_EQ(r.changed_at, "2025-04-14T08:15:00+07:00") << r.source_id;
+  EXPECT_TRUE(rejected.empty());
 }
 
 }  // namespace

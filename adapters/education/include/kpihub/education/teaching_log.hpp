@@ -5,6 +5,7 @@
 #include <kpihub/inbox.hpp>
 #include <kpihub/xml.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +30,14 @@ class TeachingLogReader final : public sdk::FileReader {
   // One <Teacher>: its lessons and duties as records.
   bool next_unit(sdk::Page& page) override;
 
+  // When the file arrived (seconds since 1970 UTC) and the offset of local
+  // time: each record's changed_at is the log's `generated` time (local time
+  // when it has no offset), or failing that the arrival.
+  void set_arrival(std::optional<int64_t> unix_seconds, int utc_offset_minutes) {
+    arrived_unix_s_ = unix_seconds;
+    utc_offset_minutes_ = utc_offset_minutes;
+  }
+
  private:
   TeachingLogReader(std::optional<std::string> path, std::string bytes, std::string name,
                     std::string xsd);
@@ -41,6 +50,9 @@ class TeachingLogReader final : public sdk::FileReader {
   std::string xsd_;
   std::optional<sdk::xml::Reader> reader_;
   std::string school_, agency_, level_;
+  std::optional<std::string> changed_at_;
+  std::optional<int64_t> arrived_unix_s_;
+  int utc_offset_minutes_ = 420;
   bool at_end_ = false;
 };
 

@@ -7,6 +7,7 @@
 #include <kpihub/inbox.hpp>
 #include <kpihub/xml.hpp>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -45,10 +46,24 @@ class EpisodeState {
     std::string fields;  // the record's text fields as JSON
     int64_t revision = 0;
   };
-  // The episode's rows as of the last file before `file_seq`.
-  std::map<std::string, Row> before(const std::string& episode, int64_t file_seq);
+  // One export of an episode, as the adapter applied it.
+  struct Version {
+    int64_t file_seq = 0;
+    // The export's own time (local seconds since 1970-01-01), when known.
+    std::optional<int64_t> exported_at;
+    std::map<std::string, Row> rows;
+  };
+  // The episode's version as of the last file before `file_seq`; nullopt if none.
+  std::optional<Version> before(const std::string& episode, int64_t file_seq);
   // Replaces the episode's version `file_seq` and drops versions older than the one before it.
-  void store(const std::string& episode, int64_t file_seq, const std::map<std::string, Row>& rows);
+  // `digest` identifies the export's content (its tables), to recognise it if it comes again.
+  void store(const std::string& episode, int64_t file_seq, std::optional<int64_t> exported_at,
+             const std::string& digest, const std::map<std::string, Row>& rows);
+  // When an export of the episode with this `digest` was applied before
+  // `file_seq` and a different one after it: the file number of that earlier
+  // export (it is being delivered again, older than what is applied now).
+  std::optional<int64_t> superseded(const std::string& episode, int64_t file_seq,
+                                    const std::string& digest);
 
  private:
   void exec(const char* sql);
@@ -70,6 +85,16 @@ class HisReader final : public sdk::FileReader {
   // One HOSO: its credits as records, its bad rows as rejections.
   bool next_unit(sdk::Page& page) override;
 
+  // When the file arrived (seconds since 1970 UTC), for a file that carries
+  // no export time of its own (NGAYLAP), and the offset of local time.
+  void set_arrival(std::optional<int64_t> unix_seconds, int utc_offset_minutes) {
+    arrived_unix_s_ = unix_seconds;
+    utc_offset_minutes_ = utc_offset_minutes;
+  }
+  // Where the reader says what it did not apply (an episode older than the
+  // one already applied). Unset: nowhere.
+  void set_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
+
  private:
   HisReader(std::optional<std::string> path, std::string bytes, std::string name, int64_t file_seq,
             const Mapping& mapping, EpisodeState& state);
@@ -86,6 +111,13 @@ class HisReader final : public sdk::FileReader {
   bool at_end_ = false;
   int episode_index_ = 0;
   std::map<std::string, int> episodes_seen_;  // episode -> its HOSO number in this file
+  std::function<void(const std::string&)> log_;
+  std::optional<int64_t> arrived_unix_s_;
+  int utc_offset_minutes_ = 420;
+  // The export's time in local seconds (NGAYLAP, else the arrival), found by check().
+  std::optional<int64_t> exported_at_;
+  std::optional<std::string> changed_at_;  // the same as RFC 3339, each record's changed_at
+  int64_t not_creditable_ = 0;             // 4210 result and note rows: no clinician field
 };
 
 }  // namespace kpihub::health
