@@ -239,7 +239,8 @@ bool Hub::sync_staff(SourceRuntime& s) {
 }
 
 bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
-  const int64_t now = record_clock_.now_unix_ms();
+  // When the records say they arrived: the records' clock (moved to hub.json's `today`).
+  const int64_t received_at = record_clock_.now_unix_ms();
   ingestor_->set_today(hub_today(config_, clock_, reference_.rules));
   // The summary's stage timers also give the stage histograms their samples.
   const double pull_before = summary.pull.wall_s;
@@ -250,7 +251,7 @@ bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
   }();
   IngestResult r = [&] {
     StageTimer timer(summary.store);
-    return ingestor_->ingest(s.config.name, page, now);
+    return ingestor_->ingest(s.config.name, page, received_at);
   }();
   metrics_.observe("kpihub_stage_seconds", {{"source", s.config.name}, {"stage", "pull"}},
                    summary.pull.wall_s - pull_before);
@@ -276,6 +277,9 @@ bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
   std::string progress =
       page.progress.data ? std::string(page.progress.data, page.progress.size) : std::string();
   {
+    // What an operator reads (status, lag) is on the hub's clock, as the admin API's "now" and
+    // last_error_ms are: never the records' clock, which a back-fill moves by months.
+    const int64_t now = clock_.now_unix_ms();
     std::lock_guard lock(status_mutex_);
     s.status.state = page.caught_up ? "caught_up" : "pulling";
     s.status.cursor = s.cursor;
