@@ -191,9 +191,27 @@ struct HostServicesAccess {
     }
   }
 
-  static kpihub_status request(void*, kpihub_http_client* client, const kpihub_http_request* req,
-                               kpihub_http_response* out, kpihub_error_buf err) {
+  static kpihub_status request(void* ctx, kpihub_http_client* client,
+                               const kpihub_http_request* req, kpihub_http_response* out,
+                               kpihub_error_buf err) {
     auto* box = reinterpret_cast<ClientBox*>(client);
+    const auto started = std::chrono::steady_clock::now();
+    // log_level trace: every request, its URL without the query (which may carry tokens).
+    const auto trace = [&](const std::string& outcome) {
+      std::string url(view(req->url));
+      url = url.substr(0, url.find('?'));
+      const auto authority = url.find("://");
+      const auto at = authority == std::string::npos ? authority : url.find('@', authority + 3);
+      if (at != std::string::npos && at < url.find('/', authority + 3)) {
+        url.erase(authority + 3, at - authority - 2);  // user:password@
+      }
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+      self(ctx).logger_.trace(self(ctx).instance_, std::string(view(req->method)) + " " + url +
+                                                       ": " + outcome + " in " +
+                                                       std::to_string(ms) + " ms");
+    };
     try {
       net::Headers headers;
       headers.reserve(req->header_count);
@@ -217,9 +235,12 @@ struct HostServicesAccess {
       out->headers = rb->headers.data();
       out->header_count = rb->headers.size();
       out->body = {rb->response.body.data(), rb->response.body.size()};
+      trace("HTTP " + std::to_string(out->status) + ", " + std::to_string(out->body.size) +
+            " bytes");
       out->host_private = rb.release();
       return KPIHUB_OK;
     } catch (const net::HttpError& e) {
+      trace(std::string("failed: ") + e.what());
       write_error(err, e.what());
       return e.kind() == net::FailureKind::transient ? KPIHUB_ERR_TRANSIENT : KPIHUB_ERR_CONFIG;
     } catch (const std::exception& e) {
