@@ -8,6 +8,9 @@ PACKAGES=(
   libpoco-dev libxml2-dev libssl-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang
   chromium fonts-dejavu-core
+  # promtool: the /metrics page, scrape config and alert rules are checked with it
+  # (tests/integration/prometheus). Debian ships it only with the server.
+  prometheus
 )
 
 missing=()

@@ -189,6 +189,22 @@ EOfficeSource::EOfficeSource(sdk::Host& host, sdk::Settings& settings)
     host_.warn("eoffice: TLS certificate and host-name checks are OFF for " + settings_.base_url +
                " (insecure_skip_verify: true)");
   }
+  // Every series exists at 0 from the start, so an alert can watch it.
+  host_.declare_counter("eoffice_token_fetches_total", "OAuth2 tokens fetched from E-Office");
+  host_.declare_counter("eoffice_http_retries_total",
+                        "E-Office requests tried again, by cause (network, 5xx, overload)");
+  host_.declare_counter("eoffice_page_token_restarts_total",
+                        "Walks started again from the cursor because a page token expired");
+  host_.declare_counter("eoffice_items_total",
+                        "Diary items read, by outcome (record, rejected, skipped)");
+  host_.metric_add("eoffice_token_fetches_total", 0);
+  host_.metric_add("eoffice_page_token_restarts_total", 0);
+  for (const char* cause : {"network", "5xx", "overload"}) {
+    host_.metric_add("eoffice_http_retries_total", {{"cause", cause}}, 0);
+  }
+  for (const char* outcome : {"record", "rejected", "skipped"}) {
+    host_.metric_add("eoffice_items_total", {{"outcome", outcome}}, 0);
+  }
 }
 
 void EOfficeSource::wait_before_retry(int attempt, const sdk::HttpResponse* response,
@@ -275,7 +291,7 @@ EOfficeSource::Token EOfficeSource::fetch_token() {
     }
     // Renew a little early so that a token does not expire in flight.
     const int64_t margin = std::min<int64_t>(30000, expires_in_ms / 10);
-    host_.metric_add("eoffice_token_fetches_total", "", 1);
+    host_.metric_add("eoffice_token_fetches_total", 1);
     return Token{std::string(access->get_string()), host_.now_unix_ms() + expires_in_ms - margin};
   }
   throw sdk::TransientError("eoffice: giving up on " + url + " after " +
@@ -305,7 +321,7 @@ sdk::HttpResponse EOfficeSource::get(const std::string& url) {
       if (e.status() != KPIHUB_ERR_TRANSIENT)
         throw sdk::Error(e.status(), std::string("eoffice: ") + e.what());
       last_failure = e.what();
-      host_.metric_add("eoffice_http_retries_total", "network", 1);
+      host_.metric_add("eoffice_http_retries_total", {{"cause", "network"}}, 1);
       if (attempt >= settings_.max_attempts) break;
       wait_before_retry(attempt++, nullptr, url);
       continue;
@@ -322,8 +338,8 @@ sdk::HttpResponse EOfficeSource::get(const std::string& url) {
     }
     if (is_retryable(resp.status)) {
       last_failure = "HTTP " + std::to_string(resp.status);
-      host_.metric_add("eoffice_http_retries_total", is_overload(resp.status) ? "overload" : "5xx",
-                       1);
+      host_.metric_add("eoffice_http_retries_total",
+                       {{"cause", is_overload(resp.status) ? "overload" : "5xx"}}, 1);
       if (attempt >= settings_.max_attempts) break;
       wait_before_retry(attempt++, &resp, url);
       continue;
@@ -364,7 +380,7 @@ void EOfficeSource::pull(std::optional<std::string_view> cursor_text, sdk::Page&
       // skips what was handed over already.
       host_.info("eoffice: page token expired; starting again from " + cursor.key.updated_at +
                  " (id " + cursor.key.id + ")");
-      host_.metric_add("eoffice_page_token_restarts_total", "", 1);
+      host_.metric_add("eoffice_page_token_restarts_total", 1);
       cursor.page_token.reset();
       restarted = true;
       continue;
@@ -397,10 +413,12 @@ void EOfficeSource::pull(std::optional<std::string_view> cursor_text, sdk::Page&
     if (!summary.next_page_token) progress += ", caught up";
     if (summary.server_time) progress += " (server time " + *summary.server_time + ")";
     page.set_progress(std::move(progress));
-    host_.metric_add("eoffice_items_total", "record", static_cast<double>(page.records().size()));
-    host_.metric_add("eoffice_items_total", "rejected",
+    host_.metric_add("eoffice_items_total", {{"outcome", "record"}},
+                     static_cast<double>(page.records().size()));
+    host_.metric_add("eoffice_items_total", {{"outcome", "rejected"}},
                      static_cast<double>(page.rejected().size()));
-    host_.metric_add("eoffice_items_total", "skipped", static_cast<double>(summary.skipped));
+    host_.metric_add("eoffice_items_total", {{"outcome", "skipped"}},
+                     static_cast<double>(summary.skipped));
     return;
   }
 }

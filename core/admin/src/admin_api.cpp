@@ -87,7 +87,20 @@ AdminApi::AdminApi(const HubConfig& config, Store& store, const ReferenceData& r
       hub_(hub),
       clock_(clock),
       logger_(logger),
-      auth_(config.admin, clock) {}
+      auth_(config.admin, clock) {
+  const std::pair<const char*, const char*> gauges[] = {
+      {"kpihub_outbox_depth", "Outbox items the sink has not delivered yet"},
+      {"kpihub_records", "Records in the store"},
+      {"kpihub_quarantine_entries", "Quarantine entries in the store"},
+      {"kpihub_dead_letters", "Dead letters in the store"},
+      {"kpihub_scoring_revisions_to_read", "Stored revisions the scorer has not read yet"},
+      {"kpihub_scoring_staff_months_to_score", "Staff months marked and not yet rescored"},
+      {"kpihub_source_up", "1 while the source is pulled without error, 0 while it fails"},
+      {"kpihub_source_lag_seconds", "Seconds since the source last had nothing newer"},
+      {"kpihub_plugin_loaded", "1 for each plugin loaded from plugin_dir"},
+  };
+  for (const auto& [name, help] : gauges) metrics_.declare(name, MetricType::gauge, help);
+}
 
 AdminApi::~AdminApi() = default;
 
@@ -331,20 +344,20 @@ net::Reply AdminApi::report(const std::string& month_text, const net::Request& r
 net::Reply AdminApi::metrics_text() {
   // Gauges read at scrape time, so they are right even after a restart.
   for (const auto& s : config_.sinks) {
-    metrics_.set("kpihub_outbox_depth", "sink=\"" + s.name + "\"",
+    metrics_.set("kpihub_outbox_depth", {{"sink", s.name}},
                  static_cast<double>(store_.outbox_depth(s.name)));
   }
   const auto counts = store_.counts();
-  metrics_.set("kpihub_records", "", static_cast<double>(counts.records));
-  metrics_.set("kpihub_quarantine_entries", "", static_cast<double>(counts.quarantined));
-  metrics_.set("kpihub_dead_letters", "", static_cast<double>(counts.dead_letters));
-  metrics_.set("kpihub_scoring_revisions_to_read", "",
+  metrics_.set("kpihub_records", {}, static_cast<double>(counts.records));
+  metrics_.set("kpihub_quarantine_entries", {}, static_cast<double>(counts.quarantined));
+  metrics_.set("kpihub_dead_letters", {}, static_cast<double>(counts.dead_letters));
+  metrics_.set("kpihub_scoring_revisions_to_read", {},
                static_cast<double>(counts.revisions_to_read));
-  metrics_.set("kpihub_scoring_staff_months_to_score", "",
+  metrics_.set("kpihub_scoring_staff_months_to_score", {},
                static_cast<double>(counts.staff_months_to_score));
   const int64_t now = clock_.now_unix_ms();
   for (const auto& s : hub_.source_status()) {
-    const std::string label = "source=\"" + s.name + "\"";
+    const MetricLabels label{{"source", s.name}};
     metrics_.set("kpihub_source_up", label,
                  s.state == "failing" || s.state == "waiting_for_staff_list" ? 0 : 1);
     if (s.last_caught_up_ms > 0) {
@@ -354,7 +367,7 @@ net::Reply AdminApi::metrics_text() {
   }
   for (const auto& p : hub_.plugin_status()) {
     if (p.state != "loaded") continue;
-    metrics_.set("kpihub_plugin_loaded", "plugin=\"" + p.name + "\",kind=\"" + p.kind + "\"", 1);
+    metrics_.set("kpihub_plugin_loaded", {{"plugin", p.name}, {"kind", p.kind}}, 1);
   }
   net::Reply r;
   r.headers = {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}};

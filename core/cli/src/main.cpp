@@ -105,7 +105,11 @@ void prepare_data_dir(const HubConfig& config) {
 
 LogLevel log_level_of(const HubConfig& config) {
   LogLevel level = LogLevel::info;
-  parse_log_level(config.log_level, level);
+  // load_config accepted it: a level the logger does not know is a bug, never a silent `info`.
+  if (!parse_log_level(config.log_level, level)) {
+    throw ConfigError(config.file + ": log_level: \"" + config.log_level +
+                      "\" is not a level the logger knows");
+  }
   return level;
 }
 

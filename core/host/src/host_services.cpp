@@ -106,12 +106,60 @@ struct HostServicesAccess {
     }
   }
 
+  // ABI 1.0: one bare label value, which becomes the label `label`.
   static void metric_add(void* ctx, kpihub_str name, kpihub_str label, double delta) {
+    MetricLabels labels;
+    if (label.data && label.size) labels.push_back({"label", std::string(view(label))});
+    add_sample(self(ctx), view(name), std::move(labels), delta);
+  }
+
+  static void metric_add_labeled(void* ctx, kpihub_str name, const kpihub_label* labels,
+                                 size_t count, double delta) {
     auto& s = self(ctx);
+    MetricLabels given;
+    given.reserve(count);
+    for (std::size_t i = 0; labels && i < count; ++i) {
+      const std::string label_name(view(labels[i].name));
+      if (label_name == "source" || label_name == "sink") {
+        s.warn_metric_once(view(name), "label \"" + label_name +
+                                           "\" is the host's (the instance's name); the sample "
+                                           "is dropped");
+        return;
+      }
+      given.push_back({label_name, std::string(view(labels[i].value))});
+    }
+    add_sample(s, view(name), std::move(given), delta);
+  }
+
+  static void add_sample(HostServices& s, std::string_view name, MetricLabels labels,
+                         double delta) {
     if (!s.metrics_) return;
-    std::string labels = "instance=\"" + s.instance_ + "\"";
-    if (label.data && label.size) labels += "," + std::string(view(label));
-    s.metrics_->add(view(name), labels, delta);
+    labels.push_back({s.instance_label_, s.instance_});
+    try {
+      s.metrics_->add(name, labels, delta);
+    } catch (const std::invalid_argument& e) {
+      s.warn_metric_once(name, std::string(e.what()) + "; the sample is dropped");
+    }
+  }
+
+  static kpihub_status metric_declare(void* ctx, kpihub_str name, kpihub_metric_type type,
+                                      kpihub_str help, kpihub_error_buf err) {
+    auto& s = self(ctx);
+    if (!s.metrics_) return KPIHUB_OK;
+    if (type != KPIHUB_METRIC_COUNTER && type != KPIHUB_METRIC_GAUGE) {
+      write_error(err, "metric " + std::string(view(name)) + ": unknown type " +
+                           std::to_string(static_cast<int>(type)));
+      return KPIHUB_ERR_CONFIG;
+    }
+    try {
+      s.metrics_->declare(view(name),
+                          type == KPIHUB_METRIC_COUNTER ? MetricType::counter : MetricType::gauge,
+                          view(help));
+      return KPIHUB_OK;
+    } catch (const std::invalid_argument& e) {
+      write_error(err, e.what());
+      return KPIHUB_ERR_CONFIG;
+    }
   }
 
   static kpihub_status client_create(void* ctx, const kpihub_http_options* options,
@@ -143,9 +191,27 @@ struct HostServicesAccess {
     }
   }
 
-  static kpihub_status request(void*, kpihub_http_client* client, const kpihub_http_request* req,
-                               kpihub_http_response* out, kpihub_error_buf err) {
+  static kpihub_status request(void* ctx, kpihub_http_client* client,
+                               const kpihub_http_request* req, kpihub_http_response* out,
+                               kpihub_error_buf err) {
     auto* box = reinterpret_cast<ClientBox*>(client);
+    const auto started = std::chrono::steady_clock::now();
+    // log_level trace: every request, its URL without the query (which may carry tokens).
+    const auto trace = [&](const std::string& outcome) {
+      std::string url(view(req->url));
+      url = url.substr(0, url.find('?'));
+      const auto authority = url.find("://");
+      const auto at = authority == std::string::npos ? authority : url.find('@', authority + 3);
+      if (at != std::string::npos && at < url.find('/', authority + 3)) {
+        url.erase(authority + 3, at - authority - 2);  // user:password@
+      }
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - started)
+                          .count();
+      self(ctx).logger_.trace(self(ctx).instance_, std::string(view(req->method)) + " " + url +
+                                                       ": " + outcome + " in " +
+                                                       std::to_string(ms) + " ms");
+    };
     try {
       net::Headers headers;
       headers.reserve(req->header_count);
@@ -169,9 +235,12 @@ struct HostServicesAccess {
       out->headers = rb->headers.data();
       out->header_count = rb->headers.size();
       out->body = {rb->response.body.data(), rb->response.body.size()};
+      trace("HTTP " + std::to_string(out->status) + ", " + std::to_string(out->body.size) +
+            " bytes");
       out->host_private = rb.release();
       return KPIHUB_OK;
     } catch (const net::HttpError& e) {
+      trace(std::string("failed: ") + e.what());
       write_error(err, e.what());
       return e.kind() == net::FailureKind::transient ? KPIHUB_ERR_TRANSIENT : KPIHUB_ERR_CONFIG;
     } catch (const std::exception& e) {
@@ -221,6 +290,16 @@ HostServices::HostServices(std::string plugin_instance, Logger& logger, const Cl
   api_.http_client_destroy = &HostServicesAccess::client_destroy;
   api_.stop_requested = &HostServicesAccess::stop_requested;
   api_.sleep_ms = &HostServicesAccess::sleep_ms;
+  api_.metric_declare = &HostServicesAccess::metric_declare;
+  api_.metric_add_labeled = &HostServicesAccess::metric_add_labeled;
+}
+
+void HostServices::warn_metric_once(std::string_view metric, const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(metric_warnings_mutex_);
+    if (!metric_warnings_.emplace(metric).second) return;
+  }
+  logger_.warn(instance_, why + " (said once per metric)");
 }
 
 HostServices::~HostServices() = default;

@@ -9,6 +9,7 @@ namespace kpihub {
 
 std::string_view to_string(LogLevel level) {
   switch (level) {
+    case LogLevel::trace: return "trace";
     case LogLevel::debug: return "debug";
     case LogLevel::info: return "info";
     case LogLevel::warn: return "warn";
@@ -18,7 +19,8 @@ std::string_view to_string(LogLevel level) {
 }
 
 bool parse_log_level(std::string_view s, LogLevel& out) {
-  for (LogLevel l : {LogLevel::debug, LogLevel::info, LogLevel::warn, LogLevel::error}) {
+  for (LogLevel l :
+       {LogLevel::trace, LogLevel::debug, LogLevel::info, LogLevel::warn, LogLevel::error}) {
     if (to_string(l) == s) {
       out = l;
       return true;

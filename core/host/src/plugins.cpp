@@ -130,6 +130,7 @@ PluginScan scan_plugins(const std::string& dir) {
 PluginInstance::PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::string instance_name,
                                const std::string& settings_json, std::unique_ptr<HostServices> services)
     : plugin_(std::move(plugin)), name_(std::move(instance_name)), services_(std::move(services)) {
+  services_->set_instance_label(std::string(to_string(plugin_->info().kind)));
   char err[2048] = {0};
   const kpihub_status st = plugin_->descriptor().create(services_->api(), {name_.data(), name_.size()},
                                                         {settings_json.data(), settings_json.size()}, &instance_,

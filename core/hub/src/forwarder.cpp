@@ -13,7 +13,22 @@ Forwarder::Forwarder(Store& store, PluginInstance& sink, const PluginInstanceCon
       hub_id_(std::move(hub_id)),
       clock_(clock),
       logger_(logger),
-      metrics_(metrics) {}
+      metrics_(metrics) {
+  // The sink's counters exist at 0 from the start: "nothing delivered since the hub started"
+  // is a series at 0, which an alert can watch, not a missing one.
+  metrics_.declare("kpihub_forwarded_total", MetricType::counter,
+                   "Outbox items the sink's receiver took (delivered or held already)");
+  metrics_.declare("kpihub_forward_retries_total", MetricType::counter,
+                   "Batch deliveries deferred for a later attempt (receiver down, overloaded or "
+                   "asking to retry)");
+  metrics_.declare("kpihub_dead_letters_total", MetricType::counter,
+                   "Outbox items the receiver refused for good (kpihub dead-letters list)");
+  const MetricLabels labels{{"sink", config_.name}};
+  for (const char* name :
+       {"kpihub_forwarded_total", "kpihub_forward_retries_total", "kpihub_dead_letters_total"}) {
+    metrics_.add(name, labels, 0);
+  }
+}
 
 namespace {
 
@@ -52,7 +67,7 @@ ForwardStep Forwarder::step() {
     next_attempt_ms_ = batch->not_before_unix_ms;
     return ForwardStep::deferred;
   }
-  const std::string labels = "sink=\"" + config_.name + "\"";
+  const MetricLabels labels{{"sink", config_.name}};
   std::vector<kpihub_batch_item> items;
   items.reserve(batch->items.size());
   for (const auto& it : batch->items) {

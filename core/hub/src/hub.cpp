@@ -88,7 +88,26 @@ Hub::Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger
       record_clock_(config, clock, reference.rules.utc_offset_minutes),
       metrics_(metrics),
       options_(options),
-      secrets_(config.base_dir) {}
+      secrets_(config.base_dir) {
+  metrics_.declare("kpihub_pages_total", MetricType::counter, "Pages pulled and stored, by source");
+  metrics_.declare("kpihub_records_pulled_total", MetricType::counter,
+                   "Items in the pages pulled, by source");
+  metrics_.declare("kpihub_records_stored_total", MetricType::counter,
+                   "Records stored new or as a newer revision, by source");
+  metrics_.declare("kpihub_records_quarantined_total", MetricType::counter,
+                   "Items quarantined, by source and reason code");
+  metrics_.declare("kpihub_pull_errors_total", MetricType::counter,
+                   "Failed pulls of a running hub, by source");
+  metrics_.declare("kpihub_staff_months_scored_total", MetricType::counter,
+                   "Staff months scored by a running hub");
+  metrics_.declare("kpihub_outbox_compacted_total", MetricType::counter,
+                   "Delivered outbox items deleted after outbox_retention_days");
+  metrics_.declare("kpihub_stage_seconds", MetricType::histogram,
+                   "Wall seconds of one step of a stage: a page pulled or stored (by source), a "
+                   "scoring round, a batch forwarded (by sink)");
+  metrics_.add("kpihub_staff_months_scored_total", {}, 0);
+  metrics_.add("kpihub_outbox_compacted_total", {}, 0);
+}
 
 Hub::~Hub() {
   // Instances go before their libraries (the LoadedPlugin shared_ptr they hold).
@@ -152,6 +171,16 @@ std::vector<std::string> Hub::start() {
     s->status.name = c.name;
     s->status.plugin = c.plugin;
     s->status.cursor = s->cursor;
+    const MetricLabels labels{{"source", c.name}};
+    for (const char* name : {"kpihub_pages_total", "kpihub_records_pulled_total",
+                             "kpihub_records_stored_total", "kpihub_pull_errors_total"}) {
+      metrics_.add(name, labels, 0);
+    }
+    for (int r = 0; r <= static_cast<int>(Reason::source_error); ++r) {
+      metrics_.add("kpihub_records_quarantined_total",
+                   {{"source", c.name}, {"reason", std::string(to_string(static_cast<Reason>(r)))}},
+                   0);
+    }
     sources_.push_back(std::move(s));
   }
   for (const auto& c : config_.sinks) {
@@ -236,7 +265,8 @@ bool Hub::sync_staff(SourceRuntime& s) {
 }
 
 bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
-  const int64_t now = record_clock_.now_unix_ms();
+  // When the records say they arrived: the records' clock (moved to hub.json's `today`).
+  const int64_t received_at = record_clock_.now_unix_ms();
   ingestor_->set_today(hub_today(config_, clock_, reference_.rules));
   // The summary's stage timers also give the stage histograms their samples.
   const double pull_before = summary.pull.wall_s;
@@ -247,12 +277,11 @@ bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
   }();
   IngestResult r = [&] {
     StageTimer timer(summary.store);
-    return ingestor_->ingest(s.config.name, page, now);
+    return ingestor_->ingest(s.config.name, page, received_at);
   }();
-  const std::string stage_source = "source=\"" + s.config.name + "\",stage=";
-  metrics_.observe("kpihub_stage_seconds", stage_source + "\"pull\"",
+  metrics_.observe("kpihub_stage_seconds", {{"source", s.config.name}, {"stage", "pull"}},
                    summary.pull.wall_s - pull_before);
-  metrics_.observe("kpihub_stage_seconds", stage_source + "\"store\"",
+  metrics_.observe("kpihub_stage_seconds", {{"source", s.config.name}, {"stage", "store"}},
                    summary.store.wall_s - store_before);
   if (page.next_cursor.data) s.cursor = std::string(page.next_cursor.data, page.next_cursor.size);
   s.failures = 0;
@@ -262,18 +291,21 @@ bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
   summary.updated += r.commit.updated;
   summary.stale += r.commit.ignored_stale;
   summary.quarantined += r.commit.quarantined;
-  const std::string labels = "source=\"" + s.config.name + "\"";
+  const MetricLabels labels{{"source", s.config.name}};
   metrics_.add("kpihub_pages_total", labels, 1);
   metrics_.add("kpihub_records_pulled_total", labels, static_cast<double>(r.records_in_page));
   metrics_.add("kpihub_records_stored_total", labels,
                static_cast<double>(r.commit.inserted + r.commit.updated));
   for (const auto& [reason, n] : r.quarantined_by_reason) {
-    metrics_.add("kpihub_records_quarantined_total", labels + ",reason=\"" + reason + "\"",
-                 static_cast<double>(n));
+    metrics_.add("kpihub_records_quarantined_total",
+                 {{"source", s.config.name}, {"reason", reason}}, static_cast<double>(n));
   }
   std::string progress =
       page.progress.data ? std::string(page.progress.data, page.progress.size) : std::string();
   {
+    // What an operator reads (status, lag) is on the hub's clock, as the admin API's "now" and
+    // last_error_ms are: never the records' clock, which a back-fill moves by months.
+    const int64_t now = clock_.now_unix_ms();
     std::lock_guard lock(status_mutex_);
     s.status.state = page.caught_up ? "caught_up" : "pulling";
     s.status.cursor = s.cursor;
@@ -403,7 +435,7 @@ std::size_t Hub::compact_outbox(const std::atomic<bool>& stop) {
                                Timestamp{cutoff / 1000, reference_.rules.utc_offset_minutes}.str() +
                                " (outbox_retention_days " +
                                std::to_string(config_.outbox_retention_days) + ")");
-    metrics_.add("kpihub_outbox_compacted_total", "", static_cast<double>(deleted));
+    metrics_.add("kpihub_outbox_compacted_total", {}, static_cast<double>(deleted));
   }
   return deleted;
 }
@@ -479,7 +511,7 @@ void Hub::run(const std::atomic<bool>& stop) {
           ++failures;
           logger_.error(src->config.name, e.what());
           note_error(*src, e.what(), "failing");
-          metrics_.add("kpihub_pull_errors_total", "source=\"" + src->config.name + "\"", 1);
+          metrics_.add("kpihub_pull_errors_total", {{"source", src->config.name}}, 1);
           nap(stop, std::min<int64_t>(300000, 1000LL << std::min(failures, 8)));
         }
       }
@@ -505,9 +537,9 @@ void Hub::run(const std::atomic<bool>& stop) {
         auto r = scorer_->score_pending();
         if (r.staff_months > 0) {
           metrics_.observe(
-              "kpihub_stage_seconds", "stage=\"score\"",
+              "kpihub_stage_seconds", {{"stage", "score"}},
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-          metrics_.add("kpihub_staff_months_scored_total", "", static_cast<double>(r.staff_months));
+          metrics_.add("kpihub_staff_months_scored_total", {}, static_cast<double>(r.staff_months));
         }
         if (r.staff_months == 0) nap(stop, 200);
       } catch (const std::exception& e) {
@@ -524,7 +556,7 @@ void Hub::run(const std::atomic<bool>& stop) {
           const ForwardStep step = sink->forwarder->step();
           if (step == ForwardStep::delivered) {
             metrics_.observe(
-                "kpihub_stage_seconds", "sink=\"" + sink->config.name + "\",stage=\"forward\"",
+                "kpihub_stage_seconds", {{"sink", sink->config.name}, {"stage", "forward"}},
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
           }
           if (step == ForwardStep::idle) nap(stop, 200);

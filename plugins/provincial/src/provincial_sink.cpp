@@ -187,7 +187,28 @@ struct PostponeDelivery {
 ProvincialSink::ProvincialSink(sdk::Host& host, sdk::Settings& settings)
     : host_(host),
       settings_(read_settings(host, settings)),
-      http_(host.http_client(settings_.http)) {}
+      http_(host.http_client(settings_.http)) {
+  // Every series an alert may watch exists at 0 from the start.
+  host_.declare_counter("kpihub_provincial_items_total",
+                        "Batch items answered by the receiver, by outcome (delivered, rejected, "
+                        "retry)");
+  host_.declare_counter("kpihub_provincial_requests_total",
+                        "Requests to the receiver, by HTTP status (transport_error: no answer)");
+  host_.declare_counter("kpihub_provincial_requests_reused_total",
+                        "Requests not sent again because an earlier attempt of the batch had "
+                        "their answer");
+  host_.declare_counter("kpihub_provincial_token_fetches_total",
+                        "OAuth2 tokens fetched from the receiver");
+  host_.declare_gauge("kpihub_provincial_remembered_batches",
+                      "Batches whose answered requests the sink keeps for their next attempt");
+  for (const char* outcome : {"delivered", "rejected", "retry"}) {
+    host_.metric_add("kpihub_provincial_items_total", {{"outcome", outcome}}, 0);
+  }
+  host_.metric_add("kpihub_provincial_requests_total", {{"status", "transport_error"}}, 0);
+  host_.metric_add("kpihub_provincial_requests_reused_total", 0);
+  host_.metric_add("kpihub_provincial_token_fetches_total", 0);
+  host_.metric_add("kpihub_provincial_remembered_batches", 0);
+}
 
 sdk::Delivery ProvincialSink::deliver(const sdk::Batch& batch) {
   std::lock_guard lock(deliver_mutex_);
@@ -239,14 +260,14 @@ sdk::Delivery ProvincialSink::deliver(const sdk::Batch& batch) {
     delivery.results.push_back(std::move(*result));
   }
   delivery.retry_after_ms = retry > 0 ? state.retry_after_ms : 0;
-  host_.metric_add("kpihub_provincial_items_total", "outcome=\"delivered\"",
+  host_.metric_add("kpihub_provincial_items_total", {{"outcome", "delivered"}},
                    static_cast<double>(delivered));
-  host_.metric_add("kpihub_provincial_items_total", "outcome=\"rejected\"",
+  host_.metric_add("kpihub_provincial_items_total", {{"outcome", "rejected"}},
                    static_cast<double>(rejected));
-  host_.metric_add("kpihub_provincial_items_total", "outcome=\"retry\"",
+  host_.metric_add("kpihub_provincial_items_total", {{"outcome", "retry"}},
                    static_cast<double>(retry));
   if (state.reused_requests > 0) {
-    host_.metric_add("kpihub_provincial_requests_reused_total", "",
+    host_.metric_add("kpihub_provincial_requests_reused_total",
                      static_cast<double>(state.reused_requests));
     host_.info("batch " + batch_id + ", attempt " + std::to_string(batch.attempt) + ": " +
                std::to_string(state.reused_requests) +
@@ -267,7 +288,7 @@ sdk::Delivery ProvincialSink::deliver(const sdk::Batch& batch) {
 void ProvincialSink::report_remembered_batches(std::size_t count_before) {
   const auto now = static_cast<double>(settled_.batch_count());
   const auto before = static_cast<double>(count_before);
-  if (now != before) host_.metric_add("kpihub_provincial_remembered_batches", "", now - before);
+  if (now != before) host_.metric_add("kpihub_provincial_remembered_batches", now - before);
 }
 
 std::string ProvincialSink::build_body(const sdk::Batch& batch, Endpoint endpoint,
@@ -341,12 +362,12 @@ void ProvincialSink::send(const sdk::Batch& batch, Endpoint endpoint, const std:
     return;
   } catch (const sdk::Error& error) {
     if (error.status() != KPIHUB_ERR_TRANSIENT) throw;
-    host_.metric_add("kpihub_provincial_requests_total", "status=\"transport_error\"", 1);
+    host_.metric_add("kpihub_provincial_requests_total", {{"status", "transport_error"}}, 1);
     state.postpone(url + ": " + error.what(), 0);
     return;
   }
   host_.metric_add("kpihub_provincial_requests_total",
-                   "status=\"" + std::to_string(response.status) + "\"", 1);
+                   {{"status", std::to_string(response.status)}}, 1);
 
   const auto split = [&](int status) {
     if (items.size() == 1) return false;
@@ -544,7 +565,7 @@ void ProvincialSink::fetch_token() {
   const int64_t margin_ms = std::min<int64_t>(life_ms / 10, 60'000);
   token_ = std::string(token->as_string());
   token_renew_at_unix_ms_ = host_.now_unix_ms() + life_ms - margin_ms;
-  host_.metric_add("kpihub_provincial_token_fetches_total", "", 1);
+  host_.metric_add("kpihub_provincial_token_fetches_total", 1);
   host_.info(url + ": new access token, valid for " + std::to_string(expires_in_s) + " s");
 }
 

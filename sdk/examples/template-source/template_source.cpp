@@ -170,7 +170,12 @@ int64_t parse_cursor(std::string_view cursor) {
 class TemplateSource : public kpihub::sdk::Source {
  public:
   TemplateSource(kpihub::sdk::Host& host, kpihub::sdk::Settings& settings)
-      : settings_(read_settings(host, settings)) {}
+      : host_(host), settings_(read_settings(host, settings)) {
+    // Metrics: declared once with their help text, and at 0 from the start so that an
+    // alert has a series to watch. The host adds the label source="<instance name>".
+    host_.declare_counter("template_records_total", "Records the template source made");
+    host_.metric_add("template_records_total", 0);
+  }
 
   // Called by the hub with the cursor it stored with the previous page
   // (nullopt on the very first pull). The same cursor must always give the
@@ -189,6 +194,7 @@ class TemplateSource : public kpihub::sdk::Source {
     // where it is rather than moving backwards.
     const int64_t end = std::max(first, std::min(settings_.records, first + settings_.page_size));
     for (int64_t index = first; index < end; ++index) page.add(make_record(settings_, index));
+    host_.metric_add("template_records_total", static_cast<double>(end - first));
     page.set_cursor(std::to_string(end));
     // caught_up tells the hub to stop pulling until its next run.
     page.set_caught_up(end >= settings_.records);
@@ -196,6 +202,7 @@ class TemplateSource : public kpihub::sdk::Source {
   }
 
  private:
+  kpihub::sdk::Host& host_;
   TemplateSettings settings_;
 };
 

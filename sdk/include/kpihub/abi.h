@@ -114,6 +114,18 @@ typedef struct kpihub_http_client kpihub_http_client; /* opaque, host-owned */
 
 /* ------------------------------------------------------------- Host API --- */
 
+/* ABI 1.1: the type of a metric family (Prometheus' counter and gauge). */
+typedef enum kpihub_metric_type {
+  KPIHUB_METRIC_COUNTER = 0, /* only goes up; the name ends in _total */
+  KPIHUB_METRIC_GAUGE = 1    /* goes up and down */
+} kpihub_metric_type;
+
+/* ABI 1.1: one label of a metric series, as plain text: the host escapes it. */
+typedef struct kpihub_label {
+  kpihub_str name;
+  kpihub_str value;
+} kpihub_label;
+
 /* Services the host hands to a plugin. Every function pointer is non-NULL and
  * safe to call from any thread; `ctx` must be passed back unchanged. The
  * struct outlives every plugin instance created with it. */
@@ -134,7 +146,9 @@ typedef struct kpihub_host_api {
   kpihub_status (*secret)(void* ctx, kpihub_str reference, char* out, size_t out_capacity,
                           size_t* out_size, kpihub_error_buf err);
 
-  /* Adds `delta` to the counter `name` with the plugin's labels. */
+  /* ABI 1.0's metric call, kept for plugins built for it; use metric_declare
+   * and metric_add_labeled (ABI 1.1). Adds `delta` to `name`; a non-empty
+   * `label` becomes the value of a label named `label` (escaped by the host). */
   void (*metric_add)(void* ctx, kpihub_str name, kpihub_str label, double delta);
 
   /* HTTP(S) client with certificate and host-name verification. */
@@ -156,6 +170,30 @@ typedef struct kpihub_host_api {
 
   /* Sleeps up to `ms`, returning early when a stop is requested. */
   void (*sleep_ms)(void* ctx, uint32_t ms);
+
+  /* ---- ABI 1.1 (appended) ---- */
+
+  /* Declares the metric family `name` (a Prometheus metric name, prefixed
+   * with the plugin's name, e.g. "eoffice_items_total"): its type and one
+   * line of help text, for /metrics' # HELP and # TYPE. Declare every family
+   * in create(), then add 0 to each series an alert may watch so that it
+   * exists from the start. Declaring a family again with the same type is
+   * harmless. KPIHUB_ERR_CONFIG, with the reason in `err`, when the name is
+   * not a metric name or the family has another type. */
+  kpihub_status (*metric_declare)(void* ctx, kpihub_str name, kpihub_metric_type type,
+                                  kpihub_str help, kpihub_error_buf err);
+
+  /* Adds `delta` to the series of `name` with `labels` (label_count
+   * name/value pairs, plain text: the host escapes the values). The host
+   * adds the instance's own label: `source` or `sink`, set to the instance
+   * name. A delta of 0 creates the series; a counter never goes down. A
+   * sample the host cannot take (a label name that is not
+   * [a-zA-Z_][a-zA-Z0-9_]*, a reserved one: instance, job, le, quantile,
+   * source, sink, __*; a name given twice; a value that is not UTF-8; a
+   * delta that is not finite, or negative for a counter) is dropped and the
+   * host logs a warning naming the plugin, the metric and why. */
+  void (*metric_add_labeled)(void* ctx, kpihub_str name, const kpihub_label* labels,
+                             size_t label_count, double delta);
 } kpihub_host_api;
 
 /* --------------------------------------------------------------- Source --- */

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <set>
@@ -34,7 +35,7 @@
 #include <utility>
 #include <vector>
 
-#define KPIHUB_SDK_VERSION "0.1.0"
+#define KPIHUB_SDK_VERSION "0.2.0"
 
 namespace kpihub::sdk {
 
@@ -183,6 +184,12 @@ class HttpClient {
   kpihub_http_client* client_;
 };
 
+// One label of a metric series (ABI 1.1), e.g. {"outcome", "delivered"}.
+struct MetricLabel {
+  std::string_view name;
+  std::string_view value;
+};
+
 // The host's services, as handed to the plugin's constructor.
 class Host {
  public:
@@ -219,9 +226,29 @@ class Host {
     return out;
   }
 
-  void metric_add(std::string_view name, std::string_view label, double delta) const {
-    api_->metric_add(api_->ctx, detail::view(name), detail::view(label), delta);
+  // Metrics (ABI 1.1). Declare each family once, in the constructor, with one line of help
+  // text; then add 0 to every series an alert may watch, so that it exists from the start:
+  //
+  //   host.declare_counter("my_items_total", "Items read from My System, by outcome");
+  //   host.metric_add("my_items_total", {{"outcome", "stored"}}, 0);
+  //
+  // Labels are plain name/value pairs (the host escapes the values and adds the
+  // instance's own label, `source` or `sink`). Throws ConfigError when the name is not a
+  // Prometheus metric name or the family was declared with another type.
+  void declare_counter(std::string_view name, std::string_view help) const {
+    declare_metric(name, KPIHUB_METRIC_COUNTER, help);
   }
+  void declare_gauge(std::string_view name, std::string_view help) const {
+    declare_metric(name, KPIHUB_METRIC_GAUGE, help);
+  }
+  void metric_add(std::string_view name, std::initializer_list<MetricLabel> labels,
+                  double delta) const {
+    std::vector<kpihub_label> raw;
+    raw.reserve(labels.size());
+    for (const auto& l : labels) raw.push_back({detail::view(l.name), detail::view(l.value)});
+    api_->metric_add_labeled(api_->ctx, detail::view(name), raw.data(), raw.size(), delta);
+  }
+  void metric_add(std::string_view name, double delta) const { metric_add(name, {}, delta); }
 
   std::unique_ptr<HttpClient> http_client(const HttpOptions& o = {}) const {
     kpihub_http_options opts{};
@@ -242,6 +269,12 @@ class Host {
   const kpihub_host_api* raw() const { return api_; }
 
  private:
+  void declare_metric(std::string_view name, kpihub_metric_type type, std::string_view help) const {
+    char buf[512] = {0};
+    const kpihub_status st = api_->metric_declare(api_->ctx, detail::view(name), type,
+                                                  detail::view(help), {buf, sizeof buf});
+    if (st != KPIHUB_OK) detail::throw_status(st, buf);
+  }
   const kpihub_host_api* api_;
 };
 

@@ -238,7 +238,7 @@ TEST_F(AdminApiTest, ReadPagesAreOpenWhenConfiguredSo) {
   EXPECT_CONTAINS(metrics.body, "kpihub_quarantine_entries 3");
   EXPECT_CONTAINS(metrics.body, "kpihub_outbox_depth{sink=\"provincial\"} 0");
   EXPECT_CONTAINS(metrics.body, "kpihub_source_lag_seconds{source=\"eoffice\"} 90");
-  EXPECT_CONTAINS(metrics.body, "kpihub_plugin_loaded{plugin=\"eoffice\",kind=\"source\"} 1");
+  EXPECT_CONTAINS(metrics.body, "kpihub_plugin_loaded{kind=\"source\",plugin=\"eoffice\"} 1");
   // The API itself is never open.
   EXPECT_EQ(call("GET", "/api/status").status, 401);
 }

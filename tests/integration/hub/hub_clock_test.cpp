@@ -1,4 +1,5 @@
 // The Hub in-process with a clock the test moves.
+#include <kpihub/admin.hpp>
 #include <kpihub/hub.hpp>
 #include <kpihub_test/manual_clock.hpp>
 
@@ -84,6 +85,47 @@ TEST(HubClock, TheHubsDateFollowsTheClockWhileItRuns) {
   EXPECT_EQ(s.quarantined, 4u) << s.line();  // minutes out of range, not future dates
   const auto future = store->quarantine("counting", "future_date", 10, 0);
   EXPECT_TRUE(future.empty());
+  store.reset();
+  fs::remove_all(dir);
+}
+
+// Regression: with `today` set (a back-fill), a source's lag mixed the records' clock, moved
+// to `today`, with the real one: 576 days of lag, so the documented lag alert always fired.
+// What an operator reads (/metrics, /api/sources) is measured on the hub's one clock.
+TEST(HubClock, SourceLagIsMeasuredOnTheHubsClockWhenTodayIsSet) {
+  const fs::path dir = hub_dir("kpihub-lag");
+  HubConfig config = counting_hub(dir, "lag-test");
+  config.today = "2025-04-30";  // back-filling April 2025 on 7 November 2026
+  ReferenceData ref = bundled_reference();
+
+  auto store = open_sqlite_store((dir / "var/hub.db").string());
+  JsonLineLogger logger(stderr, LogLevel::error);
+  Metrics metrics;
+  ManualClock clock(local_noon_ms("2026-11-07"));
+  {
+    Hub hub(config, *store, ref, logger, clock, metrics);
+    ASSERT_TRUE(hub.start().empty());
+    std::atomic<bool> stop{false};
+    const RunSummary s = hub.run_once(stop);
+    ASSERT_TRUE(s.ok()) << s.line();
+    ASSERT_EQ(s.inserted, 24u) << s.line();
+
+    clock.set(local_noon_ms("2026-11-07") + 90'000);  // caught up 90 s ago
+    LiveHubView view(hub);
+    AdminApi api(config, *store, ref, metrics, view, clock, logger);
+    net::Request request;
+    request.method = "GET";
+    request.path = request.target = "/metrics";
+    request.remote = "127.0.0.1:1";
+    const net::Reply scrape = api.handle(request);
+    EXPECT_NE(scrape.body.find("kpihub_source_lag_seconds{source=\"counting\"} 90\n"),
+              std::string::npos)
+        << scrape.body;
+    const auto sources = hub.source_status();
+    ASSERT_EQ(sources.size(), 1u);
+    EXPECT_EQ(sources[0].last_caught_up_ms, local_noon_ms("2026-11-07"));
+    EXPECT_EQ(sources[0].last_success_ms, local_noon_ms("2026-11-07"));
+  }
   store.reset();
   fs::remove_all(dir);
 }

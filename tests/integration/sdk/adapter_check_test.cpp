@@ -1,6 +1,8 @@
 // kpihub-adapter-check run as a sector team runs it: on the template plugin
 // (every check passes), on a plugin the gate refuses, on one that ignores its
 // settings, on one whose pull fails, and on records the hub would quarantine.
+#include <kpihub/abi.h>
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -130,9 +132,10 @@ TEST_F(AdapterCheck, RefusedPluginFailsWithTheGatesLine) {
   EXPECT_EQ(outcome.exit_code, 1) << outcome.output;
   EXPECT_TRUE(
       has_line(outcome.output, "FAIL  gate: plugin " + std::string(ABI_MAJOR_2_PLUGIN) +
-                                   " refused: plugin \"abi-major-2\" was built for ABI 2.0, "
-                                   "this hub speaks ABI 1.0 (major versions differ: rebuild "
-                                   "it against this hub's SDK)"))
+                                   " refused: plugin \"abi-major-2\" was built for ABI 2." +
+                                   std::to_string(KPIHUB_ABI_MINOR) + ", this hub speaks ABI 1." +
+                                   std::to_string(KPIHUB_ABI_MINOR) +
+                                   " (major versions differ: rebuild it against this hub's SDK)"))
       << outcome.output;
   EXPECT_TRUE(has_line(outcome.output, "result: FAIL (the hub would refuse this plugin)"))
       << outcome.output;

@@ -52,10 +52,21 @@ class FakeHost {
       if (it->second.size() <= capacity) std::memcpy(out, it->second.data(), it->second.size());
       return KPIHUB_OK;
     };
-    api_.metric_add = [](void* ctx, kpihub_str name, kpihub_str label, double delta) {
+    api_.metric_add = [](void*, kpihub_str, kpihub_str, double) {
+      ADD_FAILURE() << "the adapter used ABI 1.0's metric_add";
+    };
+    api_.metric_declare = [](void*, kpihub_str, kpihub_metric_type, kpihub_str, kpihub_error_buf) {
+      return KPIHUB_OK;
+    };
+    api_.metric_add_labeled = [](void* ctx, kpihub_str name, const kpihub_label* labels,
+                                 size_t count, double delta) {
       auto* self = static_cast<FakeHost*>(ctx);
+      std::string key = as_string(name) + "{";
+      for (std::size_t i = 0; i < count; ++i) {
+        key += (i ? "," : "") + as_string(labels[i].name) + "=" + as_string(labels[i].value);
+      }
       std::lock_guard lock(self->mutex_);
-      self->metrics[as_string(name) + "{" + as_string(label) + "}"] += delta;
+      self->metrics[key + "}"] += delta;
     };
     api_.http_client_create = [](void*, const kpihub_http_options* o, kpihub_http_client** out,
                                  kpihub_error_buf err) {

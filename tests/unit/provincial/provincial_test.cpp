@@ -322,7 +322,8 @@ TEST_F(ProvincialTest, CleanDeliveryKeepsTheHighestRevisionAndSequence) {
   EXPECT_EQ(stat("records"), 2);
   EXPECT_EQ(stat("revisions_received"), 4);
   EXPECT_EQ(stat("batches"), 2);
-  EXPECT_THAT(metrics_.prometheus_text(), HasSubstr("kpihub_provincial_items_total"));
+  EXPECT_THAT(metrics_.prometheus_text(),
+              HasSubstr("kpihub_provincial_items_total{outcome=\"delivered\",sink=\"province\"}"));
 }
 
 TEST_F(ProvincialTest, ReadBackDecodesRecordIdsWithColonAndBar) {
@@ -667,9 +668,9 @@ TEST_F(ProvincialTest, RetryResendsOnlyTheRequestsWithoutAFinalAnswer) {
   EXPECT_EQ(stat("batches"), 2);
   EXPECT_EQ(stat("duplicate_batches"), 0);
   EXPECT_EQ(stat("conflicts_409"), 0);
-  EXPECT_EQ(metrics_.get("kpihub_provincial_requests_reused_total", "instance=\"province\""), 1.0);
+  EXPECT_EQ(metrics_.get("kpihub_provincial_requests_reused_total", {{"sink", "province"}}), 1.0);
   // Settled: nothing of it is remembered any more.
-  EXPECT_EQ(metrics_.get("kpihub_provincial_remembered_batches", "instance=\"province\""), 0.0);
+  EXPECT_EQ(metrics_.get("kpihub_provincial_remembered_batches", {{"sink", "province"}}), 0.0);
 }
 
 TEST_F(ProvincialTest, RetryOfASplitBatchResendsOnlyTheHalfStillOpen) {
@@ -718,7 +719,7 @@ TEST_F(ProvincialTest, RememberedBatchesStayWithinTheCap) {
   start_receiver();
   set_faults_for_request(unavailable_for_months);
   const auto remembered = [&] {
-    return metrics_.get("kpihub_provincial_remembered_batches", "instance=\"province\"");
+    return metrics_.get("kpihub_provincial_remembered_batches", {{"sink", "province"}});
   };
   const auto batch = [](std::size_t n) {
     const std::string id = "b-open-" + std::to_string(n);

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -61,6 +62,11 @@ class HostServices {
   void reset_stop();
   bool stop_requested() const { return stop_.load(); }
 
+  // The label the host adds to the instance's metrics, with the instance's name
+  // as its value: `source` or `sink` (PluginInstance sets it after the plugin's kind);
+  // `plugin_instance` until then.
+  void set_instance_label(std::string label) { instance_label_ = std::move(label); }
+
  private:
   friend struct HostServicesAccess;
   std::string instance_;
@@ -73,6 +79,10 @@ class HostServices {
   std::mutex stop_mutex_;
   std::condition_variable stop_cv_;
   kpihub_host_api api_{};
+  std::string instance_label_ = "plugin_instance";
+  std::mutex metric_warnings_mutex_;
+  std::set<std::string, std::less<>> metric_warnings_;  // metrics a warning was logged for
+  void warn_metric_once(std::string_view metric, const std::string& why);
 };
 
 }  // namespace kpihub

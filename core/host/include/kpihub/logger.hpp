@@ -11,9 +11,12 @@
 
 namespace kpihub {
 
-enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
+// trace: what debug says and every HTTP request a plugin makes through the host
+// (method, URL without its query, status, size, time).
+enum class LogLevel { trace = -1, debug = 0, info = 1, warn = 2, error = 3 };
 
 std::string_view to_string(LogLevel level);
+// Every level hub.json's `log_level` accepts: trace, debug, info, warn, error.
 bool parse_log_level(std::string_view s, LogLevel& out);
 
 class Logger {
@@ -25,6 +28,7 @@ class Logger {
   void warn(std::string_view source, std::string_view message) { log(LogLevel::warn, source, message); }
   void error(std::string_view source, std::string_view message) { log(LogLevel::error, source, message); }
   void debug(std::string_view source, std::string_view message) { log(LogLevel::debug, source, message); }
+  void trace(std::string_view source, std::string_view message) { log(LogLevel::trace, source, message); }
 };
 
 // Writes JSON lines to a FILE* (stderr by default), thread-safe.
