@@ -213,6 +213,9 @@ int cmd_run(const std::vector<std::string>& args) {
   std::signal(SIGTERM, on_signal);
   if (vm.count("once")) {
     Hub hub(config, *store, ref, logger, clock, metrics, options);
+    // From here on, SIGINT/SIGTERM also wake a plugin waiting out a retry, in start() (a
+    // source's staff list) as in run_once.
+    const StopRelay relay(g_stop, [&hub] { hub.request_stop(); });
     const auto problems = hub.start();
     if (hub.source_count() == 0 && hub.sink_count() == 0) {
       std::cerr << "kpihub: no source and no sink could be started; see the errors above\n";
@@ -243,6 +246,24 @@ int cmd_run(const std::vector<std::string>& args) {
   std::signal(SIGHUP, on_reload_signal);
   for (bool first = true;; first = false) {
     Hub hub(config, *store, ref, logger, clock, metrics, options);
+    std::atomic<bool> stop_this_run{false};
+    std::atomic<bool> leaving{false};
+    // Started before hub.start(): a source reading its staff list there may wait out retries.
+    std::thread watcher([&] {
+      while (!g_stop.load() && !g_reload.load() && !leaving.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      stop_this_run.store(true);
+      hub.request_stop();
+    });
+    struct JoinAtExit {
+      std::atomic<bool>& leaving;
+      std::thread& thread;
+      ~JoinAtExit() {
+        leaving.store(true);
+        thread.join();
+      }
+    } join_watcher{leaving, watcher};
     hub.start();
     if (first && hub.source_count() == 0 && hub.sink_count() == 0) {
       std::cerr << "kpihub: no source and no sink could be started; see the errors above\n";
@@ -265,15 +286,7 @@ int cmd_run(const std::vector<std::string>& args) {
                            std::to_string(hub.sink_count()) +
                            " sinks; SIGINT or SIGTERM stops after the page in hand, SIGHUP reloads "
                            "the configuration");
-    std::atomic<bool> stop_this_run{false};
-    std::thread watcher([&] {
-      while (!g_stop.load() && !g_reload.load()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      stop_this_run.store(true);
-    });
     hub.run(stop_this_run);
-    watcher.join();
     if (admin) admin->stop();
     if (g_stop.load()) break;
     g_reload.store(false);

@@ -131,8 +131,9 @@ std::vector<std::string> Hub::start() {
       return nullptr;
     }
     try {
-      auto services = std::make_unique<HostServices>(c.name, logger_, clock_, secrets_, &metrics_,
-                                                     reference_.rules.utc_offset_minutes);
+      auto services =
+          std::make_unique<HostServices>(c.name, logger_, clock_, secrets_, &metrics_,
+                                         reference_.rules.utc_offset_minutes, &stop_signal_);
       return std::make_unique<PluginInstance>(plugin, c.name, c.settings_json, std::move(services));
     } catch (const PluginError& e) {
       const std::string line = std::string(e.what()) + "; it is left out";
@@ -265,15 +266,33 @@ bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
   return page.caught_up == 0;
 }
 
+StopRelay::StopRelay(const std::atomic<bool>& stop, std::function<void()> on_stop)
+    : thread_([this, &stop, on_stop = std::move(on_stop)] {
+        while (!stop.load() && !done_.load()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        if (stop.load()) on_stop();
+      }) {}
+
+StopRelay::~StopRelay() {
+  done_ = true;
+  thread_.join();
+}
+
 RunSummary Hub::run_once(const std::atomic<bool>& stop) {
   RunSummary summary;
+  // A source waiting out a retry (up to its Retry-After maximum) returns at once on a stop.
+  const StopRelay relay(stop, [this] { request_stop(); });
   for (auto& s : sources_) {
+    // Stopped: the sources not pulled yet are not failures.
+    if (stop.load()) break;
     int failures = 0;
     for (int attempt = 1; !s->staff_ready && attempt < options_.max_pull_failures && !stop.load();
          ++attempt) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));
       s->staff_ready = sync_staff(*s);
     }
+    if (stop.load()) break;
     if (!s->staff_ready) {
       summary.errors.push_back("source " + s->config.name +
                                ": not pulled, because its staff list could not be read (" +
@@ -514,13 +533,8 @@ void Hub::run(const std::atomic<bool>& stop) {
     });
   }
   // Plugins blocked in a retry wait (sleep_ms) return early once asked to stop.
-  std::thread stopper([&] {
-    while (!stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    for (auto& s : sources_) s->instance->services().request_stop();
-    for (auto& s : sinks_) s->instance->services().request_stop();
-  });
+  const StopRelay relay(stop, [this] { request_stop(); });
   for (auto& t : threads) t.join();
-  stopper.join();
 }
 
 void Hub::note_error(SourceRuntime& s, const std::string& error, const char* state) {

@@ -2,6 +2,7 @@
 // file and real processes: run --once, a restart after SIGKILL at random
 // moments, refused plugins next to good ones, and clear configuration errors.
 #include <kpihub/net.hpp>
+#include <kpihub/sim/eoffice_sim.hpp>
 #include <kpihub/store.hpp>
 
 #include <gtest/gtest.h>
@@ -19,6 +20,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -275,6 +277,54 @@ TEST_F(HubE2E, SigtermFinishesThePageInHandAndExitsZero) {
   const auto cursor = std::stoll(store->cursor("counting").value_or("0"));
   EXPECT_GT(cursor, 0);
   EXPECT_EQ(cursor % 50, 0) << "a page was cut in half";
+}
+
+// Waits up to `limit` for the process to end; SIGKILLs it after that. nullopt: it did not end.
+std::optional<int> wait_exit_within(const Proc& p, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    int status = 0;
+    if (::waitpid(p.pid, &status, WNOHANG) == p.pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(p.pid, SIGKILL);
+  ::waitpid(p.pid, nullptr, 0);
+  return std::nullopt;
+}
+
+TEST_F(HubE2E, SigtermDuringRunOnceWakesASourceWaitingOutARetryAfter) {
+  // Every staff and diary answer is 429 or 503 with "Retry-After: 300": the E-Office adapter
+  // waits 300 s (its retry_after_max_ms) before trying again.
+  kpihub::sim::EOfficeSimConfig overloaded;
+  overloaded.fail_429 = 1.0;
+  overloaded.retry_after_seconds = 300;
+  kpihub::sim::EOfficeSimulator eoffice(overloaded);
+  eoffice.start();
+  fs::copy_file(TEST_EOFFICE_PLUGIN, dir_ / "plugins" / fs::path(TEST_EOFFICE_PLUGIN).filename());
+  std::ofstream(dir_ / "eoffice-secret") << overloaded.client_secret << "\n";
+  const auto config = write_config(source_settings(10, 5), "",
+                                   R"(,
+    {"name": "eoffice", "plugin": "eoffice", "settings": {"base_url": ")" +
+                                       eoffice.base_url() + R"(", "client_id": ")" +
+                                       overloaded.client_id + R"(", "client_secret_file": ")" +
+                                       (dir_ / "eoffice-secret").string() + R"("}})");
+  Proc p = start({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
+  const auto asked_until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (eoffice.stats().faults_429 == 0 && std::chrono::steady_clock::now() < asked_until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GT(eoffice.stats().faults_429, 0u) << slurp(p.out_file);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // well inside the wait
+  const auto signalled = std::chrono::steady_clock::now();
+  ::kill(p.pid, SIGTERM);
+  const auto code = wait_exit_within(p, std::chrono::seconds(10));
+  ASSERT_TRUE(code.has_value()) << "still running 10 s after SIGTERM\n" << slurp(p.out_file);
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, std::chrono::seconds(2))
+      << slurp(p.out_file);
+  EXPECT_EQ(*code, 0) << slurp(p.out_file);
+  EXPECT_EQ(eoffice.stats().faults_429, 1u) << "the adapter tried again instead of stopping";
 }
 
 TEST_F(HubE2E, PoisonRecordBecomesADeadLetterAndTheRestIsDelivered) {

@@ -13,12 +13,14 @@
 #include <kpihub/store.hpp>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -253,6 +255,21 @@ struct HubOptions {
   int max_pull_failures = 5;
 };
 
+// Until destroyed, watches `stop` on a thread of its own and calls `on_stop` once when it
+// becomes true: a signal handler can only set a flag, and a plugin blocked in a retry wait
+// (sleep_ms) is woken only by a StopSignal request.
+class StopRelay {
+ public:
+  StopRelay(const std::atomic<bool>& stop, std::function<void()> on_stop);
+  ~StopRelay();
+  StopRelay(const StopRelay&) = delete;
+  StopRelay& operator=(const StopRelay&) = delete;
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 class Hub {
  public:
   Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger& logger,
@@ -282,6 +299,11 @@ class Hub {
   // Runs until `stop` becomes true: one thread per source, one scorer, one
   // per sink; each finishes the page or batch in hand, then returns.
   void run(const std::atomic<bool>& stop);
+  // Asks every plugin instance to stop: stop_requested() becomes true and a retry wait
+  // (sleep_ms) returns at once. Thread-safe, also while start() runs (a source's staff list is
+  // read there, with the source's retries). run() and run_once() call it when their `stop`
+  // becomes true.
+  void request_stop() { stop_signal_.request(); }
 
  private:
   struct SourceRuntime;
@@ -310,6 +332,7 @@ class Hub {
   Metrics& metrics_;
   HubOptions options_;
   SecretResolver secrets_;
+  StopSignal stop_signal_;  // shared by every plugin instance of this hub
   std::vector<std::unique_ptr<SourceRuntime>> sources_;
   std::vector<std::unique_ptr<SinkRuntime>> sinks_;
   std::unique_ptr<Ingestor> ingestor_;
