@@ -273,26 +273,25 @@ bool valid_utf8(std::string_view s) {
 
 std::string record_fields_json(const kpihub_record& in) {
   boost::json::object o;
-  auto put = [&](const char* k, kpihub_str s) {
-    if (!s.data) return;
-    // Invalid bytes are kept visible but harmless in the stored payload.
+  // Invalid bytes are kept visible but harmless in the stored payload.
+  auto text = [](kpihub_str s) -> boost::json::string {
     const auto v = view(s);
-    if (valid_utf8(v)) {
-      o.emplace(k, v);
-    } else {
-      std::string hex;
-      static const char* digits = "0123456789abcdef";
-      for (unsigned char c : v) {
-        if (c >= 0x20 && c < 0x7f) {
-          hex += static_cast<char>(c);
-        } else {
-          hex += "\\x";
-          hex += digits[c >> 4];
-          hex += digits[c & 15];
-        }
+    if (valid_utf8(v)) return boost::json::string(v);
+    std::string hex;
+    static const char* digits = "0123456789abcdef";
+    for (unsigned char c : v) {
+      if (c >= 0x20 && c < 0x7f) {
+        hex += static_cast<char>(c);
+      } else {
+        hex += "\\x";
+        hex += digits[c >> 4];
+        hex += digits[c & 15];
       }
-      o.emplace(k, hex);
     }
+    return boost::json::string(hex);
+  };
+  auto put = [&](const char* k, kpihub_str s) {
+    if (s.data) o.emplace(k, text(s));
   };
   put("source_id", in.source_id);
   put("revision", in.revision);
@@ -314,6 +313,16 @@ std::string record_fields_json(const kpihub_record& in) {
   put("approval.by", in.approval_by);
   put("approval.at", in.approval_at);
   put("changed_at", in.changed_at);
+  if (in.attribute_count > 0) {
+    // [key, value] pairs: order and repeats as the adapter gave them.
+    boost::json::array attributes;
+    attributes.reserve(in.attribute_count);
+    for (std::size_t i = 0; i < in.attribute_count; ++i) {
+      attributes.push_back(
+          boost::json::array{text(in.attributes[i].key), text(in.attributes[i].value)});
+    }
+    o.emplace("attributes", std::move(attributes));
+  }
   return boost::json::serialize(o);
 }
 
@@ -372,8 +381,26 @@ std::unique_ptr<RecordFields> RecordFields::parse(std::string_view json) {
   if (ec || !v.is_object()) return nullptr;
   auto out = std::unique_ptr<RecordFields>(new RecordFields());
   for (const auto& kv : v.as_object()) {
+    if (kv.key() == "attributes") {
+      if (!kv.value().is_array()) return nullptr;
+      for (const auto& pair : kv.value().get_array()) {
+        const auto* kv_pair = pair.if_array();
+        if (!kv_pair || kv_pair->size() != 2 || !(*kv_pair)[0].is_string() ||
+            !(*kv_pair)[1].is_string()) {
+          return nullptr;
+        }
+        out->attributes_.emplace_back(std::string((*kv_pair)[0].get_string()),
+                                      std::string((*kv_pair)[1].get_string()));
+      }
+      continue;
+    }
     if (!kv.value().is_string()) return nullptr;
     out->values_.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
+  }
+  // The pairs are in place: the views point into them.
+  out->c_attributes_.reserve(out->attributes_.size());
+  for (const auto& [key, value] : out->attributes_) {
+    out->c_attributes_.push_back({{key.data(), key.size()}, {value.data(), value.size()}});
   }
   auto field = [&](const char* key) -> kpihub_str {
     auto it = out->values_.find(key);
@@ -402,6 +429,8 @@ std::unique_ptr<RecordFields> RecordFields::parse(std::string_view json) {
   r.approval_by = field("approval.by");
   r.approval_at = field("approval.at");
   r.changed_at = field("changed_at");
+  r.attributes = out->c_attributes_.data();
+  r.attribute_count = out->c_attributes_.size();
   return out;
 }
 

@@ -28,6 +28,8 @@ ReferenceData shipped_reference() {
 // Owns the text a kpihub_record points into, as a plugin's page would.
 struct Item {
   std::map<std::string, std::string> f;
+  std::vector<std::pair<std::string, std::string>> attributes;
+  mutable std::vector<kpihub_attribute> c_attributes;  // what c() points at
   kpihub_str s(const char* k) const {
     auto it = f.find(k);
     return it == f.end() ? kpihub_str{nullptr, 0}
@@ -36,8 +38,16 @@ struct Item {
   kpihub_record c() const {
     kpihub_record r{};
     r.struct_size = sizeof(r);
+    c_attributes.clear();
+    for (const auto& [k, v] : attributes) {
+      c_attributes.push_back({{k.data(), k.size()}, {v.data(), v.size()}});
+    }
+    r.attributes = c_attributes.data();
+    r.attribute_count = c_attributes.size();
     r.source_id = s("source_id");
     r.revision = s("revision");
+    r.retracted = s("retracted");
+    r.changed_at = s("changed_at");
     r.staff_code = s("staff_code");
     r.source_staff_id = s("source_staff_id");
     r.agency_code = s("agency_code");
@@ -51,13 +61,10 @@ struct Item {
 };
 
 Item item(std::map<std::string, std::string> overrides) {
-  Item i{{{"source_id", "X-1"},
-          {"revision", "1"},
-          {"staff_code", "KH-000123"},
-          {"task_code", "B.03.2"},
-          {"work_date", "2025-04-08"},
-          {"declared_minutes", "60"},
-          {"quantity", "2"}}};
+  Item i;
+  i.f = {{"source_id", "X-1"},    {"revision", "1"},           {"staff_code", "KH-000123"},
+         {"task_code", "B.03.2"}, {"work_date", "2025-04-08"}, {"declared_minutes", "60"},
+         {"quantity", "2"}};
   for (auto& [k, v] : overrides) {
     if (v.empty()) {
       i.f.erase(k);
@@ -79,8 +86,23 @@ PageCommit prepare(const Ingestor& ingest, const std::string& source,
   return ingest.prepare(source, page, 0);
 }
 
+kpihub_page page_of(std::vector<kpihub_record>& records) {
+  kpihub_page page{};
+  page.struct_size = sizeof(page);
+  page.records = records.data();
+  page.record_count = records.size();
+  return page;
+}
+
 class IngestTest : public ::testing::Test {
  protected:
+  // Ingests the items as one page of `source`, received at `now_ms`.
+  IngestResult ingest_page(Ingestor& ingestor, const std::vector<Item>& items, int64_t now_ms,
+                           const std::string& source = "eoffice") {
+    std::vector<kpihub_record> records;
+    for (const auto& i : items) records.push_back(i.c());
+    return ingestor.ingest(source, page_of(records), now_ms);
+  }
   void SetUp() override {
     path_ = std::filesystem::temp_directory_path() /
             ("kpihub-ingest-" + std::to_string(::getpid()) + ".db");
@@ -210,3 +232,25 @@ TEST_F(IngestTest, QuarantineReplayStoresWhatTheFixedDirectoryNowResolves) {
   // Replaying again finds nothing more to store.
   EXPECT_EQ(replay_quarantine(*store_, ingest, "", "", 0, 4000).replayed, 0u);
 }
+
+TEST_F(IngestTest, AReplayedRecordKeepsItsAttributes) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  Item unknown_task = item({{"source_id", "X-7"}, {"task_code", "Z.99"}});
+  unknown_task.attributes = {{"document_no", "12/UBND-VP"}, {"unit", "Văn phòng"}};
+  ingest_page(ingest, {unknown_task}, 1000);
+  ASSERT_EQ(store_->quarantine("", "", 10, 0).size(), 1u);
+
+  // The catalog learns the task; the replayed record is the one the source sent, attributes
+  // included (the receiver gets them for every other record).
+  CatalogItem z99;
+  z99.code = "Z.99";
+  z99.group = "B";
+  z99.title = "Việc mới";
+  ref_.catalog.add(z99);
+  const auto r = replay_quarantine(*store_, ingest, "", "", 0, 2000);
+  ASSERT_EQ(r.replayed, 1u);
+  const auto stored = store_->record("eoffice:X-7");
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->attributes, unknown_task.attributes);
+}
+
