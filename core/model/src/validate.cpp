@@ -99,12 +99,39 @@ void check_encoding(kpihub_str s, const char* field) {
   }
 }
 
-WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
+// What every record needs, a withdrawal too: its id, its revision, whether it is withdrawn.
+WorkRecord identity(const kpihub_record& in, const ValidationContext& ctx) {
   // Encoding first: every other message quotes values and must stay valid UTF-8.
-  const std::pair<kpihub_str, const char*> texts[] = {{in.source_id, "source_id"},
-                                                      {in.revision, "revision"},
-                                                      {in.retracted, "retracted"},
-                                                      {in.staff_code, "staff_code"},
+  check_encoding(in.source_id, "source_id");
+  check_encoding(in.revision, "revision");
+  check_encoding(in.retracted, "retracted");
+  WorkRecord r;
+  r.source_system = ctx.source_system;
+  r.source_id = std::string(required(in.source_id, "source_id"));
+  r.record_id = r.source_system + ":" + r.source_id;
+  r.revision = parse_int(required(in.revision, "revision"), "revision");
+  if (r.revision < 0) {
+    throw Invalid{Reason::bad_value, "revision",
+                  "revision: " + std::to_string(r.revision) + " is negative"};
+  }
+  if (present(in.retracted)) {
+    const auto v = view(in.retracted);
+    if (v == "true" || v == "1") {
+      r.retracted = true;
+    } else if (v == "false" || v == "0") {
+      r.retracted = false;
+    } else {
+      throw Invalid{Reason::bad_value, "retracted",
+                    "retracted: " + quoted(v) + " is not true or false"};
+    }
+  }
+  return r;
+}
+
+// The rest of the record, checked into `r`.
+void content(const kpihub_record& in, const ValidationContext& ctx, WorkRecord& r) {
+  // Encoding first: every other message quotes values and must stay valid UTF-8.
+  const std::pair<kpihub_str, const char*> texts[] = {{in.staff_code, "staff_code"},
                                                       {in.source_staff_id, "source_staff_id"},
                                                       {in.agency_code, "agency_code"},
                                                       {in.task_code, "task_code"},
@@ -127,26 +154,6 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
     check_encoding(in.attributes[i].value, "attributes");
   }
 
-  WorkRecord r;
-  r.source_system = ctx.source_system;
-  r.source_id = std::string(required(in.source_id, "source_id"));
-  r.record_id = r.source_system + ":" + r.source_id;
-  r.revision = parse_int(required(in.revision, "revision"), "revision");
-  if (r.revision < 0) {
-    throw Invalid{Reason::bad_value, "revision",
-                  "revision: " + std::to_string(r.revision) + " is negative"};
-  }
-  if (present(in.retracted)) {
-    const auto v = view(in.retracted);
-    if (v == "true" || v == "1") {
-      r.retracted = true;
-    } else if (v == "false" || v == "0") {
-      r.retracted = false;
-    } else {
-      throw Invalid{Reason::bad_value, "retracted",
-                    "retracted: " + quoted(v) + " is not true or false"};
-    }
-  }
   r.staff_code = std::string(view(in.staff_code));
   r.source_staff_id = std::string(view(in.source_staff_id));
   if (r.staff_code.empty() && r.source_staff_id.empty()) {
@@ -228,6 +235,27 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
                   "work_date: " + r.work_date.str() + " is more than " +
                       std::to_string(ctx.retention_days) + " days before today (" +
                       ctx.today.str() + "); widen retention_days to backfill"};
+  }
+}
+
+WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
+  WorkRecord r = identity(in, ctx);
+  if (!r.retracted) {
+    content(in, ctx, r);
+    return r;
+  }
+  // A withdrawal needs only its id and revision. The content a tombstone may carry (the last
+  // the source had) is kept when it is valid, and set aside when not: an invalid last edit
+  // must not keep a record the source deleted counting.
+  WorkRecord full = r;
+  try {
+    content(in, ctx, full);
+    return full;
+  } catch (const Invalid&) {
+  }
+  try {
+    r.changed_at = optional_timestamp(in.changed_at, "changed_at");
+  } catch (const Invalid&) {
   }
   return r;
 }

@@ -174,6 +174,18 @@ class SqliteStore final : public Store {
           ++result.ignored_stale;
           continue;
         }
+        if (is_bare_withdrawal(r)) {
+          // Nothing stored: nothing to withdraw. Otherwise the stored record, with its content,
+          // becomes the withdrawn revision (the trigger logs it for the scorer).
+          if (it == known.end()) {
+            ++result.ignored_stale;
+            continue;
+          }
+          ++result.updated;
+          withdraw(r, at);
+          it->second.revision = r.revision;
+          continue;
+        }
         if (it == known.end()) {
           ++result.inserted;
           it = known.emplace(r.record_id, Known{}).first;
@@ -1356,6 +1368,24 @@ class SqliteStore final : public Store {
     }
   }
 
+  // The stored record `w` names becomes its revision w.revision, withdrawn, content unchanged.
+  void withdraw(const WorkRecord& w, int64_t at) {
+    sqlite3_stmt* update = withdraw_record_.get(
+        db_,
+        "UPDATE records SET revision = ?2, retracted = 1, changed_at = NULLIF(?3, ''), "
+        "received_at = ?4 WHERE record_id = ?1",
+        path_);
+    store_detail::StatementScope scope(update);
+    store_detail::bind_text(update, 1, w.record_id);
+    sqlite3_bind_int64(update, 2, w.revision);
+    const std::string changed_at = w.changed_at ? w.changed_at->str() : std::string();
+    store_detail::bind_text(update, 3, changed_at);
+    sqlite3_bind_int64(update, 4, at);
+    if (sqlite3_step(update) != SQLITE_DONE) {
+      store_detail::sqlite_fail(db_, path_, "withdrawing record " + w.record_id);
+    }
+  }
+
   void insert_quarantine(const PageCommit& page, int64_t at) {
     std::vector<std::string> system, source_id, record_id, reason, field, message, payload,
         location, fields;
@@ -1413,7 +1443,7 @@ class SqliteStore final : public Store {
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
       append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
       staff_month_scores_, move_score_, staff_day_scan_, record_score_, read_day_totals_,
-      upsert_day_totals_, clear_dirty_, read_log_, newest_revisions_;
+      upsert_day_totals_, clear_dirty_, read_log_, newest_revisions_, withdraw_record_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   // One part of a month scan: its read connection, its two statements (the last part has no

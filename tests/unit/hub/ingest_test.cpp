@@ -254,3 +254,59 @@ TEST_F(IngestTest, AReplayedRecordKeepsItsAttributes) {
   EXPECT_EQ(stored->attributes, unknown_task.attributes);
 }
 
+TEST_F(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "1"}})}, 1000);
+  ASSERT_TRUE(store_->record("eoffice:X-1").has_value());
+
+  // The source only knows the id: the stored record is withdrawn, its content kept.
+  Item withdrawal;
+  withdrawal.f = {{"source_id", "X-1"}, {"revision", "2"}, {"retracted", "true"}};
+  auto r = ingest_page(ingest, {withdrawal}, 2000);
+  EXPECT_EQ(r.commit.quarantined, 0u);
+  EXPECT_EQ(r.commit.updated, 1u);
+  EXPECT_TRUE(store_->quarantine("", "", 10, 0).empty());
+  auto stored = store_->record("eoffice:X-1");
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_TRUE(stored->retracted);
+  EXPECT_EQ(stored->revision, 2);
+  EXPECT_EQ(stored->staff_code, "KH-000123");
+  EXPECT_EQ(stored->work_date, *Date::parse("2025-04-08"));
+  EXPECT_EQ(stored->task_code, "B.03.2");
+  EXPECT_EQ(store_->counts().revisions, 2) << "the scorer's change log has the withdrawal";
+
+  // A tombstone that carries the last content the source had, which was never valid
+  // (2000 minutes), still withdraws the record the hub has.
+  ingest_page(ingest, {item({{"source_id", "X-2"}, {"revision", "1"}})}, 3000);
+  ingest_page(ingest,
+              {item({{"source_id", "X-2"}, {"revision", "2"}, {"declared_minutes", "2000"}})},
+              4000);
+  r = ingest_page(ingest,
+                  {item({{"source_id", "X-2"},
+                         {"revision", "3"},
+                         {"retracted", "true"},
+                         {"declared_minutes", "2000"}})},
+                  5000);
+  EXPECT_EQ(r.commit.quarantined, 0u);
+  stored = store_->record("eoffice:X-2");
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_TRUE(stored->retracted);
+  EXPECT_EQ(stored->revision, 3);
+  EXPECT_EQ(stored->declared_minutes, 60);
+
+  // A withdrawal of a record the hub never stored changes nothing and is no failure.
+  Item unknown;
+  unknown.f = {{"source_id", "X-404"}, {"revision", "5"}, {"retracted", "true"}};
+  r = ingest_page(ingest, {unknown}, 6000);
+  EXPECT_EQ(r.commit.quarantined, 0u);
+  EXPECT_EQ(r.commit.inserted, 0u);
+  EXPECT_FALSE(store_->record("eoffice:X-404").has_value());
+
+  // Without its revision it is still refused, naming the field.
+  Item no_revision;
+  no_revision.f = {{"source_id", "X-1"}, {"retracted", "true"}};
+  r = ingest_page(ingest, {no_revision}, 7000);
+  EXPECT_EQ(r.commit.quarantined, 1u);
+  EXPECT_EQ(r.quarantined_by_reason.count("missing_field"), 1u);
+}
+

@@ -88,6 +88,10 @@ class Ingestor {
   // Fills staff_code/agency_code from the directory and checks the task, or
   // returns the quarantine entry that explains why not.
   std::optional<QuarantineEntry> resolve(WorkRecord& record, const kpihub_record& raw) const;
+  // resolve(), except that a withdrawal needs no content: one without any, or whose content
+  // does not resolve, withdraws by its id alone (is_bare_withdrawal).
+  std::optional<QuarantineEntry> resolve_or_withdraw(WorkRecord& record,
+                                                     const kpihub_record& raw) const;
 
   Store& store_;
   const ReferenceData& reference_;

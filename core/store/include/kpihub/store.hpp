@@ -38,9 +38,11 @@ struct PageCommit {
 };
 
 struct PageCommitResult {
-  std::size_t inserted = 0;       // new record ids
-  std::size_t updated = 0;        // higher revision of a known record
-  std::size_t ignored_stale = 0;  // equal or lower revision than stored: ignored
+  std::size_t inserted = 0;  // new record ids
+  std::size_t updated = 0;   // higher revision of a known record
+  // Equal or lower revision than stored, or a bare withdrawal (is_bare_withdrawal) of a record
+  // never stored: ignored.
+  std::size_t ignored_stale = 0;
   std::size_t quarantined = 0;
 };
 
@@ -168,7 +170,8 @@ class Store {
 
   // --- ingest ---------------------------------------------------------------
   // One transaction: records (a revision not above the stored one is ignored;
-  // each stored revision also goes to the revision history), quarantine
+  // each stored revision also goes to the revision history; a bare withdrawal
+  // withdraws the stored record, keeping its content), quarantine
   // entries and the new cursor. The revision history is the scorer's change
   // log (dirty_staff_days); the page marks dirty only the staff days a revised
   // record leaves, which the history does not name.
