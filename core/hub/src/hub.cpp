@@ -262,6 +262,10 @@ bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
                                   std::to_string(r.commit.inserted) + " new, " +
                                   std::to_string(r.commit.updated) + " updated, " +
                                   std::to_string(r.commit.quarantined) + " quarantined" +
+                                  (r.commit.quarantine_resolved == 0
+                                       ? ""
+                                       : ", " + std::to_string(r.commit.quarantine_resolved) +
+                                             " quarantine entries resolved by newer revisions") +
                                   (progress.empty() ? "" : " (" + progress + ")"));
   return page.caught_up == 0;
 }

@@ -297,6 +297,14 @@ void migration_8(Poco::Data::Session& s) {
   s << "CREATE INDEX batches_by_sink_last_item ON batches (sink, state, last_seq)", now;
 }
 
+// A stored revision resolves the quarantine entries of its record that it supersedes (issue
+// 18): the page commit looks them up by record id, one index probe per record it stores.
+// Written as schema 10 (issue 18 gives 9 to another change made beside it); it is the next
+// entry below, whatever its number.
+void migration_10(Poco::Data::Session& s) {
+  s << "CREATE INDEX quarantine_by_record ON quarantine (record_id)", now;
+}
+
 struct Migration {
   void (*apply)(Poco::Data::Session&);
   const char* what;  // for the operator's log while a store is upgraded
@@ -312,7 +320,8 @@ const std::vector<Migration>& migrations() {
       {migration_5, "last scores keyed by staff month, rewritten in full"},
       {migration_6, "scoring index keyed by work date, rebuilt over every record"},
       {migration_7, "revision history read as the scorer's change log"},
-      {migration_8, "index of batches by their last item, built over every batch"}};
+      {migration_8, "index of batches by their last item, built over every batch"},
+      {migration_10, "index of quarantine entries by record, built over every entry"}};
   return all;
 }
 

@@ -25,8 +25,11 @@
 #include <Poco/Exception.h>
 #include <Poco/UUIDGenerator.h>
 
+#include <boost/json.hpp>
+
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <exception>
 #include <limits>
@@ -152,6 +155,8 @@ class SqliteStore final : public Store {
       // The staff days records left (their new place is in record_revisions, the scorer's
       // change log; schema 7). Rare: a revision nearly always keeps its staff member and day.
       std::map<std::pair<std::string, std::string>, DayMask> left;
+      // Record ids this page stored a revision of, once each (their last revision is known's).
+      std::vector<std::string_view> stored_ids;
       for (const auto& r : page.records) {
         auto it = known.find(r.record_id);
         if (it == known.end()) {
@@ -184,8 +189,10 @@ class SqliteStore final : public Store {
           ++result.updated;
           withdraw(r, at);
           it->second.revision = r.revision;
+          stored_ids.push_back(r.record_id);
           continue;
         }
+        stored_ids.push_back(r.record_id);
         if (it == known.end()) {
           ++result.inserted;
           it = known.emplace(r.record_id, Known{}).first;
@@ -213,15 +220,11 @@ class SqliteStore final : public Store {
         }
       }
 
+      // Quarantine entries up to here are older than every item of this page.
+      const int64_t quarantined_before_page = stored_ids.empty() ? 0 : last_quarantine_id();
       if (!page.quarantined.empty()) insert_quarantine(page, at);
       result.quarantined = page.quarantined.size();
-      for (int64_t id : page.resolved_quarantine_ids) {
-        int64_t qid = id;
-        session_ << "UPDATE cursors SET quarantined = MAX(0, quarantined - 1) "
-                    "WHERE source = (SELECT source FROM quarantine WHERE id = ?)",
-            use(qid), now;
-        session_ << "DELETE FROM quarantine WHERE id = ?", use(qid), now;
-      }
+      for (int64_t id : page.resolved_quarantine_ids) remove_quarantine_entry(id);
 
       mark_dirty(left, at);
 
@@ -248,6 +251,14 @@ class SqliteStore final : public Store {
         if (sqlite3_step(cursor) != SQLITE_DONE) {
           store_detail::sqlite_fail(db_, path_, "storing the cursor");
         }
+      }
+      // After the cursor row (whose count they lower) and this page's own entries (a valid
+      // revision resolves an invalid older one of the same page).
+      std::sort(stored_ids.begin(), stored_ids.end());
+      stored_ids.erase(std::unique(stored_ids.begin(), stored_ids.end()), stored_ids.end());
+      for (const std::string_view id : stored_ids) {
+        result.quarantine_resolved +=
+            resolve_superseded_quarantine(id, known.at(id).revision, quarantined_before_page);
       }
       tx.commit();
       return result;
@@ -1368,6 +1379,64 @@ class SqliteStore final : public Store {
     }
   }
 
+  int64_t last_quarantine_id() {
+    int64_t id = 0;
+    session_ << "SELECT IFNULL(MAX(id), 0) FROM quarantine", into(id), now;
+    return id;
+  }
+
+  // Deletes a quarantine entry and counts it out of its source's quarantined items.
+  void remove_quarantine_entry(int64_t id) {
+    session_ << "UPDATE cursors SET quarantined = MAX(0, quarantined - 1) "
+                "WHERE source = (SELECT source FROM quarantine WHERE id = ?)",
+        use(id), now;
+    session_ << "DELETE FROM quarantine WHERE id = ?", use(id), now;
+  }
+
+  // Removes the quarantine entries of `record_id` that its stored revision `revision`
+  // supersedes: those of a revision not above it, and those of no readable revision that are
+  // older than the page (id up to `older_up_to`). Returns how many.
+  std::size_t resolve_superseded_quarantine(std::string_view record_id, int64_t revision,
+                                            int64_t older_up_to) {
+    sqlite3_stmt* find = quarantine_of_record_.get(
+        db_, "SELECT id, fields FROM quarantine WHERE record_id = ?", path_);
+    std::vector<int64_t> superseded;
+    {
+      store_detail::StatementScope scope(find);
+      store_detail::bind_text(find, 1, record_id);
+      int rc = 0;
+      while ((rc = sqlite3_step(find)) == SQLITE_ROW) {
+        const int64_t id = sqlite3_column_int64(find, 0);
+        const std::optional<int64_t> entry_revision =
+            quarantined_revision(store_detail::column_text(find, 1));
+        if (entry_revision ? *entry_revision <= revision : id <= older_up_to) {
+          superseded.push_back(id);
+        }
+      }
+      if (rc != SQLITE_DONE) {
+        store_detail::sqlite_fail(db_, path_,
+                                  "reading the quarantine of record " + std::string(record_id));
+      }
+    }
+    for (const int64_t id : superseded) remove_quarantine_entry(id);
+    return superseded.size();
+  }
+
+  // The revision a quarantine entry's fields (record_fields_json) name, if they name a whole one.
+  static std::optional<int64_t> quarantined_revision(std::string_view fields) {
+    if (fields.empty()) return std::nullopt;
+    boost::system::error_code ec;
+    const auto parsed = boost::json::parse(fields, ec);
+    const auto* object = ec ? nullptr : parsed.if_object();
+    const auto* text = object ? object->if_contains("revision") : nullptr;
+    if (!text || !text->is_string()) return std::nullopt;
+    const std::string_view v = text->get_string();
+    int64_t out = 0;
+    const auto [end, error] = std::from_chars(v.data(), v.data() + v.size(), out);
+    if (error != std::errc() || end != v.data() + v.size()) return std::nullopt;
+    return out;
+  }
+
   // The stored record `w` names becomes its revision w.revision, withdrawn, content unchanged.
   void withdraw(const WorkRecord& w, int64_t at) {
     sqlite3_stmt* update = withdraw_record_.get(
@@ -1443,7 +1512,8 @@ class SqliteStore final : public Store {
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
       append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
       staff_month_scores_, move_score_, staff_day_scan_, record_score_, read_day_totals_,
-      upsert_day_totals_, clear_dirty_, read_log_, newest_revisions_, withdraw_record_;
+      upsert_day_totals_, clear_dirty_, read_log_, newest_revisions_, withdraw_record_,
+      quarantine_of_record_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   // One part of a month scan: its read connection, its two statements (the last part has no

@@ -310,3 +310,47 @@ TEST_F(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
   EXPECT_EQ(r.quarantined_by_reason.count("missing_field"), 1u);
 }
 
+TEST_F(IngestTest, QuarantineEntriesResolveOnceAHigherValidRevisionIsStored) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  const auto entries = [&] {
+    std::vector<std::string> out;
+    for (const auto& q : store_->quarantine("", "", 100, 0)) {
+      out.push_back(q.entry.record_id + " " + std::string(to_string(q.entry.reason)));
+    }
+    return out;
+  };
+  const auto quarantined_count = [&] {
+    for (const auto& s : store_->sources()) {
+      if (s.source == "eoffice") return s.quarantined;
+    }
+    return int64_t{-1};
+  };
+  // Revision 1 of X-1 is invalid, and so is X-2 (another record).
+  ingest_page(ingest,
+              {item({{"source_id", "X-1"}, {"revision", "1"}, {"declared_minutes", "2000"}}),
+               item({{"source_id", "X-2"}, {"revision", "1"}, {"task_code", "Z.99"}})},
+              1000);
+  ASSERT_EQ(entries().size(), 2u);
+  // The source corrects X-1: its entry resolves, X-2's stays.
+  ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "2"}})}, 2000);
+  EXPECT_EQ(entries(), std::vector<std::string>{"eoffice:X-2 unknown_task"});
+  EXPECT_EQ(quarantined_count(), 1);
+  EXPECT_EQ(store_->counts().quarantined, 1);
+
+  // An invalid revision above the stored one stays while only older or equal revisions come.
+  ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "4"}, {"quantity", "-1"}})}, 3000);
+  ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "3"}})}, 4000);
+  EXPECT_EQ(entries(),
+            (std::vector<std::string>{"eoffice:X-2 unknown_task", "eoffice:X-1 bad_value"}));
+  // Within one page, the valid revision 5 resolves the invalid 4 (earlier) but not the
+  // invalid 6 (later).
+  ingest_page(ingest,
+              {item({{"source_id", "X-1"}, {"revision", "5"}}),
+               item({{"source_id", "X-1"}, {"revision", "6"}, {"work_date", "2025-02-30"}})},
+              5000);
+  const auto q = store_->quarantine("", "", 100, 0);
+  ASSERT_EQ(q.size(), 2u);
+  EXPECT_EQ(q[1].entry.record_id, "eoffice:X-1");
+  EXPECT_NE(q[1].entry.message.find("2025-02-30"), std::string::npos) << q[1].entry.message;
+  EXPECT_EQ(quarantined_count(), 2);
+}

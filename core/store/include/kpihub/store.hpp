@@ -44,6 +44,9 @@ struct PageCommitResult {
   // never stored: ignored.
   std::size_t ignored_stale = 0;
   std::size_t quarantined = 0;
+  // Quarantine entries of records this page stored a higher revision of, removed (an entry of
+  // a revision not above the stored one, or of no readable revision received earlier).
+  std::size_t quarantine_resolved = 0;
 };
 
 struct StaffMonthKey {
@@ -171,10 +174,11 @@ class Store {
   // --- ingest ---------------------------------------------------------------
   // One transaction: records (a revision not above the stored one is ignored;
   // each stored revision also goes to the revision history; a bare withdrawal
-  // withdraws the stored record, keeping its content), quarantine
-  // entries and the new cursor. The revision history is the scorer's change
-  // log (dirty_staff_days); the page marks dirty only the staff days a revised
-  // record leaves, which the history does not name.
+  // withdraws the stored record, keeping its content), quarantine entries and
+  // the new cursor; a stored revision resolves (removes) the quarantine entries
+  // it supersedes (PageCommitResult::quarantine_resolved). The revision history
+  // is the scorer's change log (dirty_staff_days); the page marks dirty only the
+  // staff days a revised record leaves, which the history does not name.
   virtual PageCommitResult commit_page(const PageCommit& page) = 0;
   virtual std::optional<std::string> cursor(const std::string& source) = 0;
   virtual std::vector<SourceState> sources() = 0;
