@@ -412,6 +412,10 @@ void Hub::forward_pending(RunSummary& out, const std::atomic<bool>& stop,
   constexpr int64_t kPollMs = 20;
   std::optional<int64_t> deadline;
   std::vector<bool> finished(sinks_.size(), false);
+  // An operator's run tries each sink's pending batch at once, whatever wait an earlier run
+  // saved for it (up to minutes after a few failures): otherwise a run within that wait would
+  // end having sent nothing.
+  for (auto& s : sinks_) s->forwarder->try_at_once();
   try {
     while (!stop.load()) {
       // Read before stepping: a sink found idle after this is idle for good.
@@ -430,10 +434,17 @@ void Hub::forward_pending(RunSummary& out, const std::atomic<bool>& stop,
         } else if (step == ForwardStep::idle) {
           finished[i] = last_round;
         } else if (deadline && s.forwarder->next_attempt_ms() > *deadline) {
-          out.errors.push_back("sink " + s.config.name +
-                               ": receiver did not take every batch within " +
-                               std::to_string(options_.forward_timeout_ms / 1000) +
-                               " s; the rest waits in the outbox for the next run");
+          // What waits, why, and until when: the next run can tell whether to wait for it.
+          const Forwarder::Waiting& w = s.forwarder->waiting();
+          out.errors.push_back(
+              "sink " + s.config.name + ": batch " + w.batch_id + " (" + std::to_string(w.items) +
+              " items, " + std::to_string(w.attempts) + " attempts) not delivered (" + w.reason +
+              "); next try at " +
+              Timestamp{w.next_attempt_ms / 1000, reference_.rules.utc_offset_minutes}.str() +
+              ", " + std::to_string((w.next_attempt_ms - now + 999) / 1000) +
+              " s from now, after --forward-timeout (" +
+              std::to_string(options_.forward_timeout_ms / 1000) +
+              " s): it waits in the outbox for the next run");
           finished[i] = true;
         } else {
           wake_at = std::min(wake_at, s.forwarder->next_attempt_ms());

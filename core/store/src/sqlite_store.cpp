@@ -673,11 +673,13 @@ class SqliteStore final : public Store {
       std::string s = sink;
       std::optional<Batch> batch;
       {
-        std::vector<std::string> id;
+        std::vector<std::string> id, last_error;
         std::vector<int64_t> first, last, attempts, not_before;
-        session_ << "SELECT batch_id, first_seq, last_seq, attempts, not_before FROM batches "
+        session_ << "SELECT batch_id, first_seq, last_seq, attempts, not_before, "
+                    "IFNULL(last_error, '') FROM batches "
                     "WHERE sink = ? AND state = 'pending' ORDER BY first_seq LIMIT 1",
-            use(s), into(id), into(first), into(last), into(attempts), into(not_before), now;
+            use(s), into(id), into(first), into(last), into(attempts), into(not_before),
+            into(last_error), now;
         if (!id.empty()) {
           batch.emplace();
           batch->batch_id = id[0];
@@ -686,6 +688,7 @@ class SqliteStore final : public Store {
           batch->last_seq = last[0];
           batch->attempts = static_cast<uint32_t>(attempts[0]);
           batch->not_before_unix_ms = not_before[0];
+          batch->last_error = last_error[0];
           batch->items = read_outbox("WHERE seq BETWEEN ? AND ? ORDER BY seq", first[0], last[0]);
           tx.commit();
           return batch;

@@ -327,6 +327,49 @@ TEST_F(HubE2E, SigtermDuringRunOnceWakesASourceWaitingOutARetryAfter) {
   EXPECT_EQ(eoffice.stats().faults_429, 1u) << "the adapter tried again instead of stopping";
 }
 
+TEST_F(HubE2E, RunOnceTriesABatchAtOnceWhateverRetryWaitWasSavedAndSaysWhatItWaitsFor) {
+  const std::string refusing =
+      R"({"file": ")" + (dir_ / "delivered.tsv").string() + R"(", "settled_items": 0})";
+  // A receiver that takes nothing: the batch stays pending in the store.
+  auto r = run({"run", "--once", "--config", write_config(source_settings(20, 20), refusing),
+                "--forward-timeout", "0"},
+               (dir_ / "out-1.txt").string());
+  ASSERT_EQ(r.code, 1) << r.output;
+  {
+    // After a few more failures its next try is minutes away, saved in the store.
+    auto store = open_store();
+    const auto batch = store->next_batch("files", 50, 1 << 20);
+    ASSERT_TRUE(batch.has_value());
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+    store->defer_batch(batch->batch_id, now_ms + 280000, "HTTP 503");
+  }
+  // The receiver still refuses: the operator's run tries at once, and says when the batch is
+  // tried next and what the receiver answered.
+  r = run({"run", "--once", "--config", write_config(source_settings(20, 20), refusing),
+           "--forward-timeout", "1"},
+          (dir_ / "out-2.txt").string());
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("error: sink files: batch "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("not delivered (settled_items reached); next try at "), std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("did not take every batch"), std::string::npos) << r.output;
+  {
+    auto store = open_store();
+    const auto batch = store->next_batch("files", 50, 1 << 20);
+    ASSERT_TRUE(batch.has_value());
+    store->defer_batch(batch->batch_id, batch->not_before_unix_ms + 280000, "HTTP 503");
+  }
+  // The receiver is back: a run within the saved wait delivers everything, at once.
+  const auto started = std::chrono::steady_clock::now();
+  r = run({"run", "--once", "--config", write_config(source_settings(20, 20))},
+          (dir_ / "out-3.txt").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+  EXPECT_FALSE(delivered().empty());
+}
+
 TEST_F(HubE2E, PoisonRecordBecomesADeadLetterAndTheRestIsDelivered) {
   const auto config =
       write_config(source_settings(60, 20), R"({"file": ")" + (dir_ / "delivered.tsv").string() +

@@ -180,6 +180,18 @@ class Forwarder {
   ForwardStep step();
   // When the pending batch may be retried (unix ms), after a deferred step.
   int64_t next_attempt_ms() const { return next_attempt_ms_; }
+  // The batch a deferred step left waiting: what it is, why it waits, until when.
+  struct Waiting {
+    std::string batch_id;
+    std::size_t items = 0;
+    uint32_t attempts = 0;  // made so far, by any run
+    std::string reason;     // the last failure
+    int64_t next_attempt_ms = 0;
+  };
+  const Waiting& waiting() const { return waiting_; }
+  // The next step tries the pending batch whatever wait an earlier run saved for it (an
+  // operator's run --once); the waits of this run's own failures apply as usual.
+  void try_at_once() { try_at_once_ = true; }
   const std::string& name() const { return config_.name; }
 
  private:
@@ -191,6 +203,8 @@ class Forwarder {
   Logger& logger_;
   Metrics& metrics_;
   int64_t next_attempt_ms_ = 0;
+  Waiting waiting_;
+  bool try_at_once_ = false;
   // The batch being retried, in memory only: the most items a delivery of it
   // settled, and its stored attempt count when that number last grew.
   std::string progress_batch_id_;

@@ -115,6 +115,7 @@ struct Batch {
   std::vector<OutboxItem> items;
   uint32_t attempts = 0;
   int64_t not_before_unix_ms = 0;
+  std::string last_error;  // why its last attempt failed (defer_batch); empty before one
 };
 
 struct DeadLetter {
