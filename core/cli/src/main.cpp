@@ -125,20 +125,27 @@ int cmd_check_config(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse(args, desc, vm, "kpihub check-config [--config FILE]")) return kExitOk;
   const HubConfig config = load_config(vm);
-  std::cout << "config " << config.file << ": ok (hub " << config.hub_id << ")\n";
-  ReferenceData ref = load_reference(config);
-  std::cout << "catalog: " << ref.catalog.size() << " task items, version " << ref.catalog.version
-            << "\n";
-  std::cout << "staff directory: " << ref.directory.size() << " staff\n";
-  std::cout << "holidays: " << ref.holidays.holidays().size() << " dates\n";
-  std::cout << "rules: " << ref.rules.version << "\n";
+  std::cout << "config " << config.file << " (hub " << config.hub_id << ")\n";
+  // Everything is checked and every error reported, in one pass.
+  int problems = 0;
+  try {
+    const ReferenceData ref = load_reference(config);
+    std::cout << "catalog: " << ref.catalog.size() << " task items, version " << ref.catalog.version
+              << "\n";
+    std::cout << "staff directory: " << ref.directory.size() << " staff\n";
+    std::cout << "holidays: " << ref.holidays.holidays().size() << " dates\n";
+    std::cout << "rules: " << ref.rules.version << "\n";
+  } catch (const ConfigErrors& e) {
+    for (const auto& error : e.errors()) std::cout << "ERROR " << error << "\n";
+    problems += static_cast<int>(e.errors().size());
+  }
   // Plugins are created (settings checked) without pulling anything.
   JsonLineLogger logger(stderr, LogLevel::warn);
   SystemClock clock;
   Metrics metrics;
   SecretResolver secrets(config.base_dir);
   PluginScan scan = scan_plugins(config.plugin_dir);
-  int problems = static_cast<int>(scan.refused.size());
+  problems += static_cast<int>(scan.refused.size());
   for (const auto& line : scan.refused) std::cout << "REFUSED " << line << "\n";
   auto check = [&](const PluginInstanceConfig& c, kpihub_plugin_kind kind) {
     for (const auto& p : scan.loaded) {
@@ -652,6 +659,14 @@ int main(int argc, char** argv) {
     } catch (const Usage& e) {
       std::cerr << "kpihub " << name << ": " << e.what() << "\n";
       return kExitUsage;
+    } catch (const ConfigErrors& e) {
+      if (e.errors().size() == 1) {
+        std::cerr << "kpihub: configuration error: " << e.what() << "\n";
+      } else {
+        std::cerr << "kpihub: " << e.errors().size() << " configuration errors:\n";
+        for (const auto& error : e.errors()) std::cerr << "  " << error << "\n";
+      }
+      return kExitConfig;
     } catch (const ConfigError& e) {
       std::cerr << "kpihub: configuration error: " << e.what() << "\n";
       return kExitConfig;

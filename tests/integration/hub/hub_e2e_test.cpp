@@ -436,6 +436,29 @@ TEST_F(HubE2E, CheckConfigNamesTheFileAndKeyOfAnError) {
   EXPECT_NE(r.output.find("sourcez"), std::string::npos) << r.output;
 }
 
+TEST_F(HubE2E, CheckConfigReportsEveryReferenceFileErrorInOnePassAndNoOkBeforeThem) {
+  const std::string catalog = (dir_ / "catalog.csv").string();
+  std::ofstream(catalog) << "# catalog_version: 2025.04\n"
+                            "code,group,title,measure,standard_minutes\n"
+                            "B.03.2,B,Xử lý văn bản,product,abc\n"
+                            "B.09,B,Việc khác,piece,30\n";
+  std::string text = slurp(write_config(source_settings(10, 5)));
+  text.replace(text.find(kConfigDir + "/catalog/province.csv"),
+               (kConfigDir + "/catalog/province.csv").size(), catalog);
+  std::ofstream(dir_ / "hub.json") << text;
+  const auto r =
+      run({"check-config", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_NE(r.output.find("catalog.csv:3: standard_minutes: \"abc\" is not a number"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("catalog.csv:4: measure: \"piece\" is not product or time"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("2 problem(s) found"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("hub.json: ok"), std::string::npos) << r.output;
+}
+
 TEST_F(HubE2E, UnwritableDataFolderIsAClearStorageError) {
   if (::geteuid() == 0) GTEST_SKIP() << "root can write anywhere";
   const auto config = write_config(source_settings(10, 5));
