@@ -459,6 +459,24 @@ TEST_F(HubE2E, CheckConfigReportsEveryReferenceFileErrorInOnePassAndNoOkBeforeTh
   EXPECT_EQ(r.output.find("hub.json: ok"), std::string::npos) << r.output;
 }
 
+TEST_F(HubE2E, CheckConfigPassesOnTheDefaultConfigurationOfAFreshClone) {
+  // A clone: the configuration and the secrets of the repository, the plugins built, no var/.
+  const fs::path clone = dir_ / "clone";
+  fs::create_directories(clone);
+  fs::copy(kConfigDir, clone / "config", fs::copy_options::recursive);
+  fs::create_directories(clone / "tests/fixtures");
+  fs::copy(std::string(KPIHUB_SOURCE_DIR) + "/tests/fixtures/secrets",
+           clone / "tests/fixtures/secrets", fs::copy_options::recursive);
+  fs::create_directories(clone / "build");
+  fs::create_directory_symlink(std::string(KPIHUB_BINARY_DIR) + "/plugins",
+                               clone / "build/plugins");
+  const auto r = run({"check-config", "--config", (clone / "config/hub.json").string()},
+                     (dir_ / "out.txt").string());
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("all checks passed"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::is_directory(clone / "var/inbox/education")) << r.output;
+}
+
 TEST_F(HubE2E, UnwritableDataFolderIsAClearStorageError) {
   if (::geteuid() == 0) GTEST_SKIP() << "root can write anywhere";
   const auto config = write_config(source_settings(10, 5));
