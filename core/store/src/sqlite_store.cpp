@@ -155,8 +155,9 @@ class SqliteStore final : public Store {
       // The staff days records left (their new place is in record_revisions, the scorer's
       // change log; schema 7). Rare: a revision nearly always keeps its staff member and day.
       std::map<std::pair<std::string, std::string>, DayMask> left;
-      // Record ids this page stored a revision of, once each (their last revision is known's).
-      std::vector<std::string_view> stored_ids;
+      // The highest revision this page stored of each record, or withdrew of one never stored:
+      // the quarantine entries it supersedes go (the source corrected or deleted the record).
+      std::unordered_map<std::string_view, int64_t> superseding;
       for (const auto& r : page.records) {
         auto it = known.find(r.record_id);
         if (it == known.end()) {
@@ -182,6 +183,8 @@ class SqliteStore final : public Store {
         if (is_bare_withdrawal(r)) {
           // Nothing stored: nothing to withdraw. Otherwise the stored record, with its content,
           // becomes the withdrawn revision (the trigger logs it for the scorer).
+          int64_t& superseded = superseding[r.record_id];
+          superseded = std::max(superseded, r.revision);
           if (it == known.end()) {
             ++result.ignored_stale;
             continue;
@@ -189,10 +192,10 @@ class SqliteStore final : public Store {
           ++result.updated;
           withdraw(r, at);
           it->second.revision = r.revision;
-          stored_ids.push_back(r.record_id);
           continue;
         }
-        stored_ids.push_back(r.record_id);
+        int64_t& superseded = superseding[r.record_id];
+        superseded = std::max(superseded, r.revision);
         if (it == known.end()) {
           ++result.inserted;
           it = known.emplace(r.record_id, Known{}).first;
@@ -221,7 +224,7 @@ class SqliteStore final : public Store {
       }
 
       // Quarantine entries up to here are older than every item of this page.
-      const int64_t quarantined_before_page = stored_ids.empty() ? 0 : last_quarantine_id();
+      const int64_t quarantined_before_page = superseding.empty() ? 0 : last_quarantine_id();
       if (!page.quarantined.empty()) insert_quarantine(page, at);
       result.quarantined = page.quarantined.size();
       for (int64_t id : page.resolved_quarantine_ids) remove_quarantine_entry(id);
@@ -254,11 +257,9 @@ class SqliteStore final : public Store {
       }
       // After the cursor row (whose count they lower) and this page's own entries (a valid
       // revision resolves an invalid older one of the same page).
-      std::sort(stored_ids.begin(), stored_ids.end());
-      stored_ids.erase(std::unique(stored_ids.begin(), stored_ids.end()), stored_ids.end());
-      for (const std::string_view id : stored_ids) {
+      for (const auto& [id, revision] : superseding) {
         result.quarantine_resolved +=
-            resolve_superseded_quarantine(id, known.at(id).revision, quarantined_before_page);
+            resolve_superseded_quarantine(id, revision, quarantined_before_page);
       }
       tx.commit();
       return result;

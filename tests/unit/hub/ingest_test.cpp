@@ -301,6 +301,17 @@ TEST_F(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
   EXPECT_EQ(r.commit.quarantined, 0u);
   EXPECT_EQ(r.commit.inserted, 0u);
   EXPECT_FALSE(store_->record("eoffice:X-404").has_value());
+  // Nor is the withdrawal of a record only ever quarantined; its entries go with it (the
+  // source deleted it: nothing is left to fix).
+  ingest_page(ingest,
+              {item({{"source_id", "X-9"}, {"revision", "1"}, {"work_date", "2025-02-30"}})}, 6500);
+  ASSERT_EQ(store_->quarantine("", "", 10, 0).size(), 1u);
+  Item gone;
+  gone.f = {{"source_id", "X-9"}, {"revision", "2"}, {"retracted", "true"}};
+  r = ingest_page(ingest, {gone}, 6600);
+  EXPECT_EQ(r.commit.quarantine_resolved, 1u);
+  EXPECT_TRUE(store_->quarantine("", "", 10, 0).empty());
+  EXPECT_FALSE(store_->record("eoffice:X-9").has_value());
 
   // Without its revision it is still refused, naming the field.
   Item no_revision;

@@ -44,8 +44,9 @@ struct PageCommitResult {
   // never stored: ignored.
   std::size_t ignored_stale = 0;
   std::size_t quarantined = 0;
-  // Quarantine entries of records this page stored a higher revision of, removed (an entry of
-  // a revision not above the stored one, or of no readable revision received earlier).
+  // Quarantine entries of records this page stored a higher revision of (or withdrew, stored or
+  // not), removed: an entry of a revision not above that one, or of no readable revision
+  // received earlier.
   std::size_t quarantine_resolved = 0;
 };
 
