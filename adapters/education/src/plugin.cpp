@@ -6,6 +6,7 @@ namespace {
 // Shown by `kpihub plugins`; docs/adapters/education.md explains each key.
 constexpr const char* kSettingsHelp = R"json({
   "inbox_dir": "folder the school system renames finished exports into (required)",
+  "create_inbox_dir": "false; true creates a missing inbox_dir (one the hub owns)",
   "archive_dir": "<inbox_dir>/.archive",
   "rejected_dir": "<inbox_dir>/.rejected",
   "file_suffixes": [".xml"],

@@ -6,6 +6,7 @@ namespace {
 // Shown by `kpihub plugins`; docs/adapters/health.md explains each key.
 constexpr const char* kSettingsHelp = R"json({
   "inbox_dir": "folder the HIS renames finished exports into (required)",
+  "create_inbox_dir": "false; true creates a missing inbox_dir (one the hub owns)",
   "state_file": "SQLite file of what each episode credited last time (required)",
   "archive_dir": "<inbox_dir>/.archive (owner-only)",
   "rejected_dir": "<inbox_dir>/.rejected",

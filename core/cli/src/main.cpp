@@ -131,20 +131,27 @@ int cmd_check_config(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse(args, desc, vm, "kpihub check-config [--config FILE]")) return kExitOk;
   const HubConfig config = load_config(vm);
-  std::cout << "config " << config.file << ": ok (hub " << config.hub_id << ")\n";
-  ReferenceData ref = load_reference(config);
-  std::cout << "catalog: " << ref.catalog.size() << " task items, version " << ref.catalog.version
-            << "\n";
-  std::cout << "staff directory: " << ref.directory.size() << " staff\n";
-  std::cout << "holidays: " << ref.holidays.holidays().size() << " dates\n";
-  std::cout << "rules: " << ref.rules.version << "\n";
+  std::cout << "config " << config.file << " (hub " << config.hub_id << ")\n";
+  // Everything is checked and every error reported, in one pass.
+  int problems = 0;
+  try {
+    const ReferenceData ref = load_reference(config);
+    std::cout << "catalog: " << ref.catalog.size() << " task items, version " << ref.catalog.version
+              << "\n";
+    std::cout << "staff directory: " << ref.directory.size() << " staff\n";
+    std::cout << "holidays: " << ref.holidays.holidays().size() << " dates\n";
+    std::cout << "rules: " << ref.rules.version << "\n";
+  } catch (const ConfigErrors& e) {
+    for (const auto& error : e.errors()) std::cout << "ERROR " << error << "\n";
+    problems += static_cast<int>(e.errors().size());
+  }
   // Plugins are created (settings checked) without pulling anything.
   JsonLineLogger logger(stderr, LogLevel::warn);
   SystemClock clock;
   Metrics metrics;
   SecretResolver secrets(config.base_dir);
   PluginScan scan = scan_plugins(config.plugin_dir);
-  int problems = static_cast<int>(scan.refused.size());
+  problems += static_cast<int>(scan.refused.size());
   for (const auto& line : scan.refused) std::cout << "REFUSED " << line << "\n";
   auto check = [&](const PluginInstanceConfig& c, kpihub_plugin_kind kind) {
     for (const auto& p : scan.loaded) {
@@ -219,6 +226,9 @@ int cmd_run(const std::vector<std::string>& args) {
   std::signal(SIGTERM, on_signal);
   if (vm.count("once")) {
     Hub hub(config, *store, ref, logger, clock, metrics, options);
+    // From here on, SIGINT/SIGTERM also wake a plugin waiting out a retry, in start() (a
+    // source's staff list) as in run_once.
+    const StopRelay relay(g_stop, [&hub] { hub.request_stop(); });
     const auto problems = hub.start();
     if (hub.source_count() == 0 && hub.sink_count() == 0) {
       std::cerr << "kpihub: no source and no sink could be started; see the errors above\n";
@@ -249,6 +259,24 @@ int cmd_run(const std::vector<std::string>& args) {
   std::signal(SIGHUP, on_reload_signal);
   for (bool first = true;; first = false) {
     Hub hub(config, *store, ref, logger, clock, metrics, options);
+    std::atomic<bool> stop_this_run{false};
+    std::atomic<bool> leaving{false};
+    // Started before hub.start(): a source reading its staff list there may wait out retries.
+    std::thread watcher([&] {
+      while (!g_stop.load() && !g_reload.load() && !leaving.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      stop_this_run.store(true);
+      hub.request_stop();
+    });
+    struct JoinAtExit {
+      std::atomic<bool>& leaving;
+      std::thread& thread;
+      ~JoinAtExit() {
+        leaving.store(true);
+        thread.join();
+      }
+    } join_watcher{leaving, watcher};
     hub.start();
     if (first && hub.source_count() == 0 && hub.sink_count() == 0) {
       std::cerr << "kpihub: no source and no sink could be started; see the errors above\n";
@@ -271,15 +299,7 @@ int cmd_run(const std::vector<std::string>& args) {
                            std::to_string(hub.sink_count()) +
                            " sinks; SIGINT or SIGTERM stops after the page in hand, SIGHUP reloads "
                            "the configuration");
-    std::atomic<bool> stop_this_run{false};
-    std::thread watcher([&] {
-      while (!g_stop.load() && !g_reload.load()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      stop_this_run.store(true);
-    });
     hub.run(stop_this_run);
-    watcher.join();
     if (admin) admin->stop();
     if (g_stop.load()) break;
     g_reload.store(false);
@@ -671,6 +691,14 @@ int main(int argc, char** argv) {
     } catch (const Usage& e) {
       std::cerr << "kpihub " << name << ": " << e.what() << "\n";
       return kExitUsage;
+    } catch (const ConfigErrors& e) {
+      if (e.errors().size() == 1) {
+        std::cerr << "kpihub: configuration error: " << e.what() << "\n";
+      } else {
+        std::cerr << "kpihub: " << e.errors().size() << " configuration errors:\n";
+        for (const auto& error : e.errors()) std::cerr << "  " << error << "\n";
+      }
+      return kExitConfig;
     } catch (const ConfigError& e) {
       std::cerr << "kpihub: configuration error: " << e.what() << "\n";
       return kExitConfig;

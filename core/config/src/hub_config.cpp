@@ -370,9 +370,15 @@ HubConfig load_hub_config(const std::string& path) {
 }
 
 ReferenceData load_reference(const HubConfig& config) {
-  return ReferenceData{load_catalog(config.catalog_files),
-                       load_directory(config.staff_files, config.units_files),
-                       load_holidays(config.holiday_files), load_rules(config.rules_file)};
+  // Every file is read, whatever the others hold: an operator fixes all in one go.
+  ConfigProblems problems;
+  ReferenceData data;
+  problems.check([&] { data.catalog = load_catalog(config.catalog_files); });
+  problems.check([&] { data.directory = load_directory(config.staff_files, config.units_files); });
+  problems.check([&] { data.holidays = load_holidays(config.holiday_files); });
+  problems.check([&] { data.rules = load_rules(config.rules_file); });
+  problems.throw_if_any();
+  return data;
 }
 
 }  // namespace kpihub

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <optional>
 #include <utility>
 
 namespace kpihub {
@@ -117,104 +118,155 @@ CatalogItem catalog_item(const CsvTable::Row& row) {
   return item;
 }
 
+// One row of a staff file into the directory, or a ConfigError naming it.
+void add_staff_row(const CsvTable::Row& row, Directory& directory,
+                   std::map<std::string, std::string>& staff_at,
+                   std::map<std::string, std::string>& identifier_at) {
+  StaffInfo info;
+  info.staff_code = code_field(row, "staff_code");
+  info.full_name = row.get("full_name");
+  if (info.full_name.empty()) throw row.error("full_name", "is empty");
+  info.agency_code = code_field(row, "agency_code");
+  info.leader = bool_field(row, "leader", false);
+  info.active = bool_field(row, "active", true);
+  info.sector = sector_field(row);
+  if (const auto [it, inserted] = staff_at.emplace(info.staff_code, row.where()); !inserted) {
+    throw row.error("staff_code", "is a duplicate staff code (first at " + it->second + ")");
+  }
+  for (auto& identifier : split(row.get("identifiers"), ';')) {
+    if (has_space(identifier)) {
+      throw row.error("identifiers", "has an identifier with whitespace");
+    }
+    if (const auto [it, inserted] = identifier_at.emplace(identifier, row.where()); !inserted) {
+      throw row.error("identifiers", "repeats identifier " + quote_value(identifier) +
+                                         " (already at " + it->second + ")");
+    }
+    directory.add_identifier(std::move(identifier), info.staff_code);
+  }
+  directory.add_staff(std::move(info));
+}
+
 }  // namespace
+
+ConfigErrors::ConfigErrors(std::vector<std::string> errors)
+    : ConfigError([&] {
+        std::string text;
+        for (const auto& e : errors) text += (text.empty() ? "" : "\n") + e;
+        return text;
+      }()),
+      errors_(std::move(errors)) {}
 
 Catalog load_catalog(const std::vector<std::string>& files) {
   if (files.empty()) throw ConfigError("catalog: no catalog files given");
   Catalog catalog;
+  ConfigProblems problems;
   std::string version_file;
   std::map<std::string, std::string> defined_at;  // code -> "file:line"
   for (const auto& file : files) {
-    const CsvTable table(file, {"code", "group", "title", "measure", "standard_minutes"},
-                         {"coefficient", "leave", "sector", "agencies"});
-    const std::string version = catalog_version(table);
-    if (version_file.empty()) {
-      catalog.version = version;
-      version_file = file;
-    } else if (version != catalog.version) {
-      throw ConfigError(file + ": catalog_version " + quote_value(version) + " differs from " +
-                        quote_value(catalog.version) + " in " + version_file);
+    std::optional<CsvTable> table;
+    if (!problems.check([&] {
+          table.emplace(
+              file,
+              std::vector<std::string>{"code", "group", "title", "measure", "standard_minutes"},
+              std::vector<std::string>{"coefficient", "leave", "sector", "agencies"});
+        })) {
+      continue;
     }
-    for (std::size_t i = 0; i < table.size(); ++i) {
-      const auto row = table.row(i);
-      CatalogItem item = catalog_item(row);
-      const auto [it, inserted] = defined_at.emplace(item.code, row.where());
-      if (!inserted) {
-        throw row.error("code", "is a duplicate task code (first defined at " + it->second + ")");
+    problems.check([&] {
+      const std::string version = catalog_version(*table);
+      if (version_file.empty()) {
+        catalog.version = version;
+        version_file = file;
+      } else if (version != catalog.version) {
+        throw ConfigError(file + ": catalog_version " + quote_value(version) + " differs from " +
+                          quote_value(catalog.version) + " in " + version_file);
       }
-      catalog.add(std::move(item));
+    });
+    for (std::size_t i = 0; i < table->size(); ++i) {
+      problems.check([&] {
+        const auto row = table->row(i);
+        CatalogItem item = catalog_item(row);
+        const auto [it, inserted] = defined_at.emplace(item.code, row.where());
+        if (!inserted) {
+          throw row.error("code", "is a duplicate task code (first defined at " + it->second + ")");
+        }
+        catalog.add(std::move(item));
+      });
     }
   }
+  problems.throw_if_any();
   return catalog;
 }
 
 Directory load_directory(const std::vector<std::string>& staff_csvs,
                          const std::vector<std::string>& units_csvs) {
   Directory directory;
+  ConfigProblems problems;
   std::map<std::string, std::string> staff_at, identifier_at;  // -> "file:line"
   for (const auto& staff_csv : staff_csvs) {
-    const CsvTable staff(staff_csv, {"staff_code", "full_name", "agency_code", "leader", "active"},
-                         {"sector", "identifiers"});
-    for (std::size_t i = 0; i < staff.size(); ++i) {
-      const auto row = staff.row(i);
-      StaffInfo info;
-      info.staff_code = code_field(row, "staff_code");
-      info.full_name = row.get("full_name");
-      if (info.full_name.empty()) throw row.error("full_name", "is empty");
-      info.agency_code = code_field(row, "agency_code");
-      info.leader = bool_field(row, "leader", false);
-      info.active = bool_field(row, "active", true);
-      info.sector = sector_field(row);
-      if (const auto [it, inserted] = staff_at.emplace(info.staff_code, row.where()); !inserted) {
-        throw row.error("staff_code", "is a duplicate staff code (first at " + it->second + ")");
-      }
-      for (auto& identifier : split(row.get("identifiers"), ';')) {
-        if (has_space(identifier)) {
-          throw row.error("identifiers", "has an identifier with whitespace");
-        }
-        if (const auto [it, inserted] = identifier_at.emplace(identifier, row.where()); !inserted) {
-          throw row.error("identifiers", "repeats identifier " + quote_value(identifier) +
-                                             " (already at " + it->second + ")");
-        }
-        directory.add_identifier(std::move(identifier), info.staff_code);
-      }
-      directory.add_staff(std::move(info));
+    std::optional<CsvTable> staff;
+    if (!problems.check([&] {
+          staff.emplace(staff_csv,
+                        std::vector<std::string>{"staff_code", "full_name", "agency_code", "leader",
+                                                 "active"},
+                        std::vector<std::string>{"sector", "identifiers"});
+        })) {
+      continue;
+    }
+    for (std::size_t i = 0; i < staff->size(); ++i) {
+      problems.check([&] { add_staff_row(staff->row(i), directory, staff_at, identifier_at); });
     }
   }
 
   std::map<std::string, std::string> unit_at;
   for (const auto& units_csv : units_csvs) {
-    const CsvTable units(units_csv, {"unit_code", "agency_code"}, {"name"});
-    for (std::size_t i = 0; i < units.size(); ++i) {
-      const auto row = units.row(i);
-      std::string unit_code = code_field(row, "unit_code");
-      std::string agency_code = code_field(row, "agency_code");
-      if (const auto [it, inserted] = unit_at.emplace(unit_code, row.where()); !inserted) {
-        throw row.error("unit_code", "is a duplicate unit code (first at " + it->second + ")");
-      }
-      directory.add_unit(std::move(unit_code), std::move(agency_code));
+    std::optional<CsvTable> units;
+    if (!problems.check([&] {
+          units.emplace(units_csv, std::vector<std::string>{"unit_code", "agency_code"},
+                        std::vector<std::string>{"name"});
+        })) {
+      continue;
+    }
+    for (std::size_t i = 0; i < units->size(); ++i) {
+      problems.check([&] {
+        const auto row = units->row(i);
+        std::string unit_code = code_field(row, "unit_code");
+        std::string agency_code = code_field(row, "agency_code");
+        if (const auto [it, inserted] = unit_at.emplace(unit_code, row.where()); !inserted) {
+          throw row.error("unit_code", "is a duplicate unit code (first at " + it->second + ")");
+        }
+        directory.add_unit(std::move(unit_code), std::move(agency_code));
+      });
     }
   }
+  problems.throw_if_any();
   return directory;
 }
 
 HolidayCalendar load_holidays(const std::vector<std::string>& files) {
   HolidayCalendar calendar;
+  ConfigProblems problems;
   std::map<int32_t, std::string> defined_at;
   for (const auto& file : files) {
-    const CsvTable table(file, {"date", "name"});
-    for (std::size_t i = 0; i < table.size(); ++i) {
-      const auto row = table.row(i);
-      const auto date = Date::parse(row.get("date"));
-      if (!date) throw row.error("date", "is not a date (YYYY-MM-DD)");
-      const std::string name = row.get("name");
-      if (name.empty()) throw row.error("name", "is empty");
-      if (const auto [it, inserted] = defined_at.emplace(date->days, row.where()); !inserted) {
-        throw row.error("date", "is listed twice (first at " + it->second + ")");
-      }
-      calendar.add(*date, name);
+    std::optional<CsvTable> table;
+    if (!problems.check([&] { table.emplace(file, std::vector<std::string>{"date", "name"}); })) {
+      continue;
+    }
+    for (std::size_t i = 0; i < table->size(); ++i) {
+      problems.check([&] {
+        const auto row = table->row(i);
+        const auto date = Date::parse(row.get("date"));
+        if (!date) throw row.error("date", "is not a date (YYYY-MM-DD)");
+        const std::string name = row.get("name");
+        if (name.empty()) throw row.error("name", "is empty");
+        if (const auto [it, inserted] = defined_at.emplace(date->days, row.where()); !inserted) {
+          throw row.error("date", "is listed twice (first at " + it->second + ")");
+        }
+        calendar.add(*date, name);
+      });
     }
   }
+  problems.throw_if_any();
   return calendar;
 }
 

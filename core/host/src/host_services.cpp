@@ -259,24 +259,23 @@ struct HostServicesAccess {
     delete reinterpret_cast<ClientBox*>(client);
   }
 
-  static int32_t stop_requested(void* ctx) { return self(ctx).stop_.load() ? 1 : 0; }
+  static int32_t stop_requested(void* ctx) { return self(ctx).stop_requested() ? 1 : 0; }
 
   static void sleep_ms(void* ctx, uint32_t ms) {
-    auto& s = self(ctx);
-    std::unique_lock<std::mutex> lock(s.stop_mutex_);
-    s.stop_cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return s.stop_.load(); });
+    self(ctx).stop_->wait_for(std::chrono::milliseconds(ms));
   }
 };
 
 HostServices::HostServices(std::string plugin_instance, Logger& logger, const Clock& clock,
                            const SecretResolver& secrets, Metrics* metrics,
-                           int32_t utc_offset_minutes)
+                           int32_t utc_offset_minutes, StopSignal* stop)
     : instance_(std::move(plugin_instance)),
       logger_(logger),
       clock_(clock),
       secrets_(secrets),
       metrics_(metrics),
-      utc_offset_minutes_(utc_offset_minutes) {
+      utc_offset_minutes_(utc_offset_minutes),
+      stop_(stop ? stop : &own_stop_) {
   api_.struct_size = sizeof(api_);
   api_.ctx = this;
   api_.log = &HostServicesAccess::log;
@@ -304,16 +303,17 @@ void HostServices::warn_metric_once(std::string_view metric, const std::string& 
 
 HostServices::~HostServices() = default;
 
-void HostServices::request_stop() {
+void StopSignal::request() {
   {
-    std::lock_guard<std::mutex> lock(stop_mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
   }
-  stop_cv_.notify_all();
+  cv_.notify_all();
 }
 
-void HostServices::reset_stop() {
-  stop_ = false;
+void StopSignal::wait_for(std::chrono::milliseconds ms) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  cv_.wait_for(lock, ms, [&] { return stop_.load(); });
 }
 
 }  // namespace kpihub

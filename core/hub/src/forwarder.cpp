@@ -63,10 +63,13 @@ ForwardStep Forwarder::step() {
   auto batch = store_.next_batch(config_.name, config_.batch_max_items, config_.batch_max_bytes);
   if (!batch) return ForwardStep::idle;
   const int64_t now = clock_.now_unix_ms();
-  if (batch->not_before_unix_ms > now) {
+  if (batch->not_before_unix_ms > now && !try_at_once_) {
     next_attempt_ms_ = batch->not_before_unix_ms;
+    waiting_ = {batch->batch_id, batch->items.size(), batch->attempts, batch->last_error,
+                next_attempt_ms_};
     return ForwardStep::deferred;
   }
+  try_at_once_ = false;
   const MetricLabels labels{{"sink", config_.name}};
   std::vector<kpihub_batch_item> items;
   items.reserve(batch->items.size());
@@ -89,6 +92,7 @@ ForwardStep Forwarder::step() {
   auto defer = [&](int64_t wait_ms, const std::string& why) {
     next_attempt_ms_ = now + wait_ms;
     store_.defer_batch(batch->batch_id, next_attempt_ms_, why);
+    waiting_ = {batch->batch_id, items.size(), c_batch.attempt, why, next_attempt_ms_};
     metrics_.add("kpihub_forward_retries_total", labels, 1);
     logger_.warn(config_.name, "batch " + batch->batch_id + " (" + std::to_string(items.size()) +
                                    " items, attempt " + std::to_string(c_batch.attempt) +

@@ -150,8 +150,9 @@ std::vector<std::string> Hub::start() {
       return nullptr;
     }
     try {
-      auto services = std::make_unique<HostServices>(c.name, logger_, clock_, secrets_, &metrics_,
-                                                     reference_.rules.utc_offset_minutes);
+      auto services =
+          std::make_unique<HostServices>(c.name, logger_, clock_, secrets_, &metrics_,
+                                         reference_.rules.utc_offset_minutes, &stop_signal_);
       return std::make_unique<PluginInstance>(plugin, c.name, c.settings_json, std::move(services));
     } catch (const PluginError& e) {
       const std::string line = std::string(e.what()) + "; it is left out";
@@ -319,19 +320,41 @@ bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
                                   std::to_string(r.commit.inserted) + " new, " +
                                   std::to_string(r.commit.updated) + " updated, " +
                                   std::to_string(r.commit.quarantined) + " quarantined" +
+                                  (r.commit.quarantine_resolved == 0
+                                       ? ""
+                                       : ", " + std::to_string(r.commit.quarantine_resolved) +
+                                             " quarantine entries resolved by newer revisions") +
                                   (progress.empty() ? "" : " (" + progress + ")"));
   return page.caught_up == 0;
 }
 
+StopRelay::StopRelay(const std::atomic<bool>& stop, std::function<void()> on_stop)
+    : thread_([this, &stop, on_stop = std::move(on_stop)] {
+        while (!stop.load() && !done_.load()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        if (stop.load()) on_stop();
+      }) {}
+
+StopRelay::~StopRelay() {
+  done_ = true;
+  thread_.join();
+}
+
 RunSummary Hub::run_once(const std::atomic<bool>& stop) {
   RunSummary summary;
+  // A source waiting out a retry (up to its Retry-After maximum) returns at once on a stop.
+  const StopRelay relay(stop, [this] { request_stop(); });
   for (auto& s : sources_) {
+    // Stopped: the sources not pulled yet are not failures.
+    if (stop.load()) break;
     int failures = 0;
     for (int attempt = 1; !s->staff_ready && attempt < options_.max_pull_failures && !stop.load();
          ++attempt) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200 * attempt));
       s->staff_ready = sync_staff(*s);
     }
+    if (stop.load()) break;
     if (!s->staff_ready) {
       summary.errors.push_back("source " + s->config.name +
                                ": not pulled, because its staff list could not be read (" +
@@ -447,6 +470,10 @@ void Hub::forward_pending(RunSummary& out, const std::atomic<bool>& stop,
   constexpr int64_t kPollMs = 20;
   std::optional<int64_t> deadline;
   std::vector<bool> finished(sinks_.size(), false);
+  // An operator's run tries each sink's pending batch at once, whatever wait an earlier run
+  // saved for it (up to minutes after a few failures): otherwise a run within that wait would
+  // end having sent nothing.
+  for (auto& s : sinks_) s->forwarder->try_at_once();
   try {
     while (!stop.load()) {
       // Read before stepping: a sink found idle after this is idle for good.
@@ -465,10 +492,17 @@ void Hub::forward_pending(RunSummary& out, const std::atomic<bool>& stop,
         } else if (step == ForwardStep::idle) {
           finished[i] = last_round;
         } else if (deadline && s.forwarder->next_attempt_ms() > *deadline) {
-          out.errors.push_back("sink " + s.config.name +
-                               ": receiver did not take every batch within " +
-                               std::to_string(options_.forward_timeout_ms / 1000) +
-                               " s; the rest waits in the outbox for the next run");
+          // What waits, why, and until when: the next run can tell whether to wait for it.
+          const Forwarder::Waiting& w = s.forwarder->waiting();
+          out.errors.push_back(
+              "sink " + s.config.name + ": batch " + w.batch_id + " (" + std::to_string(w.items) +
+              " items, " + std::to_string(w.attempts) + " attempts) not delivered (" + w.reason +
+              "); next try at " +
+              Timestamp{w.next_attempt_ms / 1000, reference_.rules.utc_offset_minutes}.str() +
+              ", " + std::to_string((w.next_attempt_ms - now + 999) / 1000) +
+              " s from now, after --forward-timeout (" +
+              std::to_string(options_.forward_timeout_ms / 1000) +
+              " s): it waits in the outbox for the next run");
           finished[i] = true;
         } else {
           wake_at = std::min(wake_at, s.forwarder->next_attempt_ms());
@@ -572,13 +606,8 @@ void Hub::run(const std::atomic<bool>& stop) {
     });
   }
   // Plugins blocked in a retry wait (sleep_ms) return early once asked to stop.
-  std::thread stopper([&] {
-    while (!stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    for (auto& s : sources_) s->instance->services().request_stop();
-    for (auto& s : sinks_) s->instance->services().request_stop();
-  });
+  const StopRelay relay(stop, [this] { request_stop(); });
   for (auto& t : threads) t.join();
-  stopper.join();
 }
 
 void Hub::note_error(SourceRuntime& s, const std::string& error, const char* state) {

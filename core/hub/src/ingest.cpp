@@ -115,6 +115,19 @@ std::optional<QuarantineEntry> Ingestor::resolve(WorkRecord& r, const kpihub_rec
   return std::nullopt;
 }
 
+std::optional<QuarantineEntry> Ingestor::resolve_or_withdraw(WorkRecord& r,
+                                                             const kpihub_record& raw) const {
+  if (is_bare_withdrawal(r)) return std::nullopt;
+  auto q = resolve(r, raw);
+  // A withdrawal whose content no longer resolves (its person left the directory, its task
+  // the catalog) still withdraws the stored record, by its id.
+  if (q && r.retracted) {
+    r = bare_withdrawal(r);
+    return std::nullopt;
+  }
+  return q;
+}
+
 PageCommit Ingestor::prepare(const std::string& source, const kpihub_page& page,
                              int64_t now_ms) const {
   const auto lock = read_lock(directory_lock_);
@@ -133,7 +146,7 @@ PageCommit Ingestor::prepare(const std::string& source, const kpihub_page& page,
       continue;
     }
     auto& record = std::get<WorkRecord>(n);
-    if (auto q = resolve(record, in)) {
+    if (auto q = resolve_or_withdraw(record, in)) {
       commit.quarantined.push_back(std::move(*q));
       continue;
     }
@@ -173,7 +186,7 @@ ReplayResult Ingestor::replay(const std::vector<QuarantineRow>& rows, int64_t no
       std::optional<QuarantineEntry> failed;
       if (auto* q = std::get_if<QuarantineEntry>(&n)) {
         failed = std::move(*q);
-      } else if (auto q = resolve(std::get<WorkRecord>(n), fields->view())) {
+      } else if (auto q = resolve_or_withdraw(std::get<WorkRecord>(n), fields->view())) {
         failed = std::move(q);
       }
       if (failed) {

@@ -235,4 +235,15 @@ std::optional<Reason> parse_reason(std::string_view s) {
   return std::nullopt;
 }
 
+WorkRecord bare_withdrawal(const WorkRecord& r) {
+  WorkRecord w;
+  w.record_id = r.record_id;
+  w.source_system = r.source_system;
+  w.source_id = r.source_id;
+  w.revision = r.revision;
+  w.retracted = true;
+  w.changed_at = r.changed_at;
+  return w;
+}
+
 }  // namespace kpihub

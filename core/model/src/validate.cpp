@@ -169,21 +169,21 @@ void check_encoding(kpihub_str s, const char* field) {
   }
 }
 
-WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
-  // Encoding first: every other message quotes values and must stay valid UTF-8.
+// Fields [from, to) of kpihub_field: encoding first (every other message quotes values and
+// must stay valid UTF-8), then types ("minutes": "195" is not 195 minutes).
+void check_fields(const kpihub_record& in, kpihub_field from, kpihub_field to) {
   const kpihub_str texts[] = {
       in.source_id,        in.revision,    in.retracted,    in.staff_code,
       in.source_staff_id,  in.agency_code, in.task_code,    in.work_date,
       in.declared_minutes, in.quantity,    in.product_unit, in.title,
       in.evidence_ref,     in.deadline,    in.completed_at, in.approval_status,
       in.approval_rating,  in.approval_by, in.approval_at,  in.changed_at};
-  for (std::size_t f = 0; f < std::size(texts); ++f) {
-    check_encoding(texts[f], kFieldNames[f].data());
-  }
-  // Then types: "minutes": "195" is not 195 minutes.
   static_assert(std::extent_v<decltype(texts)> == KPIHUB_FIELD_COUNT,
                 "texts lists every field in kpihub_field order");
-  for (std::size_t f = 0; f < std::size(texts); ++f) {
+  for (std::size_t f = from; f < static_cast<std::size_t>(to); ++f) {
+    check_encoding(texts[f], kFieldNames[f].data());
+  }
+  for (std::size_t f = from; f < static_cast<std::size_t>(to); ++f) {
     const auto field = static_cast<kpihub_field>(f);
     const kpihub_value_kind expected = field == KPIHUB_FIELD_REVISION ||
                                                field == KPIHUB_FIELD_DECLARED_MINUTES ||
@@ -193,11 +193,12 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
                                                                          : KPIHUB_VALUE_STRING;
     check_kind(in, texts[f], field, kFieldNames[f].data(), expected);
   }
-  for (std::size_t i = 0; i < in.attribute_count; ++i) {
-    check_encoding(in.attributes[i].key, "attributes");
-    check_encoding(in.attributes[i].value, "attributes");
-  }
+}
 
+// What every record needs, a withdrawal too: its id, its revision, whether it is withdrawn.
+WorkRecord identity(const kpihub_record& in, const ValidationContext& ctx) {
+  // Encoding first: every other message quotes values and must stay valid UTF-8.
+  check_fields(in, KPIHUB_FIELD_SOURCE_ID, KPIHUB_FIELD_STAFF_CODE);
   WorkRecord r;
   r.source_system = ctx.source_system;
   r.source_id = std::string(required(in.source_id, "source_id"));
@@ -218,6 +219,17 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
                     "retracted: " + quoted(v) + " is not true or false"};
     }
   }
+  return r;
+}
+
+// The rest of the record, checked into `r`.
+void content(const kpihub_record& in, const ValidationContext& ctx, WorkRecord& r) {
+  check_fields(in, KPIHUB_FIELD_STAFF_CODE, KPIHUB_FIELD_COUNT);
+  for (std::size_t i = 0; i < in.attribute_count; ++i) {
+    check_encoding(in.attributes[i].key, "attributes");
+    check_encoding(in.attributes[i].value, "attributes");
+  }
+
   r.staff_code = std::string(view(in.staff_code));
   r.source_staff_id = std::string(view(in.source_staff_id));
   if (r.staff_code.empty() && r.source_staff_id.empty()) {
@@ -306,6 +318,27 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
                       std::to_string(ctx.retention_days) + " days before today (" +
                       ctx.today.str() + "); widen retention_days to backfill"};
   }
+}
+
+WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
+  WorkRecord r = identity(in, ctx);
+  if (!r.retracted) {
+    content(in, ctx, r);
+    return r;
+  }
+  // A withdrawal needs only its id and revision. The content a tombstone may carry (the last
+  // the source had) is kept when it is valid, and set aside when not: an invalid last edit
+  // must not keep a record the source deleted counting.
+  WorkRecord full = r;
+  try {
+    content(in, ctx, full);
+    return full;
+  } catch (const Invalid&) {
+  }
+  try {
+    r.changed_at = optional_timestamp(in.changed_at, "changed_at");
+  } catch (const Invalid&) {
+  }
   return r;
 }
 
@@ -364,26 +397,25 @@ bool valid_utf8(std::string_view s) {
 
 std::string record_fields_json(const kpihub_record& in) {
   boost::json::object o;
-  auto put = [&](const char* k, kpihub_str s) {
-    if (!s.data) return;
-    // Invalid bytes are kept visible but harmless in the stored payload.
+  // Invalid bytes are kept visible but harmless in the stored payload.
+  auto text = [](kpihub_str s) -> boost::json::string {
     const auto v = view(s);
-    if (valid_utf8(v)) {
-      o.emplace(k, v);
-    } else {
-      std::string hex;
-      static const char* digits = "0123456789abcdef";
-      for (unsigned char c : v) {
-        if (c >= 0x20 && c < 0x7f) {
-          hex += static_cast<char>(c);
-        } else {
-          hex += "\\x";
-          hex += digits[c >> 4];
-          hex += digits[c & 15];
-        }
+    if (valid_utf8(v)) return boost::json::string(v);
+    std::string hex;
+    static const char* digits = "0123456789abcdef";
+    for (unsigned char c : v) {
+      if (c >= 0x20 && c < 0x7f) {
+        hex += static_cast<char>(c);
+      } else {
+        hex += "\\x";
+        hex += digits[c >> 4];
+        hex += digits[c & 15];
       }
-      o.emplace(k, hex);
     }
+    return boost::json::string(hex);
+  };
+  auto put = [&](const char* k, kpihub_str s) {
+    if (s.data) o.emplace(k, text(s));
   };
   put("source_id", in.source_id);
   put("revision", in.revision);
@@ -412,6 +444,16 @@ std::string record_fields_json(const kpihub_record& in) {
     if (kind != KPIHUB_VALUE_TEXT) kinds.emplace(kFieldNames[f], kind_name(kind));
   }
   if (!kinds.empty()) o.emplace("value_kinds", std::move(kinds));
+  if (in.attribute_count > 0) {
+    // [key, value] pairs: order and repeats as the adapter gave them.
+    boost::json::array attributes;
+    attributes.reserve(in.attribute_count);
+    for (std::size_t i = 0; i < in.attribute_count; ++i) {
+      attributes.push_back(
+          boost::json::array{text(in.attributes[i].key), text(in.attributes[i].value)});
+    }
+    o.emplace("attributes", std::move(attributes));
+  }
   return boost::json::serialize(o);
 }
 
@@ -481,8 +523,26 @@ std::unique_ptr<RecordFields> RecordFields::parse(std::string_view json) {
       }
       continue;
     }
+    if (kv.key() == "attributes") {
+      if (!kv.value().is_array()) return nullptr;
+      for (const auto& pair : kv.value().get_array()) {
+        const auto* kv_pair = pair.if_array();
+        if (!kv_pair || kv_pair->size() != 2 || !(*kv_pair)[0].is_string() ||
+            !(*kv_pair)[1].is_string()) {
+          return nullptr;
+        }
+        out->attributes_.emplace_back(std::string((*kv_pair)[0].get_string()),
+                                      std::string((*kv_pair)[1].get_string()));
+      }
+      continue;
+    }
     if (!kv.value().is_string()) return nullptr;
     out->values_.emplace(std::string(kv.key()), std::string(kv.value().as_string()));
+  }
+  // The pairs are in place: the views point into them.
+  out->c_attributes_.reserve(out->attributes_.size());
+  for (const auto& [key, value] : out->attributes_) {
+    out->c_attributes_.push_back({{key.data(), key.size()}, {value.data(), value.size()}});
   }
   auto field = [&](const char* key) -> kpihub_str {
     auto it = out->values_.find(key);
@@ -513,6 +573,8 @@ std::unique_ptr<RecordFields> RecordFields::parse(std::string_view json) {
   r.changed_at = field("changed_at");
   r.value_kinds = out->kinds_.data();
   r.value_kind_count = out->kinds_.size();
+  r.attributes = out->c_attributes_.data();
+  r.attribute_count = out->c_attributes_.size();
   return out;
 }
 

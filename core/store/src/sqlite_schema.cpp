@@ -314,6 +314,12 @@ void migration_9(Poco::Data::Session& s) {
       now;
 }
 
+// A stored revision resolves the quarantine entries of its record that it supersedes (issue
+// 18): the page commit looks them up by record id, one index probe per record it stores.
+void migration_10(Poco::Data::Session& s) {
+  s << "CREATE INDEX quarantine_by_record ON quarantine (record_id)", now;
+}
+
 struct Migration {
   void (*apply)(Poco::Data::Session&);
   const char* what;  // for the operator's log while a store is upgraded
@@ -330,7 +336,8 @@ const std::vector<Migration>& migrations() {
       {migration_6, "scoring index keyed by work date, rebuilt over every record"},
       {migration_7, "revision history read as the scorer's change log"},
       {migration_8, "index of batches by their last item, built over every batch"},
-      {migration_9, "staff lists synced from the sources"}};
+      {migration_9, "staff lists synced from the sources"},
+      {migration_10, "index of quarantine entries by record, built over every entry"}};
   return all;
 }
 

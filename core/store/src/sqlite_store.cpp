@@ -25,8 +25,11 @@
 #include <Poco/Exception.h>
 #include <Poco/UUIDGenerator.h>
 
+#include <boost/json.hpp>
+
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <exception>
 #include <limits>
@@ -152,6 +155,9 @@ class SqliteStore final : public Store {
       // The staff days records left (their new place is in record_revisions, the scorer's
       // change log; schema 7). Rare: a revision nearly always keeps its staff member and day.
       std::map<std::pair<std::string, std::string>, DayMask> left;
+      // The highest revision this page stored of each record, or withdrew of one never stored:
+      // the quarantine entries it supersedes go (the source corrected or deleted the record).
+      std::unordered_map<std::string_view, int64_t> superseding;
       for (const auto& r : page.records) {
         auto it = known.find(r.record_id);
         if (it == known.end()) {
@@ -174,6 +180,22 @@ class SqliteStore final : public Store {
           ++result.ignored_stale;
           continue;
         }
+        if (is_bare_withdrawal(r)) {
+          // Nothing stored: nothing to withdraw. Otherwise the stored record, with its content,
+          // becomes the withdrawn revision (the trigger logs it for the scorer).
+          int64_t& superseded = superseding[r.record_id];
+          superseded = std::max(superseded, r.revision);
+          if (it == known.end()) {
+            ++result.ignored_stale;
+            continue;
+          }
+          ++result.updated;
+          withdraw(r, at);
+          it->second.revision = r.revision;
+          continue;
+        }
+        int64_t& superseded = superseding[r.record_id];
+        superseded = std::max(superseded, r.revision);
         if (it == known.end()) {
           ++result.inserted;
           it = known.emplace(r.record_id, Known{}).first;
@@ -201,15 +223,11 @@ class SqliteStore final : public Store {
         }
       }
 
+      // Quarantine entries up to here are older than every item of this page.
+      const int64_t quarantined_before_page = superseding.empty() ? 0 : last_quarantine_id();
       if (!page.quarantined.empty()) insert_quarantine(page, at);
       result.quarantined = page.quarantined.size();
-      for (int64_t id : page.resolved_quarantine_ids) {
-        int64_t qid = id;
-        session_ << "UPDATE cursors SET quarantined = MAX(0, quarantined - 1) "
-                    "WHERE source = (SELECT source FROM quarantine WHERE id = ?)",
-            use(qid), now;
-        session_ << "DELETE FROM quarantine WHERE id = ?", use(qid), now;
-      }
+      for (int64_t id : page.resolved_quarantine_ids) remove_quarantine_entry(id);
 
       mark_dirty(left, at);
 
@@ -236,6 +254,12 @@ class SqliteStore final : public Store {
         if (sqlite3_step(cursor) != SQLITE_DONE) {
           store_detail::sqlite_fail(db_, path_, "storing the cursor");
         }
+      }
+      // After the cursor row (whose count they lower) and this page's own entries (a valid
+      // revision resolves an invalid older one of the same page).
+      for (const auto& [id, revision] : superseding) {
+        result.quarantine_resolved +=
+            resolve_superseded_quarantine(id, revision, quarantined_before_page);
       }
       tx.commit();
       return result;
@@ -650,11 +674,13 @@ class SqliteStore final : public Store {
       std::string s = sink;
       std::optional<Batch> batch;
       {
-        std::vector<std::string> id;
+        std::vector<std::string> id, last_error;
         std::vector<int64_t> first, last, attempts, not_before;
-        session_ << "SELECT batch_id, first_seq, last_seq, attempts, not_before FROM batches "
+        session_ << "SELECT batch_id, first_seq, last_seq, attempts, not_before, "
+                    "IFNULL(last_error, '') FROM batches "
                     "WHERE sink = ? AND state = 'pending' ORDER BY first_seq LIMIT 1",
-            use(s), into(id), into(first), into(last), into(attempts), into(not_before), now;
+            use(s), into(id), into(first), into(last), into(attempts), into(not_before),
+            into(last_error), now;
         if (!id.empty()) {
           batch.emplace();
           batch->batch_id = id[0];
@@ -663,6 +689,7 @@ class SqliteStore final : public Store {
           batch->last_seq = last[0];
           batch->attempts = static_cast<uint32_t>(attempts[0]);
           batch->not_before_unix_ms = not_before[0];
+          batch->last_error = last_error[0];
           batch->items = read_outbox("WHERE seq BETWEEN ? AND ? ORDER BY seq", first[0], last[0]);
           tx.commit();
           return batch;
@@ -1406,6 +1433,82 @@ class SqliteStore final : public Store {
     }
   }
 
+  int64_t last_quarantine_id() {
+    int64_t id = 0;
+    session_ << "SELECT IFNULL(MAX(id), 0) FROM quarantine", into(id), now;
+    return id;
+  }
+
+  // Deletes a quarantine entry and counts it out of its source's quarantined items.
+  void remove_quarantine_entry(int64_t id) {
+    session_ << "UPDATE cursors SET quarantined = MAX(0, quarantined - 1) "
+                "WHERE source = (SELECT source FROM quarantine WHERE id = ?)",
+        use(id), now;
+    session_ << "DELETE FROM quarantine WHERE id = ?", use(id), now;
+  }
+
+  // Removes the quarantine entries of `record_id` that its stored revision `revision`
+  // supersedes: those of a revision not above it, and those of no readable revision that are
+  // older than the page (id up to `older_up_to`). Returns how many.
+  std::size_t resolve_superseded_quarantine(std::string_view record_id, int64_t revision,
+                                            int64_t older_up_to) {
+    sqlite3_stmt* find = quarantine_of_record_.get(
+        db_, "SELECT id, fields FROM quarantine WHERE record_id = ?", path_);
+    std::vector<int64_t> superseded;
+    {
+      store_detail::StatementScope scope(find);
+      store_detail::bind_text(find, 1, record_id);
+      int rc = 0;
+      while ((rc = sqlite3_step(find)) == SQLITE_ROW) {
+        const int64_t id = sqlite3_column_int64(find, 0);
+        const std::optional<int64_t> entry_revision =
+            quarantined_revision(store_detail::column_text(find, 1));
+        if (entry_revision ? *entry_revision <= revision : id <= older_up_to) {
+          superseded.push_back(id);
+        }
+      }
+      if (rc != SQLITE_DONE) {
+        store_detail::sqlite_fail(db_, path_,
+                                  "reading the quarantine of record " + std::string(record_id));
+      }
+    }
+    for (const int64_t id : superseded) remove_quarantine_entry(id);
+    return superseded.size();
+  }
+
+  // The revision a quarantine entry's fields (record_fields_json) name, if they name a whole one.
+  static std::optional<int64_t> quarantined_revision(std::string_view fields) {
+    if (fields.empty()) return std::nullopt;
+    boost::system::error_code ec;
+    const auto parsed = boost::json::parse(fields, ec);
+    const auto* object = ec ? nullptr : parsed.if_object();
+    const auto* text = object ? object->if_contains("revision") : nullptr;
+    if (!text || !text->is_string()) return std::nullopt;
+    const std::string_view v = text->get_string();
+    int64_t out = 0;
+    const auto [end, error] = std::from_chars(v.data(), v.data() + v.size(), out);
+    if (error != std::errc() || end != v.data() + v.size()) return std::nullopt;
+    return out;
+  }
+
+  // The stored record `w` names becomes its revision w.revision, withdrawn, content unchanged.
+  void withdraw(const WorkRecord& w, int64_t at) {
+    sqlite3_stmt* update = withdraw_record_.get(
+        db_,
+        "UPDATE records SET revision = ?2, retracted = 1, changed_at = NULLIF(?3, ''), "
+        "received_at = ?4 WHERE record_id = ?1",
+        path_);
+    store_detail::StatementScope scope(update);
+    store_detail::bind_text(update, 1, w.record_id);
+    sqlite3_bind_int64(update, 2, w.revision);
+    const std::string changed_at = w.changed_at ? w.changed_at->str() : std::string();
+    store_detail::bind_text(update, 3, changed_at);
+    sqlite3_bind_int64(update, 4, at);
+    if (sqlite3_step(update) != SQLITE_DONE) {
+      store_detail::sqlite_fail(db_, path_, "withdrawing record " + w.record_id);
+    }
+  }
+
   void insert_quarantine(const PageCommit& page, int64_t at) {
     std::vector<std::string> system, source_id, record_id, reason, field, message, payload,
         location, fields;
@@ -1463,7 +1566,8 @@ class SqliteStore final : public Store {
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
       append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
       staff_month_scores_, move_score_, staff_day_scan_, record_score_, read_day_totals_,
-      upsert_day_totals_, clear_dirty_, read_log_, newest_revisions_;
+      upsert_day_totals_, clear_dirty_, read_log_, newest_revisions_, withdraw_record_,
+      quarantine_of_record_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   // One part of a month scan: its read connection, its two statements (the last part has no

@@ -118,9 +118,8 @@ class Inbox {
   // in the cursor between calls (for example the last date range fetched).
   using Fetcher = std::function<void(std::string& state)>;
 
-  // Reads inbox_dir (required), archive_dir, rejected_dir, file_suffixes,
-  // settle_ms, unfinished_wait_ms, max_file_bytes, archive_retention_days and
-  // page_records.
+  // Reads inbox_dir (required), create_inbox_dir, archive_dir, rejected_dir, file_suffixes,
+  // settle_ms, unfinished_wait_ms, max_file_bytes, archive_retention_days and page_records.
   Inbox(const Host& host, Settings& settings) : host_(host) {
     dir_ = settings.string("inbox_dir");
     if (dir_.empty()) throw ConfigError(settings.path() + ".inbox_dir: must not be empty");
@@ -135,10 +134,22 @@ class Inbox {
         static_cast<std::uint64_t>(settings.integer("max_file_bytes", std::int64_t{1} << 30, 1));
     retention_days_ = settings.integer("archive_retention_days", 90, 0, 36500);
     page_records_ = static_cast<std::size_t>(settings.integer("page_records", 500, 1, 100000));
+    // A missing inbox is refused: a typo, or a share that is not mounted, would otherwise be
+    // read as an empty folder for ever. An inbox the hub owns (in its data folder, as in the
+    // default configuration) is created when create_inbox_dir is true.
+    const bool create = settings.boolean("create_inbox_dir", false);
     std::error_code ec;
+    if (create && !std::filesystem::is_directory(dir_, ec)) {
+      std::filesystem::create_directories(dir_, ec);
+      if (ec) {
+        throw ConfigError(settings.path() + ".inbox_dir: cannot create \"" + dir_.string() +
+                          "\": " + ec.message());
+      }
+    }
     if (!std::filesystem::is_directory(dir_, ec)) {
       throw ConfigError(settings.path() + ".inbox_dir: \"" + dir_.string() +
-                        "\" is not a directory");
+                        "\" is not a directory" +
+                        (create ? "" : " (set create_inbox_dir to true to have it created)"));
     }
     for (const auto& d : {work_, archive_, rejected_}) {
       std::filesystem::create_directories(d, ec);

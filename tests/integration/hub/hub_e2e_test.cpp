@@ -2,6 +2,7 @@
 // file and real processes: run --once, a restart after SIGKILL at random
 // moments, refused plugins next to good ones, and clear configuration errors.
 #include <kpihub/net.hpp>
+#include <kpihub/sim/eoffice_sim.hpp>
 #include <kpihub/store.hpp>
 
 #include <gtest/gtest.h>
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -278,6 +280,97 @@ TEST_F(HubE2E, SigtermFinishesThePageInHandAndExitsZero) {
   EXPECT_EQ(cursor % 50, 0) << "a page was cut in half";
 }
 
+// Waits up to `limit` for the process to end; SIGKILLs it after that. nullopt: it did not end.
+std::optional<int> wait_exit_within(const Proc& p, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    int status = 0;
+    if (::waitpid(p.pid, &status, WNOHANG) == p.pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ::kill(p.pid, SIGKILL);
+  ::waitpid(p.pid, nullptr, 0);
+  return std::nullopt;
+}
+
+TEST_F(HubE2E, SigtermDuringRunOnceWakesASourceWaitingOutARetryAfter) {
+  // Every staff and diary answer is 429 or 503 with "Retry-After: 300": the E-Office adapter
+  // waits 300 s (its retry_after_max_ms) before trying again.
+  kpihub::sim::EOfficeSimConfig overloaded;
+  overloaded.fail_429 = 1.0;
+  overloaded.retry_after_seconds = 300;
+  kpihub::sim::EOfficeSimulator eoffice(overloaded);
+  eoffice.start();
+  fs::copy_file(TEST_EOFFICE_PLUGIN, dir_ / "plugins" / fs::path(TEST_EOFFICE_PLUGIN).filename());
+  std::ofstream(dir_ / "eoffice-secret") << overloaded.client_secret << "\n";
+  const auto config = write_config(source_settings(10, 5), "",
+                                   R"(,
+    {"name": "eoffice", "plugin": "eoffice", "settings": {"base_url": ")" +
+                                       eoffice.base_url() + R"(", "client_id": ")" +
+                                       overloaded.client_id + R"(", "client_secret_file": ")" +
+                                       (dir_ / "eoffice-secret").string() + R"("}})");
+  Proc p = start({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
+  const auto asked_until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (eoffice.stats().faults_429 == 0 && std::chrono::steady_clock::now() < asked_until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GT(eoffice.stats().faults_429, 0u) << slurp(p.out_file);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // well inside the wait
+  const auto signalled = std::chrono::steady_clock::now();
+  ::kill(p.pid, SIGTERM);
+  const auto code = wait_exit_within(p, std::chrono::seconds(10));
+  ASSERT_TRUE(code.has_value()) << "still running 10 s after SIGTERM\n" << slurp(p.out_file);
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, std::chrono::seconds(2))
+      << slurp(p.out_file);
+  EXPECT_EQ(*code, 0) << slurp(p.out_file);
+  EXPECT_EQ(eoffice.stats().faults_429, 1u) << "the adapter tried again instead of stopping";
+}
+
+TEST_F(HubE2E, RunOnceTriesABatchAtOnceWhateverRetryWaitWasSavedAndSaysWhatItWaitsFor) {
+  const std::string refusing =
+      R"({"file": ")" + (dir_ / "delivered.tsv").string() + R"(", "settled_items": 0})";
+  // A receiver that takes nothing: the batch stays pending in the store.
+  auto r = run({"run", "--once", "--config", write_config(source_settings(20, 20), refusing),
+                "--forward-timeout", "0"},
+               (dir_ / "out-1.txt").string());
+  ASSERT_EQ(r.code, 1) << r.output;
+  {
+    // After a few more failures its next try is minutes away, saved in the store.
+    auto store = open_store();
+    const auto batch = store->next_batch("files", 50, 1 << 20);
+    ASSERT_TRUE(batch.has_value());
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+    store->defer_batch(batch->batch_id, now_ms + 280000, "HTTP 503");
+  }
+  // The receiver still refuses: the operator's run tries at once, and says when the batch is
+  // tried next and what the receiver answered.
+  r = run({"run", "--once", "--config", write_config(source_settings(20, 20), refusing),
+           "--forward-timeout", "1"},
+          (dir_ / "out-2.txt").string());
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("error: sink files: batch "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("not delivered (settled_items reached); next try at "), std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("did not take every batch"), std::string::npos) << r.output;
+  {
+    auto store = open_store();
+    const auto batch = store->next_batch("files", 50, 1 << 20);
+    ASSERT_TRUE(batch.has_value());
+    store->defer_batch(batch->batch_id, batch->not_before_unix_ms + 280000, "HTTP 503");
+  }
+  // The receiver is back: a run within the saved wait delivers everything, at once.
+  const auto started = std::chrono::steady_clock::now();
+  r = run({"run", "--once", "--config", write_config(source_settings(20, 20))},
+          (dir_ / "out-3.txt").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+  EXPECT_FALSE(delivered().empty());
+}
+
 TEST_F(HubE2E, PoisonRecordBecomesADeadLetterAndTheRestIsDelivered) {
   const auto config =
       write_config(source_settings(60, 20), R"({"file": ")" + (dir_ / "delivered.tsv").string() +
@@ -342,6 +435,47 @@ TEST_F(HubE2E, CheckConfigNamesTheFileAndKeyOfAnError) {
   EXPECT_EQ(r.code, 3) << r.output;
   EXPECT_NE(r.output.find("bad.json"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("sourcez"), std::string::npos) << r.output;
+}
+
+TEST_F(HubE2E, CheckConfigReportsEveryReferenceFileErrorInOnePassAndNoOkBeforeThem) {
+  const std::string catalog = (dir_ / "catalog.csv").string();
+  std::ofstream(catalog) << "# catalog_version: 2025.04\n"
+                            "code,group,title,measure,standard_minutes\n"
+                            "B.03.2,B,Xử lý văn bản,product,abc\n"
+                            "B.09,B,Việc khác,piece,30\n";
+  std::string text = slurp(write_config(source_settings(10, 5)));
+  text.replace(text.find(kConfigDir + "/catalog/province.csv"),
+               (kConfigDir + "/catalog/province.csv").size(), catalog);
+  std::ofstream(dir_ / "hub.json") << text;
+  const auto r =
+      run({"check-config", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_NE(r.output.find("catalog.csv:3: standard_minutes: \"abc\" is not a number"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("catalog.csv:4: measure: \"piece\" is not product or time"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("2 problem(s) found"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("hub.json: ok"), std::string::npos) << r.output;
+}
+
+TEST_F(HubE2E, CheckConfigPassesOnTheDefaultConfigurationOfAFreshClone) {
+  // A clone: the configuration and the secrets of the repository, the plugins built, no var/.
+  const fs::path clone = dir_ / "clone";
+  fs::create_directories(clone);
+  fs::copy(kConfigDir, clone / "config", fs::copy_options::recursive);
+  fs::create_directories(clone / "tests/fixtures");
+  fs::copy(std::string(KPIHUB_SOURCE_DIR) + "/tests/fixtures/secrets",
+           clone / "tests/fixtures/secrets", fs::copy_options::recursive);
+  fs::create_directories(clone / "build");
+  fs::create_directory_symlink(std::string(KPIHUB_BINARY_DIR) + "/plugins",
+                               clone / "build/plugins");
+  const auto r = run({"check-config", "--config", (clone / "config/hub.json").string()},
+                     (dir_ / "out.txt").string());
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("all checks passed"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::is_directory(clone / "var/inbox/education")) << r.output;
 }
 
 TEST_F(HubE2E, UnwritableDataFolderIsAClearStorageError) {

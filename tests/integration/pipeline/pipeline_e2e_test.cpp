@@ -441,13 +441,22 @@ class PipelineE2E : public ::testing::Test {
       }
       after = rows.back().id;
     }
-    std::size_t well_formed = 0, malformed = 0, deleted = 0;
+    std::size_t well_formed = 0, malformed = 0, deleted = 0, withdrawn_malformed = 0;
     for (const auto& s : items) {
       SCOPED_TRACE(s.id);
       if (!s.malformed.empty()) {
         ++malformed;
         EXPECT_EQ(stored.count(s.id), 0u) << "a malformed item was stored";
         const auto q = quarantined.find(s.id);
+        if (s.deleted && (s.malformed == "bad_date" || s.malformed == "missing_field")) {
+          // A deletion needs only the id (issue 18): its invalid last content, which the hub
+          // checks itself, needs no fixing, and it withdraws nothing the hub stored. (The
+          // adapter still rejects the other kinds, type and encoding, before the hub sees
+          // that the item is a deletion.)
+          EXPECT_EQ(q, quarantined.end()) << "a deleted " << s.malformed << " item in quarantine";
+          ++withdrawn_malformed;
+          continue;
+        }
         ASSERT_NE(q, quarantined.end()) << s.malformed << " item not in quarantine";
         EXPECT_EQ(q->second, std::set<std::string>{expected_reason(s.malformed)}) << s.malformed;
         continue;
@@ -460,7 +469,8 @@ class PipelineE2E : public ::testing::Test {
       if (s.deleted) ++deleted;
     }
     EXPECT_EQ(stored.size(), well_formed) << "the store has ids E-Office never served";
-    EXPECT_EQ(quarantined.size(), malformed) << "quarantine has items that were well-formed";
+    EXPECT_EQ(quarantined.size(), malformed - withdrawn_malformed)
+        << "quarantine has items that were well-formed";
     EXPECT_GT(malformed, 0u);
     EXPECT_GT(deleted, 0u);
     const auto counts = store->counts();

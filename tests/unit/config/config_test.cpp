@@ -385,6 +385,24 @@ TEST(Directory, RefusesDuplicatesAndBadValues) {
                   "units3.csv:1: header is missing column(s) agency_code");
 }
 
+TEST(Reference, EveryErrorOfEveryReferenceFileIsReportedInOnePass) {
+  TempDir dir;
+  HubConfig config;
+  config.catalog_files = {dir.write("catalog.csv", kCatalogHeader +
+                                                       "B.01,B,Việc một,product,abc,1,false,,\n"
+                                                       "B.02,B,Việc hai,product,30,1,false,,\n"
+                                                       "B.03,B,Việc ba,piece,30,1,false,,\n")};
+  config.staff_files = {dir.write("staff.csv", kStaffHeader + "KH-1,Một,A1,maybe,true,,\n")};
+  config.units_files = {dir.write("units.csv", "unit_code,agency_code\n56001,A1\n")};
+  config.holiday_files = {dir.write("holidays.csv", "date,name\n2025-02-30,Tết\n")};
+  config.rules_file = kConfigDir + "/rules.json";
+  const std::string message = error_of([&] { load_reference(config); });
+  EXPECT_CONTAINS(message, "catalog.csv:3: standard_minutes: \"abc\" is not a number");
+  EXPECT_CONTAINS(message, "catalog.csv:5: measure: \"piece\" is not product or time");
+  EXPECT_CONTAINS(message, "staff.csv:2: leader: \"maybe\" is not true or false");
+  EXPECT_CONTAINS(message, "holidays.csv:2: date: \"2025-02-30\" is not a date");
+}
+
 // -------------------------------------------------------------- Holidays --
 
 TEST(Holidays, April2025HasTwentyWorkingDays) {

@@ -367,7 +367,17 @@ TEST_F(EducationInboxTest, UnknownSettingsAndAMissingInboxAreConfigurationErrors
     ADD_FAILURE() << "a missing inbox was accepted";
   } catch (const kpihub::sdk::ConfigError& e) {
     EXPECT_CONTAINS(e.what(), "\"/nonexistent/inbox\" is not a directory");
+    EXPECT_CONTAINS(e.what(), "set create_inbox_dir to true to have it created");
   }
+}
+
+TEST_F(EducationInboxTest, AMissingInboxTheHubOwnsIsCreated) {
+  const fs::path owned = dir_ / "var/inbox/education";
+  kpihub::sdk::Settings settings(
+      R"({"inbox_dir": ")" + owned.string() + R"(", "create_inbox_dir": true})",
+      "sources[0].settings");
+  EducationSource s(*host_, settings);
+  EXPECT_TRUE(fs::is_directory(owned));
 }
 
 // ------------------------------------------------------------- HTTP pull ---

@@ -28,6 +28,8 @@ ReferenceData shipped_reference() {
 // Owns the text a kpihub_record points into, as a plugin's page would.
 struct Item {
   std::map<std::string, std::string> f;
+  std::vector<std::pair<std::string, std::string>> attributes;
+  mutable std::vector<kpihub_attribute> c_attributes;  // what c() points at
   kpihub_str s(const char* k) const {
     auto it = f.find(k);
     return it == f.end() ? kpihub_str{nullptr, 0}
@@ -36,8 +38,16 @@ struct Item {
   kpihub_record c() const {
     kpihub_record r{};
     r.struct_size = sizeof(r);
+    c_attributes.clear();
+    for (const auto& [k, v] : attributes) {
+      c_attributes.push_back({{k.data(), k.size()}, {v.data(), v.size()}});
+    }
+    r.attributes = c_attributes.data();
+    r.attribute_count = c_attributes.size();
     r.source_id = s("source_id");
     r.revision = s("revision");
+    r.retracted = s("retracted");
+    r.changed_at = s("changed_at");
     r.staff_code = s("staff_code");
     r.source_staff_id = s("source_staff_id");
     r.agency_code = s("agency_code");
@@ -51,13 +61,10 @@ struct Item {
 };
 
 Item item(std::map<std::string, std::string> overrides) {
-  Item i{{{"source_id", "X-1"},
-          {"revision", "1"},
-          {"staff_code", "KH-000123"},
-          {"task_code", "B.03.2"},
-          {"work_date", "2025-04-08"},
-          {"declared_minutes", "60"},
-          {"quantity", "2"}}};
+  Item i;
+  i.f = {{"source_id", "X-1"},    {"revision", "1"},           {"staff_code", "KH-000123"},
+         {"task_code", "B.03.2"}, {"work_date", "2025-04-08"}, {"declared_minutes", "60"},
+         {"quantity", "2"}};
   for (auto& [k, v] : overrides) {
     if (v.empty()) {
       i.f.erase(k);
@@ -79,8 +86,23 @@ PageCommit prepare(const Ingestor& ingest, const std::string& source,
   return ingest.prepare(source, page, 0);
 }
 
+kpihub_page page_of(std::vector<kpihub_record>& records) {
+  kpihub_page page{};
+  page.struct_size = sizeof(page);
+  page.records = records.data();
+  page.record_count = records.size();
+  return page;
+}
+
 class IngestTest : public ::testing::Test {
  protected:
+  // Ingests the items as one page of `source`, received at `now_ms`.
+  IngestResult ingest_page(Ingestor& ingestor, const std::vector<Item>& items, int64_t now_ms,
+                           const std::string& source = "eoffice") {
+    std::vector<kpihub_record> records;
+    for (const auto& i : items) records.push_back(i.c());
+    return ingestor.ingest(source, page_of(records), now_ms);
+  }
   void SetUp() override {
     path_ = std::filesystem::temp_directory_path() /
             ("kpihub-ingest-" + std::to_string(::getpid()) + ".db");
@@ -209,4 +231,137 @@ TEST_F(IngestTest, QuarantineReplayStoresWhatTheFixedDirectoryNowResolves) {
   EXPECT_FALSE(store_->dirty_staff_months(10).empty()) << "the replayed record is scored";
   // Replaying again finds nothing more to store.
   EXPECT_EQ(replay_quarantine(*store_, ingest, "", "", 0, 4000).replayed, 0u);
+}
+
+TEST_F(IngestTest, AReplayedRecordKeepsItsAttributes) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  Item unknown_task = item({{"source_id", "X-7"}, {"task_code", "Z.99"}});
+  unknown_task.attributes = {{"document_no", "12/UBND-VP"}, {"unit", "Văn phòng"}};
+  ingest_page(ingest, {unknown_task}, 1000);
+  ASSERT_EQ(store_->quarantine("", "", 10, 0).size(), 1u);
+
+  // The catalog learns the task; the replayed record is the one the source sent, attributes
+  // included (the receiver gets them for every other record).
+  CatalogItem z99;
+  z99.code = "Z.99";
+  z99.group = "B";
+  z99.title = "Việc mới";
+  ref_.catalog.add(z99);
+  const auto r = replay_quarantine(*store_, ingest, "", "", 0, 2000);
+  ASSERT_EQ(r.replayed, 1u);
+  const auto stored = store_->record("eoffice:X-7");
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->attributes, unknown_task.attributes);
+}
+
+TEST_F(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "1"}})}, 1000);
+  ASSERT_TRUE(store_->record("eoffice:X-1").has_value());
+
+  // The source only knows the id: the stored record is withdrawn, its content kept.
+  Item withdrawal;
+  withdrawal.f = {{"source_id", "X-1"}, {"revision", "2"}, {"retracted", "true"}};
+  auto r = ingest_page(ingest, {withdrawal}, 2000);
+  EXPECT_EQ(r.commit.quarantined, 0u);
+  EXPECT_EQ(r.commit.updated, 1u);
+  EXPECT_TRUE(store_->quarantine("", "", 10, 0).empty());
+  auto stored = store_->record("eoffice:X-1");
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_TRUE(stored->retracted);
+  EXPECT_EQ(stored->revision, 2);
+  EXPECT_EQ(stored->staff_code, "KH-000123");
+  EXPECT_EQ(stored->work_date, *Date::parse("2025-04-08"));
+  EXPECT_EQ(stored->task_code, "B.03.2");
+  EXPECT_EQ(store_->counts().revisions, 2) << "the scorer's change log has the withdrawal";
+
+  // A tombstone that carries the last content the source had, which was never valid
+  // (2000 minutes), still withdraws the record the hub has.
+  ingest_page(ingest, {item({{"source_id", "X-2"}, {"revision", "1"}})}, 3000);
+  ingest_page(ingest,
+              {item({{"source_id", "X-2"}, {"revision", "2"}, {"declared_minutes", "2000"}})},
+              4000);
+  r = ingest_page(ingest,
+                  {item({{"source_id", "X-2"},
+                         {"revision", "3"},
+                         {"retracted", "true"},
+                         {"declared_minutes", "2000"}})},
+                  5000);
+  EXPECT_EQ(r.commit.quarantined, 0u);
+  stored = store_->record("eoffice:X-2");
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_TRUE(stored->retracted);
+  EXPECT_EQ(stored->revision, 3);
+  EXPECT_EQ(stored->declared_minutes, 60);
+
+  // A withdrawal of a record the hub never stored changes nothing and is no failure.
+  Item unknown;
+  unknown.f = {{"source_id", "X-404"}, {"revision", "5"}, {"retracted", "true"}};
+  r = ingest_page(ingest, {unknown}, 6000);
+  EXPECT_EQ(r.commit.quarantined, 0u);
+  EXPECT_EQ(r.commit.inserted, 0u);
+  EXPECT_FALSE(store_->record("eoffice:X-404").has_value());
+  // Nor is the withdrawal of a record only ever quarantined; its entries go with it (the
+  // source deleted it: nothing is left to fix).
+  ingest_page(ingest,
+              {item({{"source_id", "X-9"}, {"revision", "1"}, {"work_date", "2025-02-30"}})}, 6500);
+  ASSERT_EQ(store_->quarantine("", "", 10, 0).size(), 1u);
+  Item gone;
+  gone.f = {{"source_id", "X-9"}, {"revision", "2"}, {"retracted", "true"}};
+  r = ingest_page(ingest, {gone}, 6600);
+  EXPECT_EQ(r.commit.quarantine_resolved, 1u);
+  EXPECT_TRUE(store_->quarantine("", "", 10, 0).empty());
+  EXPECT_FALSE(store_->record("eoffice:X-9").has_value());
+
+  // Without its revision it is still refused, naming the field.
+  Item no_revision;
+  no_revision.f = {{"source_id", "X-1"}, {"retracted", "true"}};
+  r = ingest_page(ingest, {no_revision}, 7000);
+  EXPECT_EQ(r.commit.quarantined, 1u);
+  EXPECT_EQ(r.quarantined_by_reason.count("missing_field"), 1u);
+}
+
+TEST_F(IngestTest, QuarantineEntriesResolveOnceAHigherValidRevisionIsStored) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  const auto entries = [&] {
+    std::vector<std::string> out;
+    for (const auto& q : store_->quarantine("", "", 100, 0)) {
+      out.push_back(q.entry.record_id + " " + std::string(to_string(q.entry.reason)));
+    }
+    return out;
+  };
+  const auto quarantined_count = [&] {
+    for (const auto& s : store_->sources()) {
+      if (s.source == "eoffice") return s.quarantined;
+    }
+    return int64_t{-1};
+  };
+  // Revision 1 of X-1 is invalid, and so is X-2 (another record).
+  ingest_page(ingest,
+              {item({{"source_id", "X-1"}, {"revision", "1"}, {"declared_minutes", "2000"}}),
+               item({{"source_id", "X-2"}, {"revision", "1"}, {"task_code", "Z.99"}})},
+              1000);
+  ASSERT_EQ(entries().size(), 2u);
+  // The source corrects X-1: its entry resolves, X-2's stays.
+  ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "2"}})}, 2000);
+  EXPECT_EQ(entries(), std::vector<std::string>{"eoffice:X-2 unknown_task"});
+  EXPECT_EQ(quarantined_count(), 1);
+  EXPECT_EQ(store_->counts().quarantined, 1);
+
+  // An invalid revision above the stored one stays while only older or equal revisions come.
+  ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "4"}, {"quantity", "-1"}})}, 3000);
+  ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "3"}})}, 4000);
+  EXPECT_EQ(entries(),
+            (std::vector<std::string>{"eoffice:X-2 unknown_task", "eoffice:X-1 bad_value"}));
+  // Within one page, the valid revision 5 resolves the invalid 4 (earlier) but not the
+  // invalid 6 (later).
+  ingest_page(ingest,
+              {item({{"source_id", "X-1"}, {"revision", "5"}}),
+               item({{"source_id", "X-1"}, {"revision", "6"}, {"work_date", "2025-02-30"}})},
+              5000);
+  const auto q = store_->quarantine("", "", 100, 0);
+  ASSERT_EQ(q.size(), 2u);
+  EXPECT_EQ(q[1].entry.record_id, "eoffice:X-1");
+  EXPECT_NE(q[1].entry.message.find("2025-02-30"), std::string::npos) << q[1].entry.message;
+  EXPECT_EQ(quarantined_count(), 2);
 }

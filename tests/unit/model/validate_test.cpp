@@ -264,3 +264,41 @@ TEST(Utf8, RejectsOverlongsAndSurrogates) {
   EXPECT_FALSE(valid_utf8("\xF4\x90\x80\x80"));
   EXPECT_FALSE(valid_utf8("abc\xE2\x82"));
 }
+
+TEST(Normalize, AWithdrawalNeedsOnlyItsIdAndRevision) {
+  // kpi-model.md: source_id and revision identify the record; retracted withdraws it.
+  const RecordText bare({{"source_id", "WD-1"},
+                         {"revision", "4"},
+                         {"retracted", "true"},
+                         {"changed_at", "2025-04-12T08:00:00+07:00"}});
+  const auto c = bare.c();
+  auto n = normalize(c, kCtx);
+  ASSERT_TRUE(std::holds_alternative<WorkRecord>(n)) << std::get<QuarantineEntry>(n).message;
+  const auto& r = std::get<WorkRecord>(n);
+  EXPECT_TRUE(is_bare_withdrawal(r));
+  EXPECT_EQ(r.record_id, "eoffice:WD-1");
+  EXPECT_EQ(r.revision, 4);
+  ASSERT_TRUE(r.changed_at.has_value());
+  EXPECT_EQ(r.changed_at->str(), "2025-04-12T08:00:00+07:00");
+
+  // A tombstone with valid content keeps it; with invalid content it withdraws by its id.
+  RecordText tombstone = good();
+  tombstone.set("retracted", "true");
+  const auto full_c = tombstone.c();
+  const auto full = normalize(full_c, kCtx);
+  ASSERT_TRUE(std::holds_alternative<WorkRecord>(full));
+  EXPECT_FALSE(is_bare_withdrawal(std::get<WorkRecord>(full)));
+  EXPECT_EQ(std::get<WorkRecord>(full).declared_minutes, 150);
+  tombstone.set("declared_minutes", "2000");
+  const auto invalid_c = tombstone.c();
+  const auto invalid = normalize(invalid_c, kCtx);
+  ASSERT_TRUE(std::holds_alternative<WorkRecord>(invalid));
+  EXPECT_TRUE(is_bare_withdrawal(std::get<WorkRecord>(invalid)));
+
+  // The id and the revision stay required, and a record that is not withdrawn is whole.
+  EXPECT_EQ(rejected(RecordText({{"source_id", "WD-1"}, {"retracted", "true"}})).reason,
+            Reason::missing_field);
+  EXPECT_EQ(rejected(RecordText({{"revision", "4"}, {"retracted", "true"}})).field, "source_id");
+  EXPECT_EQ(rejected(RecordText({{"source_id", "WD-1"}, {"revision", "4"}})).reason,
+            Reason::missing_field);
+}

@@ -93,6 +93,7 @@ struct ReferenceData {
   HolidayCalendar holidays;
   Rules rules;
 };
+// Reads every file, and throws ConfigErrors with every error of every file.
 ReferenceData load_reference(const HubConfig& config);
 
 }  // namespace kpihub

@@ -20,6 +20,44 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Every error found in one pass over reference files (each bad row of each file, not only
+// the first), what() one a line. What the loaders below and load_reference throw.
+class ConfigErrors : public ConfigError {
+ public:
+  explicit ConfigErrors(std::vector<std::string> errors);
+  const std::vector<std::string>& errors() const { return errors_; }
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+// Collects configuration errors instead of stopping at the first.
+class ConfigProblems {
+ public:
+  // Runs `check`; a ConfigError it throws is noted (each of a ConfigErrors) and false returned.
+  template <class Check>
+  bool check(Check&& check) {
+    try {
+      check();
+      return true;
+    } catch (const ConfigErrors& e) {
+      errors_.insert(errors_.end(), e.errors().begin(), e.errors().end());
+    } catch (const ConfigError& e) {
+      errors_.emplace_back(e.what());
+    }
+    return false;
+  }
+  void add(std::string error) { errors_.push_back(std::move(error)); }
+  bool empty() const { return errors_.empty(); }
+  // Throws ConfigErrors with everything noted, if anything was.
+  void throw_if_any() const {
+    if (!errors_.empty()) throw ConfigErrors(errors_);
+  }
+
+ private:
+  std::vector<std::string> errors_;
+};
+
 enum class Measure { product, time };
 
 struct CatalogItem {
@@ -137,7 +175,8 @@ struct Rules {
   std::set<std::string> auto_approve_sources = {"education", "health"};
 };
 
-// Loaders. Each throws ConfigError naming the file and line or key path.
+// Loaders. Each throws ConfigError naming the file and line or key path; the CSV loaders
+// read every file and row first and throw ConfigErrors with every error found.
 Catalog load_catalog(const std::vector<std::string>& files);  // CSV files; one version line each
 // Staff and unit codes must be unique across all the files given.
 Directory load_directory(const std::vector<std::string>& staff_csvs,

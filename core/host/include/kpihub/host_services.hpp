@@ -6,6 +6,7 @@
 #include <kpihub/abi.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -45,11 +46,30 @@ class SecretResolver {
   std::string base_dir_;
 };
 
+// A request to stop, which plugin instances may share (one hub's): once made, their
+// stop_requested() is true and every sleep_ms() of theirs returns early. Thread-safe; not
+// async-signal-safe (a signal handler sets a flag that a thread turns into request()).
+class StopSignal {
+ public:
+  void request();
+  bool requested() const { return stop_.load(); }
+  // Waits up to `ms`, returning early once a stop is requested.
+  void wait_for(std::chrono::milliseconds ms);
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::condition_variable cv_;
+};
+
 // One per plugin instance: the C table points back at this object.
 class HostServices {
  public:
+  // `stop`, when given, is the stop signal the instance shares (it must outlive it); without
+  // one the instance has its own.
   HostServices(std::string plugin_instance, Logger& logger, const Clock& clock,
-               const SecretResolver& secrets, Metrics* metrics, int32_t utc_offset_minutes = 420);
+               const SecretResolver& secrets, Metrics* metrics, int32_t utc_offset_minutes = 420,
+               StopSignal* stop = nullptr);
   ~HostServices();
   HostServices(const HostServices&) = delete;
   HostServices& operator=(const HostServices&) = delete;
@@ -57,10 +77,10 @@ class HostServices {
   const kpihub_host_api* api() const { return &api_; }
   const std::string& instance() const { return instance_; }
 
-  // Makes stop_requested() true and wakes sleep_ms() callers.
-  void request_stop();
-  void reset_stop();
-  bool stop_requested() const { return stop_.load(); }
+  // Makes stop_requested() true and wakes sleep_ms() callers (of every instance sharing the
+  // signal).
+  void request_stop() { stop_->request(); }
+  bool stop_requested() const { return stop_->requested(); }
 
   // The label the host adds to the instance's metrics, with the instance's name
   // as its value: `source` or `sink` (PluginInstance sets it after the plugin's kind);
@@ -75,9 +95,8 @@ class HostServices {
   const SecretResolver& secrets_;
   Metrics* metrics_;
   int32_t utc_offset_minutes_;
-  std::atomic<bool> stop_{false};
-  std::mutex stop_mutex_;
-  std::condition_variable stop_cv_;
+  StopSignal own_stop_;
+  StopSignal* stop_;
   kpihub_host_api api_{};
   std::string instance_label_ = "plugin_instance";
   std::mutex metric_warnings_mutex_;

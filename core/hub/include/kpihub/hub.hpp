@@ -13,12 +13,14 @@
 #include <kpihub/store.hpp>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -97,6 +99,10 @@ class Ingestor {
   // Fills staff_code/agency_code from the directory and checks the task, or
   // returns the quarantine entry that explains why not.
   std::optional<QuarantineEntry> resolve(WorkRecord& record, const kpihub_record& raw) const;
+  // resolve(), except that a withdrawal needs no content: one without any, or whose content
+  // does not resolve, withdraws by its id alone (is_bare_withdrawal).
+  std::optional<QuarantineEntry> resolve_or_withdraw(WorkRecord& record,
+                                                     const kpihub_record& raw) const;
 
   Store& store_;
   const ReferenceData& reference_;
@@ -185,6 +191,18 @@ class Forwarder {
   ForwardStep step();
   // When the pending batch may be retried (unix ms), after a deferred step.
   int64_t next_attempt_ms() const { return next_attempt_ms_; }
+  // The batch a deferred step left waiting: what it is, why it waits, until when.
+  struct Waiting {
+    std::string batch_id;
+    std::size_t items = 0;
+    uint32_t attempts = 0;  // made so far, by any run
+    std::string reason;     // the last failure
+    int64_t next_attempt_ms = 0;
+  };
+  const Waiting& waiting() const { return waiting_; }
+  // The next step tries the pending batch whatever wait an earlier run saved for it (an
+  // operator's run --once); the waits of this run's own failures apply as usual.
+  void try_at_once() { try_at_once_ = true; }
   const std::string& name() const { return config_.name; }
 
  private:
@@ -196,6 +214,8 @@ class Forwarder {
   Logger& logger_;
   Metrics& metrics_;
   int64_t next_attempt_ms_ = 0;
+  Waiting waiting_;
+  bool try_at_once_ = false;
   // The batch being retried, in memory only: the most items a delivery of it
   // settled, and its stored attempt count when that number last grew.
   std::string progress_batch_id_;
@@ -264,6 +284,21 @@ struct HubOptions {
   int max_pull_failures = 5;
 };
 
+// Until destroyed, watches `stop` on a thread of its own and calls `on_stop` once when it
+// becomes true: a signal handler can only set a flag, and a plugin blocked in a retry wait
+// (sleep_ms) is woken only by a StopSignal request.
+class StopRelay {
+ public:
+  StopRelay(const std::atomic<bool>& stop, std::function<void()> on_stop);
+  ~StopRelay();
+  StopRelay(const StopRelay&) = delete;
+  StopRelay& operator=(const StopRelay&) = delete;
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 class Hub {
  public:
   // `reference` is load_reference(config, store)'s; start() merges the store's staff lists
@@ -295,6 +330,11 @@ class Hub {
   // Runs until `stop` becomes true: one thread per source, one scorer, one
   // per sink; each finishes the page or batch in hand, then returns.
   void run(const std::atomic<bool>& stop);
+  // Asks every plugin instance to stop: stop_requested() becomes true and a retry wait
+  // (sleep_ms) returns at once. Thread-safe, also while start() runs (a source's staff list is
+  // read there, with the source's retries). run() and run_once() call it when their `stop`
+  // becomes true.
+  void request_stop() { stop_signal_.request(); }
 
  private:
   struct SourceRuntime;
@@ -324,6 +364,7 @@ class Hub {
   Metrics& metrics_;
   HubOptions options_;
   SecretResolver secrets_;
+  StopSignal stop_signal_;  // shared by every plugin instance of this hub
   std::vector<std::unique_ptr<SourceRuntime>> sources_;
   std::vector<std::unique_ptr<SinkRuntime>> sinks_;
   std::unique_ptr<Ingestor> ingestor_;

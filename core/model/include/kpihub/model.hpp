@@ -103,6 +103,15 @@ struct WorkRecord {
   bool operator==(const WorkRecord&) const = default;
 };
 
+// A withdrawal that names only its record (source_id and revision; kpi-model.md: nothing
+// else is needed to withdraw a record): it withdraws the stored record, whose content stays.
+// Its staff, task and date are empty.
+inline bool is_bare_withdrawal(const WorkRecord& r) {
+  return r.retracted && r.staff_code.empty() && r.source_staff_id.empty();
+}
+// The withdrawal of `r` by its id alone (identity, revision and changed_at kept).
+WorkRecord bare_withdrawal(const WorkRecord& r);
+
 // Reason codes of spec/kpi-model.md, "Validation and quarantine".
 enum class Reason {
   parse_error,

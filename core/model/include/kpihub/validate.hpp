@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace kpihub {
 
@@ -39,12 +40,13 @@ QuarantineEntry quarantine_from_rejected(const kpihub_rejected_item& in,
                                          const std::string& source_system);
 
 // The record's text fields as JSON, for quarantine payloads when the adapter
-// gave no raw item.
+// gave no raw item, and for replays: every field as text, and "attributes" as
+// [key, value] pairs.
 std::string record_fields_json(const kpihub_record& in);
 
 // The inverse of record_fields_json: a record view over owned text (for
-// replaying quarantine after a fix). Attributes are not kept in the fields
-// JSON, so a replayed record has none. Null when `json` is not such an object.
+// replaying quarantine after a fix), attributes included. Null when `json` is
+// not such an object.
 class RecordFields {
  public:
   static std::unique_ptr<RecordFields> parse(std::string_view json);
@@ -56,6 +58,8 @@ class RecordFields {
   RecordFields() = default;
   std::map<std::string, std::string> values_;
   std::array<uint8_t, KPIHUB_FIELD_COUNT> kinds_{};
+  std::vector<std::pair<std::string, std::string>> attributes_;
+  std::vector<kpihub_attribute> c_attributes_;  // views of attributes_
   kpihub_record record_{};
 };
 

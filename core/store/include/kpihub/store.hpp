@@ -38,10 +38,16 @@ struct PageCommit {
 };
 
 struct PageCommitResult {
-  std::size_t inserted = 0;       // new record ids
-  std::size_t updated = 0;        // higher revision of a known record
-  std::size_t ignored_stale = 0;  // equal or lower revision than stored: ignored
+  std::size_t inserted = 0;  // new record ids
+  std::size_t updated = 0;   // higher revision of a known record
+  // Equal or lower revision than stored, or a bare withdrawal (is_bare_withdrawal) of a record
+  // never stored: ignored.
+  std::size_t ignored_stale = 0;
   std::size_t quarantined = 0;
+  // Quarantine entries of records this page stored a higher revision of (or withdrew, stored or
+  // not), removed: an entry of a revision not above that one, or of no readable revision
+  // received earlier.
+  std::size_t quarantine_resolved = 0;
 };
 
 struct StaffMonthKey {
@@ -110,6 +116,7 @@ struct Batch {
   std::vector<OutboxItem> items;
   uint32_t attempts = 0;
   int64_t not_before_unix_ms = 0;
+  std::string last_error;  // why its last attempt failed (defer_batch); empty before one
 };
 
 struct DeadLetter {
@@ -181,10 +188,12 @@ class Store {
 
   // --- ingest ---------------------------------------------------------------
   // One transaction: records (a revision not above the stored one is ignored;
-  // each stored revision also goes to the revision history), quarantine
-  // entries and the new cursor. The revision history is the scorer's change
-  // log (dirty_staff_days); the page marks dirty only the staff days a revised
-  // record leaves, which the history does not name.
+  // each stored revision also goes to the revision history; a bare withdrawal
+  // withdraws the stored record, keeping its content), quarantine entries and
+  // the new cursor; a stored revision resolves (removes) the quarantine entries
+  // it supersedes (PageCommitResult::quarantine_resolved). The revision history
+  // is the scorer's change log (dirty_staff_days); the page marks dirty only the
+  // staff days a revised record leaves, which the history does not name.
   virtual PageCommitResult commit_page(const PageCommit& page) = 0;
   virtual std::optional<std::string> cursor(const std::string& source) = 0;
   virtual std::vector<SourceState> sources() = 0;
