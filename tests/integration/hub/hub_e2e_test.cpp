@@ -869,6 +869,44 @@ TEST_F(HubE2E, EveryJsonTheHubWritesParsesWhateverTheQuantities) {
   }
 }
 
+// ... and so does every JSON answer of the admin API of a hub holding the largest quantities.
+TEST_F(HubE2E, EveryJsonAnswerOfTheAdminApiParses) {
+  const uint16_t port = free_port();
+  const std::string token = "e2e-read-token";
+  write_config(R"({"records": 70, "page_size": 20, "staff": )" + std::string(kStaff) +
+                   R"(, "quantity": "1000000"})",
+               "", "",
+               R"({"listen": "127.0.0.1:)" + std::to_string(port) +
+                   R"(", "tokens": [{"name": "ops", "sha256": ")" + sha256_hex(token) +
+                   R"(", "role": "operate"}]})");
+  Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
+  KillOnExit guard{p};
+  kpihub::net::HttpClient http{kpihub::net::ClientOptions{}};
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  const kpihub::net::Headers auth{{"Authorization", "Bearer " + token}};
+  ASSERT_TRUE(eventually(
+      [&] {
+        try {
+          const auto r = http.request("GET", base + "/api/status", auth);
+          return r.status == 200 &&
+                 r.body.find("\"staff_months_to_score\":0") != std::string::npos &&
+                 r.body.find("\"records\":60") != std::string::npos;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      std::chrono::seconds(30)))
+      << slurp(p.out_file);
+  for (const char* path : {"/api/status", "/api/sources", "/api/plugins", "/api/quarantine",
+                           "/api/dead-letters", "/api/reports/2025-04"}) {
+    const auto r = http.request("GET", base + path, auth);
+    EXPECT_EQ(r.status, 200) << path << ": " << r.body;
+    expect_valid_json(path, r.body);
+  }
+  ::kill(p.pid, SIGTERM);
+  EXPECT_EQ(wait_exit(p), 0);
+}
+
 TEST_F(HubE2E, TheConfiguredDateDecidesLatenessAndAgencyStatus) {
   const auto config = write_config(source_settings(140, 40));
   const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
