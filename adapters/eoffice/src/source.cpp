@@ -1,4 +1,5 @@
 #include <kpihub/eoffice/source.hpp>
+#include <kpihub/json_keys.hpp>
 
 #include <boost/json.hpp>
 
@@ -21,6 +22,27 @@ std::string excerpt(std::string_view body) {
   return text;
 }
 
+// What may be said of a token endpoint's answer: never its text, which may hold a token or
+// credentials (issue 19: an answer with `accessToken` reached the log, the dashboard and
+// /readyz whole). An OAuth2 error code (RFC 6749 5.2), or the keys of a JSON object, or the size.
+std::string describe_token_answer(std::string_view body) {
+  boost::system::error_code ec;
+  const json::value v = json::parse(body, ec);
+  const json::object* o = ec ? nullptr : v.if_object();
+  if (o == nullptr) {
+    return "an answer of " + std::to_string(body.size()) + " bytes that is not a JSON object";
+  }
+  if (const auto* error = o->if_contains("error"); error && error->is_string()) {
+    return "error \"" + excerpt(error->get_string().subview().substr(0, 60)) + "\"";
+  }
+  std::string keys;
+  for (const auto& kv : *o) {
+    keys += (keys.empty() ? "" : ", ") + excerpt(kv.key().substr(0, 40));
+  }
+  return "a JSON object with the keys " + (keys.empty() ? std::string("(none)") : keys) +
+         " (values not shown)";
+}
+
 bool is_overload(int status) {
   return status == 429 || status == 503;
 }
@@ -31,6 +53,21 @@ bool is_retryable(int status) {
 }  // namespace
 
 // --------------------------------------------------------------- helpers ---
+
+void WalkGuard::next(const std::string& url, const std::optional<std::string>& token,
+                     bool progressed) {
+  stalled_ = progressed ? 0 : stalled_ + 1;
+  if (!token) return;
+  if (!tokens_.insert(std::hash<std::string>{}(*token)).second) {
+    throw sdk::DataError("eoffice: " + url + " handed back the page token " + excerpt(*token) +
+                         " it gave before in this walk: the walk makes no progress; stopped");
+  }
+  if (stalled_ >= max_stalled_) {
+    throw sdk::DataError("eoffice: " + url + " gave " + std::to_string(stalled_) +
+                         " pages in a row with nothing new (next page token " + excerpt(*token) +
+                         "): the walk makes no progress; stopped (max_stalled_pages)");
+  }
+}
 
 std::string percent_encode(std::string_view text) {
   static const char* kHex = "0123456789ABCDEF";
@@ -119,6 +156,7 @@ SourceSettings SourceSettings::read(sdk::Settings& s) {
     }
   }
   o.max_attempts = s.integer("max_attempts", 5, 1, 100);
+  o.max_stalled_pages = s.integer("max_stalled_pages", 1000, 1, 1000000);
   o.backoff_initial_ms = s.integer("backoff_initial_ms", 200, 1, 600000);
   o.backoff_max_ms = s.integer("backoff_max_ms", 30000, o.backoff_initial_ms, 3600000);
   o.retry_after_max_ms = s.integer("retry_after_max_ms", 300000, 0, 3600000);
@@ -176,7 +214,8 @@ EOfficeSource::EOfficeSource(sdk::Host& host, sdk::Settings& settings)
     : host_(host),
       settings_(SourceSettings::read(settings)),
       normalizer_(make_normalizer(settings_.fields, settings.path())),
-      jitter_(std::random_device{}()) {
+      jitter_(std::random_device{}()),
+      walk_guard_(static_cast<std::size_t>(settings_.max_stalled_pages)) {
   // Fail at start, naming the reference, rather than at the first pull.
   (void)host_.secret(settings_.client_secret_ref);
   sdk::HttpOptions options;
@@ -275,7 +314,7 @@ EOfficeSource::Token EOfficeSource::fetch_token() {
     }
     if (resp.status != 200) {
       throw sdk::ConfigError("eoffice: " + url + " answered HTTP " + std::to_string(resp.status) +
-                             " to the token request: " + excerpt(resp.body));
+                             " to the token request: " + describe_token_answer(resp.body));
     }
     boost::system::error_code ec;
     const json::value v = json::parse(resp.body, ec);
@@ -283,7 +322,7 @@ EOfficeSource::Token EOfficeSource::fetch_token() {
         (!ec && v.is_object()) ? v.get_object().if_contains("access_token") : nullptr;
     if (!access || !access->is_string() || access->get_string().empty()) {
       throw sdk::DataError("eoffice: token answer from " + url +
-                           " has no access_token: " + excerpt(resp.body));
+                           " has no access_token: " + describe_token_answer(resp.body));
     }
     int64_t expires_in_ms = 3600 * 1000;
     if (const auto* exp = v.get_object().if_contains("expires_in"); exp && exp->is_number()) {
@@ -365,6 +404,7 @@ void EOfficeSource::pull(std::optional<std::string_view> cursor_text, sdk::Page&
   if (!cursor.page_token) {
     walk_pages_ = 0;
     walk_items_ = 0;
+    walk_guard_.restart();
   }
   bool restarted = false;
   int unreadable = 0;
@@ -382,6 +422,7 @@ void EOfficeSource::pull(std::optional<std::string_view> cursor_text, sdk::Page&
                  " (id " + cursor.key.id + ")");
       host_.metric_add("eoffice_page_token_restarts_total", 1);
       cursor.page_token.reset();
+      walk_guard_.restart();
       restarted = true;
       continue;
     }
@@ -391,7 +432,8 @@ void EOfficeSource::pull(std::optional<std::string_view> cursor_text, sdk::Page&
     }
     PageSummary summary;
     try {
-      summary = normalizer_.normalize_page(resp.body, cursor.key, page);
+      summary = normalizer_.normalize_page(resp.body, cursor.key, page,
+                                           static_cast<std::size_t>(settings_.page_size));
     } catch (const PageParseError& e) {
       ++unreadable;
       host_.warn("eoffice: page from " + url + " is unreadable: " + e.what());
@@ -403,6 +445,8 @@ void EOfficeSource::pull(std::optional<std::string_view> cursor_text, sdk::Page&
       wait_before_retry(unreadable, nullptr, url);
       continue;
     }
+    walk_guard_.next(url, summary.next_page_token,
+                     summary.last_key && compare_keys(*summary.last_key, cursor.key) > 0);
     const Cursor next{summary.last_key.value_or(cursor.key), summary.next_page_token};
     page.set_cursor(next.encode());
     page.set_caught_up(!summary.next_page_token);
@@ -426,6 +470,7 @@ void EOfficeSource::pull(std::optional<std::string_view> cursor_text, sdk::Page&
 std::optional<std::vector<sdk::StaffEntry>> EOfficeSource::list_staff() {
   std::vector<sdk::StaffEntry> staff;
   std::optional<std::string> page_token;
+  WalkGuard guard(static_cast<std::size_t>(settings_.max_stalled_pages));
   int restarts = 0;
   std::size_t skipped = 0;
   while (true) {
@@ -440,11 +485,21 @@ std::optional<std::vector<sdk::StaffEntry>> EOfficeSource::list_staff() {
       }
       staff.clear();
       page_token.reset();
+      guard.restart();
       continue;
     }
     if (resp.status != 200) {
       throw sdk::ConfigError("eoffice: " + url + " answered HTTP " + std::to_string(resp.status) +
                              ": " + excerpt(resp.body) + " (check base_url and staff_path)");
+    }
+    // Bounded before it is parsed into values, as a diary page is.
+    const json::parse_options options;
+    const sdk::JsonShape shape = sdk::inspect_json(
+        resp.body, options,
+        {static_cast<std::size_t>(settings_.page_size), Normalizer::kMaxInnerArray});
+    if (shape.too_long) {
+      throw sdk::DataError("eoffice: staff page from " + url + " holds a list longer than " +
+                           std::to_string(settings_.page_size) + ", the page size asked for");
     }
     boost::system::error_code ec;
     const json::value v = json::parse(resp.body, ec);
@@ -487,6 +542,7 @@ std::optional<std::vector<sdk::StaffEntry>> EOfficeSource::list_staff() {
     const json::value* next = v.get_object().if_contains("next_page_token");
     if (!next || !next->is_string() || next->get_string().empty()) break;
     page_token = std::string(next->get_string());
+    guard.next(url, page_token, !items->get_array().empty());
   }
   host_.info("eoffice: staff list has " + std::to_string(staff.size()) + " entries" +
              (skipped ? " (" + std::to_string(skipped) + " unreadable skipped)" : std::string()));

@@ -1,8 +1,11 @@
-// Finds object keys that appear twice in one JSON object.
+// Looks at the shape of a JSON text before it is parsed into values: object keys that appear
+// twice in one object, and arrays longer than a limit.
 //
 // RFC 8259 leaves an object with a repeated name undefined, and Boost.JSON keeps the last
 // value silently: {"minutes": 30, "minutes": 480} would be read as 480 minutes. A source
 // adapter runs this over the text it parsed and refuses what holds a repeated key, naming it.
+// And a source answering a million `{}` items to a request for a page of 100 would take a GB
+// once parsed into values: the length limit stops the pass at the first element too many.
 // One pass with Boost.JSON's SAX parser; it allocates only for the keys of the open objects.
 #ifndef KPIHUB_JSON_KEYS_HPP
 #define KPIHUB_JSON_KEYS_HPP
@@ -25,6 +28,21 @@ struct DuplicateKey {
   std::string key;  // the key that appears more than once
 };
 
+// How long an array may be: a page's list (an array member of the root object, or the root
+// array itself) and any array inside it.
+struct JsonLimits {
+  std::size_t page_array_elements = std::size_t(-1);
+  std::size_t inner_array_elements = std::size_t(-1);
+};
+
+struct JsonShape {
+  std::vector<DuplicateKey> duplicates;
+  // The path of the first array found longer than the limit (the pass stops there); empty
+  // when `too_long` is false.
+  bool too_long = false;
+  std::vector<std::string> long_array;
+};
+
 namespace detail {
 
 class DuplicateKeyHandler {
@@ -34,11 +52,16 @@ class DuplicateKeyHandler {
   static constexpr std::size_t max_key_size = std::size_t(-1);
   static constexpr std::size_t max_string_size = std::size_t(-1);
 
+  explicit DuplicateKeyHandler(JsonLimits limits) : limits_(limits) {}
+
   std::vector<DuplicateKey> duplicates;
+  bool too_long = false;
+  std::vector<std::string> long_array;
 
   bool on_document_begin(boost::system::error_code&) { return true; }
   bool on_document_end(boost::system::error_code&) { return true; }
-  bool on_array_begin(boost::system::error_code&) {
+  bool on_array_begin(boost::system::error_code& ec) {
+    if (!value(ec)) return false;
     open(false);
     return true;
   }
@@ -46,7 +69,8 @@ class DuplicateKeyHandler {
     --depth_;
     return true;
   }
-  bool on_object_begin(boost::system::error_code&) {
+  bool on_object_begin(boost::system::error_code& ec) {
+    if (!value(ec)) return false;
     open(true);
     return true;
   }
@@ -62,10 +86,7 @@ class DuplicateKeyHandler {
     return true;
   }
   bool on_string_part(std::string_view, std::size_t, boost::system::error_code&) { return true; }
-  bool on_string(std::string_view, std::size_t, boost::system::error_code&) {
-    value();
-    return true;
-  }
+  bool on_string(std::string_view, std::size_t, boost::system::error_code& ec) { return value(ec); }
   bool on_key_part(std::string_view s, std::size_t, boost::system::error_code&) {
     frames_[depth_ - 1].pending.append(s);
     return true;
@@ -79,26 +100,11 @@ class DuplicateKeyHandler {
     return true;
   }
   bool on_number_part(std::string_view, boost::system::error_code&) { return true; }
-  bool on_int64(int64_t, std::string_view, boost::system::error_code&) {
-    value();
-    return true;
-  }
-  bool on_uint64(uint64_t, std::string_view, boost::system::error_code&) {
-    value();
-    return true;
-  }
-  bool on_double(double, std::string_view, boost::system::error_code&) {
-    value();
-    return true;
-  }
-  bool on_bool(bool, boost::system::error_code&) {
-    value();
-    return true;
-  }
-  bool on_null(boost::system::error_code&) {
-    value();
-    return true;
-  }
+  bool on_int64(int64_t, std::string_view, boost::system::error_code& ec) { return value(ec); }
+  bool on_uint64(uint64_t, std::string_view, boost::system::error_code& ec) { return value(ec); }
+  bool on_double(double, std::string_view, boost::system::error_code& ec) { return value(ec); }
+  bool on_bool(bool, boost::system::error_code& ec) { return value(ec); }
+  bool on_null(boost::system::error_code& ec) { return value(ec); }
   bool on_comment_part(std::string_view, boost::system::error_code&) { return true; }
   bool on_comment(std::string_view, boost::system::error_code&) { return true; }
 
@@ -111,13 +117,23 @@ class DuplicateKeyHandler {
     std::vector<std::string> keys;
   };
 
-  // A value begins: in an array it takes the next index.
-  void value() {
-    if (depth_ > 0 && !frames_[depth_ - 1].object) ++frames_[depth_ - 1].elements;
+  // A value begins: in an array it takes the next index, unless that is one too many.
+  bool value(boost::system::error_code& ec) {
+    if (depth_ == 0 || frames_[depth_ - 1].object) return true;
+    // The root array is at depth 1, a member of the root object at depth 2.
+    const bool page_array = depth_ == 1 || (depth_ == 2 && frames_[0].object);
+    const std::size_t limit =
+        page_array ? limits_.page_array_elements : limits_.inner_array_elements;
+    if (++frames_[depth_ - 1].elements > limit) {
+      too_long = true;
+      long_array = path_to(depth_ - 1);
+      ec = boost::json::error::array_too_large;
+      return false;
+    }
+    return true;
   }
   // Frames are reused by depth, so their vectors keep their capacity.
   void open(bool object) {
-    value();
     if (depth_ == frames_.size()) frames_.emplace_back();
     Frame& f = frames_[depth_++];
     f.object = object;
@@ -135,21 +151,24 @@ class DuplicateKeyHandler {
     return path;
   }
 
+  JsonLimits limits_;
   std::vector<Frame> frames_;
   std::size_t depth_ = 0;
 };
 
 }  // namespace detail
 
-// Every repeated key of every object in `json`, in the order the objects end. Text that is not
-// valid JSON under `options` gives the duplicates found before the error; the caller's own
-// parse reports the error.
-inline std::vector<DuplicateKey> find_duplicate_keys(std::string_view json,
-                                                     const boost::json::parse_options& options) {
-  boost::json::basic_parser<detail::DuplicateKeyHandler> parser(options);
+// Every repeated key of every object in `json`, in the order the objects end, and whether an
+// array is longer than `limits` allow (then the pass stops there). Text that is not
+// valid JSON under `options` gives what was found before the error; the caller's own parse
+// reports the error.
+inline JsonShape inspect_json(std::string_view json, const boost::json::parse_options& options,
+                              JsonLimits limits = {}) {
+  boost::json::basic_parser<detail::DuplicateKeyHandler> parser(options, limits);
   boost::system::error_code ec;
   parser.write_some(false, json.data(), json.size(), ec);
-  return std::move(parser.handler().duplicates);
+  auto& h = parser.handler();
+  return JsonShape{std::move(h.duplicates), h.too_long, std::move(h.long_array)};
 }
 
 }  // namespace kpihub::sdk

@@ -6,6 +6,7 @@
 #include <kpihub/sim/eoffice_sim.hpp>
 
 #include <gtest/gtest.h>
+#include <functional>
 
 #include <atomic>
 #include <map>
@@ -442,6 +443,109 @@ TEST(EOfficeSource, UnreadablePageIsADataErrorNamingUrlAndOffset) {
   EXPECT_NE(pulled.error.find("at byte " + std::to_string(truncated.size())), std::string::npos)
       << pulled.error;
   EXPECT_NE(pulled.error.find("cursor not moved"), std::string::npos) << pulled.error;
+}
+
+// A server answering canned bodies: the token endpoint with `token_answer`, every other path
+// with what `page` returns for the request.
+struct CannedServer {
+  CannedServer(std::string token_answer,
+               std::function<std::string(const kpihub::net::Request&)> page)
+      : server({}, [token_answer = std::move(token_answer),
+                    page = std::move(page)](const kpihub::net::Request& r) {
+          kpihub::net::Reply reply;
+          reply.body = r.path == "/oauth2/token" ? token_answer : page(r);
+          return reply;
+        }) {
+    server.start();
+  }
+  std::string base() { return "http://127.0.0.1:" + std::to_string(server.port()); }
+  kpihub::net::HttpServer server;
+};
+
+constexpr const char* kGoodToken = R"({"access_token": "t", "expires_in": 60})";
+const std::string kOneItem =
+    R"({"id": "WD-1", "revision": 1, "updated_at": "2025-04-09T16:00:00+07:00",
+  "staff_code": "KH-000123", "task_code": "B.03.2", "work_date": "2025-04-08", "minutes": 30,
+  "quantity": 1})";
+
+// Issue 19: a token answer in an unexpected shape was written whole, token included, to the
+// log, the dashboard and /readyz. Nothing of an authentication answer is shown but its shape.
+TEST(EOfficeSource, ATokenAnswerInAnUnexpectedShapeIsNeverShown) {
+  for (const std::string& answer :
+       {std::string(R"({"accessToken": "SECRET-TOKEN-42", "expires_in": 60})"),
+        std::string(R"(SECRET-TOKEN-42)")}) {
+    CannedServer server(answer, [](const auto&) { return std::string("{}"); });
+    FakeHost host;
+    Adapter adapter(host, settings_for(server.base()));
+    const auto pulled = adapter.pull(std::nullopt);
+    EXPECT_NE(pulled.status, KPIHUB_OK);
+    EXPECT_EQ(pulled.error.find("SECRET-TOKEN-42"), std::string::npos) << pulled.error;
+    EXPECT_NE(pulled.error.find("has no access_token"), std::string::npos) << pulled.error;
+    for (const auto& line : host.logs) {
+      EXPECT_EQ(line.find("SECRET-TOKEN-42"), std::string::npos) << line;
+    }
+  }
+  CannedServer keys(R"({"accessToken": "SECRET-TOKEN-42"})", [](const auto&) { return "{}"; });
+  FakeHost host;
+  Adapter adapter(host, settings_for(keys.base()));
+  EXPECT_NE(adapter.pull(std::nullopt).error.find("the keys accessToken (values not shown)"),
+            std::string::npos);
+}
+
+// Issue 19: one page of a million `{}` items took 1.2 GB. A page may hold at most the page size
+// asked for; beyond it the page is refused, with the reason, before it is parsed into values.
+TEST(EOfficeSource, APageLongerThanThePageSizeAskedForIsRefused) {
+  CannedServer server(kGoodToken, [](const auto&) {
+    std::string items;
+    for (int i = 0; i < 101; ++i) items += (i ? ",{}" : "{}");
+    return R"({"items": [)" + items + "]}";
+  });
+  FakeHost host;
+  Adapter adapter(host, settings_for(server.base(), R"("max_attempts": 2)"));
+  const auto pulled = adapter.pull(std::nullopt);
+  EXPECT_EQ(pulled.status, KPIHUB_ERR_DATA);
+  EXPECT_NE(pulled.error.find("the page's \"items\" holds more than 100 items, the page size "
+                              "asked for"),
+            std::string::npos)
+      << pulled.error;
+}
+
+// Issue 19: a page token that never ends the walk made `run --once` run for ever at about
+// 3,600 requests a second. A walk that makes no progress is stopped, naming the token.
+TEST(EOfficeSource, AWalkThatHandsBackAPageTokenAgainIsStopped) {
+  CannedServer server(kGoodToken, [](const auto&) {
+    return R"({"items": [)" + kOneItem + R"(], "next_page_token": "TOKEN-A"})";
+  });
+  FakeHost host;
+  Adapter adapter(host, settings_for(server.base()));
+  Walk w;
+  auto pulled = adapter.pull(std::nullopt);
+  ASSERT_EQ(pulled.status, KPIHUB_OK) << pulled.error;
+  pulled = adapter.pull(as_string(pulled.page.next_cursor));
+  EXPECT_EQ(pulled.status, KPIHUB_ERR_DATA);
+  EXPECT_NE(pulled.error.find("handed back the page token TOKEN-A"), std::string::npos)
+      << pulled.error;
+}
+
+TEST(EOfficeSource, AWalkOfPagesWithNothingNewIsStopped) {
+  std::atomic<int> served{0};
+  CannedServer server(kGoodToken, [&](const auto&) {
+    return R"({"items": [)" + kOneItem + R"(], "next_page_token": "TOKEN-)" +
+           std::to_string(++served) + R"("})";
+  });
+  FakeHost host;
+  Adapter adapter(host, settings_for(server.base(), R"("max_stalled_pages": 3)"));
+  std::optional<std::string> cursor;
+  Adapter::Pulled pulled;
+  for (int i = 0; i < 10; ++i) {
+    pulled = adapter.pull(cursor);
+    if (pulled.status != KPIHUB_OK) break;
+    cursor = as_string(pulled.page.next_cursor);
+  }
+  EXPECT_EQ(pulled.status, KPIHUB_ERR_DATA);
+  EXPECT_NE(pulled.error.find("3 pages in a row with nothing new"), std::string::npos)
+      << pulled.error;
+  EXPECT_EQ(served.load(), 4) << "the first page is new, the next three are not";
 }
 
 TEST(EOfficeSource, StaffListWalksAllPages) {

@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 
 #include <cstddef>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -92,9 +93,15 @@ class Normalizer {
   // ...}) and appends one record or one rejected item per item after
   // `after` to `out`. Invalid UTF-8 does not stop the page: each item with
   // such text becomes a bad_encoding rejection naming the field. Throws
-  // PageParseError with the byte offset when the page cannot be read.
+  // PageParseError with the byte offset when the page cannot be read, and when it holds
+  // more than `max_items` items (the page size asked for) or an array of more than
+  // kMaxInnerArray elements: such a page is refused before it is parsed into values.
   PageSummary normalize_page(std::string_view body, const std::optional<FeedKey>& after,
-                             sdk::Page& out) const;
+                             sdk::Page& out,
+                             std::size_t max_items = std::numeric_limits<std::size_t>::max()) const;
+
+  // The longest array an item may hold (E-Office items hold none).
+  static constexpr std::size_t kMaxInnerArray = 1000;
 
   // Normalizes one parsed item (`index` is 0-based within its page).
   void normalize_item(const boost::json::value& item, std::size_t index, sdk::Page& out) const;

@@ -11,6 +11,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 namespace kpihub::eoffice {
@@ -28,6 +29,8 @@ struct SourceSettings {
   std::string staff_path = "/api/v1/staff";
   FieldMap fields = FieldMap::defaults();
   int64_t max_attempts = 5;
+  // Pages in a row that bring nothing new before a walk is stopped as making no progress.
+  int64_t max_stalled_pages = 1000;
   int64_t backoff_initial_ms = 200;
   int64_t backoff_max_ms = 30000;
   int64_t retry_after_max_ms = 300000;
@@ -36,6 +39,27 @@ struct SourceSettings {
 
   // Reads every key through `settings`; throws sdk::ConfigError naming the key.
   static SourceSettings read(sdk::Settings& settings);
+};
+
+// Stops a walk of pages that makes no progress (issue 19: a source that answered the same
+// page token again, or new tokens with the same items, made `run --once` run for ever at
+// thousands of requests a second): a page token seen before in the same walk, or
+// `max_stalled_pages` pages in a row that bring nothing new.
+class WalkGuard {
+ public:
+  explicit WalkGuard(std::size_t max_stalled_pages) : max_stalled_(max_stalled_pages) {}
+  void restart() {
+    tokens_.clear();
+    stalled_ = 0;
+  }
+  // After a page of `url`: the token of the next page (absent at the walk's end) and whether
+  // the page brought anything new. Throws sdk::DataError naming the url and the token.
+  void next(const std::string& url, const std::optional<std::string>& token, bool progressed);
+
+ private:
+  std::unordered_set<std::size_t> tokens_;  // hashes: a walk of a million pages stays small
+  std::size_t stalled_ = 0;
+  std::size_t max_stalled_;
 };
 
 // The cursor stored by the host: the key of the last item handed over and,
@@ -85,6 +109,7 @@ class EOfficeSource : public sdk::Source {
   // Progress of the current walk (since the last pull that began without a
   // page token).
   uint64_t walk_pages_ = 0;
+  WalkGuard walk_guard_;
   uint64_t walk_items_ = 0;
 };
 
