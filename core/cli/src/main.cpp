@@ -314,6 +314,7 @@ int cmd_run(const std::vector<std::string>& args) {
       }
       config = std::move(next);
       ref = std::move(next_ref);
+      logger.set_min_level(log_level_of(config));
       logger.info("hub", "configuration reloaded: " + std::to_string(config.sources.size()) +
                              " sources, " + std::to_string(config.sinks.size()) + " sinks");
     } catch (const std::exception& e) {

@@ -693,6 +693,26 @@ TEST_F(HubE2E, SighupWithABrokenConfigurationKeepsTheRunningOne) {
       << "the reload error names file and line";
 }
 
+// The documented way to see every request a plugin makes is to set log_level and reload: the
+// reload must apply it (the level was fixed at start).
+TEST_F(HubE2E, SighupAppliesTheNewLogLevel) {
+  log_level_ = "error";
+  const auto config = write_config(source_settings(100000, 50, 20));
+  Proc p = start({"run", "--config", config}, (dir_ / "out.txt").string());
+  KillOnExit guard{p};
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  log_level_ = "info";
+  write_config(source_settings(100000, 50, 20));
+  ASSERT_EQ(::kill(p.pid, SIGHUP), 0);
+  EXPECT_TRUE(eventually(
+      [&] { return slurp(p.out_file).find("configuration reloaded") != std::string::npos; },
+      std::chrono::seconds(20)))
+      << "an info line after the reload to info:\n"
+      << slurp(p.out_file);
+  ::kill(p.pid, SIGTERM);
+  EXPECT_EQ(wait_exit(p), 0);
+}
+
 TEST_F(HubE2E, AdminApiOfARunningHub) {
   const uint16_t port = free_port();
   const std::string token = "e2e-operate-token";

@@ -3,6 +3,7 @@
 // are never put into messages).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <mutex>
@@ -24,11 +25,21 @@ class Logger {
   virtual ~Logger() = default;
   virtual void log(LogLevel level, std::string_view source, std::string_view message,
                    std::string_view record_id = {}) = 0;
-  void info(std::string_view source, std::string_view message) { log(LogLevel::info, source, message); }
-  void warn(std::string_view source, std::string_view message) { log(LogLevel::warn, source, message); }
-  void error(std::string_view source, std::string_view message) { log(LogLevel::error, source, message); }
-  void debug(std::string_view source, std::string_view message) { log(LogLevel::debug, source, message); }
-  void trace(std::string_view source, std::string_view message) { log(LogLevel::trace, source, message); }
+  void info(std::string_view source, std::string_view message) {
+    log(LogLevel::info, source, message);
+  }
+  void warn(std::string_view source, std::string_view message) {
+    log(LogLevel::warn, source, message);
+  }
+  void error(std::string_view source, std::string_view message) {
+    log(LogLevel::error, source, message);
+  }
+  void debug(std::string_view source, std::string_view message) {
+    log(LogLevel::debug, source, message);
+  }
+  void trace(std::string_view source, std::string_view message) {
+    log(LogLevel::trace, source, message);
+  }
 };
 
 // Writes JSON lines to a FILE* (stderr by default), thread-safe.
@@ -38,11 +49,12 @@ class JsonLineLogger final : public Logger {
       : out_(out), min_level_(min_level) {}
   void log(LogLevel level, std::string_view source, std::string_view message,
            std::string_view record_id = {}) override;
-  void set_min_level(LogLevel level) { min_level_ = level; }
+  // Any thread may change it while others log (a reload sets hub.json's log_level).
+  void set_min_level(LogLevel level) { min_level_.store(level); }
 
  private:
   std::FILE* out_;
-  LogLevel min_level_;
+  std::atomic<LogLevel> min_level_;
   std::mutex mutex_;
 };
 
