@@ -1,7 +1,6 @@
 // `kpihub run` and `kpihub run --once` are one runner (Hub::run): these tests fail when the two
 // modes drift apart again, in what they count or in how a stop ends them.
 #include <kpihub/hub.hpp>
-#include <kpihub_test/manual_clock.hpp>
 
 #include <gtest/gtest.h>
 
@@ -19,7 +18,16 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using test::ManualClock;
+// A clock the test moves while the hub's threads read it.
+class MovingClock final : public Clock {
+ public:
+  explicit MovingClock(int64_t unix_ms) : unix_ms_(unix_ms) {}
+  int64_t now_unix_ms() const override { return unix_ms_.load(); }
+  void advance(int64_t ms) { unix_ms_.fetch_add(ms); }
+
+ private:
+  std::atomic<int64_t> unix_ms_;
+};
 
 int64_t local_noon_ms(const char* date) {
   return (static_cast<int64_t>(Date::parse(date)->days) * 86400 + 12 * 3600 - 7 * 3600) * 1000;
@@ -41,7 +49,7 @@ const char* mode_name(RunMode mode) {
 
 // A hub in a fresh folder: the counting source (April 2025, KH-000123) and the file sink.
 struct TestHub {
-  TestHub(const std::string& name, const std::string& source_settings)
+  TestHub(const std::string& name, const std::string& source_settings, HubOptions options = {})
       : dir(fs::temp_directory_path() / (name + "-" + std::to_string(::getpid()))) {
     fs::remove_all(dir);
     fs::create_directories(dir / "plugins");
@@ -64,7 +72,7 @@ struct TestHub {
     sink.settings_json = R"({"file": ")" + (dir / "delivered.tsv").string() + R"("})";
     config.sinks.push_back(sink);
     store = open_sqlite_store((dir / "var/hub.db").string());
-    hub = std::make_unique<Hub>(config, *store, ref, logger, clock, metrics);
+    hub = std::make_unique<Hub>(config, *store, ref, logger, clock, metrics, options);
   }
   ~TestHub() {
     hub.reset();
@@ -76,7 +84,7 @@ struct TestHub {
   HubConfig config;
   ReferenceData ref = bundled_reference();
   JsonLineLogger logger{stderr, LogLevel::error};
-  ManualClock clock{local_noon_ms("2025-04-30")};
+  MovingClock clock{local_noon_ms("2025-04-30")};
   Metrics metrics;
   std::unique_ptr<Store> store;
   std::unique_ptr<Hub> hub;
@@ -218,5 +226,55 @@ TEST(HubRunner, AStopEndsBothModesTheSameWay) {
     ASSERT_EQ(status.size(), 1u);
     EXPECT_EQ(status[0].state, "pulling");
     EXPECT_TRUE(status[0].last_error.empty()) << status[0].last_error;
+  }
+}
+
+// A failing source is retried the same way in both modes, on the hub's clock (the test moves it
+// past each wait): each failed pull is counted and shown in the source's status. `run` never
+// gives up; `run --once` gives up after max_failures in a row and reports it.
+TEST(HubRunner, AFailingSourceIsRetriedTheSameWayInBothModes) {
+  HubOptions options;
+  options.max_failures = 3;
+  for (const RunMode mode : {RunMode::once, RunMode::until_stopped}) {
+    SCOPED_TRACE(mode_name(mode));
+    TestHub t(mode == RunMode::once ? "kpihub-fail-once" : "kpihub-fail-run",
+              R"({"records": 28, "page_size": 7, "fail_first_pulls": 100})", options);
+    ASSERT_TRUE(t.hub->start().empty());
+    std::atomic<bool> stop{false};
+    RunSummary summary;
+    std::atomic<bool> returned{false};
+    std::thread runner([&] {
+      summary = t.hub->run(stop, mode);
+      returned = true;
+    });
+    const auto errors = [&] {
+      return t.metrics.get("kpihub_pull_errors_total", {{"source", "counting"}});
+    };
+    // The waits are 0.5-1 s, then 1-2 s: moving the clock 5 minutes ends each at once.
+    bool retried = true;
+    for (int failure = 1; failure <= 3 && retried; ++failure) {
+      retried = eventually([&] { return errors() >= failure; }, 2s);
+      t.clock.advance(5 * 60 * 1000);
+    }
+    EXPECT_TRUE(retried) << "pull errors: " << errors();
+    const bool gave_up = eventually([&] { return returned.load(); }, 500ms);
+    stop = true;
+    runner.join();
+    const auto status = t.hub->source_status();
+    ASSERT_EQ(status.size(), 1u);
+    EXPECT_EQ(status[0].state, "failing");
+    EXPECT_NE(status[0].last_error.find("simulated outage"), std::string::npos)
+        << status[0].last_error;
+    EXPECT_EQ(summary.pages, 0u);
+    if (mode == RunMode::once) {
+      EXPECT_TRUE(gave_up) << "run --once still retrying after max_failures";
+      EXPECT_EQ(errors(), 3);
+      ASSERT_EQ(summary.errors.size(), 1u) << summary.line();
+      EXPECT_NE(summary.errors[0].find("simulated outage"), std::string::npos) << summary.errors[0];
+    } else {
+      EXPECT_FALSE(gave_up) << "run gave up on a source";
+      EXPECT_GE(errors(), 3);
+      EXPECT_TRUE(summary.ok()) << summary.line();
+    }
   }
 }
