@@ -2,15 +2,10 @@
 
 #include "hub_runtime.hpp"
 
-#include <algorithm>
-#include <chrono>
-#include <condition_variable>
-#include <ctime>
 #include <iomanip>
-#include <limits>
 #include <mutex>
 #include <sstream>
-#include <thread>
+#include <utility>
 
 namespace kpihub {
 
