@@ -224,44 +224,19 @@ int cmd_run(const std::vector<std::string>& args) {
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  if (vm.count("once")) {
-    Hub hub(config, *store, ref, logger, clock, metrics, options);
-    // From here on, SIGINT/SIGTERM also wake a plugin waiting out a retry, in start() (a
-    // source's staff list) as in run_once.
-    const StopRelay relay(g_stop, [&hub] { hub.request_stop(); });
-    const auto problems = hub.start();
-    if (hub.source_count() == 0 && hub.sink_count() == 0) {
-      std::cerr << "kpihub: no source and no sink could be started; see the errors above\n";
-      return kExitConfig;
-    }
-    const auto started = std::chrono::steady_clock::now();
-    RunSummary s = hub.run_once(g_stop);
-    for (const auto& p : problems) s.errors.push_back(p);
-    std::cout << s.line() << "\n";
-    // What the run cost, for capacity planning and bench/run.
-    rusage usage{};
-    ::getrusage(RUSAGE_SELF, &usage);
-    const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-                       static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-    const double wall =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    std::printf("resources: wall %.2f s, cpu %.2f s, peak RSS %.1f MB\n", wall, cpu,
-                static_cast<double>(usage.ru_maxrss) / 1024.0);
-    std::cout << s.stages_line() << "\n";
-    for (const auto& e : s.errors) std::cout << "  error: " << e << "\n";
-    return s.ok() ? kExitOk : kExitFailure;
-  }
-
+  // Both run the same runner (Hub::run); --once only ends it when there is nothing left to do.
+  const bool once = vm.count("once") > 0;
   // Long-running: SIGHUP re-reads the configuration and restarts sources and
   // sinks with it. Everything buffered is in the store (cursors, outbox,
   // pending batches), so the switch loses and repeats nothing; a new
   // configuration that does not load leaves the running one in place.
-  std::signal(SIGHUP, on_reload_signal);
+  if (!once) std::signal(SIGHUP, on_reload_signal);
   for (bool first = true;; first = false) {
     Hub hub(config, *store, ref, logger, clock, metrics, options);
     std::atomic<bool> stop_this_run{false};
     std::atomic<bool> leaving{false};
-    // Started before hub.start(): a source reading its staff list there may wait out retries.
+    // Started before hub.start(): a source reading its staff list there may wait out retries,
+    // which SIGINT/SIGTERM cut short.
     std::thread watcher([&] {
       while (!g_stop.load() && !g_reload.load() && !leaving.load()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -277,10 +252,28 @@ int cmd_run(const std::vector<std::string>& args) {
         thread.join();
       }
     } join_watcher{leaving, watcher};
-    hub.start();
+    const auto problems = hub.start();
     if (first && hub.source_count() == 0 && hub.sink_count() == 0) {
       std::cerr << "kpihub: no source and no sink could be started; see the errors above\n";
       return kExitConfig;
+    }
+    if (once) {
+      const auto started = std::chrono::steady_clock::now();
+      RunSummary s = hub.run(stop_this_run, RunMode::once);
+      for (const auto& p : problems) s.errors.push_back(p);
+      std::cout << s.line() << "\n";
+      // What the run cost, for capacity planning and bench/run.
+      rusage usage{};
+      ::getrusage(RUSAGE_SELF, &usage);
+      const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+      const double wall =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      std::printf("resources: wall %.2f s, cpu %.2f s, peak RSS %.1f MB\n", wall, cpu,
+                  static_cast<double>(usage.ru_maxrss) / 1024.0);
+      std::cout << s.stages_line() << "\n";
+      for (const auto& e : s.errors) std::cout << "  error: " << e << "\n";
+      return s.ok() ? kExitOk : kExitFailure;
     }
     LiveHubView view(hub);
     std::unique_ptr<AdminApi> api;
@@ -299,8 +292,9 @@ int cmd_run(const std::vector<std::string>& args) {
                            std::to_string(hub.sink_count()) +
                            " sinks; SIGINT or SIGTERM stops after the page in hand, SIGHUP reloads "
                            "the configuration");
-    hub.run(stop_this_run);
+    const RunSummary s = hub.run(stop_this_run);
     if (admin) admin->stop();
+    logger.info("hub", s.line());  // what this configuration's run did, as run --once prints it
     if (g_stop.load()) break;
     g_reload.store(false);
     logger.info("hub", "SIGHUP: reloading " + config.file);

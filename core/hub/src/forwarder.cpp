@@ -30,16 +30,15 @@ Forwarder::Forwarder(Store& store, PluginInstance& sink, const PluginInstanceCon
   }
 }
 
-namespace {
-
-// Exponential backoff with jitter: 1 s, 2 s, 4 s ... capped at 5 minutes,
-// each drawn uniformly from its upper half so retrying hubs spread out.
-int64_t backoff_ms(uint32_t attempts) {
-  const int64_t base = std::min<int64_t>(300000, 1000LL << std::min<uint32_t>(attempts, 9));
+int64_t retry_wait_ms(uint32_t failures, bool transient) {
+  const int64_t base = std::min<int64_t>(300000, 1000LL << std::min<uint32_t>(failures, 9));
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   std::uniform_int_distribution<int64_t> dist(base / 2, base);
-  return dist(rng);
+  const int64_t wait = dist(rng);
+  return transient ? wait : std::max<int64_t>(wait, 30000);
 }
+
+namespace {
 
 kpihub_item_kind item_kind(OutboxKind k) {
   switch (k) {
@@ -106,9 +105,7 @@ ForwardStep Forwarder::step() {
     delivery = sink_.deliver(c_batch);
   } catch (const PluginError& e) {
     // Configuration and credential errors wait longer: an operator must act.
-    const int64_t wait = e.status() == KPIHUB_ERR_TRANSIENT
-                             ? backoff_ms(batch->attempts)
-                             : std::max<int64_t>(backoff_ms(batch->attempts), 30000);
+    const int64_t wait = retry_wait_ms(batch->attempts, e.status() == KPIHUB_ERR_TRANSIENT);
     if (e.status() != KPIHUB_ERR_TRANSIENT) logger_.error(config_.name, e.what());
     return defer(wait, e.what());
   }
@@ -156,7 +153,7 @@ ForwardStep Forwarder::step() {
     }
     const uint32_t attempts_without_progress = batch->attempts - progress_at_attempt_;
     const int64_t wait =
-        std::max<int64_t>(delivery.retry_after_ms, backoff_ms(attempts_without_progress));
+        std::max<int64_t>(delivery.retry_after_ms, retry_wait_ms(attempts_without_progress));
     return defer(wait, retry_reason.empty() ? "receiver asked to retry" : retry_reason);
   }
   store_.complete_batch(batch->batch_id, dead);

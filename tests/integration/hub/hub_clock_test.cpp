@@ -79,7 +79,7 @@ TEST(HubClock, TheHubsDateFollowsTheClockWhileItRuns) {
 
   clock.set(local_noon_ms("2025-04-30"));  // the hub has been running for a month
   std::atomic<bool> stop{false};
-  const RunSummary s = hub.run_once(stop);
+  const RunSummary s = hub.run(stop, RunMode::once);
   EXPECT_TRUE(s.ok()) << s.line();
   EXPECT_EQ(s.inserted, 24u) << s.line();    // 28 minus the 4 malformed ones
   EXPECT_EQ(s.quarantined, 4u) << s.line();  // minutes out of range, not future dates
@@ -106,7 +106,7 @@ TEST(HubClock, SourceLagIsMeasuredOnTheHubsClockWhenTodayIsSet) {
     Hub hub(config, *store, ref, logger, clock, metrics);
     ASSERT_TRUE(hub.start().empty());
     std::atomic<bool> stop{false};
-    const RunSummary s = hub.run_once(stop);
+    const RunSummary s = hub.run(stop, RunMode::once);
     ASSERT_TRUE(s.ok()) << s.line();
     ASSERT_EQ(s.inserted, 24u) << s.line();
 
@@ -166,7 +166,7 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
   ASSERT_TRUE(hub->start().empty());
   std::atomic<bool> stop{false};
 
-  RunSummary s = hub->run_once(stop);
+  RunSummary s = hub->run(stop, RunMode::once);
   ASSERT_TRUE(s.ok()) << s.line();
   EXPECT_EQ(s.outbox_compacted, 0u) << "delivered just now";
   std::size_t lines = 0;
@@ -177,18 +177,18 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
   ASSERT_GT(lines, 24u);  // 24 records, their staff month and agency month
 
   clock.set(real_now + 31LL * 86400000);
-  s = hub->run_once(stop);
+  s = hub->run(stop, RunMode::once);
   EXPECT_EQ(s.outbox_compacted, 0u) << "the sink switched off has not delivered them";
 
   hub.reset();  // the sink switched off leaves the configuration (it never took a batch)
   hub = std::make_unique<Hub>(config, *store, ref, logger, clock, metrics);
   ASSERT_TRUE(hub->start().empty());
   clock.set(real_now + 29LL * 86400000);
-  s = hub->run_once(stop);
+  s = hub->run(stop, RunMode::once);
   EXPECT_EQ(s.outbox_compacted, 0u) << "29 days after delivery";
 
   clock.set(real_now + 31LL * 86400000);
-  s = hub->run_once(stop);
+  s = hub->run(stop, RunMode::once);
   ASSERT_TRUE(s.ok()) << s.line();
   EXPECT_EQ(s.outbox_compacted, lines);
   EXPECT_EQ(store->compact_outbox({"files"}, clock.now_unix_ms(), 1000), 0u);

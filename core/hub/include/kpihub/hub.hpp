@@ -149,7 +149,7 @@ class Scorer {
   // Recomputes every staff month of a month and every agency month from the store (no outbox).
   std::vector<StaffMonthResult> compute_month(const Month& month);
   // CPU seconds month recomputes spent on threads other than the caller's since the last call
-  // (the caller's own it can measure itself), for run_once's stage figures.
+  // (the caller's own it can measure itself), for the run's stage figures.
   double take_helper_cpu_seconds() { return std::exchange(helper_cpu_s_, 0.0); }
 
  private:
@@ -237,15 +237,18 @@ struct RunSummary {
   int64_t outbox_waiting = 0;
   std::size_t outbox_compacted = 0;  // delivered items deleted (outbox_retention_days)
   std::vector<std::string> errors;   // one line each, for the operator
-  // Where run_once spent its time, per stage: wall seconds and the CPU
-  // seconds of the thread that ran it (the plugins run on that thread too), and for `score`
-  // those of the threads a month recompute reads and scores on besides it.
+  // Where the run spent its time, per stage: the wall seconds of its steps (a page pulled, a
+  // page stored, a scoring round, a delivery attempt; waits between them are not counted) and
+  // the CPU seconds of the thread that ran them (the plugins run on that thread too), and for
+  // `score` those of the threads a month recompute reads and scores on besides it.
   struct StageCost {
     double wall_s = 0;
     double cpu_s = 0;
   };
   StageCost pull, store, score, forward;
   bool ok() const { return errors.empty(); }
+  // Adds the counts, stage costs and errors of `other` (a thread's part of the run).
+  RunSummary& operator+=(const RunSummary& other);
   std::string line() const;
   // "stages: pull 1.20 s (cpu 0.90 s), store ..." for capacity planning and bench/run.
   std::string stages_line() const;
@@ -277,11 +280,32 @@ struct PluginStatus {
   std::string reason;  // why it was refused
 };
 
+// How long to wait before the next try of a task (a pull, a staff list, a delivery, a scoring
+// round) after a failure that `failures` failures in a row came before: 1 s after the first,
+// then 2 s, 4 s ... capped at 5 minutes, each
+// drawn uniformly from its upper half so retrying hubs spread out. A failure an operator must
+// fix (configuration, credentials, certificates, storage) waits at least 30 s.
+int64_t retry_wait_ms(uint32_t failures, bool transient = true);
+
+// What `Hub::run` runs until.
+enum class RunMode {
+  until_stopped,  // `kpihub run`: sources pulled at their intervals until `stop`
+  // `kpihub run --once`: until every source is caught up (or gave up), the scorer has nothing
+  // to do and every sink's outbox is empty (or its next try falls after forward_timeout_ms)
+  once,
+};
+
 struct HubOptions {
-  // run --once: how long to keep retrying a sink that does not take batches.
+  // run --once: how long after the scorer finished to keep retrying a sink that does not take
+  // batches.
   int64_t forward_timeout_ms = 60000;
-  // Transient pull failures of one source before run --once gives up on it.
-  int max_pull_failures = 5;
+  // run --once: failures in a row of one task (a source's pulls or staff list, the scorer, a
+  // sink's loop) before the run gives up on it; a failure an operator must fix gives up at once.
+  // `kpihub run` never gives up: it waits retry_wait_ms and tries again.
+  int max_failures = 5;
+  // While a source is catching up (its last page said there is more), the scorer waits, so a
+  // staff month is scored once and not once per page that touches it; never longer than this.
+  int64_t max_scoring_hold_ms = 300000;
 };
 
 // Until destroyed, watches `stop` on a thread of its own and calls `on_stop` once when it
@@ -314,7 +338,12 @@ class Hub {
   std::size_t source_count() const { return sources_.size(); }
   std::size_t sink_count() const { return sinks_.size(); }
 
-  RunSummary run_once(const std::atomic<bool>& stop);
+  // Pulls, stores, scores and forwards until `stop` becomes true or, with RunMode::once, until
+  // there is nothing left to do: one thread per source, one scorer, one per sink, each
+  // finishing the page or batch in hand. Both modes run the same loops, with the same retry
+  // waits, metrics and stop handling; the summary counts what this call did, and its errors are
+  // the tasks a run --once gave up on (`kpihub run` never gives up; it logs and tries again).
+  RunSummary run(const std::atomic<bool>& stop, RunMode mode = RunMode::until_stopped);
   // Thread-safe snapshots for the admin API.
   std::vector<SourceStatus> source_status() const;
   std::vector<PluginStatus> plugin_status() const;
@@ -327,29 +356,21 @@ class Hub {
                                  int64_t id = 0);
   // `explain` for the admin API, safe beside the running scorer.
   std::string explain(const std::string& staff_code, const Month& month);
-  // Runs until `stop` becomes true: one thread per source, one scorer, one
-  // per sink; each finishes the page or batch in hand, then returns.
-  void run(const std::atomic<bool>& stop);
   // Asks every plugin instance to stop: stop_requested() becomes true and a retry wait
   // (sleep_ms) returns at once. Thread-safe, also while start() runs (a source's staff list is
-  // read there, with the source's retries). run() and run_once() call it when their `stop`
-  // becomes true.
+  // read there, with the source's retries). run() calls it when its `stop` becomes true.
   void request_stop() { stop_signal_.request(); }
 
  private:
   struct SourceRuntime;
   struct SinkRuntime;
+  class Runner;  // one call of run(): its threads and what they share (runner.cpp)
   // Saves the source's staff list in the store and merges what the store holds into the
   // directory (as load_reference does); false when the source keeps one and it could not be
   // read or saved.
   bool sync_staff(SourceRuntime& s);
   // Pulls and stores one page; returns false when caught up.
   bool pull_one(SourceRuntime& s, RunSummary& summary);
-  // run_once's forwarding, on its own thread: delivers batches as the scorer
-  // writes them, and once `scoring_done` until every sink is idle or past
-  // the forward timeout.
-  void forward_pending(RunSummary& out, const std::atomic<bool>& stop,
-                       const std::atomic<bool>& scoring_done);
   void note_error(SourceRuntime& s, const std::string& error, const char* state);
   // Deletes the outbox items every configured sink delivered more than outbox_retention_days
   // ago, a bounded transaction at a time, until none is left or `stop`; returns how many.
