@@ -460,6 +460,7 @@ sdk::xml::Reader HisReader::open_reader() const {
 
 void HisReader::check() {
   std::optional<int64_t> ngaylap;
+  std::optional<std::string> ngaylap_text;
   try {
     auto reader = open_reader();
     bool root = true, facility = false;
@@ -478,7 +479,8 @@ void HisReader::check() {
       } else if (element == "MACSKCB") {
         facility = !trim(reader.read_text()).empty();
       } else if (element == "NGAYLAP") {
-        ngaylap = parse_export_time(trim(reader.read_text()));
+        ngaylap_text = trim(reader.read_text());
+        ngaylap = parse_export_time(*ngaylap_text);
       } else if (element == "HOSO") {
         ++hoso;
         kind.clear();
@@ -501,14 +503,22 @@ void HisReader::check() {
   } catch (const sdk::xml::ParseError& e) {
     throw sdk::FileRejected(e.reason(), e.what());
   }
-  // The export's own time: NGAYLAP, or failing that when the file arrived.
+  // The export's own time (NGAYLAP) orders the exports of an episode; when
+  // the file has none, its arrival only dates its records (changed_at): a
+  // file delivered again arrives later than its correction, but is not newer.
   exported_at_ = ngaylap;
-  if (!exported_at_ && arrived_unix_s_)
-    exported_at_ = *arrived_unix_s_ + int64_t{utc_offset_minutes_} * 60;
   changed_at_.reset();
-  if (exported_at_)
-    changed_at_ =
-        sdk::rfc3339_local(*exported_at_ - int64_t{utc_offset_minutes_} * 60, utc_offset_minutes_);
+  if (ngaylap_text && !ngaylap && log_) {
+    log_(name_ + ": NGAYLAP \"" + *ngaylap_text +
+         "\" is not a date (yyyyMMdd) or time (yyyyMMddHHmm[ss]); the file is dated by when it "
+         "arrived, and its exports are ordered by their content");
+  }
+  const int64_t offset_s = int64_t{utc_offset_minutes_} * 60;
+  if (exported_at_) {
+    changed_at_ = sdk::rfc3339_local(*exported_at_ - offset_s, utc_offset_minutes_);
+  } else if (arrived_unix_s_) {
+    changed_at_ = sdk::rfc3339_local(*arrived_unix_s_, utc_offset_minutes_);
+  }
   reader_.reset();
   at_end_ = false;
   episode_index_ = 0;

@@ -753,6 +753,76 @@ TEST(HealthInbox, AnExportWithoutItsTimeIsDatedByItsArrival) {
     EXPECT_EQ(rec.changed_at, "2025-05-02T09:30:00+07:00") << id;
 }
 
+// A fixture's text with `from` replaced by `to` (which must be in it).
+std::string fixture_with(const std::string& file, const std::string& from, const std::string& to) {
+  std::ifstream in(kFixtures / file);
+  std::string text(std::istreambuf_iterator<char>(in), {});
+  const auto at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from << " in " << file;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+// Writes `text` into the inbox as `name`, arrived at `arrived`.
+void deliver(InboxHarness& h, const std::string& name, const std::string& text,
+             std::chrono::sys_seconds arrived) {
+  std::ofstream(h.dir / "inbox" / name) << text;
+  fs::last_write_time(h.dir / "inbox" / name, fs::file_time_type::clock::from_sys(arrived));
+}
+
+// Issue 18 review: without NGAYLAP an export was ordered by its arrival, so
+// the original delivered again after its correction counted as newer and
+// undid the correction. The arrival only dates the records; such exports are
+// told apart by their content.
+TEST(HealthInbox, AnOlderExportWithoutItsTimeDeliveredAgainChangesNothing) {
+  InboxHarness h("older-no-ngaylap");
+  const std::string a = fixture_with("episodes-130.xml", "<NGAYLAP>20250410</NGAYLAP>", "");
+  const std::string b = fixture_with("reexport-130.xml", "<NGAYLAP>20250411</NGAYLAP>", "");
+  const auto t = std::chrono::sys_seconds{std::chrono::seconds{1746153000}};  // 2025-05-02 09:30
+  deliver(h, "a.xml", a, t);
+  EXPECT_EQ(h.pull_all().records.size(), 8u);
+  deliver(h, "b.xml", b, t + std::chrono::hours(1));
+  const auto fix = h.pull_all();
+  ASSERT_EQ(fix.records.size(), 3u);
+  EXPECT_EQ(fix.records.at("56001|LK001|XML3|2|001234/KH-CCHN").changed_at,
+            "2025-05-02T10:30:00+07:00");
+  h.logger.lines.clear();
+  deliver(h, "c.xml", a, t + std::chrono::hours(2));
+  const auto again = h.pull_all();
+  std::map<std::string, std::string> got;
+  for (const auto& [id, rec] : again.records)
+    got[id] = rec.revision + (rec.retracted ? " retracted" : "") + " " + rec.quantity.value_or("");
+  EXPECT_TRUE(got.empty()) << "the correction stays: " << ::testing::PrintToString(got);
+  std::string log;
+  for (const auto& l : h.logger.lines) log += l + "\n";
+  EXPECT_CONTAINS(log, "c.xml HOSO #1: episode 56001|LK001 is the export of file #1");
+  EXPECT_CONTAINS(log, "nothing of it is applied");
+  // The correction once more: unchanged, nothing.
+  deliver(h, "d.xml", b, t + std::chrono::hours(3));
+  EXPECT_TRUE(h.pull_all().records.empty());
+}
+
+// Issue 18 review: an NGAYLAP that is not a time was dropped without a word.
+// The file is dated by its arrival, and the log names the file and the value.
+TEST(HealthInbox, AnExportTimeThatIsNotATimeIsSaidAndTheArrivalUsed) {
+  const auto t = std::chrono::sys_seconds{std::chrono::seconds{1746153000}};  // 2025-05-02 09:30
+  for (const char* bad : {"20250431", "2025-04-10T24:00:00"}) {
+    InboxHarness h("bad-ngaylap");
+    const std::string name = "a.xml";
+    deliver(h, name,
+            fixture_with("episode-4210.xml", "<NGAYLAP>20250410</NGAYLAP>",
+                         std::string("<NGAYLAP>") + bad + "</NGAYLAP>"),
+            t);
+    const auto r = h.pull_all();
+    EXPECT_EQ(r.records.size(), 3u) << bad;
+    for (const auto& [id, rec] : r.records)
+      EXPECT_EQ(rec.changed_at, "2025-05-02T09:30:00+07:00") << bad << " " << id;
+    std::string log;
+    for (const auto& l : h.logger.lines) log += l + "\n";
+    EXPECT_CONTAINS(log, name + ": NGAYLAP \"" + bad + "\" is not a date");
+  }
+}
+
 // Issue 18: a file still being written under its final name was taken after
 // one idle second and rejected as parse_error, the writer's remaining bytes
 // ending in .rejected/. A file that does not parse while it is young is

@@ -49,7 +49,7 @@ class EpisodeState {
   // One export of an episode, as the adapter applied it.
   struct Version {
     int64_t file_seq = 0;
-    // The export's own time (local seconds since 1970-01-01), when known.
+    // The export's own time (NGAYLAP, local seconds since 1970-01-01), when it had one.
     std::optional<int64_t> exported_at;
     std::map<std::string, Row> rows;
   };
@@ -114,7 +114,8 @@ class HisReader final : public sdk::FileReader {
   std::function<void(const std::string&)> log_;
   std::optional<int64_t> arrived_unix_s_;
   int utc_offset_minutes_ = 420;
-  // The export's time in local seconds (NGAYLAP, else the arrival), found by check().
+  // The export's time in local seconds, from its NGAYLAP only (found by
+  // check()): what orders the exports of an episode. Unset without one.
   std::optional<int64_t> exported_at_;
   std::optional<std::string> changed_at_;  // the same as RFC 3339, each record's changed_at
   int64_t not_creditable_ = 0;             // 4210 result and note rows: no clinician field
