@@ -410,6 +410,7 @@ TEST(HealthXml, ARowWithABadValueKeepsItsEarlierCreditUntilAValidRevision) {
   EXPECT_TRUE(got.empty()) << "the lab test's credit stays as file 1 gave it: "
                            << ::testing::PrintToString(got);
   // A later valid export: the lab row is as in file 1, so unchanged; the rest as usual.
+  // The row's quarantine entry (id without a clinician) is withdrawn by its id.
   const auto next = read("reexport-130.xml", 3, state);
   got.clear();
   for (const auto& [id, rec] : next.records)
@@ -417,8 +418,32 @@ TEST(HealthXml, ARowWithABadValueKeepsItsEarlierCreditUntilAValidRevision) {
   EXPECT_EQ(got, (std::map<std::string, std::string>{
                      {"56001|LK001|XML3|2|001234/KH-CCHN", "3"},
                      {"56001|LK001|XML3|2|002345/KH-CCHN.C.1", "3"},
+                     {"56001|LK001|XML3|4", "3 retracted"},
                      {"56001|LK001|XML3|5|001234/KH-CCHN", "3 retracted"},
                  }));
+  EXPECT_FALSE(next.records.at("56001|LK001|XML3|4").source_staff_id.has_value())
+      << "a bare withdrawal: it stores nothing";
+}
+
+// Issue 18 review: a rejected row's quarantine entry never resolved (its id
+// is episode|table|STT, its credits' ids add the clinician), and every
+// re-delivery that still held the bad row added another entry.
+TEST(HealthXml, ABadRowDeliveredAgainIsReportedOnceAndItsEntryResolvedByTheCorrection) {
+  EpisodeState state(":memory:");
+  read("episodes-130.xml", 1, state);
+  const auto bad = read("reexport-bad-row-130.xml", 2, state);
+  ASSERT_EQ(bad.rejected.size(), 1u);
+  EXPECT_EQ(bad.rejected[0].source_id, "56001|LK001|XML3|4");
+  const auto again = read("reexport-bad-row-130.xml", 3, state);
+  EXPECT_TRUE(again.rejected.empty())
+      << "reported with file 2 already: " << again.rejected.at(0).message;
+  EXPECT_TRUE(again.records.empty());
+  // The hub is not told again, but the row is still held: its credit stands.
+  const auto fixed = read("reexport-130.xml", 4, state);
+  EXPECT_EQ(fixed.records.count("56001|LK001|XML3|4|001234/KH-CCHN"), 0u) << "unchanged";
+  ASSERT_EQ(fixed.records.count("56001|LK001|XML3|4"), 1u);
+  EXPECT_EQ(fixed.records.at("56001|LK001|XML3|4").retracted, "true");
+  EXPECT_EQ(fixed.records.at("56001|LK001|XML3|4").revision, "4");
 }
 
 // Issue 18: an older export delivered again after its correction undid the
@@ -438,7 +463,9 @@ TEST(HealthXml, AnOlderExportAfterItsCorrectionChangesNothing) {
   while (reader->next_unit(page)) {
   }
   EXPECT_TRUE(page.records().empty()) << "the correction stays";
-  EXPECT_EQ(page.rejected().size(), 2u) << "LK002, not older, is read as usual";
+  EXPECT_TRUE(page.rejected().empty())
+      << "LK002, not older, is read as usual: its two bad rows, reported with file 1, are not "
+         "reported again";
   ASSERT_EQ(notes.size(), 1u) << ::testing::PrintToString(notes);
   EXPECT_CONTAINS(notes[0],
                   "episodes-130.xml HOSO #1: episode 56001|LK001 was exported 2025-04-10");
@@ -630,7 +657,9 @@ TEST(HealthInbox, TheSameFileTwiceCreditsNothingNew) {
   h.drop("episodes-130.xml", "a.xml");  // the HIS sends it again, same name
   const auto second = h.pull_all();
   EXPECT_TRUE(second.records.empty()) << "unchanged credits are not new revisions";
-  EXPECT_EQ(second.rejected.size(), first.rejected.size()) << "its bad rows are reported again";
+  EXPECT_EQ(first.rejected.size(), 2u);
+  EXPECT_TRUE(second.rejected.empty())
+      << "its bad rows were reported once, one quarantine entry each";
   EXPECT_TRUE(fs::exists(h.dir / "inbox" / ".archive" / "0000000001-a.xml"));
   EXPECT_TRUE(fs::exists(h.dir / "inbox" / ".archive" / "0000000002-a.xml"));
 }

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -52,13 +53,17 @@ class EpisodeState {
     // The export's own time (NGAYLAP, local seconds since 1970-01-01), when it had one.
     std::optional<int64_t> exported_at;
     std::map<std::string, Row> rows;
+    // The rows this export quarantined, already reported to the hub: (the
+    // rejection's source_id, its reason, field and raw fields).
+    std::set<std::pair<std::string, std::string>> rejections;
   };
   // The episode's version as of the last file before `file_seq`; nullopt if none.
   std::optional<Version> before(const std::string& episode, int64_t file_seq);
   // Replaces the episode's version `file_seq` and drops versions older than the one before it.
   // `digest` identifies the export's content (its tables), to recognise it if it comes again.
   void store(const std::string& episode, int64_t file_seq, std::optional<int64_t> exported_at,
-             const std::string& digest, const std::map<std::string, Row>& rows);
+             const std::string& digest, const std::map<std::string, Row>& rows,
+             const std::set<std::pair<std::string, std::string>>& rejections = {});
   // When an export of the episode with this `digest` was applied before
   // `file_seq` and a different one after it: the file number of that earlier
   // export (it is being delivered again, older than what is applied now).
