@@ -551,7 +551,7 @@ void HisReader::check() {
   // file delivered again arrives later than its correction, but is not newer.
   exported_at_ = ngaylap;
   changed_at_.reset();
-  if (ngaylap_text && !ngaylap && log_) {
+  if (ngaylap_text && !ngaylap_text->empty() && !ngaylap && log_) {
     log_(name_ + ": NGAYLAP \"" + *ngaylap_text +
          "\" is not a date (yyyyMMdd) or time (yyyyMMddHHmm[ss]); the file is dated by when it "
          "arrived, and its exports are ordered by their content");
