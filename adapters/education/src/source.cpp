@@ -85,6 +85,7 @@ void EducationSource::pull(std::optional<std::string_view> cursor, sdk::Page& pa
   const auto open = [this](const sdk::TakenFile& f) -> std::unique_ptr<sdk::FileReader> {
     auto reader = TeachingLogReader::open_file(f.path.string(), f.name, xsd_);
     reader->set_arrival(f.arrived_unix_s, host_.utc_offset_minutes());
+    reader->set_log([this](const std::string& line) { host_.warn("education: " + line); });
     return reader;
   };
   if (http_) {

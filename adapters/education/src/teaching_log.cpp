@@ -78,19 +78,22 @@ void TeachingLogReader::read_root() {
   agency_ = reader_->attribute("agencyCode").value_or("");
   level_ = reader_->attribute("level").value_or("");
   // When the school system recorded the work: the export's `generated` time
-  // (spec/scoring.md 5.4), or failing that when the file arrived.
+  // (spec/scoring.md 5.4; local time when it has no offset), or failing that
+  // when the file arrived. Read by the host's rule: an xs:dateTime the host
+  // would refuse ("24:00:00", a five-digit year) must not quarantine every
+  // record of the log.
   changed_at_.reset();
   if (auto g = reader_->attribute("generated")) {
     const auto b = g->find_first_not_of(" \t\r\n");
     const auto e = g->find_last_not_of(" \t\r\n");
-    std::string t = b == std::string::npos ? std::string() : g->substr(b, e - b + 1);
-    const bool has_offset =
-        !t.empty() && (t.back() == 'Z' || t.back() == 'z' ||
-                       (t.size() > 6 && (t[t.size() - 6] == '+' || t[t.size() - 6] == '-') &&
-                        t[t.size() - 3] == ':'));
-    // xs:dateTime without an offset: local time, at the host's offset.
-    if (!t.empty() && !has_offset) t += sdk::rfc3339_local(0, utc_offset_minutes_).substr(19);
-    if (!t.empty()) changed_at_ = std::move(t);
+    const std::string t = b == std::string::npos ? std::string() : g->substr(b, e - b + 1);
+    if (const auto at = sdk::parse_rfc3339(t, utc_offset_minutes_)) {
+      changed_at_ = at->rfc3339();
+    } else if (log_) {
+      log_(name_ + ": generated \"" + t +
+           "\" is not a time the hub can use (YYYY-MM-DDThh:mm:ss, hours up to 23, a four-digit "
+           "year, an optional offset); the log is dated by when it arrived");
+    }
   }
   if (!changed_at_ && arrived_unix_s_)
     changed_at_ = sdk::rfc3339_local(*arrived_unix_s_, utc_offset_minutes_);

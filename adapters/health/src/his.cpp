@@ -286,6 +286,12 @@ EpisodeState::EpisodeState(const std::string& path) : path_(path) {
   exec(
       "CREATE TABLE IF NOT EXISTS episode_exports (episode TEXT NOT NULL, file_seq INTEGER NOT "
       "NULL, digest TEXT NOT NULL, PRIMARY KEY (episode, file_seq))");
+  // The rows each version quarantined, as reported to the hub: the same
+  // rejection again is not reported again (one quarantine entry per bad row).
+  exec(
+      "CREATE TABLE IF NOT EXISTS episode_rejections (episode TEXT NOT NULL, file_seq INTEGER NOT "
+      "NULL, source_id TEXT NOT NULL, rejection TEXT NOT NULL, PRIMARY KEY (episode, file_seq, "
+      "source_id, rejection))");
 }
 
 EpisodeState::~EpisodeState() {
@@ -339,6 +345,16 @@ std::optional<EpisodeState::Version> EpisodeState::before(const std::string& epi
     out->rows[id] = Row{reinterpret_cast<const char*>(sqlite3_column_text(q.s, 1)),
                         sqlite3_column_int64(q.s, 2)};
   }
+  if (!out) return out;
+  Stmt r(db_,
+         "SELECT source_id, rejection FROM episode_rejections WHERE episode = ?1 AND file_seq = ?2",
+         path_);
+  r.text(1, episode);
+  r.integer(2, out->file_seq);
+  while (sqlite3_step(r.s) == SQLITE_ROW) {
+    out->rejections.emplace(reinterpret_cast<const char*>(sqlite3_column_text(r.s, 0)),
+                            reinterpret_cast<const char*>(sqlite3_column_text(r.s, 1)));
+  }
   return out;
 }
 
@@ -367,7 +383,8 @@ std::optional<int64_t> EpisodeState::superseded(const std::string& episode, int6
 
 void EpisodeState::store(const std::string& episode, int64_t file_seq,
                          std::optional<int64_t> exported_at, const std::string& digest,
-                         const std::map<std::string, Row>& rows) {
+                         const std::map<std::string, Row>& rows,
+                         const std::set<std::pair<std::string, std::string>>& rejections) {
   exec("BEGIN IMMEDIATE");
   try {
     {
@@ -398,6 +415,32 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
     };
     for (const auto& [id, row] : rows) put(id, row);
     if (rows.empty()) put("", Row{"", 0});
+    {
+      Stmt del(db_, "DELETE FROM episode_rejections WHERE episode = ?1 AND file_seq = ?2", path_);
+      del.text(1, episode);
+      del.integer(2, file_seq);
+      sqlite3_step(del.s);
+      Stmt add(db_,
+               "INSERT INTO episode_rejections (episode, file_seq, source_id, rejection) VALUES "
+               "(?, ?, ?, ?)",
+               path_);
+      for (const auto& [id, rejection] : rejections) {
+        sqlite3_reset(add.s);
+        add.text(1, episode);
+        add.integer(2, file_seq);
+        add.text(3, id);
+        add.text(4, rejection);
+        if (sqlite3_step(add.s) != SQLITE_DONE)
+          throw sdk::TransientError("health: state file " + path_ + ": " + sqlite3_errmsg(db_));
+      }
+      Stmt prune(db_,
+                 "DELETE FROM episode_rejections WHERE episode = ?1 AND file_seq < "
+                 "(SELECT MAX(file_seq) FROM episode_rows WHERE episode = ?1 AND file_seq < ?2)",
+                 path_);
+      prune.text(1, episode);
+      prune.integer(2, file_seq);
+      sqlite3_step(prune.s);
+    }
     Stmt prune(db_,
                "DELETE FROM episode_rows WHERE episode = ?1 AND file_seq < "
                "(SELECT MAX(file_seq) FROM episode_rows WHERE episode = ?1 AND file_seq < ?2)",
@@ -460,6 +503,7 @@ sdk::xml::Reader HisReader::open_reader() const {
 
 void HisReader::check() {
   std::optional<int64_t> ngaylap;
+  std::optional<std::string> ngaylap_text;
   try {
     auto reader = open_reader();
     bool root = true, facility = false;
@@ -478,7 +522,8 @@ void HisReader::check() {
       } else if (element == "MACSKCB") {
         facility = !trim(reader.read_text()).empty();
       } else if (element == "NGAYLAP") {
-        ngaylap = parse_export_time(trim(reader.read_text()));
+        ngaylap_text = trim(reader.read_text());
+        ngaylap = parse_export_time(*ngaylap_text);
       } else if (element == "HOSO") {
         ++hoso;
         kind.clear();
@@ -501,14 +546,22 @@ void HisReader::check() {
   } catch (const sdk::xml::ParseError& e) {
     throw sdk::FileRejected(e.reason(), e.what());
   }
-  // The export's own time: NGAYLAP, or failing that when the file arrived.
+  // The export's own time (NGAYLAP) orders the exports of an episode; when
+  // the file has none, its arrival only dates its records (changed_at): a
+  // file delivered again arrives later than its correction, but is not newer.
   exported_at_ = ngaylap;
-  if (!exported_at_ && arrived_unix_s_)
-    exported_at_ = *arrived_unix_s_ + int64_t{utc_offset_minutes_} * 60;
   changed_at_.reset();
-  if (exported_at_)
-    changed_at_ =
-        sdk::rfc3339_local(*exported_at_ - int64_t{utc_offset_minutes_} * 60, utc_offset_minutes_);
+  if (ngaylap_text && !ngaylap_text->empty() && !ngaylap && log_) {
+    log_(name_ + ": NGAYLAP \"" + *ngaylap_text +
+         "\" is not a date (yyyyMMdd) or time (yyyyMMddHHmm[ss]); the file is dated by when it "
+         "arrived, and its exports are ordered by their content");
+  }
+  const int64_t offset_s = int64_t{utc_offset_minutes_} * 60;
+  if (exported_at_) {
+    changed_at_ = sdk::rfc3339_local(*exported_at_ - offset_s, utc_offset_minutes_);
+  } else if (arrived_unix_s_) {
+    changed_at_ = sdk::rfc3339_local(*arrived_unix_s_, utc_offset_minutes_);
+  }
   reader_.reset();
   at_end_ = false;
   episode_index_ = 0;
@@ -639,6 +692,10 @@ bool HisReader::next_unit(sdk::Page& page) {
     std::map<std::string, sdk::Record> credits;
     // Rows quarantined ("XML3|4"): their earlier credits stand until a valid revision.
     std::set<std::string> held;
+    // This export's rejections, and which of them the hub was told of before.
+    static const std::set<std::pair<std::string, std::string>> kNoRejections;
+    const auto& reported = prior ? prior->rejections : kNoRejections;
+    std::set<std::pair<std::string, std::string>> rejections;
     auto field = [](const Fields& f, const char* k) {
       auto it = f.find(k);
       return it == f.end() ? std::string() : it->second;
@@ -654,9 +711,17 @@ bool HisReader::next_unit(sdk::Page& page) {
                           const std::string& message) {
           boost::json::object raw;  // only the fields the adapter reads: never patient data
           for (const auto& [k, v] : row) raw[k] = v;
-          page.reject({episode + "|" + t.kind + "|" + stt, reason, f, at + ": " + message,
-                       boost::json::serialize(raw), name_ + ":" + std::to_string(line)});
+          const std::string id = episode + "|" + t.kind + "|" + stt;
+          std::string text = boost::json::serialize(raw);
           if (!stt.empty()) held.insert(t.kind + "|" + stt);
+          // The same row rejected for the same reason as in the episode's
+          // last export: its quarantine entry is there already.
+          auto same = std::make_pair(id, reason + '\n' + f + '\n' + text);
+          const bool known = reported.count(same) > 0;
+          rejections.insert(std::move(same));
+          if (known) return;
+          page.reject({id, reason, f, at + ": " + message, std::move(text),
+                       name_ + ":" + std::to_string(line)});
         };
         if (stt.empty()) {
           reject("missing_field", "STT", "STT is missing or empty");
@@ -815,7 +880,29 @@ bool HisReader::next_unit(sdk::Page& page) {
       gone.changed_at = changed_at_;
       page.add(std::move(gone));
     }
-    state_.store(episode, file_seq_, exported_at_, digest, now);
+    // A row quarantined before and not quarantined so again (corrected,
+    // removed, or bad in another way reported above): its entries in the
+    // hub's quarantine are withdrawn by its id, which stores nothing and
+    // resolves them (a rejection's id names the row, a credit's the row and
+    // the clinician, so the corrected credit alone would not).
+    std::set<std::string> withdrawn;
+    for (const auto& [id, rejection] : reported) {
+      if (rejections.count({id, rejection}) || withdrawn.count(id)) continue;
+      const auto same_row = rejections.lower_bound({id, std::string()});
+      bool still = false;  // the same rejection of the row, again, not reported again
+      for (auto it = same_row; it != rejections.end() && it->first == id; ++it)
+        still = still || reported.count(*it) > 0;
+      if (still) continue;
+      withdrawn.insert(id);
+      sdk::Record gone;
+      gone.source_id = id;
+      gone.revision = revision;
+      gone.retracted = "true";
+      gone.location = where;
+      gone.changed_at = changed_at_;
+      page.add(std::move(gone));
+    }
+    state_.store(episode, file_seq_, exported_at_, digest, now, rejections);
     return true;
   } catch (const sdk::xml::ParseError& e) {
     throw sdk::FileRejected(e.reason(), e.what());

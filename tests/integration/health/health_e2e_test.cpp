@@ -182,6 +182,44 @@ TEST(HealthE2E, GeneratedHospitalExportsAreStoredOnceAtTheirLatestContentForTheR
   if (!HasFailure()) fs::remove_all(dir);
 }
 
+// Issue 18 review: a hospital row quarantined by the adapter got a new
+// quarantine entry with every re-delivery that still held it, and none ever
+// resolved (the row's id has no clinician, its credits' have). One entry per
+// bad row; the corrected re-export resolves it.
+TEST(HealthE2E, ABadRowDeliveredTwiceIsQuarantinedOnceAndResolvedByItsCorrection) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("kpihub-health-e2e-row-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  copy_plugins(dir);
+  fs::create_directories(dir / "inbox");
+  // A directory and units files to run with (the fixtures' clinicians need not be in it).
+  ASSERT_EQ(run({SIM_HEALTH, "--out", (dir / "gen").string(), "--hospitals", "1", "--clinicians",
+                 "1", "--days", "1", "--episodes", "1", "--month", "2025-04"},
+                dir / "gen.log"),
+            0)
+      << slurp(dir / "gen.log");
+  write_hub_json(dir, dir / "gen",
+                 R"("inbox_dir": ")" + (dir / "inbox").string() + R"(", "state_file": ")" +
+                     (dir / "var/health-state.db").string() + R"(", "settle_ms": 0)");
+  const fs::path fixtures = fs::path(KPIHUB_SOURCE_DIR) / "tests/fixtures/health";
+  const std::string row = "health:56001|LK001|XML3|4";
+  auto deliver = [&](const char* fixture, const std::string& as) {
+    fs::copy_file(fixtures / fixture, dir / "inbox" / as);
+    const int code = run({KPIHUB, "run", "--once", "--config", (dir / "hub.json").string()},
+                         dir / ("run-" + as + ".log"));
+    EXPECT_EQ(code, 0) << slurp(dir / ("run-" + as + ".log"));
+    auto store = kpihub::open_sqlite_store((dir / "var/hub.db").string());
+    std::size_t entries = 0;
+    for (const auto& q : store->quarantine("", "", 1000, 0)) entries += q.entry.record_id == row;
+    return entries;
+  };
+  EXPECT_EQ(deliver("episodes-130.xml", "a.xml"), 0u);
+  EXPECT_EQ(deliver("reexport-bad-row-130.xml", "b.xml"), 1u);
+  EXPECT_EQ(deliver("reexport-bad-row-130.xml", "c.xml"), 1u) << "one entry, not two";
+  EXPECT_EQ(deliver("reexport-130.xml", "d.xml"), 0u) << "the correction resolves it";
+  if (!HasFailure()) fs::remove_all(dir);
+}
+
 // The same through the HIS's HTTP endpoint: kpihub-sim-health serve lists and
 // serves the generated exports with a bearer key; the adapter fetches them
 // one by one into an empty inbox.

@@ -6,6 +6,7 @@
 #include <kpihub/education/source.hpp>
 #include <kpihub/host_services.hpp>
 #include <kpihub/logger.hpp>
+#include <kpihub/model.hpp>
 #include <kpihub/net.hpp>
 
 #include <gtest/gtest.h>
@@ -558,6 +559,66 @@ TEST_F(EducationInboxTest, ALogWithoutItsTimeIsDatedByItsArrival) {
   ASSERT_EQ(records.size(), 5u);
   for (const auto& r : records) EXPECT_EQ(r.changed_at, "2025-04-14T08:15:00+07:00") << r.source_id;
   EXPECT_TRUE(rejected.empty());
+}
+
+// Issue 18 review: `generated` was copied as it was into every record's
+// changed_at, and the XSD's xs:dateTime admits times the host refuses, so the
+// whole log was quarantined. Such a time is not used: the log is dated by its
+// arrival and the log names the file and the value.
+TEST_F(EducationInboxTest, AGeneratedTimeTheHubWouldRefuseIsSaidAndTheArrivalUsed) {
+  std::ifstream in(kFixtures / "good-week.xml");
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  const std::string generated = R"( generated="2025-04-14T07:00:00+07:00")";
+  ASSERT_NE(text.find(generated), std::string::npos);
+  const auto arrived = std::chrono::sys_seconds{std::chrono::seconds{1746153000}};
+  auto s = source();
+  std::optional<std::string> cursor;
+  int n = 0;
+  for (const char* bad :
+       {"2025-04-14T24:00:00+07:00", "12025-04-14T07:00:00+07:00", "2025-04-14T24:00:00"}) {
+    std::string t = text;
+    t.replace(t.find(generated), generated.size(), std::string(" generated=\"") + bad + "\"");
+    const std::string name = "g" + std::to_string(++n) + ".xml";
+    std::ofstream(dir_ / "inbox" / name) << t;
+    fs::last_write_time(dir_ / "inbox" / name, fs::file_time_type::clock::from_sys(arrived));
+    logger_.lines.clear();
+    std::vector<kpihub::sdk::Record> records;
+    std::vector<kpihub::sdk::RejectedItem> rejected;
+    pull_all(*s, cursor, records, rejected);
+    EXPECT_TRUE(rejected.empty()) << bad << ": " << rejected.at(0).message;
+    ASSERT_EQ(records.size(), 5u) << bad;
+    for (const auto& r : records) {
+      EXPECT_EQ(r.changed_at, "2025-05-02T09:30:00+07:00") << bad << " " << r.source_id;
+      EXPECT_TRUE(kpihub::Timestamp::parse(r.changed_at.value_or(""))) << *r.changed_at;
+    }
+    std::string log;
+    for (const auto& l : logger_.lines) log += l + "\n";
+    EXPECT_NE(log.find(name + ": generated \"" + bad + "\" is not a time"), std::string::npos)
+        << log;
+  }
+}
+
+// The adapter reads a file's time by the host's rule: what one accepts, the
+// other does, and to the same instant.
+TEST(FileTime, ReadsTimesAsTheHostDoes) {
+  for (const char* t :
+       {"2025-04-14T07:00:00+07:00", "2025-04-14t07:00:00Z", "2025-04-14 07:00:00.123-05:30",
+        "2024-02-29T23:59:60z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59+23:59",
+        "2025-04-14T24:00:00+07:00", "12025-04-14T07:00:00+07:00", "-2025-04-14T07:00:00Z",
+        "2025-02-29T07:00:00Z", "2025-04-14T07:00+07:00", "2025-04-14T07:00:00+0700",
+        "2025-04-14T07:00:00.Z", "2025-04-14T07:00:00+24:00", "2025-04-14T07:00:00+07:00x",
+        "2025-4-14T07:00:00Z", "2025-04-14T07:00:00"}) {
+    const auto host = kpihub::Timestamp::parse(t);
+    const auto ours = kpihub::sdk::parse_rfc3339(t, std::nullopt);
+    ASSERT_EQ(host.has_value(), ours.has_value()) << t;
+    if (!host) continue;
+    EXPECT_EQ(host->unix_seconds, ours->unix_seconds) << t;
+    EXPECT_EQ(kpihub::Timestamp::parse(ours->rfc3339())->unix_seconds, host->unix_seconds) << t;
+  }
+  // Without an offset: local time at the offset given.
+  const auto local = kpihub::sdk::parse_rfc3339("2025-04-14T08:15:00", 420);
+  ASSERT_TRUE(local);
+  EXPECT_EQ(local->rfc3339(), "2025-04-14T08:15:00+07:00");
 }
 
 }  // namespace

@@ -410,6 +410,7 @@ TEST(HealthXml, ARowWithABadValueKeepsItsEarlierCreditUntilAValidRevision) {
   EXPECT_TRUE(got.empty()) << "the lab test's credit stays as file 1 gave it: "
                            << ::testing::PrintToString(got);
   // A later valid export: the lab row is as in file 1, so unchanged; the rest as usual.
+  // The row's quarantine entry (id without a clinician) is withdrawn by its id.
   const auto next = read("reexport-130.xml", 3, state);
   got.clear();
   for (const auto& [id, rec] : next.records)
@@ -417,8 +418,32 @@ TEST(HealthXml, ARowWithABadValueKeepsItsEarlierCreditUntilAValidRevision) {
   EXPECT_EQ(got, (std::map<std::string, std::string>{
                      {"56001|LK001|XML3|2|001234/KH-CCHN", "3"},
                      {"56001|LK001|XML3|2|002345/KH-CCHN.C.1", "3"},
+                     {"56001|LK001|XML3|4", "3 retracted"},
                      {"56001|LK001|XML3|5|001234/KH-CCHN", "3 retracted"},
                  }));
+  EXPECT_FALSE(next.records.at("56001|LK001|XML3|4").source_staff_id.has_value())
+      << "a bare withdrawal: it stores nothing";
+}
+
+// Issue 18 review: a rejected row's quarantine entry never resolved (its id
+// is episode|table|STT, its credits' ids add the clinician), and every
+// re-delivery that still held the bad row added another entry.
+TEST(HealthXml, ABadRowDeliveredAgainIsReportedOnceAndItsEntryResolvedByTheCorrection) {
+  EpisodeState state(":memory:");
+  read("episodes-130.xml", 1, state);
+  const auto bad = read("reexport-bad-row-130.xml", 2, state);
+  ASSERT_EQ(bad.rejected.size(), 1u);
+  EXPECT_EQ(bad.rejected[0].source_id, "56001|LK001|XML3|4");
+  const auto again = read("reexport-bad-row-130.xml", 3, state);
+  EXPECT_TRUE(again.rejected.empty())
+      << "reported with file 2 already: " << again.rejected.at(0).message;
+  EXPECT_TRUE(again.records.empty());
+  // The hub is not told again, but the row is still held: its credit stands.
+  const auto fixed = read("reexport-130.xml", 4, state);
+  EXPECT_EQ(fixed.records.count("56001|LK001|XML3|4|001234/KH-CCHN"), 0u) << "unchanged";
+  ASSERT_EQ(fixed.records.count("56001|LK001|XML3|4"), 1u);
+  EXPECT_EQ(fixed.records.at("56001|LK001|XML3|4").retracted, "true");
+  EXPECT_EQ(fixed.records.at("56001|LK001|XML3|4").revision, "4");
 }
 
 // Issue 18: an older export delivered again after its correction undid the
@@ -438,7 +463,9 @@ TEST(HealthXml, AnOlderExportAfterItsCorrectionChangesNothing) {
   while (reader->next_unit(page)) {
   }
   EXPECT_TRUE(page.records().empty()) << "the correction stays";
-  EXPECT_EQ(page.rejected().size(), 2u) << "LK002, not older, is read as usual";
+  EXPECT_TRUE(page.rejected().empty())
+      << "LK002, not older, is read as usual: its two bad rows, reported with file 1, are not "
+         "reported again";
   ASSERT_EQ(notes.size(), 1u) << ::testing::PrintToString(notes);
   EXPECT_CONTAINS(notes[0],
                   "episodes-130.xml HOSO #1: episode 56001|LK001 was exported 2025-04-10");
@@ -630,7 +657,9 @@ TEST(HealthInbox, TheSameFileTwiceCreditsNothingNew) {
   h.drop("episodes-130.xml", "a.xml");  // the HIS sends it again, same name
   const auto second = h.pull_all();
   EXPECT_TRUE(second.records.empty()) << "unchanged credits are not new revisions";
-  EXPECT_EQ(second.rejected.size(), first.rejected.size()) << "its bad rows are reported again";
+  EXPECT_EQ(first.rejected.size(), 2u);
+  EXPECT_TRUE(second.rejected.empty())
+      << "its bad rows were reported once, one quarantine entry each";
   EXPECT_TRUE(fs::exists(h.dir / "inbox" / ".archive" / "0000000001-a.xml"));
   EXPECT_TRUE(fs::exists(h.dir / "inbox" / ".archive" / "0000000002-a.xml"));
 }
@@ -751,6 +780,76 @@ TEST(HealthInbox, AnExportWithoutItsTimeIsDatedByItsArrival) {
   ASSERT_EQ(r.records.size(), 3u);
   for (const auto& [id, rec] : r.records)
     EXPECT_EQ(rec.changed_at, "2025-05-02T09:30:00+07:00") << id;
+}
+
+// A fixture's text with `from` replaced by `to` (which must be in it).
+std::string fixture_with(const std::string& file, const std::string& from, const std::string& to) {
+  std::ifstream in(kFixtures / file);
+  std::string text(std::istreambuf_iterator<char>(in), {});
+  const auto at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from << " in " << file;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+// Writes `text` into the inbox as `name`, arrived at `arrived`.
+void deliver(InboxHarness& h, const std::string& name, const std::string& text,
+             std::chrono::sys_seconds arrived) {
+  std::ofstream(h.dir / "inbox" / name) << text;
+  fs::last_write_time(h.dir / "inbox" / name, fs::file_time_type::clock::from_sys(arrived));
+}
+
+// Issue 18 review: without NGAYLAP an export was ordered by its arrival, so
+// the original delivered again after its correction counted as newer and
+// undid the correction. The arrival only dates the records; such exports are
+// told apart by their content.
+TEST(HealthInbox, AnOlderExportWithoutItsTimeDeliveredAgainChangesNothing) {
+  InboxHarness h("older-no-ngaylap");
+  const std::string a = fixture_with("episodes-130.xml", "<NGAYLAP>20250410</NGAYLAP>", "");
+  const std::string b = fixture_with("reexport-130.xml", "<NGAYLAP>20250411</NGAYLAP>", "");
+  const auto t = std::chrono::sys_seconds{std::chrono::seconds{1746153000}};  // 2025-05-02 09:30
+  deliver(h, "a.xml", a, t);
+  EXPECT_EQ(h.pull_all().records.size(), 8u);
+  deliver(h, "b.xml", b, t + std::chrono::hours(1));
+  const auto fix = h.pull_all();
+  ASSERT_EQ(fix.records.size(), 3u);
+  EXPECT_EQ(fix.records.at("56001|LK001|XML3|2|001234/KH-CCHN").changed_at,
+            "2025-05-02T10:30:00+07:00");
+  h.logger.lines.clear();
+  deliver(h, "c.xml", a, t + std::chrono::hours(2));
+  const auto again = h.pull_all();
+  std::map<std::string, std::string> got;
+  for (const auto& [id, rec] : again.records)
+    got[id] = rec.revision + (rec.retracted ? " retracted" : "") + " " + rec.quantity.value_or("");
+  EXPECT_TRUE(got.empty()) << "the correction stays: " << ::testing::PrintToString(got);
+  std::string log;
+  for (const auto& l : h.logger.lines) log += l + "\n";
+  EXPECT_CONTAINS(log, "c.xml HOSO #1: episode 56001|LK001 is the export of file #1");
+  EXPECT_CONTAINS(log, "nothing of it is applied");
+  // The correction once more: unchanged, nothing.
+  deliver(h, "d.xml", b, t + std::chrono::hours(3));
+  EXPECT_TRUE(h.pull_all().records.empty());
+}
+
+// Issue 18 review: an NGAYLAP that is not a time was dropped without a word.
+// The file is dated by its arrival, and the log names the file and the value.
+TEST(HealthInbox, AnExportTimeThatIsNotATimeIsSaidAndTheArrivalUsed) {
+  const auto t = std::chrono::sys_seconds{std::chrono::seconds{1746153000}};  // 2025-05-02 09:30
+  for (const char* bad : {"20250431", "2025-04-10T24:00:00"}) {
+    InboxHarness h("bad-ngaylap");
+    const std::string name = "a.xml";
+    deliver(h, name,
+            fixture_with("episode-4210.xml", "<NGAYLAP>20250410</NGAYLAP>",
+                         std::string("<NGAYLAP>") + bad + "</NGAYLAP>"),
+            t);
+    const auto r = h.pull_all();
+    EXPECT_EQ(r.records.size(), 3u) << bad;
+    for (const auto& [id, rec] : r.records)
+      EXPECT_EQ(rec.changed_at, "2025-05-02T09:30:00+07:00") << bad << " " << id;
+    std::string log;
+    for (const auto& l : h.logger.lines) log += l + "\n";
+    EXPECT_CONTAINS(log, name + ": NGAYLAP \"" + bad + "\" is not a date");
+  }
 }
 
 // Issue 18: a file still being written under its final name was taken after

@@ -6,6 +6,7 @@
 #include <kpihub/xml.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +38,9 @@ class TeachingLogReader final : public sdk::FileReader {
     arrived_unix_s_ = unix_seconds;
     utc_offset_minutes_ = utc_offset_minutes;
   }
+  // Where the reader warns of what it could not use (a `generated` time the
+  // hub would refuse). Unset: nowhere.
+  void set_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
 
  private:
   TeachingLogReader(std::optional<std::string> path, std::string bytes, std::string name,
@@ -53,6 +57,7 @@ class TeachingLogReader final : public sdk::FileReader {
   std::optional<std::string> changed_at_;
   std::optional<int64_t> arrived_unix_s_;
   int utc_offset_minutes_ = 420;
+  std::function<void(const std::string&)> log_;
   bool at_end_ = false;
 };
 

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,16 +50,20 @@ class EpisodeState {
   // One export of an episode, as the adapter applied it.
   struct Version {
     int64_t file_seq = 0;
-    // The export's own time (local seconds since 1970-01-01), when known.
+    // The export's own time (NGAYLAP, local seconds since 1970-01-01), when it had one.
     std::optional<int64_t> exported_at;
     std::map<std::string, Row> rows;
+    // The rows this export quarantined, already reported to the hub: (the
+    // rejection's source_id, its reason, field and raw fields).
+    std::set<std::pair<std::string, std::string>> rejections;
   };
   // The episode's version as of the last file before `file_seq`; nullopt if none.
   std::optional<Version> before(const std::string& episode, int64_t file_seq);
   // Replaces the episode's version `file_seq` and drops versions older than the one before it.
   // `digest` identifies the export's content (its tables), to recognise it if it comes again.
   void store(const std::string& episode, int64_t file_seq, std::optional<int64_t> exported_at,
-             const std::string& digest, const std::map<std::string, Row>& rows);
+             const std::string& digest, const std::map<std::string, Row>& rows,
+             const std::set<std::pair<std::string, std::string>>& rejections = {});
   // When an export of the episode with this `digest` was applied before
   // `file_seq` and a different one after it: the file number of that earlier
   // export (it is being delivered again, older than what is applied now).
@@ -114,7 +119,8 @@ class HisReader final : public sdk::FileReader {
   std::function<void(const std::string&)> log_;
   std::optional<int64_t> arrived_unix_s_;
   int utc_offset_minutes_ = 420;
-  // The export's time in local seconds (NGAYLAP, else the arrival), found by check().
+  // The export's time in local seconds, from its NGAYLAP only (found by
+  // check()): what orders the exports of an episode. Unset without one.
   std::optional<int64_t> exported_at_;
   std::optional<std::string> changed_at_;  // the same as RFC 3339, each record's changed_at
   int64_t not_creditable_ = 0;             // 4210 result and note rows: no clinician field
