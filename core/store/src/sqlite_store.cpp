@@ -145,6 +145,27 @@ class SqliteStore final : public Store {
       sqlite3_stmt* lookup = lookup_record_.get(
           db_, "SELECT revision, staff_code, month, work_date FROM records WHERE record_id = ?",
           path_);
+      // The record as stored (or as this page stored it), end() when it is not.
+      const auto find_known = [&](std::string_view record_id) {
+        auto it = known.find(record_id);
+        if (it != known.end()) return it;
+        store_detail::StatementScope scope(lookup);
+        store_detail::bind_text(lookup, 1, record_id);
+        const int rc = sqlite3_step(lookup);
+        if (rc == SQLITE_ROW) {
+          return known
+              .emplace(record_id,
+                       Known{sqlite3_column_int64(lookup, 0),
+                             std::string(store_detail::column_text(lookup, 1)),
+                             std::string(store_detail::column_text(lookup, 2)),
+                             Date{static_cast<int32_t>(sqlite3_column_int64(lookup, 3))}})
+              .first;
+        }
+        if (rc != SQLITE_DONE) {
+          store_detail::sqlite_fail(db_, path_, "looking up record " + std::string(record_id));
+        }
+        return known.end();
+      };
       // Built once per process, not per page: the statement is prepared once per store anyway.
       static const std::string upsert_sql = store_detail::record_upsert_sql();
       sqlite3_stmt* upsert = upsert_record_.get(db_, upsert_sql, path_);
@@ -159,23 +180,7 @@ class SqliteStore final : public Store {
       // the quarantine entries it supersedes go (the source corrected or deleted the record).
       std::unordered_map<std::string_view, int64_t> superseding;
       for (const auto& r : page.records) {
-        auto it = known.find(r.record_id);
-        if (it == known.end()) {
-          store_detail::StatementScope scope(lookup);
-          store_detail::bind_text(lookup, 1, r.record_id);
-          const int rc = sqlite3_step(lookup);
-          if (rc == SQLITE_ROW) {
-            it = known
-                     .emplace(r.record_id,
-                              Known{sqlite3_column_int64(lookup, 0),
-                                    std::string(store_detail::column_text(lookup, 1)),
-                                    std::string(store_detail::column_text(lookup, 2)),
-                                    Date{static_cast<int32_t>(sqlite3_column_int64(lookup, 3))}})
-                     .first;
-          } else if (rc != SQLITE_DONE) {
-            store_detail::sqlite_fail(db_, path_, "looking up record " + r.record_id);
-          }
-        }
+        auto it = find_known(r.record_id);
         if (it != known.end() && r.revision <= it->second.revision) {
           ++result.ignored_stale;
           continue;
@@ -223,10 +228,35 @@ class SqliteStore final : public Store {
         }
       }
 
+      // An invalid revision not above the one stored (a revision sent again, or one this page
+      // superseded) has nothing left to fix: it is stale, as a valid one would be, and kept out.
+      std::vector<const QuarantineEntry*> kept;
+      kept.reserve(page.quarantined.size());
+      // An entry that names no revision it had is never stale: it stays until resolved.
+      const auto stale = [&](const QuarantineEntry& q) {
+        if (q.record_id.empty()) return false;
+        const std::optional<int64_t> revision = quarantined_revision(q.fields);
+        if (!revision) return false;
+        if (const auto it = superseding.find(q.record_id);
+            it != superseding.end() && it->second >= *revision) {
+          return true;
+        }
+        const auto it = find_known(q.record_id);
+        return it != known.end() && it->second.revision >= *revision;
+      };
+      for (std::size_t i = 0; i < page.quarantined.size(); ++i) {
+        const QuarantineEntry& q = page.quarantined[i];
+        if (stale(q)) {
+          ++result.ignored_stale;
+          result.quarantine_not_kept.push_back(i);
+        } else {
+          kept.push_back(&q);
+        }
+      }
       // Quarantine entries up to here are older than every item of this page.
       const int64_t quarantined_before_page = superseding.empty() ? 0 : last_quarantine_id();
-      if (!page.quarantined.empty()) insert_quarantine(page, at);
-      result.quarantined = page.quarantined.size();
+      if (!kept.empty()) insert_quarantine(page.source, kept, at);
+      result.quarantined = kept.size();
       for (int64_t id : page.resolved_quarantine_ids) remove_quarantine_entry(id);
 
       mark_dirty(left, at);
@@ -1509,25 +1539,26 @@ class SqliteStore final : public Store {
     }
   }
 
-  void insert_quarantine(const PageCommit& page, int64_t at) {
+  void insert_quarantine(const std::string& source, const std::vector<const QuarantineEntry*>& in,
+                         int64_t at) {
     std::vector<std::string> system, source_id, record_id, reason, field, message, payload,
         location, fields;
-    for (const auto& q : page.quarantined) {
-      system.push_back(q.source_system);
-      source_id.push_back(q.source_id);
-      record_id.push_back(q.record_id);
-      reason.push_back(std::string(to_string(q.reason)));
-      field.push_back(q.field);
-      message.push_back(q.message);
-      payload.push_back(q.payload);
-      location.push_back(q.location);
-      fields.push_back(q.fields);
+    for (const QuarantineEntry* q : in) {
+      system.push_back(q->source_system);
+      source_id.push_back(q->source_id);
+      record_id.push_back(q->record_id);
+      reason.push_back(std::string(to_string(q->reason)));
+      field.push_back(q->field);
+      message.push_back(q->message);
+      payload.push_back(q->payload);
+      location.push_back(q->location);
+      fields.push_back(q->fields);
     }
     const std::size_t n = system.size();
     session_ << "INSERT INTO quarantine (source, source_system, source_id, record_id, reason, "
                 "field, message, payload, location, created_at, fields) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        bind(std::vector<std::string>(n, page.source)), use(system), use(source_id), use(record_id),
+        bind(std::vector<std::string>(n, source)), use(system), use(source_id), use(record_id),
         use(reason), use(field), use(message), use(payload), use(location),
         bind(std::vector<int64_t>(n, at)), use(fields), now;
   }

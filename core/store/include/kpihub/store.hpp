@@ -41,9 +41,13 @@ struct PageCommitResult {
   std::size_t inserted = 0;  // new record ids
   std::size_t updated = 0;   // higher revision of a known record
   // Equal or lower revision than stored, or a bare withdrawal (is_bare_withdrawal) of a record
-  // never stored: ignored.
+  // never stored: ignored. Counts the quarantine_not_kept entries too.
   std::size_t ignored_stale = 0;
+  // Quarantine entries stored (PageCommit::quarantined less quarantine_not_kept).
   std::size_t quarantined = 0;
+  // Indices into PageCommit::quarantined of the entries not stored: their record is stored (or
+  // this page stored or withdrew it) at a revision at or above theirs, so nothing is left to fix.
+  std::vector<std::size_t> quarantine_not_kept;
   // Quarantine entries of records this page stored a higher revision of (or withdrew, stored or
   // not), removed: an entry of a revision not above that one, or of no readable revision
   // received earlier.
@@ -191,7 +195,8 @@ class Store {
   // each stored revision also goes to the revision history; a bare withdrawal
   // withdraws the stored record, keeping its content), quarantine entries and
   // the new cursor; a stored revision resolves (removes) the quarantine entries
-  // it supersedes (PageCommitResult::quarantine_resolved). The revision history
+  // it supersedes (PageCommitResult::quarantine_resolved), and an entry of a
+  // revision not above the stored one is not kept (quarantine_not_kept). The revision history
   // is the scorer's change log (dirty_staff_days); the page marks dirty only the
   // staff days a revised record leaves, which the history does not name.
   virtual PageCommitResult commit_page(const PageCommit& page) = 0;
