@@ -899,14 +899,18 @@ class SqliteStore final : public Store {
     });
   }
 
-  void save_synced_staff(const std::vector<SyncedStaff>& entries) override {
-    guarded("saving synced staff lists", [&] {
-      if (entries.empty()) return;
+  void save_synced_staff(const std::string& list_source,
+                         const std::vector<SyncedStaff>& entries) override {
+    guarded("saving the staff list of source " + list_source, [&] {
+      if (list_source.empty()) fail("a synced staff list needs its source");
       std::vector<std::string> source, code, name, agency;
       std::vector<int> leader, active;
       std::vector<int64_t> at;
       for (const auto& e : entries) {
-        if (e.source.empty()) fail("a synced staff entry needs its source (" + e.staff_code + ")");
+        if (e.source != list_source) {
+          fail("the staff list of source " + list_source + " has an entry of source \"" + e.source +
+               "\" (" + e.staff_code + ")");
+        }
         source.push_back(e.source);
         code.push_back(e.staff_code);
         name.push_back(e.full_name);
@@ -916,12 +920,19 @@ class SqliteStore final : public Store {
         at.push_back(e.synced_at_unix_ms);
       }
       WriteTransaction tx(session_);
-      session_ << "INSERT INTO synced_staff (source, staff_code, full_name, agency_code, leader, "
-                  "active, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                  "ON CONFLICT (source, staff_code) DO UPDATE SET full_name = excluded.full_name, "
-                  "agency_code = excluded.agency_code, leader = excluded.leader, "
-                  "active = excluded.active, synced_at = excluded.synced_at",
-          use(source), use(code), use(name), use(agency), use(leader), use(active), use(at), now;
+      // Whom the list no longer names has left, as far as the source knows: inactive, with what
+      // the source said of them last and when. Those it names get their entry back below.
+      std::string s = list_source;
+      session_ << "UPDATE synced_staff SET active = 0 WHERE source = ? AND active = 1", use(s), now;
+      if (!entries.empty()) {
+        session_ << "INSERT INTO synced_staff (source, staff_code, full_name, agency_code, "
+                    "leader, active, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (source, staff_code) DO UPDATE SET "
+                    "full_name = excluded.full_name, agency_code = excluded.agency_code, "
+                    "leader = excluded.leader, active = excluded.active, "
+                    "synced_at = excluded.synced_at",
+            use(source), use(code), use(name), use(agency), use(leader), use(active), use(at), now;
+      }
       tx.commit();
     });
   }

@@ -294,10 +294,12 @@ class Store {
   virtual std::vector<HourCount> stored_per_hour(int64_t since_unix_ms) = 0;
 
   // --- staff lists the sources synced ----------------------------------------
-  // One transaction: each entry replaces the one its source gave before for the same staff
-  // code. Staff a list no longer names keep their last entry: their past months are still
-  // scored as they were.
-  virtual void save_synced_staff(const std::vector<SyncedStaff>& entries) = 0;
+  // One transaction: `entries` are the whole staff list `source` gave (each entry's source is
+  // `source`); each replaces the one the source gave before for the same staff code. Staff the
+  // list no longer names have left: their entry stays, with what the source said last and when
+  // it last listed them, but inactive, as if the source had listed them inactive.
+  virtual void save_synced_staff(const std::string& source,
+                                 const std::vector<SyncedStaff>& entries) = 0;
   // Every entry, the oldest sync first (then by source and staff code): merged into the
   // directory in this order, the latest list to name a staff member has the last word.
   virtual std::vector<SyncedStaff> synced_staff() = 0;
