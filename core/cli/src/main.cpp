@@ -213,13 +213,16 @@ int cmd_run(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse(args, desc, vm, "kpihub run [--config FILE] [--once]")) return kExitOk;
   HubConfig config = load_config(vm);
+  // Every reference file error is reported before the store is touched: a typo in the catalog
+  // neither creates nor upgrades a store, nor takes its lock.
+  ReferenceData ref = load_reference(config);
   JsonLineLogger logger(stderr, log_level_of(config));
   SystemClock clock;
   Metrics metrics;
   prepare_data_dir(config);
   const StoreRunLock run_lock(config.store_path);
   auto store = open_store(config);
-  ReferenceData ref = load_reference(config, *store);
+  merge_synced_staff(ref.directory, store->synced_staff());
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;
   std::signal(SIGINT, on_signal);
@@ -431,8 +434,10 @@ int cmd_explain(const std::vector<std::string>& args) {
   if (!parse(args, desc, vm, "kpihub explain --staff CODE --month YYYY-MM")) return kExitOk;
   const Month month = month_option(vm);
   const HubConfig config = load_config(vm);
+  // The reference files first: one that does not load leaves the store as it is.
+  ReferenceData ref = load_reference(config);
   auto store = open_store(config);
-  const ReferenceData ref = load_reference(config, *store);
+  merge_synced_staff(ref.directory, store->synced_staff());
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
   Scorer scorer(*store, ref, clock, config.hub_id);
@@ -453,8 +458,10 @@ int cmd_rescore(const std::vector<std::string>& args) {
   if (!parse(args, desc, vm, "kpihub rescore --month YYYY-MM")) return kExitOk;
   const Month month = month_option(vm);
   const HubConfig config = load_config(vm);
+  // The reference files first: one that does not load leaves the store as it is.
+  ReferenceData ref = load_reference(config);
   auto store = open_store(config);
-  const ReferenceData ref = load_reference(config, *store);
+  merge_synced_staff(ref.directory, store->synced_staff());
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
   const std::size_t marked = store->mark_month_dirty(month.str());

@@ -212,7 +212,7 @@ bool Hub::sync_staff(SourceRuntime& s) {
         entries.push_back(std::move(entry));
       }
     }
-    store_.save_synced_staff(entries);
+    store_.save_synced_staff(s.config.name, entries);
     const auto stored = store_.synced_staff();
     {
       std::unique_lock<std::shared_mutex> lock(directory_mutex_);

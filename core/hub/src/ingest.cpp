@@ -162,9 +162,14 @@ IngestResult Ingestor::ingest(const std::string& source, const kpihub_page& page
   PageCommit commit = prepare(source, page, now_ms);
   IngestResult result;
   result.records_in_page = page.record_count + page.rejected_count;
-  for (const auto& q : commit.quarantined)
-    result.quarantined_by_reason[std::string(to_string(q.reason))]++;
   result.commit = store_.commit_page(commit);
+  // What stayed in quarantine: an invalid revision the store already has a newer one of did not.
+  std::vector<bool> kept(commit.quarantined.size(), true);
+  for (const std::size_t i : result.commit.quarantine_not_kept) kept[i] = false;
+  for (std::size_t i = 0; i < commit.quarantined.size(); ++i) {
+    if (kept[i])
+      result.quarantined_by_reason[std::string(to_string(commit.quarantined[i].reason))]++;
+  }
   return result;
 }
 

@@ -145,6 +145,27 @@ class SqliteStore final : public Store {
       sqlite3_stmt* lookup = lookup_record_.get(
           db_, "SELECT revision, staff_code, month, work_date FROM records WHERE record_id = ?",
           path_);
+      // The record as stored (or as this page stored it), end() when it is not.
+      const auto find_known = [&](std::string_view record_id) {
+        auto it = known.find(record_id);
+        if (it != known.end()) return it;
+        store_detail::StatementScope scope(lookup);
+        store_detail::bind_text(lookup, 1, record_id);
+        const int rc = sqlite3_step(lookup);
+        if (rc == SQLITE_ROW) {
+          return known
+              .emplace(record_id,
+                       Known{sqlite3_column_int64(lookup, 0),
+                             std::string(store_detail::column_text(lookup, 1)),
+                             std::string(store_detail::column_text(lookup, 2)),
+                             Date{static_cast<int32_t>(sqlite3_column_int64(lookup, 3))}})
+              .first;
+        }
+        if (rc != SQLITE_DONE) {
+          store_detail::sqlite_fail(db_, path_, "looking up record " + std::string(record_id));
+        }
+        return known.end();
+      };
       // Built once per process, not per page: the statement is prepared once per store anyway.
       static const std::string upsert_sql = store_detail::record_upsert_sql();
       sqlite3_stmt* upsert = upsert_record_.get(db_, upsert_sql, path_);
@@ -159,23 +180,7 @@ class SqliteStore final : public Store {
       // the quarantine entries it supersedes go (the source corrected or deleted the record).
       std::unordered_map<std::string_view, int64_t> superseding;
       for (const auto& r : page.records) {
-        auto it = known.find(r.record_id);
-        if (it == known.end()) {
-          store_detail::StatementScope scope(lookup);
-          store_detail::bind_text(lookup, 1, r.record_id);
-          const int rc = sqlite3_step(lookup);
-          if (rc == SQLITE_ROW) {
-            it = known
-                     .emplace(r.record_id,
-                              Known{sqlite3_column_int64(lookup, 0),
-                                    std::string(store_detail::column_text(lookup, 1)),
-                                    std::string(store_detail::column_text(lookup, 2)),
-                                    Date{static_cast<int32_t>(sqlite3_column_int64(lookup, 3))}})
-                     .first;
-          } else if (rc != SQLITE_DONE) {
-            store_detail::sqlite_fail(db_, path_, "looking up record " + r.record_id);
-          }
-        }
+        auto it = find_known(r.record_id);
         if (it != known.end() && r.revision <= it->second.revision) {
           ++result.ignored_stale;
           continue;
@@ -223,10 +228,35 @@ class SqliteStore final : public Store {
         }
       }
 
+      // An invalid revision not above the one stored (a revision sent again, or one this page
+      // superseded) has nothing left to fix: it is stale, as a valid one would be, and kept out.
+      std::vector<const QuarantineEntry*> kept;
+      kept.reserve(page.quarantined.size());
+      // An entry that names no revision it had is never stale: it stays until resolved.
+      const auto stale = [&](const QuarantineEntry& q) {
+        if (q.record_id.empty()) return false;
+        const std::optional<int64_t> revision = quarantined_revision(q.fields);
+        if (!revision) return false;
+        if (const auto it = superseding.find(q.record_id);
+            it != superseding.end() && it->second >= *revision) {
+          return true;
+        }
+        const auto it = find_known(q.record_id);
+        return it != known.end() && it->second.revision >= *revision;
+      };
+      for (std::size_t i = 0; i < page.quarantined.size(); ++i) {
+        const QuarantineEntry& q = page.quarantined[i];
+        if (stale(q)) {
+          ++result.ignored_stale;
+          result.quarantine_not_kept.push_back(i);
+        } else {
+          kept.push_back(&q);
+        }
+      }
       // Quarantine entries up to here are older than every item of this page.
       const int64_t quarantined_before_page = superseding.empty() ? 0 : last_quarantine_id();
-      if (!page.quarantined.empty()) insert_quarantine(page, at);
-      result.quarantined = page.quarantined.size();
+      if (!kept.empty()) insert_quarantine(page.source, kept, at);
+      result.quarantined = kept.size();
       for (int64_t id : page.resolved_quarantine_ids) remove_quarantine_entry(id);
 
       mark_dirty(left, at);
@@ -869,14 +899,18 @@ class SqliteStore final : public Store {
     });
   }
 
-  void save_synced_staff(const std::vector<SyncedStaff>& entries) override {
-    guarded("saving synced staff lists", [&] {
-      if (entries.empty()) return;
+  void save_synced_staff(const std::string& list_source,
+                         const std::vector<SyncedStaff>& entries) override {
+    guarded("saving the staff list of source " + list_source, [&] {
+      if (list_source.empty()) fail("a synced staff list needs its source");
       std::vector<std::string> source, code, name, agency;
       std::vector<int> leader, active;
       std::vector<int64_t> at;
       for (const auto& e : entries) {
-        if (e.source.empty()) fail("a synced staff entry needs its source (" + e.staff_code + ")");
+        if (e.source != list_source) {
+          fail("the staff list of source " + list_source + " has an entry of source \"" + e.source +
+               "\" (" + e.staff_code + ")");
+        }
         source.push_back(e.source);
         code.push_back(e.staff_code);
         name.push_back(e.full_name);
@@ -886,12 +920,19 @@ class SqliteStore final : public Store {
         at.push_back(e.synced_at_unix_ms);
       }
       WriteTransaction tx(session_);
-      session_ << "INSERT INTO synced_staff (source, staff_code, full_name, agency_code, leader, "
-                  "active, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                  "ON CONFLICT (source, staff_code) DO UPDATE SET full_name = excluded.full_name, "
-                  "agency_code = excluded.agency_code, leader = excluded.leader, "
-                  "active = excluded.active, synced_at = excluded.synced_at",
-          use(source), use(code), use(name), use(agency), use(leader), use(active), use(at), now;
+      // Whom the list no longer names has left, as far as the source knows: inactive, with what
+      // the source said of them last and when. Those it names get their entry back below.
+      std::string s = list_source;
+      session_ << "UPDATE synced_staff SET active = 0 WHERE source = ? AND active = 1", use(s), now;
+      if (!entries.empty()) {
+        session_ << "INSERT INTO synced_staff (source, staff_code, full_name, agency_code, "
+                    "leader, active, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (source, staff_code) DO UPDATE SET "
+                    "full_name = excluded.full_name, agency_code = excluded.agency_code, "
+                    "leader = excluded.leader, active = excluded.active, "
+                    "synced_at = excluded.synced_at",
+            use(source), use(code), use(name), use(agency), use(leader), use(active), use(at), now;
+      }
       tx.commit();
     });
   }
@@ -1509,25 +1550,26 @@ class SqliteStore final : public Store {
     }
   }
 
-  void insert_quarantine(const PageCommit& page, int64_t at) {
+  void insert_quarantine(const std::string& source, const std::vector<const QuarantineEntry*>& in,
+                         int64_t at) {
     std::vector<std::string> system, source_id, record_id, reason, field, message, payload,
         location, fields;
-    for (const auto& q : page.quarantined) {
-      system.push_back(q.source_system);
-      source_id.push_back(q.source_id);
-      record_id.push_back(q.record_id);
-      reason.push_back(std::string(to_string(q.reason)));
-      field.push_back(q.field);
-      message.push_back(q.message);
-      payload.push_back(q.payload);
-      location.push_back(q.location);
-      fields.push_back(q.fields);
+    for (const QuarantineEntry* q : in) {
+      system.push_back(q->source_system);
+      source_id.push_back(q->source_id);
+      record_id.push_back(q->record_id);
+      reason.push_back(std::string(to_string(q->reason)));
+      field.push_back(q->field);
+      message.push_back(q->message);
+      payload.push_back(q->payload);
+      location.push_back(q->location);
+      fields.push_back(q->fields);
     }
     const std::size_t n = system.size();
     session_ << "INSERT INTO quarantine (source, source_system, source_id, record_id, reason, "
                 "field, message, payload, location, created_at, fields) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        bind(std::vector<std::string>(n, page.source)), use(system), use(source_id), use(record_id),
+        bind(std::vector<std::string>(n, source)), use(system), use(source_id), use(record_id),
         use(reason), use(field), use(message), use(payload), use(location),
         bind(std::vector<int64_t>(n, at)), use(fields), now;
   }

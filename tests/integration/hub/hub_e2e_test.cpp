@@ -1045,3 +1045,46 @@ TEST_F(HubE2E, ReportOfAnEmptyMonthOrAnUnknownAgencyFailsAndSaysWhy) {
       std::string::npos)
       << table.output;
 }
+
+// The reference files are checked, every error reported, before the store is opened: a typo in
+// the catalog neither creates a store nor upgrades an old one (nor takes the run lock).
+TEST_F(HubE2E, ABrokenReferenceFileLeavesTheStoreAsItIs) {
+  const std::string catalog = (dir_ / "catalog.csv").string();
+  std::ofstream(catalog) << "# catalog_version: 2025.04\n"
+                            "code,group,title,measure,standard_minutes\n"
+                            "B.03.2,B,Xử lý văn bản,product,abc\n"
+                            "B.09,B,Việc khác,piece,30\n";
+  std::string text = slurp(write_config(source_settings(10, 5)));
+  text.replace(text.find(kConfigDir + "/catalog/province.csv"),
+               (kConfigDir + "/catalog/province.csv").size(), catalog);
+  std::ofstream(dir_ / "hub.json") << text;
+  const std::string config = (dir_ / "hub.json").string();
+  const auto expect_config_errors = [&](const RunResult& r) {
+    EXPECT_EQ(r.code, 3) << r.output;
+    EXPECT_NE(r.output.find("catalog.csv:3: standard_minutes: \"abc\" is not a number"),
+              std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("catalog.csv:4: measure: \"piece\" is not product or time"),
+              std::string::npos)
+        << r.output;
+  };
+
+  // A fresh data folder: no store is created.
+  expect_config_errors(run({"run", "--once", "--config", config}, (dir_ / "out.txt").string()));
+  EXPECT_FALSE(fs::exists(dir_ / "var/hub.db"));
+  EXPECT_FALSE(fs::exists(dir_ / "var/hub.db.lock"));
+
+  // A store of an old release: not upgraded, by run or by any command that scores.
+  fs::create_directories(dir_ / "var");
+  fs::copy_file(std::string(KPIHUB_FIXTURES_DIR) + "/store/hub-schema-2.db", dir_ / "var/hub.db");
+  const std::string before = slurp((dir_ / "var/hub.db").string());
+  expect_config_errors(run({"run", "--once", "--config", config}, (dir_ / "out.txt").string()));
+  expect_config_errors(
+      run({"rescore", "--month", "2025-05", "--config", config}, (dir_ / "out.txt").string()));
+  expect_config_errors(
+      run({"explain", "--staff", "KH-000123", "--month", "2025-05", "--config", config},
+          (dir_ / "out.txt").string()));
+  EXPECT_TRUE(slurp((dir_ / "var/hub.db").string()) == before) << "the store was changed";
+  EXPECT_FALSE(fs::exists(dir_ / "var/hub.db-wal"));
+  EXPECT_FALSE(fs::exists(dir_ / "var/hub.db.lock"));
+}

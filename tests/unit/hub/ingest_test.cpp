@@ -365,3 +365,50 @@ TEST_F(IngestTest, QuarantineEntriesResolveOnceAHigherValidRevisionIsStored) {
   EXPECT_NE(q[1].entry.message.find("2025-02-30"), std::string::npos) << q[1].entry.message;
   EXPECT_EQ(quarantined_count(), 2);
 }
+
+TEST_F(IngestTest, AnInvalidRevisionNotAboveTheStoredOneIsNotQuarantined) {
+  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  const auto quarantined_count = [&] {
+    for (const auto& s : store_->sources()) {
+      if (s.source == "eoffice") return s.quarantined;
+    }
+    return int64_t{-1};
+  };
+  ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "5"}})}, 1000);
+  // The source sends an old revision again, invalid (a re-sent revision 3, and 5 itself under a
+  // changed catalog): the stored revision 5 supersedes both, nothing is left to fix.
+  IngestResult r = ingest_page(
+      ingest, {item({{"source_id", "X-1"}, {"revision", "3"}, {"declared_minutes", "2000"}})},
+      2000);
+  EXPECT_EQ(r.commit.quarantined, 0u);
+  EXPECT_EQ(r.commit.ignored_stale, 1u);
+  EXPECT_TRUE(r.quarantined_by_reason.empty());
+  r = ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "5"}, {"task_code", "Z.99"}})},
+                  3000);
+  EXPECT_EQ(r.commit.quarantined, 0u);
+  EXPECT_EQ(r.commit.ignored_stale, 1u);
+  EXPECT_TRUE(r.quarantined_by_reason.empty());
+  EXPECT_TRUE(store_->quarantine("", "", 100, 0).empty());
+  EXPECT_EQ(quarantined_count(), 0);
+  EXPECT_EQ(store_->counts().quarantined, 0);
+  EXPECT_EQ(store_->record("eoffice:X-1")->revision, 5);
+
+  // In one page: the invalid revision 6 comes before the valid 7 that supersedes it.
+  r = ingest_page(ingest,
+                  {item({{"source_id", "X-1"}, {"revision", "6"}, {"quantity", "-1"}}),
+                   item({{"source_id", "X-1"}, {"revision", "7"}})},
+                  4000);
+  EXPECT_EQ(r.commit.quarantined, 0u);
+  EXPECT_EQ(r.commit.updated, 1u);
+  EXPECT_TRUE(r.quarantined_by_reason.empty());
+  EXPECT_TRUE(store_->quarantine("", "", 100, 0).empty());
+
+  // An invalid revision above the stored one is kept, and counted.
+  r = ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "8"}, {"quantity", "-1"}})},
+                  5000);
+  EXPECT_EQ(r.commit.quarantined, 1u);
+  EXPECT_EQ(r.quarantined_by_reason["bad_value"], 1u);
+  EXPECT_EQ(store_->quarantine("", "", 100, 0).size(), 1u);
+  EXPECT_EQ(quarantined_count(), 1);
+  EXPECT_EQ(store_->counts().quarantined, 1);
+}

@@ -123,8 +123,8 @@ class InterleavingStore final : public Store {
   void audit(const std::string& a, const std::string& b, const std::string& c) override {
     inner_.audit(a, b, c);
   }
-  void save_synced_staff(const std::vector<SyncedStaff>& e) override {
-    inner_.save_synced_staff(e);
+  void save_synced_staff(const std::string& s, const std::vector<SyncedStaff>& e) override {
+    inner_.save_synced_staff(s, e);
   }
   std::vector<SyncedStaff> synced_staff() override { return inner_.synced_staff(); }
   StoreCounts counts() override { return inner_.counts(); }
@@ -533,11 +533,11 @@ TEST_F(ScorerTest, TheDirectoryIsTheStaffFilesWithTheStoredStaffListsOverThem) {
   ASSERT_FALSE(files_only.directory.staff("GD-000003")->leader);
 
   store_->save_synced_staff(
-      {{"eoffice", "GD-000003", "Huỳnh Quốc Linh", "000.00.61.H34", true, true, 1000},
-       {"eoffice", "KH-900001", "Lãnh đạo mới", "000.00.12.H34", true, true, 1000},
-       {"eoffice", "KH-000123", "Trần Văn Bình", "000.00.13.H34", false, true, 1000}});
+      "eoffice", {{"eoffice", "GD-000003", "Huỳnh Quốc Linh", "000.00.61.H34", true, true, 1000},
+                  {"eoffice", "KH-900001", "Lãnh đạo mới", "000.00.12.H34", true, true, 1000},
+                  {"eoffice", "KH-000123", "Trần Văn Bình", "000.00.13.H34", false, true, 1000}});
   store_->save_synced_staff(
-      {{"hr", "KH-000123", "Trần Văn Bình", "000.00.14.H34", false, false, 2000}});
+      "hr", {{"hr", "KH-000123", "Trần Văn Bình", "000.00.14.H34", false, false, 2000}});
   const ReferenceData merged = load_reference(config, *store_);
   EXPECT_EQ(merged.directory.size(), files_only.directory.size() + 1);
   const StaffInfo* teacher = merged.directory.by_identifier("GV-001-0003");
@@ -553,4 +553,37 @@ TEST_F(ScorerTest, TheDirectoryIsTheStaffFilesWithTheStoredStaffListsOverThem) {
   // The later list has the last word.
   EXPECT_EQ(merged.directory.staff("KH-000123")->agency_code, "000.00.14.H34");
   EXPECT_FALSE(merged.directory.staff("KH-000123")->active);
+}
+
+// A source's later list that no longer names someone says they left: they are inactive in the
+// directory every command builds, as if the source had listed them inactive; their entry (with
+// when the source last listed them) stays.
+TEST_F(ScorerTest, StaffALaterListOfTheSameSourceNoLongerNamesAreInactive) {
+  HubConfig config;
+  config.catalog_files = {kConfig + "/catalog/province.csv"};
+  config.staff_files = {kConfig + "/staff.csv"};
+  config.units_files = {kConfig + "/units.csv"};
+  config.rules_file = kConfig + "/rules.json";
+  config.holiday_files = {kConfig + "/holidays/2025.csv"};
+  const SyncedStaff a{"eoffice", "KH-900001", "Nguyễn Văn A", "000.00.12.H34", true, true, 1000};
+  const SyncedStaff b{"eoffice", "KH-900002", "Trần Thị B", "000.00.77.H34", false, true, 1000};
+  store_->save_synced_staff("eoffice", {a, b});
+  ASSERT_TRUE(load_reference(config, *store_).directory.staff("KH-900002")->active);
+
+  SyncedStaff a_again = a;
+  a_again.synced_at_unix_ms = 2000;
+  store_->save_synced_staff("eoffice", {a_again});
+  const ReferenceData merged = load_reference(config, *store_);
+  ASSERT_NE(merged.directory.staff("KH-900002"), nullptr);
+  EXPECT_FALSE(merged.directory.staff("KH-900002")->active);
+  EXPECT_EQ(merged.directory.staff("KH-900002")->agency_code, "000.00.77.H34");
+  EXPECT_TRUE(merged.directory.staff("KH-900001")->active);
+  SyncedStaff b_left = b;
+  b_left.active = false;
+  EXPECT_EQ(store_->synced_staff(), (std::vector<SyncedStaff>{b_left, a_again}));
+
+  // Another source's list leaves the first source's entries as they are.
+  store_->save_synced_staff("hr",
+                            {{"hr", "KH-900003", "Lê Văn C", "000.00.12.H34", false, true, 3000}});
+  EXPECT_TRUE(load_reference(config, *store_).directory.staff("KH-900001")->active);
 }

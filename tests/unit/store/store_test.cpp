@@ -1561,7 +1561,7 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   EXPECT_TRUE(store->synced_staff().empty());
   const SyncedStaff leader{"eoffice", "KH-900001", "Nguyễn Văn Lãnh", "000.00.12.H34",
                            true,      true,        1746835200000};
-  store->save_synced_staff({leader});
+  store->save_synced_staff("eoffice", {leader});
   EXPECT_EQ(store->synced_staff(), std::vector<SyncedStaff>{leader});
   store.reset();
   // Opening again applies nothing twice, and says nothing.
@@ -1575,13 +1575,14 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
 
 // What a source's staff list said is kept, with the source and the time: every command builds
 // the same directory from it (issue 18). A later list replaces a staff member's entry of the same
-// source; one that no longer names them leaves it; another source's entry stands beside it.
+// source; one that no longer names them makes it inactive (as of when the source last listed
+// them); another source's entry stands beside it.
 TEST_F(StoreTest, SyncedStaffListsAreKeptWithTheirSourceAndTime) {
   auto store = open();
   EXPECT_TRUE(store->synced_staff().empty());
   SyncedStaff leader{"eoffice", "KH-900001", "Nguyễn Văn Lãnh", "000.00.12.H34", true, true, 1000};
   SyncedStaff clerk{"eoffice", "KH-900002", "Trần Thị Văn", "000.00.12.H34", false, true, 1000};
-  store->save_synced_staff({leader, clerk});
+  store->save_synced_staff("eoffice", {leader, clerk});
   EXPECT_EQ(store->synced_staff(), (std::vector<SyncedStaff>{leader, clerk}));
 
   // The next list moves the clerk to another agency and no longer names the leader.
@@ -1590,20 +1591,31 @@ TEST_F(StoreTest, SyncedStaffListsAreKeptWithTheirSourceAndTime) {
   moved.synced_at_unix_ms = 2000;
   // Another source names the leader too, later, as inactive.
   SyncedStaff elsewhere{"hr", "KH-900001", "Nguyễn Văn Lãnh", "000.00.12.H34", true, false, 1500};
-  store->save_synced_staff({moved});
-  store->save_synced_staff({elsewhere});
+  store->save_synced_staff("eoffice", {moved});
+  store->save_synced_staff("hr", {elsewhere});
+  SyncedStaff left = leader;
+  left.active = false;
   // Oldest sync first: merged in this order, the latest word on each staff member wins.
-  EXPECT_EQ(store->synced_staff(), (std::vector<SyncedStaff>{leader, elsewhere, moved}));
+  EXPECT_EQ(store->synced_staff(), (std::vector<SyncedStaff>{left, elsewhere, moved}));
 
   // Kept in the file: another process (a command) reads the same.
   store.reset();
-  EXPECT_EQ(open()->synced_staff(), (std::vector<SyncedStaff>{leader, elsewhere, moved}));
+  EXPECT_EQ(open()->synced_staff(), (std::vector<SyncedStaff>{left, elsewhere, moved}));
+
+  // A list that names the leader again makes him active again; an empty list names no one.
+  SyncedStaff back = leader;
+  back.synced_at_unix_ms = 3000;
+  open()->save_synced_staff("eoffice", {moved, back});
+  EXPECT_EQ(open()->synced_staff(), (std::vector<SyncedStaff>{elsewhere, moved, back}));
+  open()->save_synced_staff("hr", {});
+  elsewhere.active = false;
+  EXPECT_EQ(open()->synced_staff(), (std::vector<SyncedStaff>{elsewhere, moved, back}));
 
   SyncedStaff nameless = clerk;
   nameless.source.clear();
   try {
-    open()->save_synced_staff({nameless});
-    ADD_FAILURE() << "an entry without its source was saved";
+    open()->save_synced_staff("eoffice", {nameless});
+    ADD_FAILURE() << "an entry of another source was saved in the list of eoffice";
   } catch (const StoreError& e) {
     EXPECT_NE(std::string(e.what()).find("KH-900002"), std::string::npos) << e.what();
   }

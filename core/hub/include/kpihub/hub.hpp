@@ -59,6 +59,9 @@ void merge_synced_staff(Directory& directory, const std::vector<SyncedStaff>& en
 // The reference data every command and the running hub score with: the files hub.json names
 // (load_reference(config)), their staff directory merged with every staff list the sources
 // synced (Store::synced_staff, oldest first). The running hub merges each list it syncs again.
+// A command that opens the store only to score loads the files first and merges the lists
+// (merge_synced_staff) once the store is open: a file that does not load leaves the store as it
+// is (not created, not upgraded).
 ReferenceData load_reference(const HubConfig& config, Store& store);
 
 // ------------------------------------------------------------- ingest -----

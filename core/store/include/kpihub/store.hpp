@@ -41,9 +41,13 @@ struct PageCommitResult {
   std::size_t inserted = 0;  // new record ids
   std::size_t updated = 0;   // higher revision of a known record
   // Equal or lower revision than stored, or a bare withdrawal (is_bare_withdrawal) of a record
-  // never stored: ignored.
+  // never stored: ignored. Counts the quarantine_not_kept entries too.
   std::size_t ignored_stale = 0;
+  // Quarantine entries stored (PageCommit::quarantined less quarantine_not_kept).
   std::size_t quarantined = 0;
+  // Indices into PageCommit::quarantined of the entries not stored: their record is stored (or
+  // this page stored or withdrew it) at a revision at or above theirs, so nothing is left to fix.
+  std::vector<std::size_t> quarantine_not_kept;
   // Quarantine entries of records this page stored a higher revision of (or withdrew, stored or
   // not), removed: an entry of a revision not above that one, or of no readable revision
   // received earlier.
@@ -191,7 +195,8 @@ class Store {
   // each stored revision also goes to the revision history; a bare withdrawal
   // withdraws the stored record, keeping its content), quarantine entries and
   // the new cursor; a stored revision resolves (removes) the quarantine entries
-  // it supersedes (PageCommitResult::quarantine_resolved). The revision history
+  // it supersedes (PageCommitResult::quarantine_resolved), and an entry of a
+  // revision not above the stored one is not kept (quarantine_not_kept). The revision history
   // is the scorer's change log (dirty_staff_days); the page marks dirty only the
   // staff days a revised record leaves, which the history does not name.
   virtual PageCommitResult commit_page(const PageCommit& page) = 0;
@@ -289,10 +294,12 @@ class Store {
   virtual std::vector<HourCount> stored_per_hour(int64_t since_unix_ms) = 0;
 
   // --- staff lists the sources synced ----------------------------------------
-  // One transaction: each entry replaces the one its source gave before for the same staff
-  // code. Staff a list no longer names keep their last entry: their past months are still
-  // scored as they were.
-  virtual void save_synced_staff(const std::vector<SyncedStaff>& entries) = 0;
+  // One transaction: `entries` are the whole staff list `source` gave (each entry's source is
+  // `source`); each replaces the one the source gave before for the same staff code. Staff the
+  // list no longer names have left: their entry stays, with what the source said last and when
+  // it last listed them, but inactive, as if the source had listed them inactive.
+  virtual void save_synced_staff(const std::string& source,
+                                 const std::vector<SyncedStaff>& entries) = 0;
   // Every entry, the oldest sync first (then by source and staff code): merged into the
   // directory in this order, the latest list to name a staff member has the last word.
   virtual std::vector<SyncedStaff> synced_staff() = 0;
