@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every Google Benchmark binary briefly: CI proves they still run.
-# Real figures come from bench/run (docs/performance.md), not from here.
+# Runs every Google Benchmark binary briefly, then bench/peers --smoke (the
+# hub, syslog-ng and each simulator alone on a few hundred records): CI proves
+# they still run.
+# Real figures come from bench/run and bench/peers (docs/performance.md), not from here.
 set -euo pipefail
 BUILD_DIR=${1:-build}
 shopt -s nullglob
