@@ -12,27 +12,51 @@ PACKAGES=(
   # (tests/integration/prometheus). Debian ships it only with the server.
   prometheus
 )
+# The peer of bench/peers (and of its smoke run in scripts/bench-smoke.sh):
+# syslog-ng with its reliable disk buffer and http() destination. bench/peers
+# runs it as a foreground process of its own. Debian's syslog-ng-core is also a
+# system logger and conflicts with any other (rsyslog): it is installed only
+# where it replaces nothing (containers, CI), never in place of this machine's
+# logger.
+PEER_PACKAGES=(syslog-ng-core syslog-ng-mod-http)
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
+missing_of() {  # packages... -> those not installed
+  for p in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      echo "$p"
+    fi
+  done
+}
+mapfile -t missing < <(missing_of "${PACKAGES[@]}")
+mapfile -t peer_missing < <(missing_of "${PEER_PACKAGES[@]}")
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: all ${#PACKAGES[@]} packages already installed"
+if [ ${#missing[@]} -eq 0 ] && [ ${#peer_missing[@]} -eq 0 ]; then
+  echo "setup: all $((${#PACKAGES[@]} + ${#PEER_PACKAGES[@]})) packages already installed"
   exit 0
 fi
 
-echo "setup: installing ${missing[*]}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "setup: need root (or sudo) to install: ${missing[*]}" >&2
+    echo "setup: need root (or sudo) to install: ${missing[*]} ${peer_missing[*]}" >&2
     exit 1
   fi
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [ ${#peer_missing[@]} -gt 0 ]; then
+  removed=$(apt-get -s install --no-install-recommends "${peer_missing[@]}" 2>/dev/null |
+    sed -n 's/^Remv \([^ ]*\).*/\1/p' | tr '\n' ' ')
+  if [ -n "$removed" ]; then
+    echo "setup: NOT installing ${peer_missing[*]} (for bench/peers only): it would remove" \
+      "${removed}(this machine's system logger). bench/peers fails without it; install it" \
+      "yourself if replacing the logger is fine: apt-get install ${peer_missing[*]}" >&2
+  else
+    echo "setup: installing ${peer_missing[*]} (the peer of bench/peers)"
+    $SUDO apt-get install -y -qq --no-install-recommends "${peer_missing[@]}"
+  fi
+fi
