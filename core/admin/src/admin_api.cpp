@@ -86,6 +86,7 @@ AdminApi::AdminApi(const HubConfig& config, Store& store, const ReferenceData& r
       metrics_(metrics),
       hub_(hub),
       clock_(clock),
+      started_ms_(clock.now_unix_ms()),
       logger_(logger),
       auth_(config.admin, clock) {
   const std::pair<const char*, const char*> gauges[] = {
@@ -96,7 +97,8 @@ AdminApi::AdminApi(const HubConfig& config, Store& store, const ReferenceData& r
       {"kpihub_scoring_revisions_to_read", "Stored revisions the scorer has not read yet"},
       {"kpihub_scoring_staff_months_to_score", "Staff months marked and not yet rescored"},
       {"kpihub_source_up", "1 while the source is pulled without error, 0 while it fails"},
-      {"kpihub_source_lag_seconds", "Seconds since the source last had nothing newer"},
+      {"kpihub_source_lag_seconds",
+       "Seconds since the source last had nothing newer (since the hub started, if not yet)"},
       {"kpihub_plugin_loaded", "1 for each plugin loaded from plugin_dir"},
   };
   for (const auto& [name, help] : gauges) metrics_.declare(name, MetricType::gauge, help);
@@ -360,10 +362,10 @@ net::Reply AdminApi::metrics_text() {
     const MetricLabels label{{"source", s.name}};
     metrics_.set("kpihub_source_up", label,
                  s.state == "failing" || s.state == "waiting_for_staff_list" ? 0 : 1);
-    if (s.last_caught_up_ms > 0) {
-      metrics_.set("kpihub_source_lag_seconds", label,
-                   static_cast<double>(now - s.last_caught_up_ms) / 1000.0);
-    }
+    // A source that has not caught up since the hub started lags since then: its series
+    // exists, so the lag alert can fire for a source stuck from the start.
+    const int64_t since = s.last_caught_up_ms > 0 ? s.last_caught_up_ms : started_ms_;
+    metrics_.set("kpihub_source_lag_seconds", label, static_cast<double>(now - since) / 1000.0);
   }
   for (const auto& p : hub_.plugin_status()) {
     if (p.state != "loaded") continue;

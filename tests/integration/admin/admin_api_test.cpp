@@ -70,7 +70,11 @@ class FakeHub final : public HubView {
     s.last_caught_up_ms = 1'745'000'000'000 - 90'000;
     s.last_error = state == "failing" ? "eoffice: HTTP 503 from https://eoffice.example/api" : "";
     s.records = 1234;
-    return {s};
+    SourceStatus stuck;  // pulling since the hub started, never caught up
+    stuck.name = "health";
+    stuck.plugin = "health";
+    stuck.state = "pulling";
+    return {s, stuck};
   }
   std::vector<PluginStatus> plugin_status() const override {
     return {{"eoffice", "source", "1.0.0", "E-Office work diary", "/plugins/libkpihub-eoffice.so",
@@ -227,6 +231,17 @@ class AdminApiTest : public ::testing::Test {
   net::HttpClient client_{net::ClientOptions{}};
   std::string base_;
 };
+
+// Review of issue 18: the lag alert could not fire for a source that never caught up since the
+// hub started (no series). Its lag counts from the hub's start.
+TEST_F(AdminApiTest, ASourceThatNeverCaughtUpLagsSinceTheHubStarted) {
+  start(true);
+  clock_.now += 600'000;
+  const auto metrics = call("GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_CONTAINS(metrics.body, "kpihub_source_lag_seconds{source=\"health\"} 600\n");
+  EXPECT_CONTAINS(metrics.body, "kpihub_source_lag_seconds{source=\"eoffice\"} 690\n");
+}
 
 TEST_F(AdminApiTest, ReadPagesAreOpenWhenConfiguredSo) {
   start(true);

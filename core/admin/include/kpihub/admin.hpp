@@ -106,6 +106,7 @@ class AdminApi {
   Metrics& metrics_;
   HubView& hub_;
   const Clock& clock_;
+  const int64_t started_ms_;  // the lag of a source that has not caught up yet counts from it
   Logger& logger_;
   Authenticator auth_;
 };
