@@ -157,6 +157,7 @@ SourceSettings SourceSettings::read(sdk::Settings& s) {
   }
   o.max_attempts = s.integer("max_attempts", 5, 1, 100);
   o.max_stalled_pages = s.integer("max_stalled_pages", 1000, 1, 1000000);
+  o.pull_budget_ms = s.integer("pull_budget_ms", 600000, 1000, 86400000);
   o.backoff_initial_ms = s.integer("backoff_initial_ms", 200, 1, 600000);
   o.backoff_max_ms = s.integer("backoff_max_ms", 30000, o.backoff_initial_ms, 3600000);
   o.retry_after_max_ms = s.integer("retry_after_max_ms", 300000, 0, 3600000);
@@ -247,7 +248,7 @@ EOfficeSource::EOfficeSource(sdk::Host& host, sdk::Settings& settings)
 }
 
 void EOfficeSource::wait_before_retry(int attempt, const sdk::HttpResponse* response,
-                                      const std::string& url) {
+                                      const std::string& url, const std::string& cause) {
   std::optional<int64_t> wait;
   if (response && is_overload(response->status)) {
     if (const auto header = response->header("Retry-After")) {
@@ -264,8 +265,28 @@ void EOfficeSource::wait_before_retry(int attempt, const sdk::HttpResponse* resp
     const int64_t half = full / 2;
     wait = half + static_cast<int64_t>(jitter_() % static_cast<uint64_t>(full - half + 1));
   }
-  host_.debug("eoffice: retrying " + url + " in " + std::to_string(*wait) + " ms (attempt " +
-              std::to_string(attempt + 1) + " of " + std::to_string(settings_.max_attempts) + ")");
+  const int64_t now = host_.now_unix_ms();
+  if (now + *wait > pull_deadline_ms_) {
+    throw sdk::TransientError(
+        "eoffice: " + url + " failed (" + cause + ") and the pull's time budget of " +
+        std::to_string(settings_.pull_budget_ms / 1000) +
+        " s (pull_budget_ms) ends before the next attempt; the host pulls again later");
+  }
+  // The first failure of a request is said at once, with its cause (issue 19: the first
+  // warning came after 5 failed attempts, 152 s); then at most one warning a minute.
+  const std::string line = "eoffice: " + url + " failed (" + cause + "); retrying in " +
+                           std::to_string(*wait) + " ms (attempt " + std::to_string(attempt + 1) +
+                           " of " + std::to_string(settings_.max_attempts) + ")";
+  if (attempt == 1 && now >= next_retry_warning_ms_) {
+    host_.warn(line + (retries_not_warned_ > 0 ? " (" + std::to_string(retries_not_warned_) +
+                                                     " more retries since the last warning)"
+                                               : std::string()));
+    next_retry_warning_ms_ = now + kRetryWarningIntervalMs;
+    retries_not_warned_ = 0;
+  } else {
+    host_.debug(line);
+    ++retries_not_warned_;
+  }
   total_wait_ms_ += static_cast<uint64_t>(*wait);
   host_.sleep_ms(static_cast<uint32_t>(std::min<int64_t>(*wait, UINT32_MAX)));
   if (host_.stop_requested()) {
@@ -298,7 +319,7 @@ EOfficeSource::Token EOfficeSource::fetch_token() {
         throw sdk::Error(e.status(), std::string("eoffice: ") + e.what());
       last_failure = e.what();
       if (attempt >= settings_.max_attempts) break;
-      wait_before_retry(attempt, nullptr, url);
+      wait_before_retry(attempt, nullptr, url, last_failure);
       continue;
     }
     if (resp.status == 401 ||
@@ -309,7 +330,7 @@ EOfficeSource::Token EOfficeSource::fetch_token() {
     if (is_retryable(resp.status)) {
       last_failure = "HTTP " + std::to_string(resp.status);
       if (attempt >= settings_.max_attempts) break;
-      wait_before_retry(attempt, &resp, url);
+      wait_before_retry(attempt, &resp, url, last_failure);
       continue;
     }
     if (resp.status != 200) {
@@ -362,7 +383,7 @@ sdk::HttpResponse EOfficeSource::get(const std::string& url) {
       last_failure = e.what();
       host_.metric_add("eoffice_http_retries_total", {{"cause", "network"}}, 1);
       if (attempt >= settings_.max_attempts) break;
-      wait_before_retry(attempt++, nullptr, url);
+      wait_before_retry(attempt++, nullptr, url, last_failure);
       continue;
     }
     if (resp.status == 401) {
@@ -380,7 +401,7 @@ sdk::HttpResponse EOfficeSource::get(const std::string& url) {
       host_.metric_add("eoffice_http_retries_total",
                        {{"cause", is_overload(resp.status) ? "overload" : "5xx"}}, 1);
       if (attempt >= settings_.max_attempts) break;
-      wait_before_retry(attempt++, &resp, url);
+      wait_before_retry(attempt++, &resp, url, last_failure);
       continue;
     }
     return resp;
@@ -399,6 +420,7 @@ std::string EOfficeSource::diary_url(const Cursor& cursor) const {
 }
 
 void EOfficeSource::pull(std::optional<std::string_view> cursor_text, sdk::Page& page) {
+  pull_deadline_ms_ = host_.now_unix_ms() + settings_.pull_budget_ms;
   Cursor cursor = cursor_text ? Cursor::decode(*cursor_text)
                               : Cursor{{settings_.updated_since, ""}, std::nullopt};
   if (!cursor.page_token) {
@@ -442,7 +464,7 @@ void EOfficeSource::pull(std::optional<std::string_view> cursor_text, sdk::Page&
                              std::to_string(e.offset()) + " (" + e.what() + ") after " +
                              std::to_string(unreadable) + " attempts; cursor not moved");
       }
-      wait_before_retry(unreadable, nullptr, url);
+      wait_before_retry(unreadable, nullptr, url, e.what());
       continue;
     }
     walk_guard_.next(url, summary.next_page_token,
@@ -468,6 +490,7 @@ void EOfficeSource::pull(std::optional<std::string_view> cursor_text, sdk::Page&
 }
 
 std::optional<std::vector<sdk::StaffEntry>> EOfficeSource::list_staff() {
+  pull_deadline_ms_ = host_.now_unix_ms() + settings_.pull_budget_ms;
   std::vector<sdk::StaffEntry> staff;
   std::optional<std::string> page_token;
   WalkGuard guard(static_cast<std::size_t>(settings_.max_stalled_pages));

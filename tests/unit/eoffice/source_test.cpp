@@ -548,6 +548,37 @@ TEST(EOfficeSource, AWalkOfPagesWithNothingNewIsStopped) {
   EXPECT_EQ(served.load(), 4) << "the first page is new, the next three are not";
 }
 
+// Issue 19: retries were silent (the first warning came after 5 failed attempts, 152 s), and a
+// pull against a server that never recovers had no end but its attempts. The first failure is
+// said at once with its cause, later ones at most once a minute, and a pull has a time budget.
+TEST(EOfficeSource, TheFirstFailureIsSaidAtOnceAndAPullEndsWithItsTimeBudget) {
+  EOfficeSimConfig config = small_province();
+  config.fail_5xx = 1.0;
+  EOfficeSimulator sim(config);
+  sim.start();
+  FakeHost host;
+  Adapter adapter(host,
+                  settings_for(sim.base_url(), R"("max_attempts": 100, "backoff_initial_ms": 1000,
+      "backoff_max_ms": 1000, "pull_budget_ms": 10000)"));
+  const int64_t started = host.clock_ms.load();
+  const auto pulled = adapter.pull(std::nullopt);
+  EXPECT_EQ(pulled.status, KPIHUB_ERR_TRANSIENT);
+  EXPECT_NE(pulled.error.find("the pull's time budget of 10 s (pull_budget_ms) ends"),
+            std::string::npos)
+      << pulled.error;
+  EXPECT_NE(pulled.error.find("HTTP 5"), std::string::npos) << pulled.error;
+  EXPECT_LE(host.clock_ms.load() - started, 10000);
+  std::size_t warnings = 0;
+  for (const auto& line : host.logs) {
+    if (line.rfind(std::to_string(KPIHUB_LOG_WARN) + " ", 0) == 0 &&
+        line.find("failed (HTTP 5") != std::string::npos) {
+      ++warnings;
+      EXPECT_NE(line.find("retrying in"), std::string::npos) << line;
+    }
+  }
+  EXPECT_EQ(warnings, 1u) << "the first failure at once, then nothing within the minute";
+}
+
 TEST(EOfficeSource, StaffListWalksAllPages) {
   EOfficeSimulator sim(small_province());
   sim.start();

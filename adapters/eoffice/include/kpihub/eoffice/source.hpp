@@ -6,6 +6,7 @@
 #include <kpihub/sdk.hpp>
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <random>
@@ -31,6 +32,8 @@ struct SourceSettings {
   int64_t max_attempts = 5;
   // Pages in a row that bring nothing new before a walk is stopped as making no progress.
   int64_t max_stalled_pages = 1000;
+  // Time one pull (or staff list) may take, retries included, before it gives up for now.
+  int64_t pull_budget_ms = 600000;
   int64_t backoff_initial_ms = 200;
   int64_t backoff_max_ms = 30000;
   int64_t retry_after_max_ms = 300000;
@@ -96,7 +99,10 @@ class EOfficeSource : public sdk::Source {
   Token fetch_token();
   // Sleeps before the next attempt; throws TransientError when the host
   // asks us to stop meanwhile.
-  void wait_before_retry(int attempt, const sdk::HttpResponse* response, const std::string& url);
+  // Throws TransientError, naming the cause, when the pull's time budget ends before the next
+  // attempt.
+  void wait_before_retry(int attempt, const sdk::HttpResponse* response, const std::string& url,
+                         const std::string& cause);
   std::string diary_url(const Cursor& cursor) const;
 
   sdk::Host& host_;
@@ -108,6 +114,10 @@ class EOfficeSource : public sdk::Source {
   uint64_t total_wait_ms_ = 0;
   // Progress of the current walk (since the last pull that began without a
   // page token).
+  int64_t pull_deadline_ms_ = std::numeric_limits<int64_t>::max();
+  static constexpr int64_t kRetryWarningIntervalMs = 60000;
+  int64_t next_retry_warning_ms_ = 0;
+  uint64_t retries_not_warned_ = 0;
   uint64_t walk_pages_ = 0;
   WalkGuard walk_guard_;
   uint64_t walk_items_ = 0;
