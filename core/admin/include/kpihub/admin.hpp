@@ -108,6 +108,7 @@ class AdminApi {
   const Clock& clock_;
   const int64_t started_ms_;  // the lag of a source that has not caught up yet counts from it
   Logger& logger_;
+  LogRateLimit refused_log_{60000};
   Authenticator auth_;
 };
 

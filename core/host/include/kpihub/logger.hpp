@@ -42,6 +42,32 @@ class Logger {
   }
 };
 
+// Lets one line through per interval and counts the rest, so a flood (refused requests, a
+// failing peer) cannot fill the disk with one message. Thread-safe.
+class LogRateLimit {
+ public:
+  explicit LogRateLimit(int64_t interval_ms) : interval_ms_(interval_ms) {}
+  // True when a line may be written at `now_ms`; `suppressed` gets how many were held back
+  // since the last one written.
+  bool allow(int64_t now_ms, uint64_t& suppressed) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (now_ms < next_ms_) {
+      ++held_back_;
+      return false;
+    }
+    suppressed = held_back_;
+    held_back_ = 0;
+    next_ms_ = now_ms + interval_ms_;
+    return true;
+  }
+
+ private:
+  std::mutex mutex_;
+  int64_t interval_ms_;
+  int64_t next_ms_ = 0;
+  uint64_t held_back_ = 0;
+};
+
 // Writes JSON lines to a FILE* (stderr by default), thread-safe.
 class JsonLineLogger final : public Logger {
  public:
