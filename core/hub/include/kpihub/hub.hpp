@@ -130,7 +130,12 @@ class Scorer {
   Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id,
          std::shared_mutex* directory_lock = nullptr);
   // Processes up to `max_keys` dirty staff-months, and stops taking more once it has read
-  // kRecordsPerRun records. Returns what it did. One store transaction per call. A run of
+  // kRecordsPerRun records. Returns what it did. One store transaction per call, except for a
+  // staff month of more than kRecordsPerRun records (a lab clinician's month of a large
+  // hospital export, issue 18): it runs alone, read, scored and committed a few whole days at a
+  // time (about kRecordsPerRun records each), its records' scores and items first, its staff
+  // month, dirty mark and agency months in the last transaction; a crash in between leaves it
+  // dirty, and the records already committed are not sent again. A run of
   // changed days (~10 records per staff month) takes up to max_keys staff months, so the run's
   // fixed cost (the agency months of each month it touched) is spread over many (issue 8: it
   // was a quarter of incremental scoring at 64 keys). In a backlog, where most staff months
