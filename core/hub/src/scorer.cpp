@@ -307,86 +307,114 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   std::unordered_map<std::string, Queued> queued;
   std::vector<std::size_t> dropped_scores, dropped_outbox;
 
+  // Commits the record scores and items queued so far in a transaction of their own (a staff
+  // month that runs alone, see below), and starts over.
+  const auto commit_records = [&] {
+    erase_positions(commit.record_scores, dropped_scores);
+    erase_positions(commit.outbox, dropped_outbox);
+    ScoringCommit sent;
+    sent.record_scores = std::move(commit.record_scores);
+    sent.outbox = std::move(commit.outbox);
+    commit.record_scores.clear();
+    commit.outbox.clear();
+    // What is committed cannot be taken back: a record that comes up again is read again, with
+    // the score just committed as its last.
+    queued.clear();
+    dropped_scores.clear();
+    dropped_outbox.clear();
+    if (!sent.record_scores.empty()) store_.commit_scoring(sent);
+  };
+
   // Queues in `commit` the record scores of `stored` that changed, and an outbox item for each
   // one to send, with its every field: read_all() reads them (`stored`'s records, in record_id
-  // order) when many go out and may_read_all, otherwise each is read by key.
-  const auto queue_records =
-      [&](const Store::StaffMonthForScoring& stored, const StaffMonthResult& scored_part,
-          const std::function<std::vector<WorkRecord>()>& read_all, bool may_read_all) {
-        std::unordered_map<std::string_view, std::size_t> index_of;
-        index_of.reserve(stored.records.size());
-        for (std::size_t i = 0; i < stored.records.size(); ++i) {
-          index_of.emplace(stored.records[i].record_id, i);
-        }
-
-        // The results that go out, first; then their records' every field, which the scan lacks.
-        struct Changed {
-          const ScoredRecord* scored;
-          std::size_t index;  // in stored.records
-          RecordScoreRow row;
-          bool send;
-        };
-        std::vector<Changed> changed_records;
-        std::size_t to_send = 0;
-        for (const ScoredRecord& scored : scored_part.scored) {
-          const std::size_t i = index_of.at(scored.record_id);
-          const WorkRecord& record = stored.records[i];
-          const std::optional<RecordScoreRow>& prev = stored.previous[i];
-          if (const auto q = queued.find(scored.record_id); q != queued.end()) {
-            dropped_scores.push_back(q->second.score);
-            if (q->second.outbox) {
-              dropped_outbox.push_back(*q->second.outbox);
-              --result.records_sent;
-            }
-            queued.erase(q);
-          }
-          std::string scoring_text = json::serialize(to_json(scored.scoring));
-          const bool unchanged =
-              prev && prev->revision == record.revision && prev->scoring_json == scoring_text;
-          if (unchanged) continue;
-          const bool never_sent = !prev;
-          // A record deleted at the source before the hub ever sent it has nothing to withdraw.
-          const bool send = !(never_sent && record.retracted);
-          to_send += send ? 1 : 0;
-          changed_records.push_back(
-              {&scored, i,
-               RecordScoreRow{scored.record_id, record.revision,
-                              never_sent ? 1 : prev->sequence + 1, std::move(scoring_text)},
-               send});
-        }
-        // Many records sent: one range read of their rows (read_all) beats a key lookup per
-        // record. A few revised records are read by key.
-        std::vector<WorkRecord> whole_month;
-        if (may_read_all && to_send > stored.records.size() / 4) whole_month = read_all();
-        const auto full_record = [&](const std::string& id) -> std::optional<WorkRecord> {
-          if (whole_month.empty()) return store_.record(id);
-          const auto it = std::lower_bound(
-              whole_month.begin(), whole_month.end(), id,
-              [](const WorkRecord& r, const std::string& wanted) { return r.record_id < wanted; });
-          if (it == whole_month.end() || it->record_id != id) return std::nullopt;
-          return std::move(*it);
-        };
-        for (Changed& c : changed_records) {
-          const WorkRecord& record = stored.records[c.index];
-          Queued entry{commit.record_scores.size(), std::nullopt};
-          if (c.send) {
-            // A page committed since the scan may hold a newer revision: that one is not sent with
-            // this score (its staff month is dirty again and is rescored next).
-            const std::optional<WorkRecord> full = full_record(record.record_id);
-            if (!full || full->revision != record.revision) continue;
-            json::object payload = to_json(*full);
-            payload["scoring"] = to_json(c.scored->scoring, c.row.sequence);
-            payload["hub_id"] = hub_id_;
-            payload["scored_at"] = scored_at_text;
-            entry.outbox = commit.outbox.size();
-            commit.outbox.push_back(
-                {0, OutboxKind::record, record.record_id, json::serialize(payload)});
-            ++result.records_sent;
-          }
-          queued.emplace(record.record_id, entry);
-          commit.record_scores.push_back(std::move(c.row));
-        }
+  // order) when many go out and may_read_all, otherwise each is read by key. With `slice`, the
+  // records go `slice` at a time, each slice read by key and committed (commit_records).
+  const auto queue_records = [&](const Store::StaffMonthForScoring& stored,
+                                 const StaffMonthResult& scored_part,
+                                 const std::function<std::vector<WorkRecord>()>& read_all,
+                                 bool may_read_all, std::size_t slice) {
+    std::unordered_map<std::string_view, std::size_t> index_of;
+    index_of.reserve(stored.records.size());
+    for (std::size_t i = 0; i < stored.records.size(); ++i) {
+      index_of.emplace(stored.records[i].record_id, i);
+    }
+    const std::size_t n = scored_part.scored.size();
+    const std::size_t step = slice == 0 ? std::max<std::size_t>(n, 1) : slice;
+    for (std::size_t begin = 0; begin < n; begin += step) {
+      const std::span<const ScoredRecord> scored_slice(scored_part.scored.data() + begin,
+                                                       std::min(n, begin + step) - begin);
+      // The results that go out, first; then their records' every field, which the scan lacks.
+      struct Changed {
+        const ScoredRecord* scored;
+        std::size_t index;  // in stored.records
+        RecordScoreRow row;
+        bool send;
       };
+      std::vector<Changed> changed_records;
+      std::size_t to_send = 0;
+      for (const ScoredRecord& scored : scored_slice) {
+        const std::size_t i = index_of.at(scored.record_id);
+        const WorkRecord& record = stored.records[i];
+        const std::optional<RecordScoreRow>& prev = stored.previous[i];
+        if (const auto q = queued.find(scored.record_id); q != queued.end()) {
+          dropped_scores.push_back(q->second.score);
+          if (q->second.outbox) {
+            dropped_outbox.push_back(*q->second.outbox);
+            --result.records_sent;
+          }
+          queued.erase(q);
+        }
+        std::string scoring_text = json::serialize(to_json(scored.scoring));
+        const bool unchanged =
+            prev && prev->revision == record.revision && prev->scoring_json == scoring_text;
+        if (unchanged) continue;
+        const bool never_sent = !prev;
+        // A record deleted at the source before the hub ever sent it has nothing to withdraw.
+        const bool send = !(never_sent && record.retracted);
+        to_send += send ? 1 : 0;
+        changed_records.push_back(
+            {&scored, i,
+             RecordScoreRow{scored.record_id, record.revision, never_sent ? 1 : prev->sequence + 1,
+                            std::move(scoring_text)},
+             send});
+      }
+      // Many records sent: one range read of their rows (read_all) beats a key lookup per
+      // record. A few revised records are read by key.
+      std::vector<WorkRecord> whole_month;
+      if (slice == 0 && may_read_all && to_send > stored.records.size() / 4) {
+        whole_month = read_all();
+      }
+      const auto full_record = [&](const std::string& id) -> std::optional<WorkRecord> {
+        if (whole_month.empty()) return store_.record(id);
+        const auto it = std::lower_bound(
+            whole_month.begin(), whole_month.end(), id,
+            [](const WorkRecord& r, const std::string& wanted) { return r.record_id < wanted; });
+        if (it == whole_month.end() || it->record_id != id) return std::nullopt;
+        return std::move(*it);
+      };
+      for (Changed& c : changed_records) {
+        const WorkRecord& record = stored.records[c.index];
+        Queued entry{commit.record_scores.size(), std::nullopt};
+        if (c.send) {
+          // A page committed since the scan may hold a newer revision: that one is not sent
+          // with this score (its staff month is dirty again and is rescored next).
+          const std::optional<WorkRecord> full = full_record(record.record_id);
+          if (!full || full->revision != record.revision) continue;
+          json::object payload = to_json(*full);
+          payload["scoring"] = to_json(c.scored->scoring, c.row.sequence);
+          payload["hub_id"] = hub_id_;
+          payload["scored_at"] = scored_at_text;
+          entry.outbox = commit.outbox.size();
+          commit.outbox.push_back(
+              {0, OutboxKind::record, record.record_id, json::serialize(payload)});
+          ++result.records_sent;
+        }
+        queued.emplace(record.record_id, entry);
+        commit.record_scores.push_back(std::move(c.row));
+      }
+      if (slice != 0) commit_records();
+    }
+  };
 
   for (const DirtyStaffMonth& dirty_key : dirty) {
     // The keys not reached stay dirty for the next run.
@@ -435,6 +463,11 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     ChunkedStaffMonth days_scored;
     StaffMonthResult month_result;
     const std::size_t reads = chunked ? chunks.size() : 1;
+    // Alone in its run: its records' scores and items are committed kRecordsPerCommit at a time
+    // (its staff month, dirty mark and agency months in the run's commit after them). A crash in
+    // between leaves it dirty: rescored, the records committed are found sent with the same
+    // score and are not sent again.
+    const bool alone = reads > 1;
     for (std::size_t part = 0; part < reads; ++part) {
       if (chunked) stored = store_.staff_days_for_scoring(key, chunks[part]);
       records_read += stored.records.size();
@@ -450,22 +483,8 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
             return chunked ? store_.records_of_staff_days(key, chunks[part])
                            : store_.records_of_staff_month(key);
           },
-          whole || chunked);
+          whole || chunked, alone ? kRecordsPerCommit : 0);
       if (part + 1 < reads) {
-        // This part's record scores and items in a transaction of their own. A crash before the
-        // next leaves the staff month dirty: rescored, this part's records are found sent
-        // with the same content and are not sent again.
-        erase_positions(commit.record_scores, dropped_scores);
-        erase_positions(commit.outbox, dropped_outbox);
-        ScoringCommit sent;
-        sent.record_scores = std::move(commit.record_scores);
-        sent.outbox = std::move(commit.outbox);
-        store_.commit_scoring(sent);
-        commit.record_scores.clear();
-        commit.outbox.clear();
-        queued.clear();
-        dropped_scores.clear();
-        dropped_outbox.clear();
         release(part_result.scored);
       } else {
         month_result = std::move(part_result);
