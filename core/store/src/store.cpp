@@ -15,6 +15,7 @@ std::vector<Store::DayCount> Store::records_per_day(const StaffMonthKey& key) {
   std::map<Date, std::size_t> counts;
   for (const WorkRecord& r : records_of_staff_month(key)) ++counts[r.work_date];
   std::vector<DayCount> out;
+  out.reserve(counts.size());
   for (const auto& [date, n] : counts) out.push_back({date, n});
   return out;
 }
