@@ -92,6 +92,41 @@ StaffMonthResult score_records(const ReferenceData& reference, Timestamp now,
 
 namespace {
 
+// A staff month scored a few whole days at a time (a day's scores depend on that day's records
+// only): the days' totals of every part, folded into the month at the last. Gives what
+// score_records gives for the whole staff month, bit for bit: each day is summed over the
+// same records in the same order, and the month is folded from the same day totals.
+struct ChunkedStaffMonth {
+  bool started = false;
+  std::vector<DayTotals> days;
+  std::size_t scored = 0;  // records scored, every part
+  // The agency of the lowest record id (score_records' agency of staff not in the directory).
+  std::string lowest_id, lowest_agency;
+
+  void add(std::span<const WorkRecord> records, const StaffMonthResult& part) {
+    started = true;
+    days.insert(days.end(), part.day_totals.begin(), part.day_totals.end());
+    scored += part.scored.size();
+    for (const WorkRecord& r : records) {
+      if (lowest_id.empty() || r.record_id < lowest_id) {
+        lowest_id = r.record_id;
+        lowest_agency = r.agency_code;
+      }
+    }
+  }
+  // Makes `last` (the last part's result, already add()ed) the staff month's, and starts over.
+  void finish(const ReferenceData& reference, StaffMonthResult& last) {
+    if (reference.directory.staff(last.staff_code) == nullptr && !lowest_id.empty()) {
+      last.agency_code = lowest_agency;
+    }
+    std::sort(days.begin(), days.end(),
+              [](const DayTotals& a, const DayTotals& b) { return a.date < b.date; });
+    last.day_totals = std::move(days);
+    fold_day_totals(last, reference.holidays, reference.rules);
+    *this = ChunkedStaffMonth{};
+  }
+};
+
 // Staff codes that cut the directory into `parts` runs of about as many staff each, sorted:
 // Store::scan_month_for_scoring's split_before. Staff not in the directory still fall in a part.
 std::vector<std::string> staff_splits(const Directory& directory, std::size_t parts) {
@@ -131,17 +166,27 @@ double score_month_in_parts(
   // Each part's thread is new: its CPU clock at its last staff member is about all it used.
   const auto caller = std::this_thread::get_id();
   std::vector<double> helper_cpu(parts, 0.0);
+  // A staff month that comes in several batches of whole days (Store::ScanBatch::more): each
+  // part's days so far, folded at its last batch. Each part is visited by one thread at a time.
+  std::vector<ChunkedStaffMonth> pending(parts);
   store.scan_month_for_scoring(
       month, staff_splits(reference.directory, parts),
       [&](std::size_t part, const std::string& staff, Store::ScanBatch& batch) {
-        {
+        ChunkedStaffMonth& chunked = pending.at(part);
+        if (!chunked.started) {
+          // Asked again at each batch of a skipped staff member: the answer stays.
           std::lock_guard lock(results);
           if (skip(staff)) return;
         }
+        const std::span<const WorkRecord> records(batch.records.data(), batch.count);
         StaffMonthResult result =
-            score_records(reference, now, {staff, month},
-                          std::span<const WorkRecord>(batch.records.data(), batch.count),
+            score_records(reference, now, {staff, month}, records,
                           std::span<const int64_t>(batch.received_at.data(), batch.count));
+        if (batch.more || chunked.started) {
+          chunked.add(records, result);
+          if (batch.more) return;
+          chunked.finish(reference, result);
+        }
         release(result.scored);
         release(result.days);
         release(result.day_totals);
@@ -170,6 +215,29 @@ std::optional<std::vector<DayTotals>> days_outside(std::string_view stored, std:
     if (d.date < month.first_day() || d.date > month.last_day()) return std::nullopt;
   }
   return days;
+}
+
+// The days of `want` that have records, cut into runs of consecutive days of about `budget`
+// records each (more when one day alone has more: a day is scored whole); one empty mask when
+// no day of `want` has a record.
+std::vector<DayMask> day_chunks(const std::vector<Store::DayCount>& per_day, DayMask want,
+                                std::size_t budget) {
+  std::vector<DayMask> chunks;
+  DayMask current = 0;
+  std::size_t records = 0;
+  for (const Store::DayCount& d : per_day) {
+    const DayMask bit = day_bit(d.date);
+    if ((want & bit) == 0) continue;
+    if (current != 0 && records + d.records > budget) {
+      chunks.push_back(current);
+      current = 0;
+      records = 0;
+    }
+    current |= bit;
+    records += d.records;
+  }
+  if (current != 0 || chunks.empty()) chunks.push_back(current);
+  return chunks;
 }
 
 }  // namespace
@@ -239,124 +307,211 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   std::unordered_map<std::string, Queued> queued;
   std::vector<std::size_t> dropped_scores, dropped_outbox;
 
+  // Commits the record scores and items queued so far in a transaction of their own (a staff
+  // month that runs alone, see below), and starts over.
+  const auto commit_records = [&] {
+    erase_positions(commit.record_scores, dropped_scores);
+    erase_positions(commit.outbox, dropped_outbox);
+    ScoringCommit sent;
+    sent.record_scores = std::move(commit.record_scores);
+    sent.outbox = std::move(commit.outbox);
+    commit.record_scores.clear();
+    commit.outbox.clear();
+    // What is committed cannot be taken back: a record that comes up again is read again, with
+    // the score just committed as its last.
+    queued.clear();
+    dropped_scores.clear();
+    dropped_outbox.clear();
+    if (!sent.record_scores.empty()) store_.commit_scoring(sent);
+  };
+
+  // Queues in `commit` the record scores of `stored` that changed, and an outbox item for each
+  // one to send, with its every field: read_all() reads them (`stored`'s records, in record_id
+  // order) when many go out and may_read_all, otherwise each is read by key. With `slice`, the
+  // records go `slice` at a time, each slice read by key and committed (commit_records).
+  const auto queue_records = [&](const Store::StaffMonthForScoring& stored,
+                                 const StaffMonthResult& scored_part,
+                                 const std::function<std::vector<WorkRecord>()>& read_all,
+                                 bool may_read_all, std::size_t slice) {
+    std::unordered_map<std::string_view, std::size_t> index_of;
+    index_of.reserve(stored.records.size());
+    for (std::size_t i = 0; i < stored.records.size(); ++i) {
+      index_of.emplace(stored.records[i].record_id, i);
+    }
+    const std::size_t n = scored_part.scored.size();
+    const std::size_t step = slice == 0 ? std::max<std::size_t>(n, 1) : slice;
+    for (std::size_t begin = 0; begin < n; begin += step) {
+      const std::span<const ScoredRecord> scored_slice(scored_part.scored.data() + begin,
+                                                       std::min(n, begin + step) - begin);
+      // The results that go out, first; then their records' every field, which the scan lacks.
+      struct Changed {
+        const ScoredRecord* scored;
+        std::size_t index;  // in stored.records
+        RecordScoreRow row;
+        bool send;
+      };
+      std::vector<Changed> changed_records;
+      std::size_t to_send = 0;
+      for (const ScoredRecord& scored : scored_slice) {
+        const std::size_t i = index_of.at(scored.record_id);
+        const WorkRecord& record = stored.records[i];
+        const std::optional<RecordScoreRow>& prev = stored.previous[i];
+        if (const auto q = queued.find(scored.record_id); q != queued.end()) {
+          dropped_scores.push_back(q->second.score);
+          if (q->second.outbox) {
+            dropped_outbox.push_back(*q->second.outbox);
+            --result.records_sent;
+          }
+          queued.erase(q);
+        }
+        std::string scoring_text = json::serialize(to_json(scored.scoring));
+        const bool unchanged =
+            prev && prev->revision == record.revision && prev->scoring_json == scoring_text;
+        if (unchanged) continue;
+        const bool never_sent = !prev;
+        // A record deleted at the source before the hub ever sent it has nothing to withdraw.
+        const bool send = !(never_sent && record.retracted);
+        to_send += send ? 1 : 0;
+        changed_records.push_back(
+            {&scored, i,
+             RecordScoreRow{scored.record_id, record.revision, never_sent ? 1 : prev->sequence + 1,
+                            std::move(scoring_text)},
+             send});
+      }
+      // Many records sent: one range read of their rows (read_all) beats a key lookup per
+      // record. A few revised records are read by key.
+      std::vector<WorkRecord> whole_month;
+      if (slice == 0 && may_read_all && to_send > stored.records.size() / 4) {
+        whole_month = read_all();
+      }
+      const auto full_record = [&](const std::string& id) -> std::optional<WorkRecord> {
+        if (whole_month.empty()) return store_.record(id);
+        const auto it = std::lower_bound(
+            whole_month.begin(), whole_month.end(), id,
+            [](const WorkRecord& r, const std::string& wanted) { return r.record_id < wanted; });
+        if (it == whole_month.end() || it->record_id != id) return std::nullopt;
+        return std::move(*it);
+      };
+      for (Changed& c : changed_records) {
+        const WorkRecord& record = stored.records[c.index];
+        Queued entry{commit.record_scores.size(), std::nullopt};
+        if (c.send) {
+          // A page committed since the scan may hold a newer revision: that one is not sent
+          // with this score (its staff month is dirty again and is rescored next).
+          const std::optional<WorkRecord> full = full_record(record.record_id);
+          if (!full || full->revision != record.revision) continue;
+          json::object payload = to_json(*full);
+          payload["scoring"] = to_json(c.scored->scoring, c.row.sequence);
+          payload["hub_id"] = hub_id_;
+          payload["scored_at"] = scored_at_text;
+          entry.outbox = commit.outbox.size();
+          commit.outbox.push_back(
+              {0, OutboxKind::record, record.record_id, json::serialize(payload)});
+          ++result.records_sent;
+        }
+        queued.emplace(record.record_id, entry);
+        commit.record_scores.push_back(std::move(c.row));
+      }
+      if (slice != 0) commit_records();
+    }
+  };
+
   for (const DirtyStaffMonth& dirty_key : dirty) {
     // The keys not reached stay dirty for the next run.
     if (records_read >= kRecordsPerRun) break;
     const StaffMonthKey& key = dirty_key.key;
-    commit.done.push_back(key);
     const auto month = Month::parse(key.month);
     if (!month) {
       throw std::runtime_error("scorer: a dirty staff month with no month: '" + key.month + "'");
     }
     const std::string basis = totals_basis(*month);
+    const bool in_directory = reference_.directory.staff(key.staff_code) != nullptr;
+    // A staff month of more records than a run reads is read, scored and committed a few whole
+    // days at a time (issue 18: a lab clinician's month of a 200 MB hospital export took the
+    // hub to 404 MB). A day's scores depend on that day's records only (scoring.md 4).
+    const std::vector<Store::DayCount> per_day = store_.records_per_day(key);
+    std::size_t month_records = 0;
+    for (const Store::DayCount& d : per_day) month_records += d.records;
+    const bool chunked = month_records > kRecordsPerRun;
+
     // Only the changed days are read and scored, folded with the stored totals of the others
     // (issue 8, part 3). The staff month is scored whole when so marked (rescore, due date,
     // an old mark), when it has no usable stored totals (none yet, or another basis), and for
     // staff no longer in the directory (their agency comes from their records).
     Store::StaffMonthForScoring stored;
     std::optional<std::vector<DayTotals>> other_days;
-    if (dirty_key.days != kWholeMonth && reference_.directory.staff(key.staff_code) != nullptr) {
-      stored = store_.staff_days_for_scoring(key, dirty_key.days);
+    std::vector<DayMask> chunks;  // chunked: the days each read takes
+    if (dirty_key.days != kWholeMonth && in_directory) {
+      // Chunked, the stored totals alone first (no day: no record).
+      stored = store_.staff_days_for_scoring(key, chunked ? DayMask{0} : dirty_key.days);
       if (stored.day_totals) {
         other_days = days_outside(*stored.day_totals, basis, *month, dirty_key.days);
       }
     }
     const bool whole = !other_days;
-    if (whole) stored = store_.staff_month_for_scoring(key);
-    records_read += stored.records.size();
-    // At scored_at, the time the basis names, not a later now().
-    StaffMonthResult month_result =
-        score_records(reference_, scored_at, key, stored.records, stored.received_at);
-    if (!whole) {
+    if (chunked) {
+      chunks = day_chunks(per_day, whole ? kWholeMonth : dirty_key.days, kRecordsPerRun);
+      // Between two parts' commits the staff month stays dirty; alone in its run, nothing else
+      // waits on its last commit (agency months, other keys' dirty marks).
+      if (chunks.size() > 1 && !commit.done.empty()) break;
+    } else if (whole) {
+      stored = store_.staff_month_for_scoring(key);
+    }
+    commit.done.push_back(key);
+    months_touched.insert(key.month);
+
+    ChunkedStaffMonth days_scored;
+    StaffMonthResult month_result;
+    const std::size_t reads = chunked ? chunks.size() : 1;
+    // Alone in its run: its records' scores and items are committed kRecordsPerCommit at a time
+    // (its staff month, dirty mark and agency months in the run's commit after them). A crash in
+    // between leaves it dirty: rescored, the records committed are found sent with the same
+    // score and are not sent again.
+    const bool alone = reads > 1;
+    for (std::size_t part = 0; part < reads; ++part) {
+      if (chunked) stored = store_.staff_days_for_scoring(key, chunks[part]);
+      records_read += stored.records.size();
+      // At scored_at, the time the basis names, not a later now().
+      StaffMonthResult part_result =
+          score_records(reference_, scored_at, key, stored.records, stored.received_at);
+      if (chunked) days_scored.add(stored.records, part_result);
+      queue_records(
+          stored, part_result,
+          [&] {
+            // A staff month scored for the first time sends every record: one range read of its
+            // rows beats a key lookup per record.
+            return chunked ? store_.records_of_staff_days(key, chunks[part])
+                           : store_.records_of_staff_month(key);
+          },
+          whole || chunked, alone ? kRecordsPerCommit : 0);
+      if (part + 1 < reads) {
+        release(part_result.scored);
+      } else {
+        month_result = std::move(part_result);
+      }
+      release(stored.records);
+      release(stored.received_at);
+      release(stored.previous);
+    }
+    const bool any_record = chunked ? days_scored.scored > 0 : !month_result.scored.empty();
+    if (chunked) {
+      if (other_days) {
+        days_scored.days.insert(days_scored.days.end(), other_days->begin(), other_days->end());
+      }
+      days_scored.finish(reference_, month_result);
+    } else if (!whole) {
       month_result.day_totals.insert(month_result.day_totals.end(), other_days->begin(),
                                      other_days->end());
       std::sort(month_result.day_totals.begin(), month_result.day_totals.end(),
                 [](const DayTotals& a, const DayTotals& b) { return a.date < b.date; });
       fold_day_totals(month_result, reference_.holidays, reference_.rules);
     }
-    months_touched.insert(key.month);
-
-    std::unordered_map<std::string_view, std::size_t> index_of;
-    index_of.reserve(stored.records.size());
-    for (std::size_t i = 0; i < stored.records.size(); ++i) {
-      index_of.emplace(stored.records[i].record_id, i);
-    }
-
-    // The results that go out, first; then their records' every field, which the scan lacks.
-    struct Changed {
-      const ScoredRecord* scored;
-      std::size_t index;  // in stored.records
-      RecordScoreRow row;
-      bool send;
-    };
-    std::vector<Changed> changed_records;
-    std::size_t to_send = 0;
-    for (const ScoredRecord& scored : month_result.scored) {
-      const std::size_t i = index_of.at(scored.record_id);
-      const WorkRecord& record = stored.records[i];
-      const std::optional<RecordScoreRow>& prev = stored.previous[i];
-      if (const auto q = queued.find(scored.record_id); q != queued.end()) {
-        dropped_scores.push_back(q->second.score);
-        if (q->second.outbox) {
-          dropped_outbox.push_back(*q->second.outbox);
-          --result.records_sent;
-        }
-        queued.erase(q);
-      }
-      std::string scoring_text = json::serialize(to_json(scored.scoring));
-      const bool unchanged =
-          prev && prev->revision == record.revision && prev->scoring_json == scoring_text;
-      if (unchanged) continue;
-      const bool never_sent = !prev;
-      // A record deleted at the source before the hub ever sent it has nothing to withdraw.
-      const bool send = !(never_sent && record.retracted);
-      to_send += send ? 1 : 0;
-      changed_records.push_back(
-          {&scored, i,
-           RecordScoreRow{scored.record_id, record.revision, never_sent ? 1 : prev->sequence + 1,
-                          std::move(scoring_text)},
-           send});
-    }
-    // A staff month scored for the first time sends every record: one range read of its rows
-    // beats a key lookup per record. A few revised records are read by key.
-    std::vector<WorkRecord> whole_month;
-    if (whole && to_send > stored.records.size() / 4) {
-      whole_month = store_.records_of_staff_month(key);
-    }
-    const auto full_record = [&](const std::string& id) -> std::optional<WorkRecord> {
-      if (whole_month.empty()) return store_.record(id);
-      const auto it = std::lower_bound(
-          whole_month.begin(), whole_month.end(), id,
-          [](const WorkRecord& r, const std::string& wanted) { return r.record_id < wanted; });
-      if (it == whole_month.end() || it->record_id != id) return std::nullopt;
-      return std::move(*it);
-    };
-    for (Changed& c : changed_records) {
-      const WorkRecord& record = stored.records[c.index];
-      Queued entry{commit.record_scores.size(), std::nullopt};
-      if (c.send) {
-        // A page committed since the scan may hold a newer revision: that one is not sent with
-        // this score (its staff month is dirty again and is rescored next).
-        const std::optional<WorkRecord> full = full_record(record.record_id);
-        if (!full || full->revision != record.revision) continue;
-        json::object payload = to_json(*full);
-        payload["scoring"] = to_json(c.scored->scoring, c.row.sequence);
-        payload["hub_id"] = hub_id_;
-        payload["scored_at"] = scored_at_text;
-        entry.outbox = commit.outbox.size();
-        commit.outbox.push_back(
-            {0, OutboxKind::record, record.record_id, json::serialize(payload)});
-        ++result.records_sent;
-      }
-      queued.emplace(record.record_id, entry);
-      commit.record_scores.push_back(std::move(c.row));
-    }
 
     // The staff month goes out only when its content changed.
     auto old = store_.month_row(OutboxKind::staff_month, key.month, key.staff_code);
     const int64_t old_revision = old ? old->revision : 0;
     const bool changed = !old || json::serialize(to_json(month_result, old_revision)) != old->json;
-    if (changed && !(month_result.scored.empty() && !old)) {
+    if (changed && !(!any_record && !old)) {
       const int64_t revision = old_revision + 1;
       std::string text = json::serialize(to_json(month_result, revision));
       commit.months.push_back({OutboxKind::staff_month, key.month, key.staff_code,

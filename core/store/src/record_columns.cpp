@@ -174,7 +174,7 @@ std::string month_row_sql(std::string_view table) {
 
 std::string month_scan_sql(bool bounded_above) {
   return scoring_select_sql() + "WHERE month = ?1 AND staff_code >= ?2 AND staff_code <> ''" +
-         (bounded_above ? " AND staff_code < ?3" : "") + " ORDER BY staff_code";
+         (bounded_above ? " AND staff_code < ?3" : "") + " ORDER BY staff_code, work_date";
 }
 
 std::string staff_month_scan_sql() {

@@ -394,6 +394,54 @@ class SqliteStore final : public Store {
     });
   }
 
+  std::vector<WorkRecord> records_of_staff_days(const StaffMonthKey& key, DayMask days) override {
+    return guarded("reading records of days of staff " + key.staff_code + " in " + key.month, [&] {
+      const auto month = Month::parse(key.month);
+      if (!month) fail("not a month: '" + key.month + "'");
+      std::vector<WorkRecord> out;
+      for (Date d = month->first_day(); d <= month->last_day(); ++d.days) {
+        if ((days & day_bit(d)) == 0) continue;
+        // work_date is an INTEGER column: the bound text compares as its number.
+        std::vector<WorkRecord> day =
+            read_records("WHERE month = ? AND staff_code = ? AND work_date = ? ORDER BY record_id",
+                         {key.month, key.staff_code, std::to_string(d.days)});
+        if (out.empty()) {
+          out = std::move(day);
+        } else {
+          const auto middle = static_cast<std::ptrdiff_t>(out.size());
+          out.insert(out.end(), std::make_move_iterator(day.begin()),
+                     std::make_move_iterator(day.end()));
+          std::inplace_merge(
+              out.begin(), out.begin() + middle, out.end(),
+              [](const WorkRecord& a, const WorkRecord& b) { return a.record_id < b.record_id; });
+        }
+      }
+      return out;
+    });
+  }
+
+  std::vector<DayCount> records_per_day(const StaffMonthKey& key) override {
+    return guarded("counting records of staff " + key.staff_code + " in " + key.month, [&] {
+      // On the covering scoring index (month, staff_code, work_date, ...): no table page.
+      sqlite3_stmt* select = records_per_day_.get(
+          db_,
+          "SELECT work_date, COUNT(*) FROM records WHERE month = ? AND staff_code = ? "
+          "GROUP BY work_date ORDER BY work_date",
+          path_);
+      store_detail::StatementScope scope(select);
+      store_detail::bind_text(select, 1, key.month);
+      store_detail::bind_text(select, 2, key.staff_code);
+      std::vector<DayCount> out;
+      int rc;
+      while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
+        out.push_back({Date{static_cast<int32_t>(sqlite3_column_int64(select, 0))},
+                       static_cast<std::size_t>(sqlite3_column_int64(select, 1))});
+      }
+      if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "counting records per day");
+      return out;
+    });
+  }
+
   StaffMonthForScoring staff_month_for_scoring(const StaffMonthKey& key) override {
     return guarded("reading staff " + key.staff_code + " in " + key.month + " for scoring", [&] {
       // Two range reads, both in record_id order: the covering records_for_scoring index and
@@ -1154,6 +1202,8 @@ class SqliteStore final : public Store {
         for (auto& p : parts) {
           if (p->open != nullptr) sqlite3_reset(p->open);
           p->open = nullptr;
+          // The batch is reused from staff to staff, not kept between scans (issue 18).
+          p->batch = ScanBatch{};
         }
       }
     } reset_parts{scan_parts_};
@@ -1196,8 +1246,9 @@ class SqliteStore final : public Store {
       std::string staff;
       std::size_t& n = batch.count;
       n = 0;
-      const auto flush = [&] {
+      const auto flush = [&](bool more) {
         if (n == 0) return;
+        batch.more = more;
         try {
           visit(i, staff, batch);
         } catch (...) {
@@ -1214,15 +1265,20 @@ class SqliteStore final : public Store {
           const std::string_view row_staff = store_detail::column_text(s, 0);
           if (row_staff != staff) {
             if (stop.load(std::memory_order_relaxed)) return;  // another part failed
-            flush();
+            flush(false);
             staff.assign(row_staff);
+          } else if (n >= kScanBatchRecords &&
+                     sqlite3_column_int64(s, 7) != batch.records[n - 1].work_date.days) {
+            // A large staff month goes in batches of whole days (rows come in date order).
+            if (stop.load(std::memory_order_relaxed)) return;
+            flush(true);
           }
           if (n >= batch.records.size()) batch.records.resize(n + 1);
           if (n >= batch.received_at.size()) batch.received_at.resize(n + 1);
           store_detail::read_scoring_row(s, batch.records[n], batch.received_at[n], path_);
           ++n;
         }
-        if (!stop.load(std::memory_order_relaxed)) flush();
+        if (!stop.load(std::memory_order_relaxed)) flush(false);
       } catch (...) {
         failures[i] = {std::current_exception(), false};
         stop = true;
@@ -1607,9 +1663,9 @@ class SqliteStore final : public Store {
   store_detail::PreparedStatement staff_month_row_, agency_month_row_;
   store_detail::PreparedStatement lookup_record_, upsert_record_, mark_dirty_, update_cursor_,
       append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
-      staff_month_scores_, move_score_, staff_day_scan_, record_score_, read_day_totals_,
-      upsert_day_totals_, clear_dirty_, read_log_, newest_revisions_, withdraw_record_,
-      quarantine_of_record_;
+      staff_month_scores_, move_score_, staff_day_scan_, records_per_day_, record_score_,
+      read_day_totals_, upsert_day_totals_, clear_dirty_, read_log_, newest_revisions_,
+      withdraw_record_, quarantine_of_record_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   // One part of a month scan: its read connection, its two statements (the last part has no

@@ -1,8 +1,24 @@
 #include <kpihub/store.hpp>
 
 #include <algorithm>
+#include <map>
 
 namespace kpihub {
+
+std::vector<WorkRecord> Store::records_of_staff_days(const StaffMonthKey& key, DayMask days) {
+  std::vector<WorkRecord> records = records_of_staff_month(key);
+  std::erase_if(records, [&](const WorkRecord& r) { return (days & day_bit(r.work_date)) == 0; });
+  return records;
+}
+
+std::vector<Store::DayCount> Store::records_per_day(const StaffMonthKey& key) {
+  std::map<Date, std::size_t> counts;
+  for (const WorkRecord& r : records_of_staff_month(key)) ++counts[r.work_date];
+  std::vector<DayCount> out;
+  out.reserve(counts.size());
+  for (const auto& [date, n] : counts) out.push_back({date, n});
+  return out;
+}
 
 void Store::scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit) {
   for (const std::string& staff : staff_of_month(month)) {

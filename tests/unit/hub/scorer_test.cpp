@@ -10,11 +10,14 @@
 #include <boost/json.hpp>
 
 #include <unistd.h>
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <future>
 #include <map>
+#include <mutex>
 #include <random>
+#include <set>
 
 using namespace kpihub;
 namespace fs = std::filesystem;
@@ -45,13 +48,20 @@ class InterleavingStore final : public Store {
   explicit InterleavingStore(Store& inner) : inner_(inner) {}
   std::function<void(const StaffMonthKey&)> before_read, after_read;
 
+  // Called with each scoring commit before it reaches the store (may throw: a crash then).
+  std::function<void(const ScoringCommit&)> before_commit;
+
   int month_reads = 0, day_reads = 0;
+  // The most records one read of records returned, the most record items one commit queued.
+  std::size_t most_records_read = 0, most_records_committed = 0;
+  int commits = 0;
 
   StaffMonthForScoring staff_month_for_scoring(const StaffMonthKey& key) override {
     ++month_reads;
     if (before_read) before_read(key);
     auto out = inner_.staff_month_for_scoring(key);
     if (after_read) after_read(key);
+    most_records_read = std::max(most_records_read, out.records.size());
     return out;
   }
   StaffMonthForScoring staff_days_for_scoring(const StaffMonthKey& key, DayMask days) override {
@@ -59,7 +69,34 @@ class InterleavingStore final : public Store {
     if (before_read) before_read(key);
     auto out = inner_.staff_days_for_scoring(key, days);
     if (after_read) after_read(key);
+    most_records_read = std::max(most_records_read, out.records.size());
     return out;
+  }
+  std::vector<WorkRecord> records_of_staff_days(const StaffMonthKey& k, DayMask days) override {
+    auto out = inner_.records_of_staff_days(k, days);
+    most_records_read = std::max(most_records_read, out.size());
+    return out;
+  }
+  std::vector<DayCount> records_per_day(const StaffMonthKey& k) override {
+    return inner_.records_per_day(k);
+  }
+  void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit) override {
+    inner_.scan_month_for_scoring(month, [&](const std::string& staff, ScanBatch& batch) {
+      most_records_read = std::max(most_records_read, batch.count);
+      visit(staff, batch);
+    });
+  }
+  void scan_month_for_scoring(const std::string& month, const std::vector<std::string>& split,
+                              const PartVisitor& visit) override {
+    std::mutex most;
+    inner_.scan_month_for_scoring(
+        month, split, [&](std::size_t part, const std::string& staff, ScanBatch& batch) {
+          {
+            std::lock_guard lock(most);
+            most_records_read = std::max(most_records_read, batch.count);
+          }
+          visit(part, staff, batch);
+        });
   }
 
   PageCommitResult commit_page(const PageCommit& p) override { return inner_.commit_page(p); }
@@ -73,7 +110,9 @@ class InterleavingStore final : public Store {
   }
   std::size_t mark_month_dirty(const std::string& m) override { return inner_.mark_month_dirty(m); }
   std::vector<WorkRecord> records_of_staff_month(const StaffMonthKey& k) override {
-    return inner_.records_of_staff_month(k);
+    auto out = inner_.records_of_staff_month(k);
+    most_records_read = std::max(most_records_read, out.size());
+    return out;
   }
   std::vector<int64_t> received_at(const std::vector<std::string>& ids) override {
     return inner_.received_at(ids);
@@ -95,7 +134,15 @@ class InterleavingStore final : public Store {
   std::vector<ScoringCommit::MonthRow> month_rows(OutboxKind k, const std::string& m) override {
     return inner_.month_rows(k, m);
   }
-  void commit_scoring(const ScoringCommit& c) override { inner_.commit_scoring(c); }
+  void commit_scoring(const ScoringCommit& c) override {
+    if (before_commit) before_commit(c);
+    ++commits;
+    const auto records = static_cast<std::size_t>(
+        std::count_if(c.outbox.begin(), c.outbox.end(),
+                      [](const OutboxItem& item) { return item.kind == OutboxKind::record; }));
+    most_records_committed = std::max(most_records_committed, records);
+    inner_.commit_scoring(c);
+  }
   std::optional<Batch> next_batch(const std::string& s, std::size_t n, std::size_t b) override {
     return inner_.next_batch(s, n, b);
   }
@@ -208,6 +255,108 @@ class ScorerTest : public ::testing::Test {
   ReferenceData ref_ = shipped_reference();
   test::ManualClock clock_{kBeforeAprilIsDue};
 };
+
+// Issue 18: a hospital export puts tens of thousands of credits a month on one lab clinician,
+// and the hub held that staff month whole several times over (404 MB for a 200 MB export).
+// Three runs' worth of records of one staff month over 28 days.
+constexpr std::size_t kLargeMonth = 3 * Scorer::kRecordsPerRun;
+
+void commit_large_month(Store& store) {
+  std::vector<WorkRecord> records;
+  for (std::size_t i = 0; i < kLargeMonth; ++i) {
+    WorkRecord r = diary("LAB-" + std::to_string(100000 + i), 1, "KH-000123",
+                         static_cast<int32_t>(5 + i % 40));
+    r.work_date = Date{Date::parse("2025-04-01")->days + static_cast<int32_t>(i % 28)};
+    if (i % 3 != 0) {
+      r.approval.emplace();
+      r.approval->status = ApprovalStatus::approved;
+    }
+    if (i % 7 == 0) r.evidence_ref = "ev-" + std::to_string(i % 11);
+    records.push_back(std::move(r));
+    if (records.size() == 2000 || i + 1 == kLargeMonth) {
+      store.commit_page(page(std::move(records)));
+      records.clear();
+    }
+  }
+}
+
+TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameScores) {
+  commit_large_month(*store_);
+  InterleavingStore store(*store_);
+  Scorer scorer(store, ref_, clock_, "test-hub");
+  while (scorer.score_pending().staff_months > 0) {
+  }
+  // No read holds more than a run's records (each day has under 900), no commit more than
+  // kRecordsPerCommit.
+  EXPECT_LE(store.most_records_read, Scorer::kRecordsPerRun);
+  EXPECT_LE(store.most_records_committed, Scorer::kRecordsPerCommit);
+  EXPECT_GT(store.commits, static_cast<int>(kLargeMonth / Scorer::kRecordsPerCommit));
+
+  // Every record went out once.
+  const auto sent = records_sent();
+  std::set<std::string> ids;
+  for (const auto& [key, payload] : sent) {
+    EXPECT_EQ(key.second, 1) << key.first;
+    EXPECT_TRUE(ids.insert(key.first).second) << key.first << " went out twice";
+  }
+  EXPECT_EQ(ids.size(), kLargeMonth);
+
+  // The staff month is the one scoring all its records at once gives, bit for bit; so is the
+  // month recompute's (which scans it in batches of days).
+  const Month april = *Month::parse("2025-04");
+  const StaffMonthResult whole = scorer.explain_staff_month("KH-000123", april);
+  const auto row = store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->json, json::serialize(to_json(whole, 1)));
+  bool recomputed = false;
+  for (const StaffMonthResult& m : scorer.compute_month(april)) {
+    if (m.staff_code != "KH-000123") continue;
+    recomputed = true;
+    EXPECT_EQ(json::serialize(to_json(m, 1)), row->json);
+  }
+  EXPECT_TRUE(recomputed);
+
+  // Scored whole again, it has nothing new to send.
+  store_->mark_month_dirty("2025-04");
+  while (scorer.score_pending().staff_months > 0) {
+  }
+  EXPECT_TRUE(records_sent().empty());
+  EXPECT_EQ(store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123")->revision, 1);
+}
+
+// The hub dies between two commits of a large staff month: the records of the committed part
+// are not sent again (a later score would carry another scored_at, so another content under
+// the same sequence); the others go out once.
+TEST_F(ScorerTest, ACrashBetweenTheCommitsOfALargeStaffMonthSendsEveryRecordOnce) {
+  commit_large_month(*store_);
+  {
+    InterleavingStore store(*store_);
+    store.before_commit = [&](const ScoringCommit&) {
+      if (store.commits == 1) throw std::runtime_error("killed");
+    };
+    Scorer scorer(store, ref_, clock_, "test-hub");
+    EXPECT_THROW(scorer.score_pending(), std::runtime_error);
+    ASSERT_EQ(store.commits, 1);
+  }
+  clock_.set(kBeforeAprilIsDue + 60000);
+  InterleavingStore store(*store_);
+  Scorer scorer(store, ref_, clock_, "test-hub");
+  while (scorer.score_pending().staff_months > 0) {
+  }
+  std::map<std::pair<std::string, int64_t>, std::string> first_payload;
+  std::set<std::string> ids;
+  for (const auto& [key, payload] : records_sent()) {
+    const auto [it, inserted] = first_payload.emplace(key, payload);
+    EXPECT_TRUE(inserted) << key.first << " sequence " << key.second << " went out twice";
+    EXPECT_EQ(key.second, 1) << key.first;
+    ids.insert(key.first);
+  }
+  EXPECT_EQ(ids.size(), kLargeMonth);
+  const auto row = store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->json, json::serialize(to_json(
+                           scorer.explain_staff_month("KH-000123", *Month::parse("2025-04")), 1)));
+}
 
 // The scorer reads and scores KH-000123's month; before it reads KH-000124's in the same run,
 // a page moves one of KH-000123's records there. Both reads saw the record's last score

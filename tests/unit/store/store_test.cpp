@@ -22,6 +22,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <span>
 #include <thread>
 
@@ -299,6 +300,69 @@ TEST_F(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
   EXPECT_EQ(got["CB003"].begin()->second.second, 1744000999000);
   EXPECT_EQ(visited, (std::vector<std::string>{"CB001", "CB002", "CB003"}));
   EXPECT_EQ(total, 300u);
+}
+
+// Issue 18: one clinician's month of a hospital export held tens of thousands of records, and
+// the scan held them all at once (and kept that much memory afterwards). A staff month larger
+// than kScanBatchRecords comes in batches of whole days, in date order.
+TEST_F(StoreTest, ALargeStaffMonthComesToTheMonthScanInBatchesOfWholeDays) {
+  auto store = open();
+  constexpr std::size_t kLarge = 3 * Store::kScanBatchRecords;
+  std::vector<WorkRecord> records;
+  for (std::size_t i = 0; i < kLarge; ++i) {
+    WorkRecord r = full_record("L" + std::to_string(100000 + i), 1, "CB001");
+    r.work_date = Date{Date::parse("2025-04-01")->days + static_cast<int32_t>(i % 30)};
+    records.push_back(std::move(r));
+    if (records.size() == 4000) store->commit_page(page_of(std::exchange(records, {})));
+  }
+  records.push_back(full_record("SMALL", 1, "CB002"));
+  store->commit_page(page_of(std::move(records)));
+
+  struct Seen {
+    std::vector<std::size_t> counts;
+    std::vector<bool> more;
+    std::vector<std::set<int32_t>> days;
+  };
+  std::map<std::string, Seen> seen;
+  store->scan_month_for_scoring("2025-04", {"CB002"},
+                                [&](std::size_t, const std::string& staff, Store::ScanBatch& b) {
+                                  Seen& s = seen[staff];
+                                  s.counts.push_back(b.count);
+                                  s.more.push_back(b.more);
+                                  auto& days = s.days.emplace_back();
+                                  for (std::size_t i = 0; i < b.count; ++i) {
+                                    days.insert(b.records[i].work_date.days);
+                                  }
+                                });
+  const Seen& large = seen["CB001"];
+  ASSERT_GT(large.counts.size(), 1u);
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < large.counts.size(); ++i) {
+    total += large.counts[i];
+    // A batch ends at the first day change past kScanBatchRecords (a day has 410 here).
+    EXPECT_LE(large.counts[i], Store::kScanBatchRecords + 410) << "batch " << i;
+    EXPECT_EQ(large.more[i], i + 1 < large.counts.size()) << "batch " << i;
+    // Whole days, in date order: each batch's days come after the previous batch's.
+    if (i > 0) {
+      EXPECT_GT(*large.days[i].begin(), *large.days[i - 1].rbegin()) << "batch " << i;
+    }
+  }
+  EXPECT_EQ(total, kLarge);
+  EXPECT_EQ(seen["CB002"].counts, std::vector<std::size_t>{1});
+  EXPECT_EQ(seen["CB002"].more, std::vector<bool>{false});
+
+  // What the scorer plans and reads a large staff month with: counts per day, and the records
+  // of some days (record_id order), as records_of_staff_month has them.
+  const auto per_day = store->records_per_day({"CB001", "2025-04"});
+  ASSERT_EQ(per_day.size(), 30u);
+  EXPECT_EQ(per_day[0], (Store::DayCount{*Date::parse("2025-04-01"), 410}));
+  EXPECT_EQ(per_day[29], (Store::DayCount{*Date::parse("2025-04-30"), 409}));
+  const DayMask days = day_bit(*Date::parse("2025-04-03")) | day_bit(*Date::parse("2025-04-17"));
+  auto expected = store->records_of_staff_month({"CB001", "2025-04"});
+  std::erase_if(expected, [&](const WorkRecord& r) { return (days & day_bit(r.work_date)) == 0; });
+  const auto got = store->records_of_staff_days({"CB001", "2025-04"}, days);
+  EXPECT_EQ(got.size(), 820u);
+  EXPECT_TRUE(got == expected);
 }
 
 TEST_F(StoreTest, AnExceptionOfTheMonthScanVisitorPassesThroughAndTheStoreStaysUsable) {

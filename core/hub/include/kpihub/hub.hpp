@@ -133,13 +133,20 @@ class Scorer {
   Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id,
          std::shared_mutex* directory_lock = nullptr);
   // Processes up to `max_keys` dirty staff-months, and stops taking more once it has read
-  // kRecordsPerRun records. Returns what it did. One store transaction per call. A run of
+  // kRecordsPerRun records. Returns what it did. One store transaction per call, except for a
+  // staff month of more than kRecordsPerRun records (a lab clinician's month of a large
+  // hospital export, issue 18): it runs alone, read, scored and committed a few whole days at a
+  // time (about kRecordsPerRun records each), its records' scores and items first
+  // (kRecordsPerCommit a transaction), its staff month, dirty mark and agency months last; a crash
+  // in between leaves it dirty, and the records already committed are not sent again. A run of
   // changed days (~10 records per staff month) takes up to max_keys staff months, so the run's
   // fixed cost (the agency months of each month it touched) is spread over many (issue 8: it
   // was a quarter of incremental scoring at 64 keys). In a backlog, where most staff months
   // are scored whole, the records budget bounds what the commit holds: at 16,384 the hub's
   // peak RSS at 700 staff was 71.3 MB, at 8,192 58.1 MB (bench/run, same speed).
   static constexpr std::size_t kRecordsPerRun = 8192;
+  // Record scores and items per transaction of a staff month that runs alone (above).
+  static constexpr std::size_t kRecordsPerCommit = 2048;
   ScoringRunResult score_pending(std::size_t max_keys = 1024);
   // Marks months whose closed/open state changed since last seen dirty
   // (overdue flags and agency status depend on the due date). The first call also marks any

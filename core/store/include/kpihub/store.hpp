@@ -214,6 +214,19 @@ class Store {
   // Current revision of every record of the staff member in the month,
   // retracted ones included.
   virtual std::vector<WorkRecord> records_of_staff_month(const StaffMonthKey& key) = 0;
+  // The same for the work dates of `days` only, in record_id order: a large staff month is read
+  // a few days at a time (issue 18: one lab clinician's month held 290,000 records). The default
+  // filters records_of_staff_month.
+  virtual std::vector<WorkRecord> records_of_staff_days(const StaffMonthKey& key, DayMask days);
+  // How many records (current revisions, retracted ones included) the staff month has on each
+  // work date that has any, in date order: what the scorer plans its reads of a staff month
+  // with. The default counts records_of_staff_month.
+  struct DayCount {
+    Date date;
+    std::size_t records = 0;
+    bool operator==(const DayCount&) const = default;
+  };
+  virtual std::vector<DayCount> records_per_day(const StaffMonthKey& key);
   // Everything rescoring one staff-month reads, in two range reads: its records
   // in record_id order with the fields scoring reads (Store::ScanBatch's; the
   // others are left empty: record() has them all), and for each (same index)
@@ -321,11 +334,18 @@ class Store {
   // member's. The visitor may take both vectors (swap them with vectors of its
   // own, of any size: the scan reuses whatever it is left, strings' capacity
   // included), e.g. to score them on another thread without a copy.
+  //
+  // A staff member with many records in the month comes in several batches of whole work dates
+  // (no date is cut in two), in date order, each but the last with `more` set: the SQLite store
+  // holds about kScanBatchRecords records per part at a time, whatever a staff month holds
+  // (issue 18). The default reads a staff month in one batch.
   struct ScanBatch {
     std::vector<WorkRecord> records;
     std::vector<int64_t> received_at;
     std::size_t count = 0;
+    bool more = false;  // the staff member's next work dates come in the next call
   };
+  static constexpr std::size_t kScanBatchRecords = 4096;
   using ScoringVisitor = std::function<void(const std::string& staff_code, ScanBatch& batch)>;
   // The default reads staff by staff through the methods above; the SQLite
   // store reads the whole month in one query.
