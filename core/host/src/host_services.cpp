@@ -136,7 +136,7 @@ struct HostServicesAccess {
     if (!s.metrics_) return;
     labels.push_back({s.instance_label_, s.instance_});
     try {
-      s.metrics_->add(name, labels, delta);
+      s.metrics_->add(name, labels, delta, MetricOwner::plugin);
     } catch (const std::invalid_argument& e) {
       s.warn_metric_once(name, std::string(e.what()) + "; the sample is dropped");
     }
@@ -154,7 +154,7 @@ struct HostServicesAccess {
     try {
       s.metrics_->declare(view(name),
                           type == KPIHUB_METRIC_COUNTER ? MetricType::counter : MetricType::gauge,
-                          view(help));
+                          view(help), MetricOwner::plugin);
       return KPIHUB_OK;
     } catch (const std::invalid_argument& e) {
       write_error(err, e.what());

@@ -118,15 +118,25 @@ bool valid_metric_name(std::string_view name) {
   return valid_name(name, true);
 }
 
-void Metrics::declare(std::string_view name, MetricType type, std::string_view help) {
+void Metrics::declare(std::string_view name, MetricType type, std::string_view help,
+                      MetricOwner owner) {
   if (!valid_metric_name(name)) {
     throw std::invalid_argument("metric " + quoted(name) +
                                 ": not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
   }
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = families_.find(name);
+  if (it != families_.end() && it->second.owner != owner) {
+    if (owner == MetricOwner::plugin) {
+      throw std::invalid_argument("metric " + std::string(name) +
+                                  " is the hub's own; a plugin cannot declare it");
+    }
+    families_.erase(it);  // the hub's name: what a plugin wrote under it goes
+    it = families_.end();
+  }
   if (it == families_.end()) {
     Family f;
+    f.owner = owner;
     f.type = type;
     f.help = help.empty() ? std::string(kUndeclaredMetricHelp) : std::string(help);
     families_.emplace(std::string(name), std::move(f));
@@ -140,14 +150,21 @@ void Metrics::declare(std::string_view name, MetricType type, std::string_view h
   if (it->second.help == kUndeclaredMetricHelp && !help.empty()) it->second.help = help;
 }
 
-Metrics::Family& Metrics::family(std::string_view name, MetricType implied) {
+Metrics::Family& Metrics::family(std::string_view name, MetricType implied, MetricOwner owner) {
   auto it = families_.find(name);
-  if (it != families_.end()) return it->second;
+  if (it != families_.end()) {
+    if (owner == MetricOwner::plugin && it->second.owner == MetricOwner::hub) {
+      throw std::invalid_argument("metric " + std::string(name) +
+                                  " is the hub's own; a plugin cannot write it");
+    }
+    return it->second;
+  }
   if (!valid_metric_name(name)) {
     throw std::invalid_argument("metric " + quoted(name) +
                                 ": not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
   }
   Family f;
+  f.owner = owner;
   f.type = implied;
   f.help = kUndeclaredMetricHelp;
   return families_.emplace(std::string(name), std::move(f)).first->second;
@@ -160,11 +177,12 @@ MetricType implied_type(std::string_view name) {
 }
 }  // namespace
 
-void Metrics::add(std::string_view name, const MetricLabels& labels, double delta) {
+void Metrics::add(std::string_view name, const MetricLabels& labels, double delta,
+                  MetricOwner owner) {
   check_finite(name, delta);
   const std::string key = label_key(name, labels);
   std::lock_guard<std::mutex> lock(mutex_);
-  Family& f = family(name, implied_type(name));
+  Family& f = family(name, implied_type(name), owner);
   if (f.type == MetricType::histogram) {
     throw std::invalid_argument("metric " + std::string(name) + " is a histogram: observe it");
   }

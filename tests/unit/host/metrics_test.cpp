@@ -193,6 +193,34 @@ TEST(PluginMetrics, DeclaringAFamilyAgainWithAnotherTypeIsAConfigurationError) {
   EXPECT_THAT(error, HasSubstr("not a Prometheus metric name"));
 }
 
+// Review of issue 18: a plugin that declared one of the hub's family names with another type
+// stopped the hub at start (the hub declares some families after creating the plugins). The hub
+// takes the name over, and a plugin cannot write the hub's families.
+TEST(PluginMetrics, APluginCannotTakeAFamilyOfTheHubs) {
+  PluginHost host("eoffice", "source");
+  ASSERT_EQ(host.declare("kpihub_records_pulled_total", KPIHUB_METRIC_GAUGE, "mine"), KPIHUB_OK);
+  host.add("kpihub_records_pulled_total", {}, 7);
+  // The hub declares it afterwards, as a counter: no exception, and it is the hub's.
+  EXPECT_NO_THROW(host.metrics.declare("kpihub_records_pulled_total", MetricType::counter,
+                                       "Records pulled, by source"));
+  host.metrics.add("kpihub_records_pulled_total", {{"source", "eoffice"}}, 3);
+  host.add("kpihub_records_pulled_total", {}, 1000);  // dropped, with a warning
+  std::string error;
+  EXPECT_EQ(host.declare("kpihub_records_pulled_total", KPIHUB_METRIC_COUNTER, "x", &error),
+            KPIHUB_ERR_CONFIG);
+  EXPECT_THAT(error, HasSubstr("is the hub's own"));
+  const std::string text = host.metrics.prometheus_text();
+  EXPECT_THAT(text, HasSubstr("# TYPE kpihub_records_pulled_total counter\n"
+                              "kpihub_records_pulled_total{source=\"eoffice\"} 3\n"));
+  EXPECT_THAT(text, Not(HasSubstr("1000")));
+  EXPECT_THAT(text, Not(HasSubstr(" 7\n")));
+  bool warned = false;
+  for (const auto& line : host.logger.lines) {
+    warned = warned || line.find("is the hub's own") != std::string::npos;
+  }
+  EXPECT_TRUE(warned);
+}
+
 // The host's own families: every one with # HELP and # TYPE, histograms included.
 TEST(HostMetrics, EveryFamilyHasHelpAndTypeAndPromtoolAcceptsThePage) {
   Metrics m;

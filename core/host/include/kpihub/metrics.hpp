@@ -28,12 +28,19 @@ using MetricLabels = std::vector<MetricLabel>;
 // The help text of a family nobody declared (a plugin built for ABI 1.0).
 inline constexpr std::string_view kUndeclaredMetricHelp = "no help text declared";
 
+// Who made a family: a plugin cannot write the hub's families, and the hub takes over a family
+// a plugin made first under one of its names (a plugin declaring `kpihub_records_pulled_total` as
+// a gauge stopped the hub at start: review of issue 18).
+enum class MetricOwner { hub, plugin };
+
 class Metrics {
  public:
   // Declares a family: its type and one line of help. Declaring it again with
   // the same type keeps the first help text. Throws std::invalid_argument when
-  // the name is not a Prometheus metric name or the family has another type.
-  void declare(std::string_view name, MetricType type, std::string_view help);
+  // the name is not a Prometheus metric name, the family has another type, or a plugin
+  // declares a family of the hub's. The hub declaring a family a plugin made replaces it.
+  void declare(std::string_view name, MetricType type, std::string_view help,
+               MetricOwner owner = MetricOwner::hub);
 
   // `add` and `set` on a family nobody declared declare it: a counter when the
   // name ends in `_total`, else a gauge, with kUndeclaredMetricHelp.
@@ -43,7 +50,9 @@ class Metrics {
   // when a label value is not UTF-8, when the value is not finite, when a counter
   // would go down, and when the family is of another type.
   // Adding 0 creates the series, so a counter exists at 0 before anything is counted.
-  void add(std::string_view name, const MetricLabels& labels, double delta);
+  // A plugin's `add` to a family of the hub's throws too.
+  void add(std::string_view name, const MetricLabels& labels, double delta,
+           MetricOwner owner = MetricOwner::hub);
   void set(std::string_view name, const MetricLabels& labels, double value);
   // 0 when the series does not exist.
   double get(std::string_view name, const MetricLabels& labels) const;
@@ -60,13 +69,14 @@ class Metrics {
     uint64_t count = 0;
   };
   struct Family {
+    MetricOwner owner = MetricOwner::hub;
     MetricType type = MetricType::gauge;
     std::string help;
     // Keyed by the rendered label set (`a="x",b="y"`, sorted by name).
     std::map<std::string, double> values;
     std::map<std::string, Histogram> histograms;
   };
-  Family& family(std::string_view name, MetricType implied);
+  Family& family(std::string_view name, MetricType implied, MetricOwner owner = MetricOwner::hub);
 
   mutable std::mutex mutex_;
   std::map<std::string, Family, std::less<>> families_;
