@@ -310,10 +310,21 @@ void EpisodeState::exec(const char* sql) {
 namespace {
 struct Stmt {
   sqlite3_stmt* s = nullptr;
-  Stmt(sqlite3* db, const char* sql, const std::string& path) {
+  sqlite3* db;
+  const std::string& path;
+  Stmt(sqlite3* database, const char* sql, const std::string& state_path)
+      : db(database), path(state_path) {
     if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
       throw sdk::TransientError("health: state file " + path + ": " + sqlite3_errmsg(db));
     }
+  }
+  // Runs a statement that returns no rows, ready to run again with new bindings. A failed
+  // write throws, naming the state file, so the caller's transaction rolls back.
+  void run() {
+    const int rc = sqlite3_step(s);
+    const std::string why = rc == SQLITE_DONE ? "" : sqlite3_errmsg(db);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) throw sdk::TransientError("health: state file " + path + ": " + why);
   }
   ~Stmt() { sqlite3_finalize(s); }
   void text(int i, const std::string& v) {
@@ -391,7 +402,7 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
       Stmt del(db_, "DELETE FROM episode_rows WHERE episode = ?1 AND file_seq = ?2", path_);
       del.text(1, episode);
       del.integer(2, file_seq);
-      sqlite3_step(del.s);
+      del.run();
     }
     // An empty version still marks the episode as seen in this file.
     Stmt ins(db_,
@@ -399,7 +410,6 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
              "exported_at) VALUES (?, ?, ?, ?, ?, ?)",
              path_);
     auto put = [&](const std::string& id, const Row& row) {
-      sqlite3_reset(ins.s);
       ins.text(1, episode);
       ins.integer(2, file_seq);
       ins.text(3, id);
@@ -410,8 +420,7 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
       } else {
         sqlite3_bind_null(ins.s, 6);
       }
-      if (sqlite3_step(ins.s) != SQLITE_DONE)
-        throw sdk::TransientError("health: state file " + path_ + ": " + sqlite3_errmsg(db_));
+      ins.run();
     };
     for (const auto& [id, row] : rows) put(id, row);
     if (rows.empty()) put("", Row{"", 0});
@@ -419,19 +428,17 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
       Stmt del(db_, "DELETE FROM episode_rejections WHERE episode = ?1 AND file_seq = ?2", path_);
       del.text(1, episode);
       del.integer(2, file_seq);
-      sqlite3_step(del.s);
+      del.run();
       Stmt add(db_,
                "INSERT INTO episode_rejections (episode, file_seq, source_id, rejection) VALUES "
                "(?, ?, ?, ?)",
                path_);
       for (const auto& [id, rejection] : rejections) {
-        sqlite3_reset(add.s);
         add.text(1, episode);
         add.integer(2, file_seq);
         add.text(3, id);
         add.text(4, rejection);
-        if (sqlite3_step(add.s) != SQLITE_DONE)
-          throw sdk::TransientError("health: state file " + path_ + ": " + sqlite3_errmsg(db_));
+        add.run();
       }
       Stmt prune(db_,
                  "DELETE FROM episode_rejections WHERE episode = ?1 AND file_seq < "
@@ -439,7 +446,7 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
                  path_);
       prune.text(1, episode);
       prune.integer(2, file_seq);
-      sqlite3_step(prune.s);
+      prune.run();
     }
     Stmt prune(db_,
                "DELETE FROM episode_rows WHERE episode = ?1 AND file_seq < "
@@ -447,13 +454,13 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
                path_);
     prune.text(1, episode);
     prune.integer(2, file_seq);
-    sqlite3_step(prune.s);
+    prune.run();
     {
       // One row per distinct content: the last file it came in.
       Stmt forget(db_, "DELETE FROM episode_exports WHERE episode = ?1 AND digest = ?2", path_);
       forget.text(1, episode);
       forget.text(2, digest);
-      sqlite3_step(forget.s);
+      forget.run();
       Stmt put(
           db_,
           "INSERT OR REPLACE INTO episode_exports (episode, file_seq, digest) VALUES (?, ?, ?)",
@@ -461,8 +468,7 @@ void EpisodeState::store(const std::string& episode, int64_t file_seq,
       put.text(1, episode);
       put.integer(2, file_seq);
       put.text(3, digest);
-      if (sqlite3_step(put.s) != SQLITE_DONE)
-        throw sdk::TransientError("health: state file " + path_ + ": " + sqlite3_errmsg(db_));
+      put.run();
     }
     exec("COMMIT");
   } catch (...) {
