@@ -1,6 +1,7 @@
 // The Hub in-process with a clock the test moves.
 #include <kpihub/admin.hpp>
 #include <kpihub/hub.hpp>
+#include <kpihub_test/bundled_reference.hpp>
 #include <kpihub_test/manual_clock.hpp>
 
 #include <gtest/gtest.h>
@@ -51,15 +52,7 @@ HubConfig counting_hub(const fs::path& dir, const std::string& hub_id) {
   return config;
 }
 
-ReferenceData bundled_reference() {
-  const std::string config_dir = std::string(KPIHUB_SOURCE_DIR) + "/config";
-  ReferenceData ref;
-  ref.catalog = load_catalog({config_dir + "/catalog/province.csv"});
-  ref.directory = load_directory(config_dir + "/staff.csv", config_dir + "/units.csv");
-  ref.holidays = load_holidays({config_dir + "/holidays/2025.csv"});
-  ref.rules = load_rules(config_dir + "/rules.json");
-  return ref;
-}
+using test::bundled_reference;
 
 }  // namespace
 

@@ -140,6 +140,20 @@ class HubE2E : public ::testing::Test {
     return (dir_ / "hub.json").string();
   }
 
+  // hub.json with a catalog of two broken rows (a minutes value that is not a number, an
+  // unknown measure) in place of the shipped one.
+  void write_config_with_a_broken_catalog() {
+    const std::string catalog = (dir_ / "catalog.csv").string();
+    std::ofstream(catalog) << "# catalog_version: 2025.04\n"
+                              "code,group,title,measure,standard_minutes\n"
+                              "B.03.2,B,Xử lý văn bản,product,abc\n"
+                              "B.09,B,Việc khác,piece,30\n";
+    const std::string shipped = kConfigDir + "/catalog/province.csv";
+    std::string text = slurp(write_config(R"({"records": 10, "page_size": 5})"));
+    text.replace(text.find(shipped), shipped.size(), catalog);
+    std::ofstream(dir_ / "hub.json") << text;
+  }
+
   std::unique_ptr<kpihub::Store> open_store() {
     return kpihub::open_sqlite_store((dir_ / "var/hub.db").string());
   }
@@ -438,15 +452,7 @@ TEST_F(HubE2E, CheckConfigNamesTheFileAndKeyOfAnError) {
 }
 
 TEST_F(HubE2E, CheckConfigReportsEveryReferenceFileErrorInOnePassAndNoOkBeforeThem) {
-  const std::string catalog = (dir_ / "catalog.csv").string();
-  std::ofstream(catalog) << "# catalog_version: 2025.04\n"
-                            "code,group,title,measure,standard_minutes\n"
-                            "B.03.2,B,Xử lý văn bản,product,abc\n"
-                            "B.09,B,Việc khác,piece,30\n";
-  std::string text = slurp(write_config(source_settings(10, 5)));
-  text.replace(text.find(kConfigDir + "/catalog/province.csv"),
-               (kConfigDir + "/catalog/province.csv").size(), catalog);
-  std::ofstream(dir_ / "hub.json") << text;
+  write_config_with_a_broken_catalog();
   const auto r =
       run({"check-config", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
   EXPECT_EQ(r.code, 3) << r.output;
@@ -1049,15 +1055,7 @@ TEST_F(HubE2E, ReportOfAnEmptyMonthOrAnUnknownAgencyFailsAndSaysWhy) {
 // The reference files are checked, every error reported, before the store is opened: a typo in
 // the catalog neither creates a store nor upgrades an old one (nor takes the run lock).
 TEST_F(HubE2E, ABrokenReferenceFileLeavesTheStoreAsItIs) {
-  const std::string catalog = (dir_ / "catalog.csv").string();
-  std::ofstream(catalog) << "# catalog_version: 2025.04\n"
-                            "code,group,title,measure,standard_minutes\n"
-                            "B.03.2,B,Xử lý văn bản,product,abc\n"
-                            "B.09,B,Việc khác,piece,30\n";
-  std::string text = slurp(write_config(source_settings(10, 5)));
-  text.replace(text.find(kConfigDir + "/catalog/province.csv"),
-               (kConfigDir + "/catalog/province.csv").size(), catalog);
-  std::ofstream(dir_ / "hub.json") << text;
+  write_config_with_a_broken_catalog();
   const std::string config = (dir_ / "hub.json").string();
   const auto expect_config_errors = [&](const RunResult& r) {
     EXPECT_EQ(r.code, 3) << r.output;

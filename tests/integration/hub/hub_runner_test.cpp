@@ -1,6 +1,7 @@
 // `kpihub run` and `kpihub run --once` are one runner (Hub::run): these tests fail when the two
 // modes drift apart again, in what they count or in how a stop ends them.
 #include <kpihub/hub.hpp>
+#include <kpihub_test/bundled_reference.hpp>
 
 #include <gtest/gtest.h>
 
@@ -33,15 +34,7 @@ int64_t local_noon_ms(const char* date) {
   return (static_cast<int64_t>(Date::parse(date)->days) * 86400 + 12 * 3600 - 7 * 3600) * 1000;
 }
 
-ReferenceData bundled_reference() {
-  const std::string config_dir = std::string(KPIHUB_SOURCE_DIR) + "/config";
-  ReferenceData ref;
-  ref.catalog = load_catalog({config_dir + "/catalog/province.csv"});
-  ref.directory = load_directory(config_dir + "/staff.csv", config_dir + "/units.csv");
-  ref.holidays = load_holidays({config_dir + "/holidays/2025.csv"});
-  ref.rules = load_rules(config_dir + "/rules.json");
-  return ref;
-}
+using test::bundled_reference;
 
 const char* mode_name(RunMode mode) {
   return mode == RunMode::once ? "run --once" : "run";

@@ -2,6 +2,7 @@
 // hub's ingest thread does while the scorer works: a record's (record_id, sequence) must
 // never go out twice with different content, and its sequences must only grow.
 #include <kpihub/hub.hpp>
+#include <kpihub_test/bundled_reference.hpp>
 #include <kpihub_test/manual_clock.hpp>
 
 #include <gtest/gtest.h>
@@ -26,15 +27,6 @@ namespace json = boost::json;
 namespace {
 
 const std::string kConfig = std::string(KPIHUB_SOURCE_DIR) + "/config";
-
-ReferenceData shipped_reference() {
-  ReferenceData r;
-  r.catalog = load_catalog({kConfig + "/catalog/province.csv"});
-  r.directory = load_directory(kConfig + "/staff.csv", kConfig + "/units.csv");
-  r.holidays = load_holidays({kConfig + "/holidays/2025.csv"});
-  r.rules = load_rules(kConfig + "/rules.json");
-  return r;
-}
 
 // 2025-05-10: April 2025 is open until its due date, 25 May.
 constexpr int64_t kBeforeAprilIsDue = 1746835200000;
@@ -252,7 +244,7 @@ class ScorerTest : public ::testing::Test {
 
   fs::path dir_;
   std::unique_ptr<Store> store_;
-  ReferenceData ref_ = shipped_reference();
+  ReferenceData ref_ = test::bundled_reference();
   test::ManualClock clock_{kBeforeAprilIsDue};
 };
 
