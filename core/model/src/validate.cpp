@@ -57,6 +57,21 @@ constexpr std::string_view kFieldNames[] = {
     "approval.status", "approval.rating", "approval.by",  "approval.at",      "changed_at"};
 static_assert(std::extent_v<decltype(kFieldNames)> == KPIHUB_FIELD_COUNT);
 
+// The record's members in the same order: with kFieldNames, the one list of the ABI record's
+// text fields that checking, storing and replaying walk.
+constexpr kpihub_str kpihub_record::*kFieldMembers[] = {
+    &kpihub_record::source_id,        &kpihub_record::revision,
+    &kpihub_record::retracted,        &kpihub_record::staff_code,
+    &kpihub_record::source_staff_id,  &kpihub_record::agency_code,
+    &kpihub_record::task_code,        &kpihub_record::work_date,
+    &kpihub_record::declared_minutes, &kpihub_record::quantity,
+    &kpihub_record::product_unit,     &kpihub_record::title,
+    &kpihub_record::evidence_ref,     &kpihub_record::deadline,
+    &kpihub_record::completed_at,     &kpihub_record::approval_status,
+    &kpihub_record::approval_rating,  &kpihub_record::approval_by,
+    &kpihub_record::approval_at,      &kpihub_record::changed_at};
+static_assert(std::extent_v<decltype(kFieldMembers)> == KPIHUB_FIELD_COUNT);
+
 std::string_view kind_name(kpihub_value_kind k) {
   switch (k) {
     case KPIHUB_VALUE_STRING:
@@ -172,16 +187,8 @@ void check_encoding(kpihub_str s, const char* field) {
 // Fields [from, to) of kpihub_field: encoding first (every other message quotes values and
 // must stay valid UTF-8), then types ("minutes": "195" is not 195 minutes).
 void check_fields(const kpihub_record& in, kpihub_field from, kpihub_field to) {
-  const kpihub_str texts[] = {
-      in.source_id,        in.revision,    in.retracted,    in.staff_code,
-      in.source_staff_id,  in.agency_code, in.task_code,    in.work_date,
-      in.declared_minutes, in.quantity,    in.product_unit, in.title,
-      in.evidence_ref,     in.deadline,    in.completed_at, in.approval_status,
-      in.approval_rating,  in.approval_by, in.approval_at,  in.changed_at};
-  static_assert(std::extent_v<decltype(texts)> == KPIHUB_FIELD_COUNT,
-                "texts lists every field in kpihub_field order");
   for (std::size_t f = from; f < static_cast<std::size_t>(to); ++f) {
-    check_encoding(texts[f], kFieldNames[f].data());
+    check_encoding(in.*kFieldMembers[f], kFieldNames[f].data());
   }
   for (std::size_t f = from; f < static_cast<std::size_t>(to); ++f) {
     const auto field = static_cast<kpihub_field>(f);
@@ -191,7 +198,7 @@ void check_fields(const kpihub_record& in, kpihub_field from, kpihub_field to) {
                                            ? KPIHUB_VALUE_NUMBER
                                        : field == KPIHUB_FIELD_RETRACTED ? KPIHUB_VALUE_BOOLEAN
                                                                          : KPIHUB_VALUE_STRING;
-    check_kind(in, texts[f], field, kFieldNames[f].data(), expected);
+    check_kind(in, in.*kFieldMembers[f], field, kFieldNames[f].data(), expected);
   }
 }
 
@@ -417,26 +424,9 @@ std::string record_fields_json(const kpihub_record& in) {
   auto put = [&](const char* k, kpihub_str s) {
     if (s.data) o.emplace(k, text(s));
   };
-  put("source_id", in.source_id);
-  put("revision", in.revision);
-  put("retracted", in.retracted);
-  put("staff_code", in.staff_code);
-  put("source_staff_id", in.source_staff_id);
-  put("agency_code", in.agency_code);
-  put("task_code", in.task_code);
-  put("work_date", in.work_date);
-  put("declared_minutes", in.declared_minutes);
-  put("quantity", in.quantity);
-  put("product_unit", in.product_unit);
-  put("title", in.title);
-  put("evidence_ref", in.evidence_ref);
-  put("deadline", in.deadline);
-  put("completed_at", in.completed_at);
-  put("approval.status", in.approval_status);
-  put("approval.rating", in.approval_rating);
-  put("approval.by", in.approval_by);
-  put("approval.at", in.approval_at);
-  put("changed_at", in.changed_at);
+  for (std::size_t f = 0; f < KPIHUB_FIELD_COUNT; ++f) {
+    put(kFieldNames[f].data(), in.*kFieldMembers[f]);
+  }
   // What a typed source gave, so that a replay refuses "minutes": "195" as the first try did.
   boost::json::object kinds;
   for (std::size_t f = 0; f < KPIHUB_FIELD_COUNT; ++f) {
@@ -551,26 +541,8 @@ std::unique_ptr<RecordFields> RecordFields::parse(std::string_view json) {
   };
   kpihub_record& r = out->record_;
   r.struct_size = sizeof r;
-  r.source_id = field("source_id");
-  r.revision = field("revision");
-  r.retracted = field("retracted");
-  r.staff_code = field("staff_code");
-  r.source_staff_id = field("source_staff_id");
-  r.agency_code = field("agency_code");
-  r.task_code = field("task_code");
-  r.work_date = field("work_date");
-  r.declared_minutes = field("declared_minutes");
-  r.quantity = field("quantity");
-  r.product_unit = field("product_unit");
-  r.title = field("title");
-  r.evidence_ref = field("evidence_ref");
-  r.deadline = field("deadline");
-  r.completed_at = field("completed_at");
-  r.approval_status = field("approval.status");
-  r.approval_rating = field("approval.rating");
-  r.approval_by = field("approval.by");
-  r.approval_at = field("approval.at");
-  r.changed_at = field("changed_at");
+  for (std::size_t f = 0; f < KPIHUB_FIELD_COUNT; ++f)
+    r.*kFieldMembers[f] = field(kFieldNames[f].data());
   r.value_kinds = out->kinds_.data();
   r.value_kind_count = out->kinds_.size();
   r.attributes = out->c_attributes_.data();

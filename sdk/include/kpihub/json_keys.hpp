@@ -45,14 +45,14 @@ struct JsonShape {
 
 namespace detail {
 
-class DuplicateKeyHandler {
+class JsonShapeHandler {
  public:
   static constexpr std::size_t max_object_size = std::size_t(-1);
   static constexpr std::size_t max_array_size = std::size_t(-1);
   static constexpr std::size_t max_key_size = std::size_t(-1);
   static constexpr std::size_t max_string_size = std::size_t(-1);
 
-  explicit DuplicateKeyHandler(JsonLimits limits) : limits_(limits) {}
+  explicit JsonShapeHandler(JsonLimits limits) : limits_(limits) {}
 
   std::vector<DuplicateKey> duplicates;
   bool too_long = false;
@@ -164,7 +164,7 @@ class DuplicateKeyHandler {
 // reports the error.
 inline JsonShape inspect_json(std::string_view json, const boost::json::parse_options& options,
                               JsonLimits limits = {}) {
-  boost::json::basic_parser<detail::DuplicateKeyHandler> parser(options, limits);
+  boost::json::basic_parser<detail::JsonShapeHandler> parser(options, limits);
   boost::system::error_code ec;
   parser.write_some(false, json.data(), json.size(), ec);
   auto& h = parser.handler();
