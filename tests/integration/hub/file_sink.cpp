@@ -21,6 +21,7 @@ class FileSink : public kpihub::sdk::Sink {
         settled_items_grow_(s.boolean("settled_items_grow", false)) {}
 
   kpihub::sdk::Delivery deliver(const kpihub::sdk::Batch& batch) override {
+    drop_torn_tail();
     std::FILE* f = std::fopen(file_.c_str(), "a");
     if (!f) throw kpihub::sdk::TransientError("cannot open " + file_);
     kpihub::sdk::Delivery d;
@@ -48,6 +49,27 @@ class FileSink : public kpihub::sdk::Sink {
   }
 
  private:
+  // A hub killed while this sink wrote a batch leaves its last line cut short; that batch was
+  // never acknowledged and comes again. As a receiver's rolled-back transaction would, the
+  // torn line goes, so the next batch does not continue it.
+  void drop_torn_tail() const {
+    std::FILE* f = std::fopen(file_.c_str(), "r+");
+    if (!f) return;  // nothing written yet
+    std::fseek(f, 0, SEEK_END);
+    long end = std::ftell(f);
+    while (end > 0) {
+      std::fseek(f, end - 1, SEEK_SET);
+      if (std::fgetc(f) == '\n') break;
+      --end;
+    }
+    std::fflush(f);
+    if (::ftruncate(fileno(f), end) != 0) {
+      std::fclose(f);
+      throw kpihub::sdk::TransientError("cannot cut the torn line of " + file_);
+    }
+    std::fclose(f);
+  }
+
   std::string file_;
   std::string reject_key_;
   int64_t settled_items_;
