@@ -15,6 +15,7 @@
 #include <libxml/parser.h>
 #include <libxml/xmlreader.h>
 #include <libxml/xmlschemas.h>
+#include <libxml/xmlschemastypes.h>
 #include <sys/stat.h>
 
 #include <cstdint>
@@ -26,6 +27,20 @@
 #include <utility>
 
 namespace kpihub::sdk::xml {
+
+namespace detail {
+// libxml2 2.9 sets up its globals and its table of built-in schema types on
+// first use, without a lock: two source threads reading their first schema at
+// the same moment each built a table and one leaked. libxml2 asks to be set up
+// on one thread before others use it; this runs when the plugin is loaded
+// (the host loads plugins on its main thread, before any source thread runs);
+// an inline variable is only emitted where it is named, as Reader does.
+inline const bool libxml_ready = [] {
+  xmlInitParser();
+  xmlSchemaInitTypes();
+  return true;
+}();
+}  // namespace detail
 
 struct Limits {
   int max_depth = 64;
@@ -244,7 +259,10 @@ class Reader {
   std::string where() const { return name_ + ":" + std::to_string(node_line()); }
 
  private:
-  Reader(std::string name, Limits limits) : name_(std::move(name)), limits_(limits) {}
+  Reader(std::string name, Limits limits) : name_(std::move(name)), limits_(limits) {
+    // Names the set-up so that it is emitted, and so run at load time.
+    static_cast<void>(detail::libxml_ready);
+  }
 
   static int options() {
     // No XML_PARSE_NOENT (entities stay unexpanded), no DTDLOAD/DTDATTR, no
