@@ -120,12 +120,48 @@ struct ServerState {
     }
   }
 
-  // False when the server is stopping: the caller drops the connection.
-  bool register_session(std::uint64_t id, std::weak_ptr<Session> session) {
+  // Called for each accepted connection (one at a time, on the acceptor's strand) before it is
+  // registered: closes the connection that has waited longest for a request when `client` or
+  // the server is at its limit (ServerOptions::max_connections_per_client, max_connections).
+  // False when there is no room (every connection of the full set is busy with a request) or
+  // the server is stopping: the caller drops the new connection.
+  bool make_room(const std::string& client) {
+    std::vector<std::shared_ptr<Session>> evicted;
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) return false;
+      const auto of_client = static_cast<std::size_t>(
+          std::count_if(sessions.begin(), sessions.end(),
+                        [&](const auto& entry) { return entry.second.client == client; }));
+      if (of_client >= options.max_connections_per_client &&
+          !evict_longest_waiting(&client, evicted)) {
+        return false;
+      }
+      if (sessions.size() >= options.max_connections && !evict_longest_waiting(nullptr, evicted)) {
+        return false;
+      }
+    }
+    for (const auto& session : evicted) session->close();
+    return true;
+  }
+
+  // False when the server is stopping: the caller drops the connection. A new connection waits
+  // for its first request (or its TLS handshake) from now.
+  bool register_session(std::uint64_t id, std::weak_ptr<Session> session, std::string client) {
     std::lock_guard lock(mutex);
     if (stopping) return false;
-    sessions.emplace(id, std::move(session));
+    sessions.emplace(
+        id, Registered{std::move(session), std::move(client), std::chrono::steady_clock::now()});
     return true;
+  }
+
+  // A connection starts waiting for a request (true) or has its request's headers (false).
+  void set_waiting(std::uint64_t id, bool waiting) {
+    std::lock_guard lock(mutex);
+    const auto found = sessions.find(id);
+    if (found == sessions.end()) return;
+    found->second.waiting_since =
+        waiting ? std::optional(std::chrono::steady_clock::now()) : std::nullopt;
   }
 
   void unregister_session(std::uint64_t id) {
@@ -137,11 +173,36 @@ struct ServerState {
   Handler handler;
   std::size_t threads;
   std::optional<ssl::context> tls_context;
-  std::atomic<std::size_t> live_connections{0};
   std::atomic<std::uint64_t> next_session_id{0};
+  struct Registered {
+    std::weak_ptr<Session> session;
+    std::string client;  // the remote address, without the port
+    // Since when it has waited for a request; nullopt while it has one.
+    std::optional<std::chrono::steady_clock::time_point> waiting_since;
+  };
   std::mutex mutex;
-  bool stopping = false;                                     // guarded by mutex
-  std::map<std::uint64_t, std::weak_ptr<Session>> sessions;  // guarded by mutex
+  bool stopping = false;                         // guarded by mutex
+  std::map<std::uint64_t, Registered> sessions;  // guarded by mutex
+
+ private:
+  // Under `mutex`: unregisters the connection (of `client`, when given) that has waited longest
+  // for a request and adds it to `evicted`, to be closed once the mutex is released.
+  bool evict_longest_waiting(const std::string* client,
+                             std::vector<std::shared_ptr<Session>>& evicted) {
+    auto longest = sessions.end();
+    for (auto it = sessions.begin(); it != sessions.end(); ++it) {
+      if (!it->second.waiting_since || (client && it->second.client != *client)) continue;
+      if (longest == sessions.end() || *it->second.waiting_since < *longest->second.waiting_since) {
+        longest = it;
+      }
+    }
+    if (longest == sessions.end()) return false;
+    if (auto session = longest->second.session.lock()) evicted.push_back(std::move(session));
+    sessions.erase(longest);
+    return true;
+  }
+
+ public:
   asio::thread_pool workers;
   asio::io_context ioc;
   tcp::acceptor acceptor;
@@ -162,10 +223,7 @@ class StreamSession : public Session, public std::enable_shared_from_this<Stream
         id_(id),
         delay_timer_(stream_.get_executor()) {}
 
-  ~StreamSession() override {
-    state_.unregister_session(id_);
-    --state_.live_connections;
-  }
+  ~StreamSession() override { state_.unregister_session(id_); }
 
   void start() {
     asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
@@ -185,7 +243,7 @@ class StreamSession : public Session, public std::enable_shared_from_this<Stream
   beast::tcp_stream& socket() { return beast::get_lowest_layer(stream_); }
 
   void handshake() {
-    socket().expires_after(state_.options.read_timeout);
+    socket().expires_after(state_.options.header_timeout);
     stream_.async_handshake(ssl::stream_base::server,
                             [self = this->shared_from_this()](error_code ec) {
                               if (ec) return self->close_now();
@@ -199,8 +257,10 @@ class StreamSession : public Session, public std::enable_shared_from_this<Stream
     parser_->header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(state_.options.max_header_bytes, UINT32_MAX)));
     parser_->body_limit(state_.options.max_body_bytes);
-    // The whole request must arrive within read_timeout: a slow client is cut off.
-    socket().expires_after(state_.options.read_timeout);
+    // The headers must arrive within header_timeout, the body then within read_timeout: a slow
+    // client is cut off.
+    state_.set_waiting(id_, true);
+    socket().expires_after(state_.options.header_timeout);
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = this->shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
@@ -209,6 +269,9 @@ class StreamSession : public Session, public std::enable_shared_from_this<Stream
   void on_header(error_code ec) {
     if (closed_) return;
     if (ec) return on_read(ec);
+    state_.set_waiting(id_, false);
+    socket().expires_after(state_.options.read_timeout);
+    if (auto refused = refused_framing(parser_->get())) return answer_and_close(*refused);
     // Clients that ask before sending a large body (curl does above 1 MiB)
     // would otherwise wait a second for permission.
     const auto expect = parser_->get().find(http::field::expect);
@@ -223,6 +286,29 @@ class StreamSession : public Session, public std::enable_shared_from_this<Stream
       return;
     }
     read_body();
+  }
+
+  // A body length two parsers could read differently (request smuggling, RFC 9112 6.1 and
+  // 6.3): Transfer-Encoding other than one "chunked" alone, or beside Content-Length. The
+  // answer closes the connection, so what follows is never read as another request.
+  static std::optional<Reply> refused_framing(const http::request_header<>& header) {
+    const std::size_t codings = header.count(http::field::transfer_encoding);
+    if (codings == 0) return std::nullopt;
+    std::string value(header[http::field::transfer_encoding]);
+    const auto first = value.find_first_not_of(" \t");
+    const auto last = value.find_last_not_of(" \t");
+    const std::string coding =
+        first == std::string::npos ? std::string() : value.substr(first, last - first + 1);
+    if (codings > 1 || !beast::iequals(coding, "chunked")) {
+      return ErrorReply(
+          400, "bad_request",
+          "Transfer-Encoding \"" + value + "\" is not accepted: only \"chunked\" alone, once");
+    }
+    if (header.count(http::field::content_length) > 0) {
+      return ErrorReply(400, "bad_request",
+                        "Transfer-Encoding and Content-Length together are not accepted");
+    }
+    return std::nullopt;
   }
 
   void read_body() {
@@ -413,23 +499,23 @@ void OnAccept(ServerState& state, error_code ec, tcp::socket socket) {
   }
   Accept(state);
 
-  if (state.live_connections.load() >= state.options.max_connections) {
-    error_code ignored;
-    socket.close(ignored);  // refused: over max_connections
-    return;
-  }
   error_code endpoint_error;
   const auto remote_endpoint = socket.remote_endpoint(endpoint_error);
   if (endpoint_error) return;  // already gone
+  const std::string client = remote_endpoint.address().to_string();
+  if (!state.make_room(client)) {
+    error_code ignored;
+    socket.close(ignored);  // refused: every connection is busy with a request
+    return;
+  }
   socket.set_option(tcp::no_delay(true), endpoint_error);
-  ++state.live_connections;
   const std::uint64_t id = ++state.next_session_id;
   const std::string remote = EndpointText(remote_endpoint);
 
   std::shared_ptr<Session> session;
   auto start = [&](auto typed) {
     session = typed;
-    if (state.register_session(id, typed)) typed->start();
+    if (state.register_session(id, typed, client)) typed->start();
   };
   if (state.tls_context) {
     start(std::make_shared<TlsSession>(
@@ -513,8 +599,8 @@ void HttpServer::stop() {
   {
     std::lock_guard lock(state.mutex);
     state.stopping = true;
-    for (const auto& [id, weak_session] : state.sessions) {
-      if (auto session = weak_session.lock()) open_sessions.push_back(std::move(session));
+    for (const auto& [id, registered] : state.sessions) {
+      if (auto session = registered.session.lock()) open_sessions.push_back(std::move(session));
     }
   }
   asio::post(state.acceptor.get_executor(), [&state] {

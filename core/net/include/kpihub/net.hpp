@@ -105,10 +105,20 @@ struct ServerOptions {
   std::optional<std::string> tls_key_file;
   std::optional<std::string> client_ca_file;  // require client certificates signed by it
   std::size_t threads = 2;
+  // At most this many connections in all, and from one client address. Beyond either, the
+  // connection (of that address, for the second) that has waited longest for a request (its
+  // headers unfinished, or idle between requests) is closed to make room; when none waits,
+  // the new connection is refused. So slow or idle connections cannot crowd out a client that
+  // sends its request at once (a health poll).
   std::size_t max_connections = 256;
-  std::size_t max_body_bytes = 8 * 1024 * 1024;   // 413 beyond
-  std::size_t max_header_bytes = 16 * 1024;       // 431 beyond
-  std::chrono::milliseconds read_timeout{15000};  // slow clients are cut off
+  std::size_t max_connections_per_client = 32;
+  std::size_t max_body_bytes = 8 * 1024 * 1024;  // 413 beyond
+  std::size_t max_header_bytes = 16 * 1024;      // 431 beyond
+  // A request's headers (and a TLS handshake) must arrive within header_timeout of the
+  // connection opening or of the previous answer; its body, and the client's reading of the
+  // answer, within read_timeout. Slow clients are cut off.
+  std::chrono::milliseconds header_timeout{10000};
+  std::chrono::milliseconds read_timeout{15000};
 };
 
 // Bounded, stoppable server. The handler runs on the server's threads and
