@@ -391,8 +391,10 @@ AdminServer::AdminServer(const AdminConfig& config, AdminApi& api) {
   options.tls_cert_file = config.tls_cert_file;
   options.tls_key_file = config.tls_key_file;
   options.max_connections = config.max_connections;
+  options.max_connections_per_client = config.max_connections_per_client;
   options.max_body_bytes = 64 * 1024;  // the API takes no large bodies
   options.max_header_bytes = 8 * 1024;
+  options.header_timeout = std::chrono::milliseconds(5000);
   options.read_timeout = std::chrono::milliseconds(10000);
   options.threads = 2;
   server_ = std::make_unique<net::HttpServer>(

@@ -59,9 +59,8 @@ Authenticator::Authenticator(const AdminConfig& config, const Clock& clock)
   const auto& algorithms = jwt_->config.algorithms;
   try {
     if (!jwt_->config.hmac_secret_file.empty()) {
-      std::string secret = read_file(jwt_->config.hmac_secret_file);
-      while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-      jwt_->signer = std::make_unique<Poco::JWT::Signer>(secret);
+      jwt_->signer =
+          std::make_unique<Poco::JWT::Signer>(read_hmac_secret(jwt_->config.hmac_secret_file));
     } else if (algorithms.front().rfind("ES", 0) == 0) {
       std::istringstream pem(read_file(jwt_->config.public_key_file));
       jwt_->signer = std::make_unique<Poco::JWT::Signer>(
@@ -113,6 +112,13 @@ AuthResult Authenticator::authenticate(const net::Request& request) const {
     if (!payload.has("exp")) {
       result.error = "the JWT has no expiry (exp)";
       return result;
+    }
+    // A NumericDate is a JSON number (RFC 7519 2); Poco would read "exp": "9999999999" too.
+    for (const char* claim : {"exp", "nbf", "iat"}) {
+      if (payload.has(claim) && !payload.get(claim).isNumeric()) {
+        result.error = std::string("the JWT's ") + claim + " is not a number (a NumericDate)";
+        return result;
+      }
     }
     if (jwt.getExpiration().epochTime() <= now_s) {
       result.error = "the JWT has expired";

@@ -12,7 +12,9 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 namespace kpihub {
 
@@ -97,6 +99,27 @@ std::string existing_file(const JsonNode& node, const HubConfig& config) {
   }
   return resolved;
 }
+
+}  // namespace
+
+std::string read_hmac_secret(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError("cannot read " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string secret = text.str();
+  // Editors leave a trailing line break; it is never part of the secret.
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.size() < kMinHmacSecretBytes) {
+    throw ConfigError(path + " holds " + std::to_string(secret.size()) +
+                      " bytes; an HMAC secret needs at least " +
+                      std::to_string(kMinHmacSecretBytes) +
+                      " (a random one: openssl rand -hex 32)");
+  }
+  return secret;
+}
+
+namespace {
 
 std::vector<std::string> existing_files(const JsonNode& node, const HubConfig& config) {
   std::vector<std::string> files;
@@ -195,7 +218,8 @@ std::string sha256_hex(const JsonNode& node) {
 
 AdminConfig read_admin(const JsonNode& node, const HubConfig& config) {
   node.expect_object({"enabled", "listen", "token_sha256", "tokens", "jwt", "open_read_pages",
-                      "tls_cert_file", "tls_key_file", "max_connections"});
+                      "tls_cert_file", "tls_key_file", "max_connections",
+                      "max_connections_per_client"});
   AdminConfig admin;
   if (auto n = node.child("enabled")) admin.enabled = n->boolean();
   if (auto n = node.child("listen")) {
@@ -252,7 +276,15 @@ AdminConfig read_admin(const JsonNode& node, const HubConfig& config) {
     }
     if (hmac && keyed)
       throw algorithms.error("mixes HMAC and public-key algorithms; list one kind");
-    if (hmac) jwt.hmac_secret_file = existing_file(n->required("hmac_secret_file"), config);
+    if (hmac) {
+      const auto secret_file = n->required("hmac_secret_file");
+      jwt.hmac_secret_file = existing_file(secret_file, config);
+      try {
+        read_hmac_secret(jwt.hmac_secret_file);
+      } catch (const ConfigError& e) {
+        throw secret_file.error(e.what());
+      }
+    }
     if (keyed) jwt.public_key_file = existing_file(n->required("public_key_file"), config);
     if (auto c = n->child("issuer")) jwt.issuer = c->string();
     if (auto c = n->child("audience")) jwt.audience = c->string();
@@ -267,6 +299,9 @@ AdminConfig read_admin(const JsonNode& node, const HubConfig& config) {
   }
   if (auto n = node.child("max_connections")) {
     admin.max_connections = static_cast<std::size_t>(n->integer(1, 10000));
+  }
+  if (auto n = node.child("max_connections_per_client")) {
+    admin.max_connections_per_client = static_cast<std::size_t>(n->integer(1, 10000));
   }
   return admin;
 }

@@ -342,6 +342,24 @@ TEST_F(AdminApiTest, EveryAuthFailureHasItsOwnAnswer) {
   EXPECT_EQ(no_expiry.status, 401);
   EXPECT_CONTAINS(no_expiry.body, "has no expiry");
 
+  // Issue 19 section 3: an expiry (or not-before) given as a string was read as a number and
+  // accepted. RFC 7519 4.1.4: a NumericDate, a JSON number.
+  for (const std::string claim : {"exp", "nbf"}) {
+    Poco::JWT::Token token;
+    token.setType("JWT");
+    token.setSubject("nguyen.van.a");
+    token.setIssuer(config_.admin.jwt->issuer);
+    token.setAudience("kpihub");
+    token.payload().set("kpihub_role", "operate");
+    token.setExpiration(Poco::Timestamp::fromEpochTime(clock_.now / 1000 + 300));
+    token.payload().set(claim, std::to_string(claim == "exp" ? clock_.now / 1000 + 300 : 0));
+    const std::string signed_token =
+        Poco::JWT::Signer(kJwtSecret).sign(token, Poco::JWT::Signer::ALGO_HS256);
+    auto string_date = call("GET", "/api/status", signed_token);
+    EXPECT_EQ(string_date.status, 401) << claim;
+    EXPECT_CONTAINS(string_date.body, "the JWT's " + claim + " is not a number");
+  }
+
   auto jwt_read_post = call("POST", "/api/sources/eoffice/pull", jwt("read"));
   EXPECT_EQ(jwt_read_post.status, 403);
   auto jwt_bad_role = call("GET", "/api/status", jwt("admin"));

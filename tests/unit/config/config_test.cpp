@@ -657,6 +657,26 @@ TEST_F(HubConfigFile, OutboxRetentionIsWholeDaysZeroKeepingEverything) {
                   "hub.json: outbox_retention_days: expected an integer, got \"30d\"");
 }
 
+// Issue 19 section 3: an empty or one-byte HMAC secret passed check-config. HS256 needs a key
+// of at least its hash's size (RFC 7518 3.2): 32 bytes, the line break the file ends with not
+// counted.
+TEST_F(HubConfigFile, AnHmacSecretShorterThan32BytesIsRefusedNamingTheFileAndItsLength) {
+  auto config = valid();
+  config["admin"] = json::object{{"jwt", json::object{{"algorithms", json::array{"HS256"}},
+                                                      {"hmac_secret_file", "jwt-secret"}}}};
+  dir_.write("jwt-secret", "");
+  std::string error = error_for(config);
+  EXPECT_CONTAINS(error, "admin.jwt.hmac_secret_file");
+  EXPECT_CONTAINS(error, "jwt-secret holds 0 bytes; an HMAC secret needs at least 32");
+  dir_.write("jwt-secret", "x\n");
+  EXPECT_CONTAINS(error_for(config), "jwt-secret holds 1 bytes; an HMAC secret needs at least 32");
+  dir_.write("jwt-secret", std::string(31, 'k') + "\n");
+  EXPECT_CONTAINS(error_for(config), "holds 31 bytes");
+  dir_.write("jwt-secret", std::string(32, 'k') + "\n");
+  EXPECT_EQ(load_hub_config(write(config)).admin.jwt->hmac_secret_file,
+            (fs::path(dir_.path()) / "jwt-secret").string());
+}
+
 TEST_F(HubConfigFile, SuggestsTheKeyAMisspelledKeyMeant) {
   auto config = valid();
   config["sources"].as_array()[0].as_object()["intervall_ms"] = 1000;

@@ -51,6 +51,7 @@ struct AdminConfig {
   std::optional<std::string> tls_cert_file;  // HTTPS when set
   std::optional<std::string> tls_key_file;
   std::size_t max_connections = 64;
+  std::size_t max_connections_per_client = 16;
 };
 
 struct HubConfig {
@@ -85,6 +86,12 @@ HubConfig load_hub_config(const std::string& path);
 // "client_secret_file" setting, which reaches the plugin verbatim) against
 // the folder of the configuration file; absolute paths stay as they are.
 std::string resolve_config_path(const HubConfig& config, const std::string& path);
+
+// The admin API's JWT HMAC secret in `path`, without the line break the file ends with. Throws
+// ConfigError naming the file when it cannot be read or holds fewer than kMinHmacSecretBytes
+// (an HMAC key at least as long as its hash, RFC 7518 3.2: a one-byte secret is guessed).
+inline constexpr std::size_t kMinHmacSecretBytes = 32;
+std::string read_hmac_secret(const std::string& path);
 
 // Everything the scorer needs, loaded from the files the configuration names.
 struct ReferenceData {
