@@ -1,4 +1,5 @@
 #include <kpihub/plugins.hpp>
+#include <kpihub/validate.hpp>
 
 #include <boost/dll/shared_library_load_mode.hpp>
 #include <boost/system/error_code.hpp>
@@ -17,14 +18,18 @@ constexpr std::size_t kPluginSizeV1_0 = sizeof(kpihub_plugin);
 constexpr std::size_t kManifestSizeV1_0 = sizeof(kpihub_manifest);
 constexpr std::size_t kPluginHeadSize = offsetof(kpihub_plugin, manifest) + sizeof(void*);
 
-std::string text(const char* s) { return s ? std::string(s) : std::string(); }
+std::string text(const char* s) {
+  return s ? std::string(s) : std::string();
+}
 
 }  // namespace
 
 std::string_view to_string(kpihub_plugin_kind kind) {
   switch (kind) {
-    case KPIHUB_KIND_SOURCE: return "source";
-    case KPIHUB_KIND_SINK: return "sink";
+    case KPIHUB_KIND_SOURCE:
+      return "source";
+    case KPIHUB_KIND_SINK:
+      return "sink";
   }
   return "unknown";
 }
@@ -51,36 +56,43 @@ std::shared_ptr<LoadedPlugin> load_plugin(const std::string& file) {
   const kpihub_plugin* d = entry();
   if (d == nullptr) throw refuse(std::string(KPIHUB_ENTRY_SYMBOL) + " returned no descriptor");
   if (d->struct_size < kPluginHeadSize) {
-    throw refuse("descriptor of " + std::to_string(d->struct_size) + " bytes is too small to be a kpihub plugin");
+    throw refuse("descriptor of " + std::to_string(d->struct_size) +
+                 " bytes is too small to be a kpihub plugin");
   }
-  const std::string host_abi = std::to_string(KPIHUB_ABI_MAJOR) + "." + std::to_string(KPIHUB_ABI_MINOR);
+  const std::string host_abi =
+      std::to_string(KPIHUB_ABI_MAJOR) + "." + std::to_string(KPIHUB_ABI_MINOR);
   const std::string plugin_abi = std::to_string(d->abi_major) + "." + std::to_string(d->abi_minor);
   const std::string name = d->manifest && d->manifest->name ? d->manifest->name : "(unnamed)";
   if (d->abi_major != KPIHUB_ABI_MAJOR) {
-    throw refuse("plugin \"" + name + "\" was built for ABI " + plugin_abi + ", this hub speaks ABI " + host_abi +
+    throw refuse("plugin \"" + name + "\" was built for ABI " + plugin_abi +
+                 ", this hub speaks ABI " + host_abi +
                  " (major versions differ: rebuild it against this hub's SDK)");
   }
   if (d->abi_minor > KPIHUB_ABI_MINOR) {
-    throw refuse("plugin \"" + name + "\" needs ABI " + plugin_abi + ", newer than this hub's ABI " + host_abi +
+    throw refuse("plugin \"" + name + "\" needs ABI " + plugin_abi +
+                 ", newer than this hub's ABI " + host_abi +
                  " (upgrade the hub or rebuild the plugin against this hub's SDK)");
   }
   if (d->struct_size < kPluginSizeV1_0) {
-    throw refuse("descriptor is " + std::to_string(d->struct_size) + " bytes, ABI " + plugin_abi + " needs " +
-                 std::to_string(kPluginSizeV1_0));
+    throw refuse("descriptor is " + std::to_string(d->struct_size) + " bytes, ABI " + plugin_abi +
+                 " needs " + std::to_string(kPluginSizeV1_0));
   }
   const kpihub_manifest* m = d->manifest;
   if (m == nullptr) throw refuse("descriptor has no manifest");
   if (m->struct_size < kManifestSizeV1_0) {
-    throw refuse("manifest is " + std::to_string(m->struct_size) + " bytes, ABI " + plugin_abi + " needs " +
-                 std::to_string(kManifestSizeV1_0));
+    throw refuse("manifest is " + std::to_string(m->struct_size) + " bytes, ABI " + plugin_abi +
+                 " needs " + std::to_string(kManifestSizeV1_0));
   }
   if (m->name == nullptr || *m->name == '\0') throw refuse("manifest has no name");
   if (m->kind != KPIHUB_KIND_SOURCE && m->kind != KPIHUB_KIND_SINK) {
-    throw refuse("plugin \"" + name + "\" declares unknown kind " + std::to_string(static_cast<int>(m->kind)));
+    throw refuse("plugin \"" + name + "\" declares unknown kind " +
+                 std::to_string(static_cast<int>(m->kind)));
   }
   if (!d->create || !d->destroy) throw refuse("plugin \"" + name + "\" lacks create or destroy");
-  if (m->kind == KPIHUB_KIND_SOURCE && !d->pull) throw refuse("source plugin \"" + name + "\" lacks pull");
-  if (m->kind == KPIHUB_KIND_SINK && !d->deliver) throw refuse("sink plugin \"" + name + "\" lacks deliver");
+  if (m->kind == KPIHUB_KIND_SOURCE && !d->pull)
+    throw refuse("source plugin \"" + name + "\" lacks pull");
+  if (m->kind == KPIHUB_KIND_SINK && !d->deliver)
+    throw refuse("sink plugin \"" + name + "\" lacks deliver");
 
   PluginInfo info;
   info.file = std::filesystem::absolute(file).lexically_normal().string();
@@ -112,10 +124,12 @@ PluginScan scan_plugins(const std::string& dir) {
   for (const auto& f : files) {
     try {
       auto p = load_plugin(f.string());
-      const bool duplicate = std::any_of(scan.loaded.begin(), scan.loaded.end(),
-                                         [&](const auto& other) { return other->info().name == p->info().name; });
+      const bool duplicate =
+          std::any_of(scan.loaded.begin(), scan.loaded.end(),
+                      [&](const auto& other) { return other->info().name == p->info().name; });
       if (duplicate) {
-        scan.refused.push_back("plugin " + f.string() + " refused: another file already provides plugin \"" +
+        scan.refused.push_back("plugin " + f.string() +
+                               " refused: another file already provides plugin \"" +
                                p->info().name + "\"");
         continue;
       }
@@ -128,13 +142,14 @@ PluginScan scan_plugins(const std::string& dir) {
 }
 
 PluginInstance::PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::string instance_name,
-                               const std::string& settings_json, std::unique_ptr<HostServices> services)
+                               const std::string& settings_json,
+                               std::unique_ptr<HostServices> services)
     : plugin_(std::move(plugin)), name_(std::move(instance_name)), services_(std::move(services)) {
   services_->set_instance_label(std::string(to_string(plugin_->info().kind)));
   char err[2048] = {0};
-  const kpihub_status st = plugin_->descriptor().create(services_->api(), {name_.data(), name_.size()},
-                                                        {settings_json.data(), settings_json.size()}, &instance_,
-                                                        {err, sizeof err});
+  const kpihub_status st = plugin_->descriptor().create(
+      services_->api(), {name_.data(), name_.size()}, {settings_json.data(), settings_json.size()},
+      &instance_, {err, sizeof err});
   if (st != KPIHUB_OK || instance_ == nullptr) {
     instance_ = nullptr;
     throw PluginError(st == KPIHUB_OK ? KPIHUB_ERR_INTERNAL : st,
@@ -147,8 +162,8 @@ PluginInstance::~PluginInstance() {
 }
 
 std::string PluginInstance::context() const {
-  return std::string(to_string(plugin_->info().kind)) + " " + name_ + " (plugin " + plugin_->info().name + ", " +
-         plugin_->info().file + ")";
+  return std::string(to_string(plugin_->info().kind)) + " " + name_ + " (plugin " +
+         plugin_->info().name + ", " + plugin_->info().file + ")";
 }
 
 kpihub_page PluginInstance::pull(const std::optional<std::string>& cursor) {
@@ -157,11 +172,47 @@ kpihub_page PluginInstance::pull(const std::optional<std::string>& cursor) {
   char err[2048] = {0};
   const kpihub_str c = cursor ? kpihub_str{cursor->data(), cursor->size()} : kpihub_str{nullptr, 0};
   const kpihub_status st = plugin_->descriptor().pull(instance_, c, &page, {err, sizeof err});
-  if (st != KPIHUB_OK) throw PluginError(st, context() + ": pull failed: " + (err[0] ? err : "no reason given"));
+  if (st != KPIHUB_OK)
+    throw PluginError(st, context() + ": pull failed: " + (err[0] ? err : "no reason given"));
   if (page.struct_size < sizeof(kpihub_page)) {
-    throw PluginError(KPIHUB_ERR_INTERNAL, context() + ": pull returned a page descriptor that is too small");
+    throw PluginError(KPIHUB_ERR_INTERNAL,
+                      context() + ": pull returned a page descriptor that is too small");
   }
+  check_page(page);
   return page;
+}
+
+// Everything the host reads through the page's pointers and counts, checked before it reads a
+// record: a plugin's mistake is a PluginError naming it, not a crash of the hub (issue 19).
+void PluginInstance::check_page(const kpihub_page& page) const {
+  auto refuse = [&](const std::string& what) {
+    throw PluginError(KPIHUB_ERR_INTERNAL, context() + ": pull returned " + what);
+  };
+  if (page.record_count > 0 && page.records == nullptr) {
+    refuse("a page of " + std::to_string(page.record_count) +
+           " records without their array (records is NULL)");
+  }
+  if (page.rejected_count > 0 && page.rejected == nullptr) {
+    refuse("a page of " + std::to_string(page.rejected_count) +
+           " rejected items without their array (rejected is NULL)");
+  }
+  if (page.record_count > 0 && page.next_cursor.data == nullptr) {
+    refuse(std::to_string(page.record_count) +
+           " records without a cursor (next_cursor is absent): a restart would read them again");
+  }
+  if (page.record_count == 0) return;
+  const std::size_t stride = page.records[0].struct_size;
+  if (stride < kRecordSizeV1_0) {
+    refuse("records of " + std::to_string(stride) + " bytes; ABI 1.0 records are at least " +
+           std::to_string(kRecordSizeV1_0));
+  }
+  for (std::size_t i = 0; i < page.record_count; ++i) {
+    const kpihub_record record = record_at(page, i);
+    if (record.attribute_count > 0 && record.attributes == nullptr) {
+      refuse("record " + std::to_string(i) + " with " + std::to_string(record.attribute_count) +
+             " attributes without their array (attributes is NULL)");
+    }
+  }
 }
 
 std::optional<std::vector<kpihub_staff_entry>> PluginInstance::list_staff() {
@@ -169,8 +220,10 @@ std::optional<std::vector<kpihub_staff_entry>> PluginInstance::list_staff() {
   const kpihub_staff_entry* entries = nullptr;
   size_t count = 0;
   char err[2048] = {0};
-  const kpihub_status st = plugin_->descriptor().list_staff(instance_, &entries, &count, {err, sizeof err});
-  if (st != KPIHUB_OK) throw PluginError(st, context() + ": staff list failed: " + (err[0] ? err : "no reason"));
+  const kpihub_status st =
+      plugin_->descriptor().list_staff(instance_, &entries, &count, {err, sizeof err});
+  if (st != KPIHUB_OK)
+    throw PluginError(st, context() + ": staff list failed: " + (err[0] ? err : "no reason"));
   if (entries == nullptr) return std::nullopt;
   return std::vector<kpihub_staff_entry>(entries, entries + count);
 }
@@ -180,10 +233,12 @@ kpihub_delivery PluginInstance::deliver(const kpihub_batch& batch) {
   d.struct_size = sizeof(d);
   char err[2048] = {0};
   const kpihub_status st = plugin_->descriptor().deliver(instance_, &batch, &d, {err, sizeof err});
-  if (st != KPIHUB_OK) throw PluginError(st, context() + ": deliver failed: " + (err[0] ? err : "no reason given"));
+  if (st != KPIHUB_OK)
+    throw PluginError(st, context() + ": deliver failed: " + (err[0] ? err : "no reason given"));
   if (d.result_count != batch.item_count) {
-    throw PluginError(KPIHUB_ERR_INTERNAL, context() + ": deliver returned " + std::to_string(d.result_count) +
-                                               " results for " + std::to_string(batch.item_count) + " items");
+    throw PluginError(KPIHUB_ERR_INTERNAL, context() + ": deliver returned " +
+                                               std::to_string(d.result_count) + " results for " +
+                                               std::to_string(batch.item_count) + " items");
   }
   return d;
 }

@@ -352,7 +352,6 @@ WorkRecord convert(const kpihub_record& in, const ValidationContext& ctx) {
 }  // namespace
 
 kpihub_record record_at(const kpihub_page& page, std::size_t i) {
-  constexpr std::size_t kRecordSizeV1_0 = offsetof(kpihub_record, value_kinds);
   const std::size_t stride = page.record_count > 0 ? page.records[0].struct_size : 0;
   if (stride < kRecordSizeV1_0) {
     throw std::runtime_error("the page's records are " + std::to_string(stride) +

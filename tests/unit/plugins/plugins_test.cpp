@@ -315,6 +315,39 @@ TEST(PluginBoundary, TransientErrorInPullIsTransientSoTheHostRetries) {
                 ": pull failed: demo system answered 503, try later");
 }
 
+// Issue 19 section 2: what a plugin returns through the C ABI is checked before it is read. A
+// page announcing 5 records with no array crashed the hub; one with records and no cursor
+// was taken silently (a restart reads the records again, and the source never moves on).
+TEST(PluginBoundary, APageThatCannotBeReadAsItSaysIsRefusedNamingWhatIsWrong) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {PAGE_NULL_RECORDS_PLUGIN,
+       "page-null-records: pull returned a page of 5 records without "
+       "their array (records is NULL)"},
+      {PAGE_NULL_REJECTED_PLUGIN,
+       "page-null-rejected: pull returned a page of 3 rejected items "
+       "without their array (rejected is NULL)"},
+      {PAGE_NULL_ATTRIBUTES_PLUGIN,
+       "page-null-attributes: pull returned record 0 with 2 "
+       "attributes without their array (attributes is NULL)"},
+      {PAGE_RECORD_TOO_SMALL_PLUGIN,
+       "page-record-too-small: pull returned records of 8 bytes; "
+       "ABI 1.0 records are at least"},
+      {PAGE_WITHOUT_CURSOR_PLUGIN,
+       "page-without-cursor: pull returned 1 records without a "
+       "cursor (next_cursor is absent)"},
+  };
+  for (const auto& [file, expected] : cases) {
+    const auto error = pull_error(file);
+    EXPECT_EQ(error.status(), KPIHUB_ERR_INTERNAL) << file;
+    const std::string plugin = expected.substr(0, expected.find(':'));
+    const std::string what = error.what();
+    EXPECT_EQ(
+        what.rfind(instance_context(plugin, file) + ": " + expected.substr(plugin.size() + 2), 0),
+        0u)
+        << what;
+  }
+}
+
 // ---------------------------------------------------- SDK settings ---
 
 std::string template_settings_error(const std::string& settings) {

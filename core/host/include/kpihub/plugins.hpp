@@ -19,7 +19,8 @@ namespace kpihub {
 // One line that names the plugin file and what is wrong.
 class PluginError : public std::runtime_error {
  public:
-  PluginError(kpihub_status status, const std::string& what) : std::runtime_error(what), status_(status) {}
+  PluginError(kpihub_status status, const std::string& what)
+      : std::runtime_error(what), status_(status) {}
   kpihub_status status() const { return status_; }
 
  private:
@@ -74,8 +75,8 @@ PluginScan scan_plugins(const std::string& dir);
 class PluginInstance {
  public:
   // Creates the instance; throws PluginError naming instance, plugin and file.
-  PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::string instance_name, const std::string& settings_json,
-                 std::unique_ptr<HostServices> services);
+  PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::string instance_name,
+                 const std::string& settings_json, std::unique_ptr<HostServices> services);
   ~PluginInstance();
   PluginInstance(const PluginInstance&) = delete;
   PluginInstance& operator=(const PluginInstance&) = delete;
@@ -85,6 +86,8 @@ class PluginInstance {
   HostServices& services() { return *services_; }
 
   // Source: the page stays valid until the next call. Throws PluginError.
+  // Throws PluginError, naming the plugin, for a failed pull and for a page that cannot be read
+  // as it says (NULL arrays with counts, records too small, records without a cursor).
   kpihub_page pull(const std::optional<std::string>& cursor);
   // Source: nullopt when the source keeps no staff list.
   std::optional<std::vector<kpihub_staff_entry>> list_staff();
@@ -93,6 +96,7 @@ class PluginInstance {
 
  private:
   std::string context() const;
+  void check_page(const kpihub_page& page) const;
   std::shared_ptr<LoadedPlugin> plugin_;
   std::string name_;
   std::unique_ptr<HostServices> services_;

@@ -6,6 +6,7 @@
 #include <kpihub/model.hpp>
 
 #include <array>
+#include <cstddef>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,6 +30,8 @@ Normalized normalize(const kpihub_record& in, const ValidationContext& ctx);
 // does not have read as absent. Throws std::runtime_error for a struct_size smaller than
 // ABI 1.0's record.
 kpihub_record record_at(const kpihub_page& page, std::size_t i);
+// The smallest record a plugin may hand over: ABI 1.0's, which ended before value_kinds.
+inline constexpr std::size_t kRecordSizeV1_0 = offsetof(kpihub_record, value_kinds);
 
 // The largest quantity of one record the hub accepts: products of one day's work, with room
 // to spare; beyond it scoring's products would leave the range where every figure is exact.
