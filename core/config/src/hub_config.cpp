@@ -43,20 +43,32 @@ bool is_secret_key(std::string_view key) {
   return false;
 }
 
-// Walks the whole document: a key that names a secret must not hold it.
+// "file:<path>" or "env:<NAME>": what Host::secret resolves (docs/writing-an-adapter.md).
+bool is_secret_reference(const json::value& value) {
+  if (!value.is_string()) return false;
+  const std::string_view text = value.get_string();
+  for (std::string_view scheme : {"file:", "env:"}) {
+    if (text.size() > scheme.size() && text.substr(0, scheme.size()) == scheme) return true;
+  }
+  return false;
+}
+
+// Walks the whole document: a key that names a secret must not hold it (a reference to it is
+// fine).
 void reject_inline_secrets(const json::value& value, const std::string& path,
                            const std::string& file) {
   if (value.is_object()) {
     for (const auto& member : value.get_object()) {
       const std::string key(member.key());
       const std::string key_path = path.empty() ? key : path + "." + key;
-      if (is_secret_key(key) && !member.value().is_null()) {
+      if (is_secret_key(key) && !member.value().is_null() && !is_secret_reference(member.value())) {
         // The value itself is never echoed: it is a secret.
         throw ConfigError(file + ": " + key_path +
                           ": secrets must not be written in the configuration; put it in a file "
                           "and set \"" +
                           key + "_file\", or in an environment variable and set \"" + key +
-                          "_env\"");
+                          "_env\" (or, for a plugin that reads it with Host::secret, write a "
+                          "reference: \"file:<path>\" or \"env:<NAME>\")");
       }
       reject_inline_secrets(member.value(), key_path, file);
     }

@@ -8,7 +8,7 @@
 // total size are limited. Memory stays constant: the reader frees each node
 // as it moves past it.
 //
-// A plugin that includes this header links libxml2 (LibXml2::LibXml2).
+// A plugin that includes this header links KpiHub::xml (the SDK with libxml2).
 #ifndef KPIHUB_XML_HPP
 #define KPIHUB_XML_HPP
 

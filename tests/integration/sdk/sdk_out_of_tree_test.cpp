@@ -8,6 +8,7 @@
 #include <kpihub/plugins.hpp>
 #include <kpihub/sdk.hpp>
 #include <kpihub/validate.hpp>
+#include <kpihub_test/exported_symbols.hpp>
 
 #include <gtest/gtest.h>
 
@@ -200,12 +201,93 @@ TEST_F(SdkOutOfTree, TemplateBuiltAgainstTheInstalledSdkLoadsPagesValidatesAndRe
   EXPECT_EQ(record_ids.size(), 130u);
   EXPECT_EQ(pages[2].cursor, "130");
 
+  // It exports its entry point and nothing else, as docs/plugin-abi.md says.
+  EXPECT_EQ(kpihub::test::exported_symbols(plugin_file.string()),
+            std::set<std::string>{"kpihub_plugin_entry"});
+
   // A new instance (the hub restarted) resumes from the cursor stored after
   // page 1 and gets page 2 again, exactly.
   kpihub::PluginInstance restarted(plugin, "demo", settings, host.services("demo"));
   const PulledPage resumed = ids_of(restarted.pull(pages[0].cursor));
   EXPECT_EQ(resumed.ids, pages[1].ids);
   EXPECT_EQ(resumed.cursor, pages[1].cursor);
+}
+
+// Issue 22 section 3: <kpihub/xml.hpp> ships in the SDK but did not compile out of tree (the
+// package did not say it needs libxml2), and the record contract it cites was not installed.
+TEST_F(SdkOutOfTree, AnXmlAdapterBuildsAgainstTheInstalledSdkAlone) {
+  const std::string cmake = quoted(KPIHUB_CMAKE_COMMAND);
+  const fs::path prefix = work_ / "sdk-xml";
+  ASSERT_EQ(run(cmake + " --install " + quoted(KPIHUB_BINARY_DIR) + " --prefix " + quoted(prefix),
+                work_ / "install-xml.log"),
+            0)
+      << slurp(work_ / "install-xml.log");
+  for (const char* doc : {"kpi-model.md", "plugin-abi.md", "writing-an-adapter.md"}) {
+    EXPECT_TRUE(fs::exists(prefix / "share/doc/kpihub-sdk" / doc)) << doc;
+  }
+
+  const fs::path source = work_ / "xml-adapter";
+  const fs::path build = work_ / "xml-adapter-build";
+  fs::create_directories(source);
+  std::ofstream(source / "CMakeLists.txt") << R"(cmake_minimum_required(VERSION 3.25)
+project(xml_adapter VERSION 1.0.0 LANGUAGES CXX)
+find_package(KpiHubSdk REQUIRED)
+kpihub_add_plugin(kpihub-xml-adapter xml_adapter.cpp)
+target_link_libraries(kpihub-xml-adapter PRIVATE KpiHub::xml)
+)";
+  std::ofstream(source / "xml_adapter.cpp") << R"(#include <kpihub/sdk.hpp>
+#include <kpihub/xml.hpp>
+
+#include <string>
+
+namespace {
+constexpr std::string_view kExport =
+    "<diary><entry id=\"D-1\" minutes=\"45\"/><entry id=\"D-2\" minutes=\"30\"/></diary>";
+
+class XmlSource : public kpihub::sdk::Source {
+ public:
+  XmlSource(kpihub::sdk::Host&, kpihub::sdk::Settings&) {}
+  void pull(std::optional<std::string_view>, kpihub::sdk::Page& page) override {
+    auto reader = kpihub::sdk::xml::Reader::open_memory(kExport, "export.xml");
+    while (reader.read()) {
+      if (!reader.is_element("entry")) continue;
+      kpihub::sdk::Record r;
+      r.source_id = reader.attribute("id").value_or("");
+      r.revision = "1";
+      r.staff_code = "KH-000123";
+      r.task_code = "B.03.2";
+      r.work_date = "2025-04-01";
+      r.declared_minutes = reader.attribute("minutes").value_or("");
+      r.quantity = "1";
+      page.add(std::move(r));
+    }
+    page.set_cursor("done");
+    page.set_caught_up(true);
+  }
+};
+}  // namespace
+
+KPIHUB_SOURCE_PLUGIN(XmlSource, "xml-adapter", "1.0.0", "an XML export, read with the SDK", "{}")
+)";
+  const std::string configure = cmake + " -S " + quoted(source) + " -B " + quoted(build) + " -G " +
+                                quoted(KPIHUB_CMAKE_GENERATOR) +
+                                " -DCMAKE_MAKE_PROGRAM=" + quoted(KPIHUB_CMAKE_MAKE_PROGRAM) +
+                                " -DCMAKE_CXX_COMPILER=" + quoted(KPIHUB_CXX_COMPILER) +
+                                " '-DCMAKE_CXX_FLAGS=-Wall -Wextra -Werror'" +
+                                " -DCMAKE_PREFIX_PATH=" + quoted(prefix);
+  ASSERT_EQ(run(configure, work_ / "configure-xml.log"), 0) << slurp(work_ / "configure-xml.log");
+  ASSERT_EQ(run(cmake + " --build " + quoted(build), work_ / "build-xml.log"), 0)
+      << slurp(work_ / "build-xml.log");
+  const fs::path plugin_file = build / "libkpihub-xml-adapter.so";
+  EXPECT_EQ(kpihub::test::exported_symbols(plugin_file.string()),
+            std::set<std::string>{"kpihub_plugin_entry"});
+
+  Host host;
+  kpihub::PluginInstance instance(kpihub::load_plugin(plugin_file.string()), "xml", "{}",
+                                  host.services("xml"));
+  const PulledPage page = ids_of(instance.pull(std::nullopt));
+  EXPECT_EQ(page.ids, (std::vector<std::string>{"D-1", "D-2"}));
+  EXPECT_EQ(page.cursor, "done");
 }
 
 }  // namespace

@@ -775,6 +775,20 @@ TEST_F(HubConfigFile, RefusesInlineSecretsWithoutEchoingThem) {
   config = valid();
   config["admin"] = json::object{{"token", "abc"}};
   EXPECT_CONTAINS(error_for(config), "hub.json: admin.token: secrets must not be");
+  config = valid();
+  config["sources"].as_array()[0].as_object()["settings"].as_object()["token_secret"] = "file:";
+  EXPECT_CONTAINS(error_for(config), "settings.token_secret: secrets must not be");
+}
+
+// Issue 22 section 3: docs/writing-an-adapter.md's example, "token_secret": "file:...", was
+// refused as an inline secret. A reference to a secret, which the plugin resolves with
+// Host::secret, is not the secret.
+TEST_F(HubConfigFile, ASecretKeyMayHoldAReferenceToTheSecret) {
+  auto config = valid();
+  auto& settings = config["sources"].as_array()[0].as_object()["settings"].as_object();
+  settings["token_secret"] = "file:secrets/token.txt";
+  settings["api_key"] = "env:SCHOOL_API_KEY";
+  EXPECT_NO_THROW(load_hub_config(write(config)));
 }
 
 TEST_F(HubConfigFile, NamesTheKeyAndPathOfAMissingFile) {

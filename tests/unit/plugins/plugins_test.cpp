@@ -7,6 +7,7 @@
 #include <kpihub/plugins.hpp>
 #include <kpihub/sdk.hpp>
 #include <kpihub/validate.hpp>
+#include <kpihub_test/exported_symbols.hpp>
 
 #include <gtest/gtest.h>
 
@@ -345,6 +346,21 @@ TEST(PluginBoundary, APageThatCannotBeReadAsItSaysIsRefusedNamingWhatIsWrong) {
         what.rfind(instance_context(plugin, file) + ": " + expected.substr(plugin.size() + 2), 0),
         0u)
         << what;
+  }
+}
+
+// Issue 22 section 3: the docs say a plugin exports one symbol; hidden visibility alone left
+// 40-140 (Boost's and the standard library's templates). Every bundled plugin and the
+// template, built with kpihub_add_plugin, exports its entry point only.
+TEST(PluginExports, EveryPluginBuiltWithTheSdkExportsItsEntryPointOnly) {
+  std::vector<std::string> files{TEMPLATE_PLUGIN};
+  for (const auto& entry : fs::directory_iterator(fs::path(KPIHUB_BINARY_DIR) / "plugins")) {
+    if (entry.path().extension() == ".so") files.push_back(entry.path().string());
+  }
+  ASSERT_GE(files.size(), 5u) << "the template and the four bundled plugins";
+  for (const auto& file : files) {
+    EXPECT_EQ(kpihub::test::exported_symbols(file), std::set<std::string>{"kpihub_plugin_entry"})
+        << file;
   }
 }
 
