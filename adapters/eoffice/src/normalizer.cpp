@@ -125,6 +125,13 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
 bool valid_utf8(std::string_view text, std::size_t* bad_offset) {
   std::size_t i = 0;
   while (i < text.size()) {
+    // Eight characters at a time while they are ASCII.
+    uint64_t word = 0;
+    while (i + 8 <= text.size() &&
+           (std::memcpy(&word, text.data() + i, 8), (word & 0x8080808080808080u) == 0)) {
+      i += 8;
+    }
+    if (i == text.size()) break;
     if (static_cast<unsigned char>(text[i]) < 0x80) {
       ++i;
       continue;
@@ -765,96 +772,105 @@ struct Normalizer::PageEvents {
     return st.release();
   }
 
-  // The item as json::serialize writes its values (the same escapes and number forms).
-  void serialize(std::size_t begin, std::size_t end, std::string& out) const {
+  // The item as json::serialize writes its values (the same escapes and number forms), at the
+  // start of `buffer` (grown when it is too short, never shrunk); returns the length.
+  std::size_t serialize(std::size_t begin, std::size_t end, std::string& buffer) const {
+    // The most each event can take: a character escaped as \u00XX is 6.
+    std::size_t most = 0;
+    for (std::size_t i = begin; i < end; ++i) most += 6 * events[i].text.size() + 32;
+    if (buffer.size() < most) buffer.resize(std::max(most, 2 * buffer.size()));
+    char* const start = buffer.data();
+    char* p = start;
     bool comma = false;  // a value ended: the next key or value follows a comma
-    char buf[32];
     for (std::size_t i = begin; i < end; ++i) {
       const Event& e = events[i];
-      if (comma && e.type != Type::object_end && e.type != Type::array_end) out += ',';
+      if (comma && e.type != Type::object_end && e.type != Type::array_end) *p++ = ',';
       comma = true;
       switch (e.type) {
         case Type::object_begin:
-          out += '{';
+          *p++ = '{';
           comma = false;
           break;
         case Type::array_begin:
-          out += '[';
+          *p++ = '[';
           comma = false;
           break;
         case Type::object_end:
-          out += '}';
+          *p++ = '}';
           break;
         case Type::array_end:
-          out += ']';
+          *p++ = ']';
           break;
         case Type::key:
-          quote(e.text, out);
-          out += ':';
+          p = quote(e.text, p);
+          *p++ = ':';
           comma = false;
           break;
         case Type::string:
-          quote(e.text, out);
+          p = quote(e.text, p);
           break;
         case Type::int64:
-          out.append(buf, std::to_chars(buf, buf + sizeof buf, e.i).ptr);
+          p = std::to_chars(p, p + 24, e.i).ptr;
           break;
         case Type::uint64:
-          out.append(buf, std::to_chars(buf, buf + sizeof buf, e.u).ptr);
+          p = std::to_chars(p, p + 24, e.u).ptr;
           break;
-        case Type::double_:
-          out += json::serialize(json::value(e.d));
+        case Type::double_: {
+          const std::string text = json::serialize(json::value(e.d));  // at most 24 characters
+          p = std::copy(text.begin(), text.end(), p);
           break;
+        }
         case Type::bool_:
-          out += e.flag ? "true" : "false";
+          p = e.flag ? std::copy_n("true", 4, p) : std::copy_n("false", 5, p);
           break;
         case Type::null:
-          out += "null";
+          p = std::copy_n("null", 4, p);
           break;
       }
     }
+    return static_cast<std::size_t>(p - start);
   }
 
   // Boost.JSON's string escapes: the quote, the backslash and control characters.
-  static void quote(std::string_view text, std::string& out) {
-    out += '"';
-    std::size_t from = 0;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-      const auto c = static_cast<unsigned char>(text[i]);
-      if (c >= 0x20 && c != '"' && c != '\\') continue;
-      out.append(text.substr(from, i - from));
-      from = i + 1;
-      out += '\\';
+  static char* quote(std::string_view text, char* p) {
+    *p++ = '"';
+    for (const char ch : text) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c >= 0x20 && c != '"' && c != '\\') {
+        *p++ = ch;
+        continue;
+      }
+      *p++ = '\\';
       switch (c) {
         case '"':
         case '\\':
-          out += static_cast<char>(c);
+          *p++ = ch;
           break;
         case '\b':
-          out += 'b';
+          *p++ = 'b';
           break;
         case '\t':
-          out += 't';
+          *p++ = 't';
           break;
         case '\n':
-          out += 'n';
+          *p++ = 'n';
           break;
         case '\f':
-          out += 'f';
+          *p++ = 'f';
           break;
         case '\r':
-          out += 'r';
+          *p++ = 'r';
           break;
         default: {
           static constexpr char hex[] = "0123456789abcdef";
-          out += "u00";
-          out += hex[c >> 4];
-          out += hex[c & 15];
+          p = std::copy_n("u00", 3, p);
+          *p++ = hex[c >> 4];
+          *p++ = hex[c & 15];
         }
       }
     }
-    out.append(text.substr(from));
-    out += '"';
+    *p++ = '"';
+    return p;
   }
 };
 
@@ -1145,10 +1161,8 @@ bool Normalizer::read_item(const PageEvents& page, std::size_t begin, std::size_
                                      scalar_event_text(page.events[attribute_events[a]]));
     }
   }
-  std::string& raw = scratch;  // grown once per page; each record's copy is its own size
-  raw.clear();
-  page.serialize(begin, end, raw);
-  record.raw = raw;
+  const std::size_t size = page.serialize(begin, end, scratch);  // scratch grows once a page
+  record.raw = std::string(scratch.data(), size);
   record.location = "item " + std::to_string(index + 1);
   return true;
 }

@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -101,7 +100,9 @@ class JsonShapeHandler {
     // A key is compared with the earlier ones only when one of them has its hash's bit: an
     // object of distinct keys costs a hash per key, and no allocation once the frame's
     // buffers have grown.
-    const uint64_t bit = uint64_t{1} << (std::hash<std::string_view>{}(key)&63);
+    uint32_t hash = 2166136261u;  // FNV-1a: keys are short, a library hash costs more here
+    for (const char c : key) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
+    const uint64_t bit = uint64_t{1} << (hash & 63);
     if (f.seen & bit) {
       for (const auto& [start, size] : f.keys) {
         if (std::string_view(f.chars).substr(start, size) == key) {
