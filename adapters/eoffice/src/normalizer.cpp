@@ -719,6 +719,16 @@ struct Normalizer::PageEvents {
   std::vector<Event> events;       // every item's, one item after the other
   std::vector<std::size_t> items;  // where each item's events begin, then where the last ends
 
+  // The page's text, and whether all of it is UTF-8: then a key or string that is a view of it
+  // needs no check of its own.
+  std::string_view body;
+  bool body_utf8 = false;
+  bool utf8(std::string_view text) const {
+    const bool in_body =
+        text.data() >= body.data() && text.data() + text.size() <= body.data() + body.size();
+    return (body_utf8 && in_body) || valid_utf8(text);
+  }
+
   // The root object's members, when they are plain: "items" an array, once;
   // "next_page_token" a string or null; "server_time".
   bool root_object = false;
@@ -832,11 +842,36 @@ struct Normalizer::PageEvents {
   }
 
   // Boost.JSON's string escapes: the quote, the backslash and control characters.
+  static constexpr std::array<bool, 256> kEscaped = [] {
+    std::array<bool, 256> escaped{};
+    for (int c = 0; c < 0x20; ++c) escaped[c] = true;
+    escaped['"'] = escaped['\\'] = true;
+    return escaped;
+  }();
   static char* quote(std::string_view text, char* p) {
     *p++ = '"';
-    for (const char ch : text) {
+    const char* in = text.data();
+    const char* const end = in + text.size();
+    while (in != end) {
+      // Eight characters at a time while none is escaped (none is below 0x20, a quote or a
+      // backslash: the words of "has a zero byte" tests; bytes from 0x80 never match).
+      constexpr uint64_t kOnes = 0x0101010101010101u, kHigh = 0x8080808080808080u;
+      uint64_t w = 0;
+      if (end - in >= 8) {
+        std::memcpy(&w, in, 8);
+        const uint64_t quote = w ^ (kOnes * '"'), backslash = w ^ (kOnes * '\\');
+        const uint64_t found = ((w - kOnes * 0x20) & ~w) | ((quote - kOnes) & ~quote) |
+                               ((backslash - kOnes) & ~backslash);
+        if ((found & kHigh) == 0) {
+          std::memcpy(p, in, 8);
+          p += 8;
+          in += 8;
+          continue;
+        }
+      }
+      const char ch = *in++;
       const auto c = static_cast<unsigned char>(ch);
-      if (c >= 0x20 && c != '"' && c != '\\') {
+      if (!kEscaped[c]) {
         *p++ = ch;
         continue;
       }
@@ -1091,11 +1126,14 @@ std::string scalar_event_text(const Event& e) {
 
 bool Normalizer::read_item(const PageEvents& page, std::size_t begin, std::size_t end,
                            std::size_t index, sdk::Record& record,
-                           std::vector<std::size_t>& attribute_events, std::string& scratch) const {
+                           std::vector<std::size_t>& attribute_events,
+                           std::vector<const PathNode::Child*>& guesses,
+                           std::string& scratch) const {
   using Type = PageEvents::Type;
   constexpr std::size_t kNone = std::size_t(-1);
   if (page.events[begin].type != Type::object_begin) return false;
   attribute_events.assign(attributes_.size(), kNone);
+  if (guesses.size() < end - begin) guesses.resize(end - begin);
   // The path node of each open object (kNone: no field is read below it).
   std::array<std::size_t, 80> open{};
   std::size_t depth = 0;
@@ -1105,14 +1143,21 @@ bool Normalizer::read_item(const PageEvents& page, std::size_t begin, std::size_
   for (std::size_t i = begin + 1; i + 1 < end; ++i) {
     const PageEvents::Event& e = page.events[i];
     if (e.type == Type::key) {
-      if (!valid_utf8(e.text)) return false;
+      if (!page.utf8(e.text)) return false;
       pending = kNone;
-      if (open[depth] != kNone) {
-        for (const auto& [name, child] : nodes_[open[depth]].children) {
-          if (name == e.text) {
-            pending = child;
-            break;
-          }
+      if (open[depth] == kNone) continue;
+      // Items have their keys in the same places, mostly: the child found at this place in
+      // the last item is tried first.
+      const PathNode::Child*& guess = guesses[i - begin];
+      if (guess && guess->first == e.text) {
+        pending = guess->second;
+        continue;
+      }
+      for (const auto& child : nodes_[open[depth]].children) {
+        if (child.first == e.text) {
+          pending = child.second;
+          guess = &child;
+          break;
         }
       }
       continue;
@@ -1134,7 +1179,7 @@ bool Normalizer::read_item(const PageEvents& page, std::size_t begin, std::size_
       open[depth] = e.type == Type::object_begin ? at : kNone;
       continue;
     }
-    if (e.type == Type::string && !valid_utf8(e.text)) return false;
+    if (e.type == Type::string && !page.utf8(e.text)) return false;
     if (!node || e.type == Type::null) continue;  // null is absent
     if (!node->children.empty()) return false;    // a single value on a field's path
     for (const kpihub_field field : node->fields) {
@@ -1176,7 +1221,9 @@ PageSummary Normalizer::normalize_page(std::string_view body, const std::optiona
   options.max_depth = 64;
   json::monotonic_resource arena;  // text that held escapes, and items built into values
   PageEvents page;
-  page.events.reserve(body.size() / 16);
+  page.body = body;
+  page.body_utf8 = valid_utf8(body);
+  page.events.reserve(body.size() / 8);
   json::basic_parser<PageEvents::Handler> parser(
       options, sdk::JsonLimits{max_items, kMaxInnerArray}, body, page, arena);
   boost::system::error_code ec;
@@ -1212,13 +1259,15 @@ PageSummary Normalizer::normalize_page(std::string_view body, const std::optiona
       after ? parse_rfc3339_ms(after->updated_at) : std::nullopt;
   std::optional<int64_t> last_ms;
   std::vector<std::size_t> attribute_events;
+  std::vector<const PathNode::Child*> guesses;
   std::string scratch;
+  out.reserve_records(out.records().size() + page.items.size() - 1);
   for (std::size_t i = 0; i + 1 < page.items.size(); ++i) {
     const std::size_t begin = page.items[i], end = page.items[i + 1];
     const auto repeated = repeated_in_item.find(i);
     sdk::Record record;
     const bool read = repeated == repeated_in_item.end() &&
-                      read_item(page, begin, end, i, record, attribute_events, scratch);
+                      read_item(page, begin, end, i, record, attribute_events, guesses, scratch);
     std::optional<json::value> value;
     std::optional<FeedKey> key;
     if (read) {

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -100,9 +101,7 @@ class JsonShapeHandler {
     // A key is compared with the earlier ones only when one of them has its hash's bit: an
     // object of distinct keys costs a hash per key, and no allocation once the frame's
     // buffers have grown.
-    uint32_t hash = 2166136261u;  // FNV-1a: keys are short, a library hash costs more here
-    for (const char c : key) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
-    const uint64_t bit = uint64_t{1} << (hash & 63);
+    const uint64_t bit = uint64_t{1} << (key_hash(key) >> 58);
     if (f.seen & bit) {
       for (const auto& [start, size] : f.keys) {
         if (std::string_view(f.chars).substr(start, size) == key) {
@@ -143,6 +142,20 @@ class JsonShapeHandler {
       return keys.empty() ? std::string() : chars.substr(keys.back().first, keys.back().second);
     }
   };
+
+  // A quick hash of a key (its first and last eight bytes and its size): a collision only
+  // costs a comparison with the earlier keys.
+  static uint64_t key_hash(std::string_view key) {
+    uint64_t head = 0, tail = 0;
+    if (key.size() >= 8) {
+      std::memcpy(&head, key.data(), 8);
+      std::memcpy(&tail, key.data() + key.size() - 8, 8);
+    } else {
+      for (const char c : key) head = (head << 8) | static_cast<unsigned char>(c);
+    }
+    return (head * 0x9E3779B97F4A7C15u) ^ (tail * 0xC2B2AE3D27D4EB4Fu) ^
+           (key.size() * 0x165667B19E3779F9u);
+  }
 
   // A value begins: in an array it takes the next index, unless that is one too many.
   bool value(boost::system::error_code& ec) {

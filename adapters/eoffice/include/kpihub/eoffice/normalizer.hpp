@@ -134,9 +134,10 @@ class Normalizer {
   // The source paths of the fields and attributes as a tree of names: an item is read from
   // the parser's events by walking it, without building the item's values.
   struct PathNode {
-    std::vector<kpihub_field> fields;                           // model fields read from this path
-    std::vector<std::size_t> attributes;                        // indexes into attributes_
-    std::vector<std::pair<std::string, std::size_t>> children;  // name -> index into nodes_
+    std::vector<kpihub_field> fields;                   // model fields read from this path
+    std::vector<std::size_t> attributes;                // indexes into attributes_
+    using Child = std::pair<std::string, std::size_t>;  // name, index into nodes_
+    std::vector<Child> children;
   };
   struct PageEvents;
 
@@ -144,7 +145,7 @@ class Normalizer {
   // normalize_item says what is wrong with it).
   bool read_item(const PageEvents& page, std::size_t begin, std::size_t end, std::size_t index,
                  sdk::Record& record, std::vector<std::size_t>& attribute_events,
-                 std::string& scratch) const;
+                 std::vector<const PathNode::Child*>& guesses, std::string& scratch) const;
   std::size_t add_path(const std::vector<std::string>& segments);
 
   FieldMap map_;
