@@ -723,10 +723,11 @@ struct Normalizer::PageEvents {
   // needs no check of its own.
   std::string_view body;
   bool body_utf8 = false;
+  bool in_body(std::string_view text) const {
+    return text.data() >= body.data() && text.data() + text.size() <= body.data() + body.size();
+  }
   bool utf8(std::string_view text) const {
-    const bool in_body =
-        text.data() >= body.data() && text.data() + text.size() <= body.data() + body.size();
-    return (body_utf8 && in_body) || valid_utf8(text);
+    return (body_utf8 && in_body(text)) || valid_utf8(text);
   }
 
   // The root object's members, when they are plain: "items" an array, once;
@@ -812,12 +813,12 @@ struct Normalizer::PageEvents {
           *p++ = ']';
           break;
         case Type::key:
-          p = quote(e.text, p);
+          p = quoted(e.text, p);
           *p++ = ':';
           comma = false;
           break;
         case Type::string:
-          p = quote(e.text, p);
+          p = quoted(e.text, p);
           break;
         case Type::int64:
           p = std::to_chars(p, p + 24, e.i).ptr;
@@ -839,6 +840,20 @@ struct Normalizer::PageEvents {
       }
     }
     return static_cast<std::size_t>(p - start);
+  }
+
+  // A key or string in quotes. A view of the page held no escapes there, so it holds no
+  // quote, backslash or control character (the parser refuses those unescaped): it is copied
+  // as it is.
+  char* quoted(std::string_view text, char* p) const {
+    if (in_body(text)) {
+      *p++ = '"';
+      std::memcpy(p, text.data(), text.size());
+      p += text.size();
+      *p++ = '"';
+      return p;
+    }
+    return quote(text, p);
   }
 
   // Boost.JSON's string escapes: the quote, the backslash and control characters.
