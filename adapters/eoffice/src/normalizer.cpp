@@ -2,6 +2,7 @@
 #include <kpihub/json_keys.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cstring>
@@ -124,6 +125,13 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
 bool valid_utf8(std::string_view text, std::size_t* bad_offset) {
   std::size_t i = 0;
   while (i < text.size()) {
+    // Eight characters at a time while they are ASCII.
+    uint64_t word = 0;
+    while (i + 8 <= text.size() &&
+           (std::memcpy(&word, text.data() + i, 8), (word & 0x8080808080808080u) == 0)) {
+      i += 8;
+    }
+    if (i == text.size()) break;
     if (static_cast<unsigned char>(text[i]) < 0x80) {
       ++i;
       continue;
@@ -401,6 +409,29 @@ Normalizer::Normalizer(FieldMap map) : map_(std::move(map)) {
   if (updated_at_path_.name.empty()) {
     throw std::invalid_argument("fields.changed_at must name a source field (the feed's order)");
   }
+  nodes_.emplace_back();
+  for (const auto& target : targets_)
+    nodes_[add_path(target.path.segments)].fields.push_back(target.field);
+  for (std::size_t i = 0; i < attributes_.size(); ++i) {
+    nodes_[add_path(attributes_[i].second.segments)].attributes.push_back(i);
+  }
+}
+
+std::size_t Normalizer::add_path(const std::vector<std::string>& segments) {
+  std::size_t at = 0;
+  for (const auto& segment : segments) {
+    const auto& children = nodes_[at].children;
+    const auto it = std::find_if(children.begin(), children.end(),
+                                 [&](const auto& c) { return c.first == segment; });
+    if (it != children.end()) {
+      at = it->second;
+      continue;
+    }
+    nodes_.emplace_back();
+    nodes_[at].children.emplace_back(segment, nodes_.size() - 1);
+    at = nodes_.size() - 1;
+  }
+  return at;
 }
 
 std::optional<FeedKey> Normalizer::key_of(const json::value& item) const {
@@ -554,17 +585,22 @@ void Normalizer::reject_repeated_key(const json::value& item, std::size_t index,
   out.reject(std::move(r));
 }
 
-PageSummary Normalizer::normalize_page(std::string_view body, const std::optional<FeedKey>& after,
-                                       sdk::Page& out, std::size_t max_items) const {
+PageSummary Normalizer::normalize_page_values(std::string_view body,
+                                              const std::optional<FeedKey>& after, sdk::Page& out,
+                                              std::size_t max_items) const {
   // Invalid UTF-8 is let through here and caught per item, so that one bad
   // string quarantines its own item and not the whole page.
   json::parse_options options;
   options.allow_invalid_utf8 = true;
   options.max_depth = 64;
-  // The page's shape first, in one pass that holds no values: a million `{}` items in a 3 MB
-  // answer took 1.2 GB once parsed (issue 19), and Boost.JSON keeps the last of a repeated key
-  // silently.
-  const sdk::JsonShape shape = sdk::inspect_json(body, options, {max_items, kMaxInnerArray});
+  // The values and the page's shape in one pass: its lists are counted as they are read, so a
+  // million `{}` items in a 3 MB answer (1.2 GB once parsed, issue 19) stop the parse at the
+  // first one too many; and Boost.JSON keeps the last of a repeated key silently, so the pass
+  // notes every repeated key. The values live on one arena, released with the page.
+  json::monotonic_resource resource(std::min<std::size_t>(body.size() * 2, 32u << 20) + 4096);
+  const sdk::ParsedJson parsed =
+      sdk::parse_json(body, options, {max_items, kMaxInnerArray}, &resource);
+  const sdk::JsonShape& shape = parsed.shape;
   if (shape.too_long) {
     std::string where;
     for (const auto& segment : shape.long_array) where += (where.empty() ? "" : ".") + segment;
@@ -575,25 +611,20 @@ PageSummary Normalizer::normalize_page(std::string_view body, const std::optiona
                      : "\"" + replace_invalid_utf8(where) + "\" is a list of more than " +
                            std::to_string(kMaxInnerArray) + " elements");
   }
-  json::monotonic_resource resource;
-  json::stream_parser parser(&resource, options);
-  boost::system::error_code ec;
-  const std::size_t consumed = parser.write_some(body.data(), body.size(), ec);
-  if (ec) {
-    throw PageParseError(consumed, "not valid JSON at byte " + std::to_string(consumed) + " of " +
-                                       std::to_string(body.size()) + ": " + ec.message());
-  }
-  if (!parser.done()) parser.finish(ec);
-  if (ec || !parser.done()) {
+  if (parsed.ended_early) {
     throw PageParseError(body.size(), "the page ends early at byte " + std::to_string(body.size()) +
                                           " (truncated answer?)");
   }
-  const std::size_t trailing = body.find_first_not_of(" \t\r\n", consumed);
-  if (trailing != std::string_view::npos) {
-    throw PageParseError(trailing,
-                         "unexpected data after the page at byte " + std::to_string(trailing));
+  if (parsed.error) {
+    throw PageParseError(parsed.consumed,
+                         "not valid JSON at byte " + std::to_string(parsed.consumed) + " of " +
+                             std::to_string(body.size()) + ": " + parsed.error.message());
   }
-  const json::value page = parser.release();
+  if (parsed.trailing != std::string_view::npos) {
+    throw PageParseError(parsed.trailing, "unexpected data after the page at byte " +
+                                              std::to_string(parsed.trailing));
+  }
+  const json::value& page = parsed.value;
   if (!page.is_object()) {
     throw PageParseError(0, std::string("the page is ") + kind_name(page) + ", not an object");
   }
@@ -647,6 +678,639 @@ PageSummary Normalizer::normalize_page(std::string_view body, const std::optiona
     }
     if (key && (!summary.last_key || compare_keys(*key, *summary.last_key) > 0)) {
       summary.last_key = std::move(key);
+    }
+  }
+  return summary;
+}
+
+// ----------------------------------------------------- one-pass reading ---
+
+// The page read in one pass of Boost.JSON's parser, without building values: the root's
+// members the page needs, and the events of each item (keys and scalars as views of the page,
+// or of an arena for text that held escapes). The shape handler finds repeated keys and
+// too-long lists on the way. An item is then read straight from its events (read_item), or,
+// when something about it is unusual, built into values from them, as the page's values
+// would have held it.
+struct Normalizer::PageEvents {
+  enum class Type : uint8_t {
+    object_begin,
+    object_end,
+    array_begin,
+    array_end,
+    key,
+    string,
+    int64,
+    uint64,
+    double_,
+    bool_,
+    null
+  };
+  struct Event {
+    Type type = Type::null;
+    bool flag = false;      // bool_: its value
+    std::string_view text;  // key and string: the text
+    union {
+      int64_t i;
+      uint64_t u;  // uint64, and object_end and array_end: how many members or elements
+      double d;
+    };
+  };
+
+  std::vector<Event> events;       // every item's, one item after the other
+  std::vector<std::size_t> items;  // where each item's events begin, then where the last ends
+
+  // The page's text, and whether all of it is UTF-8: then a key or string that is a view of it
+  // needs no check of its own.
+  std::string_view body;
+  bool body_utf8 = false;
+  bool in_body(std::string_view text) const {
+    return text.data() >= body.data() && text.data() + text.size() <= body.data() + body.size();
+  }
+  bool utf8(std::string_view text) const {
+    return (body_utf8 && in_body(text)) || valid_utf8(text);
+  }
+
+  // The root object's members, when they are plain: "items" an array, once;
+  // "next_page_token" a string or null; "server_time".
+  bool root_object = false;
+  std::size_t items_members = 0;
+  bool items_array = false;
+  bool token_plain = true;
+  std::optional<std::string> token;
+  std::optional<std::string> server_time;
+
+  class Handler;
+
+  // The item's values, as a parse of the page would have held them.
+  json::value value_of(std::size_t begin, std::size_t end, json::storage_ptr storage) const {
+    json::value_stack st;
+    st.reset(std::move(storage));
+    for (std::size_t i = begin; i < end; ++i) {
+      const Event& e = events[i];
+      switch (e.type) {
+        case Type::object_begin:
+        case Type::array_begin:
+          break;
+        case Type::object_end:
+          st.push_object(e.u);
+          break;
+        case Type::array_end:
+          st.push_array(e.u);
+          break;
+        case Type::key:
+          st.push_key(e.text);
+          break;
+        case Type::string:
+          st.push_string(e.text);
+          break;
+        case Type::int64:
+          st.push_int64(e.i);
+          break;
+        case Type::uint64:
+          st.push_uint64(e.u);
+          break;
+        case Type::double_:
+          st.push_double(e.d);
+          break;
+        case Type::bool_:
+          st.push_bool(e.flag);
+          break;
+        case Type::null:
+          st.push_null();
+          break;
+      }
+    }
+    return st.release();
+  }
+
+  // The item as json::serialize writes its values (the same escapes and number forms), at the
+  // start of `buffer` (grown when it is too short, never shrunk); returns the length.
+  std::size_t serialize(std::size_t begin, std::size_t end, std::string& buffer) const {
+    // The most each event can take: a character escaped as \u00XX is 6.
+    std::size_t most = 0;
+    for (std::size_t i = begin; i < end; ++i) most += 6 * events[i].text.size() + 32;
+    if (buffer.size() < most) buffer.resize(std::max(most, 2 * buffer.size()));
+    char* const start = buffer.data();
+    char* p = start;
+    bool comma = false;  // a value ended: the next key or value follows a comma
+    for (std::size_t i = begin; i < end; ++i) {
+      const Event& e = events[i];
+      if (comma && e.type != Type::object_end && e.type != Type::array_end) *p++ = ',';
+      comma = true;
+      switch (e.type) {
+        case Type::object_begin:
+          *p++ = '{';
+          comma = false;
+          break;
+        case Type::array_begin:
+          *p++ = '[';
+          comma = false;
+          break;
+        case Type::object_end:
+          *p++ = '}';
+          break;
+        case Type::array_end:
+          *p++ = ']';
+          break;
+        case Type::key:
+          p = quoted(e.text, p);
+          *p++ = ':';
+          comma = false;
+          break;
+        case Type::string:
+          p = quoted(e.text, p);
+          break;
+        case Type::int64:
+          p = std::to_chars(p, p + 24, e.i).ptr;
+          break;
+        case Type::uint64:
+          p = std::to_chars(p, p + 24, e.u).ptr;
+          break;
+        case Type::double_: {
+          const std::string text = json::serialize(json::value(e.d));  // at most 24 characters
+          p = std::copy(text.begin(), text.end(), p);
+          break;
+        }
+        case Type::bool_:
+          p = e.flag ? std::copy_n("true", 4, p) : std::copy_n("false", 5, p);
+          break;
+        case Type::null:
+          p = std::copy_n("null", 4, p);
+          break;
+      }
+    }
+    return static_cast<std::size_t>(p - start);
+  }
+
+  // A key or string in quotes. A view of the page held no escapes there, so it holds no
+  // quote, backslash or control character (the parser refuses those unescaped): it is copied
+  // as it is.
+  char* quoted(std::string_view text, char* p) const {
+    if (in_body(text)) {
+      *p++ = '"';
+      std::memcpy(p, text.data(), text.size());
+      p += text.size();
+      *p++ = '"';
+      return p;
+    }
+    return quote(text, p);
+  }
+
+  // Boost.JSON's string escapes: the quote, the backslash and control characters.
+  static constexpr std::array<bool, 256> kEscaped = [] {
+    std::array<bool, 256> escaped{};
+    for (int c = 0; c < 0x20; ++c) escaped[c] = true;
+    escaped['"'] = escaped['\\'] = true;
+    return escaped;
+  }();
+  static char* quote(std::string_view text, char* p) {
+    *p++ = '"';
+    const char* in = text.data();
+    const char* const end = in + text.size();
+    while (in != end) {
+      // Eight characters at a time while none is escaped (none is below 0x20, a quote or a
+      // backslash: the words of "has a zero byte" tests; bytes from 0x80 never match).
+      constexpr uint64_t kOnes = 0x0101010101010101u, kHigh = 0x8080808080808080u;
+      uint64_t w = 0;
+      if (end - in >= 8) {
+        std::memcpy(&w, in, 8);
+        const uint64_t quote = w ^ (kOnes * '"'), backslash = w ^ (kOnes * '\\');
+        const uint64_t found = ((w - kOnes * 0x20) & ~w) | ((quote - kOnes) & ~quote) |
+                               ((backslash - kOnes) & ~backslash);
+        if ((found & kHigh) == 0) {
+          std::memcpy(p, in, 8);
+          p += 8;
+          in += 8;
+          continue;
+        }
+      }
+      const char ch = *in++;
+      const auto c = static_cast<unsigned char>(ch);
+      if (!kEscaped[c]) {
+        *p++ = ch;
+        continue;
+      }
+      *p++ = '\\';
+      switch (c) {
+        case '"':
+        case '\\':
+          *p++ = ch;
+          break;
+        case '\b':
+          *p++ = 'b';
+          break;
+        case '\t':
+          *p++ = 't';
+          break;
+        case '\n':
+          *p++ = 'n';
+          break;
+        case '\f':
+          *p++ = 'f';
+          break;
+        case '\r':
+          *p++ = 'r';
+          break;
+        default: {
+          static constexpr char hex[] = "0123456789abcdef";
+          p = std::copy_n("u00", 3, p);
+          *p++ = hex[c >> 4];
+          *p++ = hex[c & 15];
+        }
+      }
+    }
+    *p++ = '"';
+    return p;
+  }
+};
+
+class Normalizer::PageEvents::Handler {
+ public:
+  static constexpr std::size_t max_object_size = json::object::max_size();
+  static constexpr std::size_t max_array_size = json::array::max_size();
+  static constexpr std::size_t max_key_size = json::string::max_size();
+  static constexpr std::size_t max_string_size = json::string::max_size();
+
+  Handler(sdk::JsonLimits limits, std::string_view body, PageEvents& page,
+          json::monotonic_resource& arena)
+      : shape(limits), page_(page), body_(body), arena_(arena) {}
+
+  sdk::detail::JsonShapeHandler shape;
+
+  using ec_t = boost::system::error_code;
+  bool on_document_begin(ec_t& ec) { return shape.on_document_begin(ec); }
+  bool on_document_end(ec_t& ec) { return shape.on_document_end(ec); }
+  bool on_object_begin(ec_t& ec) {
+    if (!shape.on_object_begin(ec)) return false;
+    open(Type::object_begin);
+    return true;
+  }
+  bool on_array_begin(ec_t& ec) {
+    if (!shape.on_array_begin(ec)) return false;
+    open(Type::array_begin);
+    return true;
+  }
+  bool on_object_end(std::size_t n, ec_t& ec) {
+    close(Type::object_end, n);
+    return shape.on_object_end(n, ec);
+  }
+  bool on_array_end(std::size_t n, ec_t& ec) {
+    close(Type::array_end, n);
+    return shape.on_array_end(n, ec);
+  }
+  bool on_string_part(std::string_view s, std::size_t n, ec_t& ec) {
+    scratch_.append(s);
+    return shape.on_string_part(s, n, ec);
+  }
+  bool on_string(std::string_view s, std::size_t n, ec_t& ec) {
+    if (!shape.on_string(s, n, ec)) return false;
+    Event e;
+    e.type = Type::string;
+    e.text = text(s);
+    if (depth_ == 1 && page_.root_object) {
+      if (member_ == Member::token && !e.text.empty()) page_.token = std::string(e.text);
+      if (member_ == Member::server_time) page_.server_time = replace_invalid_utf8(e.text);
+    }
+    scalar(e);
+    return true;
+  }
+  bool on_key_part(std::string_view s, std::size_t n, ec_t& ec) {
+    scratch_.append(s);
+    return shape.on_key_part(s, n, ec);
+  }
+  bool on_key(std::string_view s, std::size_t n, ec_t& ec) {
+    if (!shape.on_key(s, n, ec)) return false;
+    const std::string_view key = text(s);
+    if (depth_ == 1) {
+      member_ = key == "items"             ? Member::items
+                : key == "next_page_token" ? Member::token
+                : key == "server_time"     ? Member::server_time
+                                           : Member::other;
+    } else if (in_items_) {
+      Event e;
+      e.type = Type::key;
+      e.text = key;
+      page_.events.push_back(e);
+    }
+    return true;
+  }
+  bool on_number_part(std::string_view s, ec_t& ec) { return shape.on_number_part(s, ec); }
+  bool on_int64(int64_t v, std::string_view s, ec_t& ec) {
+    if (!shape.on_int64(v, s, ec)) return false;
+    Event e;
+    e.type = Type::int64;
+    e.i = v;
+    scalar(e);
+    return true;
+  }
+  bool on_uint64(uint64_t v, std::string_view s, ec_t& ec) {
+    if (!shape.on_uint64(v, s, ec)) return false;
+    Event e;
+    e.type = Type::uint64;
+    e.u = v;
+    scalar(e);
+    return true;
+  }
+  bool on_double(double v, std::string_view s, ec_t& ec) {
+    if (!shape.on_double(v, s, ec)) return false;
+    Event e;
+    e.type = Type::double_;
+    e.d = v;
+    scalar(e);
+    return true;
+  }
+  bool on_bool(bool v, ec_t& ec) {
+    if (!shape.on_bool(v, ec)) return false;
+    Event e;
+    e.type = Type::bool_;
+    e.flag = v;
+    scalar(e);
+    return true;
+  }
+  bool on_null(ec_t& ec) {
+    if (!shape.on_null(ec)) return false;
+    Event e;
+    e.type = Type::null;
+    scalar(e);
+    return true;
+  }
+  bool on_comment_part(std::string_view s, ec_t& ec) { return shape.on_comment_part(s, ec); }
+  bool on_comment(std::string_view s, ec_t& ec) { return shape.on_comment(s, ec); }
+
+ private:
+  enum class Member { other, items, token, server_time };
+
+  // The whole text of a key or string: a view of the page, or of a copy in the arena when
+  // the parser handed it over in parts or unescaped it.
+  std::string_view text(std::string_view last) {
+    if (scratch_.empty() && last.data() >= body_.data() &&
+        last.data() + last.size() <= body_.data() + body_.size()) {
+      return last;
+    }
+    scratch_.append(last);
+    char* copy = static_cast<char*>(arena_.allocate(scratch_.size() + 1, 1));
+    std::memcpy(copy, scratch_.data(), scratch_.size());
+    const std::string_view out(copy, scratch_.size());
+    scratch_.clear();
+    return out;
+  }
+  // A value of the root object's member being read.
+  void member(Type type) {
+    if (member_ == Member::items) {
+      ++page_.items_members;
+      page_.items_array = type == Type::array_begin;
+    } else if (member_ == Member::token) {
+      page_.token_plain = type == Type::string || type == Type::null;
+    }
+  }
+  void scalar(const Event& e) {
+    if (depth_ == 0) page_.root_object = false;
+    if (depth_ == 1 && page_.root_object) member(e.type);
+    if (!in_items_) return;
+    if (depth_ == 2) page_.items.push_back(page_.events.size());
+    page_.events.push_back(e);
+  }
+  void open(Type type) {
+    if (depth_ == 0) page_.root_object = type == Type::object_begin;
+    if (depth_ == 1 && page_.root_object) {
+      member(type);
+      in_items_ = member_ == Member::items && type == Type::array_begin;
+    } else if (in_items_) {
+      if (depth_ == 2) page_.items.push_back(page_.events.size());
+      Event e;
+      e.type = type;
+      page_.events.push_back(e);
+    }
+    ++depth_;
+  }
+  void close(Type type, std::size_t n) {
+    --depth_;
+    if (depth_ == 1) {
+      in_items_ = false;
+    } else if (in_items_) {
+      Event e;
+      e.type = type;
+      e.u = n;
+      page_.events.push_back(e);
+    }
+  }
+
+  PageEvents& page_;
+  std::string_view body_;
+  json::monotonic_resource& arena_;
+  std::string scratch_;
+  std::size_t depth_ = 0;
+  bool in_items_ = false;
+  Member member_ = Member::other;
+};
+
+namespace {
+
+// compare_keys with the instants of the two updated_at read already.
+int compare_keys_at(const FeedKey& a, std::optional<int64_t> ta, const FeedKey& b,
+                    std::optional<int64_t> tb) {
+  if (ta && tb) {
+    if (*ta != *tb) return *ta < *tb ? -1 : 1;
+  } else {
+    const int c = a.updated_at.compare(b.updated_at);
+    if (c != 0) return c < 0 ? -1 : 1;
+  }
+  return compare_ids(a.id, b.id);
+}
+
+// A field's text from a scalar's event, as Record::set_json and scalar_text write it.
+template <typename Event>
+std::string scalar_event_text(const Event& e) {
+  using Type = decltype(e.type);
+  char buf[64];
+  switch (e.type) {
+    case Type::string:
+      return std::string(e.text);
+    case Type::int64:
+      return std::string(buf, std::to_chars(buf, buf + sizeof buf, e.i).ptr);
+    case Type::uint64:
+      return std::string(buf, std::to_chars(buf, buf + sizeof buf, e.u).ptr);
+    case Type::double_:
+      return std::string(buf, std::to_chars(buf, buf + sizeof buf, e.d).ptr);
+    default:
+      return e.flag ? "true" : "false";
+  }
+}
+
+}  // namespace
+
+bool Normalizer::read_item(const PageEvents& page, std::size_t begin, std::size_t end,
+                           std::size_t index, sdk::Record& record,
+                           std::vector<std::size_t>& attribute_events,
+                           std::vector<const PathNode::Child*>& guesses,
+                           std::string& scratch) const {
+  using Type = PageEvents::Type;
+  constexpr std::size_t kNone = std::size_t(-1);
+  if (page.events[begin].type != Type::object_begin) return false;
+  attribute_events.assign(attributes_.size(), kNone);
+  if (guesses.size() < end - begin) guesses.resize(end - begin);
+  // The path node of each open object (kNone: no field is read below it).
+  std::array<std::size_t, 80> open{};
+  std::size_t depth = 0;
+  open[0] = 0;
+  std::size_t pending = kNone;  // the node of the value after a key
+  bool has_id = false;
+  for (std::size_t i = begin + 1; i + 1 < end; ++i) {
+    const PageEvents::Event& e = page.events[i];
+    if (e.type == Type::key) {
+      if (!page.utf8(e.text)) return false;
+      pending = kNone;
+      if (open[depth] == kNone) continue;
+      // Items have their keys in the same places, mostly: the child found at this place in
+      // the last item is tried first.
+      const PathNode::Child*& guess = guesses[i - begin];
+      if (guess && guess->first == e.text) {
+        pending = guess->second;
+        continue;
+      }
+      for (const auto& child : nodes_[open[depth]].children) {
+        if (child.first == e.text) {
+          pending = child.second;
+          guess = &child;
+          break;
+        }
+      }
+      continue;
+    }
+    if (e.type == Type::object_end || e.type == Type::array_end) {
+      --depth;
+      continue;
+    }
+    const std::size_t at = pending;
+    pending = kNone;
+    const PathNode* node = at == kNone ? nullptr : &nodes_[at];
+    if (e.type == Type::object_begin || e.type == Type::array_begin) {
+      // An object or a list where a single value belongs, or a list on a field's path.
+      if (node && (!node->fields.empty() || !node->attributes.empty() ||
+                   (e.type == Type::array_begin && !node->children.empty()))) {
+        return false;
+      }
+      if (++depth == open.size()) return false;
+      open[depth] = e.type == Type::object_begin ? at : kNone;
+      continue;
+    }
+    if (e.type == Type::string && !page.utf8(e.text)) return false;
+    if (!node || e.type == Type::null) continue;  // null is absent
+    if (!node->children.empty()) return false;    // a single value on a field's path
+    for (const kpihub_field field : node->fields) {
+      if (field == KPIHUB_FIELD_SOURCE_ID) {
+        // A non-empty string or an integer.
+        if (e.type == Type::string ? e.text.empty()
+                                   : e.type != Type::int64 && e.type != Type::uint64) {
+          return false;
+        }
+        has_id = true;
+      }
+      record.set(field, scalar_event_text(e),
+                 e.type == Type::string  ? KPIHUB_VALUE_STRING
+                 : e.type == Type::bool_ ? KPIHUB_VALUE_BOOLEAN
+                                         : KPIHUB_VALUE_NUMBER);
+    }
+    for (const std::size_t a : node->attributes) attribute_events[a] = i;
+  }
+  if (!has_id) return false;
+  record.attributes.reserve(attributes_.size());
+  for (std::size_t a = 0; a < attributes_.size(); ++a) {
+    if (attribute_events[a] != kNone) {
+      record.attributes.emplace_back(attributes_[a].first,
+                                     scalar_event_text(page.events[attribute_events[a]]));
+    }
+  }
+  const std::size_t size = page.serialize(begin, end, scratch);  // scratch grows once a page
+  record.raw = std::string(scratch.data(), size);
+  record.location = "item " + std::to_string(index + 1);
+  return true;
+}
+
+PageSummary Normalizer::normalize_page(std::string_view body, const std::optional<FeedKey>& after,
+                                       sdk::Page& out, std::size_t max_items) const {
+  // Invalid UTF-8 is let through here and caught per item, so that one bad
+  // string quarantines its own item and not the whole page.
+  json::parse_options options;
+  options.allow_invalid_utf8 = true;
+  options.max_depth = 64;
+  json::monotonic_resource arena;  // text that held escapes, and items built into values
+  PageEvents page;
+  page.body = body;
+  page.body_utf8 = valid_utf8(body);
+  page.events.reserve(body.size() / 8);
+  json::basic_parser<PageEvents::Handler> parser(
+      options, sdk::JsonLimits{max_items, kMaxInnerArray}, body, page, arena);
+  boost::system::error_code ec;
+  const std::size_t consumed = parser.write_some(true, body.data(), body.size(), ec);
+  if (!ec && !parser.done()) parser.write_some(false, nullptr, 0, ec);
+  const sdk::detail::JsonShapeHandler& shape = parser.handler().shape;
+  bool plain = !ec && parser.done() && !shape.too_long &&
+               body.find_first_not_of(" \t\r\n", consumed) == std::string_view::npos &&
+               page.root_object && page.items_members == 1 && page.items_array && page.token_plain;
+  // An item with a repeated key is refused, naming the key; a page with one is not read.
+  std::map<std::size_t, std::string> repeated_in_item;
+  for (const auto& d : shape.duplicates) {
+    if (!plain) break;
+    if (d.path.size() >= 2 && d.path[0] == "items") {
+      std::size_t index = 0;
+      std::from_chars(d.path[1].data(), d.path[1].data() + d.path[1].size(), index);
+      std::string key;
+      for (std::size_t i = 2; i < d.path.size(); ++i) key += d.path[i] + ".";
+      repeated_in_item.emplace(index, replace_invalid_utf8(key + d.key));
+    } else {
+      plain = false;
+    }
+  }
+  // Anything else about the page is said by reading it into values.
+  if (!plain) return normalize_page_values(body, after, out, max_items);
+  page.items.push_back(page.events.size());
+
+  PageSummary summary;
+  summary.next_page_token = std::move(page.token);
+  summary.server_time = std::move(page.server_time);
+  summary.items = page.items.size() - 1;
+  const std::optional<int64_t> after_ms =
+      after ? parse_rfc3339_ms(after->updated_at) : std::nullopt;
+  std::optional<int64_t> last_ms;
+  std::vector<std::size_t> attribute_events;
+  std::vector<const PathNode::Child*> guesses;
+  std::string scratch;
+  out.reserve_records(out.records().size() + page.items.size() - 1);
+  for (std::size_t i = 0; i + 1 < page.items.size(); ++i) {
+    const std::size_t begin = page.items[i], end = page.items[i + 1];
+    const auto repeated = repeated_in_item.find(i);
+    sdk::Record record;
+    const bool read = repeated == repeated_in_item.end() &&
+                      read_item(page, begin, end, i, record, attribute_events, guesses, scratch);
+    std::optional<json::value> value;
+    std::optional<FeedKey> key;
+    if (read) {
+      // key_of: a string updated_at that is a timestamp, and the id.
+      if (record.changed_at && record.value_kinds[KPIHUB_FIELD_CHANGED_AT] == KPIHUB_VALUE_STRING) {
+        key = FeedKey{*record.changed_at, record.source_id};
+      }
+    } else {
+      value = page.value_of(begin, end, &arena);
+      key = key_of(*value);
+    }
+    const std::optional<int64_t> key_ms = key ? parse_rfc3339_ms(key->updated_at) : std::nullopt;
+    if (read && !key_ms) key.reset();
+    if (key && after && compare_keys_at(*key, key_ms, *after, after_ms) <= 0) {
+      ++summary.skipped;
+      continue;
+    }
+    if (read) {
+      out.add(std::move(record));
+    } else if (repeated != repeated_in_item.end()) {
+      reject_repeated_key(*value, i, repeated->second, out);
+    } else {
+      normalize_item(*value, i, out);
+    }
+    if (key &&
+        (!summary.last_key || compare_keys_at(*key, key_ms, *summary.last_key, last_ms) > 0)) {
+      summary.last_key = std::move(key);
+      last_ms = key_ms;
     }
   }
   return summary;

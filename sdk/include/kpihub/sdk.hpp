@@ -532,6 +532,8 @@ struct RejectedItem {
 class Page {
  public:
   void add(Record r) { records_.push_back(std::move(r)); }
+  // Room for `n` records in all, so that adding a page's records moves none of them again.
+  void reserve_records(std::size_t n) { records_.reserve(n); }
   void reject(RejectedItem r) { rejected_.push_back(std::move(r)); }
   void set_cursor(std::string c) { cursor_ = std::move(c); }
   void set_caught_up(bool v) { caught_up_ = v; }
@@ -555,13 +557,16 @@ class Page {
   kpihub_page c_view() {
     c_records_.clear();
     c_records_.reserve(records_.size());
+    // Every record's attributes in one array, sized first: the records point into it.
+    std::size_t attribute_count = 0;
+    for (const Record& r : records_) attribute_count += r.attributes.size();
     c_attrs_.clear();
-    c_attrs_.resize(records_.size());
+    c_attrs_.reserve(attribute_count);
     for (std::size_t i = 0; i < records_.size(); ++i) {
       const Record& r = records_[i];
-      auto& attrs = c_attrs_[i];
-      attrs.reserve(r.attributes.size());
-      for (const auto& [k, v] : r.attributes) attrs.push_back({detail::view(k), detail::view(v)});
+      const std::size_t first = c_attrs_.size();
+      for (const auto& [k, v] : r.attributes)
+        c_attrs_.push_back({detail::view(k), detail::view(v)});
       kpihub_record c{};
       c.struct_size = sizeof(c);
       c.source_id = detail::view(r.source_id);
@@ -584,8 +589,8 @@ class Page {
       c.approval_by = detail::view(r.approval_by);
       c.approval_at = detail::view(r.approval_at);
       c.changed_at = detail::view(r.changed_at);
-      c.attributes = attrs.data();
-      c.attribute_count = attrs.size();
+      c.attributes = c_attrs_.data() + first;
+      c.attribute_count = r.attributes.size();
       c.raw = detail::view(r.raw);
       c.location = detail::view(r.location);
       c.value_kinds = r.value_kinds.data();
@@ -624,7 +629,7 @@ class Page {
   bool caught_up_ = false;
   std::string progress_;
   std::vector<kpihub_record> c_records_;
-  std::vector<std::vector<kpihub_attribute>> c_attrs_;
+  std::vector<kpihub_attribute> c_attrs_;
   std::vector<kpihub_rejected_item> c_rejected_;
 };
 

@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <random>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -408,6 +411,153 @@ TEST(EOfficeSettings, ReadsDefaultsAndRefusesBadValues) {
   EXPECT_NE(error_of(R"({"base_url": "ftp://x", "client_id": "hub", "client_secret_env": "S"})")
                 .find("base_url"),
             std::string::npos);
+}
+
+// What a page gives, everything a user of the records, rejections and summary can see, or the
+// error a page is refused with.
+std::string outcome(const Normalizer& n, const std::string& body,
+                    const std::optional<FeedKey>& after, std::size_t max_items, bool values) {
+  Page page;
+  kpihub::eoffice::PageSummary s;
+  try {
+    s = values ? n.normalize_page_values(body, after, page, max_items)
+               : n.normalize_page(body, after, page, max_items);
+  } catch (const PageParseError& e) {
+    return "error at " + std::to_string(e.offset()) + ": " + e.what();
+  }
+  std::string o;
+  const auto opt = [&](const std::optional<std::string>& v) {
+    o += (v ? "[" + *v + "]" : "-") + "|";
+  };
+  for (const auto& r : page.records()) {
+    o += "record " + r.source_id + "|" + r.revision + "|";
+    for (const auto* f : {&r.retracted,
+                          &r.staff_code,
+                          &r.source_staff_id,
+                          &r.agency_code,
+                          &r.task_code,
+                          &r.work_date,
+                          &r.declared_minutes,
+                          &r.quantity,
+                          &r.product_unit,
+                          &r.title,
+                          &r.evidence_ref,
+                          &r.deadline,
+                          &r.completed_at,
+                          &r.approval_status,
+                          &r.approval_rating,
+                          &r.approval_by,
+                          &r.approval_at,
+                          &r.changed_at,
+                          &r.raw,
+                          &r.location}) {
+      opt(*f);
+    }
+    for (const auto& [k, v] : r.attributes) o += k + "=" + v + ";";
+    for (const auto k : r.value_kinds) o += std::to_string(k);
+    o += "\n";
+  }
+  for (const auto& r : page.rejected()) {
+    o += "rejected " + r.reason + "|" + r.message + "|";
+    opt(r.source_id);
+    opt(r.field);
+    opt(r.raw);
+    opt(r.location);
+    o += "\n";
+  }
+  o += "items " + std::to_string(s.items) + ", skipped " + std::to_string(s.skipped) + ", last ";
+  o += s.last_key ? s.last_key->updated_at + " " + s.last_key->id : "-";
+  o += ", ";
+  opt(s.next_page_token);
+  opt(s.server_time);
+  return o;
+}
+
+// Pages are read in one pass from the parser's events, items without being built into values
+// (issue 20). Whatever the page holds, that gives exactly what reading its values gives:
+// the same records (raw text included), rejections, messages, cursor and errors.
+TEST(EOfficeNormalizer, ReadingAPageInOnePassGivesWhatItsValuesGive) {
+  const Normalizer n;
+  const std::string good = kSpecItem;
+  const std::string at = R"("updated_at": "2025-04-09T16:00:00+07:00")";
+  const std::vector<std::string> items = {
+      good,
+      R"({"id": "A1", "revision": 1, )" + at +
+          R"(, "title": "a\nb\"c\\d\/e\u00e9\u0001\u001f", "minutes": 150.0, "quantity": 1.5})",
+      R"({"id": 7, "revision": 1e2, )" + at + R"(, "quantity": -0.0, "minutes": -5})",
+      R"({"id": 18446744073709551615, "revision": 18446744073709551615, )" + at + "}",
+      R"({"id": 1.5, )" + at + "}",
+      R"({"id": "", )" + at + "}",
+      R"({"id": true, )" + at + "}",
+      R"({"id": null, )" + at + "}",
+      "{" + at + "}",
+      R"({"id": "B", )" + at + R"(, "approval": null, "title": null})",
+      R"({"id": "B", )" + at + R"(, "approval": "yes"})",
+      R"({"id": "B", )" + at + R"(, "approval": [1, 2]})",
+      R"({"id": "B", )" + at + R"(, "approval": {"status": {"x": 1}}})",
+      R"({"id": "B", )" + at + R"(, "approval": {"status": "ok", "z": [{"a": [1, {"b": 2}]}]},
+          "extra": {"x": [1, 2, {"y": null}]}, "more": [[], {}]})",
+      R"({"id": "B", )" + at + R"(, "title": {"a": 1}})",
+      R"({"id": "B", )" + at + R"(, "start_time": {"a": 1}})",
+      R"({"id": "B", )" + at +
+          R"(, "start_time": 1.25, "end_time": true, "assigned_by": 7, "assigned_at": null})",
+      R"({"id": "B", "updated_at": 12345})",
+      R"({"id": "B", "updated_at": "garbage"})",
+      R"({"id": "B", )" + at + R"(, "id": "C"})",
+      R"({"id": "B", )" + at + R"(, "x": {"q": 1, "q": 2}, "title": "t", "title": "u"})",
+      "{\"id\": \"B\xff\", " + at + "}",
+      "{\"id\": \"B\", " + at + ", \"k\xc3\": 1}",
+      "{\"id\": \"B\", " + at + ", \"other\": [\"\xe0\x80\"]}",
+      R"({"\u0069d": "escaped-key", )" + at + "}",
+      "5",
+      "\"text\"",
+      "null",
+      "[1, 2]",
+      "{}"};
+  const std::vector<std::optional<FeedKey>> cursors = {
+      std::nullopt, FeedKey{"2025-04-09T16:00:00+07:00", "B"}, FeedKey{"not a time", "5"}};
+  const auto same = [&](const std::string& body, std::size_t max_items = 1000) {
+    for (const auto& after : cursors) {
+      EXPECT_EQ(outcome(n, body, after, max_items, false), outcome(n, body, after, max_items, true))
+          << body;
+    }
+  };
+  for (const auto& item : items) {
+    same(page_of(item));
+    same(page_of(item + "," + good + "," + item, "\"next\""));
+  }
+  for (const std::string& page : std::vector<std::string>{
+           R"([])", R"({})", R"({"items": {}})", R"({"items": [], "items": []})",
+           R"({"items": [], "next_page_token": 5})", R"({"items": [], "next_page_token": ""})",
+           R"({"items": [], "server_time": "a\u00e9"})", R"({"items": []} x)", R"({"items": [] )",
+           R"({"items": [[1, 2, 3]]})", R"({"a": {"b": 1, "b": 2}, "items": []})",
+           R"({"a": {"items": [1]}, "items": [)" + good + "]}"}) {
+    same(page);
+    same(page, 1);
+  }
+  // And pages of a good item and the spec's, each changed at a few random bytes.
+  std::mt19937_64 random(20);
+  const std::string alphabet = "{}[]\",:\\ 0123456789.eE-+tfnulxa\xff\xc3\xa9/";
+  for (int round = 0; round < 3000; ++round) {
+    std::string body = page_of(items[1] + "," + good, "\"t\"");
+    for (int change = 1 + static_cast<int>(random() % 3); change > 0; --change) {
+      const std::size_t pos = random() % body.size();
+      const char c = alphabet[random() % alphabet.size()];
+      switch (random() % 3) {
+        case 0:
+          body[pos] = c;
+          break;
+        case 1:
+          body.insert(pos, 1, c);
+          break;
+        default:
+          body.erase(pos, 1);
+      }
+    }
+    EXPECT_EQ(outcome(n, body, std::nullopt, 1000, false),
+              outcome(n, body, std::nullopt, 1000, true))
+        << body;
+  }
 }
 
 }  // namespace

@@ -100,6 +100,13 @@ class Normalizer {
                              sdk::Page& out,
                              std::size_t max_items = std::numeric_limits<std::size_t>::max()) const;
 
+  // The same, with the page parsed into values first: what normalize_page does for a page
+  // that is not plain (it throws the PageParseError that says why), and the reference its
+  // one-pass reading is tested against.
+  PageSummary normalize_page_values(
+      std::string_view body, const std::optional<FeedKey>& after, sdk::Page& out,
+      std::size_t max_items = std::numeric_limits<std::size_t>::max()) const;
+
   // The longest array an item may hold (E-Office items hold none).
   static constexpr std::size_t kMaxInnerArray = 1000;
 
@@ -124,12 +131,29 @@ class Normalizer {
     Path path;
     kpihub_field field = KPIHUB_FIELD_SOURCE_ID;
   };
+  // The source paths of the fields and attributes as a tree of names: an item is read from
+  // the parser's events by walking it, without building the item's values.
+  struct PathNode {
+    std::vector<kpihub_field> fields;                   // model fields read from this path
+    std::vector<std::size_t> attributes;                // indexes into attributes_
+    using Child = std::pair<std::string, std::size_t>;  // name, index into nodes_
+    std::vector<Child> children;
+  };
+  struct PageEvents;
+
+  // An item read from its events into a record; false when it needs a closer look (then
+  // normalize_item says what is wrong with it).
+  bool read_item(const PageEvents& page, std::size_t begin, std::size_t end, std::size_t index,
+                 sdk::Record& record, std::vector<std::size_t>& attribute_events,
+                 std::vector<const PathNode::Child*>& guesses, std::string& scratch) const;
+  std::size_t add_path(const std::vector<std::string>& segments);
 
   FieldMap map_;
   std::vector<Target> targets_;
   std::vector<std::pair<std::string, Path>> attributes_;
   Path id_path_;
   Path updated_at_path_;
+  std::vector<PathNode> nodes_;  // nodes_[0]: the item
 };
 
 // True when `text` is valid UTF-8; otherwise `bad_offset` gets the offset of
