@@ -12,6 +12,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <boost/json.hpp>
 
@@ -554,6 +555,46 @@ TEST_F(ProvincialTest, ReceiverRestartKeepsDataAndIdempotencyKeys) {
   EXPECT_EQ(stat("duplicate_batches"), 1);
   EXPECT_EQ(stat("batches"), 1);
   EXPECT_EQ(deliver("b-keep", records("eoffice:Y-", 3)).results[0].code, "idempotency_conflict");
+}
+
+// A receiver database written before the store's layout changed (records in
+// a rowid table, WAL journal, 4 KiB pages) is opened and used as it is: what
+// it held is read back, a newer revision replaces it, an older does not.
+TEST_F(ProvincialTest, ReceiverKeepsUsingADatabaseOfTheEarlierLayout) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(options_.db_path.c_str(), &db), SQLITE_OK);
+  const std::string held = record_json("eoffice:OLD-1", 2, 1);
+  const std::string earlier =
+      "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;"
+      "CREATE TABLE records (record_id TEXT PRIMARY KEY, revision INTEGER NOT NULL,"
+      " sequence INTEGER NOT NULL, retracted INTEGER NOT NULL, body TEXT NOT NULL);"
+      "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+      "INSERT INTO counters VALUES ('batches', 1), ('revisions_received', 1);"
+      "INSERT INTO records VALUES ('eoffice:OLD-1', 2, 1, 0, '" +
+      held + "');";
+  ASSERT_EQ(sqlite3_exec(db, earlier.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  start_receiver();
+  const auto old = receiver_->record("eoffice:OLD-1");
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->json, held);
+  EXPECT_EQ(stat("batches"), 1);
+  EXPECT_EQ(
+      deliver("b-new", {record_item("eoffice:OLD-1", 1, 5), record_item("eoffice:NEW-1", 1, 1)})
+          .count(KPIHUB_ITEM_DELIVERED),
+      2u);
+  EXPECT_EQ(receiver_->record("eoffice:OLD-1")->revision, 2) << "an older revision replaced it";
+  deliver("b-newer", {record_item("eoffice:OLD-1", 3, 1)});
+  EXPECT_EQ(receiver_->record("eoffice:OLD-1")->revision, 3);
+  EXPECT_EQ(stat("records"), 2);
+  EXPECT_EQ(stat("batches"), 3);
+  EXPECT_EQ(stat("revisions_received"), 4);
+
+  restart_receiver();
+  EXPECT_EQ(receiver_->record("eoffice:OLD-1")->revision, 3);
+  EXPECT_EQ(receiver_->record("eoffice:NEW-1")->json, record_json("eoffice:NEW-1", 1, 1));
 }
 
 TEST_F(ProvincialTest, MonthlySummariesGoToTheMonthsEndpoint) {
