@@ -6,6 +6,8 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git openssl ca-certificates curl
   libboost1.81-all-dev libboost-json1.81-dev
   libpoco-dev libxml2-dev libssl-dev libsqlite3-dev
+  # the receiver simulator's JSON path (tests/sim/province)
+  libsimdjson-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang
   chromium fonts-dejavu-core
   # promtool: the /metrics page, scrape config and alert rules are checked with it

@@ -12,6 +12,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <boost/json.hpp>
 
@@ -556,6 +557,47 @@ TEST_F(ProvincialTest, ReceiverRestartKeepsDataAndIdempotencyKeys) {
   EXPECT_EQ(deliver("b-keep", records("eoffice:Y-", 3)).results[0].code, "idempotency_conflict");
 }
 
+// A receiver database written before the store's layout changed (records in
+// a rowid table, WAL journal, 4 KiB pages) is opened and used as it is: what
+// it held is read back, a newer revision replaces it, an older does not.
+TEST_F(ProvincialTest, ReceiverKeepsUsingADatabaseOfTheEarlierLayout) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(options_.db_path.c_str(), &db), SQLITE_OK);
+  const std::string held = record_json("eoffice:OLD-1", 2, 1);
+  const std::string earlier =
+      "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;"
+      "CREATE TABLE records (record_id TEXT PRIMARY KEY, revision INTEGER NOT NULL,"
+      " sequence INTEGER NOT NULL, retracted INTEGER NOT NULL, body TEXT NOT NULL);"
+      "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+      "INSERT INTO counters VALUES ('batches', 1), ('revisions_received', 1);"
+      "INSERT INTO records VALUES ('eoffice:OLD-1', 2, 1, 0, '" +
+      held + "');";
+  ASSERT_EQ(sqlite3_exec(db, earlier.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  start_receiver();
+  const auto old = receiver_->record("eoffice:OLD-1");
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->json, held);
+  EXPECT_EQ(stat("batches"), 1);
+  EXPECT_EQ(
+      deliver("b-new", {record_item("eoffice:OLD-1", 1, 5), record_item("eoffice:NEW-1", 1, 1)})
+          .count(KPIHUB_ITEM_DELIVERED),
+      2u);
+  EXPECT_EQ(receiver_->record("eoffice:OLD-1")->revision, 2) << "an older revision replaced it";
+  deliver("b-newer", {record_item("eoffice:OLD-1", 3, 1)});
+  EXPECT_EQ(receiver_->record("eoffice:OLD-1")->revision, 3);
+  EXPECT_EQ(stat("records"), 2);
+  EXPECT_EQ(stat("batches"), 3);
+  EXPECT_EQ(stat("revisions_received"), 4);
+
+  restart_receiver();
+  EXPECT_EQ(receiver_->record("eoffice:OLD-1")->revision, 3);
+  EXPECT_EQ(json::parse(receiver_->record("eoffice:NEW-1")->json),
+            json::parse(record_json("eoffice:NEW-1", 1, 1)));
+}
+
 TEST_F(ProvincialTest, MonthlySummariesGoToTheMonthsEndpoint) {
   start_receiver();
   Item bad = staff_month_item("KH-2", 1);
@@ -799,6 +841,49 @@ TEST_F(ProvincialTest, ReceiverAnswersBadBodiesWith400AndNeedsAToken) {
   const auto no_key = client.request("POST", url, {{"Authorization", bearer}},
                                      R"({"hub_id":"h","batch_id":"k3","records":[]})");
   EXPECT_EQ(no_key.status, 400);
+}
+
+// The receiver keeps a record's text as it came (spaces, number spellings) and
+// reads it back so; a body with an invalid value anywhere, even deep inside a
+// record, is still refused whole.
+TEST_F(ProvincialTest, ReceiverKeepsTheTextAsSentAndRefusesAnInvalidValueAnywhere) {
+  start_receiver();
+  kpihub::net::HttpClient client({});
+  const auto token =
+      json::parse(client
+                      .request("POST", receiver_->base_url() + "/oauth2/token", {},
+                               "grant_type=client_credentials&client_id=hub-test&client_secret=" +
+                                   kpihub::net::url_encode(kClientSecret))
+                      .body);
+  const std::string bearer = "Bearer " + std::string(token.at("access_token").as_string());
+  const auto post = [&](const std::string& key, const std::string& body) {
+    return client.request("POST", receiver_->base_url() + "/api/v1/kpi/records:batch",
+                          {{"Authorization", bearer}, {"Idempotency-Key", key}}, body);
+  };
+  const std::string record =
+      R"({ "record_id": "eoffice:AS-1", "revision": 1, "staff_code": "KH-1",)"
+      R"( "work_date": "2025-04-08", "title": "Xử lý \u0111ến",)"
+      R"( "scoring": {"sequence": 1, "points": 2.50, "ratio": 1e2} })";
+  const auto taken = post(
+      "k-as-sent", R"({"hub_id": "h", "batch_id": "k-as-sent", "records": [ )" + record + " ]}");
+  ASSERT_EQ(taken.status, 200) << taken.body;
+  EXPECT_EQ(json::parse(taken.body).at("accepted").to_number<int64_t>(), 1);
+  const auto read = http_get("/api/v1/kpi/records/eoffice:AS-1");
+  ASSERT_EQ(read.status, 200);
+  EXPECT_EQ(read.body, record);
+
+  for (const std::string bad :
+       {R"("points": 2.5.1)", R"("points": tru)", R"("title": "\x")", "\"title\": \"\xff\""}) {
+    SCOPED_TRACE(bad);
+    const auto refused = post(
+        "k-bad-" + bad, R"({"hub_id":"h","batch_id":"b","records":[{"record_id":"eoffice:AS-2",)"
+                        R"("revision":1,"staff_code":"KH-1","work_date":"2025-04-08",)"
+                        R"("scoring":{"sequence":1,)" +
+                            bad + "}}]}");
+    EXPECT_EQ(refused.status, 400) << refused.body;
+    EXPECT_THAT(refused.body, HasSubstr("not valid JSON"));
+  }
+  EXPECT_FALSE(receiver_->record("eoffice:AS-2"));
 }
 
 // ------------------------------------------------------- Retry-After -----

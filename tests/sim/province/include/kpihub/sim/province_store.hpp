@@ -1,6 +1,6 @@
-// Durable store of the simulated provincial receiver: SQLite (WAL) through
-// Poco::Data. Everything one batch changes, including its idempotency key and
-// the answer to replay, is written in one transaction.
+// Durable store of the simulated provincial receiver: SQLite (WAL, an fsync
+// per commit) through its C API, one connection, statements prepared once. Everything one batch
+// changes, including its idempotency key and the answer to replay, is written in one transaction.
 #pragma once
 
 #include <cstdint>
@@ -8,16 +8,18 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kpihub::sim::province {
 
+// A record of a batch: views into the batch being applied (no copy per record).
 struct RecordVersion {
-  std::string record_id;
+  std::string_view record_id;
   int64_t revision = 0;
   int64_t sequence = 0;
   bool retracted = false;
-  std::string json;
+  std::string_view json;
 };
 
 struct MonthVersion {
