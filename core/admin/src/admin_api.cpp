@@ -184,8 +184,7 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
     json::array sources, sinks;
     for (const auto& s : hub_.source_status()) sources.push_back(source_json(s, now));
     for (const auto& s : config_.sinks) {
-      sinks.push_back(
-          json::object{{"name", s.name}, {"outbox_depth", store_.outbox_depth(s.name)}});
+      sinks.push_back(json::object{{"name", s.name}, {"outbox_depth", store_.depth(s.name)}});
     }
     return json_reply(200, json::object{{"hub_id", config_.hub_id},
                                         {"records", c.records},
@@ -353,7 +352,7 @@ net::Reply AdminApi::metrics_text() {
   // Gauges read at scrape time, so they are right even after a restart.
   for (const auto& s : config_.sinks) {
     metrics_.set("kpihub_outbox_depth", {{"sink", s.name}},
-                 static_cast<double>(store_.outbox_depth(s.name)));
+                 static_cast<double>(store_.depth(s.name)));
   }
   const auto counts = store_.counts();
   metrics_.set("kpihub_records", {}, static_cast<double>(counts.records));

@@ -176,8 +176,8 @@ net::Reply AdminApi::dashboard(const net::Request& request) {
     << "<span class=\"kpi\"><b>" << counts.quarantined << "</b>quarantined</span>"
     << "<span class=\"kpi\"><b>" << counts.dead_letters << "</b>dead letters</span>";
   for (const auto& s : config_.sinks) {
-    h << "<span class=\"kpi\"><b>" << store_.outbox_depth(s.name) << "</b>waiting for "
-      << esc(s.name) << "</span>";
+    h << "<span class=\"kpi\"><b>" << store_.depth(s.name) << "</b>waiting for " << esc(s.name)
+      << "</span>";
   }
   h << "</div>";
 

@@ -639,7 +639,7 @@ int cmd_status(const std::vector<std::string>& args) {
               << " quarantined, cursor " << (s.cursor ? *s.cursor : std::string("(none)")) << "\n";
   }
   for (const auto& s : config.sinks) {
-    std::cout << "sink " << s.name << ": " << store->outbox_depth(s.name) << " items waiting\n";
+    std::cout << "sink " << s.name << ": " << store->depth(s.name) << " items waiting\n";
   }
   for (const auto& name : store->sinks_with_batches()) {
     const bool configured = std::any_of(config.sinks.begin(), config.sinks.end(),

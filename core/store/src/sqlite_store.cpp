@@ -77,7 +77,7 @@ OutboxKind outbox_kind_of_key(const std::string& key) {
 
 // SQL for how many outbox items have a seq above `after` (an SQL expression), from the first
 // and last seq alone: the outbox is one unbroken range of seqs (an append takes the next
-// seq, AUTOINCREMENT; compact_outbox deletes from the first). Counting the rows read them
+// seq, AUTOINCREMENT; compact deletes from the first). Counting the rows read them
 // all, under the store's mutex, on every status call and metrics scrape. Two subqueries,
 // not MIN and MAX in one: SQLite answers a lone MIN or MAX from the key without a scan.
 std::string outbox_items_after(const std::string& after) {
@@ -864,7 +864,7 @@ class SqliteStore final : public Store {
     });
   }
 
-  int64_t outbox_depth(const std::string& sink) override {
+  int64_t depth(const std::string& sink) override {
     return guarded("measuring the outbox depth of sink " + sink, [&] {
       std::string s = sink;
       int64_t after_last_batch = 0;
@@ -881,7 +881,7 @@ class SqliteStore final : public Store {
     });
   }
 
-  std::size_t compact_outbox(const std::vector<std::string>& sinks,
+  std::size_t compact(const std::vector<std::string>& sinks,
                              int64_t delivered_before_unix_ms, std::size_t max_items) override {
     return guarded("compacting the outbox", [&]() -> std::size_t {
       if (max_items == 0) return 0;

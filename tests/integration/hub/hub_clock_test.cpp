@@ -184,7 +184,7 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
   s = hub->run(stop, RunMode::once);
   ASSERT_TRUE(s.ok()) << s.line();
   EXPECT_EQ(s.outbox_compacted, lines);
-  EXPECT_EQ(store->compact_outbox({"files"}, clock.now_unix_ms(), 1000), 0u);
+  EXPECT_EQ(store->compact({"files"}, clock.now_unix_ms(), 1000), 0u);
   EXPECT_EQ(store->counts().outbox_pending, 0);
   store.reset();
   fs::remove_all(dir);

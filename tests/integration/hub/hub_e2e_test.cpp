@@ -640,7 +640,7 @@ TEST_F(HubE2E, SighupAddsASourceWithoutLosingOrRepeatingRecords) {
         auto store = open_store();
         return store->cursor("counting").value_or("") == std::to_string(kRecords) &&
                store->cursor("counting2").value_or("") == std::to_string(kRecords) &&
-               store->outbox_depth("files") == 0 && everything_scored(*store);
+               store->depth("files") == 0 && everything_scored(*store);
       },
       std::chrono::seconds(60));
   ::kill(p.pid, SIGTERM);
@@ -978,7 +978,7 @@ TEST_F(HubE2E, EveryCommandScoresWithTheStaffTheSourcesSynced) {
   ASSERT_TRUE(sent.count("staff:2025-04:KH-900001")) << once.output;
   const auto leader = boost::json::parse(sent.at("staff:2025-04:KH-900001").back()).as_object();
   EXPECT_TRUE(leader.at("leader").as_bool()) << leader;
-  ASSERT_EQ(open_store()->outbox_depth("files"), 0);
+  ASSERT_EQ(open_store()->depth("files"), 0);
 
   // Nothing changed: a rescore from the command line changes nothing and queues nothing.
   const auto rescore =
@@ -988,7 +988,7 @@ TEST_F(HubE2E, EveryCommandScoresWithTheStaffTheSourcesSynced) {
                 "0 records, 0 staff months and 0 agency months changed and queued for forwarding"),
             std::string::npos)
       << rescore.output;
-  EXPECT_EQ(open_store()->outbox_depth("files"), 0);
+  EXPECT_EQ(open_store()->depth("files"), 0);
 
   // `kpihub explain` says what the running hub's explain says.
   Proc p = start({"run", "--config", config}, (dir_ / "hub.txt").string());

@@ -144,10 +144,10 @@ class InterleavingStore final : public Store {
   void defer_batch(const std::string& id, int64_t t, const std::string& e) override {
     inner_.defer_batch(id, t, e);
   }
-  int64_t outbox_depth(const std::string& s) override { return inner_.outbox_depth(s); }
-  std::size_t compact_outbox(const std::vector<std::string>& sinks, int64_t before,
-                             std::size_t max_items) override {
-    return inner_.compact_outbox(sinks, before, max_items);
+  int64_t depth(const std::string& s) override { return inner_.depth(s); }
+  std::size_t compact(const std::vector<std::string>& sinks, int64_t before,
+                      std::size_t max_items) override {
+    return inner_.compact(sinks, before, max_items);
   }
   bool forget_sink(const std::string& sink) override { return inner_.forget_sink(sink); }
   std::vector<std::string> sinks_with_batches() override { return inner_.sinks_with_batches(); }

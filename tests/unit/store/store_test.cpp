@@ -886,7 +886,7 @@ TEST_F(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   EXPECT_EQ(staff->agency_code, "SO-NV");
   EXPECT_EQ(store->month_row(OutboxKind::staff_month, "2025-04", "SO-NV"), std::nullopt);
   EXPECT_EQ(store->month_rows(OutboxKind::agency_month, "2025-04").size(), 1u);
-  EXPECT_EQ(store->outbox_depth("provincial"), 2);
+  EXPECT_EQ(store->depth("provincial"), 2);
 
   commit = {};
   commit.months = {{OutboxKind::record, "2025-04", "x", "", 1, "{}"}};
@@ -978,7 +978,7 @@ TEST_F(StoreTest, NextBatchIsTheSameUntilCompletedAndFollowsSeqOrder) {
   EXPECT_EQ(first->first_seq, first->items[0].seq);
   EXPECT_EQ(first->last_seq, first->items[2].seq);
   EXPECT_EQ(first->batch_id.size(), 36u);
-  EXPECT_EQ(store->outbox_depth("provincial"), 5);
+  EXPECT_EQ(store->depth("provincial"), 5);
 
   auto retry =
       store->next_batch("provincial", 100, 1 << 20);  // limits do not reshape a pending batch
@@ -997,7 +997,7 @@ TEST_F(StoreTest, NextBatchIsTheSameUntilCompletedAndFollowsSeqOrder) {
   EXPECT_EQ(retry->not_before_unix_ms, 1744000123000);
 
   store->complete_batch(first->batch_id, {});
-  EXPECT_EQ(store->outbox_depth("provincial"), 2);
+  EXPECT_EQ(store->depth("provincial"), 2);
   auto second = store->next_batch("provincial", 3, 1 << 20);
   ASSERT_TRUE(second);
   EXPECT_NE(second->batch_id, first->batch_id);
@@ -1007,10 +1007,10 @@ TEST_F(StoreTest, NextBatchIsTheSameUntilCompletedAndFollowsSeqOrder) {
   store->complete_batch(second->batch_id, {});
   store->complete_batch(second->batch_id, {});  // twice is harmless
   EXPECT_EQ(store->next_batch("provincial", 3, 1 << 20), std::nullopt);
-  EXPECT_EQ(store->outbox_depth("provincial"), 0);
+  EXPECT_EQ(store->depth("provincial"), 0);
 
   // Another sink gets everything from the start, independently.
-  EXPECT_EQ(store->outbox_depth("file-export"), 5);
+  EXPECT_EQ(store->depth("file-export"), 5);
   // A sink counts once it has taken its first batch; until then the store does not know it.
   EXPECT_EQ(store->counts().outbox_pending, 0);
   auto other = store->next_batch("file-export", 10, 1 << 20);
@@ -1064,12 +1064,12 @@ TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   auto a1 = store->next_batch("a", 4, 1 << 20);
   store->complete_batch(a1->batch_id, {});
   auto b1 = store->next_batch("b", 6, 1 << 20);
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 0u) << "b has delivered nothing yet";
-  EXPECT_EQ(store->compact_outbox({"a"}, later(), 100), 0u)
+  EXPECT_EQ(store->compact(sinks, later(), 100), 0u) << "b has delivered nothing yet";
+  EXPECT_EQ(store->compact({"a"}, later(), 100), 0u)
       << "b, not named, took a batch: it still holds its items";
   store->complete_batch(b1->batch_id, {});
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 4u);  // a has not had 5 and 6
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 0u);
+  EXPECT_EQ(store->compact(sinks, later(), 100), 4u);  // a has not had 5 and 6
+  EXPECT_EQ(store->compact(sinks, later(), 100), 0u);
 
   // b's pending batch is read back whole while the items both sinks have go.
   auto a2 = store->next_batch("a", 100, 1 << 20);
@@ -1077,8 +1077,8 @@ TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   store->complete_batch(a2->batch_id, {});
   auto b2 = store->next_batch("b", 100, 1 << 20);
   ASSERT_EQ(b2->items.size(), 4u);
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 2u);  // 5 and 6
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 0u);
+  EXPECT_EQ(store->compact(sinks, later(), 100), 2u);  // 5 and 6
+  EXPECT_EQ(store->compact(sinks, later(), 100), 0u);
   auto b2_again = store->next_batch("b", 100, 1 << 20);
   EXPECT_EQ(b2_again->batch_id, b2->batch_id);
   const auto keys = [](const Batch& b) {
@@ -1090,9 +1090,9 @@ TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   store->complete_batch(b2->batch_id, {});
 
   // A bounded call deletes the oldest first; the rest goes on the next.
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 3), 3u);
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 3), 1u);
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 3), 0u);
+  EXPECT_EQ(store->compact(sinks, later(), 3), 3u);
+  EXPECT_EQ(store->compact(sinks, later(), 3), 1u);
+  EXPECT_EQ(store->compact(sinks, later(), 3), 0u);
   EXPECT_FALSE(store->forget_sink("never-configured"));
   EXPECT_EQ(store->counts().outbox_pending, 0);
   EXPECT_EQ(store->next_batch("a", 100, 1 << 20), std::nullopt);
@@ -1103,7 +1103,7 @@ TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   ASSERT_EQ(a3->items.size(), 1u);
   EXPECT_EQ(a3->items[0].key, "eoffice:11");
   EXPECT_GT(a3->items[0].seq, b2->last_seq);
-  EXPECT_EQ(store->outbox_depth("b"), 1);
+  EXPECT_EQ(store->depth("b"), 1);
 }
 
 // A sink taken out of the configuration (for a while, or by mistake) keeps its items and its
@@ -1119,8 +1119,8 @@ TEST_F(StoreTest, ASinkNoLongerConfiguredHoldsItsItemsUntilItIsForgotten) {
   const auto pending = store->next_batch("c", 5, 1 << 20);  // 3..5, not delivered
   ASSERT_EQ(pending->items.size(), 3u);
 
-  EXPECT_EQ(store->compact_outbox({"a"}, later, 100), 2u);  // c delivered 1 and 2
-  EXPECT_EQ(store->compact_outbox({"a"}, later, 100), 0u);
+  EXPECT_EQ(store->compact({"a"}, later, 100), 2u);  // c delivered 1 and 2
+  EXPECT_EQ(store->compact({"a"}, later, 100), 0u);
   const auto again = store->next_batch("c", 5, 1 << 20);  // c is configured again
   EXPECT_EQ(again->batch_id, pending->batch_id);
   EXPECT_EQ(again->items.size(), 3u);
@@ -1129,7 +1129,7 @@ TEST_F(StoreTest, ASinkNoLongerConfiguredHoldsItsItemsUntilItIsForgotten) {
   EXPECT_TRUE(store->forget_sink("c"));
   EXPECT_FALSE(store->forget_sink("c"));
   EXPECT_EQ(store->sinks_with_batches(), std::vector<std::string>{"a"});
-  EXPECT_EQ(store->compact_outbox({"a"}, later, 100), 3u);
+  EXPECT_EQ(store->compact({"a"}, later, 100), 3u);
   EXPECT_EQ(store->next_batch("c", 5, 1 << 20), std::nullopt) << "nothing left for c";
 }
 
@@ -1145,8 +1145,8 @@ TEST_F(StoreTest, OutboxItemsDeliveredLaterThanTheCutoffAndDeadLettersStay) {
   auto second = store->next_batch("a", 1, 1 << 20);
   store->complete_batch(second->batch_id, {});
 
-  EXPECT_EQ(store->compact_outbox({"a"}, cutoff, 100), 1u);  // the second was delivered after
-  EXPECT_EQ(store->compact_outbox({"a"}, cutoff, 100), 0u);
+  EXPECT_EQ(store->compact({"a"}, cutoff, 100), 1u);  // the second was delivered after
+  EXPECT_EQ(store->compact({"a"}, cutoff, 100), 0u);
   // The dead letter keeps its payload: replaying it still queues the same item.
   const auto letters = store->dead_letters("a", 10, 0);
   ASSERT_EQ(letters.size(), 1u);
@@ -1214,7 +1214,7 @@ TEST_F(StoreTest, ReopeningKeepsEverything) {
   ASSERT_TRUE(pending);
   EXPECT_EQ(pending->batch_id, batch_id);
   EXPECT_EQ(pending->items.size(), 1u);
-  EXPECT_EQ(store->outbox_depth("s"), 2);
+  EXPECT_EQ(store->depth("s"), 2);
 }
 
 TEST_F(StoreTest, AWriterKilledMidCommitLeavesExactlyItsCommittedPages) {
@@ -1478,7 +1478,7 @@ TEST_F(StoreTest, RevisionsStoredPerHourSinceAGivenTime) {
   EXPECT_EQ(store->stored_per_hour(0).size(), 4u);
 }
 
-// counts() and outbox_depth() read the last rowid instead of counting rows (a province's
+// counts() and depth() read the last rowid instead of counting rows (a province's
 // tables are gigabytes, and every metrics scrape reads them): they must still agree with
 // counting, after updates, stale revisions, a page rolled back halfway, and compaction.
 TEST_F(StoreTest, CountsAgreeWithCountingRows) {
@@ -1489,7 +1489,7 @@ TEST_F(StoreTest, CountsAgreeWithCountingRows) {
     EXPECT_EQ(c.records, count_of(raw, "SELECT COUNT(*) FROM records")) << when;
     EXPECT_EQ(c.revisions, count_of(raw, "SELECT COUNT(*) FROM record_revisions")) << when;
     for (const char* sink : {"a", "b", "new"}) {  // "new" never takes a batch
-      EXPECT_EQ(store->outbox_depth(sink),
+      EXPECT_EQ(store->depth(sink),
                 count_of(raw, std::string("SELECT COUNT(*) FROM outbox WHERE seq > IFNULL((SELECT "
                                           "last_batched_seq FROM sink_progress WHERE sink = '") +
                                   sink + "'), 0)") +
@@ -1522,15 +1522,15 @@ TEST_F(StoreTest, CountsAgreeWithCountingRows) {
   auto b1 = store->next_batch("b", 10, 1 << 20);
   store->complete_batch(b1->batch_id, {});
   EXPECT_EQ(store->counts().outbox_pending, 6);
-  EXPECT_EQ(store->compact_outbox({"a", "b"}, unix_ms_now() + 1000, 100), 4u);
+  EXPECT_EQ(store->compact({"a", "b"}, unix_ms_now() + 1000, 100), 4u);
   expect_agree("after compaction");
-  EXPECT_EQ(store->outbox_depth("new"), 6) << "a sink added now gets the 6 items left";
+  EXPECT_EQ(store->depth("new"), 6) << "a sink added now gets the 6 items left";
   auto a2 = store->next_batch("a", 10, 1 << 20);
   store->complete_batch(a2->batch_id, {});
-  EXPECT_EQ(store->compact_outbox({"a", "b"}, unix_ms_now() + 1000, 100), 6u);
+  EXPECT_EQ(store->compact({"a", "b"}, unix_ms_now() + 1000, 100), 6u);
   EXPECT_EQ(store->counts().outbox_pending, 0);
   expect_agree("with the outbox emptied");
-  EXPECT_EQ(store->outbox_depth("new"), 0);
+  EXPECT_EQ(store->depth("new"), 0);
   append_outbox(*store, {item("eoffice:11", "{}")});
   expect_agree("after an item appended to an emptied outbox");
   EXPECT_EQ(store->counts().outbox_pending, 1);
