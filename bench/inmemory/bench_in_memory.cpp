@@ -11,6 +11,7 @@
 #include <kpihub/eoffice/normalizer.hpp>
 #include <kpihub/hub.hpp>
 #include <kpihub/sim/eoffice_sim.hpp>
+#include <kpihub/store.hpp>
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>

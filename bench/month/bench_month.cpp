@@ -9,6 +9,7 @@
 // or when
 // --benchmark_min_time is below 0.1 s, as CI runs every bench_* binary.
 #include <kpihub/hub.hpp>
+#include <kpihub/store.hpp>
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -230,7 +231,7 @@ void BM_ComputeMonthFromStore(benchmark::State& state) {
   std::size_t staff_months = 0;
   for (auto _ : state) {
     // A new scorer each time: nothing cached from the previous iteration.
-    Scorer scorer(*f.store, f.ref, clock, "bench-hub");
+    Scorer scorer(*f.store, *f.store, f.ref, clock, "bench-hub");
     const double cpu0 = bench::process_cpu_seconds();
     auto months = scorer.compute_month(kMonth);
     cpu_total += bench::process_cpu_seconds() - cpu0;
@@ -264,7 +265,7 @@ BENCHMARK(BM_ComputeMonthFromStore)->Unit(benchmark::kMillisecond)->UseRealTime(
 void BM_IncrementalRevisionPage(benchmark::State& state) {
   Fixture& f = fixture();
   const FixedClock clock((due_unix_seconds(kMonth, f.ref.rules) - 86400) * 1000);
-  Scorer scorer(*f.store, f.ref, clock, "bench-hub");
+  Scorer scorer(*f.store, *f.store, f.ref, clock, "bench-hub");
   // A store just filled (no KPIHUB_BENCH_MONTH_DB, or a new one) is scored here for the first
   // time, as the hub scores a backlog: every record's score and payload go to the outbox.
   const double first_t0 = bench::process_cpu_seconds();

@@ -1,6 +1,7 @@
 // The admin API over real HTTP: every endpoint, every way authentication can
 // fail, bad and oversized requests, and a slow client beside a fast one.
 #include <kpihub/admin.hpp>
+#include <kpihub/store.hpp>
 
 #include <Poco/Base64Encoder.h>
 #include <Poco/JWT/Signer.h>

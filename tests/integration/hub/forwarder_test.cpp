@@ -6,6 +6,7 @@
 #include <kpihub/logger.hpp>
 #include <kpihub/metrics.hpp>
 #include <kpihub/plugins.hpp>
+#include <kpihub/store.hpp>
 #include <kpihub_test/manual_clock.hpp>
 
 #include <gtest/gtest.h>

@@ -1,6 +1,7 @@
 // The Hub in-process with a clock the test moves.
 #include <kpihub/admin.hpp>
 #include <kpihub/hub.hpp>
+#include <kpihub/store.hpp>
 #include <kpihub_test/bundled_reference.hpp>
 #include <kpihub_test/manual_clock.hpp>
 

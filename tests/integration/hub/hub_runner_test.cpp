@@ -1,6 +1,7 @@
 // `kpihub run` and `kpihub run --once` are one runner (Hub::run): these tests fail when the two
 // modes drift apart again, in what they count or in how a stop ends them.
 #include <kpihub/hub.hpp>
+#include <kpihub/store.hpp>
 #include <kpihub_test/bundled_reference.hpp>
 
 #include <gtest/gtest.h>

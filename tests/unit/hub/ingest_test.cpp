@@ -1,6 +1,7 @@
 // The ingest stage without plugins or HTTP: a page as a plugin would hand it
 // over, resolved against the shipped reference data.
 #include <kpihub/hub.hpp>
+#include <kpihub/store.hpp>
 
 #include <gtest/gtest.h>
 

@@ -2,6 +2,7 @@
 // hub's ingest thread does while the scorer works: a record's (record_id, sequence) must
 // never go out twice with different content, and its sequences must only grow.
 #include <kpihub/hub.hpp>
+#include <kpihub/store.hpp>
 #include <kpihub_test/bundled_reference.hpp>
 #include <kpihub_test/manual_clock.hpp>
 
@@ -33,11 +34,11 @@ constexpr int64_t kBeforeAprilIsDue = 1746835200000;
 // 2025-05-26: April 2025 has closed.
 constexpr int64_t kAfterAprilIsDue = 1748217600000;
 
-// Forwards to a real store; before and after each staff month the scorer reads, runs a hook
-// that may commit a page (as the ingest thread may at that moment).
-class InterleavingStore final : public Store {
+// Forwards to a real store's scoring state; before and after each staff month the scorer reads,
+// runs a hook that may commit a page (as the ingest thread may at that moment).
+class InterleavingScoring final : public ScoringState {
  public:
-  explicit InterleavingStore(Store& inner) : inner_(inner) {}
+  explicit InterleavingScoring(ScoringState& inner) : inner_(inner) {}
   std::function<void(const StaffMonthKey&)> before_read, after_read;
 
   // Called with each scoring commit before it reaches the store (may throw: a crash then).
@@ -91,9 +92,6 @@ class InterleavingStore final : public Store {
         });
   }
 
-  PageCommitResult commit_page(const PageCommit& p) override { return inner_.commit_page(p); }
-  std::optional<std::string> cursor(const std::string& s) override { return inner_.cursor(s); }
-  std::vector<SourceState> sources() override { return inner_.sources(); }
   std::vector<StaffMonthKey> dirty_staff_months(std::size_t n) override {
     return inner_.dirty_staff_months(n);
   }
@@ -106,16 +104,9 @@ class InterleavingStore final : public Store {
     most_records_read = std::max(most_records_read, out.size());
     return out;
   }
-  std::vector<int64_t> received_at(const std::vector<std::string>& ids) override {
-    return inner_.received_at(ids);
-  }
   std::vector<std::string> staff_of_month(const std::string& m) override {
     return inner_.staff_of_month(m);
   }
-  std::vector<WorkRecord> records_of_month(const std::string& m) override {
-    return inner_.records_of_month(m);
-  }
-  std::optional<WorkRecord> record(const std::string& id) override { return inner_.record(id); }
   std::vector<RecordScoreRow> record_scores(const std::vector<std::string>& ids) override {
     return inner_.record_scores(ids);
   }
@@ -135,45 +126,9 @@ class InterleavingStore final : public Store {
     most_records_committed = std::max(most_records_committed, records);
     inner_.commit_scoring(c);
   }
-  std::optional<Batch> next_batch(const std::string& s, std::size_t n, std::size_t b) override {
-    return inner_.next_batch(s, n, b);
-  }
-  void complete_batch(const std::string& id, const std::vector<DeadLetter>& d) override {
-    inner_.complete_batch(id, d);
-  }
-  void defer_batch(const std::string& id, int64_t t, const std::string& e) override {
-    inner_.defer_batch(id, t, e);
-  }
-  int64_t depth(const std::string& s) override { return inner_.depth(s); }
-  std::size_t compact(const std::vector<std::string>& sinks, int64_t before,
-                      std::size_t max_items) override {
-    return inner_.compact(sinks, before, max_items);
-  }
-  bool forget_sink(const std::string& sink) override { return inner_.forget_sink(sink); }
-  std::vector<std::string> sinks_with_batches() override { return inner_.sinks_with_batches(); }
-  std::vector<QuarantineRow> quarantine(const std::string& s, const std::string& r, std::size_t n,
-                                        int64_t a) override {
-    return inner_.quarantine(s, r, n, a);
-  }
-  std::vector<DeadLetter> dead_letters(const std::string& s, std::size_t n, int64_t a) override {
-    return inner_.dead_letters(s, n, a);
-  }
-  bool replay_dead_letter(int64_t id) override { return inner_.replay_dead_letter(id); }
-  void audit(const std::string& a, const std::string& b, const std::string& c) override {
-    inner_.audit(a, b, c);
-  }
-  void save_synced_staff(const std::string& s, const std::vector<SyncedStaff>& e) override {
-    inner_.save_synced_staff(s, e);
-  }
-  std::vector<SyncedStaff> synced_staff() override { return inner_.synced_staff(); }
-  StoreCounts counts() override { return inner_.counts(); }
-  std::vector<QuarantineCount> quarantine_counts() override { return inner_.quarantine_counts(); }
-  std::vector<HourCount> stored_per_hour(int64_t since) override {
-    return inner_.stored_per_hour(since);
-  }
 
  private:
-  Store& inner_;
+  ScoringState& inner_;
 };
 
 WorkRecord diary(const std::string& id, int64_t revision, const std::string& staff,
@@ -253,7 +208,7 @@ class ScorerTest : public ::testing::Test {
 // Three runs' worth of records of one staff month over 28 days.
 constexpr std::size_t kLargeMonth = 3 * Scorer::kRecordsPerRun;
 
-void commit_large_month(Store& store) {
+void commit_large_month(RecordLog& store) {
   std::vector<WorkRecord> records;
   for (std::size_t i = 0; i < kLargeMonth; ++i) {
     WorkRecord r = diary("LAB-" + std::to_string(100000 + i), 1, "KH-000123",
@@ -274,8 +229,8 @@ void commit_large_month(Store& store) {
 
 TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameScores) {
   commit_large_month(*store_);
-  InterleavingStore store(*store_);
-  Scorer scorer(store, ref_, clock_, "test-hub");
+  InterleavingScoring store(*store_);
+  Scorer scorer(store, *store_, ref_, clock_, "test-hub");
   while (scorer.score_pending().staff_months > 0) {
   }
   // No read holds more than a run's records (each day has under 900), no commit more than
@@ -322,17 +277,17 @@ TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameS
 TEST_F(ScorerTest, ACrashBetweenTheCommitsOfALargeStaffMonthSendsEveryRecordOnce) {
   commit_large_month(*store_);
   {
-    InterleavingStore store(*store_);
+    InterleavingScoring store(*store_);
     store.before_commit = [&](const ScoringCommit&) {
       if (store.commits == 1) throw std::runtime_error("killed");
     };
-    Scorer scorer(store, ref_, clock_, "test-hub");
+    Scorer scorer(store, *store_, ref_, clock_, "test-hub");
     EXPECT_THROW(scorer.score_pending(), std::runtime_error);
     ASSERT_EQ(store.commits, 1);
   }
   clock_.set(kBeforeAprilIsDue + 60000);
-  InterleavingStore store(*store_);
-  Scorer scorer(store, ref_, clock_, "test-hub");
+  InterleavingScoring store(*store_);
+  Scorer scorer(store, *store_, ref_, clock_, "test-hub");
   while (scorer.score_pending().staff_months > 0) {
   }
   std::map<std::pair<std::string, int64_t>, std::string> first_payload;
@@ -355,8 +310,8 @@ TEST_F(ScorerTest, ACrashBetweenTheCommitsOfALargeStaffMonthSendsEveryRecordOnce
 // (sequence 1), so both would send sequence 2: with its old staff and with its new one.
 TEST_F(ScorerTest, ARecordMovedBetweenTwoReadsOfOneRunGoesOutOnceWithTheNewerContent) {
   store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000124", 60)}));
-  InterleavingStore store(*store_);
-  Scorer scorer(store, ref_, clock_, "test-hub");
+  InterleavingScoring store(*store_);
+  Scorer scorer(store, *store_, ref_, clock_, "test-hub");
   while (scorer.score_pending(64).staff_months > 0) {
   }
   // Both staff months dirty again, KH-000123 first (marks are read in the order made).
@@ -396,8 +351,8 @@ TEST_F(ScorerTest, ARecordMovedBetweenTwoReadsOfOneRunGoesOutOnceWithTheNewerCon
 // Once as a staff month's first scoring (its rows read in one range), once as a revision of
 // one record among several (read by key).
 TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) {
-  InterleavingStore store(*store_);
-  Scorer scorer(store, ref_, clock_, "test-hub");
+  InterleavingScoring store(*store_);
+  Scorer scorer(store, *store_, ref_, clock_, "test-hub");
   const auto check = [&](int64_t revision, int32_t minutes) {
     const auto sent = records_sent();
     ASSERT_FALSE(sent.empty());
@@ -441,8 +396,8 @@ TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) 
 // whole leaves: a whole rescore afterwards sends nothing, and each stored staff month equals
 // the month computed from scratch.
 TEST_F(ScorerTest, RescoringTheChangedDaysLeavesWhatAWholeRescoreWould) {
-  InterleavingStore store(*store_);
-  Scorer scorer(store, ref_, clock_, "test-hub");
+  InterleavingScoring store(*store_);
+  Scorer scorer(store, *store_, ref_, clock_, "test-hub");
   std::mt19937 rng(42);
   const auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
   const std::vector<std::string> staff = {"KH-000123", "KH-000124", "KH-000010"};
@@ -516,15 +471,15 @@ TEST_F(ScorerTest, RescoringTheChangedDaysLeavesWhatAWholeRescoreWould) {
 TEST_F(ScorerTest, DayTotalsOfOtherRulesAreNotFolded) {
   store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000123", 60)}));
   {
-    Scorer scorer(*store_, ref_, clock_, "test-hub");
+    Scorer scorer(*store_, *store_, ref_, clock_, "test-hub");
     while (scorer.score_pending().staff_months > 0) {
     }
   }
   ReferenceData changed = ref_;
   changed.rules.version = "kpi-rules/1-khanh-hoa-2025-06";
   changed.rules.quality_none = 0.5;
-  InterleavingStore store(*store_);
-  Scorer scorer(store, changed, clock_, "test-hub");
+  InterleavingScoring store(*store_);
+  Scorer scorer(store, *store_, changed, clock_, "test-hub");
   WorkRecord other_day = diary("WD-3", 1, "KH-000123", 60);
   other_day.work_date = *Date::parse("2025-04-09");
   store_->commit_page(page({other_day}));
@@ -552,12 +507,12 @@ TEST_F(ScorerTest, DayTotalsFromBeforeTheDueDateAreNotFoldedAfterIt) {
   store_->commit_page(page({open_task, other_day}));
   test::ManualClock clock(kBeforeAprilIsDue);
   {
-    Scorer scorer(*store_, ref_, clock, "test-hub");
+    Scorer scorer(*store_, *store_, ref_, clock, "test-hub");
     while (scorer.score_pending().staff_months > 0) {
     }
   }
   clock.set(kAfterAprilIsDue);  // a new process
-  Scorer scorer(*store_, ref_, clock, "test-hub");
+  Scorer scorer(*store_, *store_, ref_, clock, "test-hub");
   scorer.refresh_time_dependent();
   other_day.revision = 2;
   other_day.declared_minutes = 90;
@@ -589,7 +544,7 @@ TEST_F(ScorerTest, AMonthRecomputeReportsTheCpuOfItsOtherThreads) {
     }
   }
   store_->commit_page(page(std::move(records)));
-  Scorer scorer(*store_, ref_, clock_, "test-hub");
+  Scorer scorer(*store_, *store_, ref_, clock_, "test-hub");
   EXPECT_EQ(scorer.take_helper_cpu_seconds(), 0.0);
   ASSERT_EQ(scorer.compute_month(Month{2025, 4}).size(), 3u);
   cpu_set_t allowed;
@@ -607,7 +562,7 @@ TEST_F(ScorerTest, AMonthRecomputeReportsTheCpuOfItsOtherThreads) {
 TEST_F(ScorerTest, ExplainWaitsForAStaffListBeingMergedIntoTheDirectory) {
   store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60)}));
   std::shared_mutex directory_lock;
-  Scorer scorer(*store_, ref_, clock_, "test-hub", &directory_lock);
+  Scorer scorer(*store_, *store_, ref_, clock_, "test-hub", &directory_lock);
   std::unique_lock merging(directory_lock);  // a source thread merging its staff list
   auto explained = std::async(std::launch::async, [&] {
     return scorer.explain_staff_month("KH-000123", *Month::parse("2025-04"));
@@ -625,7 +580,7 @@ TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
   store_->commit_page(page({open_task}));
   test::ManualClock clock(kBeforeAprilIsDue);
   {
-    Scorer scorer(*store_, ref_, clock, "test-hub");
+    Scorer scorer(*store_, *store_, ref_, clock, "test-hub");
     scorer.refresh_time_dependent();
     while (scorer.score_pending().staff_months > 0) {
     }
@@ -638,7 +593,7 @@ TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
   ASSERT_EQ(agency().at("status"), "open");
 
   clock.set(kAfterAprilIsDue);  // a new process, no new records
-  Scorer scorer(*store_, ref_, clock, "test-hub");
+  Scorer scorer(*store_, *store_, ref_, clock, "test-hub");
   scorer.refresh_time_dependent();
   while (scorer.score_pending().staff_months > 0) {
   }
@@ -651,7 +606,7 @@ TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
   EXPECT_EQ(row->json, json::serialize(to_json(fresh[0], row->revision)));
 
   // Once rescored closed, a later scorer finds nothing to do.
-  Scorer later(*store_, ref_, clock, "test-hub");
+  Scorer later(*store_, *store_, ref_, clock, "test-hub");
   later.refresh_time_dependent();
   EXPECT_EQ(later.score_pending().staff_months, 0u);
 }

@@ -7,6 +7,7 @@
 #include <kpihub/store/record_log.hpp>
 #include <kpihub/store/scoring_state.hpp>
 #include <kpihub/store/staff_lists.hpp>
+#include <kpihub/store/storage.hpp>
 #include <kpihub/store/types.hpp>
 
 #include <functional>
@@ -16,11 +17,19 @@
 namespace kpihub {
 
 // Every seam at once, while consumers move to the ones they use.
-class Store : public RecordLog,
+class Store : public Storage,
+              public RecordLog,
               public ScoringState,
               public Outbox,
               public OperatorViews,
-              public StaffLists {};
+              public StaffLists {
+ public:
+  RecordLog& records() override { return *this; }
+  ScoringState& scoring() override { return *this; }
+  Outbox& outbox() override { return *this; }
+  OperatorViews& views() override { return *this; }
+  StaffLists& staff_lists() override { return *this; }
+};
 
 // Opens (creating if needed) the SQLite store at `path` in WAL mode with full
 // sync on commit, running schema migrations. Throws StoreError naming the
