@@ -3,7 +3,7 @@
 #include <kpihub/hub.hpp>
 #include <kpihub/model_json.hpp>
 #include <kpihub/run_lock.hpp>
-#include <kpihub/store.hpp>
+#include <kpihub/store/sqlite.hpp>
 
 #include <boost/json.hpp>
 #include <boost/program_options.hpp>
@@ -118,9 +118,9 @@ std::unique_ptr<Storage> open_store(const HubConfig& config) {
   prepare_data_dir(config);
   // An upgrade of a large store takes minutes (schema 4: ~8 s per 1.5 M records): say so.
   JsonLineLogger logger(stderr, log_level_of(config));
-  SqliteStoreOptions options;
+  SqliteStorageOptions options;
   options.on_migration = [&](const std::string& message) { logger.info("store", message); };
-  return open_sqlite_store(config.store_path, options);
+  return open_sqlite_storage(config.store_path, options);
 }
 
 // ------------------------------------------------------------ commands ----

@@ -1,7 +1,7 @@
 // The Hub in-process with a clock the test moves.
 #include <kpihub/admin.hpp>
 #include <kpihub/hub.hpp>
-#include <kpihub/store.hpp>
+#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/bundled_reference.hpp>
 #include <kpihub_test/manual_clock.hpp>
 
@@ -64,7 +64,7 @@ TEST(HubClock, TheHubsDateFollowsTheClockWhileItRuns) {
   const HubConfig config = counting_hub(dir, "clock-test");
   ReferenceData ref = bundled_reference();
 
-  auto store = open_sqlite_store((dir / "var/hub.db").string());
+  auto store = open_sqlite_storage((dir / "var/hub.db").string());
   JsonLineLogger logger(stderr, LogLevel::error);
   Metrics metrics;
   ManualClock clock(local_noon_ms("2025-04-01"));
@@ -77,7 +77,7 @@ TEST(HubClock, TheHubsDateFollowsTheClockWhileItRuns) {
   EXPECT_TRUE(s.ok()) << s.line();
   EXPECT_EQ(s.inserted, 24u) << s.line();    // 28 minus the 4 malformed ones
   EXPECT_EQ(s.quarantined, 4u) << s.line();  // minutes out of range, not future dates
-  const auto future = store->quarantine("counting", "future_date", 10, 0);
+  const auto future = store->views().quarantine("counting", "future_date", 10, 0);
   EXPECT_TRUE(future.empty());
   store.reset();
   fs::remove_all(dir);
@@ -92,7 +92,7 @@ TEST(HubClock, SourceLagIsMeasuredOnTheHubsClockWhenTodayIsSet) {
   config.today = "2025-04-30";  // back-filling April 2025 on 7 November 2026
   ReferenceData ref = bundled_reference();
 
-  auto store = open_sqlite_store((dir / "var/hub.db").string());
+  auto store = open_sqlite_storage((dir / "var/hub.db").string());
   JsonLineLogger logger(stderr, LogLevel::error);
   Metrics metrics;
   ManualClock clock(local_noon_ms("2026-11-07"));
@@ -148,7 +148,7 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
   ReferenceData ref = bundled_reference();
   ref.rules.retention_days = 36500;  // April 2025 is still accepted with the real date
 
-  auto store = open_sqlite_store((dir / "var/hub.db").string());
+  auto store = open_sqlite_storage((dir / "var/hub.db").string());
   JsonLineLogger logger(stderr, LogLevel::error);
   Metrics metrics;
   // The store stamps deliveries with the real time; the hub's clock starts there.
@@ -185,8 +185,8 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
   s = hub->run(stop, RunMode::once);
   ASSERT_TRUE(s.ok()) << s.line();
   EXPECT_EQ(s.outbox_compacted, lines);
-  EXPECT_EQ(store->compact({"files"}, clock.now_unix_ms(), 1000), 0u);
-  EXPECT_EQ(store->counts().outbox_pending, 0);
+  EXPECT_EQ(store->outbox().compact({"files"}, clock.now_unix_ms(), 1000), 0u);
+  EXPECT_EQ(store->views().counts().outbox_pending, 0);
   store.reset();
   fs::remove_all(dir);
 }

@@ -1,42 +1,18 @@
-// The hub's durable state: the engine-neutral seams (kpihub/store/*.hpp) and, for now, the
-// SQLite engine behind all of them at once.
+// The SQLite engine: one database file behind every seam of the store (kpihub/store/storage.hpp),
+// in WAL mode with full sync on commit. Several processes may open one file (the hub, the
+// commands beside it); SQLite's locking and the busy timeout coordinate their writes.
 #pragma once
 
-#include <kpihub/store/operator_views.hpp>
-#include <kpihub/store/outbox.hpp>
-#include <kpihub/store/record_log.hpp>
-#include <kpihub/store/scoring_state.hpp>
-#include <kpihub/store/staff_lists.hpp>
 #include <kpihub/store/storage.hpp>
-#include <kpihub/store/types.hpp>
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
 
 namespace kpihub {
 
-// Every seam at once, while consumers move to the ones they use.
-class Store : public Storage,
-              public RecordLog,
-              public ScoringState,
-              public Outbox,
-              public OperatorViews,
-              public StaffLists {
- public:
-  RecordLog& records() override { return *this; }
-  ScoringState& scoring() override { return *this; }
-  Outbox& outbox() override { return *this; }
-  OperatorViews& views() override { return *this; }
-  StaffLists& staff_lists() override { return *this; }
-};
-
-// Opens (creating if needed) the SQLite store at `path` in WAL mode with full
-// sync on commit, running schema migrations. Throws StoreError naming the
-// file when it cannot be opened, is locked, or is not a kpihub database.
-std::unique_ptr<Store> open_sqlite_store(const std::string& path);
-
-struct SqliteStoreOptions {
+struct SqliteStorageOptions {
   // How long an operation waits for another connection's write lock before
   // failing with "database is locked".
   int busy_timeout_ms = 5000;
@@ -57,7 +33,10 @@ struct SqliteStoreOptions {
   // read, under the store's mutex (so a test can try to commit a page just then).
   std::function<void(std::size_t part)> before_scan_part;
 };
-std::unique_ptr<Store> open_sqlite_store(const std::string& path,
-                                         const SqliteStoreOptions& options);
+
+// Opens (creating if needed) the SQLite store at `path`, running schema migrations. Throws
+// StoreError naming the file when it cannot be opened, is locked, or is not a kpihub database.
+std::unique_ptr<Storage> open_sqlite_storage(const std::string& path,
+                                             const SqliteStorageOptions& options = {});
 
 }  // namespace kpihub

@@ -1,8 +1,9 @@
-// The SQLite implementation of Store, through Poco::Data.
+// The SQLite engine: one object behind every seam of the store (kpihub/store/*.hpp), through
+// Poco::Data.
 //
-// Thread-safety: one connection per Store; every public method takes the
+// Thread-safety: one connection per SqliteStorage; every public method takes the
 // store's mutex, so calls from several threads are serialized and each runs
-// in its own transaction. Several Store objects (or processes) on one file are
+// in its own transaction. Several SqliteStorage objects (or processes) on one file are
 // coordinated by SQLite's locking with the busy timeout.
 //
 // The two hot paths, page commits and the month scan for scoring, use sqlite3
@@ -10,7 +11,7 @@
 // sqlite_statement.hpp for why); the rest goes through Poco::Data, where
 // writes of many rows bind column vectors to one statement (Poco re-prepares a
 // statement on every execute(), but steps a vector binding on one preparation).
-#include <kpihub/store.hpp>
+#include <kpihub/store/sqlite.hpp>
 
 #include "record_columns.hpp"
 #include "sqlite_schema.hpp"
@@ -113,18 +114,29 @@ class WriteTransaction {
   bool open_ = true;
 };
 
-class SqliteStore final : public Store {
+class SqliteStorage final : public Storage,
+                            public RecordLog,
+                            public ScoringState,
+                            public Outbox,
+                            public OperatorViews,
+                            public StaffLists {
   // Revisions of the change log turned into dirty marks per transaction: about 10 ms of
   // reading, and at most this many marks written at once.
   static constexpr std::size_t kLoggedRevisionsPerStep = 16384;
 
  public:
-  SqliteStore(std::string path, const SqliteStoreOptions& options)
+  SqliteStorage(std::string path, const SqliteStorageOptions& options)
       : path_(std::move(path)),
         busy_timeout_ms_(options.busy_timeout_ms),
         before_scan_part_(options.before_scan_part),
         session_(open_session(path_, options)),
         db_(Poco::Data::SQLite::Utility::dbHandle(session_)) {}
+
+  RecordLog& records() override { return *this; }
+  ScoringState& scoring() override { return *this; }
+  Outbox& outbox() override { return *this; }
+  OperatorViews& views() override { return *this; }
+  StaffLists& staff_lists() override { return *this; }
 
   PageCommitResult commit_page(const PageCommit& page) override {
     return guarded("committing page of source " + page.source, [&] {
@@ -881,8 +893,8 @@ class SqliteStore final : public Store {
     });
   }
 
-  std::size_t compact(const std::vector<std::string>& sinks,
-                             int64_t delivered_before_unix_ms, std::size_t max_items) override {
+  std::size_t compact(const std::vector<std::string>& sinks, int64_t delivered_before_unix_ms,
+                      std::size_t max_items) override {
     return guarded("compacting the outbox", [&]() -> std::size_t {
       if (max_items == 0) return 0;
       WriteTransaction tx(session_);
@@ -1310,7 +1322,7 @@ class SqliteStore final : public Store {
   }
 
  private:
-  static Session open_session(const std::string& path, const SqliteStoreOptions& options) {
+  static Session open_session(const std::string& path, const SqliteStorageOptions& options) {
     const std::string where = "store " + path + ": ";
     try {
       // Poco retries a failed open until its login timeout (60 s by default); for a local file
@@ -1686,13 +1698,9 @@ class SqliteStore final : public Store {
 
 }  // namespace
 
-std::unique_ptr<Store> open_sqlite_store(const std::string& path,
-                                         const SqliteStoreOptions& options) {
-  return std::make_unique<SqliteStore>(path, options);
-}
-
-std::unique_ptr<Store> open_sqlite_store(const std::string& path) {
-  return open_sqlite_store(path, SqliteStoreOptions{});
+std::unique_ptr<Storage> open_sqlite_storage(const std::string& path,
+                                             const SqliteStorageOptions& options) {
+  return std::make_unique<SqliteStorage>(path, options);
 }
 
 }  // namespace kpihub
