@@ -114,11 +114,14 @@ LogLevel log_level_of(const HubConfig& config) {
   return level;
 }
 
-std::unique_ptr<Storage> open_store(const HubConfig& config) {
+// `clock`, when given, stamps the store's times (it must outlive the store): `run` gives the
+// hub's, which its outbox compaction compares delivery times with.
+std::unique_ptr<Storage> open_store(const HubConfig& config, const Clock* clock = nullptr) {
   prepare_data_dir(config);
   // An upgrade of a large store takes minutes (schema 4: ~8 s per 1.5 M records): say so.
   JsonLineLogger logger(stderr, log_level_of(config));
   SqliteStorageOptions options;
+  options.clock = clock;
   options.on_migration = [&](const std::string& message) { logger.info("store", message); };
   return open_sqlite_storage(config.store_path, options);
 }
@@ -222,7 +225,7 @@ int cmd_run(const std::vector<std::string>& args) {
   Metrics metrics;
   prepare_data_dir(config);
   const StoreRunLock run_lock(config.store_path);
-  auto store = open_store(config);
+  auto store = open_store(config, &clock);
   merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;

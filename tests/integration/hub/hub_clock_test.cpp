@@ -148,14 +148,16 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
   ReferenceData ref = bundled_reference();
   ref.rules.retention_days = 36500;  // April 2025 is still accepted with the real date
 
-  auto store = open_sqlite_storage((dir / "var/hub.db").string());
-  JsonLineLogger logger(stderr, LogLevel::error);
-  Metrics metrics;
-  // The store stamps deliveries with the real time; the hub's clock starts there.
+  // The hub and the store (which stamps deliveries) on one clock, starting at the real time.
   const int64_t real_now = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
   ManualClock clock(real_now);
+  SqliteStorageOptions options;
+  options.clock = &clock;
+  auto store = open_sqlite_storage((dir / "var/hub.db").string(), options);
+  JsonLineLogger logger(stderr, LogLevel::error);
+  Metrics metrics;
   auto hub = std::make_unique<Hub>(with_off, *store, ref, logger, clock, metrics);
   ASSERT_TRUE(hub->start().empty());
   std::atomic<bool> stop{false};

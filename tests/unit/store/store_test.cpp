@@ -1,5 +1,6 @@
 #include <kpihub/run_lock.hpp>
 #include <kpihub/store/sqlite.hpp>
+#include <kpihub_test/manual_clock.hpp>
 
 #include "record_columns.hpp"  // store internals: the month scan statement
 
@@ -1071,6 +1072,27 @@ TEST_F(StoreTest, UnknownBatchesAreErrorsNamingTheBatch) {
 }
 
 // Delivered items would otherwise stay forever: a province month is ~1.5 M scored records.
+// The store's times (when a batch was delivered, when a dead letter was made) come from the
+// clock it is given, not from the system clock: a hub run on a test clock compacts by it.
+TEST_F(StoreTest, TimesComeFromTheClockTheStoreIsGiven) {
+  constexpr int64_t kThen = 1746835200000;  // 2025-05-10, long before this test runs
+  test::ManualClock clock(kThen);
+  SqliteStorageOptions options;
+  options.clock = &clock;
+  auto store = open_sqlite_storage(path_, options);
+  append_outbox(*store, {item("a", "{}"), item("b", "{}")});
+  auto batch = store->outbox().next_batch("s", 10, 1 << 20);
+  ASSERT_TRUE(batch);
+  store->outbox().complete_batch(batch->batch_id, {dead_letter("b", "rejected", "no", "{}")});
+
+  const auto dead = store->outbox().dead_letters("s", 10, 0);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].created_at_unix_ms, kThen);
+  // Delivered at kThen: not before kThen, but before the next millisecond.
+  EXPECT_EQ(store->outbox().compact({"s"}, kThen, 100), 0u);
+  EXPECT_EQ(store->outbox().compact({"s"}, kThen + 1, 100), 2u);
+}
+
 TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   auto store = open();
   std::vector<OutboxItem> items;

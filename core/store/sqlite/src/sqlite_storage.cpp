@@ -31,7 +31,6 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <chrono>
 #include <exception>
 #include <limits>
 #include <map>
@@ -51,12 +50,6 @@ using Poco::Data::Keywords::bind;
 using Poco::Data::Keywords::into;
 using Poco::Data::Keywords::now;
 using Poco::Data::Keywords::use;
-
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 const char* month_table(OutboxKind kind, const std::string& db_path) {
   switch (kind) {
@@ -129,7 +122,8 @@ class SqliteStorage final : public Storage,
       : path_(std::move(path)),
         busy_timeout_ms_(options.busy_timeout_ms),
         before_scan_part_(options.before_scan_part),
-        session_(open_session(path_, options)),
+        clock_(options.clock != nullptr ? *options.clock : system_clock_),
+        session_(open_session(path_, options, clock_)),
         db_(Poco::Data::SQLite::Utility::dbHandle(session_)) {}
 
   RecordLog& records() override { return *this; }
@@ -184,7 +178,8 @@ class SqliteStorage final : public Storage,
 
       // Decide in page order against what is stored and what this page already accepted, so
       // the higher revision wins whatever the order within the page.
-      const int64_t at = page.received_at_unix_ms != 0 ? page.received_at_unix_ms : now_unix_ms();
+      const int64_t at =
+          page.received_at_unix_ms != 0 ? page.received_at_unix_ms : clock_.now_unix_ms();
       // The staff days records left (their new place is in record_revisions, the scorer's
       // change log; schema 7). Rare: a revision nearly always keeps its staff member and day.
       std::map<std::pair<std::string, std::string>, DayMask> left;
@@ -384,7 +379,7 @@ class SqliteStorage final : public Storage,
     return guarded("marking month " + month + " dirty", [&] {
       WriteTransaction tx(session_);
       std::string m = month;
-      int64_t at = now_unix_ms();
+      int64_t at = clock_.now_unix_ms();
       // "WHERE" before ON CONFLICT resolves SQLite's parsing ambiguity of INSERT ... SELECT.
       int64_t generation = next_mark_generation();
       session_ << "INSERT INTO dirty_staff_months (staff_code, month, marked_at, days, generation) "
@@ -813,7 +808,7 @@ class SqliteStorage final : public Storage,
       batch->last_seq = items.back().seq;
       batch->items = std::move(items);
       int64_t count = static_cast<int64_t>(batch->items.size());
-      int64_t created_at = now_unix_ms();
+      int64_t created_at = clock_.now_unix_ms();
       session_ << "INSERT INTO batches (batch_id, sink, first_seq, last_seq, item_count, state, "
                   "created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
           use(batch->batch_id), use(s), use(batch->first_seq), use(batch->last_seq), use(count),
@@ -835,7 +830,7 @@ class SqliteStorage final : public Storage,
         return;
       }
       std::string id = batch_id;
-      int64_t at = now_unix_ms();
+      int64_t at = clock_.now_unix_ms();
       session_ << "UPDATE batches SET state = 'delivered', delivered_at = ? WHERE batch_id = ?",
           use(at), use(id), now;
       if (!dead.empty()) {
@@ -1088,7 +1083,7 @@ class SqliteStorage final : public Storage,
         return false;
       }
       append_outbox({OutboxItem{0, outbox_kind_of_key(key[0]), key[0], payload[0]}});
-      int64_t at = now_unix_ms();
+      int64_t at = clock_.now_unix_ms();
       session_ << "UPDATE dead_letters SET replayed = 1, replayed_at = ? WHERE id = ?", use(at),
           use(letter_id), now;
       tx.commit();
@@ -1100,7 +1095,7 @@ class SqliteStorage final : public Storage,
              const std::string& detail) override {
     guarded("writing the audit log (" + action + ")", [&] {
       std::string a = actor, what = action, d = detail;
-      int64_t at = now_unix_ms();
+      int64_t at = clock_.now_unix_ms();
       session_ << "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)", use(at),
           use(a), use(what), use(d), now;
     });
@@ -1322,7 +1317,8 @@ class SqliteStorage final : public Storage,
   }
 
  private:
-  static Session open_session(const std::string& path, const SqliteStorageOptions& options) {
+  static Session open_session(const std::string& path, const SqliteStorageOptions& options,
+                              const Clock& clock) {
     const std::string where = "store " + path + ": ";
     try {
       // Poco retries a failed open until its login timeout (60 s by default); for a local file
@@ -1341,7 +1337,7 @@ class SqliteStorage final : public Storage,
       session << "PRAGMA cache_size = -" + std::to_string(options.cache_kib), now;
       session << "PRAGMA wal_autocheckpoint = " + std::to_string(options.wal_autocheckpoint_pages),
           now;
-      store_detail::migrate(session, path, now_unix_ms(), options.on_migration);
+      store_detail::migrate(session, path, clock.now_unix_ms(), options.on_migration);
       return session;
     } catch (const StoreError&) {
       throw;
@@ -1467,7 +1463,7 @@ class SqliteStorage final : public Storage,
       fail("record_revisions has no row after " + std::to_string(position) + " up to " +
            std::to_string(last) + ", which it had a moment ago");
     }
-    mark_dirty(changed, now_unix_ms());
+    mark_dirty(changed, clock_.now_unix_ms());
     session_ << "UPDATE scoring_position SET revisions_read = ? WHERE id = 1", use(position), now;
     tx.commit();
     return position;
@@ -1529,7 +1525,7 @@ class SqliteStorage final : public Storage,
                                               "INSERT INTO outbox (kind, key, payload, created_at) "
                                               "VALUES (?, ?, ?, ?)",
                                               path_);
-    const int64_t at = now_unix_ms();
+    const int64_t at = clock_.now_unix_ms();
     for (const auto& item : items) {
       store_detail::StatementScope scope(insert);
       sqlite3_bind_int64(insert, 1, static_cast<int64_t>(item.kind));
@@ -1668,6 +1664,8 @@ class SqliteStorage final : public Storage,
   const std::string path_;
   const int busy_timeout_ms_;
   const std::function<void(std::size_t)> before_scan_part_;
+  SystemClock system_clock_;  // the clock when the options give none
+  const Clock& clock_;
   std::mutex mutex_;
   Session session_;
   sqlite3* db_;  // session_'s connection, for the prepared statements below

@@ -3,6 +3,7 @@
 // commands beside it); SQLite's locking and the busy timeout coordinate their writes.
 #pragma once
 
+#include <kpihub/host_services.hpp>
 #include <kpihub/store/storage.hpp>
 
 #include <cstddef>
@@ -29,6 +30,11 @@ struct SqliteStorageOptions {
   // does, how long it took): one can take minutes on a large store, and the hub reads nothing
   // meanwhile. Not kept after open.
   std::function<void(const std::string&)> on_migration;
+  // What the store stamps its times with (a page's received-at when it gives none, a batch's
+  // delivery, a dead letter, a dirty mark, an audit line, a schema upgrade); it must outlive the
+  // store. nullptr: the system clock. The hub's delivery-time cutoff for compaction (Hub's
+  // clock) and the store's delivery times must come from one clock.
+  const Clock* clock = nullptr;
   // Tests only: called with each part's number before a month scan's part takes its first
   // read, under the store's mutex (so a test can try to commit a page just then).
   std::function<void(std::size_t part)> before_scan_part;
