@@ -229,7 +229,7 @@ TEST_F(IngestTest, QuarantineReplayStoresWhatTheFixedDirectoryNowResolves) {
   ASSERT_EQ(left.size(), 1u);
   EXPECT_EQ(left[0].entry.record_id, "education:X-2");
   EXPECT_EQ(left[0].entry.reason, Reason::unknown_task);
-  EXPECT_FALSE(store_->scoring().dirty_staff_months(10).empty()) << "the replayed record is scored";
+  EXPECT_FALSE(store_->scoring().dirty_staff_days(10).empty()) << "the replayed record is scored";
   // Replaying again finds nothing more to store.
   EXPECT_EQ(replay_quarantine(store_->views(), ingest, "", "", 0, 4000).replayed, 0u);
 }

@@ -73,12 +73,6 @@ class InterleavingScoring final : public ScoringState {
   std::vector<DayCount> records_per_day(const StaffMonthKey& k) override {
     return inner_.records_per_day(k);
   }
-  void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit) override {
-    inner_.scan_month_for_scoring(month, [&](const std::string& staff, ScanBatch& batch) {
-      most_records_read = std::max(most_records_read, batch.count);
-      visit(staff, batch);
-    });
-  }
   void scan_month_for_scoring(const std::string& month, const std::vector<std::string>& split,
                               const PartVisitor& visit) override {
     std::mutex most;
@@ -92,9 +86,6 @@ class InterleavingScoring final : public ScoringState {
         });
   }
 
-  std::vector<StaffMonthKey> dirty_staff_months(std::size_t n) override {
-    return inner_.dirty_staff_months(n);
-  }
   std::vector<DirtyStaffMonth> dirty_staff_days(std::size_t n) override {
     return inner_.dirty_staff_days(n);
   }

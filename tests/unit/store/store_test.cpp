@@ -148,6 +148,13 @@ void append_outbox(Storage& store, std::vector<OutboxItem> items) {
   store.scoring().commit_scoring(commit);
 }
 
+// The staff months dirty_staff_days lists, without their days.
+std::vector<StaffMonthKey> dirty_staff_months(ScoringState& scoring, std::size_t limit) {
+  std::vector<StaffMonthKey> out;
+  for (DirtyStaffMonth& d : scoring.dirty_staff_days(limit)) out.push_back(std::move(d.key));
+  return out;
+}
+
 // A receiver's refusal of one item, as a sink reports it.
 DeadLetter dead_letter(std::string key, std::string code, std::string message,
                        std::string payload) {
@@ -271,7 +278,7 @@ TEST_F(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
   std::vector<WorkRecord> taken_records(7);
   std::vector<int64_t> taken_received;
   store->scoring().scan_month_for_scoring(
-      "2025-04", [&](const std::string& staff, ScoringState::ScanBatch& batch) {
+      "2025-04", {}, [&](std::size_t, const std::string& staff, ScoringState::ScanBatch& batch) {
         visited.push_back(staff);
         ASSERT_LE(batch.count, batch.records.size());
         ASSERT_LE(batch.count, batch.received_at.size());
@@ -374,19 +381,19 @@ TEST_F(StoreTest, AnExceptionOfTheMonthScanVisitorPassesThroughAndTheStoreStaysU
       page_of({full_record("A", 1, "CB001"), full_record("B", 1, "CB002")}));
   struct Stop {};
   int calls = 0;
-  EXPECT_THROW(
-      store->scoring().scan_month_for_scoring("2025-04",
-                                              [&](const std::string&, ScoringState::ScanBatch&) {
-                                                ++calls;
-                                                throw Stop{};
-                                              }),
-      Stop);
+  EXPECT_THROW(store->scoring().scan_month_for_scoring(
+                   "2025-04", {},
+                   [&](std::size_t, const std::string&, ScoringState::ScanBatch&) {
+                     ++calls;
+                     throw Stop{};
+                   }),
+               Stop);
   EXPECT_EQ(calls, 1);
   // The scan's statement is reset: writes and a new scan work.
   store->records().commit_page(page_of({full_record("C", 1, "CB003")}));
   int staff = 0;
   store->scoring().scan_month_for_scoring(
-      "2025-04", [&](const std::string&, ScoringState::ScanBatch&) { ++staff; });
+      "2025-04", {}, [&](std::size_t, const std::string&, ScoringState::ScanBatch&) { ++staff; });
   EXPECT_EQ(staff, 3);
 }
 
@@ -405,7 +412,7 @@ TEST_F(StoreTest, AMonthScanInPartsGivesEachStaffMonthOnceInItsPart) {
   store->records().commit_page(page_of(records));
   std::map<std::string, std::vector<std::string>> whole;  // staff -> record ids, sorted
   store->scoring().scan_month_for_scoring(
-      "2025-04", [&](const std::string& staff, ScoringState::ScanBatch& b) {
+      "2025-04", {}, [&](std::size_t, const std::string& staff, ScoringState::ScanBatch& b) {
         for (std::size_t i = 0; i < b.count; ++i) whole[staff].push_back(b.records[i].record_id);
         std::sort(whole[staff].begin(), whole[staff].end());
       });
@@ -695,19 +702,19 @@ TEST_F(StoreTest, PagesMarkTheStaffMonthsTheyTouch) {
   auto no_staff = full_record("3", 1, "");
   store->records().commit_page(page_of({full_record("1", 1, "CB001", "2025-04-09"),
                                         full_record("2", 1, "CB002", "2025-05-01"), no_staff}));
-  auto dirty = store->scoring().dirty_staff_months(10);
+  auto dirty = dirty_staff_months(store->scoring(), 10);
   std::sort(dirty.begin(), dirty.end());
   EXPECT_EQ(dirty, (std::vector<StaffMonthKey>{{"CB001", "2025-04"}, {"CB002", "2025-05"}}));
-  EXPECT_EQ(store->scoring().dirty_staff_months(1).size(), 1u);
+  EXPECT_EQ(dirty_staff_months(store->scoring(), 1).size(), 1u);
 
   ScoringCommit done;
   done.done = dirty;
   store->scoring().commit_scoring(done);
-  EXPECT_TRUE(store->scoring().dirty_staff_months(10).empty());
+  EXPECT_TRUE(dirty_staff_months(store->scoring(), 10).empty());
 
   // A record moving to another staff member dirties the month it leaves and the one it joins.
   store->records().commit_page(page_of({full_record("1", 2, "CB003", "2025-04-09")}));
-  dirty = store->scoring().dirty_staff_months(10);
+  dirty = dirty_staff_months(store->scoring(), 10);
   std::sort(dirty.begin(), dirty.end());
   EXPECT_EQ(dirty, (std::vector<StaffMonthKey>{{"CB001", "2025-04"}, {"CB003", "2025-04"}}));
 
@@ -715,11 +722,11 @@ TEST_F(StoreTest, PagesMarkTheStaffMonthsTheyTouch) {
   done.done = dirty;
   store->scoring().commit_scoring(done);
   store->records().commit_page(page_of({full_record("2", 1, "CB009", "2025-06-01")}));
-  EXPECT_TRUE(store->scoring().dirty_staff_months(10).empty());
+  EXPECT_TRUE(dirty_staff_months(store->scoring(), 10).empty());
 
   EXPECT_EQ(store->scoring().mark_month_dirty("2025-04"),
             1u);  // CB003 only; CB001 has no record left
-  EXPECT_EQ(store->scoring().dirty_staff_months(10),
+  EXPECT_EQ(dirty_staff_months(store->scoring(), 10),
             (std::vector<StaffMonthKey>{{"CB003", "2025-04"}}));
   EXPECT_EQ(store->scoring().mark_month_dirty("2024-01"), 0u);
 }
@@ -758,7 +765,7 @@ TEST_F(StoreTest, AChangeLogLongerThanOneStepIsReadToItsEnd) {
     records.push_back(full_record("S" + std::to_string(i), 1, "CB00" + std::to_string(i % 3)));
   }
   store->records().commit_page(page_of(records));
-  auto dirty = store->scoring().dirty_staff_months(10);
+  auto dirty = dirty_staff_months(store->scoring(), 10);
   std::sort(dirty.begin(), dirty.end());
   EXPECT_EQ(dirty, (std::vector<StaffMonthKey>{
                        {"CB000", "2025-04"}, {"CB001", "2025-04"}, {"CB002", "2025-04"}}));
@@ -786,7 +793,7 @@ TEST_F(StoreTest, ASecondScorerOnTheSameFileCannotClearAMarkMadeAfterItsListing)
   other->scoring().commit_scoring(slow_done);
   hub_done.done = {{"CB000", "2025-04"}};
   hub->scoring().commit_scoring(hub_done);
-  EXPECT_EQ(hub->scoring().dirty_staff_months(10),
+  EXPECT_EQ(dirty_staff_months(hub->scoring(), 10),
             (std::vector<StaffMonthKey>{{"CB001", "2025-04"}}))
       << "revision 2 of X would never be rescored";
 }
@@ -794,13 +801,13 @@ TEST_F(StoreTest, ASecondScorerOnTheSameFileCannotClearAMarkMadeAfterItsListing)
 TEST_F(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
   auto store = open();
   store->records().commit_page(page_of({full_record("1", 1)}));
-  auto dirty = store->scoring().dirty_staff_months(10);
+  auto dirty = dirty_staff_months(store->scoring(), 10);
   ASSERT_EQ(dirty.size(), 1u);
   store->records().commit_page(page_of({full_record("1", 2)}));  // arrives while the scorer works
   ScoringCommit commit;
   commit.done = dirty;
   store->scoring().commit_scoring(commit);
-  EXPECT_EQ(store->scoring().dirty_staff_months(10), dirty);
+  EXPECT_EQ(dirty_staff_months(store->scoring(), 10), dirty);
 }
 
 // Schema 6: a dirty mark names the days that changed. A revised record marks the day it had
@@ -1250,7 +1257,7 @@ TEST_F(StoreTest, ReopeningKeepsEverything) {
   auto store = open();
   EXPECT_EQ(store->records().cursor("eoffice"), "c-7");
   EXPECT_EQ(store->records().record("eoffice:1"), full_record("1", 1));
-  EXPECT_EQ(store->scoring().dirty_staff_months(10).size(), 1u);
+  EXPECT_EQ(dirty_staff_months(store->scoring(), 10).size(), 1u);
   auto pending = store->outbox().next_batch("s", 10, 100);
   ASSERT_TRUE(pending);
   EXPECT_EQ(pending->batch_id, batch_id);
@@ -1640,7 +1647,7 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
 
   // Every revision stored before the upgrade was scored (the store had no dirty mark left):
   // reading the history as a change log from then on finds nothing to rescore.
-  EXPECT_TRUE(store->scoring().dirty_staff_months(10).empty());
+  EXPECT_TRUE(dirty_staff_months(store->scoring(), 10).empty());
 
   // The history triggers are back: a higher revision is recorded, a stale one is not.
   auto stored = store->records().record("eoffice:WD-2025-0000007");

@@ -337,12 +337,6 @@ class SqliteStorage final : public Storage,
     });
   }
 
-  std::vector<StaffMonthKey> dirty_staff_months(std::size_t max_keys) override {
-    std::vector<StaffMonthKey> out;
-    for (auto& dirty : dirty_staff_days(max_keys)) out.push_back(std::move(dirty.key));
-    return out;
-  }
-
   std::vector<DirtyStaffMonth> dirty_staff_days(std::size_t max_keys) override {
     // Every revision logged before this call is marked before the marks are listed, in steps
     // of one transaction each, so a long backlog does not hold ingest back while it is read.
@@ -1185,12 +1179,6 @@ class SqliteStorage final : public Storage,
         throw;
       }
       return c;
-    });
-  }
-
-  void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit) override {
-    scan_month_for_scoring(month, {}, [&](std::size_t, const std::string& staff, ScanBatch& batch) {
-      visit(staff, batch);
     });
   }
 

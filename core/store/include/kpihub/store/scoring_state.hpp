@@ -25,7 +25,6 @@ class ScoringState {
  public:
   virtual ~ScoringState() = default;
 
-  virtual std::vector<StaffMonthKey> dirty_staff_months(std::size_t limit) = 0;
   // The staff months to rescore, with the days of each that changed (the days records had and
   // have; mark_month_dirty marks kWholeMonth). Both first mark what every revision stored since
   // the last call changed, so a page committed before the call is always listed.
@@ -78,17 +77,22 @@ class ScoringState {
   // One transaction: record scores, month rows, day totals, outbox items, dirty keys cleared.
   virtual void commit_scoring(const ScoringCommit& commit) = 0;
 
-  // Called once per staff member with records in the month, in staff code
-  // order, with the current revision of each record (retracted ones included;
-  // in no particular order) and, parallel to it, when the hub stored that revision (unix ms).
-  // Only the fields scoring reads are filled: record_id, source_system,
-  // revision, retracted, staff_code, agency_code, task_code, work_date,
-  // declared_minutes, quantity, evidence_ref, deadline, completed_at and
-  // approval status and rating (not approval.by/at); the other fields are
-  // empty. The visitor must not start another month scan (the SQLite store
-  // runs one at a time: it would wait for itself); other calls are allowed
-  // but wait for the store's mutex. An exception it throws ends the scan and
-  // is rethrown.
+  // Reads every staff month of `month` for a recompute, cut into parts by staff code, read at
+  // once: part i holds the codes from split_before[i - 1] (inclusive) up to split_before[i]
+  // (exclusive); part 0 starts at the first code and the last part (split_before.size()) ends
+  // at the last; empty split_before: one part. split_before must be sorted, without repeats.
+  //
+  // `visit` is called once per staff member with records in the month, in staff code order
+  // within a part, with the part's number and a batch holding the current revision of each
+  // record (retracted ones included; in no particular order) and, parallel to it, when the hub
+  // stored that revision (unix ms). Only the fields scoring reads are filled: record_id,
+  // source_system, revision, retracted, staff_code, agency_code, task_code, work_date,
+  // declared_minutes, quantity, evidence_ref, deadline, completed_at and approval status and
+  // rating (not approval.by/at); the other fields are empty. `visit` may be called from several
+  // threads at once (never twice at once for one part). An exception it throws stops every part
+  // (each calls the visitor no more) and is rethrown. The visitor must not start another month
+  // scan (the SQLite store runs one at a time: it would wait for itself); other calls are
+  // allowed but wait for the store's mutex.
   //
   // The first `count` entries of `records` and `received_at` are the staff
   // member's. The visitor may take both vectors (swap them with vectors of its
@@ -99,6 +103,10 @@ class ScoringState {
   // (no date is cut in two), in date order, each but the last with `more` set: the SQLite store
   // holds about kScanBatchRecords records per part at a time, whatever a staff month holds
   // (issue 18).
+  //
+  // The SQLite store reads each part on a thread and read connection of its own, every part in
+  // the snapshot of one commit of this store (a writer in another process can commit between the
+  // parts' first reads); one such scan runs at a time.
   struct ScanBatch {
     std::vector<WorkRecord> records;
     std::vector<int64_t> received_at;
@@ -106,20 +114,6 @@ class ScoringState {
     bool more = false;  // the staff member's next work dates come in the next call
   };
   static constexpr std::size_t kScanBatchRecords = 4096;
-  using ScoringVisitor = std::function<void(const std::string& staff_code, ScanBatch& batch)>;
-  virtual void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit) = 0;
-
-  // The same scan cut into parts by staff code, read at once: part i holds the codes from
-  // split_before[i - 1] (inclusive) up to split_before[i] (exclusive); part 0 starts at the
-  // first code and the last part (split_before.size()) ends at the last. split_before must be
-  // sorted, without repeats. Each part is visited in staff code order, but `visit` may be called
-  // from several threads at once (never twice at once for one part), with the part's number and
-  // that part's batch. An exception the visitor throws stops every part (each calls the
-  // visitor no more) and is rethrown. The visitor must not start another month scan.
-  //
-  // The SQLite store reads each part on a thread and read connection of its own, every part in
-  // the snapshot of one commit of this store (a writer in another process can commit between the
-  // parts' first reads); one such scan runs at a time.
   using PartVisitor =
       std::function<void(std::size_t part, const std::string& staff_code, ScanBatch& batch)>;
   virtual void scan_month_for_scoring(const std::string& month,
