@@ -11,6 +11,7 @@
 #include <kpihub/eoffice/normalizer.hpp>
 #include <kpihub/hub.hpp>
 #include <kpihub/sim/eoffice_sim.hpp>
+#include <kpihub/store/sqlite.hpp>
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -41,7 +42,7 @@ struct Fixture {
   std::vector<std::string> pages;  // page bodies as the simulator serves them
   std::size_t items = 0;           // diary items in all pages
   ReferenceData ref;
-  std::unique_ptr<Store> store;  // Ingestor wants one; prepare() never touches it
+  std::unique_ptr<Storage> store;  // Ingestor wants one; prepare() never touches it
 
   Fixture() {
     sim::EOfficeSimConfig config;
@@ -67,7 +68,7 @@ struct Fixture {
     ref.holidays = load_holidays({config_dir + "/holidays/2025.csv"});
     ref.rules = load_rules(config_dir + "/rules.json");
     ref.directory = load_directory(dir.file("staff.csv"), config_dir + "/units.csv");
-    store = open_sqlite_store(dir.file("unused.db"));
+    store = open_sqlite_storage(dir.file("unused.db"));
   }
   ~Fixture() { store.reset(); }  // before its folder goes
 };
@@ -80,7 +81,7 @@ Fixture& fixture() {
 void BM_ParseNormalizeValidateScore(benchmark::State& state) {
   Fixture& f = fixture();
   const eoffice::Normalizer normalizer;
-  Ingestor ingestor(*f.store, f.ref, *Date::parse("2025-05-10"));
+  Ingestor ingestor(f.store->records(), f.ref, *Date::parse("2025-05-10"));
   const int64_t now_ms = kNowUnixMs;
   const Timestamp now{now_ms / 1000, 420};
   sdk::Page page;

@@ -9,6 +9,7 @@
 // or when
 // --benchmark_min_time is below 0.1 s, as CI runs every bench_* binary.
 #include <kpihub/hub.hpp>
+#include <kpihub/store/sqlite.hpp>
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -141,9 +142,9 @@ struct FillResult {
 // pages of 1,000. So a staff member's records lie scattered over the whole table, as in a
 // store the hub filled, not side by side. Memory stays at one day's records: the generator
 // runs once per day and keeps that day's.
-FillResult fill(Store& store, const ReferenceData& ref) {
+FillResult fill(Storage& store, const ReferenceData& ref) {
   FillResult result;
-  const StoreCounts counts = store.counts();
+  const StoreCounts counts = store.views().counts();
   if (counts.records > 0) {
     result.records = static_cast<std::size_t>(counts.records);
     return result;
@@ -176,7 +177,7 @@ FillResult fill(Store& store, const ReferenceData& ref) {
       received += 60000;
       const auto wall0 = std::chrono::steady_clock::now();
       const double cpu0 = bench::process_cpu_seconds();
-      store.commit_page(page);
+      store.records().commit_page(page);
       result.commit_cpu_s += bench::process_cpu_seconds() - cpu0;
       result.commit_wall_s +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
@@ -189,7 +190,7 @@ struct Fixture {
   std::string dir;
   std::string db;
   ReferenceData ref;
-  std::unique_ptr<Store> store;
+  std::unique_ptr<Storage> store;
   std::size_t records = 0;
   double fill_wall_s = 0, fill_cpu_s = 0;
 
@@ -203,7 +204,7 @@ struct Fixture {
       dir = pattern;
       db = dir + "/hub.db";
     }
-    store = open_sqlite_store(db);
+    store = open_sqlite_storage(db);
     const FillResult filled = fill(*store, ref);
     records = filled.records;
     fill_cpu_s = filled.commit_cpu_s;
@@ -230,7 +231,7 @@ void BM_ComputeMonthFromStore(benchmark::State& state) {
   std::size_t staff_months = 0;
   for (auto _ : state) {
     // A new scorer each time: nothing cached from the previous iteration.
-    Scorer scorer(*f.store, f.ref, clock, "bench-hub");
+    Scorer scorer(f.store->scoring(), f.store->records(), f.ref, clock, "bench-hub");
     const double cpu0 = bench::process_cpu_seconds();
     auto months = scorer.compute_month(kMonth);
     cpu_total += bench::process_cpu_seconds() - cpu0;
@@ -264,7 +265,7 @@ BENCHMARK(BM_ComputeMonthFromStore)->Unit(benchmark::kMillisecond)->UseRealTime(
 void BM_IncrementalRevisionPage(benchmark::State& state) {
   Fixture& f = fixture();
   const FixedClock clock((due_unix_seconds(kMonth, f.ref.rules) - 86400) * 1000);
-  Scorer scorer(*f.store, f.ref, clock, "bench-hub");
+  Scorer scorer(f.store->scoring(), f.store->records(), f.ref, clock, "bench-hub");
   // A store just filled (no KPIHUB_BENCH_MONTH_DB, or a new one) is scored here for the first
   // time, as the hub scores a backlog: every record's score and payload go to the outbox.
   const double first_t0 = bench::process_cpu_seconds();
@@ -278,12 +279,12 @@ void BM_IncrementalRevisionPage(benchmark::State& state) {
   // A kept store from before schema 6 has no day totals: its staff months are rescored whole
   // once (as after an upgrade, each staff month's first change is), so that the pages below
   // measure the steady state, rescoring changed days.
-  const auto staff = f.store->staff_of_month(kMonth.str());
+  const auto staff = f.store->scoring().staff_of_month(kMonth.str());
   if (!staff.empty() &&
-      !f.store->staff_days_for_scoring({staff.front(), kMonth.str()}, 0).day_totals) {
+      !f.store->scoring().staff_days_for_scoring({staff.front(), kMonth.str()}, 0).day_totals) {
     std::fprintf(stderr, "bench_month: no day totals stored yet; rescoring %s whole once\n",
                  kMonth.str().c_str());
-    f.store->mark_month_dirty(kMonth.str());
+    f.store->scoring().mark_month_dirty(kMonth.str());
     while (scorer.score_pending(256).staff_months > 0) {
     }
   }
@@ -298,7 +299,7 @@ void BM_IncrementalRevisionPage(benchmark::State& state) {
     for (int i = 0; i < kPage; ++i) {
       const int s = static_cast<int>(rng() % static_cast<unsigned>(g_staff));
       const int n = static_cast<int>(rng() % 190);  // every staff member has at least 200
-      auto r = f.store->record("eoffice:WD-2025-" + std::to_string(s * 1000 + n));
+      auto r = f.store->records().record("eoffice:WD-2025-" + std::to_string(s * 1000 + n));
       if (!r) continue;
       r->revision += 1;  // the next revision of what is stored, run after run
       r->declared_minutes = 10 + static_cast<int32_t>(rng() % 90);
@@ -315,7 +316,7 @@ void BM_IncrementalRevisionPage(benchmark::State& state) {
     }
   };
   // Not counted: the first page fills the scorer's month cache (a month scan, once per run).
-  f.store->commit_page(revised_page());
+  f.store->records().commit_page(revised_page());
   rescore();
   staff_months = records_sent = 0;
 
@@ -326,7 +327,7 @@ void BM_IncrementalRevisionPage(benchmark::State& state) {
     const PageCommit page = revised_page();
     state.ResumeTiming();
     const double t0 = bench::process_cpu_seconds();
-    f.store->commit_page(page);
+    f.store->records().commit_page(page);
     const double t1 = bench::process_cpu_seconds();
     rescore();
     const double t2 = bench::process_cpu_seconds();

@@ -1,6 +1,6 @@
 // Throughput of the SQLite store: page commits (full sync per page), month reads, and the
 // outbox drain loop. Peak RSS is reported as a counter on every benchmark.
-#include <kpihub/store.hpp>
+#include <kpihub/store/sqlite.hpp>
 
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -58,7 +58,7 @@ template <typename Untimed, typename Timed>
 void each_new_page(benchmark::State& state, Untimed untimed, Timed timed) {
   const int64_t page_size = state.range(0);
   TempDir dir;
-  auto store = open_sqlite_store(dir.file("hub.db"));
+  auto store = open_sqlite_storage(dir.file("hub.db"));
   int64_t next = 0;
   for (auto _ : state) {
     state.PauseTiming();
@@ -74,9 +74,9 @@ void each_new_page(benchmark::State& state, Untimed untimed, Timed timed) {
 
 void BM_CommitPage(benchmark::State& state) {
   each_new_page(
-      state, [](Store&, const PageCommit&) {},
-      [](Store& store, const PageCommit& page) {
-        benchmark::DoNotOptimize(store.commit_page(page));
+      state, [](Storage&, const PageCommit&) {},
+      [](Storage& store, const PageCommit& page) {
+        benchmark::DoNotOptimize(store.records().commit_page(page));
       });
 }
 BENCHMARK(BM_CommitPage)->Arg(500)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2);
@@ -87,9 +87,9 @@ BENCHMARK(BM_CommitPage)->Arg(500)->UseRealTime()->Unit(benchmark::kMillisecond)
 // of 5,000 marks each staff month about 6 times, one upsert for all of them).
 void BM_MarkLoggedChanges(benchmark::State& state) {
   each_new_page(
-      state, [](Store& store, const PageCommit& page) { store.commit_page(page); },
-      [&](Store& store, const PageCommit&) {
-        if (store.dirty_staff_days(1024).empty()) {
+      state, [](Storage& store, const PageCommit& page) { store.records().commit_page(page); },
+      [&](Storage& store, const PageCommit&) {
+        if (store.scoring().dirty_staff_days(1024).empty()) {
           state.SkipWithError("the page's changes were not marked");
         }
       });
@@ -104,10 +104,10 @@ BENCHMARK(BM_MarkLoggedChanges)
 void BM_RecordsOfMonth(benchmark::State& state) {
   const int64_t records = state.range(0);
   TempDir dir;
-  auto store = open_sqlite_store(dir.file("hub.db"));
-  for (int64_t n = 0; n < records; n += 5000) store->commit_page(page_from(n, 5000));
+  auto store = open_sqlite_storage(dir.file("hub.db"));
+  for (int64_t n = 0; n < records; n += 5000) store->records().commit_page(page_from(n, 5000));
   for (auto _ : state) {
-    auto month = store->records_of_month("2025-04");
+    auto month = store->records().records_of_month("2025-04");
     if (static_cast<int64_t>(month.size()) != records) state.SkipWithError("wrong record count");
     benchmark::DoNotOptimize(month.data());
   }
@@ -119,7 +119,7 @@ BENCHMARK(BM_RecordsOfMonth)->Arg(100000)->UseRealTime()->Unit(benchmark::kMilli
 void BM_NextBatchAndComplete(benchmark::State& state) {
   const auto batch_items = static_cast<std::size_t>(state.range(0));
   TempDir dir;
-  auto store = open_sqlite_store(dir.file("hub.db"));
+  auto store = open_sqlite_storage(dir.file("hub.db"));
   const std::string payload = R"({"record_id":"eoffice:WD-2025-1","revision":1,"scoring":{)"
                               R"("points":1.25,"status":"on_time","rules_version":"kpi-rules/1"}})";
   auto refill = [&] {
@@ -128,18 +128,18 @@ void BM_NextBatchAndComplete(benchmark::State& state) {
       commit.outbox.push_back(
           OutboxItem{0, OutboxKind::record, "eoffice:WD-" + std::to_string(i), payload});
     }
-    store->commit_scoring(commit);
+    store->scoring().commit_scoring(commit);
   };
   refill();
   for (auto _ : state) {
-    auto batch = store->next_batch("provincial", batch_items, 4 << 20);
+    auto batch = store->outbox().next_batch("provincial", batch_items, 4 << 20);
     if (!batch) {
       state.PauseTiming();
       refill();
       state.ResumeTiming();
-      batch = store->next_batch("provincial", batch_items, 4 << 20);
+      batch = store->outbox().next_batch("provincial", batch_items, 4 << 20);
     }
-    store->complete_batch(batch->batch_id, {});
+    store->outbox().complete_batch(batch->batch_id, {});
   }
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(batch_items));
   state.counters["peak_rss_MiB"] = bench::peak_rss_mib();

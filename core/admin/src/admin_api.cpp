@@ -78,10 +78,10 @@ bool is_read_page(const std::string& path) {
 
 }  // namespace
 
-AdminApi::AdminApi(const HubConfig& config, Store& store, const ReferenceData& reference,
+AdminApi::AdminApi(const HubConfig& config, Storage& storage, const ReferenceData& reference,
                    Metrics& metrics, HubView& hub, const Clock& clock, Logger& logger)
     : config_(config),
-      store_(store),
+      storage_(storage),
       reference_(reference),
       metrics_(metrics),
       hub_(hub),
@@ -166,7 +166,7 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
       }
     }
     try {
-      (void)store_.counts();
+      (void)storage_.views().counts();
     } catch (const std::exception& e) {
       problems.push_back(json::string(std::string("store: ") + e.what()));
     }
@@ -180,12 +180,12 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
   const std::string what = parts.size() > 1 ? parts[1] : "";
 
   if (method == "GET" && what == "status" && parts.size() == 2) {
-    const auto c = store_.counts();
+    const auto c = storage_.views().counts();
     json::array sources, sinks;
     for (const auto& s : hub_.source_status()) sources.push_back(source_json(s, now));
     for (const auto& s : config_.sinks) {
       sinks.push_back(
-          json::object{{"name", s.name}, {"outbox_depth", store_.outbox_depth(s.name)}});
+          json::object{{"name", s.name}, {"outbox_depth", storage_.outbox().depth(s.name)}});
     }
     return json_reply(200, json::object{{"hub_id", config_.hub_id},
                                         {"records", c.records},
@@ -208,7 +208,7 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
       if (!hub_.request_pull(parts[2])) {
         return error_reply(404, "not_found", "no running source named \"" + parts[2] + "\"");
       }
-      store_.audit(auth.subject, "pull source", parts[2]);
+      storage_.views().audit(auth.subject, "pull source", parts[2]);
       logger_.info("admin", auth.subject + " asked source " + parts[2] + " to pull now");
       return json_reply(202, json::object{{"source", parts[2]}, {"pull", "requested"}});
     }
@@ -229,8 +229,9 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
   }
   if (method == "GET" && what == "quarantine" && parts.size() == 2) {
     const auto limit = static_cast<std::size_t>(query_int(request, "limit", 50, 1000));
-    const auto rows = store_.quarantine(query(request, "source"), query(request, "reason"), limit,
-                                        query_int(request, "after", 0, INT64_MAX));
+    const auto rows =
+        storage_.views().quarantine(query(request, "source"), query(request, "reason"), limit,
+                                    query_int(request, "after", 0, INT64_MAX));
     json::array out;
     for (const auto& r : rows) {
       out.push_back(json::object{{"id", r.id},
@@ -254,7 +255,7 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
     const ReplayResult r = hub_.replay_quarantine(source, reason, id);
     const std::string what_text =
         id > 0 ? "id " + std::to_string(id) : "source \"" + source + "\" reason \"" + reason + "\"";
-    store_.audit(auth.subject, "replay quarantine", what_text);
+    storage_.views().audit(auth.subject, "replay quarantine", what_text);
     logger_.info("admin", auth.subject + " replayed quarantine (" + what_text +
                               "): " + std::to_string(r.replayed) + " stored, " +
                               std::to_string(r.still_failing) + " still failing");
@@ -268,8 +269,8 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
   if (what == "dead-letters") {
     if (method == "GET" && parts.size() == 2) {
       const auto limit = static_cast<std::size_t>(query_int(request, "limit", 50, 1000));
-      const auto rows = store_.dead_letters(query(request, "sink"), limit,
-                                            query_int(request, "after", 0, INT64_MAX));
+      const auto rows = storage_.outbox().dead_letters(query(request, "sink"), limit,
+                                                       query_int(request, "after", 0, INT64_MAX));
       json::array out;
       for (const auto& d : rows) {
         out.push_back(json::object{{"id", d.id},
@@ -292,10 +293,10 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
       if (ec != std::errc() || end != parts[2].data() + parts[2].size()) {
         return error_reply(400, "bad_request", "\"" + parts[2] + "\" is not a dead letter id");
       }
-      if (!store_.replay_dead_letter(id)) {
+      if (!storage_.outbox().replay_dead_letter(id)) {
         return error_reply(404, "not_found", "no dead letter with id " + parts[2]);
       }
-      store_.audit(auth.subject, "replay dead letter", parts[2]);
+      storage_.views().audit(auth.subject, "replay dead letter", parts[2]);
       logger_.info("admin", auth.subject + " replayed dead letter " + parts[2]);
       return json_reply(202, json::object{{"dead_letter", id}, {"replay", "queued"}});
     }
@@ -307,8 +308,9 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
     if (!month) throw std::invalid_argument("month: \"" + parts[2] + "\" is not YYYY-MM");
     // The running scorer takes the marks as it takes a page's, under the rules it has loaded
     // (SIGHUP reloads a changed rules file first); what changed goes out again.
-    const std::size_t marked = store_.mark_month_dirty(month->str());
-    store_.audit(auth.subject, "rescore", month->str() + " under " + reference_.rules.version);
+    const std::size_t marked = storage_.scoring().mark_month_dirty(month->str());
+    storage_.views().audit(auth.subject, "rescore",
+                           month->str() + " under " + reference_.rules.version);
     logger_.info("admin", auth.subject + " asked to rescore " + month->str() + " under " +
                               reference_.rules.version + ": " + std::to_string(marked) +
                               " staff months marked");
@@ -338,11 +340,11 @@ net::Reply AdminApi::report(const std::string& month_text, const net::Request& r
   net::Reply r;
   if (format == "json") {
     r.headers = {{"Content-Type", "application/json; charset=utf-8"}};
-    r.body = report_json(store_, *month, agency);
+    r.body = report_json(storage_.scoring(), *month, agency);
   } else if (format == "csv") {
     r.headers = {{"Content-Type", "text/csv; charset=utf-8"},
                  {"Content-Disposition", "attachment; filename=\"kpi-" + month->str() + ".csv\""}};
-    r.body = report_csv(store_, *month, agency);
+    r.body = report_csv(storage_.scoring(), *month, agency);
   } else {
     throw std::invalid_argument("format: \"" + format + "\" is not json or csv");
   }
@@ -353,9 +355,9 @@ net::Reply AdminApi::metrics_text() {
   // Gauges read at scrape time, so they are right even after a restart.
   for (const auto& s : config_.sinks) {
     metrics_.set("kpihub_outbox_depth", {{"sink", s.name}},
-                 static_cast<double>(store_.outbox_depth(s.name)));
+                 static_cast<double>(storage_.outbox().depth(s.name)));
   }
-  const auto counts = store_.counts();
+  const auto counts = storage_.views().counts();
   metrics_.set("kpihub_records", {}, static_cast<double>(counts.records));
   metrics_.set("kpihub_quarantine_entries", {}, static_cast<double>(counts.quarantined));
   metrics_.set("kpihub_dead_letters", {}, static_cast<double>(counts.dead_letters));

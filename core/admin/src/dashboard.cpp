@@ -161,7 +161,7 @@ net::Reply AdminApi::dashboard(const net::Request& request) {
       if (const auto d = Date::parse(*config_.today)) today = *d;
     }
     month = Month::of(today);
-    if (store_.month_rows(OutboxKind::agency_month, month->str()).empty()) {
+    if (storage_.scoring().month_rows(OutboxKind::agency_month, month->str()).empty()) {
       month = Month::of(Date{month->first_day().days - 1});
     }
   }
@@ -171,12 +171,12 @@ net::Reply AdminApi::dashboard(const net::Request& request) {
     << esc(config_.hub_id) << "</title><style>" << kStyle << "</style></head><body>";
   h << "<h1>kpihub " << esc(config_.hub_id) << "</h1>";
 
-  const auto counts = store_.counts();
+  const auto counts = storage_.views().counts();
   h << "<div id=\"totals\"><span class=\"kpi\"><b>" << counts.records << "</b>records</span>"
     << "<span class=\"kpi\"><b>" << counts.quarantined << "</b>quarantined</span>"
     << "<span class=\"kpi\"><b>" << counts.dead_letters << "</b>dead letters</span>";
   for (const auto& s : config_.sinks) {
-    h << "<span class=\"kpi\"><b>" << store_.outbox_depth(s.name) << "</b>waiting for "
+    h << "<span class=\"kpi\"><b>" << storage_.outbox().depth(s.name) << "</b>waiting for "
       << esc(s.name) << "</span>";
   }
   h << "</div>";
@@ -195,10 +195,10 @@ net::Reply AdminApi::dashboard(const net::Request& request) {
   const int64_t records_now = RecordClock(config_, clock_, offset).now_unix_ms();
   const int64_t from = (records_now / 3600000 - 23) * 3600000;
   h << "<h2>Records stored per hour (last 24 h)</h2>"
-    << column_chart("records-per-hour", store_.stored_per_hour(from), from, 24, offset);
+    << column_chart("records-per-hour", storage_.records().stored_per_hour(from), from, 24, offset);
 
   std::map<std::string, double> by_reason;
-  for (const auto& q : store_.quarantine_counts())
+  for (const auto& q : storage_.views().quarantine_counts())
     by_reason[q.reason] += static_cast<double>(q.count);
   std::vector<Bar> reasons;
   reasons.reserve(by_reason.size());
@@ -206,7 +206,7 @@ net::Reply AdminApi::dashboard(const net::Request& request) {
   h << "<h2>Quarantine by reason</h2>" << bar_chart("quarantine-by-reason", reasons, "entries");
 
   std::map<std::string, double> dead_by_code;
-  for (const auto& d : store_.dead_letters("", 1000, 0)) {
+  for (const auto& d : storage_.outbox().dead_letters("", 1000, 0)) {
     if (!d.replayed) dead_by_code[d.code.empty() ? "(no code)" : d.code] += 1;
   }
   std::vector<Bar> dead;
@@ -222,7 +222,7 @@ net::Reply AdminApi::dashboard(const net::Request& request) {
   std::vector<double> averages;
   std::map<std::string, double> classes;
   std::vector<std::string> not_implemented;
-  for (const auto& row : store_.month_rows(OutboxKind::agency_month, month->str())) {
+  for (const auto& row : storage_.scoring().month_rows(OutboxKind::agency_month, month->str())) {
     const auto o = json::parse(row.json).as_object();
     const auto* avg = o.if_contains("avg_declared_hours_per_staff_day");
     if (avg && avg->is_number()) {

@@ -59,12 +59,12 @@ std::string csv_cell(const boost::json::object& o, const char* key) {
 
 }  // namespace
 
-std::string report_json(Store& store, const Month& month, const std::string& agency) {
+std::string report_json(ScoringState& scoring, const Month& month, const std::string& agency) {
   boost::json::array staff, agencies;
-  for (const auto& r : store.month_rows(OutboxKind::staff_month, month.str())) {
+  for (const auto& r : scoring.month_rows(OutboxKind::staff_month, month.str())) {
     if (agency.empty() || r.agency_code == agency) staff.push_back(boost::json::parse(r.json));
   }
-  for (const auto& r : store.month_rows(OutboxKind::agency_month, month.str())) {
+  for (const auto& r : scoring.month_rows(OutboxKind::agency_month, month.str())) {
     if (agency.empty() || r.agency_code == agency) agencies.push_back(boost::json::parse(r.json));
   }
   boost::json::object out;
@@ -74,13 +74,13 @@ std::string report_json(Store& store, const Month& month, const std::string& age
   return boost::json::serialize(out);
 }
 
-std::string report_csv(Store& store, const Month& month, const std::string& agency) {
+std::string report_csv(ScoringState& scoring, const Month& month, const std::string& agency) {
   // A BOM makes spreadsheet programs read the Vietnamese text as UTF-8.
   std::string out = "\xEF\xBB\xBF";
   std::string header;
   for (const char* c : kStaffColumns) header += std::string(header.empty() ? "" : ",") + c;
   out += header + "\n";
-  for (const auto& r : store.month_rows(OutboxKind::staff_month, month.str())) {
+  for (const auto& r : scoring.month_rows(OutboxKind::staff_month, month.str())) {
     if (!agency.empty() && r.agency_code != agency) continue;
     const auto o = boost::json::parse(r.json).as_object();
     std::string line;

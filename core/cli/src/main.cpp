@@ -3,6 +3,7 @@
 #include <kpihub/hub.hpp>
 #include <kpihub/model_json.hpp>
 #include <kpihub/run_lock.hpp>
+#include <kpihub/store/sqlite.hpp>
 
 #include <boost/json.hpp>
 #include <boost/program_options.hpp>
@@ -113,13 +114,16 @@ LogLevel log_level_of(const HubConfig& config) {
   return level;
 }
 
-std::unique_ptr<Store> open_store(const HubConfig& config) {
+// `clock`, when given, stamps the store's times (it must outlive the store): `run` gives the
+// hub's, which its outbox compaction compares delivery times with.
+std::unique_ptr<Storage> open_store(const HubConfig& config, const Clock* clock = nullptr) {
   prepare_data_dir(config);
   // An upgrade of a large store takes minutes (schema 4: ~8 s per 1.5 M records): say so.
   JsonLineLogger logger(stderr, log_level_of(config));
-  SqliteStoreOptions options;
+  SqliteStorageOptions options;
+  options.clock = clock;
   options.on_migration = [&](const std::string& message) { logger.info("store", message); };
-  return open_sqlite_store(config.store_path, options);
+  return open_sqlite_storage(config.store_path, options);
 }
 
 // ------------------------------------------------------------ commands ----
@@ -221,8 +225,8 @@ int cmd_run(const std::vector<std::string>& args) {
   Metrics metrics;
   prepare_data_dir(config);
   const StoreRunLock run_lock(config.store_path);
-  auto store = open_store(config);
-  merge_synced_staff(ref.directory, store->synced_staff());
+  auto store = open_store(config, &clock);
+  merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;
   std::signal(SIGINT, on_signal);
@@ -303,7 +307,7 @@ int cmd_run(const std::vector<std::string>& args) {
     logger.info("hub", "SIGHUP: reloading " + config.file);
     try {
       HubConfig next = load_config(vm);
-      ReferenceData next_ref = load_reference(next, *store);
+      ReferenceData next_ref = load_reference(next, store->staff_lists());
       if (next.store_path != config.store_path) {
         logger.warn("hub", "store_path changed to " + next.store_path +
                                "; a new store needs a restart, the running one stays");
@@ -343,8 +347,8 @@ int cmd_report(const std::vector<std::string>& args) {
   const std::string agency = vm.count("agency") ? vm["agency"].as<std::string>() : "";
   const HubConfig config = load_config(vm);
   auto store = open_store(config);
-  auto staff_rows = store->month_rows(OutboxKind::staff_month, month.str());
-  auto agency_rows = store->month_rows(OutboxKind::agency_month, month.str());
+  auto staff_rows = store->scoring().month_rows(OutboxKind::staff_month, month.str());
+  auto agency_rows = store->scoring().month_rows(OutboxKind::agency_month, month.str());
   auto keep = [&](const ScoringCommit::MonthRow& r) {
     return agency.empty() || r.agency_code == agency;
   };
@@ -376,11 +380,11 @@ int cmd_report(const std::vector<std::string>& args) {
     return kExitFailure;
   }
   if (format == "json") {
-    std::cout << report_json(*store, month, agency) << "\n";
+    std::cout << report_json(store->scoring(), month, agency) << "\n";
     return kExitOk;
   }
   if (format == "csv") {
-    std::cout << report_csv(*store, month, agency);
+    std::cout << report_csv(store->scoring(), month, agency);
     return kExitOk;
   }
   auto cell = [](const boost::json::object& o, const char* key) -> std::string {
@@ -437,10 +441,10 @@ int cmd_explain(const std::vector<std::string>& args) {
   // The reference files first: one that does not load leaves the store as it is.
   ReferenceData ref = load_reference(config);
   auto store = open_store(config);
-  merge_synced_staff(ref.directory, store->synced_staff());
+  merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
-  Scorer scorer(*store, ref, clock, config.hub_id);
+  Scorer scorer(store->scoring(), store->records(), ref, clock, config.hub_id);
   const std::string staff = vm["staff"].as<std::string>();
   if (!ref.directory.staff(staff)) {
     std::cerr << "kpihub: note: staff " << staff << " is not in the staff directory\n";
@@ -461,11 +465,11 @@ int cmd_rescore(const std::vector<std::string>& args) {
   // The reference files first: one that does not load leaves the store as it is.
   ReferenceData ref = load_reference(config);
   auto store = open_store(config);
-  merge_synced_staff(ref.directory, store->synced_staff());
+  merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
-  const std::size_t marked = store->mark_month_dirty(month.str());
-  Scorer scorer(*store, ref, clock, config.hub_id);
+  const std::size_t marked = store->scoring().mark_month_dirty(month.str());
+  Scorer scorer(store->scoring(), store->records(), ref, clock, config.hub_id);
   ScoringRunResult total;
   for (;;) {
     auto r = scorer.score_pending(512);
@@ -475,7 +479,7 @@ int cmd_rescore(const std::vector<std::string>& args) {
     total.staff_months_sent += r.staff_months_sent;
     total.agency_months_sent += r.agency_months_sent;
   }
-  store->audit("cli", "rescore", month.str() + " under " + ref.rules.version);
+  store->views().audit("cli", "rescore", month.str() + " under " + ref.rules.version);
   std::cout << "rescore " << month.str() << " (" << ref.rules.version << "): " << marked
             << " staff months, " << total.records_sent << " records, " << total.staff_months_sent
             << " staff months and " << total.agency_months_sent
@@ -507,27 +511,27 @@ int cmd_quarantine(const std::vector<std::string>& args) {
   const HubConfig config = load_config(vm);
   auto store = open_store(config);
   if (action == "replay") {
-    const ReferenceData ref = load_reference(config, *store);
+    const ReferenceData ref = load_reference(config, store->staff_lists());
     SystemClock system_clock;
     const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
-    Ingestor ingestor(*store, ref, hub_today(config, clock, ref.rules));
-    const ReplayResult r = replay_quarantine(*store, ingestor, vm["source"].as<std::string>(),
-                                             vm["reason"].as<std::string>(), vm["id"].as<int64_t>(),
-                                             clock.now_unix_ms());
+    Ingestor ingestor(store->records(), ref, hub_today(config, clock, ref.rules));
+    const ReplayResult r = replay_quarantine(
+        store->views(), ingestor, vm["source"].as<std::string>(), vm["reason"].as<std::string>(),
+        vm["id"].as<int64_t>(), clock.now_unix_ms());
     for (const auto& p : r.problems) std::cout << p << "\n";
     std::cout << r.replayed << " stored, " << r.still_failing << " still failing, "
               << r.not_replayable
               << " not replayable here (the adapter gave no record: fix them at the source)\n";
-    store->audit("cli", "replay quarantine",
-                 "id " + std::to_string(vm["id"].as<int64_t>()) + " source \"" +
-                     vm["source"].as<std::string>() + "\" reason \"" +
-                     vm["reason"].as<std::string>() + "\"");
+    store->views().audit("cli", "replay quarantine",
+                         "id " + std::to_string(vm["id"].as<int64_t>()) + " source \"" +
+                             vm["source"].as<std::string>() + "\" reason \"" +
+                             vm["reason"].as<std::string>() + "\"");
     return kExitOk;
   }
   if (action != "list") throw Usage("quarantine: \"" + action + "\" is not list or replay");
   const auto rows =
-      store->quarantine(vm["source"].as<std::string>(), vm["reason"].as<std::string>(),
-                        vm["limit"].as<std::size_t>(), vm["after"].as<int64_t>());
+      store->views().quarantine(vm["source"].as<std::string>(), vm["reason"].as<std::string>(),
+                                vm["limit"].as<std::size_t>(), vm["after"].as<int64_t>());
   for (const auto& r : rows) {
     std::cout << r.id << "\t" << r.entry.source_system << "\t" << to_string(r.entry.reason) << "\t"
               << (r.entry.record_id.empty() ? "-" : r.entry.record_id) << "\t" << r.entry.message
@@ -556,8 +560,8 @@ int cmd_dead_letters(const std::vector<std::string>& args) {
   auto store = open_store(config);
   const std::string action = vm["action"].as<std::string>();
   if (action == "list") {
-    const auto rows =
-        store->dead_letters(vm["sink"].as<std::string>(), vm["limit"].as<std::size_t>(), 0);
+    const auto rows = store->outbox().dead_letters(vm["sink"].as<std::string>(),
+                                                   vm["limit"].as<std::size_t>(), 0);
     for (const auto& d : rows) {
       std::cout << d.id << "\t" << d.sink << "\t" << d.key << "\t" << d.code << "\t" << d.message
                 << (d.replayed ? "\t(replayed)" : "") << "\n";
@@ -568,11 +572,11 @@ int cmd_dead_letters(const std::vector<std::string>& args) {
   if (action == "replay") {
     if (!vm.count("id")) throw Usage("dead-letters replay needs the id of a dead letter");
     const int64_t id = vm["id"].as<int64_t>();
-    if (!store->replay_dead_letter(id)) {
+    if (!store->outbox().replay_dead_letter(id)) {
       std::cerr << "kpihub: no dead letter with id " << id << "\n";
       return kExitFailure;
     }
-    store->audit("cli", "replay dead letter", std::to_string(id));
+    store->views().audit("cli", "replay dead letter", std::to_string(id));
     std::cout << "dead letter " << id << " queued again\n";
     return kExitOk;
   }
@@ -611,12 +615,12 @@ int cmd_forget_sink(const std::vector<std::string>& args) {
     return kExitFailure;
   }
   auto store = open_store(config);
-  if (!store->forget_sink(sink)) {
+  if (!store->outbox().forget_sink(sink)) {
     std::cerr << "kpihub: sink " << sink << " never took a batch from " << config.store_path
               << "; nothing to forget\n";
     return kExitFailure;
   }
-  store->audit("cli", "forget sink", sink);
+  store->views().audit("cli", "forget sink", sink);
   std::cout << "sink " << sink << " forgotten: it no longer holds outbox items back\n";
   return kExitOk;
 }
@@ -628,20 +632,20 @@ int cmd_status(const std::vector<std::string>& args) {
   if (!parse(args, desc, vm, "kpihub status [--config FILE]")) return kExitOk;
   const HubConfig config = load_config(vm);
   auto store = open_store(config);
-  const auto counts = store->counts();
+  const auto counts = store->views().counts();
   std::cout << "store " << config.store_path << ": " << counts.records << " records ("
             << counts.revisions << " revisions), " << counts.quarantined << " quarantined, "
             << counts.dead_letters << " dead letters\n";
   std::cout << "scoring: " << counts.revisions_to_read << " revisions not yet read, "
             << counts.staff_months_to_score << " staff months waiting to be rescored\n";
-  for (const auto& s : store->sources()) {
+  for (const auto& s : store->records().sources()) {
     std::cout << "source " << s.source << ": " << s.records << " records, " << s.quarantined
               << " quarantined, cursor " << (s.cursor ? *s.cursor : std::string("(none)")) << "\n";
   }
   for (const auto& s : config.sinks) {
-    std::cout << "sink " << s.name << ": " << store->outbox_depth(s.name) << " items waiting\n";
+    std::cout << "sink " << s.name << ": " << store->outbox().depth(s.name) << " items waiting\n";
   }
-  for (const auto& name : store->sinks_with_batches()) {
+  for (const auto& name : store->outbox().sinks_with_batches()) {
     const bool configured = std::any_of(config.sinks.begin(), config.sinks.end(),
                                         [&](const auto& s) { return s.name == name; });
     if (configured) continue;

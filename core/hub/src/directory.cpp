@@ -18,9 +18,9 @@ void merge_synced_staff(Directory& directory, const std::vector<SyncedStaff>& en
   }
 }
 
-ReferenceData load_reference(const HubConfig& config, Store& store) {
+ReferenceData load_reference(const HubConfig& config, StaffLists& staff_lists) {
   ReferenceData reference = load_reference(config);
-  merge_synced_staff(reference.directory, store.synced_staff());
+  merge_synced_staff(reference.directory, staff_lists.synced_staff());
   return reference;
 }
 

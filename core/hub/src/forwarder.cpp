@@ -5,9 +5,9 @@
 
 namespace kpihub {
 
-Forwarder::Forwarder(Store& store, PluginInstance& sink, const PluginInstanceConfig& config,
+Forwarder::Forwarder(Outbox& outbox, PluginInstance& sink, const PluginInstanceConfig& config,
                      std::string hub_id, const Clock& clock, Logger& logger, Metrics& metrics)
-    : store_(store),
+    : outbox_(outbox),
       sink_(sink),
       config_(config),
       hub_id_(std::move(hub_id)),
@@ -59,7 +59,7 @@ std::string text(kpihub_str s) {
 }  // namespace
 
 ForwardStep Forwarder::step() {
-  auto batch = store_.next_batch(config_.name, config_.batch_max_items, config_.batch_max_bytes);
+  auto batch = outbox_.next_batch(config_.name, config_.batch_max_items, config_.batch_max_bytes);
   if (!batch) return ForwardStep::idle;
   const int64_t now = clock_.now_unix_ms();
   if (batch->not_before_unix_ms > now && !try_at_once_) {
@@ -90,7 +90,7 @@ ForwardStep Forwarder::step() {
 
   auto defer = [&](int64_t wait_ms, const std::string& why) {
     next_attempt_ms_ = now + wait_ms;
-    store_.defer_batch(batch->batch_id, next_attempt_ms_, why);
+    outbox_.defer_batch(batch->batch_id, next_attempt_ms_, why);
     waiting_ = {batch->batch_id, items.size(), c_batch.attempt, why, next_attempt_ms_};
     metrics_.add("kpihub_forward_retries_total", labels, 1);
     logger_.warn(config_.name, "batch " + batch->batch_id + " (" + std::to_string(items.size()) +
@@ -156,7 +156,7 @@ ForwardStep Forwarder::step() {
         std::max<int64_t>(delivery.retry_after_ms, retry_wait_ms(attempts_without_progress));
     return defer(wait, retry_reason.empty() ? "receiver asked to retry" : retry_reason);
   }
-  store_.complete_batch(batch->batch_id, dead);
+  outbox_.complete_batch(batch->batch_id, dead);
   metrics_.add("kpihub_forwarded_total", labels, static_cast<double>(items.size() - dead.size()));
   if (!dead.empty()) {
     metrics_.add("kpihub_dead_letters_total", labels, static_cast<double>(dead.size()));

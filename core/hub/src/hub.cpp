@@ -54,10 +54,10 @@ RunSummary& RunSummary::operator+=(const RunSummary& o) {
   return *this;
 }
 
-Hub::Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger& logger,
+Hub::Hub(const HubConfig& config, Storage& storage, ReferenceData& reference, Logger& logger,
          const Clock& clock, Metrics& metrics, HubOptions options)
     : config_(config),
-      store_(store),
+      storage_(storage),
       reference_(reference),
       logger_(logger),
       clock_(clock),
@@ -143,7 +143,7 @@ std::vector<std::string> Hub::start() {
     auto s = std::make_unique<SourceRuntime>();
     s->config = c;
     s->instance = std::move(instance);
-    s->cursor = store_.cursor(c.name);
+    s->cursor = storage_.records().cursor(c.name);
     s->status.name = c.name;
     s->status.plugin = c.plugin;
     s->status.cursor = s->cursor;
@@ -166,23 +166,24 @@ std::vector<std::string> Hub::start() {
     auto s = std::make_unique<SinkRuntime>();
     s->config = c;
     s->instance = std::move(instance);
-    s->forwarder = std::make_unique<Forwarder>(store_, *s->instance, c, config_.hub_id, clock_,
-                                               logger_, metrics_);
+    s->forwarder = std::make_unique<Forwarder>(storage_.outbox(), *s->instance, c, config_.hub_id,
+                                               clock_, logger_, metrics_);
     sinks_.push_back(std::move(s));
   }
   {
     // What the sources synced before, for those whose lists cannot be read now.
-    const auto stored = store_.synced_staff();
+    const auto stored = storage_.staff_lists().synced_staff();
     std::unique_lock<std::shared_mutex> lock(directory_mutex_);
     merge_synced_staff(reference_.directory, stored);
   }
   for (auto& s : sources_) s->staff_ready = sync_staff(*s);
-  ingestor_ = std::make_unique<Ingestor>(
-      store_, reference_, hub_today(config_, clock_, reference_.rules), &directory_mutex_);
-  scorer_ = std::make_unique<Scorer>(store_, reference_, record_clock_, config_.hub_id,
-                                     &directory_mutex_);
-  explainer_ = std::make_unique<Scorer>(store_, reference_, record_clock_, config_.hub_id,
-                                        &directory_mutex_);
+  ingestor_ =
+      std::make_unique<Ingestor>(storage_.records(), reference_,
+                                 hub_today(config_, clock_, reference_.rules), &directory_mutex_);
+  scorer_ = std::make_unique<Scorer>(storage_.scoring(), storage_.records(), reference_,
+                                     record_clock_, config_.hub_id, &directory_mutex_);
+  explainer_ = std::make_unique<Scorer>(storage_.scoring(), storage_.records(), reference_,
+                                        record_clock_, config_.hub_id, &directory_mutex_);
   return problems;
 }
 
@@ -212,8 +213,8 @@ bool Hub::sync_staff(SourceRuntime& s) {
         entries.push_back(std::move(entry));
       }
     }
-    store_.save_synced_staff(s.config.name, entries);
-    const auto stored = store_.synced_staff();
+    storage_.staff_lists().save_synced_staff(s.config.name, entries);
+    const auto stored = storage_.staff_lists().synced_staff();
     {
       std::unique_lock<std::shared_mutex> lock(directory_mutex_);
       merge_synced_staff(reference_.directory, stored);
@@ -265,7 +266,7 @@ ReplayResult Hub::replay_quarantine(const std::string& source, const std::string
                                     int64_t id) {
   if (!ingestor_) return {};
   ingestor_->set_today(hub_today(config_, clock_, reference_.rules));
-  return kpihub::replay_quarantine(store_, *ingestor_, source, reason, id,
+  return kpihub::replay_quarantine(storage_.views(), *ingestor_, source, reason, id,
                                    record_clock_.now_unix_ms());
 }
 

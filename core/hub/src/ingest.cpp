@@ -26,9 +26,9 @@ Date hub_today(const HubConfig& config, const Clock& clock, const Rules& rules) 
   return Date{static_cast<int32_t>(local_s / 86400)};
 }
 
-Ingestor::Ingestor(Store& store, const ReferenceData& reference, Date today,
+Ingestor::Ingestor(RecordLog& records, const ReferenceData& reference, Date today,
                    std::shared_mutex* directory_lock)
-    : store_(store),
+    : records_(records),
       reference_(reference),
       today_days_(today.days),
       directory_lock_(directory_lock) {}
@@ -162,7 +162,7 @@ IngestResult Ingestor::ingest(const std::string& source, const kpihub_page& page
   PageCommit commit = prepare(source, page, now_ms);
   IngestResult result;
   result.records_in_page = page.record_count + page.rejected_count;
-  result.commit = store_.commit_page(commit);
+  result.commit = records_.commit_page(commit);
   // What stayed in quarantine: an invalid revision the store already has a newer one of did not.
   std::vector<bool> kept(commit.quarantined.size(), true);
   for (const std::size_t i : result.commit.quarantine_not_kept) kept[i] = false;
@@ -209,18 +209,18 @@ ReplayResult Ingestor::replay(const std::vector<QuarantineRow>& rows, int64_t no
     }
   }
   for (auto& [source, commit] : by_source) {
-    store_.commit_page(commit);
+    records_.commit_page(commit);
     result.replayed += commit.resolved_quarantine_ids.size();
   }
   return result;
 }
 
-ReplayResult replay_quarantine(Store& store, Ingestor& ingestor, const std::string& source,
+ReplayResult replay_quarantine(OperatorViews& views, Ingestor& ingestor, const std::string& source,
                                const std::string& reason, int64_t id, int64_t now_ms) {
   ReplayResult total;
   int64_t after = id > 0 ? id - 1 : 0;
   while (true) {
-    auto rows = store.quarantine(source, reason, 500, after);
+    auto rows = views.quarantine(source, reason, 500, after);
     if (id > 0) {
       std::erase_if(rows, [&](const QuarantineRow& r) { return r.id != id; });
     }

@@ -140,7 +140,7 @@ std::size_t Hub::compact_outbox(const std::atomic<bool>& stop) {
   constexpr std::size_t kItemsPerTransaction = 10000;
   std::size_t deleted = 0;
   while (!stop.load()) {
-    const std::size_t n = store_.compact_outbox(sinks, cutoff, kItemsPerTransaction);
+    const std::size_t n = storage_.outbox().compact(sinks, cutoff, kItemsPerTransaction);
     if (n == 0) break;
     deleted += n;
     // The store's mutex is not fair: without a pause, pages and batches could wait for the
@@ -184,7 +184,7 @@ class Hub::Runner {
     for (const auto& p : parts) summary += p;
     try {
       for (auto& s : hub_.sinks_)
-        summary.outbox_waiting += hub_.store_.outbox_depth(s->config.name);
+        summary.outbox_waiting += hub_.storage_.outbox().depth(s->config.name);
     } catch (const std::exception& e) {
       summary.errors.push_back(std::string("outbox: ") + e.what());
     }

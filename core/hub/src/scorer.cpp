@@ -47,9 +47,10 @@ void erase_positions(std::vector<T>& v, std::vector<std::size_t>& positions) {
 }
 }  // namespace
 
-Scorer::Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id,
-               std::shared_mutex* directory_lock)
-    : store_(store),
+Scorer::Scorer(ScoringState& state, RecordLog& records, const ReferenceData& reference,
+               const Clock& clock, std::string hub_id, std::shared_mutex* directory_lock)
+    : state_(state),
+      records_(records),
       reference_(reference),
       clock_(clock),
       hub_id_(std::move(hub_id)),
@@ -128,7 +129,8 @@ struct ChunkedStaffMonth {
 };
 
 // Staff codes that cut the directory into `parts` runs of about as many staff each, sorted:
-// Store::scan_month_for_scoring's split_before. Staff not in the directory still fall in a part.
+// ScoringState::scan_month_for_scoring's split_before. Staff not in the directory still fall in a
+// part.
 std::vector<std::string> staff_splits(const Directory& directory, std::size_t parts) {
   std::vector<std::string_view> codes;
   codes.reserve(directory.size());
@@ -152,7 +154,7 @@ std::vector<std::string> staff_splits(const Directory& directory, std::size_t pa
 // staff member's records at a time. Returns the CPU seconds of the parts' threads other than
 // the caller's.
 double score_month_in_parts(
-    Store& store, const ReferenceData& reference, Timestamp now, const std::string& month,
+    ScoringState& state, const ReferenceData& reference, Timestamp now, const std::string& month,
     const std::function<bool(const std::string&)>& skip,
     const std::function<void(const std::string&, StaffMonthResult&&)>& on_result) {
   constexpr int kMaxParts = 4;
@@ -166,12 +168,12 @@ double score_month_in_parts(
   // Each part's thread is new: its CPU clock at its last staff member is about all it used.
   const auto caller = std::this_thread::get_id();
   std::vector<double> helper_cpu(parts, 0.0);
-  // A staff month that comes in several batches of whole days (Store::ScanBatch::more): each
+  // A staff month that comes in several batches of whole days (ScoringState::ScanBatch::more): each
   // part's days so far, folded at its last batch. Each part is visited by one thread at a time.
   std::vector<ChunkedStaffMonth> pending(parts);
-  store.scan_month_for_scoring(
+  state.scan_month_for_scoring(
       month, staff_splits(reference.directory, parts),
-      [&](std::size_t part, const std::string& staff, Store::ScanBatch& batch) {
+      [&](std::size_t part, const std::string& staff, ScoringState::ScanBatch& batch) {
         ChunkedStaffMonth& chunked = pending.at(part);
         if (!chunked.started) {
           // Asked again at each batch of a skipped staff member: the answer stays.
@@ -220,12 +222,12 @@ std::optional<std::vector<DayTotals>> days_outside(std::string_view stored, std:
 // The days of `want` that have records, cut into runs of consecutive days of about `budget`
 // records each (more when one day alone has more: a day is scored whole); one empty mask when
 // no day of `want` has a record.
-std::vector<DayMask> day_chunks(const std::vector<Store::DayCount>& per_day, DayMask want,
+std::vector<DayMask> day_chunks(const std::vector<ScoringState::DayCount>& per_day, DayMask want,
                                 std::size_t budget) {
   std::vector<DayMask> chunks;
   DayMask current = 0;
   std::size_t records = 0;
-  for (const Store::DayCount& d : per_day) {
+  for (const ScoringState::DayCount& d : per_day) {
     const DayMask bit = day_bit(d.date);
     if ((want & bit) == 0) continue;
     if (current != 0 && records + d.records > budget) {
@@ -242,7 +244,8 @@ std::vector<DayMask> day_chunks(const std::vector<Store::DayCount>& per_day, Day
 
 }  // namespace
 
-StaffMonthResult Scorer::score_one(const StaffMonthKey& key, Store::StaffMonthForScoring& stored) {
+StaffMonthResult Scorer::score_one(const StaffMonthKey& key,
+                                   ScoringState::StaffMonthForScoring& stored) {
   return score_records(reference_, now(), key, stored.records, stored.received_at);
 }
 
@@ -263,7 +266,7 @@ Scorer::CachedMonth& Scorer::month_cache(const std::string& month) {
   // 35,000 staff, measured with heaptrack).
   cached.staff.reserve(reference_.directory.size());
   helper_cpu_s_ += score_month_in_parts(
-      store_, reference_, now(), month,
+      state_, reference_, now(), month,
       [&](const std::string& staff) { return cached.index.count(staff) > 0; },
       [&](const std::string& staff, StaffMonthResult&& r) {
         if (!cached.index.count(staff)) cached.put(staff, r);
@@ -276,7 +279,7 @@ Scorer::CachedMonth& Scorer::month_cache(const std::string& month) {
 ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   const auto lock = read_lock(directory_lock_);
   ScoringRunResult result;
-  const auto dirty = store_.dirty_staff_days(max_keys);
+  const auto dirty = state_.dirty_staff_days(max_keys);
   if (dirty.empty()) return result;
   const Timestamp scored_at = now();
   const std::string scored_at_text = scored_at.str();
@@ -322,14 +325,14 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     queued.clear();
     dropped_scores.clear();
     dropped_outbox.clear();
-    if (!sent.record_scores.empty()) store_.commit_scoring(sent);
+    if (!sent.record_scores.empty()) state_.commit_scoring(sent);
   };
 
   // Queues in `commit` the record scores of `stored` that changed, and an outbox item for each
   // one to send, with its every field: read_all() reads them (`stored`'s records, in record_id
   // order) when many go out and may_read_all, otherwise each is read by key. With `slice`, the
   // records go `slice` at a time, each slice read by key and committed (commit_records).
-  const auto queue_records = [&](const Store::StaffMonthForScoring& stored,
+  const auto queue_records = [&](const ScoringState::StaffMonthForScoring& stored,
                                  const StaffMonthResult& scored_part,
                                  const std::function<std::vector<WorkRecord>()>& read_all,
                                  bool may_read_all, std::size_t slice) {
@@ -385,7 +388,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
         whole_month = read_all();
       }
       const auto full_record = [&](const std::string& id) -> std::optional<WorkRecord> {
-        if (whole_month.empty()) return store_.record(id);
+        if (whole_month.empty()) return records_.record(id);
         const auto it = std::lower_bound(
             whole_month.begin(), whole_month.end(), id,
             [](const WorkRecord& r, const std::string& wanted) { return r.record_id < wanted; });
@@ -429,21 +432,21 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     // A staff month of more records than a run reads is read, scored and committed a few whole
     // days at a time (issue 18: a lab clinician's month of a 200 MB hospital export took the
     // hub to 404 MB). A day's scores depend on that day's records only (scoring.md 4).
-    const std::vector<Store::DayCount> per_day = store_.records_per_day(key);
+    const std::vector<ScoringState::DayCount> per_day = state_.records_per_day(key);
     std::size_t month_records = 0;
-    for (const Store::DayCount& d : per_day) month_records += d.records;
+    for (const ScoringState::DayCount& d : per_day) month_records += d.records;
     const bool chunked = month_records > kRecordsPerRun;
 
     // Only the changed days are read and scored, folded with the stored totals of the others
     // (issue 8, part 3). The staff month is scored whole when so marked (rescore, due date,
     // an old mark), when it has no usable stored totals (none yet, or another basis), and for
     // staff no longer in the directory (their agency comes from their records).
-    Store::StaffMonthForScoring stored;
+    ScoringState::StaffMonthForScoring stored;
     std::optional<std::vector<DayTotals>> other_days;
     std::vector<DayMask> chunks;  // chunked: the days each read takes
     if (dirty_key.days != kWholeMonth && in_directory) {
       // Chunked, the stored totals alone first (no day: no record).
-      stored = store_.staff_days_for_scoring(key, chunked ? DayMask{0} : dirty_key.days);
+      stored = state_.staff_days_for_scoring(key, chunked ? DayMask{0} : dirty_key.days);
       if (stored.day_totals) {
         other_days = days_outside(*stored.day_totals, basis, *month, dirty_key.days);
       }
@@ -455,7 +458,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
       // waits on its last commit (agency months, other keys' dirty marks).
       if (chunks.size() > 1 && !commit.done.empty()) break;
     } else if (whole) {
-      stored = store_.staff_month_for_scoring(key);
+      stored = state_.staff_month_for_scoring(key);
     }
     commit.done.push_back(key);
     months_touched.insert(key.month);
@@ -469,7 +472,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     // score and are not sent again.
     const bool alone = reads > 1;
     for (std::size_t part = 0; part < reads; ++part) {
-      if (chunked) stored = store_.staff_days_for_scoring(key, chunks[part]);
+      if (chunked) stored = state_.staff_days_for_scoring(key, chunks[part]);
       records_read += stored.records.size();
       // At scored_at, the time the basis names, not a later now().
       StaffMonthResult part_result =
@@ -480,8 +483,8 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
           [&] {
             // A staff month scored for the first time sends every record: one range read of its
             // rows beats a key lookup per record.
-            return chunked ? store_.records_of_staff_days(key, chunks[part])
-                           : store_.records_of_staff_month(key);
+            return chunked ? state_.records_of_staff_days(key, chunks[part])
+                           : state_.records_of_staff_month(key);
           },
           whole || chunked, alone ? kRecordsPerCommit : 0);
       if (part + 1 < reads) {
@@ -508,7 +511,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     }
 
     // The staff month goes out only when its content changed.
-    auto old = store_.month_row(OutboxKind::staff_month, key.month, key.staff_code);
+    auto old = state_.month_row(OutboxKind::staff_month, key.month, key.staff_code);
     const int64_t old_revision = old ? old->revision : 0;
     const bool changed = !old || json::serialize(to_json(month_result, old_revision)) != old->json;
     if (changed && !(!any_record && !old)) {
@@ -537,7 +540,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     const auto agencies = agency_months(cached.staff, *Month::parse(month), agency_sectors,
                                         scored_at, {}, reference_.rules);
     for (const auto& a : agencies) {
-      auto old = store_.month_row(OutboxKind::agency_month, month, a.agency_code);
+      auto old = state_.month_row(OutboxKind::agency_month, month, a.agency_code);
       const int64_t old_revision = old ? old->revision : 0;
       if (old && json::serialize(to_json(a, old_revision)) == old->json) continue;
       const int64_t revision = old_revision + 1;
@@ -551,7 +554,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   }
   erase_positions(commit.record_scores, dropped_scores);
   erase_positions(commit.outbox, dropped_outbox);
-  store_.commit_scoring(commit);
+  state_.commit_scoring(commit);
   return result;
 }
 
@@ -560,7 +563,7 @@ void Scorer::mark_months_closed_while_away(Timestamp t) {
   for (int i = 0; i < kMonthsClosingWhileAway; ++i) {
     month = Month::of(Date{month.first_day().days - 1});
     if (!month_closed(month, t, reference_.rules)) continue;
-    for (const auto& row : store_.month_rows(OutboxKind::agency_month, month.str())) {
+    for (const auto& row : state_.month_rows(OutboxKind::agency_month, month.str())) {
       boost::system::error_code ec;
       const json::value stored = json::parse(row.json, ec);
       if (ec || !stored.is_object()) {
@@ -571,7 +574,7 @@ void Scorer::mark_months_closed_while_away(Timestamp t) {
       const json::value* status = stored.as_object().if_contains("status");
       if (status != nullptr && status->is_string() &&
           status->as_string() == to_string(AgencyStatus::open)) {
-        store_.mark_month_dirty(month.str());
+        state_.mark_month_dirty(month.str());
         break;
       }
     }
@@ -592,7 +595,7 @@ void Scorer::refresh_time_dependent() {
     const bool closed = month_closed(*Month::parse(month), t, reference_.rules);
     if (closed != cached.closed) {
       cached.closed = closed;
-      store_.mark_month_dirty(month);
+      state_.mark_month_dirty(month);
     }
   }
 }
@@ -601,7 +604,7 @@ StaffMonthResult Scorer::explain_staff_month(const std::string& staff_code, cons
   // Hub::explain runs beside the source threads, which merge staff lists into the directory.
   const auto lock = read_lock(directory_lock_);
   const StaffMonthKey key{staff_code, month.str()};
-  auto stored = store_.staff_month_for_scoring(key);
+  auto stored = state_.staff_month_for_scoring(key);
   return score_one(key, stored);
 }
 
@@ -609,7 +612,7 @@ std::vector<StaffMonthResult> Scorer::compute_month(const Month& month) {
   const auto lock = read_lock(directory_lock_);
   std::vector<StaffMonthResult> out;
   helper_cpu_s_ += score_month_in_parts(
-      store_, reference_, now(), month.str(), [](const std::string&) { return false; },
+      state_, reference_, now(), month.str(), [](const std::string&) { return false; },
       [&](const std::string&, StaffMonthResult&& r) { out.push_back(std::move(r)); });
   // In staff code order, whatever order the parts finished in.
   std::sort(out.begin(), out.end(), [](const StaffMonthResult& a, const StaffMonthResult& b) {

@@ -1,5 +1,5 @@
 #include <kpihub/run_lock.hpp>
-#include <kpihub/store.hpp>
+#include <kpihub/store/types.hpp>
 
 #include <fcntl.h>
 #include <sys/file.h>

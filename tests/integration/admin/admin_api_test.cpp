@@ -1,6 +1,7 @@
 // The admin API over real HTTP: every endpoint, every way authentication can
 // fail, bad and oversized requests, and a slow client beside a fast one.
 #include <kpihub/admin.hpp>
+#include <kpihub/store/sqlite.hpp>
 
 #include <Poco/Base64Encoder.h>
 #include <Poco/JWT/Signer.h>
@@ -116,7 +117,7 @@ class AdminApiTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     std::ofstream(dir_ / "jwt-secret") << kJwtSecret << "\n";
-    store_ = open_sqlite_store((dir_ / "hub.db").string());
+    store_ = open_sqlite_storage((dir_ / "hub.db").string());
     seed_store();
     config_.hub_id = "test-hub";
     PluginInstanceConfig sink;
@@ -188,7 +189,7 @@ class AdminApiTest : public ::testing::Test {
       q.payload = "{}";
       page.quarantined.push_back(q);
     }
-    store_->commit_page(page);
+    store_->records().commit_page(page);
     ScoringCommit commit;
     auto agency = [](const std::string& code, double hours, bool high, const std::string& status) {
       json::object o{{"month", "2025-04"},
@@ -215,11 +216,11 @@ class AdminApiTest : public ::testing::Test {
                        {"class", "good"}};
     commit.months.push_back({OutboxKind::staff_month, "2025-04", "KH-000123", "000.00.12.H34", 1,
                              json::serialize(staff)});
-    store_->commit_scoring(commit);
+    store_->scoring().commit_scoring(commit);
   }
 
   fs::path dir_;
-  std::unique_ptr<Store> store_;
+  std::unique_ptr<Storage> store_;
   HubConfig config_;
   ReferenceData reference_;
   Metrics metrics_;
@@ -487,7 +488,7 @@ TEST_F(AdminApiTest, RescoringAMonthNeedsOperateAndMarksEveryStaffMonthOfIt) {
     r.quantity = 1;
     page.records.push_back(r);
   }
-  store_->commit_page(page);  // the scorer will mark the day of each: not the whole month
+  store_->records().commit_page(page);  // the scorer will mark the day of each: not the whole month
   // What waits for the scorer, as an operator sees it.
   const auto to_score = [&] {
     const auto st = json::parse(call("GET", "/api/status", kReadToken).body).as_object();
@@ -502,7 +503,7 @@ TEST_F(AdminApiTest, RescoringAMonthNeedsOperateAndMarksEveryStaffMonthOfIt) {
   EXPECT_EQ(o.at("month").as_string(), "2025-04");
   EXPECT_EQ(o.at("rules_version").as_string(), reference_.rules.version);
   EXPECT_EQ(to_score(), (std::pair<int64_t, int64_t>{2, 2}));
-  const auto dirty = store_->dirty_staff_days(100);
+  const auto dirty = store_->scoring().dirty_staff_days(100);
   EXPECT_EQ(to_score(), (std::pair<int64_t, int64_t>{0, 2}));
   const auto metrics = call("GET", "/metrics", kReadToken).body;
   EXPECT_CONTAINS(metrics, "kpihub_scoring_revisions_to_read 0\n");
@@ -607,7 +608,7 @@ TEST_F(AdminApiTest, ASlowClientDoesNotBlockOthers) {
 // formula (= + - @ tab CR first) is prefixed with a single quote (OWASP's CSV injection advice),
 // and a carriage return inside a cell is quoted, so it cannot end the row (issue 18).
 TEST_F(AdminApiTest, CsvReportCellsAreNeverRunAsFormulas) {
-  auto store = open_sqlite_store((dir_ / "hostile.db").string());
+  auto store = open_sqlite_storage((dir_ / "hostile.db").string());
   ScoringCommit commit;
   const std::vector<std::string> hostile = {"=HYPERLINK(\"http://x.example\",\"ok\")",
                                             "+1+2",
@@ -624,8 +625,8 @@ TEST_F(AdminApiTest, CsvReportCellsAreNeverRunAsFormulas) {
     commit.months.push_back(
         {OutboxKind::staff_month, "2025-04", code, hostile[i], 1, json::serialize(staff)});
   }
-  store->commit_scoring(commit);
-  const std::string csv = report_csv(*store, *Month::parse("2025-04"), "");
+  store->scoring().commit_scoring(commit);
+  const std::string csv = report_csv(store->scoring(), *Month::parse("2025-04"), "");
   std::vector<std::string> lines;
   std::istringstream in(csv);
   for (std::string line; std::getline(in, line);) lines.push_back(line);

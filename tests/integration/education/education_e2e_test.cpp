@@ -5,7 +5,7 @@
 // the right staff code. Scale with KPIHUB_EDU_SCHOOLS / _TEACHERS / _DAYS.
 // The same over HTTP: `kpihub-sim-education --serve` is each school's
 // system, one education source per school pulls its export with a bearer key.
-#include <kpihub/store.hpp>
+#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/process.hpp>
 
 #include <gtest/gtest.h>
@@ -87,9 +87,9 @@ TEST(EducationE2E, AGeneratedMonthIsStoredExactlyOnceAtItsLatestRevisionForTheRi
   const std::string log = slurp(dir / "run.log");
   ASSERT_EQ(code, 0) << log;
 
-  auto store = kpihub::open_sqlite_store((dir / "var/hub.db").string());
-  EXPECT_TRUE(store->quarantine("", "", 10, 0).empty())
-      << store->quarantine("", "", 1, 0).at(0).entry.message;
+  auto store = kpihub::open_sqlite_storage((dir / "var/hub.db").string());
+  EXPECT_TRUE(store->views().quarantine("", "", 10, 0).empty())
+      << store->views().quarantine("", "", 1, 0).at(0).entry.message;
   std::ifstream expected(dir / "gen/expected.tsv");
   std::string line;
   std::size_t n = 0;
@@ -101,7 +101,7 @@ TEST(EducationE2E, AGeneratedMonthIsStoredExactlyOnceAtItsLatestRevisionForTheRi
     std::getline(fields, retracted, '\t');
     std::getline(fields, staff_code, '\t');
     std::getline(fields, minutes, '\t');
-    const auto r = store->record("education:" + source_id);
+    const auto r = store->records().record("education:" + source_id);
     ASSERT_TRUE(r.has_value()) << source_id << " was not stored";
     EXPECT_EQ(std::to_string(r->revision), revision) << source_id;
     EXPECT_EQ(r->retracted ? "true" : "false", retracted) << source_id;
@@ -112,7 +112,7 @@ TEST(EducationE2E, AGeneratedMonthIsStoredExactlyOnceAtItsLatestRevisionForTheRi
     ++n;
   }
   ASSERT_GT(n, 500u);
-  const auto counts = store->counts();
+  const auto counts = store->views().counts();
   EXPECT_EQ(counts.records, static_cast<int64_t>(n)) << "nothing more than the generator wrote";
   // Every taken file is archived (none rejected), and the inbox is empty.
   std::size_t archived = 0;
@@ -121,7 +121,7 @@ TEST(EducationE2E, AGeneratedMonthIsStoredExactlyOnceAtItsLatestRevisionForTheRi
   EXPECT_EQ(archived, written) << log;
   EXPECT_TRUE(fs::is_empty(dir / "gen/inbox/.rejected"));
   // Scored: staff months for the teachers.
-  EXPECT_FALSE(store->month_rows(kpihub::OutboxKind::staff_month, "2025-04").empty());
+  EXPECT_FALSE(store->scoring().month_rows(kpihub::OutboxKind::staff_month, "2025-04").empty());
 
   // The plugin passes kpihub-adapter-check, on a copy of a fixture.
   fs::create_directories(dir / "check/inbox");
@@ -141,7 +141,7 @@ TEST(EducationE2E, AGeneratedMonthIsStoredExactlyOnceAtItsLatestRevisionForTheRi
 // Every line of expected.tsv is stored once, for the source that pulled the
 // school: at its latest revision, retracted where cancelled, for the right
 // teacher, approved on arrival. Returns the number of lines.
-std::size_t expect_all_stored(kpihub::Store& store, const fs::path& expected_file,
+std::size_t expect_all_stored(kpihub::Storage& store, const fs::path& expected_file,
                               const std::map<std::string, std::string>& source_of_school) {
   std::ifstream expected(expected_file);
   std::string line;
@@ -155,7 +155,7 @@ std::size_t expect_all_stored(kpihub::Store& store, const fs::path& expected_fil
     std::getline(fields, staff_code, '\t');
     std::getline(fields, minutes, '\t');
     const auto school = source_id.substr(0, source_id.find('|'));
-    const auto r = store.record(source_of_school.at(school) + ":" + source_id);
+    const auto r = store.records().record(source_of_school.at(school) + ":" + source_id);
     EXPECT_TRUE(r.has_value()) << source_id << " was not stored";
     if (!r) continue;
     EXPECT_EQ(std::to_string(r->revision), revision) << source_id;
@@ -268,12 +268,12 @@ TEST(EducationE2E, SchoolSystemsOverHttpAreStoredExactlyOnceAtTheirLatestRevisio
   ASSERT_EQ(code, 0) << log;
 
   {
-    auto store = kpihub::open_sqlite_store((dir / "var/hub.db").string());
-    EXPECT_TRUE(store->quarantine("", "", 10, 0).empty())
-        << store->quarantine("", "", 1, 0).at(0).entry.message;
+    auto store = kpihub::open_sqlite_storage((dir / "var/hub.db").string());
+    EXPECT_TRUE(store->views().quarantine("", "", 10, 0).empty())
+        << store->views().quarantine("", "", 1, 0).at(0).entry.message;
     const std::size_t n = expect_all_stored(*store, dir / "gen/expected.tsv", source_of_school);
     ASSERT_GT(n, 300u);
-    EXPECT_EQ(store->counts().records, static_cast<int64_t>(n))
+    EXPECT_EQ(store->views().counts().records, static_cast<int64_t>(n))
         << "nothing more than the school systems hold";
     EXPECT_NE(log.find("education: fetched " + url + "/"), std::string::npos) << log;
     // Every answer went through the inbox and was archived.

@@ -5,7 +5,7 @@
 // withdrawn where its row vanished, for the right staff code; no patient name
 // reaches the hub's log or store. Scale with KPIHUB_HEALTH_HOSPITALS /
 // _CLINICIANS / _DAYS.
-#include <kpihub/store.hpp>
+#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/process.hpp>
 
 #include <gtest/gtest.h>
@@ -76,9 +76,9 @@ void copy_plugins(const fs::path& dir) {
 // quarantine. Returns the number of credits checked.
 std::size_t expect_generated_credits(const fs::path& dir, const fs::path& gen,
                                      const std::string& log) {
-  auto store = kpihub::open_sqlite_store((dir / "var/hub.db").string());
-  EXPECT_TRUE(store->quarantine("", "", 10, 0).empty())
-      << store->quarantine("", "", 1, 0).at(0).entry.message;
+  auto store = kpihub::open_sqlite_storage((dir / "var/hub.db").string());
+  EXPECT_TRUE(store->views().quarantine("", "", 10, 0).empty())
+      << store->views().quarantine("", "", 1, 0).at(0).entry.message;
   // Certificate number -> staff code, from the generated directory.
   std::map<std::string, std::string> staff_of;
   {
@@ -96,7 +96,7 @@ std::size_t expect_generated_credits(const fs::path& dir, const fs::path& gen,
     std::vector<std::string> f;
     std::istringstream fields(line);
     for (std::string part; std::getline(fields, part, '\t');) f.push_back(part);
-    const auto r = store->record("health:" + f.at(0));
+    const auto r = store->records().record("health:" + f.at(0));
     if (!r.has_value()) {
       ADD_FAILURE() << f[0] << " was not stored";
       continue;
@@ -121,14 +121,14 @@ std::size_t expect_generated_credits(const fs::path& dir, const fs::path& gen,
   }
   EXPECT_GT(withdrawn, 0u) << "the generator re-exported episodes with a vanished row";
   EXPECT_EQ(log.find(" Văn "), std::string::npos);
-  for (const auto& q : store->quarantine("", "", 1000, 0)) {
+  for (const auto& q : store->views().quarantine("", "", 1000, 0)) {
     EXPECT_EQ(q.entry.payload.find(" Văn "), std::string::npos);
     EXPECT_EQ(q.entry.message.find(" Văn "), std::string::npos);
   }
-  EXPECT_EQ(store->counts().records, static_cast<int64_t>(n))
+  EXPECT_EQ(store->views().counts().records, static_cast<int64_t>(n))
       << "nothing more than the generator wrote";
   // Scored: staff months for the clinicians.
-  EXPECT_FALSE(store->month_rows(kpihub::OutboxKind::staff_month, "2025-04").empty());
+  EXPECT_FALSE(store->scoring().month_rows(kpihub::OutboxKind::staff_month, "2025-04").empty());
   return n;
 }
 
@@ -208,9 +208,10 @@ TEST(HealthE2E, ABadRowDeliveredTwiceIsQuarantinedOnceAndResolvedByItsCorrection
     const int code = run({KPIHUB, "run", "--once", "--config", (dir / "hub.json").string()},
                          dir / ("run-" + as + ".log"));
     EXPECT_EQ(code, 0) << slurp(dir / ("run-" + as + ".log"));
-    auto store = kpihub::open_sqlite_store((dir / "var/hub.db").string());
+    auto store = kpihub::open_sqlite_storage((dir / "var/hub.db").string());
     std::size_t entries = 0;
-    for (const auto& q : store->quarantine("", "", 1000, 0)) entries += q.entry.record_id == row;
+    for (const auto& q : store->views().quarantine("", "", 1000, 0))
+      entries += q.entry.record_id == row;
     return entries;
   };
   EXPECT_EQ(deliver("episodes-130.xml", "a.xml"), 0u);

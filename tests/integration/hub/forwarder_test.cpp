@@ -6,6 +6,7 @@
 #include <kpihub/logger.hpp>
 #include <kpihub/metrics.hpp>
 #include <kpihub/plugins.hpp>
+#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/manual_clock.hpp>
 
 #include <gtest/gtest.h>
@@ -38,13 +39,13 @@ class ForwarderTest : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    store_ = open_sqlite_store((dir_ / "hub.db").string());
+    store_ = open_sqlite_storage((dir_ / "hub.db").string());
     ScoringCommit commit;
     for (int i = 0; i < kItems; ++i) {
       const std::string key = "eoffice:R-" + std::to_string(i);
       commit.outbox.push_back({0, OutboxKind::record, key, R"({"record_id":")" + key + R"("})"});
     }
-    store_->commit_scoring(commit);
+    store_->scoring().commit_scoring(commit);
   }
   void TearDown() override {
     store_.reset();
@@ -62,7 +63,7 @@ class ForwarderTest : public ::testing::Test {
     PluginInstance sink(
         load_plugin(TEST_SINK_PLUGIN), config.name, config.settings_json,
         std::make_unique<HostServices>(config.name, logger_, clock_, secrets_, &metrics_));
-    Forwarder forwarder(*store_, sink, config, "test-hub", clock_, logger_, metrics_);
+    Forwarder forwarder(store_->outbox(), sink, config, "test-hub", clock_, logger_, metrics_);
     std::vector<int64_t> waits;
     for (int attempt = 1; attempt <= max_attempts; ++attempt) {
       const ForwardStep step = forwarder.step();
@@ -78,7 +79,7 @@ class ForwarderTest : public ::testing::Test {
   }
 
   fs::path dir_;
-  std::unique_ptr<Store> store_;
+  std::unique_ptr<Storage> store_;
   ManualClock clock_{1'744'189'200'000};
   NoSecrets secrets_;
   JsonLineLogger logger_{stderr, LogLevel::error};

@@ -1,6 +1,7 @@
 // The Hub in-process with a clock the test moves.
 #include <kpihub/admin.hpp>
 #include <kpihub/hub.hpp>
+#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/bundled_reference.hpp>
 #include <kpihub_test/manual_clock.hpp>
 
@@ -63,7 +64,7 @@ TEST(HubClock, TheHubsDateFollowsTheClockWhileItRuns) {
   const HubConfig config = counting_hub(dir, "clock-test");
   ReferenceData ref = bundled_reference();
 
-  auto store = open_sqlite_store((dir / "var/hub.db").string());
+  auto store = open_sqlite_storage((dir / "var/hub.db").string());
   JsonLineLogger logger(stderr, LogLevel::error);
   Metrics metrics;
   ManualClock clock(local_noon_ms("2025-04-01"));
@@ -76,7 +77,7 @@ TEST(HubClock, TheHubsDateFollowsTheClockWhileItRuns) {
   EXPECT_TRUE(s.ok()) << s.line();
   EXPECT_EQ(s.inserted, 24u) << s.line();    // 28 minus the 4 malformed ones
   EXPECT_EQ(s.quarantined, 4u) << s.line();  // minutes out of range, not future dates
-  const auto future = store->quarantine("counting", "future_date", 10, 0);
+  const auto future = store->views().quarantine("counting", "future_date", 10, 0);
   EXPECT_TRUE(future.empty());
   store.reset();
   fs::remove_all(dir);
@@ -91,7 +92,7 @@ TEST(HubClock, SourceLagIsMeasuredOnTheHubsClockWhenTodayIsSet) {
   config.today = "2025-04-30";  // back-filling April 2025 on 7 November 2026
   ReferenceData ref = bundled_reference();
 
-  auto store = open_sqlite_store((dir / "var/hub.db").string());
+  auto store = open_sqlite_storage((dir / "var/hub.db").string());
   JsonLineLogger logger(stderr, LogLevel::error);
   Metrics metrics;
   ManualClock clock(local_noon_ms("2026-11-07"));
@@ -147,14 +148,16 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
   ReferenceData ref = bundled_reference();
   ref.rules.retention_days = 36500;  // April 2025 is still accepted with the real date
 
-  auto store = open_sqlite_store((dir / "var/hub.db").string());
-  JsonLineLogger logger(stderr, LogLevel::error);
-  Metrics metrics;
-  // The store stamps deliveries with the real time; the hub's clock starts there.
+  // The hub and the store (which stamps deliveries) on one clock, starting at the real time.
   const int64_t real_now = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
   ManualClock clock(real_now);
+  SqliteStorageOptions options;
+  options.clock = &clock;
+  auto store = open_sqlite_storage((dir / "var/hub.db").string(), options);
+  JsonLineLogger logger(stderr, LogLevel::error);
+  Metrics metrics;
   auto hub = std::make_unique<Hub>(with_off, *store, ref, logger, clock, metrics);
   ASSERT_TRUE(hub->start().empty());
   std::atomic<bool> stop{false};
@@ -184,8 +187,8 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
   s = hub->run(stop, RunMode::once);
   ASSERT_TRUE(s.ok()) << s.line();
   EXPECT_EQ(s.outbox_compacted, lines);
-  EXPECT_EQ(store->compact_outbox({"files"}, clock.now_unix_ms(), 1000), 0u);
-  EXPECT_EQ(store->counts().outbox_pending, 0);
+  EXPECT_EQ(store->outbox().compact({"files"}, clock.now_unix_ms(), 1000), 0u);
+  EXPECT_EQ(store->views().counts().outbox_pending, 0);
   store.reset();
   fs::remove_all(dir);
 }

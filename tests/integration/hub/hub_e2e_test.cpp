@@ -3,7 +3,7 @@
 // moments, refused plugins next to good ones, and clear configuration errors.
 #include <kpihub/net.hpp>
 #include <kpihub/sim/eoffice_sim.hpp>
-#include <kpihub/store.hpp>
+#include <kpihub/store/sqlite.hpp>
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -154,8 +154,8 @@ class HubE2E : public ::testing::Test {
     std::ofstream(dir_ / "hub.json") << text;
   }
 
-  std::unique_ptr<kpihub::Store> open_store() {
-    return kpihub::open_sqlite_store((dir_ / "var/hub.db").string());
+  std::unique_ptr<kpihub::Storage> open_store() {
+    return kpihub::open_sqlite_storage((dir_ / "var/hub.db").string());
   }
 
   // key -> every payload delivered for it
@@ -184,8 +184,8 @@ std::string source_settings(int records, int page_size, int delay_ms = 0) {
 }
 
 // Read-only, as an operator's `kpihub status` (the scorer's own listing writes marks).
-bool everything_scored(kpihub::Store& store) {
-  const auto counts = store.counts();
+bool everything_scored(kpihub::Storage& store) {
+  const auto counts = store.views().counts();
   return counts.revisions_to_read == 0 && counts.staff_months_to_score == 0;
 }
 
@@ -199,19 +199,19 @@ TEST_F(HubE2E, RunOnceStoresScoresAndForwardsEverything) {
   EXPECT_NE(r.output.find("50 quarantined"), std::string::npos) << r.output;
 
   auto store = open_store();
-  const auto counts = store->counts();
+  const auto counts = store->views().counts();
   EXPECT_EQ(counts.records, 300);
   EXPECT_EQ(counts.quarantined, 50);  // every 7th has 2000 minutes
   EXPECT_EQ(counts.revisions_to_read, 0);
   EXPECT_EQ(counts.staff_months_to_score, 0);
-  EXPECT_EQ(store->cursor("counting").value_or(""), "350");
+  EXPECT_EQ(store->records().cursor("counting").value_or(""), "350");
   const auto status = run({"status", "--config", config}, (dir_ / "status.txt").string());
   EXPECT_EQ(status.code, 0) << status.output;
   EXPECT_NE(status.output.find(
                 "scoring: 0 revisions not yet read, 0 staff months waiting to be rescored"),
             std::string::npos)
       << status.output;
-  const auto q = store->quarantine("counting", "bad_value", 5, 0);
+  const auto q = store->views().quarantine("counting", "bad_value", 5, 0);
   ASSERT_FALSE(q.empty());
   EXPECT_NE(q.front().entry.message.find("declared_minutes: 2000 is outside 0..1440"),
             std::string::npos)
@@ -256,11 +256,11 @@ TEST_F(HubE2E, KilledAtRandomMomentsEndsInTheSameStore) {
   ASSERT_EQ(r.code, 0) << r.output;
 
   auto store = open_store();
-  const auto counts = store->counts();
+  const auto counts = store->views().counts();
   const int quarantined = kRecords / 7;
   EXPECT_EQ(counts.records, kRecords - quarantined);
   EXPECT_EQ(counts.revisions, kRecords - quarantined) << "a record was stored twice";
-  EXPECT_EQ(store->cursor("counting").value_or(""), std::to_string(kRecords));
+  EXPECT_EQ(store->records().cursor("counting").value_or(""), std::to_string(kRecords));
 
   // Every record reached the sink, and no version of an item (a record's
   // scoring.sequence, a month's revision) was ever sent with two contents.
@@ -289,7 +289,7 @@ TEST_F(HubE2E, SigtermFinishesThePageInHandAndExitsZero) {
   ::kill(p.pid, SIGTERM);
   EXPECT_EQ(wait_exit(p), 0) << slurp(p.out_file);
   auto store = open_store();
-  const auto cursor = std::stoll(store->cursor("counting").value_or("0"));
+  const auto cursor = std::stoll(store->records().cursor("counting").value_or("0"));
   EXPECT_GT(cursor, 0);
   EXPECT_EQ(cursor % 50, 0) << "a page was cut in half";
 }
@@ -353,12 +353,12 @@ TEST_F(HubE2E, RunOnceTriesABatchAtOnceWhateverRetryWaitWasSavedAndSaysWhatItWai
   {
     // After a few more failures its next try is minutes away, saved in the store.
     auto store = open_store();
-    const auto batch = store->next_batch("files", 50, 1 << 20);
+    const auto batch = store->outbox().next_batch("files", 50, 1 << 20);
     ASSERT_TRUE(batch.has_value());
     const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
-    store->defer_batch(batch->batch_id, now_ms + 280000, "HTTP 503");
+    store->outbox().defer_batch(batch->batch_id, now_ms + 280000, "HTTP 503");
   }
   // The receiver still refuses: the operator's run tries at once, and says when the batch is
   // tried next and what the receiver answered.
@@ -372,9 +372,9 @@ TEST_F(HubE2E, RunOnceTriesABatchAtOnceWhateverRetryWaitWasSavedAndSaysWhatItWai
   EXPECT_EQ(r.output.find("did not take every batch"), std::string::npos) << r.output;
   {
     auto store = open_store();
-    const auto batch = store->next_batch("files", 50, 1 << 20);
+    const auto batch = store->outbox().next_batch("files", 50, 1 << 20);
     ASSERT_TRUE(batch.has_value());
-    store->defer_batch(batch->batch_id, batch->not_before_unix_ms + 280000, "HTTP 503");
+    store->outbox().defer_batch(batch->batch_id, batch->not_before_unix_ms + 280000, "HTTP 503");
   }
   // The receiver is back: a run within the saved wait delivers everything, at once.
   const auto started = std::chrono::steady_clock::now();
@@ -439,7 +439,8 @@ TEST_F(HubE2E, AMisspelledSettingIsRefusedWithItsKeyPathAndTheHubGoesOn) {
   EXPECT_NE(r.output.find("sources.typo.settings.recordz: unknown setting"), std::string::npos)
       << r.output;
   auto store = open_store();
-  EXPECT_EQ(store->cursor("counting").value_or(""), "10");  // ...and the good source still ran
+  EXPECT_EQ(store->records().cursor("counting").value_or(""),
+            "10");  // ...and the good source still ran
 }
 
 TEST_F(HubE2E, CheckConfigNamesTheFileAndKeyOfAnError) {
@@ -594,9 +595,9 @@ TEST_F(HubE2E, ASecondRunOnTheSameStoreIsRefusedUntilTheFirstIsGoneEvenByKill9) 
   const auto config = write_config(source_settings(100000, 50, 50));
   Proc p = start({"run", "--config", config}, (dir_ / "out.txt").string());
   KillOnExit guard{p};
-  ASSERT_TRUE(
-      eventually([&] { return std::stoll(open_store()->cursor("counting").value_or("0")) >= 50; },
-                 std::chrono::seconds(20)))
+  ASSERT_TRUE(eventually(
+      [&] { return std::stoll(open_store()->records().cursor("counting").value_or("0")) >= 50; },
+      std::chrono::seconds(20)))
       << slurp(p.out_file);
   auto second = run({"run", "--once", "--config", config}, (dir_ / "second.txt").string());
   EXPECT_EQ(second.code, 4) << second.output;
@@ -624,23 +625,23 @@ TEST_F(HubE2E, SighupAddsASourceWithoutLosingOrRepeatingRecords) {
   write_config(source_settings(kRecords, 30, 25));
   Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
   KillOnExit guard{p};
-  ASSERT_TRUE(
-      eventually([&] { return std::stoll(open_store()->cursor("counting").value_or("0")) >= 150; },
-                 std::chrono::seconds(20)));
+  ASSERT_TRUE(eventually(
+      [&] { return std::stoll(open_store()->records().cursor("counting").value_or("0")) >= 150; },
+      std::chrono::seconds(20)));
   // Mid-run: a second source appears in the file, then SIGHUP.
   write_config(source_settings(kRecords, 30, 25), "", extra_counting_source("counting2", kRecords));
   ASSERT_EQ(::kill(p.pid, SIGHUP), 0);
   ASSERT_TRUE(eventually(
       [&] { return slurp(p.out_file).find("configuration reloaded") != std::string::npos; },
       std::chrono::seconds(20)));
-  EXPECT_LT(std::stoll(open_store()->cursor("counting").value_or("0")), kRecords)
+  EXPECT_LT(std::stoll(open_store()->records().cursor("counting").value_or("0")), kRecords)
       << "the reload should come mid-run";
   const bool finished = eventually(
       [&] {
         auto store = open_store();
-        return store->cursor("counting").value_or("") == std::to_string(kRecords) &&
-               store->cursor("counting2").value_or("") == std::to_string(kRecords) &&
-               store->outbox_depth("files") == 0 && everything_scored(*store);
+        return store->records().cursor("counting").value_or("") == std::to_string(kRecords) &&
+               store->records().cursor("counting2").value_or("") == std::to_string(kRecords) &&
+               store->outbox().depth("files") == 0 && everything_scored(*store);
       },
       std::chrono::seconds(60));
   ::kill(p.pid, SIGTERM);
@@ -650,8 +651,8 @@ TEST_F(HubE2E, SighupAddsASourceWithoutLosingOrRepeatingRecords) {
 
   auto store = open_store();
   const int valid = kRecords - kRecords / 7;  // every 7th counting record is invalid
-  EXPECT_EQ(store->counts().records, 2 * valid);
-  EXPECT_EQ(store->counts().revisions, 2 * valid) << "a record was stored twice";
+  EXPECT_EQ(store->views().counts().records, 2 * valid);
+  EXPECT_EQ(store->views().counts().revisions, 2 * valid) << "a record was stored twice";
   std::size_t first = 0, second = 0;
   for (const auto& [key, payloads] : delivered()) {
     if (key.rfind("counting:", 0) == 0) ++first;
@@ -688,10 +689,10 @@ TEST_F(HubE2E, SighupWithABrokenConfigurationKeepsTheRunningOne) {
       },
       std::chrono::seconds(20)))
       << slurp(p.out_file);
-  before = std::stoll(open_store()->cursor("counting").value_or("0"));
+  before = std::stoll(open_store()->records().cursor("counting").value_or("0"));
   // Still pulling with the old configuration.
   EXPECT_TRUE(eventually(
-      [&] { return std::stoll(open_store()->cursor("counting").value_or("0")) > before; },
+      [&] { return std::stoll(open_store()->records().cursor("counting").value_or("0")) > before; },
       std::chrono::seconds(20)));
   ::kill(p.pid, SIGTERM);
   EXPECT_EQ(wait_exit(p), 0);
@@ -789,8 +790,9 @@ TEST_F(HubE2E, DashboardRendersInHeadlessChromiumWithData) {
   ASSERT_TRUE(eventually(
       [&] {
         auto store = open_store();
-        return store->cursor("counting").value_or("") == "700" && everything_scored(*store) &&
-               !store->month_rows(kpihub::OutboxKind::agency_month, "2025-04").empty();
+        return store->records().cursor("counting").value_or("") == "700" &&
+               everything_scored(*store) &&
+               !store->scoring().month_rows(kpihub::OutboxKind::agency_month, "2025-04").empty();
       },
       std::chrono::seconds(60)))
       << slurp(p.out_file);
@@ -873,7 +875,7 @@ TEST_F(HubE2E, EveryJsonTheHubWritesParsesWhateverTheQuantities) {
     const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
     ASSERT_EQ(r.code, 0) << r.output;
     auto store = open_store();
-    const auto absurd = store->quarantine("counting", "bad_value", 100, 0);
+    const auto absurd = store->views().quarantine("counting", "bad_value", 100, 0);
     std::size_t quantity_refused = 0;
     for (const auto& q : absurd) quantity_refused += q.entry.field == "quantity" ? 1 : 0;
     EXPECT_EQ(quantity_refused, quantity == "1000000" ? 0u : 48u);  // not the 5th, not the 7th
@@ -883,7 +885,7 @@ TEST_F(HubE2E, EveryJsonTheHubWritesParsesWhateverTheQuantities) {
       for (const auto& p : payloads) expect_valid_json("delivered " + key, p);
     }
     for (auto kind : {kpihub::OutboxKind::staff_month, kpihub::OutboxKind::agency_month}) {
-      for (const auto& row : store->month_rows(kind, "2025-04")) {
+      for (const auto& row : store->scoring().month_rows(kind, "2025-04")) {
         expect_valid_json("stored month " + row.code, row.json);
       }
     }
@@ -938,7 +940,7 @@ TEST_F(HubE2E, TheConfiguredDateDecidesLatenessAndAgencyStatus) {
   const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
   ASSERT_EQ(r.code, 0) << r.output;
   auto store = open_store();
-  const auto agencies = store->month_rows(kpihub::OutboxKind::agency_month, "2025-04");
+  const auto agencies = store->scoring().month_rows(kpihub::OutboxKind::agency_month, "2025-04");
   ASSERT_FALSE(agencies.empty());
   // Before the due date the month is still open (not yet not_implemented).
   for (const auto& a : agencies) {
@@ -952,9 +954,9 @@ TEST_F(HubE2E, TheConfiguredDateDecidesLatenessAndAgencyStatus) {
         << key << ": " << payloads.back();
   }
   // Received "on 10 May" local time.
-  const auto record = store->record("counting:R-1");
+  const auto record = store->records().record("counting:R-1");
   ASSERT_TRUE(record.has_value());
-  const auto received = store->received_at({"counting:R-1"});
+  const auto received = store->records().received_at({"counting:R-1"});
   const int64_t local_day = (received.at(0) / 1000 + 7 * 3600) / 86400;
   EXPECT_EQ(local_day, kpihub::Date::parse("2025-05-10")->days);
 }
@@ -978,7 +980,7 @@ TEST_F(HubE2E, EveryCommandScoresWithTheStaffTheSourcesSynced) {
   ASSERT_TRUE(sent.count("staff:2025-04:KH-900001")) << once.output;
   const auto leader = boost::json::parse(sent.at("staff:2025-04:KH-900001").back()).as_object();
   EXPECT_TRUE(leader.at("leader").as_bool()) << leader;
-  ASSERT_EQ(open_store()->outbox_depth("files"), 0);
+  ASSERT_EQ(open_store()->outbox().depth("files"), 0);
 
   // Nothing changed: a rescore from the command line changes nothing and queues nothing.
   const auto rescore =
@@ -988,7 +990,7 @@ TEST_F(HubE2E, EveryCommandScoresWithTheStaffTheSourcesSynced) {
                 "0 records, 0 staff months and 0 agency months changed and queued for forwarding"),
             std::string::npos)
       << rescore.output;
-  EXPECT_EQ(open_store()->outbox_depth("files"), 0);
+  EXPECT_EQ(open_store()->outbox().depth("files"), 0);
 
   // `kpihub explain` says what the running hub's explain says.
   Proc p = start({"run", "--config", config}, (dir_ / "hub.txt").string());

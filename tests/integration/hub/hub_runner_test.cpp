@@ -1,6 +1,7 @@
 // `kpihub run` and `kpihub run --once` are one runner (Hub::run): these tests fail when the two
 // modes drift apart again, in what they count or in how a stop ends them.
 #include <kpihub/hub.hpp>
+#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/bundled_reference.hpp>
 
 #include <gtest/gtest.h>
@@ -64,7 +65,7 @@ struct TestHub {
     sink.plugin = "file-sink";
     sink.settings_json = R"({"file": ")" + (dir / "delivered.tsv").string() + R"("})";
     config.sinks.push_back(sink);
-    store = open_sqlite_store((dir / "var/hub.db").string());
+    store = open_sqlite_storage((dir / "var/hub.db").string());
     hub = std::make_unique<Hub>(config, *store, ref, logger, clock, metrics, options);
   }
   ~TestHub() {
@@ -79,7 +80,7 @@ struct TestHub {
   JsonLineLogger logger{stderr, LogLevel::error};
   MovingClock clock{local_noon_ms("2025-04-30")};
   Metrics metrics;
-  std::unique_ptr<Store> store;
+  std::unique_ptr<Storage> store;
   std::unique_ptr<Hub> hub;
 };
 
@@ -131,7 +132,7 @@ TEST(HubRunner, RunAndRunOnceCountTheSameWork) {
     // `run` goes on until stopped: stop it once all is stored, scored and delivered.
     const bool done = eventually(
         [&] {
-          const StoreCounts c = t.store->counts();
+          const StoreCounts c = t.store->views().counts();
           return c.records == 24 && c.revisions_to_read == 0 && c.staff_months_to_score == 0 &&
                  c.outbox_pending == 0 &&
                  t.metrics.get("kpihub_forwarded_total", {{"sink", "files"}}) > 0;
@@ -212,7 +213,7 @@ TEST(HubRunner, AStopEndsBothModesTheSameWay) {
     const double pages = t.metrics.get("kpihub_pages_total", {{"source", "counting"}});
     EXPECT_EQ(static_cast<double>(summary.pages), pages);
     EXPECT_EQ(t.metrics.get("kpihub_pull_errors_total", {{"source", "counting"}}), 0);
-    const auto cursor = std::stoll(t.store->cursor("counting").value_or("0"));
+    const auto cursor = std::stoll(t.store->records().cursor("counting").value_or("0"));
     EXPECT_EQ(cursor, static_cast<int64_t>(pages) * 50) << "a page was cut in half or lost";
     EXPECT_EQ(static_cast<int64_t>(summary.records), cursor);
     const auto status = t.hub->source_status();

@@ -12,7 +12,7 @@
 //   KPIHUB_PIPELINE_AGENCIES=53 KPIHUB_PIPELINE_STAFF=7000 KPIHUB_PIPELINE_DAYS=22
 // (see docs/performance.md).
 #include <kpihub/net.hpp>
-#include <kpihub/store.hpp>
+#include <kpihub/store/sqlite.hpp>
 
 #include <gtest/gtest.h>
 
@@ -403,8 +403,8 @@ class PipelineE2E : public ::testing::Test {
     return r;
   }
 
-  std::unique_ptr<kpihub::Store> open_store() {
-    return kpihub::open_sqlite_store((dir_ / "var/hub.db").string());
+  std::unique_ptr<kpihub::Storage> open_store() {
+    return kpihub::open_sqlite_storage((dir_ / "var/hub.db").string());
   }
 
   // Every log the hub and the simulators wrote in this test.
@@ -430,11 +430,12 @@ class PipelineE2E : public ::testing::Test {
 
     // --- the hub's store against /sim/served --------------------------------
     std::map<std::string, kpihub::WorkRecord> stored;  // by source id
-    for (auto& r : store->records_of_month(kMonth)) stored.emplace(r.source_id, std::move(r));
+    for (auto& r : store->records().records_of_month(kMonth))
+      stored.emplace(r.source_id, std::move(r));
     std::map<std::string, std::set<std::string>> quarantined;  // source id -> reasons
     int64_t after = 0;
     for (int page = 0; page < 10000; ++page) {
-      const auto rows = store->quarantine("eoffice", "", 1000, after);
+      const auto rows = store->views().quarantine("eoffice", "", 1000, after);
       if (rows.empty()) break;
       for (const auto& q : rows) {
         quarantined[q.entry.source_id].insert(std::string(kpihub::to_string(q.entry.reason)));
@@ -473,7 +474,7 @@ class PipelineE2E : public ::testing::Test {
         << "quarantine has items that were well-formed";
     EXPECT_GT(malformed, 0u);
     EXPECT_GT(deleted, 0u);
-    const auto counts = store->counts();
+    const auto counts = store->views().counts();
     EXPECT_EQ(counts.records, static_cast<int64_t>(well_formed));
     EXPECT_EQ(counts.outbox_pending, 0) << "the outbox is not empty";
     EXPECT_EQ(counts.dead_letters, poison ? 1 : 0);
@@ -481,7 +482,7 @@ class PipelineE2E : public ::testing::Test {
     // --- the receiver against the hub's scored records ----------------------
     std::vector<std::string> ids;
     for (const auto& [source_id, r] : stored) ids.push_back(r.record_id);
-    const auto scores = store->record_scores(ids);
+    const auto scores = store->scoring().record_scores(ids);
     ASSERT_EQ(scores.size(), ids.size()) << "a stored record was never scored";
     std::map<std::string, const kpihub::WorkRecord*> by_record_id;
     for (const auto& [source_id, r] : stored) by_record_id[r.record_id] = &r;
@@ -542,10 +543,10 @@ class PipelineE2E : public ::testing::Test {
       return out;
     };
     std::map<std::string, json::value> hub_staff, hub_agency;
-    for (const auto& r : store->month_rows(kpihub::OutboxKind::staff_month, kMonth)) {
+    for (const auto& r : store->scoring().month_rows(kpihub::OutboxKind::staff_month, kMonth)) {
       hub_staff[r.code] = json::parse(r.json);
     }
-    for (const auto& r : store->month_rows(kpihub::OutboxKind::agency_month, kMonth)) {
+    for (const auto& r : store->scoring().month_rows(kpihub::OutboxKind::agency_month, kMonth)) {
       hub_agency[r.code] = json::parse(r.json);
     }
     EXPECT_FALSE(hub_staff.empty());
@@ -673,7 +674,7 @@ TEST_F(PipelineE2E, KilledAtTenRandomMomentsEndsInTheSameState) {
       ++interrupted;
       continue;
     }
-    const auto counts = open_store()->counts();
+    const auto counts = open_store()->views().counts();
     if (counts.records < static_cast<int64_t>(well_formed)) {
       stages += " pulling(" + std::to_string(counts.records) + ")";
       ++interrupted;
@@ -763,7 +764,7 @@ TEST_F(PipelineE2E, ADeadReceiverLetsTheOutboxGrowOnDiskWhileMemoryStaysFlatAndP
     if (!fs::exists(dir_ / "var/hub.db")) continue;
     try {
       auto store = open_store();
-      counts = store->counts();
+      counts = store->views().counts();
       // From when a quarter of the backlog waits in the outbox (scoring and the
       // sink's retries are running by then) to when all of it does.
       if (peak_at_quarter == 0 && counts.outbox_pending * 4 >= static_cast<int64_t>(well_formed)) {
@@ -865,7 +866,7 @@ TEST_F(PipelineE2E, HttpsWithTheWrongCaIsRefusedNamingTheCertificateProblem) {
   auto r = run_once(write_config(kTls + "other-ca.pem"), {"--forward-timeout", "5"});
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("certificate verify failed"), std::string::npos) << r.output;
-  EXPECT_EQ(open_store()->counts().records, 0);
+  EXPECT_EQ(open_store()->views().counts().records, 0);
 
   // E-Office trusted, the receiver not: records are stored, forwarding fails
   // and says why, and they wait in the outbox.
@@ -875,7 +876,7 @@ TEST_F(PipelineE2E, HttpsWithTheWrongCaIsRefusedNamingTheCertificateProblem) {
   // (write_config's ca_file is empty, so each plugin gets its own.)
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("certificate verify failed"), std::string::npos) << r.output;
-  const auto counts = open_store()->counts();
+  const auto counts = open_store()->views().counts();
   EXPECT_GT(counts.records, 0);
   EXPECT_GT(counts.outbox_pending, 0);
 }
@@ -889,7 +890,7 @@ TEST_F(PipelineE2E, HttpsWithAHostNameMismatchIsRefusedNamingTheHost) {
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("certificate is not valid for host '127.0.0.1'"), std::string::npos)
       << r.output;
-  EXPECT_EQ(open_store()->counts().records, 0);
+  EXPECT_EQ(open_store()->views().counts().records, 0);
 
   // E-Office with the right certificate, the receiver still with the wrong
   // one: records are stored, forwarding is refused naming the host.
@@ -902,7 +903,7 @@ TEST_F(PipelineE2E, HttpsWithAHostNameMismatchIsRefusedNamingTheHost) {
   EXPECT_NE(r.output.find("certificate is not valid for host '127.0.0.1'"), std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("provincial"), std::string::npos) << r.output;
-  const auto counts = open_store()->counts();
+  const auto counts = open_store()->views().counts();
   EXPECT_GT(counts.records, 0);
   EXPECT_GT(counts.outbox_pending, 0);
 }
@@ -918,8 +919,8 @@ TEST_F(PipelineE2E, AnUnreadableStaffListStopsThatSourceInsteadOfQuarantiningIts
             std::string::npos)
       << r.output;
   auto store = open_store();
-  EXPECT_EQ(store->counts().records, 0);
-  EXPECT_TRUE(store->quarantine("eoffice", "unknown_staff", 5, 0).empty());
+  EXPECT_EQ(store->views().counts().records, 0);
+  EXPECT_TRUE(store->views().quarantine("eoffice", "unknown_staff", 5, 0).empty());
 
   // Once the list can be read again, the same store fills normally.
   const auto again = run_once(write_config());

@@ -1,6 +1,7 @@
 // The ingest stage without plugins or HTTP: a page as a plugin would hand it
 // over, resolved against the shipped reference data.
 #include <kpihub/hub.hpp>
+#include <kpihub/store/sqlite.hpp>
 
 #include <gtest/gtest.h>
 
@@ -107,7 +108,7 @@ class IngestTest : public ::testing::Test {
     path_ = std::filesystem::temp_directory_path() /
             ("kpihub-ingest-" + std::to_string(::getpid()) + ".db");
     std::filesystem::remove(path_);
-    store_ = open_sqlite_store(path_.string());
+    store_ = open_sqlite_storage(path_.string());
   }
   void TearDown() override {
     store_.reset();
@@ -116,13 +117,13 @@ class IngestTest : public ::testing::Test {
   }
   ReferenceData ref_ = shipped_reference();
   std::filesystem::path path_;
-  std::unique_ptr<Store> store_;  // prepare() never writes to it
+  std::unique_ptr<Storage> store_;  // prepare() never writes to it
 };
 
 }  // namespace
 
 TEST_F(IngestTest, ResolvesStaffAndAgencyFromTheDirectory) {
-  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const auto c = prepare(ingest, "eoffice", {item({{"agency_code", "999.99.99.H34"}})});
   ASSERT_EQ(c.records.size(), 1u);
   const auto& r = c.records[0];
@@ -134,7 +135,7 @@ TEST_F(IngestTest, ResolvesStaffAndAgencyFromTheDirectory) {
 }
 
 TEST_F(IngestTest, SectorIdentifiersResolveToStaffCodesAndSectorSourcesAreAutoApproved) {
-  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const auto c = prepare(ingest, "education",
                          {item({{"staff_code", ""},
                                 {"source_staff_id", "GV-000123"},
@@ -147,7 +148,7 @@ TEST_F(IngestTest, SectorIdentifiersResolveToStaffCodesAndSectorSourcesAreAutoAp
 }
 
 TEST_F(IngestTest, UnknownStaffAndTasksGoToQuarantineWithReasons) {
-  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const auto c =
       prepare(ingest, "eoffice",
               {item({{"source_id", "A"}, {"staff_code", "KH-999999"}}),
@@ -178,7 +179,7 @@ TEST_F(IngestTest, UnknownStaffAndTasksGoToQuarantineWithReasons) {
 }
 
 TEST_F(IngestTest, TheValidationDateCanMoveForward) {
-  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const Item tomorrow = item({{"work_date", "2025-04-21"}});
   auto c = prepare(ingest, "eoffice", {tomorrow});
   ASSERT_EQ(c.quarantined.size(), 1u);
@@ -189,7 +190,7 @@ TEST_F(IngestTest, TheValidationDateCanMoveForward) {
 }
 
 TEST_F(IngestTest, QuarantineReplayStoresWhatTheFixedDirectoryNowResolves) {
-  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   // A teacher not yet in the directory, and a task code nobody has.
   const Item teacher = item({{"source_id", "L-1"},
                              {"staff_code", ""},
@@ -203,10 +204,10 @@ TEST_F(IngestTest, QuarantineReplayStoresWhatTheFixedDirectoryNowResolves) {
   page.records = records.data();
   page.record_count = records.size();
   ingest.ingest("education", page, 1000);
-  ASSERT_EQ(store_->quarantine("", "", 10, 0).size(), 2u);
+  ASSERT_EQ(store_->views().quarantine("", "", 10, 0).size(), 2u);
 
   // Nothing changed yet: both stay, each with its reason.
-  auto r = replay_quarantine(*store_, ingest, "", "", 0, 2000);
+  auto r = replay_quarantine(store_->views(), ingest, "", "", 0, 2000);
   EXPECT_EQ(r.replayed, 0u);
   EXPECT_EQ(r.still_failing, 2u);
   ASSERT_EQ(r.problems.size(), 2u);
@@ -217,28 +218,28 @@ TEST_F(IngestTest, QuarantineReplayStoresWhatTheFixedDirectoryNowResolves) {
   StaffInfo lan{"GD-000001", "Nguyễn Thị Lan", "000.00.25.H34", false, true, "education"};
   ref_.directory.add_staff(lan);
   ref_.directory.add_identifier("GV-999001", "GD-000001");
-  r = replay_quarantine(*store_, ingest, "", "unknown_staff", 0, 3000);
+  r = replay_quarantine(store_->views(), ingest, "", "unknown_staff", 0, 3000);
   EXPECT_EQ(r.replayed, 1u);
   EXPECT_EQ(r.still_failing, 0u);
-  const auto stored = store_->record("education:L-1");
+  const auto stored = store_->records().record("education:L-1");
   ASSERT_TRUE(stored.has_value());
   EXPECT_EQ(stored->staff_code, "GD-000001");
   EXPECT_EQ(stored->agency_code, "000.00.25.H34");
-  const auto left = store_->quarantine("", "", 10, 0);
+  const auto left = store_->views().quarantine("", "", 10, 0);
   ASSERT_EQ(left.size(), 1u);
   EXPECT_EQ(left[0].entry.record_id, "education:X-2");
   EXPECT_EQ(left[0].entry.reason, Reason::unknown_task);
-  EXPECT_FALSE(store_->dirty_staff_months(10).empty()) << "the replayed record is scored";
+  EXPECT_FALSE(store_->scoring().dirty_staff_days(10).empty()) << "the replayed record is scored";
   // Replaying again finds nothing more to store.
-  EXPECT_EQ(replay_quarantine(*store_, ingest, "", "", 0, 4000).replayed, 0u);
+  EXPECT_EQ(replay_quarantine(store_->views(), ingest, "", "", 0, 4000).replayed, 0u);
 }
 
 TEST_F(IngestTest, AReplayedRecordKeepsItsAttributes) {
-  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   Item unknown_task = item({{"source_id", "X-7"}, {"task_code", "Z.99"}});
   unknown_task.attributes = {{"document_no", "12/UBND-VP"}, {"unit", "Văn phòng"}};
   ingest_page(ingest, {unknown_task}, 1000);
-  ASSERT_EQ(store_->quarantine("", "", 10, 0).size(), 1u);
+  ASSERT_EQ(store_->views().quarantine("", "", 10, 0).size(), 1u);
 
   // The catalog learns the task; the replayed record is the one the source sent, attributes
   // included (the receiver gets them for every other record).
@@ -247,17 +248,17 @@ TEST_F(IngestTest, AReplayedRecordKeepsItsAttributes) {
   z99.group = "B";
   z99.title = "Việc mới";
   ref_.catalog.add(z99);
-  const auto r = replay_quarantine(*store_, ingest, "", "", 0, 2000);
+  const auto r = replay_quarantine(store_->views(), ingest, "", "", 0, 2000);
   ASSERT_EQ(r.replayed, 1u);
-  const auto stored = store_->record("eoffice:X-7");
+  const auto stored = store_->records().record("eoffice:X-7");
   ASSERT_TRUE(stored.has_value());
   EXPECT_EQ(stored->attributes, unknown_task.attributes);
 }
 
 TEST_F(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
-  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "1"}})}, 1000);
-  ASSERT_TRUE(store_->record("eoffice:X-1").has_value());
+  ASSERT_TRUE(store_->records().record("eoffice:X-1").has_value());
 
   // The source only knows the id: the stored record is withdrawn, its content kept.
   Item withdrawal;
@@ -265,15 +266,15 @@ TEST_F(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
   auto r = ingest_page(ingest, {withdrawal}, 2000);
   EXPECT_EQ(r.commit.quarantined, 0u);
   EXPECT_EQ(r.commit.updated, 1u);
-  EXPECT_TRUE(store_->quarantine("", "", 10, 0).empty());
-  auto stored = store_->record("eoffice:X-1");
+  EXPECT_TRUE(store_->views().quarantine("", "", 10, 0).empty());
+  auto stored = store_->records().record("eoffice:X-1");
   ASSERT_TRUE(stored.has_value());
   EXPECT_TRUE(stored->retracted);
   EXPECT_EQ(stored->revision, 2);
   EXPECT_EQ(stored->staff_code, "KH-000123");
   EXPECT_EQ(stored->work_date, *Date::parse("2025-04-08"));
   EXPECT_EQ(stored->task_code, "B.03.2");
-  EXPECT_EQ(store_->counts().revisions, 2) << "the scorer's change log has the withdrawal";
+  EXPECT_EQ(store_->views().counts().revisions, 2) << "the scorer's change log has the withdrawal";
 
   // A tombstone that carries the last content the source had, which was never valid
   // (2000 minutes), still withdraws the record the hub has.
@@ -288,7 +289,7 @@ TEST_F(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
                          {"declared_minutes", "2000"}})},
                   5000);
   EXPECT_EQ(r.commit.quarantined, 0u);
-  stored = store_->record("eoffice:X-2");
+  stored = store_->records().record("eoffice:X-2");
   ASSERT_TRUE(stored.has_value());
   EXPECT_TRUE(stored->retracted);
   EXPECT_EQ(stored->revision, 3);
@@ -300,18 +301,18 @@ TEST_F(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
   r = ingest_page(ingest, {unknown}, 6000);
   EXPECT_EQ(r.commit.quarantined, 0u);
   EXPECT_EQ(r.commit.inserted, 0u);
-  EXPECT_FALSE(store_->record("eoffice:X-404").has_value());
+  EXPECT_FALSE(store_->records().record("eoffice:X-404").has_value());
   // Nor is the withdrawal of a record only ever quarantined; its entries go with it (the
   // source deleted it: nothing is left to fix).
   ingest_page(ingest,
               {item({{"source_id", "X-9"}, {"revision", "1"}, {"work_date", "2025-02-30"}})}, 6500);
-  ASSERT_EQ(store_->quarantine("", "", 10, 0).size(), 1u);
+  ASSERT_EQ(store_->views().quarantine("", "", 10, 0).size(), 1u);
   Item gone;
   gone.f = {{"source_id", "X-9"}, {"revision", "2"}, {"retracted", "true"}};
   r = ingest_page(ingest, {gone}, 6600);
   EXPECT_EQ(r.commit.quarantine_resolved, 1u);
-  EXPECT_TRUE(store_->quarantine("", "", 10, 0).empty());
-  EXPECT_FALSE(store_->record("eoffice:X-9").has_value());
+  EXPECT_TRUE(store_->views().quarantine("", "", 10, 0).empty());
+  EXPECT_FALSE(store_->records().record("eoffice:X-9").has_value());
 
   // Without its revision it is still refused, naming the field.
   Item no_revision;
@@ -322,16 +323,16 @@ TEST_F(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
 }
 
 TEST_F(IngestTest, QuarantineEntriesResolveOnceAHigherValidRevisionIsStored) {
-  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const auto entries = [&] {
     std::vector<std::string> out;
-    for (const auto& q : store_->quarantine("", "", 100, 0)) {
+    for (const auto& q : store_->views().quarantine("", "", 100, 0)) {
       out.push_back(q.entry.record_id + " " + std::string(to_string(q.entry.reason)));
     }
     return out;
   };
   const auto quarantined_count = [&] {
-    for (const auto& s : store_->sources()) {
+    for (const auto& s : store_->records().sources()) {
       if (s.source == "eoffice") return s.quarantined;
     }
     return int64_t{-1};
@@ -346,7 +347,7 @@ TEST_F(IngestTest, QuarantineEntriesResolveOnceAHigherValidRevisionIsStored) {
   ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "2"}})}, 2000);
   EXPECT_EQ(entries(), std::vector<std::string>{"eoffice:X-2 unknown_task"});
   EXPECT_EQ(quarantined_count(), 1);
-  EXPECT_EQ(store_->counts().quarantined, 1);
+  EXPECT_EQ(store_->views().counts().quarantined, 1);
 
   // An invalid revision above the stored one stays while only older or equal revisions come.
   ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "4"}, {"quantity", "-1"}})}, 3000);
@@ -359,7 +360,7 @@ TEST_F(IngestTest, QuarantineEntriesResolveOnceAHigherValidRevisionIsStored) {
               {item({{"source_id", "X-1"}, {"revision", "5"}}),
                item({{"source_id", "X-1"}, {"revision", "6"}, {"work_date", "2025-02-30"}})},
               5000);
-  const auto q = store_->quarantine("", "", 100, 0);
+  const auto q = store_->views().quarantine("", "", 100, 0);
   ASSERT_EQ(q.size(), 2u);
   EXPECT_EQ(q[1].entry.record_id, "eoffice:X-1");
   EXPECT_NE(q[1].entry.message.find("2025-02-30"), std::string::npos) << q[1].entry.message;
@@ -367,9 +368,9 @@ TEST_F(IngestTest, QuarantineEntriesResolveOnceAHigherValidRevisionIsStored) {
 }
 
 TEST_F(IngestTest, AnInvalidRevisionNotAboveTheStoredOneIsNotQuarantined) {
-  Ingestor ingest(*store_, ref_, *Date::parse("2025-04-20"));
+  Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const auto quarantined_count = [&] {
-    for (const auto& s : store_->sources()) {
+    for (const auto& s : store_->records().sources()) {
       if (s.source == "eoffice") return s.quarantined;
     }
     return int64_t{-1};
@@ -388,10 +389,10 @@ TEST_F(IngestTest, AnInvalidRevisionNotAboveTheStoredOneIsNotQuarantined) {
   EXPECT_EQ(r.commit.quarantined, 0u);
   EXPECT_EQ(r.commit.ignored_stale, 1u);
   EXPECT_TRUE(r.quarantined_by_reason.empty());
-  EXPECT_TRUE(store_->quarantine("", "", 100, 0).empty());
+  EXPECT_TRUE(store_->views().quarantine("", "", 100, 0).empty());
   EXPECT_EQ(quarantined_count(), 0);
-  EXPECT_EQ(store_->counts().quarantined, 0);
-  EXPECT_EQ(store_->record("eoffice:X-1")->revision, 5);
+  EXPECT_EQ(store_->views().counts().quarantined, 0);
+  EXPECT_EQ(store_->records().record("eoffice:X-1")->revision, 5);
 
   // In one page: the invalid revision 6 comes before the valid 7 that supersedes it.
   r = ingest_page(ingest,
@@ -401,14 +402,14 @@ TEST_F(IngestTest, AnInvalidRevisionNotAboveTheStoredOneIsNotQuarantined) {
   EXPECT_EQ(r.commit.quarantined, 0u);
   EXPECT_EQ(r.commit.updated, 1u);
   EXPECT_TRUE(r.quarantined_by_reason.empty());
-  EXPECT_TRUE(store_->quarantine("", "", 100, 0).empty());
+  EXPECT_TRUE(store_->views().quarantine("", "", 100, 0).empty());
 
   // An invalid revision above the stored one is kept, and counted.
   r = ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "8"}, {"quantity", "-1"}})},
                   5000);
   EXPECT_EQ(r.commit.quarantined, 1u);
   EXPECT_EQ(r.quarantined_by_reason["bad_value"], 1u);
-  EXPECT_EQ(store_->quarantine("", "", 100, 0).size(), 1u);
+  EXPECT_EQ(store_->views().quarantine("", "", 100, 0).size(), 1u);
   EXPECT_EQ(quarantined_count(), 1);
-  EXPECT_EQ(store_->counts().quarantined, 1);
+  EXPECT_EQ(store_->views().counts().quarantined, 1);
 }

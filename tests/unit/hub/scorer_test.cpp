@@ -2,6 +2,7 @@
 // hub's ingest thread does while the scorer works: a record's (record_id, sequence) must
 // never go out twice with different content, and its sequences must only grow.
 #include <kpihub/hub.hpp>
+#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/bundled_reference.hpp>
 #include <kpihub_test/manual_clock.hpp>
 
@@ -33,11 +34,11 @@ constexpr int64_t kBeforeAprilIsDue = 1746835200000;
 // 2025-05-26: April 2025 has closed.
 constexpr int64_t kAfterAprilIsDue = 1748217600000;
 
-// Forwards to a real store; before and after each staff month the scorer reads, runs a hook
-// that may commit a page (as the ingest thread may at that moment).
-class InterleavingStore final : public Store {
+// Forwards to a real store's scoring state; before and after each staff month the scorer reads,
+// runs a hook that may commit a page (as the ingest thread may at that moment).
+class InterleavingScoring final : public ScoringState {
  public:
-  explicit InterleavingStore(Store& inner) : inner_(inner) {}
+  explicit InterleavingScoring(ScoringState& inner) : inner_(inner) {}
   std::function<void(const StaffMonthKey&)> before_read, after_read;
 
   // Called with each scoring commit before it reaches the store (may throw: a crash then).
@@ -72,12 +73,6 @@ class InterleavingStore final : public Store {
   std::vector<DayCount> records_per_day(const StaffMonthKey& k) override {
     return inner_.records_per_day(k);
   }
-  void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit) override {
-    inner_.scan_month_for_scoring(month, [&](const std::string& staff, ScanBatch& batch) {
-      most_records_read = std::max(most_records_read, batch.count);
-      visit(staff, batch);
-    });
-  }
   void scan_month_for_scoring(const std::string& month, const std::vector<std::string>& split,
                               const PartVisitor& visit) override {
     std::mutex most;
@@ -91,12 +86,6 @@ class InterleavingStore final : public Store {
         });
   }
 
-  PageCommitResult commit_page(const PageCommit& p) override { return inner_.commit_page(p); }
-  std::optional<std::string> cursor(const std::string& s) override { return inner_.cursor(s); }
-  std::vector<SourceState> sources() override { return inner_.sources(); }
-  std::vector<StaffMonthKey> dirty_staff_months(std::size_t n) override {
-    return inner_.dirty_staff_months(n);
-  }
   std::vector<DirtyStaffMonth> dirty_staff_days(std::size_t n) override {
     return inner_.dirty_staff_days(n);
   }
@@ -106,16 +95,9 @@ class InterleavingStore final : public Store {
     most_records_read = std::max(most_records_read, out.size());
     return out;
   }
-  std::vector<int64_t> received_at(const std::vector<std::string>& ids) override {
-    return inner_.received_at(ids);
-  }
   std::vector<std::string> staff_of_month(const std::string& m) override {
     return inner_.staff_of_month(m);
   }
-  std::vector<WorkRecord> records_of_month(const std::string& m) override {
-    return inner_.records_of_month(m);
-  }
-  std::optional<WorkRecord> record(const std::string& id) override { return inner_.record(id); }
   std::vector<RecordScoreRow> record_scores(const std::vector<std::string>& ids) override {
     return inner_.record_scores(ids);
   }
@@ -135,45 +117,9 @@ class InterleavingStore final : public Store {
     most_records_committed = std::max(most_records_committed, records);
     inner_.commit_scoring(c);
   }
-  std::optional<Batch> next_batch(const std::string& s, std::size_t n, std::size_t b) override {
-    return inner_.next_batch(s, n, b);
-  }
-  void complete_batch(const std::string& id, const std::vector<DeadLetter>& d) override {
-    inner_.complete_batch(id, d);
-  }
-  void defer_batch(const std::string& id, int64_t t, const std::string& e) override {
-    inner_.defer_batch(id, t, e);
-  }
-  int64_t outbox_depth(const std::string& s) override { return inner_.outbox_depth(s); }
-  std::size_t compact_outbox(const std::vector<std::string>& sinks, int64_t before,
-                             std::size_t max_items) override {
-    return inner_.compact_outbox(sinks, before, max_items);
-  }
-  bool forget_sink(const std::string& sink) override { return inner_.forget_sink(sink); }
-  std::vector<std::string> sinks_with_batches() override { return inner_.sinks_with_batches(); }
-  std::vector<QuarantineRow> quarantine(const std::string& s, const std::string& r, std::size_t n,
-                                        int64_t a) override {
-    return inner_.quarantine(s, r, n, a);
-  }
-  std::vector<DeadLetter> dead_letters(const std::string& s, std::size_t n, int64_t a) override {
-    return inner_.dead_letters(s, n, a);
-  }
-  bool replay_dead_letter(int64_t id) override { return inner_.replay_dead_letter(id); }
-  void audit(const std::string& a, const std::string& b, const std::string& c) override {
-    inner_.audit(a, b, c);
-  }
-  void save_synced_staff(const std::string& s, const std::vector<SyncedStaff>& e) override {
-    inner_.save_synced_staff(s, e);
-  }
-  std::vector<SyncedStaff> synced_staff() override { return inner_.synced_staff(); }
-  StoreCounts counts() override { return inner_.counts(); }
-  std::vector<QuarantineCount> quarantine_counts() override { return inner_.quarantine_counts(); }
-  std::vector<HourCount> stored_per_hour(int64_t since) override {
-    return inner_.stored_per_hour(since);
-  }
 
  private:
-  Store& inner_;
+  ScoringState& inner_;
 };
 
 WorkRecord diary(const std::string& id, int64_t revision, const std::string& staff,
@@ -220,7 +166,7 @@ class ScorerTest : public ::testing::Test {
     dir_ = fs::temp_directory_path() / ("kpihub-scorer-" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    store_ = open_sqlite_store((dir_ / "hub.db").string());
+    store_ = open_sqlite_storage((dir_ / "hub.db").string());
   }
   void TearDown() override {
     store_.reset();
@@ -230,20 +176,20 @@ class ScorerTest : public ::testing::Test {
   // Every record item in the outbox, in order: (record_id, sequence) -> payload.
   std::vector<std::pair<std::pair<std::string, int64_t>, std::string>> records_sent() {
     std::vector<std::pair<std::pair<std::string, int64_t>, std::string>> out;
-    while (auto batch = store_->next_batch("provincial", 1000, 1 << 24)) {
+    while (auto batch = store_->outbox().next_batch("provincial", 1000, 1 << 24)) {
       for (const OutboxItem& item : batch->items) {
         if (item.kind != OutboxKind::record) continue;
         const json::object o = json::parse(item.payload).as_object();
         out.push_back(
             {{item.key, o.at("scoring").as_object().at("sequence").as_int64()}, item.payload});
       }
-      store_->complete_batch(batch->batch_id, {});
+      store_->outbox().complete_batch(batch->batch_id, {});
     }
     return out;
   }
 
   fs::path dir_;
-  std::unique_ptr<Store> store_;
+  std::unique_ptr<Storage> store_;
   ReferenceData ref_ = test::bundled_reference();
   test::ManualClock clock_{kBeforeAprilIsDue};
 };
@@ -253,7 +199,7 @@ class ScorerTest : public ::testing::Test {
 // Three runs' worth of records of one staff month over 28 days.
 constexpr std::size_t kLargeMonth = 3 * Scorer::kRecordsPerRun;
 
-void commit_large_month(Store& store) {
+void commit_large_month(RecordLog& store) {
   std::vector<WorkRecord> records;
   for (std::size_t i = 0; i < kLargeMonth; ++i) {
     WorkRecord r = diary("LAB-" + std::to_string(100000 + i), 1, "KH-000123",
@@ -273,9 +219,9 @@ void commit_large_month(Store& store) {
 }
 
 TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameScores) {
-  commit_large_month(*store_);
-  InterleavingStore store(*store_);
-  Scorer scorer(store, ref_, clock_, "test-hub");
+  commit_large_month(store_->records());
+  InterleavingScoring store(store_->scoring());
+  Scorer scorer(store, store_->records(), ref_, clock_, "test-hub");
   while (scorer.score_pending().staff_months > 0) {
   }
   // No read holds more than a run's records (each day has under 900), no commit more than
@@ -297,7 +243,7 @@ TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameS
   // month recompute's (which scans it in batches of days).
   const Month april = *Month::parse("2025-04");
   const StaffMonthResult whole = scorer.explain_staff_month("KH-000123", april);
-  const auto row = store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
+  const auto row = store_->scoring().month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
   ASSERT_TRUE(row);
   EXPECT_EQ(row->json, json::serialize(to_json(whole, 1)));
   bool recomputed = false;
@@ -309,30 +255,31 @@ TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameS
   EXPECT_TRUE(recomputed);
 
   // Scored whole again, it has nothing new to send.
-  store_->mark_month_dirty("2025-04");
+  store_->scoring().mark_month_dirty("2025-04");
   while (scorer.score_pending().staff_months > 0) {
   }
   EXPECT_TRUE(records_sent().empty());
-  EXPECT_EQ(store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123")->revision, 1);
+  EXPECT_EQ(store_->scoring().month_row(OutboxKind::staff_month, "2025-04", "KH-000123")->revision,
+            1);
 }
 
 // The hub dies between two commits of a large staff month: the records of the committed part
 // are not sent again (a later score would carry another scored_at, so another content under
 // the same sequence); the others go out once.
 TEST_F(ScorerTest, ACrashBetweenTheCommitsOfALargeStaffMonthSendsEveryRecordOnce) {
-  commit_large_month(*store_);
+  commit_large_month(store_->records());
   {
-    InterleavingStore store(*store_);
+    InterleavingScoring store(store_->scoring());
     store.before_commit = [&](const ScoringCommit&) {
       if (store.commits == 1) throw std::runtime_error("killed");
     };
-    Scorer scorer(store, ref_, clock_, "test-hub");
+    Scorer scorer(store, store_->records(), ref_, clock_, "test-hub");
     EXPECT_THROW(scorer.score_pending(), std::runtime_error);
     ASSERT_EQ(store.commits, 1);
   }
   clock_.set(kBeforeAprilIsDue + 60000);
-  InterleavingStore store(*store_);
-  Scorer scorer(store, ref_, clock_, "test-hub");
+  InterleavingScoring store(store_->scoring());
+  Scorer scorer(store, store_->records(), ref_, clock_, "test-hub");
   while (scorer.score_pending().staff_months > 0) {
   }
   std::map<std::pair<std::string, int64_t>, std::string> first_payload;
@@ -344,7 +291,7 @@ TEST_F(ScorerTest, ACrashBetweenTheCommitsOfALargeStaffMonthSendsEveryRecordOnce
     ids.insert(key.first);
   }
   EXPECT_EQ(ids.size(), kLargeMonth);
-  const auto row = store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
+  const auto row = store_->scoring().month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
   ASSERT_TRUE(row);
   EXPECT_EQ(row->json, json::serialize(to_json(
                            scorer.explain_staff_month("KH-000123", *Month::parse("2025-04")), 1)));
@@ -354,18 +301,20 @@ TEST_F(ScorerTest, ACrashBetweenTheCommitsOfALargeStaffMonthSendsEveryRecordOnce
 // a page moves one of KH-000123's records there. Both reads saw the record's last score
 // (sequence 1), so both would send sequence 2: with its old staff and with its new one.
 TEST_F(ScorerTest, ARecordMovedBetweenTwoReadsOfOneRunGoesOutOnceWithTheNewerContent) {
-  store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000124", 60)}));
-  InterleavingStore store(*store_);
-  Scorer scorer(store, ref_, clock_, "test-hub");
+  store_->records().commit_page(
+      page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000124", 60)}));
+  InterleavingScoring store(store_->scoring());
+  Scorer scorer(store, store_->records(), ref_, clock_, "test-hub");
   while (scorer.score_pending(64).staff_months > 0) {
   }
   // Both staff months dirty again, KH-000123 first (marks are read in the order made).
-  store_->commit_page(page({diary("WD-1", 2, "KH-000123", 90), diary("WD-2", 2, "KH-000124", 90)}));
+  store_->records().commit_page(
+      page({diary("WD-1", 2, "KH-000123", 90), diary("WD-2", 2, "KH-000124", 90)}));
   bool moved = false;
   store.before_read = [&](const StaffMonthKey& key) {
     if (moved || key.staff_code != "KH-000124") return;
     moved = true;
-    store_->commit_page(page({diary("WD-1", 3, "KH-000124", 120)}));
+    store_->records().commit_page(page({diary("WD-1", 3, "KH-000124", 120)}));
   };
   while (scorer.score_pending(64).staff_months > 0) {
   }
@@ -383,11 +332,11 @@ TEST_F(ScorerTest, ARecordMovedBetweenTwoReadsOfOneRunGoesOutOnceWithTheNewerCon
     last_sequence[key.first] = key.second;
   }
   // Its last version says where it is now, and its score is kept there for the next one.
-  const auto scores = store_->record_scores({"eoffice:WD-1"});
+  const auto scores = store_->scoring().record_scores({"eoffice:WD-1"});
   ASSERT_EQ(scores.size(), 1u);
   EXPECT_EQ(scores[0].revision, 3);
   EXPECT_EQ(scores[0].sequence, last_sequence["eoffice:WD-1"]);
-  const auto where = store_->staff_month_for_scoring({"KH-000124", "2025-04"});
+  const auto where = store_->scoring().staff_month_for_scoring({"KH-000124", "2025-04"});
   EXPECT_EQ(where.records.size(), 2u);
 }
 
@@ -396,8 +345,8 @@ TEST_F(ScorerTest, ARecordMovedBetweenTwoReadsOfOneRunGoesOutOnceWithTheNewerCon
 // Once as a staff month's first scoring (its rows read in one range), once as a revision of
 // one record among several (read by key).
 TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) {
-  InterleavingStore store(*store_);
-  Scorer scorer(store, ref_, clock_, "test-hub");
+  InterleavingScoring store(store_->scoring());
+  Scorer scorer(store, store_->records(), ref_, clock_, "test-hub");
   const auto check = [&](int64_t revision, int32_t minutes) {
     const auto sent = records_sent();
     ASSERT_FALSE(sent.empty());
@@ -415,11 +364,12 @@ TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) 
     if (revision % 2 == 0) return;
     ++revision;
     minutes /= 2;
-    store_->commit_page(page({diary("WD-1", revision, "KH-000123", minutes)}));
+    store_->records().commit_page(page({diary("WD-1", revision, "KH-000123", minutes)}));
   };
-  store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000123", 60),
-                            diary("WD-3", 1, "KH-000123", 60), diary("WD-4", 1, "KH-000123", 60),
-                            diary("WD-5", 1, "KH-000123", 60)}));
+  store_->records().commit_page(
+      page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000123", 60),
+            diary("WD-3", 1, "KH-000123", 60), diary("WD-4", 1, "KH-000123", 60),
+            diary("WD-5", 1, "KH-000123", 60)}));
   while (scorer.score_pending(64).staff_months > 0) {
   }
   ASSERT_EQ(revision, 2);
@@ -427,12 +377,12 @@ TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) 
 
   ++revision;  // 3: the page below; the hook then commits 4 after the scorer's read
   minutes = 40;
-  store_->commit_page(page({diary("WD-1", revision, "KH-000123", minutes)}));
+  store_->records().commit_page(page({diary("WD-1", revision, "KH-000123", minutes)}));
   while (scorer.score_pending(64).staff_months > 0) {
   }
   ASSERT_EQ(revision, 4);
   check(4, 20);
-  EXPECT_EQ(store_->record_scores({"eoffice:WD-1"})[0].sequence, 2);
+  EXPECT_EQ(store_->scoring().record_scores({"eoffice:WD-1"})[0].sequence, 2);
 }
 
 // Issue 8, part 3: a page rescores only the days it touched, folded with the stored totals of
@@ -441,8 +391,8 @@ TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) 
 // whole leaves: a whole rescore afterwards sends nothing, and each stored staff month equals
 // the month computed from scratch.
 TEST_F(ScorerTest, RescoringTheChangedDaysLeavesWhatAWholeRescoreWould) {
-  InterleavingStore store(*store_);
-  Scorer scorer(store, ref_, clock_, "test-hub");
+  InterleavingScoring store(store_->scoring());
+  Scorer scorer(store, store_->records(), ref_, clock_, "test-hub");
   std::mt19937 rng(42);
   const auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
   const std::vector<std::string> staff = {"KH-000123", "KH-000124", "KH-000010"};
@@ -470,7 +420,7 @@ TEST_F(ScorerTest, RescoringTheChangedDaysLeavesWhatAWholeRescoreWould) {
       current[r.record_id] = r;
       records.push_back(std::move(r));
     }
-    store_->commit_page(page(std::move(records)));
+    store_->records().commit_page(page(std::move(records)));
     if (pick(3) != 0) {
       while (scorer.score_pending(2).staff_months > 0) {
       }
@@ -488,14 +438,14 @@ TEST_F(ScorerTest, RescoringTheChangedDaysLeavesWhatAWholeRescoreWould) {
     fresh[m.staff_code] = json::serialize(to_json(m, 0));
   }
   std::map<std::string, std::string> stored;
-  for (const auto& row : store_->month_rows(OutboxKind::staff_month, "2025-04")) {
+  for (const auto& row : store_->scoring().month_rows(OutboxKind::staff_month, "2025-04")) {
     json::object o = json::parse(row.json).as_object();
     o["revision"] = 0;
     stored[row.code] = json::serialize(o);
   }
   EXPECT_EQ(stored, fresh);
 
-  ASSERT_EQ(store_->mark_month_dirty("2025-04"), 3u);
+  ASSERT_EQ(store_->scoring().mark_month_dirty("2025-04"), 3u);
   ScoringRunResult whole;
   for (;;) {
     const ScoringRunResult run = scorer.score_pending(64);
@@ -514,27 +464,28 @@ TEST_F(ScorerTest, RescoringTheChangedDaysLeavesWhatAWholeRescoreWould) {
 // `rescore`: the staff month it touches is scored whole under the new rules, never folded from
 // days scored under both.
 TEST_F(ScorerTest, DayTotalsOfOtherRulesAreNotFolded) {
-  store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000123", 60)}));
+  store_->records().commit_page(
+      page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000123", 60)}));
   {
-    Scorer scorer(*store_, ref_, clock_, "test-hub");
+    Scorer scorer(store_->scoring(), store_->records(), ref_, clock_, "test-hub");
     while (scorer.score_pending().staff_months > 0) {
     }
   }
   ReferenceData changed = ref_;
   changed.rules.version = "kpi-rules/1-khanh-hoa-2025-06";
   changed.rules.quality_none = 0.5;
-  InterleavingStore store(*store_);
-  Scorer scorer(store, changed, clock_, "test-hub");
+  InterleavingScoring store(store_->scoring());
+  Scorer scorer(store, store_->records(), changed, clock_, "test-hub");
   WorkRecord other_day = diary("WD-3", 1, "KH-000123", 60);
   other_day.work_date = *Date::parse("2025-04-09");
-  store_->commit_page(page({other_day}));
+  store_->records().commit_page(page({other_day}));
   while (scorer.score_pending().staff_months > 0) {
   }
   EXPECT_EQ(store.month_reads, 1) << "scored whole";
   EXPECT_EQ(store.day_reads, 1) << "the changed day was read first, then found of other rules";
   const auto fresh = scorer.compute_month(Month{2025, 4});
   ASSERT_EQ(fresh.size(), 1u);
-  const auto row = store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
+  const auto row = store_->scoring().month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
   ASSERT_TRUE(row);
   EXPECT_EQ(row->json, json::serialize(to_json(fresh[0], row->revision)));
   EXPECT_EQ(json::parse(row->json).at("rules_version"), "kpi-rules/1-khanh-hoa-2025-06");
@@ -549,29 +500,29 @@ TEST_F(ScorerTest, DayTotalsFromBeforeTheDueDateAreNotFoldedAfterIt) {
   const WorkRecord open_task = approved_open_task("WD-1");
   WorkRecord other_day = diary("WD-2", 1, "KH-000123", 60);
   other_day.work_date = *Date::parse("2025-04-09");
-  store_->commit_page(page({open_task, other_day}));
+  store_->records().commit_page(page({open_task, other_day}));
   test::ManualClock clock(kBeforeAprilIsDue);
   {
-    Scorer scorer(*store_, ref_, clock, "test-hub");
+    Scorer scorer(store_->scoring(), store_->records(), ref_, clock, "test-hub");
     while (scorer.score_pending().staff_months > 0) {
     }
   }
   clock.set(kAfterAprilIsDue);  // a new process
-  Scorer scorer(*store_, ref_, clock, "test-hub");
+  Scorer scorer(store_->scoring(), store_->records(), ref_, clock, "test-hub");
   scorer.refresh_time_dependent();
   other_day.revision = 2;
   other_day.declared_minutes = 90;
-  store_->commit_page(page({other_day}));
+  store_->records().commit_page(page({other_day}));
   while (scorer.score_pending().staff_months > 0) {
   }
 
   const auto fresh = scorer.compute_month(Month{2025, 4});
   ASSERT_EQ(fresh.size(), 1u);
   EXPECT_EQ(fresh[0].flags.overdue, 1);
-  const auto row = store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
+  const auto row = store_->scoring().month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
   ASSERT_TRUE(row);
   EXPECT_EQ(row->json, json::serialize(to_json(fresh[0], row->revision)));
-  const auto scores = store_->record_scores({"eoffice:WD-1"});
+  const auto scores = store_->scoring().record_scores({"eoffice:WD-1"});
   ASSERT_EQ(scores.size(), 1u);
   EXPECT_NE(scores[0].scoring_json.find("overdue"), std::string::npos) << scores[0].scoring_json;
 }
@@ -588,8 +539,8 @@ TEST_F(ScorerTest, AMonthRecomputeReportsTheCpuOfItsOtherThreads) {
       records.push_back(diary(std::string(staff) + "-" + std::to_string(i), 1, staff, 60));
     }
   }
-  store_->commit_page(page(std::move(records)));
-  Scorer scorer(*store_, ref_, clock_, "test-hub");
+  store_->records().commit_page(page(std::move(records)));
+  Scorer scorer(store_->scoring(), store_->records(), ref_, clock_, "test-hub");
   EXPECT_EQ(scorer.take_helper_cpu_seconds(), 0.0);
   ASSERT_EQ(scorer.compute_month(Month{2025, 4}).size(), 3u);
   cpu_set_t allowed;
@@ -605,9 +556,9 @@ TEST_F(ScorerTest, AMonthRecomputeReportsTheCpuOfItsOtherThreads) {
 // Hub::explain recomputes a staff month while source threads may merge a staff list into the
 // directory: it reads the directory under the lock they write it under (issue 18).
 TEST_F(ScorerTest, ExplainWaitsForAStaffListBeingMergedIntoTheDirectory) {
-  store_->commit_page(page({diary("WD-1", 1, "KH-000123", 60)}));
+  store_->records().commit_page(page({diary("WD-1", 1, "KH-000123", 60)}));
   std::shared_mutex directory_lock;
-  Scorer scorer(*store_, ref_, clock_, "test-hub", &directory_lock);
+  Scorer scorer(store_->scoring(), store_->records(), ref_, clock_, "test-hub", &directory_lock);
   std::unique_lock merging(directory_lock);  // a source thread merging its staff list
   auto explained = std::async(std::launch::async, [&] {
     return scorer.explain_staff_month("KH-000123", *Month::parse("2025-04"));
@@ -622,23 +573,24 @@ TEST_F(ScorerTest, ExplainWaitsForAStaffListBeingMergedIntoTheDirectory) {
 
 TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
   const WorkRecord open_task = approved_open_task("WD-1");
-  store_->commit_page(page({open_task}));
+  store_->records().commit_page(page({open_task}));
   test::ManualClock clock(kBeforeAprilIsDue);
   {
-    Scorer scorer(*store_, ref_, clock, "test-hub");
+    Scorer scorer(store_->scoring(), store_->records(), ref_, clock, "test-hub");
     scorer.refresh_time_dependent();
     while (scorer.score_pending().staff_months > 0) {
     }
   }
   const auto agency = [&] {
-    return json::parse(
-               store_->month_row(OutboxKind::agency_month, "2025-04", "000.00.12.H34")->json)
+    return json::parse(store_->scoring()
+                           .month_row(OutboxKind::agency_month, "2025-04", "000.00.12.H34")
+                           ->json)
         .as_object();
   };
   ASSERT_EQ(agency().at("status"), "open");
 
   clock.set(kAfterAprilIsDue);  // a new process, no new records
-  Scorer scorer(*store_, ref_, clock, "test-hub");
+  Scorer scorer(store_->scoring(), store_->records(), ref_, clock, "test-hub");
   scorer.refresh_time_dependent();
   while (scorer.score_pending().staff_months > 0) {
   }
@@ -646,12 +598,12 @@ TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
   const auto fresh = scorer.compute_month(Month{2025, 4});
   ASSERT_EQ(fresh.size(), 1u);
   EXPECT_EQ(fresh[0].flags.overdue, 1);
-  const auto row = store_->month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
+  const auto row = store_->scoring().month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
   ASSERT_TRUE(row);
   EXPECT_EQ(row->json, json::serialize(to_json(fresh[0], row->revision)));
 
   // Once rescored closed, a later scorer finds nothing to do.
-  Scorer later(*store_, ref_, clock, "test-hub");
+  Scorer later(store_->scoring(), store_->records(), ref_, clock, "test-hub");
   later.refresh_time_dependent();
   EXPECT_EQ(later.score_pending().staff_months, 0u);
 }
@@ -668,18 +620,18 @@ TEST_F(ScorerTest, TheDirectoryIsTheStaffFilesWithTheStoredStaffListsOverThem) {
   config.units_files = {kConfig + "/units.csv", kConfig + "/units-education.csv"};
   config.rules_file = kConfig + "/rules.json";
   config.holiday_files = {kConfig + "/holidays/2025.csv"};
-  const ReferenceData files_only = load_reference(config, *store_);
+  const ReferenceData files_only = load_reference(config, store_->staff_lists());
   ASSERT_EQ(files_only.directory.size(), load_reference(config).directory.size());
   ASSERT_EQ(files_only.directory.staff("GD-000003")->sector, "education");
   ASSERT_FALSE(files_only.directory.staff("GD-000003")->leader);
 
-  store_->save_synced_staff(
+  store_->staff_lists().save_synced_staff(
       "eoffice", {{"eoffice", "GD-000003", "Huỳnh Quốc Linh", "000.00.61.H34", true, true, 1000},
                   {"eoffice", "KH-900001", "Lãnh đạo mới", "000.00.12.H34", true, true, 1000},
                   {"eoffice", "KH-000123", "Trần Văn Bình", "000.00.13.H34", false, true, 1000}});
-  store_->save_synced_staff(
+  store_->staff_lists().save_synced_staff(
       "hr", {{"hr", "KH-000123", "Trần Văn Bình", "000.00.14.H34", false, false, 2000}});
-  const ReferenceData merged = load_reference(config, *store_);
+  const ReferenceData merged = load_reference(config, store_->staff_lists());
   EXPECT_EQ(merged.directory.size(), files_only.directory.size() + 1);
   const StaffInfo* teacher = merged.directory.by_identifier("GV-001-0003");
   ASSERT_NE(teacher, nullptr);
@@ -708,23 +660,23 @@ TEST_F(ScorerTest, StaffALaterListOfTheSameSourceNoLongerNamesAreInactive) {
   config.holiday_files = {kConfig + "/holidays/2025.csv"};
   const SyncedStaff a{"eoffice", "KH-900001", "Nguyễn Văn A", "000.00.12.H34", true, true, 1000};
   const SyncedStaff b{"eoffice", "KH-900002", "Trần Thị B", "000.00.77.H34", false, true, 1000};
-  store_->save_synced_staff("eoffice", {a, b});
-  ASSERT_TRUE(load_reference(config, *store_).directory.staff("KH-900002")->active);
+  store_->staff_lists().save_synced_staff("eoffice", {a, b});
+  ASSERT_TRUE(load_reference(config, store_->staff_lists()).directory.staff("KH-900002")->active);
 
   SyncedStaff a_again = a;
   a_again.synced_at_unix_ms = 2000;
-  store_->save_synced_staff("eoffice", {a_again});
-  const ReferenceData merged = load_reference(config, *store_);
+  store_->staff_lists().save_synced_staff("eoffice", {a_again});
+  const ReferenceData merged = load_reference(config, store_->staff_lists());
   ASSERT_NE(merged.directory.staff("KH-900002"), nullptr);
   EXPECT_FALSE(merged.directory.staff("KH-900002")->active);
   EXPECT_EQ(merged.directory.staff("KH-900002")->agency_code, "000.00.77.H34");
   EXPECT_TRUE(merged.directory.staff("KH-900001")->active);
   SyncedStaff b_left = b;
   b_left.active = false;
-  EXPECT_EQ(store_->synced_staff(), (std::vector<SyncedStaff>{b_left, a_again}));
+  EXPECT_EQ(store_->staff_lists().synced_staff(), (std::vector<SyncedStaff>{b_left, a_again}));
 
   // Another source's list leaves the first source's entries as they are.
-  store_->save_synced_staff("hr",
-                            {{"hr", "KH-900003", "Lê Văn C", "000.00.12.H34", false, true, 3000}});
-  EXPECT_TRUE(load_reference(config, *store_).directory.staff("KH-900001")->active);
+  store_->staff_lists().save_synced_staff(
+      "hr", {{"hr", "KH-900003", "Lê Văn C", "000.00.12.H34", false, true, 3000}});
+  EXPECT_TRUE(load_reference(config, store_->staff_lists()).directory.staff("KH-900001")->active);
 }

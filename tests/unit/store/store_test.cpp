@@ -1,5 +1,6 @@
 #include <kpihub/run_lock.hpp>
-#include <kpihub/store.hpp>
+#include <kpihub/store/sqlite.hpp>
+#include <kpihub_test/manual_clock.hpp>
 
 #include "record_columns.hpp"  // store internals: the month scan statement
 
@@ -46,10 +47,10 @@ class StoreTest : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
 
-  std::unique_ptr<Store> open(int busy_timeout_ms = 5000) {
-    SqliteStoreOptions options;
+  std::unique_ptr<Storage> open(int busy_timeout_ms = 5000) {
+    SqliteStorageOptions options;
     options.busy_timeout_ms = busy_timeout_ms;
-    return open_sqlite_store(path_, options);
+    return open_sqlite_storage(path_, options);
   }
 
   fs::path dir_;
@@ -99,7 +100,7 @@ WorkRecord minimal_record(const std::string& id) {
   return r;
 }
 
-// What Store::staff_month_for_scoring and the month scan read of a record: the fields
+// What ScoringState::staff_month_for_scoring and the month scan read of a record: the fields
 // scoring uses, approval without its by and at.
 WorkRecord scoring_fields(const WorkRecord& full) {
   WorkRecord r;
@@ -141,10 +142,17 @@ OutboxItem item(const std::string& key, std::string payload) {
   return OutboxItem{0, OutboxKind::record, key, std::move(payload)};
 }
 
-void append_outbox(Store& store, std::vector<OutboxItem> items) {
+void append_outbox(Storage& store, std::vector<OutboxItem> items) {
   ScoringCommit commit;
   commit.outbox = std::move(items);
-  store.commit_scoring(commit);
+  store.scoring().commit_scoring(commit);
+}
+
+// The staff months dirty_staff_days lists, without their days.
+std::vector<StaffMonthKey> dirty_staff_months(ScoringState& scoring, std::size_t limit) {
+  std::vector<StaffMonthKey> out;
+  for (DirtyStaffMonth& d : scoring.dirty_staff_days(limit)) out.push_back(std::move(d.key));
+  return out;
 }
 
 // A receiver's refusal of one item, as a sink reports it.
@@ -177,18 +185,19 @@ TEST_F(StoreTest, RecordsRoundTripExactlyWithEveryFieldSetOrAbsent) {
   date_deadline.quantity = 0.1;  // not exactly representable: must still come back bit for bit
   WorkRecord bare = minimal_record("HS-1");
 
-  auto result = store->commit_page(page_of({full, date_deadline, bare}, "c1"));
+  auto result = store->records().commit_page(page_of({full, date_deadline, bare}, "c1"));
   EXPECT_EQ(result.inserted, 3u);
 
-  EXPECT_EQ(store->record(full.record_id), full);
-  EXPECT_EQ(store->record(date_deadline.record_id), date_deadline);
-  EXPECT_EQ(store->record(bare.record_id), bare);
-  EXPECT_EQ(store->record("eoffice:nope"), std::nullopt);
+  EXPECT_EQ(store->records().record(full.record_id), full);
+  EXPECT_EQ(store->records().record(date_deadline.record_id), date_deadline);
+  EXPECT_EQ(store->records().record(bare.record_id), bare);
+  EXPECT_EQ(store->records().record("eoffice:nope"), std::nullopt);
   // Timestamp equality ignores the offset; the text must come back as written too.
-  EXPECT_EQ(store->record(full.record_id)->approval->at->str(), "2025-04-09T16:00:00+07:00");
-  EXPECT_EQ(store->record(full.record_id)->changed_at->str(), "2025-04-09T09:00:00Z");
+  EXPECT_EQ(store->records().record(full.record_id)->approval->at->str(),
+            "2025-04-09T16:00:00+07:00");
+  EXPECT_EQ(store->records().record(full.record_id)->changed_at->str(), "2025-04-09T09:00:00Z");
 
-  auto april = store->records_of_month("2025-04");
+  auto april = store->records().records_of_month("2025-04");
   EXPECT_EQ(ids_of(april),
             (std::vector<std::string>{"eoffice:WD-1", "eoffice:WD-2", "school:HS-1"}));
   for (const auto& r : april) {
@@ -199,11 +208,11 @@ TEST_F(StoreTest, RecordsRoundTripExactlyWithEveryFieldSetOrAbsent) {
       EXPECT_EQ(r, bare);
     }
   }
-  EXPECT_TRUE(store->records_of_month("2025-05").empty());
-  auto staff = store->records_of_staff_month({"CB001", "2025-04"});
+  EXPECT_TRUE(store->records().records_of_month("2025-05").empty());
+  auto staff = store->scoring().records_of_staff_month({"CB001", "2025-04"});
   EXPECT_EQ(ids_of(staff), (std::vector<std::string>{"eoffice:WD-1", "eoffice:WD-2"}));
-  EXPECT_EQ(store->staff_of_month("2025-04"), std::vector<std::string>{"CB001"});
-  EXPECT_EQ(store->received_at({"eoffice:WD-1", "unknown", "school:HS-1"}),
+  EXPECT_EQ(store->scoring().staff_of_month("2025-04"), std::vector<std::string>{"CB001"});
+  EXPECT_EQ(store->records().received_at({"eoffice:WD-1", "unknown", "school:HS-1"}),
             (std::vector<int64_t>{1744000000000, 0, 1744000000000}));
 }
 
@@ -214,12 +223,12 @@ TEST_F(StoreTest, ReadingAMonthLargerThanOneReadChunkReturnsEveryRecord) {
     for (int i = 0; i < 4000; ++i) {
       records.push_back(full_record("P" + std::to_string(page) + "-" + std::to_string(i), 1));
     }
-    store->commit_page(page_of(std::move(records)));
+    store->records().commit_page(page_of(std::move(records)));
   }
-  EXPECT_EQ(store->records_of_month("2025-04").size(), 20000u);
+  EXPECT_EQ(store->records().records_of_month("2025-04").size(), 20000u);
 }
 
-// The fields Store::scan_month_for_scoring promises; the others are left empty.
+// The fields ScoringState::scan_month_for_scoring promises; the others are left empty.
 WorkRecord scoring_view(const WorkRecord& r) {
   WorkRecord v;
   v.record_id = r.record_id;
@@ -255,11 +264,11 @@ TEST_F(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
   }
   first.push_back(full_record("OTHER-MONTH", 1, "CB001", "2025-05-02"));
   first.push_back(minimal_record("NO-STAFF"));  // no staff code: not in any staff month
-  store->commit_page(page_of(first));
+  store->records().commit_page(page_of(first));
   // A later revision moves a record to another staff member, with a later received_at.
   PageCommit second = page_of({full_record("S1", 2, "CB003")});
   second.received_at_unix_ms = 1744000999000;
-  store->commit_page(second);
+  store->records().commit_page(second);
 
   // The visitor must not call the store: copy what it gets, compare afterwards.
   std::vector<std::string> visited;
@@ -268,28 +277,29 @@ TEST_F(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
   // the scan must go on with whatever it is left.
   std::vector<WorkRecord> taken_records(7);
   std::vector<int64_t> taken_received;
-  store->scan_month_for_scoring("2025-04", [&](const std::string& staff, Store::ScanBatch& batch) {
-    visited.push_back(staff);
-    ASSERT_LE(batch.count, batch.records.size());
-    ASSERT_LE(batch.count, batch.received_at.size());
-    for (std::size_t i = 0; i < batch.count; ++i) {
-      got[staff].emplace(batch.records[i].record_id,
-                         std::make_pair(batch.records[i], batch.received_at[i]));
-    }
-    if (visited.size() % 2 == 1) {
-      batch.records.swap(taken_records);
-      batch.received_at.swap(taken_received);
-    }
-  });
+  store->scoring().scan_month_for_scoring(
+      "2025-04", {}, [&](std::size_t, const std::string& staff, ScoringState::ScanBatch& batch) {
+        visited.push_back(staff);
+        ASSERT_LE(batch.count, batch.records.size());
+        ASSERT_LE(batch.count, batch.received_at.size());
+        for (std::size_t i = 0; i < batch.count; ++i) {
+          got[staff].emplace(batch.records[i].record_id,
+                             std::make_pair(batch.records[i], batch.received_at[i]));
+        }
+        if (visited.size() % 2 == 1) {
+          batch.records.swap(taken_records);
+          batch.received_at.swap(taken_received);
+        }
+      });
   std::size_t total = 0;
   for (const auto& [staff, records] : got) {
     total += records.size();
     // The same records and received_at as the per-staff reads give.
-    auto expected = store->records_of_staff_month({staff, "2025-04"});
+    auto expected = store->scoring().records_of_staff_month({staff, "2025-04"});
     ASSERT_EQ(records.size(), expected.size()) << staff;
     std::vector<std::string> ids;
     for (const auto& r : expected) ids.push_back(r.record_id);
-    const auto expected_received = store->received_at(ids);
+    const auto expected_received = store->records().received_at(ids);
     for (std::size_t i = 0; i < expected.size(); ++i) {
       auto it = records.find(expected[i].record_id);
       ASSERT_NE(it, records.end()) << expected[i].record_id;
@@ -307,16 +317,16 @@ TEST_F(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
 // than kScanBatchRecords comes in batches of whole days, in date order.
 TEST_F(StoreTest, ALargeStaffMonthComesToTheMonthScanInBatchesOfWholeDays) {
   auto store = open();
-  constexpr std::size_t kLarge = 3 * Store::kScanBatchRecords;
+  constexpr std::size_t kLarge = 3 * ScoringState::kScanBatchRecords;
   std::vector<WorkRecord> records;
   for (std::size_t i = 0; i < kLarge; ++i) {
     WorkRecord r = full_record("L" + std::to_string(100000 + i), 1, "CB001");
     r.work_date = Date{Date::parse("2025-04-01")->days + static_cast<int32_t>(i % 30)};
     records.push_back(std::move(r));
-    if (records.size() == 4000) store->commit_page(page_of(std::exchange(records, {})));
+    if (records.size() == 4000) store->records().commit_page(page_of(std::exchange(records, {})));
   }
   records.push_back(full_record("SMALL", 1, "CB002"));
-  store->commit_page(page_of(std::move(records)));
+  store->records().commit_page(page_of(std::move(records)));
 
   struct Seen {
     std::vector<std::size_t> counts;
@@ -324,23 +334,23 @@ TEST_F(StoreTest, ALargeStaffMonthComesToTheMonthScanInBatchesOfWholeDays) {
     std::vector<std::set<int32_t>> days;
   };
   std::map<std::string, Seen> seen;
-  store->scan_month_for_scoring("2025-04", {"CB002"},
-                                [&](std::size_t, const std::string& staff, Store::ScanBatch& b) {
-                                  Seen& s = seen[staff];
-                                  s.counts.push_back(b.count);
-                                  s.more.push_back(b.more);
-                                  auto& days = s.days.emplace_back();
-                                  for (std::size_t i = 0; i < b.count; ++i) {
-                                    days.insert(b.records[i].work_date.days);
-                                  }
-                                });
+  store->scoring().scan_month_for_scoring(
+      "2025-04", {"CB002"}, [&](std::size_t, const std::string& staff, ScoringState::ScanBatch& b) {
+        Seen& s = seen[staff];
+        s.counts.push_back(b.count);
+        s.more.push_back(b.more);
+        auto& days = s.days.emplace_back();
+        for (std::size_t i = 0; i < b.count; ++i) {
+          days.insert(b.records[i].work_date.days);
+        }
+      });
   const Seen& large = seen["CB001"];
   ASSERT_GT(large.counts.size(), 1u);
   std::size_t total = 0;
   for (std::size_t i = 0; i < large.counts.size(); ++i) {
     total += large.counts[i];
     // A batch ends at the first day change past kScanBatchRecords (a day has 410 here).
-    EXPECT_LE(large.counts[i], Store::kScanBatchRecords + 410) << "batch " << i;
+    EXPECT_LE(large.counts[i], ScoringState::kScanBatchRecords + 410) << "batch " << i;
     EXPECT_EQ(large.more[i], i + 1 < large.counts.size()) << "batch " << i;
     // Whole days, in date order: each batch's days come after the previous batch's.
     if (i > 0) {
@@ -353,34 +363,37 @@ TEST_F(StoreTest, ALargeStaffMonthComesToTheMonthScanInBatchesOfWholeDays) {
 
   // What the scorer plans and reads a large staff month with: counts per day, and the records
   // of some days (record_id order), as records_of_staff_month has them.
-  const auto per_day = store->records_per_day({"CB001", "2025-04"});
+  const auto per_day = store->scoring().records_per_day({"CB001", "2025-04"});
   ASSERT_EQ(per_day.size(), 30u);
-  EXPECT_EQ(per_day[0], (Store::DayCount{*Date::parse("2025-04-01"), 410}));
-  EXPECT_EQ(per_day[29], (Store::DayCount{*Date::parse("2025-04-30"), 409}));
+  EXPECT_EQ(per_day[0], (ScoringState::DayCount{*Date::parse("2025-04-01"), 410}));
+  EXPECT_EQ(per_day[29], (ScoringState::DayCount{*Date::parse("2025-04-30"), 409}));
   const DayMask days = day_bit(*Date::parse("2025-04-03")) | day_bit(*Date::parse("2025-04-17"));
-  auto expected = store->records_of_staff_month({"CB001", "2025-04"});
+  auto expected = store->scoring().records_of_staff_month({"CB001", "2025-04"});
   std::erase_if(expected, [&](const WorkRecord& r) { return (days & day_bit(r.work_date)) == 0; });
-  const auto got = store->records_of_staff_days({"CB001", "2025-04"}, days);
+  const auto got = store->scoring().records_of_staff_days({"CB001", "2025-04"}, days);
   EXPECT_EQ(got.size(), 820u);
   EXPECT_TRUE(got == expected);
 }
 
 TEST_F(StoreTest, AnExceptionOfTheMonthScanVisitorPassesThroughAndTheStoreStaysUsable) {
   auto store = open();
-  store->commit_page(page_of({full_record("A", 1, "CB001"), full_record("B", 1, "CB002")}));
+  store->records().commit_page(
+      page_of({full_record("A", 1, "CB001"), full_record("B", 1, "CB002")}));
   struct Stop {};
   int calls = 0;
-  EXPECT_THROW(store->scan_month_for_scoring("2025-04",
-                                             [&](const std::string&, Store::ScanBatch&) {
-                                               ++calls;
-                                               throw Stop{};
-                                             }),
+  EXPECT_THROW(store->scoring().scan_month_for_scoring(
+                   "2025-04", {},
+                   [&](std::size_t, const std::string&, ScoringState::ScanBatch&) {
+                     ++calls;
+                     throw Stop{};
+                   }),
                Stop);
   EXPECT_EQ(calls, 1);
   // The scan's statement is reset: writes and a new scan work.
-  store->commit_page(page_of({full_record("C", 1, "CB003")}));
+  store->records().commit_page(page_of({full_record("C", 1, "CB003")}));
   int staff = 0;
-  store->scan_month_for_scoring("2025-04", [&](const std::string&, Store::ScanBatch&) { ++staff; });
+  store->scoring().scan_month_for_scoring(
+      "2025-04", {}, [&](std::size_t, const std::string&, ScoringState::ScanBatch&) { ++staff; });
   EXPECT_EQ(staff, 3);
 }
 
@@ -396,20 +409,22 @@ TEST_F(StoreTest, AMonthScanInPartsGivesEachStaffMonthOnceInItsPart) {
     records.push_back(full_record("R" + std::to_string(i), 1, staff));
   }
   records.push_back(minimal_record("NO-STAFF"));  // no staff code: in no part
-  store->commit_page(page_of(records));
+  store->records().commit_page(page_of(records));
   std::map<std::string, std::vector<std::string>> whole;  // staff -> record ids, sorted
-  store->scan_month_for_scoring("2025-04", [&](const std::string& staff, Store::ScanBatch& b) {
-    for (std::size_t i = 0; i < b.count; ++i) whole[staff].push_back(b.records[i].record_id);
-    std::sort(whole[staff].begin(), whole[staff].end());
-  });
+  store->scoring().scan_month_for_scoring(
+      "2025-04", {}, [&](std::size_t, const std::string& staff, ScoringState::ScanBatch& b) {
+        for (std::size_t i = 0; i < b.count; ++i) whole[staff].push_back(b.records[i].record_id);
+        std::sort(whole[staff].begin(), whole[staff].end());
+      });
   ASSERT_EQ(whole.size(), 40u);
 
   const std::vector<std::string> splits{"S10", "S255", "S30"};
   std::mutex mutex;
   std::vector<std::vector<std::string>> staff_of_part(splits.size() + 1);
   std::map<std::string, std::vector<std::string>> parted;
-  store->scan_month_for_scoring(
-      "2025-04", splits, [&](std::size_t part, const std::string& staff, Store::ScanBatch& b) {
+  store->scoring().scan_month_for_scoring(
+      "2025-04", splits,
+      [&](std::size_t part, const std::string& staff, ScoringState::ScanBatch& b) {
         std::lock_guard lock(mutex);
         ASSERT_LT(part, staff_of_part.size());
         staff_of_part[part].push_back(staff);
@@ -435,19 +450,21 @@ TEST_F(StoreTest, AMonthScanInPartsGivesEachStaffMonthOnceInItsPart) {
 // while they read shows in none of them, not even in a part that reads on after the commit.
 TEST_F(StoreTest, AMonthScanInPartsReadsOneSnapshotAndLetsPagesCommit) {
   auto store = open();
-  store->commit_page(page_of({full_record("A1", 1, "CB001"), full_record("B1", 1, "CB002"),
-                              full_record("C1", 1, "CB003")}));
+  store->records().commit_page(
+      page_of({full_record("A1", 1, "CB001"), full_record("B1", 1, "CB002"),
+               full_record("C1", 1, "CB003")}));
   std::mutex mutex;
   std::map<std::string, std::vector<std::pair<std::string, int64_t>>> seen;
   std::promise<bool> commit_done;
   std::shared_future<bool> committed = commit_done.get_future().share();
   std::future<void> writer;
-  store->scan_month_for_scoring(
-      "2025-04", {"CB002"}, [&](std::size_t part, const std::string& staff, Store::ScanBatch& b) {
+  store->scoring().scan_month_for_scoring(
+      "2025-04", {"CB002"},
+      [&](std::size_t part, const std::string& staff, ScoringState::ScanBatch& b) {
         if (part == 0) {
           // Revises a record of each part and adds one to each, from another thread.
           writer = std::async(std::launch::async, [&] {
-            store->commit_page(
+            store->records().commit_page(
                 page_of({full_record("A2", 1, "CB001"), full_record("B1", 2, "CB002"),
                          full_record("C1", 2, "CB003"), full_record("C2", 1, "CB003")}));
           });
@@ -467,39 +484,41 @@ TEST_F(StoreTest, AMonthScanInPartsReadsOneSnapshotAndLetsPagesCommit) {
   EXPECT_EQ(seen["CB001"], (Seen{{"eoffice:A1", 1}}));
   EXPECT_EQ(seen["CB002"], (Seen{{"eoffice:B1", 1}}));
   EXPECT_EQ(seen["CB003"], (Seen{{"eoffice:C1", 1}}));
-  EXPECT_EQ(store->records_of_staff_month({"CB003", "2025-04"}).size(), 2u);
+  EXPECT_EQ(store->scoring().records_of_staff_month({"CB003", "2025-04"}).size(), 2u);
 }
 
 // All parts take their first read before any page can commit, so all read one snapshot: a
 // page that tries to commit while the first part starts is held until every part has started,
 // and no part sees it.
 TEST_F(StoreTest, APageCannotCommitBetweenTheFirstReadsOfAMonthScansParts) {
-  open()->commit_page(page_of({full_record("A1", 1, "CB001"), full_record("B1", 1, "CB002")}));
+  open()->records().commit_page(
+      page_of({full_record("A1", 1, "CB001"), full_record("B1", 1, "CB002")}));
   std::future<void> writer;
   bool committed_while_starting = false;
-  Store* raw = nullptr;
-  SqliteStoreOptions options;
+  Storage* raw = nullptr;
+  SqliteStorageOptions options;
   options.before_scan_part = [&](std::size_t part) {
     if (part != 0) return;
     writer = std::async(std::launch::async, [&] {
-      raw->commit_page(page_of({full_record("A2", 1, "CB001"), full_record("B2", 1, "CB002")}));
+      raw->records().commit_page(
+          page_of({full_record("A2", 1, "CB001"), full_record("B2", 1, "CB002")}));
     });
     committed_while_starting =
         writer.wait_for(std::chrono::milliseconds(200)) == std::future_status::ready;
   };
-  auto store = open_sqlite_store(path_, options);
+  auto store = open_sqlite_storage(path_, options);
   raw = store.get();
   std::mutex mutex;
   std::map<std::string, std::size_t> seen;
-  store->scan_month_for_scoring("2025-04", {"CB002"},
-                                [&](std::size_t, const std::string& staff, Store::ScanBatch& b) {
-                                  std::lock_guard lock(mutex);
-                                  seen[staff] = b.count;
-                                });
+  store->scoring().scan_month_for_scoring(
+      "2025-04", {"CB002"}, [&](std::size_t, const std::string& staff, ScoringState::ScanBatch& b) {
+        std::lock_guard lock(mutex);
+        seen[staff] = b.count;
+      });
   writer.get();
   EXPECT_FALSE(committed_while_starting);
   EXPECT_EQ(seen, (std::map<std::string, std::size_t>{{"CB001", 1}, {"CB002", 1}}));
-  EXPECT_EQ(store->records_of_staff_month({"CB002", "2025-04"}).size(), 2u);
+  EXPECT_EQ(store->scoring().records_of_staff_month({"CB002", "2025-04"}).size(), 2u);
 }
 
 TEST_F(StoreTest, AnExceptionInOnePartOfAMonthScanStopsEveryPartAndTheStoreStaysUsable) {
@@ -508,58 +527,59 @@ TEST_F(StoreTest, AnExceptionInOnePartOfAMonthScanStopsEveryPartAndTheStoreStays
   for (int i = 0; i < 2000; ++i) {
     records.push_back(full_record("R" + std::to_string(i), 1, "S" + std::to_string(1000 + i)));
   }
-  store->commit_page(page_of(records));
+  store->records().commit_page(page_of(records));
   struct Stop {};
   std::atomic<bool> thrown{false};
   std::atomic<int> part0_calls{0};
-  EXPECT_THROW(
-      store->scan_month_for_scoring("2025-04", {"S2000"},
-                                    [&](std::size_t part, const std::string&, Store::ScanBatch&) {
-                                      if (part == 1) {
-                                        thrown = true;
-                                        throw Stop{};
-                                      }
-                                      // Part 0 (1,000 staff) waits for part 1 to fail, then
-                                      // takes 1 ms per staff member: reading to its end would
-                                      // take a second.
-                                      ++part0_calls;
-                                      for (int i = 0; i < 10000 && !thrown; ++i) {
-                                        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-                                      }
-                                      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-                                    }),
-      Stop);
+  EXPECT_THROW(store->scoring().scan_month_for_scoring(
+                   "2025-04", {"S2000"},
+                   [&](std::size_t part, const std::string&, ScoringState::ScanBatch&) {
+                     if (part == 1) {
+                       thrown = true;
+                       throw Stop{};
+                     }
+                     // Part 0 (1,000 staff) waits for part 1 to fail, then
+                     // takes 1 ms per staff member: reading to its end would
+                     // take a second.
+                     ++part0_calls;
+                     for (int i = 0; i < 10000 && !thrown; ++i) {
+                       std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                     }
+                     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                   }),
+               Stop);
   // Part 0 goes on until the scan has caught part 1's exception and told it, which on a busy
   // machine can take some of its steps (a bound of 2 failed 2 runs in 300 with both cores
   // busy), but not its 1,000.
   EXPECT_LT(part0_calls.load(), 500) << "part 0 read on after part 1 had failed";
-  store->commit_page(page_of({full_record("X", 1, "S9999")}));
+  store->records().commit_page(page_of({full_record("X", 1, "S9999")}));
   std::atomic<int> staff{0};
-  store->scan_month_for_scoring(
-      "2025-04", {"S2000"}, [&](std::size_t, const std::string&, Store::ScanBatch&) { ++staff; });
+  store->scoring().scan_month_for_scoring(
+      "2025-04", {"S2000"},
+      [&](std::size_t, const std::string&, ScoringState::ScanBatch&) { ++staff; });
   EXPECT_EQ(staff.load(), 2001);
 }
 
 TEST_F(StoreTest, HigherRevisionReplacesEqualOrLowerIsIgnoredAndHistoryIsKept) {
   auto store = open();
   auto r2 = full_record("WD-1", 2);
-  EXPECT_EQ(store->commit_page(page_of({r2})).inserted, 1u);
+  EXPECT_EQ(store->records().commit_page(page_of({r2})).inserted, 1u);
 
   auto r3 = full_record("WD-1", 3);
   r3.title = "Bản sửa đổi";
-  auto result = store->commit_page(page_of({r3}));
+  auto result = store->records().commit_page(page_of({r3}));
   EXPECT_EQ(result.updated, 1u);
   EXPECT_EQ(result.inserted, 0u);
 
   auto same = r3;
   same.title = "same revision, different text";
   auto lower = full_record("WD-1", 1);
-  result = store->commit_page(page_of({same, lower}));
+  result = store->records().commit_page(page_of({same, lower}));
   EXPECT_EQ(result.ignored_stale, 2u);
   EXPECT_EQ(result.updated + result.inserted, 0u);
 
-  EXPECT_EQ(store->record("eoffice:WD-1"), r3);
-  auto counts = store->counts();
+  EXPECT_EQ(store->records().record("eoffice:WD-1"), r3);
+  auto counts = store->views().counts();
   EXPECT_EQ(counts.records, 1);
   EXPECT_EQ(counts.revisions, 2);
 }
@@ -569,20 +589,20 @@ TEST_F(StoreTest, WithinOnePageTheHigherRevisionWinsWhateverTheOrder) {
   auto low = full_record("A", 4);
   auto high = full_record("A", 5);
   high.title = "higher";
-  auto result = store->commit_page(page_of({high, low}));
+  auto result = store->records().commit_page(page_of({high, low}));
   EXPECT_EQ(result.inserted, 1u);
   EXPECT_EQ(result.ignored_stale, 1u);
-  EXPECT_EQ(store->record("eoffice:A"), high);
+  EXPECT_EQ(store->records().record("eoffice:A"), high);
 
   auto low_b = full_record("B", 4);
   auto high_b = full_record("B", 5);
   high_b.title = "higher";
-  result = store->commit_page(page_of({low_b, high_b}));
+  result = store->records().commit_page(page_of({low_b, high_b}));
   EXPECT_EQ(result.inserted, 1u);
   EXPECT_EQ(result.updated, 1u);
-  EXPECT_EQ(store->record("eoffice:B"), high_b);
+  EXPECT_EQ(store->records().record("eoffice:B"), high_b);
 
-  auto dup = store->commit_page(page_of({high_b, high_b}));
+  auto dup = store->records().commit_page(page_of({high_b, high_b}));
   EXPECT_EQ(dup.ignored_stale, 2u);
 }
 
@@ -597,9 +617,9 @@ TEST_F(StoreTest, QuarantineKeepsEveryFieldAndFilters) {
                       "{\"source_id\":\"WD-9\",\"declared_minutes\":\"-5\"}"});
   page.quarantined.push_back(QuarantineEntry{"eoffice", "", "", Reason::bad_encoding, "title",
                                              "title: invalid UTF-8", "\xff\xfe", "items[4]", ""});
-  EXPECT_EQ(store->commit_page(page).quarantined, 2u);
+  EXPECT_EQ(store->records().commit_page(page).quarantined, 2u);
 
-  auto all = store->quarantine("", "", 10, 0);
+  auto all = store->views().quarantine("", "", 10, 0);
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0].entry.source_system, "eoffice");
   EXPECT_EQ(all[0].entry.source_id, "WD-9");
@@ -613,28 +633,28 @@ TEST_F(StoreTest, QuarantineKeepsEveryFieldAndFilters) {
   EXPECT_EQ(all[0].entry.fields, "{\"source_id\":\"WD-9\",\"declared_minutes\":\"-5\"}");
   EXPECT_EQ(all[1].entry.payload, "\xff\xfe");
 
-  EXPECT_EQ(store->quarantine("eoffice", "bad_encoding", 10, 0).size(), 1u);
-  EXPECT_EQ(store->quarantine("school", "", 10, 0).size(), 0u);
-  auto after_first = store->quarantine("", "", 10, all[0].id);
+  EXPECT_EQ(store->views().quarantine("eoffice", "bad_encoding", 10, 0).size(), 1u);
+  EXPECT_EQ(store->views().quarantine("school", "", 10, 0).size(), 0u);
+  auto after_first = store->views().quarantine("", "", 10, all[0].id);
   ASSERT_EQ(after_first.size(), 1u);
   EXPECT_EQ(after_first[0].id, all[1].id);
-  EXPECT_EQ(store->quarantine("", "", 1, 0).size(), 1u);
-  EXPECT_EQ(store->counts().quarantined, 2);
+  EXPECT_EQ(store->views().quarantine("", "", 1, 0).size(), 1u);
+  EXPECT_EQ(store->views().counts().quarantined, 2);
 }
 
 // ------------------------------------------------------------------ cursors --
 
 TEST_F(StoreTest, CursorAndCountersMoveWithThePage) {
   auto store = open();
-  EXPECT_EQ(store->cursor("eoffice"), std::nullopt);
-  store->commit_page(page_of({full_record("1", 1), full_record("2", 1)}, "page-1"));
-  EXPECT_EQ(store->cursor("eoffice"), "page-1");
-  store->commit_page(page_of({full_record("3", 1)}, std::nullopt));
-  EXPECT_EQ(store->cursor("eoffice"), "page-1");  // nullopt leaves it unchanged
-  store->commit_page(page_of({}, std::string()));
-  EXPECT_EQ(store->cursor("eoffice"), "");  // an empty cursor is a cursor
+  EXPECT_EQ(store->records().cursor("eoffice"), std::nullopt);
+  store->records().commit_page(page_of({full_record("1", 1), full_record("2", 1)}, "page-1"));
+  EXPECT_EQ(store->records().cursor("eoffice"), "page-1");
+  store->records().commit_page(page_of({full_record("3", 1)}, std::nullopt));
+  EXPECT_EQ(store->records().cursor("eoffice"), "page-1");  // nullopt leaves it unchanged
+  store->records().commit_page(page_of({}, std::string()));
+  EXPECT_EQ(store->records().cursor("eoffice"), "");  // an empty cursor is a cursor
 
-  auto sources = store->sources();
+  auto sources = store->records().sources();
   ASSERT_EQ(sources.size(), 1u);
   EXPECT_EQ(sources[0].source, "eoffice");
   EXPECT_EQ(sources[0].records, 3);
@@ -643,36 +663,36 @@ TEST_F(StoreTest, CursorAndCountersMoveWithThePage) {
 
 TEST_F(StoreTest, AFailedPageLeavesNeitherItsRecordsNorItsCursor) {
   auto store = open();
-  store->commit_page(page_of({full_record("ok-1", 1)}, "1"));
+  store->records().commit_page(page_of({full_record("ok-1", 1)}, "1"));
 
   PageCommit bad = page_of({full_record("ok-2", 1), full_record("ok-3", 1)}, "2");
   bad.quarantined.push_back(
       QuarantineEntry{"eoffice", "x", "", Reason::parse_error, "", "m", "p", "l", ""});
   bad.records.push_back(full_record("broken", -1));  // violates CHECK (revision >= 0), last row
   try {
-    store->commit_page(bad);
+    store->records().commit_page(bad);
     FAIL() << "a page with a constraint violation was committed";
   } catch (const StoreError& e) {
     EXPECT_NE(std::string(e.what()).find(path_), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("committing page of source eoffice"), std::string::npos)
         << e.what();
   }
-  EXPECT_EQ(store->cursor("eoffice"), "1");
-  EXPECT_EQ(store->record("eoffice:ok-2"), std::nullopt);
-  EXPECT_EQ(store->counts().records, 1);
-  EXPECT_EQ(store->counts().revisions, 1);
-  EXPECT_EQ(store->counts().quarantined, 0);
-  EXPECT_EQ(store->sources()[0].records, 1);
+  EXPECT_EQ(store->records().cursor("eoffice"), "1");
+  EXPECT_EQ(store->records().record("eoffice:ok-2"), std::nullopt);
+  EXPECT_EQ(store->views().counts().records, 1);
+  EXPECT_EQ(store->views().counts().revisions, 1);
+  EXPECT_EQ(store->views().counts().quarantined, 0);
+  EXPECT_EQ(store->records().sources()[0].records, 1);
 
   // The store is still usable after the failure.
-  store->commit_page(page_of({full_record("ok-2", 1)}, "2"));
-  EXPECT_EQ(store->cursor("eoffice"), "2");
+  store->records().commit_page(page_of({full_record("ok-2", 1)}, "2"));
+  EXPECT_EQ(store->records().cursor("eoffice"), "2");
 }
 
 TEST_F(StoreTest, APageWithoutSourceIsRefused) {
   auto store = open();
-  EXPECT_THROW(store->commit_page(page_of({full_record("1", 1)}, "c", "")), StoreError);
-  EXPECT_EQ(store->counts().records, 0);
+  EXPECT_THROW(store->records().commit_page(page_of({full_record("1", 1)}, "c", "")), StoreError);
+  EXPECT_EQ(store->views().counts().records, 0);
 }
 
 // ------------------------------------------------------------------ scoring --
@@ -680,33 +700,35 @@ TEST_F(StoreTest, APageWithoutSourceIsRefused) {
 TEST_F(StoreTest, PagesMarkTheStaffMonthsTheyTouch) {
   auto store = open();
   auto no_staff = full_record("3", 1, "");
-  store->commit_page(page_of({full_record("1", 1, "CB001", "2025-04-09"),
-                              full_record("2", 1, "CB002", "2025-05-01"), no_staff}));
-  auto dirty = store->dirty_staff_months(10);
+  store->records().commit_page(page_of({full_record("1", 1, "CB001", "2025-04-09"),
+                                        full_record("2", 1, "CB002", "2025-05-01"), no_staff}));
+  auto dirty = dirty_staff_months(store->scoring(), 10);
   std::sort(dirty.begin(), dirty.end());
   EXPECT_EQ(dirty, (std::vector<StaffMonthKey>{{"CB001", "2025-04"}, {"CB002", "2025-05"}}));
-  EXPECT_EQ(store->dirty_staff_months(1).size(), 1u);
+  EXPECT_EQ(dirty_staff_months(store->scoring(), 1).size(), 1u);
 
   ScoringCommit done;
   done.done = dirty;
-  store->commit_scoring(done);
-  EXPECT_TRUE(store->dirty_staff_months(10).empty());
+  store->scoring().commit_scoring(done);
+  EXPECT_TRUE(dirty_staff_months(store->scoring(), 10).empty());
 
   // A record moving to another staff member dirties the month it leaves and the one it joins.
-  store->commit_page(page_of({full_record("1", 2, "CB003", "2025-04-09")}));
-  dirty = store->dirty_staff_months(10);
+  store->records().commit_page(page_of({full_record("1", 2, "CB003", "2025-04-09")}));
+  dirty = dirty_staff_months(store->scoring(), 10);
   std::sort(dirty.begin(), dirty.end());
   EXPECT_EQ(dirty, (std::vector<StaffMonthKey>{{"CB001", "2025-04"}, {"CB003", "2025-04"}}));
 
   // A stale revision marks nothing.
   done.done = dirty;
-  store->commit_scoring(done);
-  store->commit_page(page_of({full_record("2", 1, "CB009", "2025-06-01")}));
-  EXPECT_TRUE(store->dirty_staff_months(10).empty());
+  store->scoring().commit_scoring(done);
+  store->records().commit_page(page_of({full_record("2", 1, "CB009", "2025-06-01")}));
+  EXPECT_TRUE(dirty_staff_months(store->scoring(), 10).empty());
 
-  EXPECT_EQ(store->mark_month_dirty("2025-04"), 1u);  // CB003 only; CB001 has no record left
-  EXPECT_EQ(store->dirty_staff_months(10), (std::vector<StaffMonthKey>{{"CB003", "2025-04"}}));
-  EXPECT_EQ(store->mark_month_dirty("2024-01"), 0u);
+  EXPECT_EQ(store->scoring().mark_month_dirty("2025-04"),
+            1u);  // CB003 only; CB001 has no record left
+  EXPECT_EQ(dirty_staff_months(store->scoring(), 10),
+            (std::vector<StaffMonthKey>{{"CB003", "2025-04"}}));
+  EXPECT_EQ(store->scoring().mark_month_dirty("2024-01"), 0u);
 }
 
 // Schema 7: what a page changed is read from the revision history, the scorer's change log,
@@ -714,20 +736,21 @@ TEST_F(StoreTest, PagesMarkTheStaffMonthsTheyTouch) {
 TEST_F(StoreTest, ChangesAreListedOnceEvenWhenTheHubStopsBetweenStoringAndScoring) {
   {
     auto store = open();
-    store->commit_page(page_of({full_record("1", 1, "CB001", "2025-04-09")}));
+    store->records().commit_page(page_of({full_record("1", 1, "CB001", "2025-04-09")}));
   }  // stopped before the scorer looked
   auto store = open();
-  const auto dirty = store->dirty_staff_days(10);
+  const auto dirty = store->scoring().dirty_staff_days(10);
   EXPECT_EQ(
       dirty,
       (std::vector<DirtyStaffMonth>{{{"CB001", "2025-04"}, day_bit(*Date::parse("2025-04-09"))}}));
   store = open();  // stopped while scoring
-  EXPECT_EQ(store->dirty_staff_days(10), dirty);
+  EXPECT_EQ(store->scoring().dirty_staff_days(10), dirty);
   ScoringCommit done;
   done.done = {dirty.at(0).key};
-  store->commit_scoring(done);
+  store->scoring().commit_scoring(done);
   store = open();
-  EXPECT_TRUE(store->dirty_staff_days(10).empty()) << "a change was read from the log twice";
+  EXPECT_TRUE(store->scoring().dirty_staff_days(10).empty())
+      << "a change was read from the log twice";
 }
 
 // The log is read in steps (16,384 revisions a transaction); a listing reads to its end,
@@ -736,13 +759,13 @@ TEST_F(StoreTest, AChangeLogLongerThanOneStepIsReadToItsEnd) {
   auto store = open();
   std::vector<WorkRecord> records;
   for (int i = 0; i < 16384; ++i) records.push_back(full_record("N" + std::to_string(i), 1, ""));
-  store->commit_page(page_of(records));
+  store->records().commit_page(page_of(records));
   records.clear();
   for (int i = 0; i < 3000; ++i) {
     records.push_back(full_record("S" + std::to_string(i), 1, "CB00" + std::to_string(i % 3)));
   }
-  store->commit_page(page_of(records));
-  auto dirty = store->dirty_staff_months(10);
+  store->records().commit_page(page_of(records));
+  auto dirty = dirty_staff_months(store->scoring(), 10);
   std::sort(dirty.begin(), dirty.end());
   EXPECT_EQ(dirty, (std::vector<StaffMonthKey>{
                        {"CB000", "2025-04"}, {"CB001", "2025-04"}, {"CB002", "2025-04"}}));
@@ -754,36 +777,37 @@ TEST_F(StoreTest, AChangeLogLongerThanOneStepIsReadToItsEnd) {
 TEST_F(StoreTest, ASecondScorerOnTheSameFileCannotClearAMarkMadeAfterItsListing) {
   auto hub = open();
   auto other = open();
-  hub->commit_page(page_of({full_record("X", 1, "CB001", "2025-04-09")}));
-  const auto slow_listing = other->dirty_staff_days(10);  // scores X revision 1, slowly
+  hub->records().commit_page(page_of({full_record("X", 1, "CB001", "2025-04-09")}));
+  const auto slow_listing = other->scoring().dirty_staff_days(10);  // scores X revision 1, slowly
   ASSERT_EQ(slow_listing.size(), 1u);
-  const auto hub_listing = hub->dirty_staff_days(10);
+  const auto hub_listing = hub->scoring().dirty_staff_days(10);
   ScoringCommit hub_done;
   hub_done.done = {hub_listing.at(0).key};
-  hub->commit_scoring(hub_done);
+  hub->scoring().commit_scoring(hub_done);
   // Revision 2 of X arrives; the hub's next listing marks it again (and takes Z first).
-  hub->commit_page(page_of(
+  hub->records().commit_page(page_of(
       {full_record("Z", 1, "CB000", "2025-04-09"), full_record("X", 2, "CB001", "2025-04-09")}));
-  ASSERT_EQ(hub->dirty_staff_days(1).size(), 1u);
+  ASSERT_EQ(hub->scoring().dirty_staff_days(1).size(), 1u);
   ScoringCommit slow_done;  // what the slow scorer computed from revision 1
   slow_done.done = {slow_listing.at(0).key};
-  other->commit_scoring(slow_done);
+  other->scoring().commit_scoring(slow_done);
   hub_done.done = {{"CB000", "2025-04"}};
-  hub->commit_scoring(hub_done);
-  EXPECT_EQ(hub->dirty_staff_months(10), (std::vector<StaffMonthKey>{{"CB001", "2025-04"}}))
+  hub->scoring().commit_scoring(hub_done);
+  EXPECT_EQ(dirty_staff_months(hub->scoring(), 10),
+            (std::vector<StaffMonthKey>{{"CB001", "2025-04"}}))
       << "revision 2 of X would never be rescored";
 }
 
 TEST_F(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
   auto store = open();
-  store->commit_page(page_of({full_record("1", 1)}));
-  auto dirty = store->dirty_staff_months(10);
+  store->records().commit_page(page_of({full_record("1", 1)}));
+  auto dirty = dirty_staff_months(store->scoring(), 10);
   ASSERT_EQ(dirty.size(), 1u);
-  store->commit_page(page_of({full_record("1", 2)}));  // arrives while the scorer works
+  store->records().commit_page(page_of({full_record("1", 2)}));  // arrives while the scorer works
   ScoringCommit commit;
   commit.done = dirty;
-  store->commit_scoring(commit);
-  EXPECT_EQ(store->dirty_staff_months(10), dirty);
+  store->scoring().commit_scoring(commit);
+  EXPECT_EQ(dirty_staff_months(store->scoring(), 10), dirty);
 }
 
 // Schema 6: a dirty mark names the days that changed. A revised record marks the day it had
@@ -794,32 +818,32 @@ TEST_F(StoreTest, DirtyMarksCarryTheDaysThatChanged) {
   const Date apr8 = *Date::parse("2025-04-08");
   const Date apr9 = *Date::parse("2025-04-09");
   const Date apr20 = *Date::parse("2025-04-20");
-  store->commit_page(page_of({full_record("1", 1, "CB001", "2025-04-08"),
-                              full_record("2", 1, "CB001", "2025-04-09"),
-                              full_record("3", 1, "CB002", "2025-04-09")}));
-  auto dirty = store->dirty_staff_days(10);
+  store->records().commit_page(page_of({full_record("1", 1, "CB001", "2025-04-08"),
+                                        full_record("2", 1, "CB001", "2025-04-09"),
+                                        full_record("3", 1, "CB002", "2025-04-09")}));
+  auto dirty = store->scoring().dirty_staff_days(10);
   ASSERT_EQ(dirty.size(), 2u);
   EXPECT_EQ(dirty[0], (DirtyStaffMonth{{"CB001", "2025-04"}, day_bit(apr8) | day_bit(apr9)}));
   EXPECT_EQ(dirty[1], (DirtyStaffMonth{{"CB002", "2025-04"}, day_bit(apr9)}));
   EXPECT_EQ(day_bit(apr8), DayMask{1} << 7);
   ScoringCommit done;
   done.done = {dirty[0].key, dirty[1].key};
-  store->commit_scoring(done);
-  ASSERT_TRUE(store->dirty_staff_days(10).empty());
+  store->scoring().commit_scoring(done);
+  ASSERT_TRUE(store->scoring().dirty_staff_days(10).empty());
 
   // Record 1 moves from the 8th to the 20th while the scorer holds an older mark of CB001.
-  store->commit_page(page_of({full_record("2", 2, "CB001", "2025-04-09")}));
-  dirty = store->dirty_staff_days(10);
+  store->records().commit_page(page_of({full_record("2", 2, "CB001", "2025-04-09")}));
+  dirty = store->scoring().dirty_staff_days(10);
   ASSERT_EQ(dirty.size(), 1u);
-  store->commit_page(page_of({full_record("1", 2, "CB001", "2025-04-20")}));
+  store->records().commit_page(page_of({full_record("1", 2, "CB001", "2025-04-20")}));
   done.done = {dirty[0].key};
-  store->commit_scoring(done);
-  EXPECT_EQ(store->dirty_staff_days(10),
+  store->scoring().commit_scoring(done);
+  EXPECT_EQ(store->scoring().dirty_staff_days(10),
             (std::vector<DirtyStaffMonth>{
                 {{"CB001", "2025-04"}, day_bit(apr8) | day_bit(apr9) | day_bit(apr20)}}));
 
-  EXPECT_EQ(store->mark_month_dirty("2025-04"), 2u);
-  dirty = store->dirty_staff_days(10);
+  EXPECT_EQ(store->scoring().mark_month_dirty("2025-04"), 2u);
+  dirty = store->scoring().dirty_staff_days(10);
   ASSERT_EQ(dirty.size(), 2u);
   EXPECT_EQ(dirty[0].days, kWholeMonth);
   EXPECT_EQ(dirty[1].days, kWholeMonth);
@@ -829,12 +853,12 @@ TEST_F(StoreTest, DirtyMarksCarryTheDaysThatChanged) {
 // month's day totals as last committed (none before the first commit).
 TEST_F(StoreTest, StaffDaysAreReadWithTheirScoresAndTheMonthsDayTotals) {
   auto store = open();
-  store->commit_page(page_of(
+  store->records().commit_page(page_of(
       {full_record("1", 1, "CB001", "2025-04-08"), full_record("2", 1, "CB001", "2025-04-09"),
        full_record("3", 1, "CB001", "2025-04-10"), full_record("4", 1, "CB002", "2025-04-09")}));
   const StaffMonthKey key{"CB001", "2025-04"};
   const DayMask days = day_bit(*Date::parse("2025-04-08")) | day_bit(*Date::parse("2025-04-10"));
-  auto read = store->staff_days_for_scoring(key, days);
+  auto read = store->scoring().staff_days_for_scoring(key, days);
   ASSERT_EQ(read.records.size(), 2u);
   EXPECT_EQ(read.records[0].record_id, "eoffice:1");
   EXPECT_EQ(read.records[1].record_id, "eoffice:3");
@@ -845,30 +869,33 @@ TEST_F(StoreTest, StaffDaysAreReadWithTheirScoresAndTheMonthsDayTotals) {
   ScoringCommit commit;
   commit.record_scores = {{"eoffice:3", 1, 1, "{\"points\":3}"}};
   commit.day_totals = {{key, std::string("\x01totals\0with a zero", 19)}};
-  store->commit_scoring(commit);
-  read = store->staff_days_for_scoring(key, days);
+  store->scoring().commit_scoring(commit);
+  read = store->scoring().staff_days_for_scoring(key, days);
   ASSERT_EQ(read.previous.size(), 2u);
   EXPECT_FALSE(read.previous[0]);
   ASSERT_TRUE(read.previous[1]);
   EXPECT_EQ(read.previous[1]->scoring_json, "{\"points\":3}");
   EXPECT_EQ(read.day_totals, std::string("\x01totals\0with a zero", 19));
-  EXPECT_FALSE(store->staff_days_for_scoring({"CB002", "2025-04"}, kWholeMonth).day_totals);
-  EXPECT_EQ(store->staff_days_for_scoring({"CB002", "2025-04"}, kWholeMonth).records.size(), 1u);
-  EXPECT_THROW(store->staff_days_for_scoring({"CB001", "April"}, days), StoreError);
+  EXPECT_FALSE(
+      store->scoring().staff_days_for_scoring({"CB002", "2025-04"}, kWholeMonth).day_totals);
+  EXPECT_EQ(
+      store->scoring().staff_days_for_scoring({"CB002", "2025-04"}, kWholeMonth).records.size(),
+      1u);
+  EXPECT_THROW(store->scoring().staff_days_for_scoring({"CB001", "April"}, days), StoreError);
 }
 
 TEST_F(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   auto store = open();
-  store->commit_page(page_of({full_record("1", 2), full_record("2", 1, "CB002")}));
+  store->records().commit_page(page_of({full_record("1", 2), full_record("2", 1, "CB002")}));
   ScoringCommit commit;
   commit.record_scores = {{"eoffice:1", 2, 1, "{\"points\":1.5}"}, {"eoffice:2", 1, 1, "{}"}};
   commit.months = {{OutboxKind::staff_month, "2025-04", "CB001", "SO-NV", 1, "{\"s\":1}"},
                    {OutboxKind::agency_month, "2025-04", "SO-NV", "SO-NV", 1, "{\"a\":1}"}};
   commit.outbox = {item("eoffice:1", "{\"r\":1}"),
                    OutboxItem{0, OutboxKind::staff_month, "staff:2025-04:CB001", "{\"s\":1}"}};
-  store->commit_scoring(commit);
+  store->scoring().commit_scoring(commit);
 
-  auto scores = store->record_scores({"eoffice:2", "eoffice:1", "unknown"});
+  auto scores = store->scoring().record_scores({"eoffice:2", "eoffice:1", "unknown"});
   ASSERT_EQ(scores.size(), 2u);
   EXPECT_EQ(scores[0].record_id, "eoffice:1");
   EXPECT_EQ(scores[0].revision, 2);
@@ -877,39 +904,39 @@ TEST_F(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   commit = {};
   commit.record_scores = {{"eoffice:1", 2, 2, "{\"points\":2}"}};
   commit.months = {{OutboxKind::staff_month, "2025-04", "CB001", "SO-NV", 2, "{\"s\":2}"}};
-  store->commit_scoring(commit);
-  EXPECT_EQ(store->record_scores({"eoffice:1"})[0].sequence, 2);
-  auto staff = store->month_row(OutboxKind::staff_month, "2025-04", "CB001");
+  store->scoring().commit_scoring(commit);
+  EXPECT_EQ(store->scoring().record_scores({"eoffice:1"})[0].sequence, 2);
+  auto staff = store->scoring().month_row(OutboxKind::staff_month, "2025-04", "CB001");
   ASSERT_TRUE(staff);
   EXPECT_EQ(staff->revision, 2);
   EXPECT_EQ(staff->json, "{\"s\":2}");
   EXPECT_EQ(staff->agency_code, "SO-NV");
-  EXPECT_EQ(store->month_row(OutboxKind::staff_month, "2025-04", "SO-NV"), std::nullopt);
-  EXPECT_EQ(store->month_rows(OutboxKind::agency_month, "2025-04").size(), 1u);
-  EXPECT_EQ(store->outbox_depth("provincial"), 2);
+  EXPECT_EQ(store->scoring().month_row(OutboxKind::staff_month, "2025-04", "SO-NV"), std::nullopt);
+  EXPECT_EQ(store->scoring().month_rows(OutboxKind::agency_month, "2025-04").size(), 1u);
+  EXPECT_EQ(store->outbox().depth("provincial"), 2);
 
   commit = {};
   commit.months = {{OutboxKind::record, "2025-04", "x", "", 1, "{}"}};
-  EXPECT_THROW(store->commit_scoring(commit), StoreError);
+  EXPECT_THROW(store->scoring().commit_scoring(commit), StoreError);
 
   // A score is kept under its record's staff month: one for a record the store does not
   // have is refused, naming it, and nothing of that commit is kept.
   commit = {};
   commit.record_scores = {{"eoffice:1", 2, 3, "{}"}, {"eoffice:ghost", 1, 1, "{}"}};
   try {
-    store->commit_scoring(commit);
+    store->scoring().commit_scoring(commit);
     ADD_FAILURE() << "a score of an unknown record was stored";
   } catch (const StoreError& e) {
     EXPECT_NE(std::string(e.what()).find("eoffice:ghost (sequence 1): no such record"),
               std::string::npos)
         << e.what();
   }
-  EXPECT_EQ(store->record_scores({"eoffice:1"})[0].sequence, 2);
+  EXPECT_EQ(store->scoring().record_scores({"eoffice:1"})[0].sequence, 2);
   // A sequence goes out once: one that does not grow is refused, and the stored one kept.
   commit = {};
   commit.record_scores = {{"eoffice:1", 2, 2, "{\"points\":9}"}};
-  EXPECT_THROW(store->commit_scoring(commit), StoreError);
-  EXPECT_EQ(store->record_scores({"eoffice:1"})[0].scoring_json, "{\"points\":2}");
+  EXPECT_THROW(store->scoring().commit_scoring(commit), StoreError);
+  EXPECT_EQ(store->scoring().record_scores({"eoffice:1"})[0].scoring_json, "{\"points\":2}");
 }
 
 // ------------------------------------------------------------------- outbox --
@@ -922,15 +949,15 @@ TEST_F(StoreTest, StaffMonthForScoringGivesRecordsReceivedAtAndLastSentScores) {
   other.approval.reset();
   other.attributes.clear();
   PageCommit page = page_of({full, other, full_record("WD-3", 1, "CB002")});
-  store->commit_page(page);
+  store->records().commit_page(page);
   PageCommit later = page_of({full_record("WD-4", 1)});
   later.received_at_unix_ms = page.received_at_unix_ms + 5000;
-  store->commit_page(later);
+  store->records().commit_page(later);
   ScoringCommit commit;
   commit.record_scores = {{"eoffice:WD-1", 2, 4, "{\"points\":1.5}"}};
-  store->commit_scoring(commit);
+  store->scoring().commit_scoring(commit);
 
-  const auto stored = store->staff_month_for_scoring({"CB001", "2025-04"});
+  const auto stored = store->scoring().staff_month_for_scoring({"CB001", "2025-04"});
   ASSERT_EQ(ids_of(stored.records),
             (std::vector<std::string>{"eoffice:WD-1", "eoffice:WD-2", "eoffice:WD-4"}));
   ASSERT_EQ(stored.received_at.size(), 3u);
@@ -955,21 +982,21 @@ TEST_F(StoreTest, StaffMonthForScoringGivesRecordsReceivedAtAndLastSentScores) {
     }
     // The receiver's payload is built from the whole record, which record() gives.
     if (r.record_id == "eoffice:WD-1") {
-      EXPECT_EQ(store->record(r.record_id), full);
+      EXPECT_EQ(store->records().record(r.record_id), full);
     }
   }
-  EXPECT_TRUE(store->staff_month_for_scoring({"CB001", "2025-05"}).records.empty());
+  EXPECT_TRUE(store->scoring().staff_month_for_scoring({"CB001", "2025-05"}).records.empty());
 }
 
 TEST_F(StoreTest, NextBatchIsTheSameUntilCompletedAndFollowsSeqOrder) {
   auto store = open();
-  EXPECT_EQ(store->next_batch("provincial", 10, 1 << 20), std::nullopt);
+  EXPECT_EQ(store->outbox().next_batch("provincial", 10, 1 << 20), std::nullopt);
   std::vector<OutboxItem> items;
   for (int i = 0; i < 5; ++i)
     items.push_back(item("r" + std::to_string(i), "{\"i\":" + std::to_string(i) + "}"));
   append_outbox(*store, items);
 
-  auto first = store->next_batch("provincial", 3, 1 << 20);
+  auto first = store->outbox().next_batch("provincial", 3, 1 << 20);
   ASSERT_TRUE(first);
   ASSERT_EQ(first->items.size(), 3u);
   EXPECT_EQ(first->items[0].key, "r0");
@@ -978,10 +1005,10 @@ TEST_F(StoreTest, NextBatchIsTheSameUntilCompletedAndFollowsSeqOrder) {
   EXPECT_EQ(first->first_seq, first->items[0].seq);
   EXPECT_EQ(first->last_seq, first->items[2].seq);
   EXPECT_EQ(first->batch_id.size(), 36u);
-  EXPECT_EQ(store->outbox_depth("provincial"), 5);
+  EXPECT_EQ(store->outbox().depth("provincial"), 5);
 
-  auto retry =
-      store->next_batch("provincial", 100, 1 << 20);  // limits do not reshape a pending batch
+  auto retry = store->outbox().next_batch("provincial", 100,
+                                          1 << 20);  // limits do not reshape a pending batch
   ASSERT_TRUE(retry);
   EXPECT_EQ(retry->batch_id, first->batch_id);
   ASSERT_EQ(retry->items.size(), first->items.size());
@@ -990,47 +1017,47 @@ TEST_F(StoreTest, NextBatchIsTheSameUntilCompletedAndFollowsSeqOrder) {
     EXPECT_EQ(retry->items[i].payload, first->items[i].payload);
   }
 
-  store->defer_batch(first->batch_id, 1744000123000, "HTTP 503 from receiver");
-  retry = store->next_batch("provincial", 3, 1 << 20);
+  store->outbox().defer_batch(first->batch_id, 1744000123000, "HTTP 503 from receiver");
+  retry = store->outbox().next_batch("provincial", 3, 1 << 20);
   EXPECT_EQ(retry->batch_id, first->batch_id);
   EXPECT_EQ(retry->attempts, 1u);
   EXPECT_EQ(retry->not_before_unix_ms, 1744000123000);
 
-  store->complete_batch(first->batch_id, {});
-  EXPECT_EQ(store->outbox_depth("provincial"), 2);
-  auto second = store->next_batch("provincial", 3, 1 << 20);
+  store->outbox().complete_batch(first->batch_id, {});
+  EXPECT_EQ(store->outbox().depth("provincial"), 2);
+  auto second = store->outbox().next_batch("provincial", 3, 1 << 20);
   ASSERT_TRUE(second);
   EXPECT_NE(second->batch_id, first->batch_id);
   ASSERT_EQ(second->items.size(), 2u);
   EXPECT_EQ(second->items[0].key, "r3");
   EXPECT_EQ(second->first_seq, first->last_seq + 1);
-  store->complete_batch(second->batch_id, {});
-  store->complete_batch(second->batch_id, {});  // twice is harmless
-  EXPECT_EQ(store->next_batch("provincial", 3, 1 << 20), std::nullopt);
-  EXPECT_EQ(store->outbox_depth("provincial"), 0);
+  store->outbox().complete_batch(second->batch_id, {});
+  store->outbox().complete_batch(second->batch_id, {});  // twice is harmless
+  EXPECT_EQ(store->outbox().next_batch("provincial", 3, 1 << 20), std::nullopt);
+  EXPECT_EQ(store->outbox().depth("provincial"), 0);
 
   // Another sink gets everything from the start, independently.
-  EXPECT_EQ(store->outbox_depth("file-export"), 5);
+  EXPECT_EQ(store->outbox().depth("file-export"), 5);
   // A sink counts once it has taken its first batch; until then the store does not know it.
-  EXPECT_EQ(store->counts().outbox_pending, 0);
-  auto other = store->next_batch("file-export", 10, 1 << 20);
+  EXPECT_EQ(store->views().counts().outbox_pending, 0);
+  auto other = store->outbox().next_batch("file-export", 10, 1 << 20);
   ASSERT_TRUE(other);
-  EXPECT_EQ(store->counts().outbox_pending, 5);  // file-export has not delivered anything
+  EXPECT_EQ(store->views().counts().outbox_pending, 5);  // file-export has not delivered anything
   EXPECT_EQ(other->items.size(), 5u);
-  store->complete_batch(other->batch_id, {});
-  EXPECT_EQ(store->counts().outbox_pending, 0);
+  store->outbox().complete_batch(other->batch_id, {});
+  EXPECT_EQ(store->views().counts().outbox_pending, 0);
 }
 
 TEST_F(StoreTest, NextBatchRespectsTheByteLimitButAlwaysTakesOneItem) {
   auto store = open();
   append_outbox(*store, {item("big", std::string(1000, 'x')), item("a", std::string(40, 'a')),
                          item("b", std::string(40, 'b')), item("c", std::string(40, 'c'))});
-  auto batch = store->next_batch("s", 10, 100);
+  auto batch = store->outbox().next_batch("s", 10, 100);
   ASSERT_TRUE(batch);
   ASSERT_EQ(batch->items.size(), 1u);  // alone above the limit, still sent
   EXPECT_EQ(batch->items[0].key, "big");
-  store->complete_batch(batch->batch_id, {});
-  batch = store->next_batch("s", 10, 100);
+  store->outbox().complete_batch(batch->batch_id, {});
+  batch = store->outbox().next_batch("s", 10, 100);
   ASSERT_TRUE(batch);
   EXPECT_EQ(batch->items.size(), 2u);  // 80 bytes fit, 120 would not
   EXPECT_EQ(batch->items[1].key, "b");
@@ -1039,19 +1066,40 @@ TEST_F(StoreTest, NextBatchRespectsTheByteLimitButAlwaysTakesOneItem) {
 TEST_F(StoreTest, UnknownBatchesAreErrorsNamingTheBatch) {
   auto store = open();
   try {
-    store->complete_batch("no-such-batch", {});
+    store->outbox().complete_batch("no-such-batch", {});
     FAIL();
   } catch (const StoreError& e) {
     EXPECT_NE(std::string(e.what()).find("no-such-batch"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(store->defer_batch("no-such-batch", 0, "x"), StoreError);
+  EXPECT_THROW(store->outbox().defer_batch("no-such-batch", 0, "x"), StoreError);
   append_outbox(*store, {item("a", "{}")});
-  auto batch = store->next_batch("s", 10, 100);
-  store->complete_batch(batch->batch_id, {});
-  EXPECT_THROW(store->defer_batch(batch->batch_id, 0, "late"), StoreError);
+  auto batch = store->outbox().next_batch("s", 10, 100);
+  store->outbox().complete_batch(batch->batch_id, {});
+  EXPECT_THROW(store->outbox().defer_batch(batch->batch_id, 0, "late"), StoreError);
 }
 
 // Delivered items would otherwise stay forever: a province month is ~1.5 M scored records.
+// The store's times (when a batch was delivered, when a dead letter was made) come from the
+// clock it is given, not from the system clock: a hub run on a test clock compacts by it.
+TEST_F(StoreTest, TimesComeFromTheClockTheStoreIsGiven) {
+  constexpr int64_t kThen = 1746835200000;  // 2025-05-10, long before this test runs
+  test::ManualClock clock(kThen);
+  SqliteStorageOptions options;
+  options.clock = &clock;
+  auto store = open_sqlite_storage(path_, options);
+  append_outbox(*store, {item("a", "{}"), item("b", "{}")});
+  auto batch = store->outbox().next_batch("s", 10, 1 << 20);
+  ASSERT_TRUE(batch);
+  store->outbox().complete_batch(batch->batch_id, {dead_letter("b", "rejected", "no", "{}")});
+
+  const auto dead = store->outbox().dead_letters("s", 10, 0);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].created_at_unix_ms, kThen);
+  // Delivered at kThen: not before kThen, but before the next millisecond.
+  EXPECT_EQ(store->outbox().compact({"s"}, kThen, 100), 0u);
+  EXPECT_EQ(store->outbox().compact({"s"}, kThen + 1, 100), 2u);
+}
+
 TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   auto store = open();
   std::vector<OutboxItem> items;
@@ -1061,25 +1109,25 @@ TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   const auto later = [] {  // every batch completed so far counts as delivered in time
     return unix_ms_now() + 1000;
   };
-  auto a1 = store->next_batch("a", 4, 1 << 20);
-  store->complete_batch(a1->batch_id, {});
-  auto b1 = store->next_batch("b", 6, 1 << 20);
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 0u) << "b has delivered nothing yet";
-  EXPECT_EQ(store->compact_outbox({"a"}, later(), 100), 0u)
+  auto a1 = store->outbox().next_batch("a", 4, 1 << 20);
+  store->outbox().complete_batch(a1->batch_id, {});
+  auto b1 = store->outbox().next_batch("b", 6, 1 << 20);
+  EXPECT_EQ(store->outbox().compact(sinks, later(), 100), 0u) << "b has delivered nothing yet";
+  EXPECT_EQ(store->outbox().compact({"a"}, later(), 100), 0u)
       << "b, not named, took a batch: it still holds its items";
-  store->complete_batch(b1->batch_id, {});
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 4u);  // a has not had 5 and 6
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 0u);
+  store->outbox().complete_batch(b1->batch_id, {});
+  EXPECT_EQ(store->outbox().compact(sinks, later(), 100), 4u);  // a has not had 5 and 6
+  EXPECT_EQ(store->outbox().compact(sinks, later(), 100), 0u);
 
   // b's pending batch is read back whole while the items both sinks have go.
-  auto a2 = store->next_batch("a", 100, 1 << 20);
+  auto a2 = store->outbox().next_batch("a", 100, 1 << 20);
   ASSERT_EQ(a2->items.size(), 6u);
-  store->complete_batch(a2->batch_id, {});
-  auto b2 = store->next_batch("b", 100, 1 << 20);
+  store->outbox().complete_batch(a2->batch_id, {});
+  auto b2 = store->outbox().next_batch("b", 100, 1 << 20);
   ASSERT_EQ(b2->items.size(), 4u);
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 2u);  // 5 and 6
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 100), 0u);
-  auto b2_again = store->next_batch("b", 100, 1 << 20);
+  EXPECT_EQ(store->outbox().compact(sinks, later(), 100), 2u);  // 5 and 6
+  EXPECT_EQ(store->outbox().compact(sinks, later(), 100), 0u);
+  auto b2_again = store->outbox().next_batch("b", 100, 1 << 20);
   EXPECT_EQ(b2_again->batch_id, b2->batch_id);
   const auto keys = [](const Batch& b) {
     std::vector<std::string> out;
@@ -1087,23 +1135,23 @@ TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
     return out;
   };
   EXPECT_EQ(keys(*b2_again), keys(*b2));
-  store->complete_batch(b2->batch_id, {});
+  store->outbox().complete_batch(b2->batch_id, {});
 
   // A bounded call deletes the oldest first; the rest goes on the next.
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 3), 3u);
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 3), 1u);
-  EXPECT_EQ(store->compact_outbox(sinks, later(), 3), 0u);
-  EXPECT_FALSE(store->forget_sink("never-configured"));
-  EXPECT_EQ(store->counts().outbox_pending, 0);
-  EXPECT_EQ(store->next_batch("a", 100, 1 << 20), std::nullopt);
+  EXPECT_EQ(store->outbox().compact(sinks, later(), 3), 3u);
+  EXPECT_EQ(store->outbox().compact(sinks, later(), 3), 1u);
+  EXPECT_EQ(store->outbox().compact(sinks, later(), 3), 0u);
+  EXPECT_FALSE(store->outbox().forget_sink("never-configured"));
+  EXPECT_EQ(store->views().counts().outbox_pending, 0);
+  EXPECT_EQ(store->outbox().next_batch("a", 100, 1 << 20), std::nullopt);
 
   // New items after a compaction are batched as before, with later sequence numbers.
   append_outbox(*store, {item("eoffice:11", "{\"r\":11}")});
-  auto a3 = store->next_batch("a", 100, 1 << 20);
+  auto a3 = store->outbox().next_batch("a", 100, 1 << 20);
   ASSERT_EQ(a3->items.size(), 1u);
   EXPECT_EQ(a3->items[0].key, "eoffice:11");
   EXPECT_GT(a3->items[0].seq, b2->last_seq);
-  EXPECT_EQ(store->outbox_depth("b"), 1);
+  EXPECT_EQ(store->outbox().depth("b"), 1);
 }
 
 // A sink taken out of the configuration (for a while, or by mistake) keeps its items and its
@@ -1114,44 +1162,44 @@ TEST_F(StoreTest, ASinkNoLongerConfiguredHoldsItsItemsUntilItIsForgotten) {
   for (int i = 1; i <= 5; ++i) items.push_back(item("eoffice:" + std::to_string(i), "{}"));
   append_outbox(*store, items);
   const int64_t later = unix_ms_now() + 60000;
-  store->complete_batch(store->next_batch("a", 5, 1 << 20)->batch_id, {});
-  store->complete_batch(store->next_batch("c", 2, 1 << 20)->batch_id, {});
-  const auto pending = store->next_batch("c", 5, 1 << 20);  // 3..5, not delivered
+  store->outbox().complete_batch(store->outbox().next_batch("a", 5, 1 << 20)->batch_id, {});
+  store->outbox().complete_batch(store->outbox().next_batch("c", 2, 1 << 20)->batch_id, {});
+  const auto pending = store->outbox().next_batch("c", 5, 1 << 20);  // 3..5, not delivered
   ASSERT_EQ(pending->items.size(), 3u);
 
-  EXPECT_EQ(store->compact_outbox({"a"}, later, 100), 2u);  // c delivered 1 and 2
-  EXPECT_EQ(store->compact_outbox({"a"}, later, 100), 0u);
-  const auto again = store->next_batch("c", 5, 1 << 20);  // c is configured again
+  EXPECT_EQ(store->outbox().compact({"a"}, later, 100), 2u);  // c delivered 1 and 2
+  EXPECT_EQ(store->outbox().compact({"a"}, later, 100), 0u);
+  const auto again = store->outbox().next_batch("c", 5, 1 << 20);  // c is configured again
   EXPECT_EQ(again->batch_id, pending->batch_id);
   EXPECT_EQ(again->items.size(), 3u);
 
-  EXPECT_EQ(store->sinks_with_batches(), (std::vector<std::string>{"a", "c"}));
-  EXPECT_TRUE(store->forget_sink("c"));
-  EXPECT_FALSE(store->forget_sink("c"));
-  EXPECT_EQ(store->sinks_with_batches(), std::vector<std::string>{"a"});
-  EXPECT_EQ(store->compact_outbox({"a"}, later, 100), 3u);
-  EXPECT_EQ(store->next_batch("c", 5, 1 << 20), std::nullopt) << "nothing left for c";
+  EXPECT_EQ(store->outbox().sinks_with_batches(), (std::vector<std::string>{"a", "c"}));
+  EXPECT_TRUE(store->outbox().forget_sink("c"));
+  EXPECT_FALSE(store->outbox().forget_sink("c"));
+  EXPECT_EQ(store->outbox().sinks_with_batches(), std::vector<std::string>{"a"});
+  EXPECT_EQ(store->outbox().compact({"a"}, later, 100), 3u);
+  EXPECT_EQ(store->outbox().next_batch("c", 5, 1 << 20), std::nullopt) << "nothing left for c";
 }
 
 TEST_F(StoreTest, OutboxItemsDeliveredLaterThanTheCutoffAndDeadLettersStay) {
   auto store = open();
   append_outbox(*store, {item("eoffice:1", "{\"r\":1}"), item("eoffice:2", "{\"r\":2}")});
-  auto first = store->next_batch("a", 1, 1 << 20);
-  store->complete_batch(first->batch_id,
-                        {dead_letter("eoffice:1", "invalid", "receiver: bad", "{\"r\":1}")});
+  auto first = store->outbox().next_batch("a", 1, 1 << 20);
+  store->outbox().complete_batch(
+      first->batch_id, {dead_letter("eoffice:1", "invalid", "receiver: bad", "{\"r\":1}")});
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   const int64_t cutoff = unix_ms_now();
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  auto second = store->next_batch("a", 1, 1 << 20);
-  store->complete_batch(second->batch_id, {});
+  auto second = store->outbox().next_batch("a", 1, 1 << 20);
+  store->outbox().complete_batch(second->batch_id, {});
 
-  EXPECT_EQ(store->compact_outbox({"a"}, cutoff, 100), 1u);  // the second was delivered after
-  EXPECT_EQ(store->compact_outbox({"a"}, cutoff, 100), 0u);
+  EXPECT_EQ(store->outbox().compact({"a"}, cutoff, 100), 1u);  // the second was delivered after
+  EXPECT_EQ(store->outbox().compact({"a"}, cutoff, 100), 0u);
   // The dead letter keeps its payload: replaying it still queues the same item.
-  const auto letters = store->dead_letters("a", 10, 0);
+  const auto letters = store->outbox().dead_letters("a", 10, 0);
   ASSERT_EQ(letters.size(), 1u);
-  ASSERT_TRUE(store->replay_dead_letter(letters[0].id));
-  auto replayed = store->next_batch("a", 10, 1 << 20);
+  ASSERT_TRUE(store->outbox().replay_dead_letter(letters[0].id));
+  auto replayed = store->outbox().next_batch("a", 10, 1 << 20);
   ASSERT_TRUE(replayed);
   ASSERT_EQ(replayed->items.size(), 1u);
   EXPECT_EQ(replayed->items[0].key, "eoffice:1");
@@ -1163,13 +1211,13 @@ TEST_F(StoreTest, DeadLettersAreStoredAndReplayedIntoTheOutbox) {
   append_outbox(*store,
                 {item("eoffice:1", "{\"r\":1}"),
                  OutboxItem{0, OutboxKind::staff_month, "staff:2025-04:CB001", "{\"s\":1}"}});
-  auto batch = store->next_batch("provincial", 10, 1 << 20);
+  auto batch = store->outbox().next_batch("provincial", 10, 1 << 20);
   ASSERT_TRUE(batch);
-  store->complete_batch(batch->batch_id,
-                        {dead_letter("staff:2025-04:CB001", "unknown_staff",
-                                     "receiver: staff CB001 unknown", "{\"s\":1}")});
+  store->outbox().complete_batch(batch->batch_id,
+                                 {dead_letter("staff:2025-04:CB001", "unknown_staff",
+                                              "receiver: staff CB001 unknown", "{\"s\":1}")});
 
-  auto letters = store->dead_letters("provincial", 10, 0);
+  auto letters = store->outbox().dead_letters("provincial", 10, 0);
   ASSERT_EQ(letters.size(), 1u);
   EXPECT_EQ(letters[0].sink, "provincial");
   EXPECT_EQ(letters[0].batch_id, batch->batch_id);
@@ -1177,16 +1225,16 @@ TEST_F(StoreTest, DeadLettersAreStoredAndReplayedIntoTheOutbox) {
   EXPECT_EQ(letters[0].message, "receiver: staff CB001 unknown");
   EXPECT_FALSE(letters[0].replayed);
   EXPECT_GT(letters[0].created_at_unix_ms, 0);
-  EXPECT_TRUE(store->dead_letters("other-sink", 10, 0).empty());
-  EXPECT_EQ(store->counts().dead_letters, 1);
+  EXPECT_TRUE(store->outbox().dead_letters("other-sink", 10, 0).empty());
+  EXPECT_EQ(store->views().counts().dead_letters, 1);
 
-  EXPECT_TRUE(store->replay_dead_letter(letters[0].id));
-  EXPECT_FALSE(store->replay_dead_letter(letters[0].id));  // already replayed
-  EXPECT_FALSE(store->replay_dead_letter(9999));
-  EXPECT_TRUE(store->dead_letters("", 10, 0)[0].replayed);
-  EXPECT_EQ(store->counts().dead_letters, 0);
+  EXPECT_TRUE(store->outbox().replay_dead_letter(letters[0].id));
+  EXPECT_FALSE(store->outbox().replay_dead_letter(letters[0].id));  // already replayed
+  EXPECT_FALSE(store->outbox().replay_dead_letter(9999));
+  EXPECT_TRUE(store->outbox().dead_letters("", 10, 0)[0].replayed);
+  EXPECT_EQ(store->views().counts().dead_letters, 0);
 
-  auto again = store->next_batch("provincial", 10, 1 << 20);
+  auto again = store->outbox().next_batch("provincial", 10, 1 << 20);
   ASSERT_TRUE(again);
   ASSERT_EQ(again->items.size(), 1u);
   EXPECT_GT(again->items[0].seq, batch->last_seq);
@@ -1201,20 +1249,20 @@ TEST_F(StoreTest, ReopeningKeepsEverything) {
   std::string batch_id;
   {
     auto store = open();
-    store->commit_page(page_of({full_record("1", 1)}, "c-7"));
+    store->records().commit_page(page_of({full_record("1", 1)}, "c-7"));
     append_outbox(*store, {item("a", "{}"), item("b", "{}")});
-    batch_id = store->next_batch("s", 1, 100)->batch_id;
-    store->audit("admin", "replay", "dead letter 1");
+    batch_id = store->outbox().next_batch("s", 1, 100)->batch_id;
+    store->views().audit("admin", "replay", "dead letter 1");
   }
   auto store = open();
-  EXPECT_EQ(store->cursor("eoffice"), "c-7");
-  EXPECT_EQ(store->record("eoffice:1"), full_record("1", 1));
-  EXPECT_EQ(store->dirty_staff_months(10).size(), 1u);
-  auto pending = store->next_batch("s", 10, 100);
+  EXPECT_EQ(store->records().cursor("eoffice"), "c-7");
+  EXPECT_EQ(store->records().record("eoffice:1"), full_record("1", 1));
+  EXPECT_EQ(dirty_staff_months(store->scoring(), 10).size(), 1u);
+  auto pending = store->outbox().next_batch("s", 10, 100);
   ASSERT_TRUE(pending);
   EXPECT_EQ(pending->batch_id, batch_id);
   EXPECT_EQ(pending->items.size(), 1u);
-  EXPECT_EQ(store->outbox_depth("s"), 2);
+  EXPECT_EQ(store->outbox().depth("s"), 2);
 }
 
 TEST_F(StoreTest, AWriterKilledMidCommitLeavesExactlyItsCommittedPages) {
@@ -1233,7 +1281,7 @@ TEST_F(StoreTest, AWriterKilledMidCommitLeavesExactlyItsCommittedPages) {
         for (int i = 0; i < kRecordsPerPage; ++i) {
           records.push_back(full_record(std::to_string(page) + "-" + std::to_string(i), 1));
         }
-        store->commit_page(page_of(std::move(records), std::to_string(page)));
+        store->records().commit_page(page_of(std::move(records), std::to_string(page)));
         char c = 'p';
         if (write(ready[1], &c, 1) != 1) _exit(3);
       }
@@ -1253,26 +1301,26 @@ TEST_F(StoreTest, AWriterKilledMidCommitLeavesExactlyItsCommittedPages) {
   ASSERT_TRUE(WIFSIGNALED(status));
 
   auto store = open();
-  auto cursor = store->cursor("eoffice");
+  auto cursor = store->records().cursor("eoffice");
   ASSERT_TRUE(cursor);
   const int committed = std::stoi(*cursor);
   EXPECT_GE(committed, pages_before_kill);
-  auto records = store->records_of_month("2025-04");
+  auto records = store->records().records_of_month("2025-04");
   ASSERT_EQ(records.size(), static_cast<std::size_t>(committed * kRecordsPerPage));
   for (const auto& r : records) {
     const int page = std::stoi(r.source_id.substr(0, r.source_id.find('-')));
     EXPECT_LE(page, committed) << r.record_id;
   }
-  EXPECT_EQ(store->counts().revisions, committed * kRecordsPerPage);
+  EXPECT_EQ(store->views().counts().revisions, committed * kRecordsPerPage);
 }
 
 // ------------------------------------------------------------------- errors --
 
 void expect_open_error(const std::string& path, const std::string& problem, int busy_ms = 5000) {
   try {
-    SqliteStoreOptions options;
+    SqliteStorageOptions options;
     options.busy_timeout_ms = busy_ms;
-    open_sqlite_store(path, options);
+    open_sqlite_storage(path, options);
     ADD_FAILURE() << "opened " << path << " but expected: " << problem;
   } catch (const StoreError& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
@@ -1331,7 +1379,7 @@ std::vector<std::string> query_plan(const std::string& path, const std::string& 
 // A recompute reads a month from the covering index alone: a table page per record instead
 // made it 6x slower on a store filled from a feed (docs/performance.md).
 TEST_F(StoreTest, TheMonthScanReadsOnlyTheCoveringIndex) {
-  open()->commit_page(page_of({full_record("WD-1", 1)}));
+  open()->records().commit_page(page_of({full_record("WD-1", 1)}));
   for (const bool bounded_above : {false, true}) {
     const auto plan = query_plan(path_, store_detail::month_scan_sql(bounded_above));
     ASSERT_EQ(plan.size(), 1u) << plan.back();  // one range of the index, in order: no sort
@@ -1345,7 +1393,7 @@ TEST_F(StoreTest, TheMonthScanReadsOnlyTheCoveringIndex) {
 // records (sorted by record_id after, as the index is keyed by date first, schema 6),
 // record_scores' key for their last scores (schema 5).
 TEST_F(StoreTest, AStaffMonthIsReadForScoringFromTwoKeyRanges) {
-  open()->commit_page(page_of({full_record("WD-1", 1)}));
+  open()->records().commit_page(page_of({full_record("WD-1", 1)}));
   auto plan = query_plan(path_, store_detail::staff_month_scan_sql());
   ASSERT_EQ(plan.size(), 2u);
   EXPECT_NE(plan[0].find("USING COVERING INDEX records_for_scoring (month=? AND staff_code=?)"),
@@ -1361,7 +1409,7 @@ TEST_F(StoreTest, AStaffMonthIsReadForScoringFromTwoKeyRanges) {
 // Rescoring a changed day reads one short range of the covering index per day, in record_id
 // order, and each last score by its key (schema 6): no table page, no sort.
 TEST_F(StoreTest, AStaffDayIsReadForScoringFromOneRangeAndKeyLookups) {
-  open()->commit_page(page_of({full_record("WD-1", 1)}));
+  open()->records().commit_page(page_of({full_record("WD-1", 1)}));
   auto plan = query_plan(path_, store_detail::staff_day_scan_sql());
   ASSERT_EQ(plan.size(), 1u) << plan.back();
   EXPECT_NE(plan[0].find("USING COVERING INDEX records_for_scoring (month=? AND staff_code=? AND "
@@ -1379,24 +1427,24 @@ TEST_F(StoreTest, AStaffDayIsReadForScoringFromOneRangeAndKeyLookups) {
 // takes its last score along, so its next score goes out with the next sequence.
 TEST_F(StoreTest, AMovedRecordTakesItsLastScoreToItsNewStaffMonth) {
   auto store = open();
-  store->commit_page(page_of({full_record("WD-1", 1), full_record("WD-2", 1)}));
+  store->records().commit_page(page_of({full_record("WD-1", 1), full_record("WD-2", 1)}));
   ScoringCommit commit;
   commit.record_scores = {{"eoffice:WD-1", 1, 4, "{\"points\":1}"},
                           {"eoffice:WD-2", 1, 1, "{\"points\":2}"}};
-  store->commit_scoring(commit);
+  store->scoring().commit_scoring(commit);
 
-  store->commit_page(page_of({full_record("WD-1", 2, "CB002")}));
-  store->commit_page(page_of({full_record("WD-2", 2, "CB001", "2025-05-02")}));
-  EXPECT_TRUE(store->staff_month_for_scoring({"CB001", "2025-04"}).records.empty());
-  const auto moved_staff = store->staff_month_for_scoring({"CB002", "2025-04"});
+  store->records().commit_page(page_of({full_record("WD-1", 2, "CB002")}));
+  store->records().commit_page(page_of({full_record("WD-2", 2, "CB001", "2025-05-02")}));
+  EXPECT_TRUE(store->scoring().staff_month_for_scoring({"CB001", "2025-04"}).records.empty());
+  const auto moved_staff = store->scoring().staff_month_for_scoring({"CB002", "2025-04"});
   ASSERT_EQ(moved_staff.previous.size(), 1u);
   ASSERT_TRUE(moved_staff.previous[0]);
   EXPECT_EQ(moved_staff.previous[0]->sequence, 4);
-  const auto moved_month = store->staff_month_for_scoring({"CB001", "2025-05"});
+  const auto moved_month = store->scoring().staff_month_for_scoring({"CB001", "2025-05"});
   ASSERT_EQ(moved_month.previous.size(), 1u);
   ASSERT_TRUE(moved_month.previous[0]);
   EXPECT_EQ(moved_month.previous[0]->scoring_json, "{\"points\":2}");
-  EXPECT_EQ(store->record_scores({"eoffice:WD-1", "eoffice:WD-2"}).size(), 2u);
+  EXPECT_EQ(store->scoring().record_scores({"eoffice:WD-1", "eoffice:WD-2"}).size(), 2u);
 }
 
 // The scorer reads a staff month, a page moves one of its records elsewhere, then the scorer
@@ -1404,14 +1452,14 @@ TEST_F(StoreTest, AMovedRecordTakesItsLastScoreToItsNewStaffMonth) {
 // rescoring looks for it (under the old key, the next sequence would repeat this one).
 TEST_F(StoreTest, AScoreCommittedAfterItsRecordMovedIsKeptWhereTheRecordIs) {
   auto store = open();
-  store->commit_page(page_of({full_record("WD-1", 1)}));
-  ASSERT_EQ(store->staff_month_for_scoring({"CB001", "2025-04"}).records.size(), 1u);
-  store->commit_page(page_of({full_record("WD-1", 2, "CB002")}));
+  store->records().commit_page(page_of({full_record("WD-1", 1)}));
+  ASSERT_EQ(store->scoring().staff_month_for_scoring({"CB001", "2025-04"}).records.size(), 1u);
+  store->records().commit_page(page_of({full_record("WD-1", 2, "CB002")}));
   ScoringCommit commit;
   commit.record_scores = {{"eoffice:WD-1", 1, 1, "{\"points\":1}"}};
-  store->commit_scoring(commit);
+  store->scoring().commit_scoring(commit);
 
-  const auto now_there = store->staff_month_for_scoring({"CB002", "2025-04"});
+  const auto now_there = store->scoring().staff_month_for_scoring({"CB002", "2025-04"});
   ASSERT_EQ(now_there.previous.size(), 1u);
   ASSERT_TRUE(now_there.previous[0]);
   EXPECT_EQ(now_there.previous[0]->revision, 1);
@@ -1438,17 +1486,17 @@ TEST_F(StoreTest, APageMarksOnlyTheStaffDaysItsRecordsLeave) {
   auto store = open();
   Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
   const std::string marks = "SELECT COUNT(*) FROM dirty_staff_months";
-  store->commit_page(page_of(
+  store->records().commit_page(page_of(
       {full_record("1", 1, "CB001", "2025-04-08"), full_record("2", 1, "CB001", "2025-04-09")}));
-  store->commit_page(page_of({full_record("1", 2, "CB001", "2025-04-08")}));
+  store->records().commit_page(page_of({full_record("1", 2, "CB001", "2025-04-08")}));
   EXPECT_EQ(count_of(raw, marks), 0);
 
-  store->commit_page(page_of({full_record("2", 2, "CB002", "2025-04-10")}));
+  store->records().commit_page(page_of({full_record("2", 2, "CB002", "2025-04-10")}));
   EXPECT_EQ(count_of(raw, marks), 1);
   EXPECT_EQ(count_of(raw, "SELECT days FROM dirty_staff_months WHERE staff_code = 'CB001'"),
             static_cast<int>(day_bit(*Date::parse("2025-04-09"))));
 
-  auto dirty = store->dirty_staff_days(10);
+  auto dirty = store->scoring().dirty_staff_days(10);
   std::sort(dirty.begin(), dirty.end(),
             [](const DirtyStaffMonth& a, const DirtyStaffMonth& b) { return a.key < b.key; });
   EXPECT_EQ(dirty, (std::vector<DirtyStaffMonth>{
@@ -1465,31 +1513,31 @@ TEST_F(StoreTest, RevisionsStoredPerHourSinceAGivenTime) {
   const auto page_at = [&](const std::string& id, int revision, int64_t at) {
     PageCommit page = page_of({full_record(id, revision)});
     page.received_at_unix_ms = at;
-    store->commit_page(page);
+    store->records().commit_page(page);
   };
   page_at("1", 1, day - 2 * kHour);  // before `since`
   page_at("2", 1, day + 10);
   page_at("3", 1, day + 20);
   page_at("2", 2, day + 3 * kHour + 5);
   page_at("4", 1, day + 2 * kHour);  // the clock went back an hour: still counted
-  EXPECT_EQ(store->stored_per_hour(day),
+  EXPECT_EQ(store->records().stored_per_hour(day),
             (std::vector<HourCount>{{day, 2}, {day + 2 * kHour, 1}, {day + 3 * kHour, 1}}));
-  EXPECT_EQ(store->stored_per_hour(day + 4 * kHour), std::vector<HourCount>{});
-  EXPECT_EQ(store->stored_per_hour(0).size(), 4u);
+  EXPECT_EQ(store->records().stored_per_hour(day + 4 * kHour), std::vector<HourCount>{});
+  EXPECT_EQ(store->records().stored_per_hour(0).size(), 4u);
 }
 
-// counts() and outbox_depth() read the last rowid instead of counting rows (a province's
+// counts() and depth() read the last rowid instead of counting rows (a province's
 // tables are gigabytes, and every metrics scrape reads them): they must still agree with
 // counting, after updates, stale revisions, a page rolled back halfway, and compaction.
 TEST_F(StoreTest, CountsAgreeWithCountingRows) {
   auto store = open();
   Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
   const auto expect_agree = [&](const std::string& when) {
-    const StoreCounts c = store->counts();
+    const StoreCounts c = store->views().counts();
     EXPECT_EQ(c.records, count_of(raw, "SELECT COUNT(*) FROM records")) << when;
     EXPECT_EQ(c.revisions, count_of(raw, "SELECT COUNT(*) FROM record_revisions")) << when;
     for (const char* sink : {"a", "b", "new"}) {  // "new" never takes a batch
-      EXPECT_EQ(store->outbox_depth(sink),
+      EXPECT_EQ(store->outbox().depth(sink),
                 count_of(raw, std::string("SELECT COUNT(*) FROM outbox WHERE seq > IFNULL((SELECT "
                                           "last_batched_seq FROM sink_progress WHERE sink = '") +
                                   sink + "'), 0)") +
@@ -1499,41 +1547,42 @@ TEST_F(StoreTest, CountsAgreeWithCountingRows) {
           << when << ", sink " << sink;
     }
   };
-  store->commit_page(page_of({full_record("1", 1), full_record("2", 1), full_record("3", 1)}));
-  store->commit_page(page_of({full_record("1", 2), full_record("2", 1)}));  // one stale
+  store->records().commit_page(
+      page_of({full_record("1", 1), full_record("2", 1), full_record("3", 1)}));
+  store->records().commit_page(page_of({full_record("1", 2), full_record("2", 1)}));  // one stale
   expect_agree("after an update and a stale revision");
-  EXPECT_EQ(store->counts().records, 3);
-  EXPECT_EQ(store->counts().revisions, 4);
+  EXPECT_EQ(store->views().counts().records, 3);
+  EXPECT_EQ(store->views().counts().revisions, 4);
 
   WorkRecord broken = full_record("5", 1);
   broken.revision = -1;  // refused by the table's CHECK after record 4 was written
-  EXPECT_THROW(store->commit_page(page_of({full_record("4", 1), broken})), StoreError);
-  store->commit_page(page_of({full_record("6", 1)}));
+  EXPECT_THROW(store->records().commit_page(page_of({full_record("4", 1), broken})), StoreError);
+  store->records().commit_page(page_of({full_record("6", 1)}));
   expect_agree("after a page rolled back halfway");
-  EXPECT_EQ(store->counts().records, 4);
+  EXPECT_EQ(store->views().counts().records, 4);
 
   std::vector<OutboxItem> items;
   for (int i = 1; i <= 10; ++i) items.push_back(item("eoffice:" + std::to_string(i), "{}"));
   append_outbox(*store, items);
   expect_agree("before any batch");
-  auto a1 = store->next_batch("a", 4, 1 << 20);
+  auto a1 = store->outbox().next_batch("a", 4, 1 << 20);
   expect_agree("with a pending batch");
-  store->complete_batch(a1->batch_id, {});
-  auto b1 = store->next_batch("b", 10, 1 << 20);
-  store->complete_batch(b1->batch_id, {});
-  EXPECT_EQ(store->counts().outbox_pending, 6);
-  EXPECT_EQ(store->compact_outbox({"a", "b"}, unix_ms_now() + 1000, 100), 4u);
+  store->outbox().complete_batch(a1->batch_id, {});
+  auto b1 = store->outbox().next_batch("b", 10, 1 << 20);
+  store->outbox().complete_batch(b1->batch_id, {});
+  EXPECT_EQ(store->views().counts().outbox_pending, 6);
+  EXPECT_EQ(store->outbox().compact({"a", "b"}, unix_ms_now() + 1000, 100), 4u);
   expect_agree("after compaction");
-  EXPECT_EQ(store->outbox_depth("new"), 6) << "a sink added now gets the 6 items left";
-  auto a2 = store->next_batch("a", 10, 1 << 20);
-  store->complete_batch(a2->batch_id, {});
-  EXPECT_EQ(store->compact_outbox({"a", "b"}, unix_ms_now() + 1000, 100), 6u);
-  EXPECT_EQ(store->counts().outbox_pending, 0);
+  EXPECT_EQ(store->outbox().depth("new"), 6) << "a sink added now gets the 6 items left";
+  auto a2 = store->outbox().next_batch("a", 10, 1 << 20);
+  store->outbox().complete_batch(a2->batch_id, {});
+  EXPECT_EQ(store->outbox().compact({"a", "b"}, unix_ms_now() + 1000, 100), 6u);
+  EXPECT_EQ(store->views().counts().outbox_pending, 0);
   expect_agree("with the outbox emptied");
-  EXPECT_EQ(store->outbox_depth("new"), 0);
+  EXPECT_EQ(store->outbox().depth("new"), 0);
   append_outbox(*store, {item("eoffice:11", "{}")});
   expect_agree("after an item appended to an emptied outbox");
-  EXPECT_EQ(store->counts().outbox_pending, 1);
+  EXPECT_EQ(store->views().counts().outbox_pending, 1);
 }
 
 // A store written by the release before migration 3 (tests/fixtures/store/README.md)
@@ -1558,9 +1607,9 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   // The operator is told of each step, before and after: an upgrade of a large store takes
   // minutes, during which the hub reads nothing.
   std::vector<std::string> told;
-  SqliteStoreOptions options;
+  SqliteStorageOptions options;
   options.on_migration = [&](const std::string& message) { told.push_back(message); };
-  auto store = open_sqlite_store(path_, options);
+  auto store = open_sqlite_storage(path_, options);
   ASSERT_EQ(told.size(), 16u);
   for (std::size_t i = 0; i < told.size(); ++i) {
     const std::string step = "store " + path_ + ": schema " + std::to_string(2 + i / 2) + " -> " +
@@ -1568,7 +1617,7 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
     EXPECT_EQ(told[i].rfind(step, 0), 0u) << told[i];
     EXPECT_NE(told[i].find(i % 2 == 0 ? "upgrading (" : "done in "), std::string::npos) << told[i];
   }
-  const StoreCounts counts = store->counts();
+  const StoreCounts counts = store->views().counts();
   EXPECT_EQ(counts.records, 85);
   EXPECT_EQ(counts.revisions, 85);
   {
@@ -1598,20 +1647,20 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
 
   // Every revision stored before the upgrade was scored (the store had no dirty mark left):
   // reading the history as a change log from then on finds nothing to rescore.
-  EXPECT_TRUE(store->dirty_staff_months(10).empty());
+  EXPECT_TRUE(dirty_staff_months(store->scoring(), 10).empty());
 
   // The history triggers are back: a higher revision is recorded, a stale one is not.
-  auto stored = store->record("eoffice:WD-2025-0000007");
+  auto stored = store->records().record("eoffice:WD-2025-0000007");
   ASSERT_TRUE(stored);
   ASSERT_EQ(stored->revision, 2);
   WorkRecord next = *stored;
   next.revision = 3;
   next.title = "sửa lần ba";
-  EXPECT_EQ(store->commit_page(page_of({next})).updated, 1u);
-  EXPECT_EQ(store->commit_page(page_of({next})).ignored_stale, 1u);
-  EXPECT_EQ(store->counts().revisions, 86);
-  EXPECT_EQ(store->record("eoffice:WD-2025-0000007")->title, "sửa lần ba");
-  EXPECT_EQ(store->dirty_staff_days(10),
+  EXPECT_EQ(store->records().commit_page(page_of({next})).updated, 1u);
+  EXPECT_EQ(store->records().commit_page(page_of({next})).ignored_stale, 1u);
+  EXPECT_EQ(store->views().counts().revisions, 86);
+  EXPECT_EQ(store->records().record("eoffice:WD-2025-0000007")->title, "sửa lần ba");
+  EXPECT_EQ(store->scoring().dirty_staff_days(10),
             (std::vector<DirtyStaffMonth>{{{stored->staff_code, stored->work_date.month_str()},
                                            day_bit(stored->work_date)}}));
   {
@@ -1622,18 +1671,18 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
               2);
   }
   // Schema 9: the upgraded store keeps the staff lists sources sync.
-  EXPECT_TRUE(store->synced_staff().empty());
+  EXPECT_TRUE(store->staff_lists().synced_staff().empty());
   const SyncedStaff leader{"eoffice", "KH-900001", "Nguyễn Văn Lãnh", "000.00.12.H34",
                            true,      true,        1746835200000};
-  store->save_synced_staff("eoffice", {leader});
-  EXPECT_EQ(store->synced_staff(), std::vector<SyncedStaff>{leader});
+  store->staff_lists().save_synced_staff("eoffice", {leader});
+  EXPECT_EQ(store->staff_lists().synced_staff(), std::vector<SyncedStaff>{leader});
   store.reset();
   // Opening again applies nothing twice, and says nothing.
   told.clear();
-  EXPECT_EQ(open_sqlite_store(path_, options)->counts().revisions, 86);
+  EXPECT_EQ(open_sqlite_storage(path_, options)->views().counts().revisions, 86);
   EXPECT_TRUE(told.empty());
   // Nor does creating a new store, which runs every step on empty tables.
-  open_sqlite_store((dir_ / "new.db").string(), options);
+  open_sqlite_storage((dir_ / "new.db").string(), options);
   EXPECT_TRUE(told.empty()) << told.front();
 }
 
@@ -1643,11 +1692,11 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
 // them); another source's entry stands beside it.
 TEST_F(StoreTest, SyncedStaffListsAreKeptWithTheirSourceAndTime) {
   auto store = open();
-  EXPECT_TRUE(store->synced_staff().empty());
+  EXPECT_TRUE(store->staff_lists().synced_staff().empty());
   SyncedStaff leader{"eoffice", "KH-900001", "Nguyễn Văn Lãnh", "000.00.12.H34", true, true, 1000};
   SyncedStaff clerk{"eoffice", "KH-900002", "Trần Thị Văn", "000.00.12.H34", false, true, 1000};
-  store->save_synced_staff("eoffice", {leader, clerk});
-  EXPECT_EQ(store->synced_staff(), (std::vector<SyncedStaff>{leader, clerk}));
+  store->staff_lists().save_synced_staff("eoffice", {leader, clerk});
+  EXPECT_EQ(store->staff_lists().synced_staff(), (std::vector<SyncedStaff>{leader, clerk}));
 
   // The next list moves the clerk to another agency and no longer names the leader.
   SyncedStaff moved = clerk;
@@ -1655,30 +1704,34 @@ TEST_F(StoreTest, SyncedStaffListsAreKeptWithTheirSourceAndTime) {
   moved.synced_at_unix_ms = 2000;
   // Another source names the leader too, later, as inactive.
   SyncedStaff elsewhere{"hr", "KH-900001", "Nguyễn Văn Lãnh", "000.00.12.H34", true, false, 1500};
-  store->save_synced_staff("eoffice", {moved});
-  store->save_synced_staff("hr", {elsewhere});
+  store->staff_lists().save_synced_staff("eoffice", {moved});
+  store->staff_lists().save_synced_staff("hr", {elsewhere});
   SyncedStaff left = leader;
   left.active = false;
   // Oldest sync first: merged in this order, the latest word on each staff member wins.
-  EXPECT_EQ(store->synced_staff(), (std::vector<SyncedStaff>{left, elsewhere, moved}));
+  EXPECT_EQ(store->staff_lists().synced_staff(),
+            (std::vector<SyncedStaff>{left, elsewhere, moved}));
 
   // Kept in the file: another process (a command) reads the same.
   store.reset();
-  EXPECT_EQ(open()->synced_staff(), (std::vector<SyncedStaff>{left, elsewhere, moved}));
+  EXPECT_EQ(open()->staff_lists().synced_staff(),
+            (std::vector<SyncedStaff>{left, elsewhere, moved}));
 
   // A list that names the leader again makes him active again; an empty list names no one.
   SyncedStaff back = leader;
   back.synced_at_unix_ms = 3000;
-  open()->save_synced_staff("eoffice", {moved, back});
-  EXPECT_EQ(open()->synced_staff(), (std::vector<SyncedStaff>{elsewhere, moved, back}));
-  open()->save_synced_staff("hr", {});
+  open()->staff_lists().save_synced_staff("eoffice", {moved, back});
+  EXPECT_EQ(open()->staff_lists().synced_staff(),
+            (std::vector<SyncedStaff>{elsewhere, moved, back}));
+  open()->staff_lists().save_synced_staff("hr", {});
   elsewhere.active = false;
-  EXPECT_EQ(open()->synced_staff(), (std::vector<SyncedStaff>{elsewhere, moved, back}));
+  EXPECT_EQ(open()->staff_lists().synced_staff(),
+            (std::vector<SyncedStaff>{elsewhere, moved, back}));
 
   SyncedStaff nameless = clerk;
   nameless.source.clear();
   try {
-    open()->save_synced_staff("eoffice", {nameless});
+    open()->staff_lists().save_synced_staff("eoffice", {nameless});
     ADD_FAILURE() << "an entry of another source was saved in the list of eoffice";
   } catch (const StoreError& e) {
     EXPECT_NE(std::string(e.what()).find("KH-900002"), std::string::npos) << e.what();
@@ -1755,7 +1808,7 @@ TEST_F(StoreTest, AnUnwritableDirectoryIsReported) {
     if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(4);
     std::string message = "opened";
     try {
-      open_sqlite_store(path_);
+      open_sqlite_storage(path_);
     } catch (const StoreError& e) {
       message = e.what();
     } catch (...) {
@@ -1788,7 +1841,7 @@ TEST_F(StoreTest, ADatabaseLockedByAnotherWriterIsReported) {
   other << "BEGIN EXCLUSIVE", now;
 
   try {
-    store->commit_page(page_of({full_record("1", 1)}, "c"));
+    store->records().commit_page(page_of({full_record("1", 1)}, "c"));
     ADD_FAILURE() << "committed while another connection held the write lock";
   } catch (const StoreError& e) {
     const std::string message = e.what();
@@ -1799,8 +1852,8 @@ TEST_F(StoreTest, ADatabaseLockedByAnotherWriterIsReported) {
   expect_open_error(path_, "locked", 200);
 
   other << "ROLLBACK", now;
-  store->commit_page(page_of({full_record("1", 1)}, "c"));
-  EXPECT_EQ(store->cursor("eoffice"), "c");
+  store->records().commit_page(page_of({full_record("1", 1)}, "c"));
+  EXPECT_EQ(store->records().cursor("eoffice"), "c");
 }
 
 }  // namespace

@@ -24,7 +24,7 @@
 #include <kpihub/logger.hpp>
 #include <kpihub/metrics.hpp>
 #include <kpihub/net.hpp>
-#include <kpihub/store.hpp>
+#include <kpihub/store/storage.hpp>
 
 #include <memory>
 #include <string>
@@ -89,8 +89,8 @@ class LiveHubView final : public HubView {
 
 class AdminApi {
  public:
-  AdminApi(const HubConfig& config, Store& store, const ReferenceData& reference, Metrics& metrics,
-           HubView& hub, const Clock& clock, Logger& logger);
+  AdminApi(const HubConfig& config, Storage& storage, const ReferenceData& reference,
+           Metrics& metrics, HubView& hub, const Clock& clock, Logger& logger);
   ~AdminApi();
   net::Reply handle(const net::Request& request);
 
@@ -101,7 +101,7 @@ class AdminApi {
   net::Reply report(const std::string& month_text, const net::Request& request);
 
   const HubConfig& config_;
-  Store& store_;
+  Storage& storage_;
   const ReferenceData& reference_;
   Metrics& metrics_;
   HubView& hub_;
@@ -127,7 +127,7 @@ class AdminServer {
 };
 
 // Monthly results as the CLI and the API give them.
-std::string report_json(Store& store, const Month& month, const std::string& agency);
-std::string report_csv(Store& store, const Month& month, const std::string& agency);
+std::string report_json(ScoringState& scoring, const Month& month, const std::string& agency);
+std::string report_csv(ScoringState& scoring, const Month& month, const std::string& agency);
 
 }  // namespace kpihub

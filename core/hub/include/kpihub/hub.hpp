@@ -10,7 +10,7 @@
 #include <kpihub/plugins.hpp>
 #include <kpihub/reference.hpp>
 #include <kpihub/scoring.hpp>
-#include <kpihub/store.hpp>
+#include <kpihub/store/storage.hpp>
 
 #include <atomic>
 #include <functional>
@@ -58,11 +58,11 @@ void merge_synced_staff(Directory& directory, const std::vector<SyncedStaff>& en
 
 // The reference data every command and the running hub score with: the files hub.json names
 // (load_reference(config)), their staff directory merged with every staff list the sources
-// synced (Store::synced_staff, oldest first). The running hub merges each list it syncs again.
+// synced (StaffLists::synced_staff, oldest first). The running hub merges each list it syncs again.
 // A command that opens the store only to score loads the files first and merges the lists
 // (merge_synced_staff) once the store is open: a file that does not load leaves the store as it
 // is (not created, not upgraded).
-ReferenceData load_reference(const HubConfig& config, Store& store);
+ReferenceData load_reference(const HubConfig& config, StaffLists& staff_lists);
 
 // ------------------------------------------------------------- ingest -----
 
@@ -85,7 +85,7 @@ class Ingestor {
  public:
   // `directory_lock`, when given, is held shared while the directory is read:
   // the hub merges a source's staff list into it while other sources run.
-  Ingestor(Store& store, const ReferenceData& reference, Date today,
+  Ingestor(RecordLog& records, const ReferenceData& reference, Date today,
            std::shared_mutex* directory_lock = nullptr);
   // Pure part: the commit the page becomes (records resolved, rejects as
   // quarantine entries). Exposed for tests and benchmarks.
@@ -107,14 +107,14 @@ class Ingestor {
   std::optional<QuarantineEntry> resolve_or_withdraw(WorkRecord& record,
                                                      const kpihub_record& raw) const;
 
-  Store& store_;
+  RecordLog& records_;
   const ReferenceData& reference_;
   std::atomic<int32_t> today_days_;
   std::shared_mutex* directory_lock_;
 };
 
 // Reads the matching quarantine rows (all pages) and replays them.
-ReplayResult replay_quarantine(Store& store, Ingestor& ingestor, const std::string& source,
+ReplayResult replay_quarantine(OperatorViews& views, Ingestor& ingestor, const std::string& source,
                                const std::string& reason, int64_t id, int64_t now_ms);
 
 // ------------------------------------------------------------- scoring ----
@@ -130,8 +130,10 @@ struct ScoringRunResult {
 // the outbox in the same transaction.
 class Scorer {
  public:
-  Scorer(Store& store, const ReferenceData& reference, const Clock& clock, std::string hub_id,
-         std::shared_mutex* directory_lock = nullptr);
+  // Reads and commits through `state`; reads whole records (the items it sends) from
+  // `records`.
+  Scorer(ScoringState& state, RecordLog& records, const ReferenceData& reference,
+         const Clock& clock, std::string hub_id, std::shared_mutex* directory_lock = nullptr);
   // Processes up to `max_keys` dirty staff-months, and stops taking more once it has read
   // kRecordsPerRun records. Returns what it did. One store transaction per call, except for a
   // staff month of more than kRecordsPerRun records (a lab clinician's month of a large
@@ -172,14 +174,15 @@ class Scorer {
     bool closed = false;
     void put(const std::string& staff_code, const StaffMonthResult& result);
   };
-  StaffMonthResult score_one(const StaffMonthKey& key, Store::StaffMonthForScoring& stored);
+  StaffMonthResult score_one(const StaffMonthKey& key, ScoringState::StaffMonthForScoring& stored);
   CachedMonth& month_cache(const std::string& month);
   // Marks dirty each of the last kMonthsClosingWhileAway months that is closed at `t` while its
   // stored agency months say `open`.
   void mark_months_closed_while_away(Timestamp t);
   Timestamp now() const;
 
-  Store& store_;
+  ScoringState& state_;
+  RecordLog& records_;
   const ReferenceData& reference_;
   const Clock& clock_;
   std::string hub_id_;
@@ -196,7 +199,7 @@ enum class ForwardStep { idle, delivered, deferred };
 // Drains the outbox of one sink, a batch at a time, in order.
 class Forwarder {
  public:
-  Forwarder(Store& store, PluginInstance& sink, const PluginInstanceConfig& config,
+  Forwarder(Outbox& outbox, PluginInstance& sink, const PluginInstanceConfig& config,
             std::string hub_id, const Clock& clock, Logger& logger, Metrics& metrics);
   ForwardStep step();
   // When the pending batch may be retried (unix ms), after a deferred step.
@@ -216,7 +219,7 @@ class Forwarder {
   const std::string& name() const { return config_.name; }
 
  private:
-  Store& store_;
+  Outbox& outbox_;
   PluginInstance& sink_;
   PluginInstanceConfig config_;
   std::string hub_id_;
@@ -337,7 +340,7 @@ class Hub {
  public:
   // `reference` is load_reference(config, store)'s; start() merges the store's staff lists
   // into it anyway, and each one a source syncs.
-  Hub(const HubConfig& config, Store& store, ReferenceData& reference, Logger& logger,
+  Hub(const HubConfig& config, Storage& storage, ReferenceData& reference, Logger& logger,
       const Clock& clock, Metrics& metrics, HubOptions options = {});
   ~Hub();
 
@@ -387,7 +390,7 @@ class Hub {
   std::size_t compact_outbox(const std::atomic<bool>& stop);
 
   const HubConfig& config_;
-  Store& store_;
+  Storage& storage_;
   ReferenceData& reference_;
   Logger& logger_;
   const Clock& clock_;

@@ -2,7 +2,7 @@
 
 #include "record_columns.hpp"
 
-#include <kpihub/store.hpp>
+#include <kpihub/store/types.hpp>
 
 #include <Poco/Data/Binding.h>
 #include <Poco/Data/Extraction.h>

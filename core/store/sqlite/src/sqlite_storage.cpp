@@ -1,8 +1,9 @@
-// The SQLite implementation of Store, through Poco::Data.
+// The SQLite engine: one object behind every seam of the store (kpihub/store/*.hpp), through
+// Poco::Data.
 //
-// Thread-safety: one connection per Store; every public method takes the
+// Thread-safety: one connection per SqliteStorage; every public method takes the
 // store's mutex, so calls from several threads are serialized and each runs
-// in its own transaction. Several Store objects (or processes) on one file are
+// in its own transaction. Several SqliteStorage objects (or processes) on one file are
 // coordinated by SQLite's locking with the busy timeout.
 //
 // The two hot paths, page commits and the month scan for scoring, use sqlite3
@@ -10,7 +11,7 @@
 // sqlite_statement.hpp for why); the rest goes through Poco::Data, where
 // writes of many rows bind column vectors to one statement (Poco re-prepares a
 // statement on every execute(), but steps a vector binding on one preparation).
-#include <kpihub/store.hpp>
+#include <kpihub/store/sqlite.hpp>
 
 #include "record_columns.hpp"
 #include "sqlite_schema.hpp"
@@ -30,7 +31,6 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <chrono>
 #include <exception>
 #include <limits>
 #include <map>
@@ -50,12 +50,6 @@ using Poco::Data::Keywords::bind;
 using Poco::Data::Keywords::into;
 using Poco::Data::Keywords::now;
 using Poco::Data::Keywords::use;
-
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 const char* month_table(OutboxKind kind, const std::string& db_path) {
   switch (kind) {
@@ -77,7 +71,7 @@ OutboxKind outbox_kind_of_key(const std::string& key) {
 
 // SQL for how many outbox items have a seq above `after` (an SQL expression), from the first
 // and last seq alone: the outbox is one unbroken range of seqs (an append takes the next
-// seq, AUTOINCREMENT; compact_outbox deletes from the first). Counting the rows read them
+// seq, AUTOINCREMENT; compact deletes from the first). Counting the rows read them
 // all, under the store's mutex, on every status call and metrics scrape. Two subqueries,
 // not MIN and MAX in one: SQLite answers a lone MIN or MAX from the key without a scan.
 std::string outbox_items_after(const std::string& after) {
@@ -113,18 +107,30 @@ class WriteTransaction {
   bool open_ = true;
 };
 
-class SqliteStore final : public Store {
+class SqliteStorage final : public Storage,
+                            public RecordLog,
+                            public ScoringState,
+                            public Outbox,
+                            public OperatorViews,
+                            public StaffLists {
   // Revisions of the change log turned into dirty marks per transaction: about 10 ms of
   // reading, and at most this many marks written at once.
   static constexpr std::size_t kLoggedRevisionsPerStep = 16384;
 
  public:
-  SqliteStore(std::string path, const SqliteStoreOptions& options)
+  SqliteStorage(std::string path, const SqliteStorageOptions& options)
       : path_(std::move(path)),
         busy_timeout_ms_(options.busy_timeout_ms),
         before_scan_part_(options.before_scan_part),
-        session_(open_session(path_, options)),
+        clock_(options.clock != nullptr ? *options.clock : system_clock_),
+        session_(open_session(path_, options, clock_)),
         db_(Poco::Data::SQLite::Utility::dbHandle(session_)) {}
+
+  RecordLog& records() override { return *this; }
+  ScoringState& scoring() override { return *this; }
+  Outbox& outbox() override { return *this; }
+  OperatorViews& views() override { return *this; }
+  StaffLists& staff_lists() override { return *this; }
 
   PageCommitResult commit_page(const PageCommit& page) override {
     return guarded("committing page of source " + page.source, [&] {
@@ -172,7 +178,8 @@ class SqliteStore final : public Store {
 
       // Decide in page order against what is stored and what this page already accepted, so
       // the higher revision wins whatever the order within the page.
-      const int64_t at = page.received_at_unix_ms != 0 ? page.received_at_unix_ms : now_unix_ms();
+      const int64_t at =
+          page.received_at_unix_ms != 0 ? page.received_at_unix_ms : clock_.now_unix_ms();
       // The staff days records left (their new place is in record_revisions, the scorer's
       // change log; schema 7). Rare: a revision nearly always keeps its staff member and day.
       std::map<std::pair<std::string, std::string>, DayMask> left;
@@ -330,12 +337,6 @@ class SqliteStore final : public Store {
     });
   }
 
-  std::vector<StaffMonthKey> dirty_staff_months(std::size_t max_keys) override {
-    std::vector<StaffMonthKey> out;
-    for (auto& dirty : dirty_staff_days(max_keys)) out.push_back(std::move(dirty.key));
-    return out;
-  }
-
   std::vector<DirtyStaffMonth> dirty_staff_days(std::size_t max_keys) override {
     // Every revision logged before this call is marked before the marks are listed, in steps
     // of one transaction each, so a long backlog does not hold ingest back while it is read.
@@ -372,7 +373,7 @@ class SqliteStore final : public Store {
     return guarded("marking month " + month + " dirty", [&] {
       WriteTransaction tx(session_);
       std::string m = month;
-      int64_t at = now_unix_ms();
+      int64_t at = clock_.now_unix_ms();
       // "WHERE" before ON CONFLICT resolves SQLite's parsing ambiguity of INSERT ... SELECT.
       int64_t generation = next_mark_generation();
       session_ << "INSERT INTO dirty_staff_months (staff_code, month, marked_at, days, generation) "
@@ -801,7 +802,7 @@ class SqliteStore final : public Store {
       batch->last_seq = items.back().seq;
       batch->items = std::move(items);
       int64_t count = static_cast<int64_t>(batch->items.size());
-      int64_t created_at = now_unix_ms();
+      int64_t created_at = clock_.now_unix_ms();
       session_ << "INSERT INTO batches (batch_id, sink, first_seq, last_seq, item_count, state, "
                   "created_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
           use(batch->batch_id), use(s), use(batch->first_seq), use(batch->last_seq), use(count),
@@ -823,7 +824,7 @@ class SqliteStore final : public Store {
         return;
       }
       std::string id = batch_id;
-      int64_t at = now_unix_ms();
+      int64_t at = clock_.now_unix_ms();
       session_ << "UPDATE batches SET state = 'delivered', delivered_at = ? WHERE batch_id = ?",
           use(at), use(id), now;
       if (!dead.empty()) {
@@ -864,7 +865,7 @@ class SqliteStore final : public Store {
     });
   }
 
-  int64_t outbox_depth(const std::string& sink) override {
+  int64_t depth(const std::string& sink) override {
     return guarded("measuring the outbox depth of sink " + sink, [&] {
       std::string s = sink;
       int64_t after_last_batch = 0;
@@ -881,8 +882,8 @@ class SqliteStore final : public Store {
     });
   }
 
-  std::size_t compact_outbox(const std::vector<std::string>& sinks,
-                             int64_t delivered_before_unix_ms, std::size_t max_items) override {
+  std::size_t compact(const std::vector<std::string>& sinks, int64_t delivered_before_unix_ms,
+                      std::size_t max_items) override {
     return guarded("compacting the outbox", [&]() -> std::size_t {
       if (max_items == 0) return 0;
       WriteTransaction tx(session_);
@@ -1076,7 +1077,7 @@ class SqliteStore final : public Store {
         return false;
       }
       append_outbox({OutboxItem{0, outbox_kind_of_key(key[0]), key[0], payload[0]}});
-      int64_t at = now_unix_ms();
+      int64_t at = clock_.now_unix_ms();
       session_ << "UPDATE dead_letters SET replayed = 1, replayed_at = ? WHERE id = ?", use(at),
           use(letter_id), now;
       tx.commit();
@@ -1088,7 +1089,7 @@ class SqliteStore final : public Store {
              const std::string& detail) override {
     guarded("writing the audit log (" + action + ")", [&] {
       std::string a = actor, what = action, d = detail;
-      int64_t at = now_unix_ms();
+      int64_t at = clock_.now_unix_ms();
       session_ << "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)", use(at),
           use(a), use(what), use(d), now;
     });
@@ -1178,12 +1179,6 @@ class SqliteStore final : public Store {
         throw;
       }
       return c;
-    });
-  }
-
-  void scan_month_for_scoring(const std::string& month, const ScoringVisitor& visit) override {
-    scan_month_for_scoring(month, {}, [&](std::size_t, const std::string& staff, ScanBatch& batch) {
-      visit(staff, batch);
     });
   }
 
@@ -1310,7 +1305,8 @@ class SqliteStore final : public Store {
   }
 
  private:
-  static Session open_session(const std::string& path, const SqliteStoreOptions& options) {
+  static Session open_session(const std::string& path, const SqliteStorageOptions& options,
+                              const Clock& clock) {
     const std::string where = "store " + path + ": ";
     try {
       // Poco retries a failed open until its login timeout (60 s by default); for a local file
@@ -1329,7 +1325,7 @@ class SqliteStore final : public Store {
       session << "PRAGMA cache_size = -" + std::to_string(options.cache_kib), now;
       session << "PRAGMA wal_autocheckpoint = " + std::to_string(options.wal_autocheckpoint_pages),
           now;
-      store_detail::migrate(session, path, now_unix_ms(), options.on_migration);
+      store_detail::migrate(session, path, clock.now_unix_ms(), options.on_migration);
       return session;
     } catch (const StoreError&) {
       throw;
@@ -1455,7 +1451,7 @@ class SqliteStore final : public Store {
       fail("record_revisions has no row after " + std::to_string(position) + " up to " +
            std::to_string(last) + ", which it had a moment ago");
     }
-    mark_dirty(changed, now_unix_ms());
+    mark_dirty(changed, clock_.now_unix_ms());
     session_ << "UPDATE scoring_position SET revisions_read = ? WHERE id = 1", use(position), now;
     tx.commit();
     return position;
@@ -1517,7 +1513,7 @@ class SqliteStore final : public Store {
                                               "INSERT INTO outbox (kind, key, payload, created_at) "
                                               "VALUES (?, ?, ?, ?)",
                                               path_);
-    const int64_t at = now_unix_ms();
+    const int64_t at = clock_.now_unix_ms();
     for (const auto& item : items) {
       store_detail::StatementScope scope(insert);
       sqlite3_bind_int64(insert, 1, static_cast<int64_t>(item.kind));
@@ -1656,6 +1652,8 @@ class SqliteStore final : public Store {
   const std::string path_;
   const int busy_timeout_ms_;
   const std::function<void(std::size_t)> before_scan_part_;
+  SystemClock system_clock_;  // the clock when the options give none
+  const Clock& clock_;
   std::mutex mutex_;
   Session session_;
   sqlite3* db_;  // session_'s connection, for the prepared statements below
@@ -1686,13 +1684,9 @@ class SqliteStore final : public Store {
 
 }  // namespace
 
-std::unique_ptr<Store> open_sqlite_store(const std::string& path,
-                                         const SqliteStoreOptions& options) {
-  return std::make_unique<SqliteStore>(path, options);
-}
-
-std::unique_ptr<Store> open_sqlite_store(const std::string& path) {
-  return open_sqlite_store(path, SqliteStoreOptions{});
+std::unique_ptr<Storage> open_sqlite_storage(const std::string& path,
+                                             const SqliteStorageOptions& options) {
+  return std::make_unique<SqliteStorage>(path, options);
 }
 
 }  // namespace kpihub

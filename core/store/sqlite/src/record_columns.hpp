@@ -37,13 +37,14 @@ struct RecordScratch {
 // the record until the statement has stepped.
 void bind_record(sqlite3_stmt* statement, const WorkRecord& record, int64_t received_at_unix_ms,
                  RecordScratch& scratch);
-// "SELECT <what scoring reads>, received_at FROM records " (see Store::scan_month_for_scoring).
+// "SELECT <what scoring reads>, received_at FROM records " (see
+// ScoringState::scan_month_for_scoring).
 std::string scoring_select_sql();
 // The month scan of a recompute, in staff order: scoring_select_sql() over the month. The
 // records_for_scoring index covers it (schema 4); store_test checks the query plan, so a
 // column added here and not to the index fails a test instead of slowing recomputes 6x.
 // ?2 is the first staff code of the part read; `bounded_above`: ?3 the first code after it
-// (Store::scan_month_for_scoring's parts).
+// (ScoringState::scan_month_for_scoring's parts).
 std::string month_scan_sql(bool bounded_above);
 // The same for one staff month (?1 month, ?2 staff_code), in record_id order: also covered.
 std::string staff_month_scan_sql();

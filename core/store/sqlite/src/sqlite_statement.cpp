@@ -1,6 +1,6 @@
 #include "sqlite_statement.hpp"
 
-#include <kpihub/store.hpp>
+#include <kpihub/store/types.hpp>
 
 namespace kpihub::store_detail {
 

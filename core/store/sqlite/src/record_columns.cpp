@@ -2,7 +2,7 @@
 
 #include "sqlite_statement.hpp"
 
-#include <kpihub/store.hpp>
+#include <kpihub/store/types.hpp>
 
 #include <boost/json.hpp>
 
