@@ -3,6 +3,7 @@
 #include <kpihub/hub.hpp>
 #include <kpihub/model_json.hpp>
 #include <kpihub/run_lock.hpp>
+#include <kpihub/sdk.hpp>
 #include <kpihub/store/sqlite.hpp>
 
 #include <boost/json.hpp>
@@ -671,9 +672,19 @@ const Command kCommands[] = {
      cmd_forget_sink},
 };
 
+// What an operator quotes with a problem: which hub, which plugins it can load, which stores.
+void print_version() {
+  std::cout << "kpihub " << KPIHUB_VERSION << "\n"
+            << "plugin ABI " << KPIHUB_ABI_MAJOR << "." << KPIHUB_ABI_MINOR << " (SDK "
+            << KPIHUB_SDK_VERSION << ")\n"
+            << "store schema " << sqlite_schema_version() << " (SQLite " << sqlite_library_version()
+            << ")\n";
+}
+
 void print_help() {
   std::cout << "kpihub: integration hub for public-sector KPI assessment\n\n"
-               "usage: kpihub <command> [options]   (kpihub <command> --help for its options)\n\n"
+               "usage: kpihub <command> [options]   (kpihub <command> --help for its options)\n"
+               "       kpihub --version\n\n"
                "commands:\n";
   for (const auto& c : kCommands) std::printf("  %-14s %s\n", c.name, c.summary);
   std::cout
@@ -687,6 +698,10 @@ int main(int argc, char** argv) {
       std::string(argv[1]) == "help") {
     print_help();
     return argc < 2 ? kExitUsage : kExitOk;
+  }
+  if (std::string(argv[1]) == "--version" || std::string(argv[1]) == "version") {
+    print_version();
+    return kExitOk;
   }
   const std::string name = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);

@@ -2,6 +2,7 @@
 // file and real processes: run --once, a restart after SIGKILL at random
 // moments, refused plugins next to good ones, and clear configuration errors.
 #include <kpihub/net.hpp>
+#include <kpihub/sdk.hpp>
 #include <kpihub/sim/eoffice_sim.hpp>
 #include <kpihub/store/sqlite.hpp>
 
@@ -503,6 +504,31 @@ TEST_F(HubE2E, CorruptDatabaseFileIsAClearStorageError) {
   const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
   EXPECT_EQ(r.code, 4) << r.output;
   EXPECT_NE(r.output.find("hub.db"), std::string::npos) << r.output;
+}
+
+TEST_F(HubE2E, AnEmptyDatabaseFileIsAClearStorageErrorNotANewStore) {
+  const auto config = write_config(source_settings(10, 5));
+  fs::create_directories(dir_ / "var");
+  std::ofstream(dir_ / "var/hub.db").flush();
+  const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
+  EXPECT_EQ(r.code, 4) << r.output;
+  EXPECT_NE(r.output.find("hub.db is empty (0 bytes)"), std::string::npos) << r.output;
+  EXPECT_EQ(fs::file_size(dir_ / "var/hub.db"), 0u);
+}
+
+// Issue 23 section 5: what an operator reports with a problem.
+TEST_F(HubE2E, VersionNamesTheHubThePluginAbiAndTheStoreSchema) {
+  const auto r = run({"--version"}, (dir_ / "version.txt").string());
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind(std::string("kpihub ") + KPIHUB_VERSION + "\n", 0), 0u) << r.output;
+  EXPECT_NE(r.output.find("plugin ABI " + std::to_string(KPIHUB_ABI_MAJOR) + "." +
+                          std::to_string(KPIHUB_ABI_MINOR) + " (SDK " KPIHUB_SDK_VERSION ")"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("store schema " + std::to_string(kpihub::sqlite_schema_version()) +
+                          " (SQLite 3."),
+            std::string::npos)
+      << r.output;
 }
 
 TEST_F(HubE2E, HelpForEveryCommand) {

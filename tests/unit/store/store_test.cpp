@@ -1777,6 +1777,25 @@ TEST_F(StoreTest, AFileThatIsNotADatabaseIsRefused) {
   expect_open_error(path_, "not a database");
 }
 
+// Issue 19 section 4: a zero-byte hub.db (wiped, truncated by a full disk, a restore that
+// copied nothing) was taken as a new store, and the hub started from nothing.
+TEST_F(StoreTest, AnEmptyFileIsRefusedNotTakenAsANewStore) {
+  std::ofstream(path_).flush();
+  ASSERT_EQ(fs::file_size(path_), 0u);
+  expect_open_error(path_, "is empty (0 bytes)");
+  EXPECT_EQ(fs::file_size(path_), 0u) << "left as it was found";
+}
+
+// So a new store is made under another name and renamed into place with its schema: a crash
+// while it is made never leaves an empty file behind under the store's name.
+TEST_F(StoreTest, ANewStoreAppearsWithItsSchemaOrNotAtAll) {
+  std::ofstream(path_ + ".creating") << "left by a crash while a store was made";
+  { open(); }
+  EXPECT_GT(fs::file_size(path_), 0u);
+  EXPECT_FALSE(fs::exists(path_ + ".creating"));
+  { open(); }  // and opens as a store
+}
+
 TEST_F(StoreTest, ASQLiteDatabaseOfAnotherApplicationIsRefused) {
   {
     Poco::Data::Session other(new Poco::Data::SQLite::SessionImpl(path_));

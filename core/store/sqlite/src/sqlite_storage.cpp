@@ -28,10 +28,17 @@
 
 #include <boost/json.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
+#include <cstdio>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -1305,8 +1312,49 @@ class SqliteStorage final : public Storage,
   }
 
  private:
+  // A store's file is never empty: a new one is made under another name and renamed into place
+  // with its schema (make_store). So an empty file was wiped or truncated (a restore that copied
+  // nothing, a full disk), and taking it as a new store would start from nothing.
   static Session open_session(const std::string& path, const SqliteStorageOptions& options,
                               const Clock& clock) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    if (!ec && size == 0) {
+      throw StoreError("store " + path +
+                       " is empty (0 bytes), which a kpihub store never is: the file was wiped "
+                       "or cut short. Restore it from a backup (docs/operations.md); to start a "
+                       "new store instead, delete the file");
+    }
+    if (ec && !std::filesystem::exists(path, ec)) make_store(path, options, clock);
+    return configure(path, options, clock);
+  }
+
+  // Makes the store at `path` + ".creating" (anything left there by an earlier crash goes
+  // first), complete with its schema, and renames it to `path`: the store appears whole or not
+  // at all.
+  static void make_store(const std::string& path, const SqliteStorageOptions& options,
+                         const Clock& clock) {
+    const std::string creating = path + ".creating";
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      std::error_code ignored;
+      std::filesystem::remove(creating + suffix, ignored);
+    }
+    configure(creating, options, clock).close();  // the last close folds the WAL in
+    if (::rename(creating.c_str(), path.c_str()) != 0) {
+      throw StoreError("store " + path + ": cannot move the new store into place from " + creating +
+                       ": " + std::strerror(errno));
+    }
+    // The rename itself must survive a power cut.
+    const std::string folder = std::filesystem::path(path).parent_path().string();
+    const int dir = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dir >= 0) {
+      ::fsync(dir);
+      ::close(dir);
+    }
+  }
+
+  static Session configure(const std::string& path, const SqliteStorageOptions& options,
+                           const Clock& clock) {
     const std::string where = "store " + path + ": ";
     try {
       // Poco retries a failed open until its login timeout (60 s by default); for a local file
@@ -1683,6 +1731,14 @@ class SqliteStorage final : public Storage,
 };
 
 }  // namespace
+
+int sqlite_schema_version() {
+  return store_detail::latest_schema_version();
+}
+
+std::string sqlite_library_version() {
+  return sqlite3_libversion();
+}
 
 std::unique_ptr<Storage> open_sqlite_storage(const std::string& path,
                                              const SqliteStorageOptions& options) {

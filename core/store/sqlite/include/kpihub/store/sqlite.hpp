@@ -40,6 +40,11 @@ struct SqliteStorageOptions {
   std::function<void(std::size_t part)> before_scan_part;
 };
 
+// The schema version this build writes (a store of a higher one is refused).
+int sqlite_schema_version();
+// The SQLite library the engine runs on ("3.40.1").
+std::string sqlite_library_version();
+
 // Opens (creating if needed) the SQLite store at `path`, running schema migrations. Throws
 // StoreError naming the file when it cannot be opened, is locked, or is not a kpihub database.
 std::unique_ptr<Storage> open_sqlite_storage(const std::string& path,
