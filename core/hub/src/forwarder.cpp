@@ -158,6 +158,14 @@ ForwardStep Forwarder::step() {
   }
   outbox_.complete_batch(batch->batch_id, dead);
   metrics_.add("kpihub_forwarded_total", labels, static_cast<double>(items.size() - dead.size()));
+  delivered_items_ += items.size() - dead.size();
+  logger_.info(config_.name,
+               "batch " + batch->batch_id +
+                   " delivered: " + std::to_string(items.size() - dead.size()) + " items" +
+                   (dead.empty() ? std::string()
+                                 : ", " + std::to_string(dead.size()) + " refused (dead letters)") +
+                   ", attempt " + std::to_string(c_batch.attempt) + " (" +
+                   std::to_string(delivered_items_) + " delivered by this hub)");
   if (!dead.empty()) {
     metrics_.add("kpihub_dead_letters_total", labels, static_cast<double>(dead.size()));
     for (const auto& d : dead) {

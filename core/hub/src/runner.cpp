@@ -339,6 +339,17 @@ class Hub::Runner {
         out.scored_staff_months += r.staff_months;
         hub_.metrics_.add("kpihub_staff_months_scored_total", {},
                           static_cast<double>(r.staff_months));
+        if (r.staff_months > 0) {
+          // Progress an operator can follow through a long run (issue 23: scoring printed
+          // nothing).
+          hub_.logger_.info("scorer",
+                            "scored " + std::to_string(r.staff_months) +
+                                " staff months: " + std::to_string(r.records_sent) + " records, " +
+                                std::to_string(r.staff_months_sent) + " staff months and " +
+                                std::to_string(r.agency_months_sent) + " agency months to send (" +
+                                std::to_string(out.scored_staff_months) +
+                                " staff months scored in this run)");
+        }
         draining = r.staff_months > 0;
         if (draining) {
           event();

@@ -193,6 +193,7 @@ bool everything_scored(kpihub::Storage& store) {
 }  // namespace
 
 TEST_F(HubE2E, RunOnceStoresScoresAndForwardsEverything) {
+  log_level_ = "info";
   const auto config = write_config(source_settings(350, 40));
   const auto r = run({"run", "--once", "--config", config}, (dir_ / "out.txt").string());
   ASSERT_EQ(r.code, 0) << r.output;
@@ -228,6 +229,16 @@ TEST_F(HubE2E, RunOnceStoresScoresAndForwardsEverything) {
   EXPECT_EQ(records, 300u);
   EXPECT_EQ(staff_months, 3u);
   EXPECT_GE(agency_months, 1u);
+  // Scoring and forwarding say what they did as they go (issue 23: 156 batches went out
+  // without a line).
+  EXPECT_NE(r.output.find("scored 3 staff months: 300 records, 3 staff months and " +
+                          std::to_string(agency_months) + " agency months to send"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("(" + std::to_string(records + staff_months + agency_months) +
+                          " delivered by this hub)"),
+            std::string::npos)
+      << r.output;
   const auto& one = sent.at("counting:R-0").front();
   const auto v = boost::json::parse(one).as_object();
   EXPECT_EQ(v.at("scoring").at("sequence").as_int64(), 1);

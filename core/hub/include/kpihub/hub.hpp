@@ -234,6 +234,8 @@ class Forwarder {
   std::string progress_batch_id_;
   std::size_t progress_settled_items_ = 0;
   uint32_t progress_at_attempt_ = 0;
+  // Items delivered by this forwarder since it started, for the progress line of each batch.
+  std::size_t delivered_items_ = 0;
 };
 
 // ---------------------------------------------------------------- hub -----
