@@ -1789,11 +1789,46 @@ TEST_F(StoreTest, AnEmptyFileIsRefusedNotTakenAsANewStore) {
 // So a new store is made under another name and renamed into place with its schema: a crash
 // while it is made never leaves an empty file behind under the store's name.
 TEST_F(StoreTest, ANewStoreAppearsWithItsSchemaOrNotAtAll) {
-  std::ofstream(path_ + ".creating") << "left by a crash while a store was made";
+  const std::string creating = path_ + ".creating." + std::to_string(::getpid());
+  std::ofstream(creating) << "left by a crash while a store was made";
   { open(); }
   EXPECT_GT(fs::file_size(path_), 0u);
-  EXPECT_FALSE(fs::exists(path_ + ".creating"));
+  EXPECT_FALSE(fs::exists(creating));
   { open(); }  // and opens as a store
+}
+
+// Two processes (the hub starting, `kpihub status` beside it) make the same new store at
+// once: both end on one store, neither writes into a file the other replaced (with rename()
+// in place of link() the hub's end-to-end tests lost a run's records that way).
+TEST_F(StoreTest, TwoProcessesMakingTheSameNewStoreEndOnOneStore) {
+  for (int round = 0; round < 30; ++round) {
+    fs::remove(path_);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      try {
+        auto store = open();
+        PageCommit p;
+        p.source = "child";
+        p.cursor = "c";
+        store->records().commit_page(p);
+      } catch (...) {
+        ::_exit(1);
+      }
+      ::_exit(0);
+    }
+    auto store = open();
+    PageCommit p;
+    p.source = "parent";
+    p.cursor = "p";
+    store->records().commit_page(p);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round;
+    store.reset();
+    auto reopened = open();
+    EXPECT_EQ(reopened->records().cursor("child").value_or(""), "c") << "round " << round;
+    EXPECT_EQ(reopened->records().cursor("parent").value_or(""), "p") << "round " << round;
+  }
 }
 
 TEST_F(StoreTest, ASQLiteDatabaseOfAnotherApplicationIsRefused) {

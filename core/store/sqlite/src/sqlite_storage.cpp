@@ -1329,22 +1329,30 @@ class SqliteStorage final : public Storage,
     return configure(path, options, clock);
   }
 
-  // Makes the store at `path` + ".creating" (anything left there by an earlier crash goes
-  // first), complete with its schema, and renames it to `path`: the store appears whole or not
-  // at all.
+  // Makes the store at `path` + ".creating.<pid>", complete with its schema, and links it to
+  // `path`: the store appears whole or not at all. Another process may make the same store at
+  // the same moment (`kpihub status` while the hub starts): the name is this process's own, and
+  // link() never replaces a store another process put in place first (rename() would, and that
+  // process would go on writing into a deleted file).
   static void make_store(const std::string& path, const SqliteStorageOptions& options,
                          const Clock& clock) {
-    const std::string creating = path + ".creating";
-    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
-      std::error_code ignored;
-      std::filesystem::remove(creating + suffix, ignored);
-    }
+    const std::string creating = path + ".creating." + std::to_string(::getpid());
+    const auto remove_creating = [&] {
+      for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+        std::error_code ignored;
+        std::filesystem::remove(creating + suffix, ignored);
+      }
+    };
+    remove_creating();                            // left by a crash of a process of this pid
     configure(creating, options, clock).close();  // the last close folds the WAL in
-    if (::rename(creating.c_str(), path.c_str()) != 0) {
-      throw StoreError("store " + path + ": cannot move the new store into place from " + creating +
-                       ": " + std::strerror(errno));
+    const bool linked = ::link(creating.c_str(), path.c_str()) == 0;
+    const int link_error = errno;
+    remove_creating();
+    if (!linked && link_error != EEXIST) {
+      throw StoreError("store " + path + ": cannot put the new store in place from " + creating +
+                       ": " + std::strerror(link_error));
     }
-    // The rename itself must survive a power cut.
+    // The new name must survive a power cut.
     const std::string folder = std::filesystem::path(path).parent_path().string();
     const int dir = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY);
     if (dir >= 0) {
