@@ -20,6 +20,10 @@
 namespace kpihub {
 namespace json = boost::json;
 
+int64_t next_send_number(int64_t previous, int64_t now_unix_ms) {
+  return std::max(previous + 1, now_unix_ms);
+}
+
 namespace {
 // Gives a vector's memory back. `v = {}` would pick the initializer_list
 // assignment, which keeps the capacity: 93 KB per cached staff-month, 650 MB
@@ -283,6 +287,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   if (dirty.empty()) return result;
   const Timestamp scored_at = now();
   const std::string scored_at_text = scored_at.str();
+  const int64_t numbered_at_ms = clock_.now_unix_ms();
 
   ScoringCommit commit;
   std::size_t records_read = 0;
@@ -377,7 +382,8 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
         to_send += send ? 1 : 0;
         changed_records.push_back(
             {&scored, i,
-             RecordScoreRow{scored.record_id, record.revision, never_sent ? 1 : prev->sequence + 1,
+             RecordScoreRow{scored.record_id, record.revision,
+                            next_send_number(never_sent ? 0 : prev->sequence, numbered_at_ms),
                             std::move(scoring_text)},
              send});
       }
@@ -515,7 +521,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     const int64_t old_revision = old ? old->revision : 0;
     const bool changed = !old || json::serialize(to_json(month_result, old_revision)) != old->json;
     if (changed && !(!any_record && !old)) {
-      const int64_t revision = old_revision + 1;
+      const int64_t revision = next_send_number(old_revision, numbered_at_ms);
       std::string text = json::serialize(to_json(month_result, revision));
       commit.months.push_back({OutboxKind::staff_month, key.month, key.staff_code,
                                month_result.agency_code, revision, text});
@@ -543,7 +549,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
       auto old = state_.month_row(OutboxKind::agency_month, month, a.agency_code);
       const int64_t old_revision = old ? old->revision : 0;
       if (old && json::serialize(to_json(a, old_revision)) == old->json) continue;
-      const int64_t revision = old_revision + 1;
+      const int64_t revision = next_send_number(old_revision, numbered_at_ms);
       std::string text = json::serialize(to_json(a, revision));
       commit.months.push_back(
           {OutboxKind::agency_month, month, a.agency_code, a.agency_code, revision, text});

@@ -241,7 +241,11 @@ TEST_F(HubE2E, RunOnceStoresScoresAndForwardsEverything) {
       << r.output;
   const auto& one = sent.at("counting:R-0").front();
   const auto v = boost::json::parse(one).as_object();
-  EXPECT_EQ(v.at("scoring").at("sequence").as_int64(), 1);
+  // A first version's sequence is the time on the hub's clock it was scored, in ms (issue 19
+  // section 4); the configuration sets the hub's day to 2025-05-10.
+  const int64_t may_10 = 1746835200000;  // 2025-05-10T00:00:00Z
+  EXPECT_GE(v.at("scoring").at("sequence").as_int64(), may_10 - 7 * 3600 * 1000);
+  EXPECT_LT(v.at("scoring").at("sequence").as_int64(), may_10 + 24 * 3600 * 1000);
   EXPECT_EQ(v.at("hub_id").as_string(), "test-hub");
   EXPECT_EQ(v.at("staff_code").as_string(), "KH-000123");
 

@@ -233,8 +233,10 @@ TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameS
   // Every record went out once.
   const auto sent = records_sent();
   std::set<std::string> ids;
+  // A first version carries the time it was first sent as its sequence (issue 19 section 4).
+  const int64_t first = next_send_number(0, clock_.now_unix_ms());
   for (const auto& [key, payload] : sent) {
-    EXPECT_EQ(key.second, 1) << key.first;
+    EXPECT_EQ(key.second, first) << key.first;
     EXPECT_TRUE(ids.insert(key.first).second) << key.first << " went out twice";
   }
   EXPECT_EQ(ids.size(), kLargeMonth);
@@ -245,12 +247,12 @@ TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameS
   const StaffMonthResult whole = scorer.explain_staff_month("KH-000123", april);
   const auto row = store_->scoring().month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
   ASSERT_TRUE(row);
-  EXPECT_EQ(row->json, json::serialize(to_json(whole, 1)));
+  EXPECT_EQ(row->json, json::serialize(to_json(whole, first)));
   bool recomputed = false;
   for (const StaffMonthResult& m : scorer.compute_month(april)) {
     if (m.staff_code != "KH-000123") continue;
     recomputed = true;
-    EXPECT_EQ(json::serialize(to_json(m, 1)), row->json);
+    EXPECT_EQ(json::serialize(to_json(m, first)), row->json);
   }
   EXPECT_TRUE(recomputed);
 
@@ -260,7 +262,7 @@ TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameS
   }
   EXPECT_TRUE(records_sent().empty());
   EXPECT_EQ(store_->scoring().month_row(OutboxKind::staff_month, "2025-04", "KH-000123")->revision,
-            1);
+            first);
 }
 
 // The hub dies between two commits of a large staff month: the records of the committed part
@@ -287,14 +289,18 @@ TEST_F(ScorerTest, ACrashBetweenTheCommitsOfALargeStaffMonthSendsEveryRecordOnce
   for (const auto& [key, payload] : records_sent()) {
     const auto [it, inserted] = first_payload.emplace(key, payload);
     EXPECT_TRUE(inserted) << key.first << " sequence " << key.second << " went out twice";
-    EXPECT_EQ(key.second, 1) << key.first;
+    // A first version, numbered by the run that sent it.
+    EXPECT_TRUE(key.second == kBeforeAprilIsDue || key.second == kBeforeAprilIsDue + 60000)
+        << key.first << " " << key.second;
     ids.insert(key.first);
   }
   EXPECT_EQ(ids.size(), kLargeMonth);
   const auto row = store_->scoring().month_row(OutboxKind::staff_month, "2025-04", "KH-000123");
   ASSERT_TRUE(row);
-  EXPECT_EQ(row->json, json::serialize(to_json(
-                           scorer.explain_staff_month("KH-000123", *Month::parse("2025-04")), 1)));
+  EXPECT_EQ(row->json,
+            json::serialize(to_json(
+                scorer.explain_staff_month("KH-000123", *Month::parse("2025-04")), row->revision)));
+  EXPECT_EQ(row->revision, kBeforeAprilIsDue + 60000);
 }
 
 // The scorer reads and scores KH-000123's month; before it reads KH-000124's in the same run,
@@ -382,7 +388,50 @@ TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) 
   }
   ASSERT_EQ(revision, 4);
   check(4, 20);
-  EXPECT_EQ(store_->scoring().record_scores({"eoffice:WD-1"})[0].sequence, 2);
+  // The second version sent: one above the first, both numbered at the same (test) time.
+  EXPECT_EQ(store_->scoring().record_scores({"eoffice:WD-1"})[0].sequence,
+            next_send_number(next_send_number(0, clock_.now_unix_ms()), clock_.now_unix_ms()));
+}
+
+// Issue 19 section 4: after a store was restored from a backup, the hub handed out record
+// sequences and month revisions it had already sent after the backup (with other content), and
+// the receiver kept what it had. Numbers sent after the restore are above every one sent
+// before it.
+TEST_F(ScorerTest, NumbersSentAfterARestoreAreAboveEveryOneSentBeforeIt) {
+  const std::string path = (dir_ / "hub.db").string();
+  const std::string backup = (dir_ / "backup.db").string();
+  struct Sent {
+    int64_t sequence;
+    int64_t month_revision;
+  };
+  const auto score = [&](int64_t revision, int32_t minutes) {
+    WorkRecord r = diary("WD-1", revision, "KH-000123", minutes);
+    r.approval.emplace();  // so that its minutes count in the month's summary
+    r.approval->status = ApprovalStatus::approved;
+    store_->records().commit_page(page({r}));
+    Scorer scorer(store_->scoring(), store_->records(), ref_, clock_, "test-hub");
+    while (scorer.score_pending().staff_months > 0) {
+    }
+    records_sent();
+    return Sent{
+        store_->scoring().record_scores({"eoffice:WD-1"}).at(0).sequence,
+        store_->scoring().month_row(OutboxKind::staff_month, "2025-04", "KH-000123")->revision};
+  };
+  const auto reopen = [&](const std::function<void()>& with_the_store_closed) {
+    store_.reset();  // the last close folds the WAL into the file
+    with_the_store_closed();
+    store_ = open_sqlite_storage(path);
+  };
+
+  score(1, 60);
+  reopen([&] { fs::copy_file(path, backup); });
+  clock_.set(kBeforeAprilIsDue + 3'600'000);
+  const Sent after_backup = score(2, 30);
+  reopen([&] { fs::copy_file(backup, path, fs::copy_options::overwrite_existing); });
+  clock_.set(kBeforeAprilIsDue + 7'200'000);
+  const Sent after_restore = score(2, 45);  // the source's revision 2 as it is now
+  EXPECT_GT(after_restore.sequence, after_backup.sequence);
+  EXPECT_GT(after_restore.month_revision, after_backup.month_revision);
 }
 
 // Issue 8, part 3: a page rescores only the days it touched, folded with the stored totals of

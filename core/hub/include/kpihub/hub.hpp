@@ -119,6 +119,15 @@ ReplayResult replay_quarantine(OperatorViews& views, Ingestor& ingestor, const s
 
 // ------------------------------------------------------------- scoring ----
 
+// The number a new version of what the hub sends carries: a record's scoring.sequence, a staff
+// or agency month's revision. Above the previous one (0: never sent), and never below the
+// clock's milliseconds since 1970. A counter alone started again, after a store was restored
+// from a backup or lost, from values a receiver already held with other content, and the
+// receiver kept those (issue 19 section 4); the clock has moved past them. So a sequence starts
+// at the time it is first sent, not at 1 as kpi-model.md's example has it (receivers only
+// compare them; docs/architecture.md).
+int64_t next_send_number(int64_t previous, int64_t now_unix_ms);
+
 struct ScoringRunResult {
   std::size_t staff_months = 0;
   std::size_t records_sent = 0;
