@@ -7,6 +7,8 @@ PACKAGES=(
   libboost1.81-all-dev libboost-json1.81-dev
   libpoco-dev libxml2-dev libssl-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang
+  # bench/engines: the record log on RocksDB and LMDB beside SQLite (issue 20)
+  librocksdb-dev liblmdb-dev
   chromium fonts-dejavu-core
   # promtool: the /metrics page, scrape config and alert rules are checked with it
   # (tests/integration/prometheus). Debian ships it only with the server.
