@@ -41,8 +41,17 @@ class Engine {
 
 std::unique_ptr<Engine> open_sqlite(const EngineOptions& options, bool synchronous_full,
                                     bool latest_by_text);
-std::unique_ptr<Engine> open_rocksdb(const EngineOptions& options, bool bloom_filter,
-                                     bool compression);
+struct RocksVariant {
+  bool bloom_filter = true;  // a whole-key bloom filter on `latest`
+  bool compression = true;   // LZ4 (else Snappy, else none) on every family
+  // `latest` keyed by the big-endian 64-bit hash of the record id, the id kept in the value
+  // and compared (8-byte keys: cheaper memtable inserts); else keyed by the record id.
+  bool hash_key = true;
+  // `staff_day` holds the record itself, not its sequence number: a staff-day or a month
+  // is read in one scan, at the price of writing each record twice.
+  bool clustered = false;
+};
+std::unique_ptr<Engine> open_rocksdb(const EngineOptions& options, const RocksVariant& variant);
 std::unique_ptr<Engine> open_lmdb(const EngineOptions& options);
 
 // The value stored in every engine's log: [u32 revision][u16 id length][record_id][body].

@@ -46,8 +46,9 @@ using namespace kpihub::bench::engines;
 namespace {
 
 constexpr long kTmpfsMagic = 0x01021994;
-const std::vector<std::string> kEngines = {
-    "sqlite", "sqlite-normal", "sqlite-text", "rocksdb", "rocksdb-nobloom", "rocksdb-raw", "lmdb"};
+const std::vector<std::string> kEngines = {"sqlite",      "sqlite-normal",     "sqlite-text",
+                                           "rocksdb",     "rocksdb-idkey",     "rocksdb-nobloom",
+                                           "rocksdb-raw", "rocksdb-clustered", "lmdb"};
 
 struct Args {
   Shape shape;
@@ -64,9 +65,11 @@ std::unique_ptr<Engine> open_engine(const std::string& name, const EngineOptions
   if (name == "sqlite") return open_sqlite(o, true, false);
   if (name == "sqlite-normal") return open_sqlite(o, false, false);
   if (name == "sqlite-text") return open_sqlite(o, true, true);
-  if (name == "rocksdb") return open_rocksdb(o, true, true);
-  if (name == "rocksdb-nobloom") return open_rocksdb(o, false, true);
-  if (name == "rocksdb-raw") return open_rocksdb(o, true, false);
+  if (name == "rocksdb") return open_rocksdb(o, RocksVariant{});
+  if (name == "rocksdb-idkey") return open_rocksdb(o, RocksVariant{.hash_key = false});
+  if (name == "rocksdb-nobloom") return open_rocksdb(o, RocksVariant{.bloom_filter = false});
+  if (name == "rocksdb-raw") return open_rocksdb(o, RocksVariant{.compression = false});
+  if (name == "rocksdb-clustered") return open_rocksdb(o, RocksVariant{.clustered = true});
   if (name == "lmdb") return open_lmdb(o);
   throw std::invalid_argument("unknown engine " + name);
 }
@@ -291,7 +294,7 @@ json::object run_engine(const std::string& self, const std::string& engine,
     std::vector<char*> argv;
     for (auto& s : argv_s) argv.push_back(s.data());
     argv.push_back(nullptr);
-    execv(self.c_str(), argv.data());
+    execv("/proc/self/exe", argv.data());  // this very binary, even if rebuilt meanwhile
     std::perror("execv");
     _exit(127);
   }
@@ -367,7 +370,7 @@ int main(int argc, char** argv) {
     ("help", "show this help")
     ("engines", po::value(&a.engines)->default_value(a.engines),
      "comma-separated: sqlite, sqlite-normal, sqlite-text, rocksdb, rocksdb-nobloom, "
-     "rocksdb-raw (no compression), lmdb")
+     "rocksdb-idkey, rocksdb-raw (no compression), rocksdb-clustered, lmdb")
     ("staff", po::value(&a.shape.staff)->default_value(a.shape.staff), "staff (35000: the 5x backlog)")
     ("days", po::value(&a.shape.days)->default_value(a.shape.days), "working days, 1..22")
     ("per-day", po::value(&a.shape.per_day)->default_value(a.shape.per_day), "entries per staff-day")

@@ -47,17 +47,21 @@ const char* compression_name(rocksdb::CompressionType c) {
 
 class RocksEngine final : public Engine {
  public:
-  RocksEngine(const EngineOptions& options, bool bloom, bool compression)
-      : options_(options), bloom_(bloom) {
+  RocksEngine(const EngineOptions& options, const RocksVariant& variant)
+      : options_(options), variant_(variant) {
     const std::size_t budget = options.cache_mb << 20;
-    cache_ = rocksdb::NewLRUCache(budget);
+    // Index and filter blocks in the high-priority half, so data blocks do not evict them.
+    rocksdb::LRUCacheOptions lru;
+    lru.capacity = budget;
+    lru.high_pri_pool_ratio = 0.5;
+    cache_ = rocksdb::NewLRUCache(lru);
     rocksdb::DBOptions db;
     db.create_if_missing = true;
     db.create_missing_column_families = true;
     db.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(budget / 2, cache_);
     db.max_background_jobs = 2;
     db.max_total_wal_size = 64 << 20;
-    compression_ = compression ? best_compression() : rocksdb::kNoCompression;
+    compression_ = variant.compression ? best_compression() : rocksdb::kNoCompression;
 
     auto family = [&](std::size_t write_buffer, bool filter) {
       rocksdb::ColumnFamilyOptions cf;
@@ -68,7 +72,14 @@ class RocksEngine final : public Engine {
       rocksdb::BlockBasedTableOptions table;
       table.block_cache = cache_;
       table.cache_index_and_filter_blocks = true;
+      table.cache_index_and_filter_blocks_with_high_priority = true;
       table.pin_l0_filter_and_index_blocks_in_cache = true;
+      // Partitioned index and filters: a lookup loads a 4 KiB partition, not a whole
+      // file's index or filter, when the small cache has evicted it.
+      table.index_type = rocksdb::BlockBasedTableOptions::kTwoLevelIndexSearch;
+      table.partition_filters = filter;
+      table.metadata_block_size = 4096;
+      table.pin_top_level_index_and_filter = true;
       if (filter) table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
       cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
       return cf;
@@ -76,7 +87,7 @@ class RocksEngine final : public Engine {
     std::vector<rocksdb::ColumnFamilyDescriptor> families = {
         {rocksdb::kDefaultColumnFamilyName, family(1 << 20, false)},
         {"log", family(budget / 4, false)},
-        {"latest", family(budget / 8, bloom)},
+        {"latest", family(budget / 8, variant.bloom_filter)},
         {"staff_day", family(budget / 8, false)},
     };
     rocksdb::DB* raw = nullptr;
@@ -99,32 +110,51 @@ class RocksEngine final : public Engine {
                "column families log / latest / staff_day / default (cursor, "
                "quarantine); WriteBatch per page, WAL synced; LRU block cache ") +
            std::to_string(options_.cache_mb) +
-           " MiB holding data, index and filter blocks and charged with the memtables (write "
+           " MiB (half for index and filter blocks, partitioned) holding data, index and filter "
+           "blocks and charged with the memtables (write "
            "buffer manager " +
            std::to_string(options_.cache_mb / 2) + " MiB; log " +
            std::to_string(options_.cache_mb / 4) + " MiB, latest and staff_day " +
            std::to_string(options_.cache_mb / 8) + " MiB each, 2 per family); " +
-           (bloom_ ? "latest: whole-key bloom filter 10 bits/key" : "no bloom filter") +
+           (variant_.hash_key ? "latest keyed by the 64-bit hash of record_id (the id in the "
+                                "value, compared)"
+                              : "latest keyed by record_id") +
+           (variant_.bloom_filter ? ", whole-key bloom filter 10 bits/key" : ", no bloom filter") +
+           (variant_.clustered ? "; staff_day holds the records (clustered)"
+                               : "; staff_day holds sequence numbers") +
            "; compression " + compression_name(compression_) +
            "; level compaction, dynamic level bytes; MultiGet per page";
   }
 
   std::size_t commit_page(const Page& page) override {
     const std::size_t n = page.records.size();
+    latest_keys_.resize(n);
     keys_.resize(n);
     values_.resize(n);
     statuses_.resize(n);
-    for (std::size_t i = 0; i < n; ++i) keys_[i] = page.records[i].record_id;
+    for (std::size_t i = 0; i < n; ++i) {
+      latest_keys_[i].clear();
+      if (variant_.hash_key) {
+        put_big_endian(latest_keys_[i], id_hash(page.records[i].record_id));
+      } else {
+        latest_keys_[i] = page.records[i].record_id;
+      }
+      keys_[i] = latest_keys_[i];
+    }
     db_->MultiGet(rocksdb::ReadOptions(), latest_, n, keys_.data(), values_.data(),
                   statuses_.data());
     rocksdb::WriteBatch batch;
     std::size_t appended = 0;
-    std::string key, value;
+    std::string key, value, record;
     for (std::size_t i = 0; i < n; ++i) {
       const Record& r = page.records[i];
       std::uint32_t stored = 0;
       if (statuses_[i].ok()) {
-        std::memcpy(&stored, values_[i].data(), sizeof stored);
+        const std::string_view v = values_[i].ToStringView();
+        std::memcpy(&stored, v.data(), sizeof stored);
+        if (variant_.hash_key && v.substr(12) != r.record_id)
+          throw std::runtime_error("rocksdb: record " + r.record_id +
+                                   " shares its 64-bit hash with " + std::string(v.substr(12)));
       } else if (!statuses_[i].IsNotFound()) {
         check(statuses_[i], "look up " + r.record_id);
       }
@@ -133,11 +163,14 @@ class RocksEngine final : public Engine {
       const std::uint64_t seq = next_seq_++;
       key.clear();
       put_big_endian(key, seq);
-      check(batch.Put(log_, key, log_value(r)), "log " + r.record_id);
+      record = log_value(r);
+      check(batch.Put(log_, key, record), "log " + r.record_id);
       value.assign(reinterpret_cast<const char*>(&r.revision), sizeof r.revision);
       value += key;
-      check(batch.Put(latest_, r.record_id, value), "latest " + r.record_id);
-      check(batch.Put(staff_day_, staff_day_key(r.staff, r.day, id_hash(r.record_id)), key),
+      if (variant_.hash_key) value += r.record_id;
+      check(batch.Put(latest_, latest_keys_[i], value), "latest " + r.record_id);
+      check(batch.Put(staff_day_, staff_day_key(r.staff, r.day, id_hash(r.record_id)),
+                      variant_.clustered ? record : key),
             "staff_day " + r.record_id);
       ++appended;
     }
@@ -175,10 +208,16 @@ class RocksEngine final : public Engine {
     const std::string prefix = staff_day_prefix(staff, day);
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), staff_day_));
     seqs_.clear();
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next())
-      seqs_.emplace_back(it->value().ToString());
+    ReadTotals t;
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      if (variant_.clustered) {
+        t += read_log_value(it->value().ToStringView());
+      } else {
+        seqs_.emplace_back(it->value().ToString());
+      }
+    }
     check(it->status(), "staff_day scan");
-    return fetch_seqs();
+    return t += fetch_seqs();
   }
 
   ReadTotals read_month_by_staff() override {
@@ -189,6 +228,10 @@ class RocksEngine final : public Engine {
     ReadTotals t;
     seqs_.clear();
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (variant_.clustered) {
+        t += read_log_value(it->value().ToStringView());
+        continue;
+      }
       seqs_.emplace_back(it->value().ToString());
       if (seqs_.size() == 1024) {
         t += fetch_seqs();
@@ -203,6 +246,7 @@ class RocksEngine final : public Engine {
  private:
   // The log records of seqs_, read with one MultiGet in key order.
   ReadTotals fetch_seqs() {
+    if (seqs_.empty()) return {};
     std::sort(seqs_.begin(), seqs_.end());
     const std::size_t n = seqs_.size();
     keys_.assign(seqs_.begin(), seqs_.end());
@@ -220,7 +264,7 @@ class RocksEngine final : public Engine {
   }
 
   EngineOptions options_;
-  bool bloom_;
+  RocksVariant variant_;
   rocksdb::CompressionType compression_ = rocksdb::kNoCompression;
   std::shared_ptr<rocksdb::Cache> cache_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -232,6 +276,7 @@ class RocksEngine final : public Engine {
   rocksdb::WriteOptions write_;
   std::uint64_t next_seq_ = 1;
   std::uint64_t next_quarantine_ = 1;
+  std::vector<std::string> latest_keys_;
   std::vector<rocksdb::Slice> keys_;
   std::vector<rocksdb::PinnableSlice> values_;
   std::vector<rocksdb::Status> statuses_;
@@ -240,9 +285,8 @@ class RocksEngine final : public Engine {
 
 }  // namespace
 
-std::unique_ptr<Engine> open_rocksdb(const EngineOptions& options, bool bloom_filter,
-                                     bool compression) {
-  return std::make_unique<RocksEngine>(options, bloom_filter, compression);
+std::unique_ptr<Engine> open_rocksdb(const EngineOptions& options, const RocksVariant& variant) {
+  return std::make_unique<RocksEngine>(options, variant);
 }
 
 }  // namespace kpihub::bench::engines
