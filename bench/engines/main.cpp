@@ -6,6 +6,9 @@
 //   kpihub-bench-engines --staff 700              # smaller
 //   kpihub-bench-engines --engines rocksdb,lmdb --cache-mb 32 --json out.json
 //   kpihub-bench-engines --smoke                  # 20 staff: proves it runs (CI)
+// Engines: sqlite (the default set's three are sqlite, rocksdb, lmdb), sqlite-normal,
+// sqlite-text, rocksdb-idkey, rocksdb-nobloom, rocksdb-raw, rocksdb-clustered (engine.hpp and
+// each engine's file say what they are).
 //
 // Per engine: pass 1 stores the month's records (all new), pass 2 reads the same feed
 // again with --revise-percent of it revised (the rest are duplicates the store skips);
@@ -58,7 +61,6 @@ struct Args {
   std::string json_out;
   std::size_t cache_mb = 32;
   int staff_days = 1000;
-  bool smoke = false;
 };
 
 std::unique_ptr<Engine> open_engine(const std::string& name, const EngineOptions& o) {
@@ -394,7 +396,6 @@ int main(int argc, char** argv) {
     }
     po::notify(vm);
     if (vm.count("smoke")) {
-      a.smoke = true;
       a.shape.staff = 20;
       a.staff_days = 50;
     }
