@@ -13,6 +13,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace kpihub::bench::engines {
 
@@ -37,6 +39,8 @@ class Engine {
   virtual ReadTotals read_staff_day(std::string_view staff, std::uint8_t day) = 0;
   // Every current record, in staff-day order.
   virtual ReadTotals read_month_by_staff() = 0;
+  // Where the engine's own memory is, as far as it tells (bytes by name); empty if it does not.
+  virtual std::vector<std::pair<std::string, std::uint64_t>> memory() const { return {}; }
 };
 
 std::unique_ptr<Engine> open_sqlite(const EngineOptions& options, bool synchronous_full,

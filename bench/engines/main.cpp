@@ -180,6 +180,12 @@ class Phase {
   std::uint64_t start_write_ = 0, start_read_ = 0, start_cancelled_ = 0, max_anon_kb_ = 0;
 };
 
+json::object memory_of(const Engine& engine) {
+  json::object o;
+  for (const auto& [name, bytes] : engine.memory()) o[name] = bytes;
+  return o;
+}
+
 json::object ingest(Engine& engine, const Shape& shape, int pass) {
   Feed feed(shape, pass);
   Page page;
@@ -190,8 +196,12 @@ json::object ingest(Engine& engine, const Shape& shape, int pass) {
     stored += static_cast<std::int64_t>(engine.commit_page(page));
     phase.sample();
   }
+  json::object before_settling = memory_of(engine);
   engine.settle();
-  return phase.finish(records, stored);
+  json::object o = phase.finish(records, stored);
+  o["engine_memory_before_settling"] = std::move(before_settling);
+  o["engine_memory"] = memory_of(engine);
+  return o;
 }
 
 int run_child(const Args& a) {
@@ -259,6 +269,7 @@ int run_child(const Args& a) {
       json::object o = phase.finish(static_cast<std::int64_t>(month.records), 0);
       o["revision_sum"] = month.revision_sum;
       o["bytes"] = month.bytes;
+      o["engine_memory"] = memory_of(*engine);
       out["month"] = std::move(o);
       const auto expected_sum = static_cast<std::uint64_t>(a.shape.records() + revised_expected);
       if (month.records != static_cast<std::uint64_t>(a.shape.records()) ||

@@ -204,6 +204,29 @@ class RocksEngine final : public Engine {
     }
   }
 
+  std::vector<std::pair<std::string, std::uint64_t>> memory() const override {
+    std::vector<std::pair<std::string, std::uint64_t>> out;
+    for (const char* p : {"rocksdb.estimate-table-readers-mem", "rocksdb.cur-size-all-mem-tables",
+                          "rocksdb.size-all-mem-tables", "rocksdb.block-cache-usage",
+                          "rocksdb.block-cache-pinned-usage"}) {
+      std::uint64_t total = 0;
+      for (auto* h : handles_) {
+        std::uint64_t v = 0;
+        if (db_->GetIntProperty(h, p, &v)) total += v;
+        if (std::string_view(p).find("block-cache") != std::string_view::npos) break;  // shared
+      }
+      out.emplace_back(p, total);
+    }
+    std::uint64_t files = 0;
+    for (auto* h : handles_) {
+      rocksdb::ColumnFamilyMetaData meta;
+      db_->GetColumnFamilyMetaData(h, &meta);
+      files += meta.file_count;
+    }
+    out.emplace_back("table files", files);
+    return out;
+  }
+
   ReadTotals read_staff_day(std::string_view staff, std::uint8_t day) override {
     const std::string prefix = staff_day_prefix(staff, day);
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), staff_day_));
