@@ -18,7 +18,8 @@ echo "bench smoke: $ran benchmark binaries ran"
 # stores or reads back other records than the feed.
 echo "bench smoke: kpihub-bench-engines --smoke"
 "$BUILD_DIR/bin/kpihub-bench-engines" --smoke \
-  --engines sqlite,sqlite-normal,sqlite-text,rocksdb,rocksdb-nobloom,rocksdb-raw,lmdb >/dev/null
+  --engines sqlite,sqlite-normal,sqlite-text,rocksdb,rocksdb-idkey,rocksdb-nobloom,rocksdb-raw,rocksdb-clustered,lmdb \
+  >/dev/null
 # bench/peers on a few hundred records: the hub, syslog-ng (installed by
 # setup.sh: missing, this fails) and each simulator alone, end to end.
 echo "bench smoke: bench/peers --smoke"

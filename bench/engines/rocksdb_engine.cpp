@@ -221,7 +221,7 @@ class RocksEngine final : public Engine {
     for (auto* h : handles_) {
       rocksdb::ColumnFamilyMetaData meta;
       db_->GetColumnFamilyMetaData(h, &meta);
-      files += meta.file_count;
+      for (const auto& level : meta.levels) files += level.files.size();
     }
     out.emplace_back("table files", files);
     return out;
