@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every Google Benchmark binary briefly, then bench/peers --smoke (the
-# hub, syslog-ng and each simulator alone on a few hundred records): CI proves
-# they still run.
+# Runs every Google Benchmark binary briefly, bench/engines on a few thousand
+# records, then bench/peers --smoke (the hub, syslog-ng and each simulator alone
+# on a few hundred records): CI proves they still run.
 # Real figures come from bench/run and bench/peers (docs/performance.md), not from here.
 set -euo pipefail
 BUILD_DIR=${1:-build}
@@ -13,6 +13,13 @@ for b in "$BUILD_DIR"/bin/bench_*; do
   ran=$((ran + 1))
 done
 echo "bench smoke: $ran benchmark binaries ran"
+# The record-log workload of issue 20 on every storage engine, 4,400 records each
+# (docs/architecture.md, "Storage engine for the record log"); it fails if an engine
+# stores or reads back other records than the feed.
+echo "bench smoke: kpihub-bench-engines --smoke"
+"$BUILD_DIR/bin/kpihub-bench-engines" --smoke \
+  --engines sqlite,sqlite-normal,sqlite-text,rocksdb,rocksdb-idkey,rocksdb-nobloom,rocksdb-raw,rocksdb-clustered,lmdb \
+  >/dev/null
 # bench/peers on a few hundred records: the hub, syslog-ng (installed by
 # setup.sh: missing, this fails) and each simulator alone, end to end.
 echo "bench smoke: bench/peers --smoke"

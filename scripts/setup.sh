@@ -9,6 +9,8 @@ PACKAGES=(
   # the receiver simulator's JSON path (tests/sim/province)
   libsimdjson-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang
+  # bench/engines: the record log on RocksDB and LMDB beside SQLite (issue 20)
+  librocksdb-dev liblmdb-dev
   chromium fonts-dejavu-core
   # promtool: the /metrics page, scrape config and alert rules are checked with it
   # (tests/integration/prometheus). Debian ships it only with the server.
