@@ -59,8 +59,8 @@ Authenticator::Authenticator(const AdminConfig& config, const Clock& clock)
   const auto& algorithms = jwt_->config.algorithms;
   try {
     if (!jwt_->config.hmac_secret_file.empty()) {
-      jwt_->signer =
-          std::make_unique<Poco::JWT::Signer>(read_hmac_secret(jwt_->config.hmac_secret_file));
+      jwt_->signer = std::make_unique<Poco::JWT::Signer>(
+          read_hmac_secret(jwt_->config.hmac_secret_file, jwt_->config.algorithms));
     } else if (algorithms.front().rfind("ES", 0) == 0) {
       std::istringstream pem(read_file(jwt_->config.public_key_file));
       jwt_->signer = std::make_unique<Poco::JWT::Signer>(
@@ -115,7 +115,9 @@ AuthResult Authenticator::authenticate(const net::Request& request) const {
     }
     // A NumericDate is a JSON number (RFC 7519 2); Poco would read "exp": "9999999999" too.
     for (const char* claim : {"exp", "nbf", "iat"}) {
-      if (payload.has(claim) && !payload.get(claim).isNumeric()) {
+      // Poco counts a boolean as numeric; JSON does not.
+      if (payload.has(claim) &&
+          (!payload.get(claim).isNumeric() || payload.get(claim).isBoolean())) {
         result.error = std::string("the JWT's ") + claim + " is not a number (a NumericDate)";
         return result;
       }

@@ -445,7 +445,8 @@ int cmd_explain(const std::vector<std::string>& args) {
   merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
-  Scorer scorer(store->scoring(), store->records(), ref, clock, config.hub_id);
+  Scorer scorer(store->scoring(), store->records(), ref, clock, config.hub_id, nullptr,
+                &system_clock);
   const std::string staff = vm["staff"].as<std::string>();
   if (!ref.directory.staff(staff)) {
     std::cerr << "kpihub: note: staff " << staff << " is not in the staff directory\n";
@@ -470,7 +471,8 @@ int cmd_rescore(const std::vector<std::string>& args) {
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
   const std::size_t marked = store->scoring().mark_month_dirty(month.str());
-  Scorer scorer(store->scoring(), store->records(), ref, clock, config.hub_id);
+  Scorer scorer(store->scoring(), store->records(), ref, clock, config.hub_id, nullptr,
+                &system_clock);
   ScoringRunResult total;
   for (;;) {
     auto r = scorer.score_pending(512);

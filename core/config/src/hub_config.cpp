@@ -114,7 +114,12 @@ std::string existing_file(const JsonNode& node, const HubConfig& config) {
 
 }  // namespace
 
-std::string read_hmac_secret(const std::string& path) {
+std::string read_hmac_secret(const std::string& path, const std::vector<std::string>& algorithms) {
+  std::size_t min_bytes = 32;
+  for (const auto& a : algorithms) {
+    if (a == "HS384") min_bytes = std::max<std::size_t>(min_bytes, 48);
+    if (a == "HS512") min_bytes = std::max<std::size_t>(min_bytes, 64);
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError("cannot read " + path);
   std::ostringstream text;
@@ -122,11 +127,11 @@ std::string read_hmac_secret(const std::string& path) {
   std::string secret = text.str();
   // Editors leave a trailing line break; it is never part of the secret.
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-  if (secret.size() < kMinHmacSecretBytes) {
+  if (secret.size() < min_bytes) {
     throw ConfigError(path + " holds " + std::to_string(secret.size()) +
-                      " bytes; an HMAC secret needs at least " +
-                      std::to_string(kMinHmacSecretBytes) +
-                      " (a random one: openssl rand -hex 32)");
+                      " bytes; an HMAC secret needs at least " + std::to_string(min_bytes) +
+                      " for the algorithms listed (a random one: openssl rand -hex " +
+                      std::to_string(min_bytes) + ")");
   }
   return secret;
 }
@@ -292,7 +297,7 @@ AdminConfig read_admin(const JsonNode& node, const HubConfig& config) {
       const auto secret_file = n->required("hmac_secret_file");
       jwt.hmac_secret_file = existing_file(secret_file, config);
       try {
-        read_hmac_secret(jwt.hmac_secret_file);
+        read_hmac_secret(jwt.hmac_secret_file, jwt.algorithms);
       } catch (const ConfigError& e) {
         throw secret_file.error(e.what());
       }

@@ -200,11 +200,23 @@ void PluginInstance::check_page(const kpihub_page& page) const {
     refuse(std::to_string(page.record_count) +
            " records without a cursor (next_cursor is absent): a restart would read them again");
   }
+  if (page.rejected_count > 0 && page.next_cursor.data == nullptr) {
+    refuse(std::to_string(page.rejected_count) +
+           " rejected items without a cursor (next_cursor is absent): a restart would read them "
+           "again");
+  }
   if (page.record_count == 0) return;
   const std::size_t stride = page.records[0].struct_size;
   if (stride < kRecordSizeV1_0) {
     refuse("records of " + std::to_string(stride) + " bytes; ABI 1.0 records are at least " +
            std::to_string(kRecordSizeV1_0));
+  }
+  // The gate refuses a plugin of a newer ABI minor, so no record may be larger than this hub's:
+  // a larger stride would read past the plugin's array.
+  if (stride > sizeof(kpihub_record)) {
+    refuse("records of " + std::to_string(stride) + " bytes; records of ABI " +
+           std::to_string(KPIHUB_ABI_MAJOR) + "." + std::to_string(KPIHUB_ABI_MINOR) +
+           " are at most " + std::to_string(sizeof(kpihub_record)));
   }
   for (std::size_t i = 0; i < page.record_count; ++i) {
     const kpihub_record record = record_at(page, i);

@@ -181,9 +181,9 @@ std::vector<std::string> Hub::start() {
       std::make_unique<Ingestor>(storage_.records(), reference_,
                                  hub_today(config_, clock_, reference_.rules), &directory_mutex_);
   scorer_ = std::make_unique<Scorer>(storage_.scoring(), storage_.records(), reference_,
-                                     record_clock_, config_.hub_id, &directory_mutex_);
+                                     record_clock_, config_.hub_id, &directory_mutex_, &clock_);
   explainer_ = std::make_unique<Scorer>(storage_.scoring(), storage_.records(), reference_,
-                                        record_clock_, config_.hub_id, &directory_mutex_);
+                                        record_clock_, config_.hub_id, &directory_mutex_, &clock_);
   return problems;
 }
 

@@ -52,13 +52,15 @@ void erase_positions(std::vector<T>& v, std::vector<std::size_t>& positions) {
 }  // namespace
 
 Scorer::Scorer(ScoringState& state, RecordLog& records, const ReferenceData& reference,
-               const Clock& clock, std::string hub_id, std::shared_mutex* directory_lock)
+               const Clock& clock, std::string hub_id, std::shared_mutex* directory_lock,
+               const Clock* send_clock)
     : state_(state),
       records_(records),
       reference_(reference),
       clock_(clock),
       hub_id_(std::move(hub_id)),
-      directory_lock_(directory_lock) {}
+      directory_lock_(directory_lock),
+      send_clock_(send_clock != nullptr ? *send_clock : clock) {}
 
 Timestamp Scorer::now() const {
   return Timestamp{clock_.now_unix_ms() / 1000, reference_.rules.utc_offset_minutes};
@@ -287,7 +289,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
   if (dirty.empty()) return result;
   const Timestamp scored_at = now();
   const std::string scored_at_text = scored_at.str();
-  const int64_t numbered_at_ms = clock_.now_unix_ms();
+  const int64_t numbered_at_ms = send_clock_.now_unix_ms();
 
   ScoringCommit commit;
   std::size_t records_read = 0;

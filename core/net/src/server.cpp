@@ -277,7 +277,6 @@ class StreamSession : public Session, public std::enable_shared_from_this<Stream
   void on_header(error_code ec) {
     if (closed_) return;
     if (ec) return on_read(ec);
-    state_.set_waiting(id_, false);
     socket().expires_after(state_.options.read_timeout);
     if (auto refused = refused_framing(parser_->get())) return answer_and_close(*refused);
     // Clients that ask before sending a large body (curl does above 1 MiB)
@@ -302,6 +301,10 @@ class StreamSession : public Session, public std::enable_shared_from_this<Stream
   static std::optional<Reply> refused_framing(const http::request_header<>& header) {
     const std::size_t codings = header.count(http::field::transfer_encoding);
     if (codings == 0) return std::nullopt;
+    if (header.version() < 11) {
+      // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+      return ErrorReply(400, "bad_request", "Transfer-Encoding is not accepted in HTTP/1.0");
+    }
     std::string value(header[http::field::transfer_encoding]);
     const auto first = value.find_first_not_of(" \t");
     const auto last = value.find_last_not_of(" \t");
@@ -344,6 +347,9 @@ class StreamSession : public Session, public std::enable_shared_from_this<Stream
     }
     if (ec) return close_now();  // timeout, reset: nobody left to answer
 
+    // The whole request is in: no longer a connection that waits for one (make_room), even
+    // while its handler takes its time. A slow body could be pushed out until now.
+    state_.set_waiting(id_, false);
     socket().expires_never();  // the handler may take its time
     auto message = parser_->release();
     keep_alive_ = message.keep_alive();

@@ -345,7 +345,8 @@ TEST_F(AdminApiTest, EveryAuthFailureHasItsOwnAnswer) {
 
   // Issue 19 section 3: an expiry (or not-before) given as a string was read as a number and
   // accepted. RFC 7519 4.1.4: a NumericDate, a JSON number.
-  for (const std::string claim : {"exp", "nbf"}) {
+  for (const std::string claim : {"exp", "nbf", "iat", "nbf as true"}) {
+    const bool boolean = claim == "nbf as true";
     Poco::JWT::Token token;
     token.setType("JWT");
     token.setSubject("nguyen.van.a");
@@ -353,12 +354,17 @@ TEST_F(AdminApiTest, EveryAuthFailureHasItsOwnAnswer) {
     token.setAudience("kpihub");
     token.payload().set("kpihub_role", "operate");
     token.setExpiration(Poco::Timestamp::fromEpochTime(clock_.now / 1000 + 300));
-    token.payload().set(claim, std::to_string(claim == "exp" ? clock_.now / 1000 + 300 : 0));
+    if (boolean) {
+      token.payload().set("nbf", true);  // Poco reads true as 1, a date long past
+    } else {
+      token.payload().set(claim, std::to_string(claim == "exp" ? clock_.now / 1000 + 300 : 0));
+    }
     const std::string signed_token =
         Poco::JWT::Signer(kJwtSecret).sign(token, Poco::JWT::Signer::ALGO_HS256);
     auto string_date = call("GET", "/api/status", signed_token);
     EXPECT_EQ(string_date.status, 401) << claim;
-    EXPECT_CONTAINS(string_date.body, "the JWT's " + claim + " is not a number");
+    EXPECT_CONTAINS(string_date.body,
+                    "the JWT's " + (boolean ? std::string("nbf") : claim) + " is not a number");
   }
 
   auto jwt_read_post = call("POST", "/api/sources/eoffice/pull", jwt("read"));

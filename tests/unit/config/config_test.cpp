@@ -675,6 +675,9 @@ TEST_F(HubConfigFile, AnHmacSecretShorterThan32BytesIsRefusedNamingTheFileAndIts
   dir_.write("jwt-secret", std::string(32, 'k') + "\n");
   EXPECT_EQ(load_hub_config(write(config)).admin.jwt->hmac_secret_file,
             (fs::path(dir_.path()) / "jwt-secret").string());
+  // HS512's hash is 64 bytes: so is its shortest secret.
+  config["admin"].as_object()["jwt"].as_object()["algorithms"] = json::array{"HS256", "HS512"};
+  EXPECT_CONTAINS(error_for(config), "holds 32 bytes; an HMAC secret needs at least 64");
 }
 
 TEST_F(HubConfigFile, SuggestsTheKeyAMisspelledKeyMeant) {

@@ -434,6 +434,20 @@ TEST_F(ScorerTest, NumbersSentAfterARestoreAreAboveEveryOneSentBeforeIt) {
   EXPECT_GT(after_restore.month_revision, after_backup.month_revision);
 }
 
+// With "today" set, the scoring clock is the configured day; the numbers must still come from
+// the real clock, or they would move back a day for each day the hub ran with the same "today"
+// (review of issue 19 section 4).
+TEST_F(ScorerTest, NumbersComeFromTheRealClockNotTheConfiguredDay) {
+  test::ManualClock real{kBeforeAprilIsDue + 86'400'000LL * 200};
+  Scorer scorer(store_->scoring(), store_->records(), ref_, clock_, "test-hub", nullptr, &real);
+  store_->records().commit_page(page({diary("WD-1", 1, "KH-000123", 60)}));
+  while (scorer.score_pending().staff_months > 0) {
+  }
+  EXPECT_EQ(store_->scoring().record_scores({"eoffice:WD-1"}).at(0).sequence, real.now_unix_ms());
+  EXPECT_EQ(store_->scoring().month_row(OutboxKind::staff_month, "2025-04", "KH-000123")->revision,
+            real.now_unix_ms());
+}
+
 // Issue 8, part 3: a page rescores only the days it touched, folded with the stored totals of
 // the others. Random pages (new records, revisions that change minutes, approval, date, staff,
 // retractions, leave) scored page by page must leave exactly what scoring every staff month

@@ -604,13 +604,13 @@ TEST(HttpFailureTest, AmbiguousOrUnsupportedFramingIsRefusedAndNothingAfterItIsA
   });
   server.start();
   const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
-  for (const std::string framing :
-       {"Transfer-Encoding: chunked, identity\r\nContent-Length: 0\r\n",
-        "Transfer-Encoding: identity\r\nContent-Length: 0\r\n",
-        "Transfer-Encoding: xchunked\r\nContent-Length: 0\r\n",
-        "Transfer-Encoding: gzip, chunked\r\n",
-        "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
-        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"}) {
+  for (const std::string framing : {"Transfer-Encoding: chunked, identity\r\nContent-Length: 0\r\n",
+                                    "Transfer-Encoding: identity\r\nContent-Length: 0\r\n",
+                                    "Transfer-Encoding: xchunked\r\nContent-Length: 0\r\n",
+                                    "Transfer-Encoding: gzip, chunked\r\n",
+                                    "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                                    "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+                                    "Transfer-Encoding: chunked, chunked\r\n"}) {
     RawPeer peer(server.port());
     peer.send("POST /first HTTP/1.1\r\nHost: x\r\n" + framing + "\r\n0\r\n\r\n" + smuggled);
     const std::string answer = peer.read_until_closed();
@@ -621,8 +621,33 @@ TEST(HttpFailureTest, AmbiguousOrUnsupportedFramingIsRefusedAndNothingAfterItIsA
         << framing << answer;
     EXPECT_EQ(answer.find("HTTP/1.1", 1), std::string::npos) << "a second answer: " << answer;
   }
+  // HTTP/1.0 has no Transfer-Encoding (RFC 9112 6.1).
+  RawPeer old(server.port());
+  old.send(
+      "POST /first HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+      smuggled);
+  const std::string answer = old.read_until_closed();
+  EXPECT_EQ(answer.find(" 400 "), 8u) << answer;
+  EXPECT_NE(answer.find("HTTP/1.0"), std::string::npos) << answer;
   std::lock_guard lock(mutex);
   EXPECT_TRUE(seen.empty()) << seen.front();
+}
+
+// A connection whose body has not all arrived still waits for its request: it makes room for
+// one that sends at once (review: slow bodies held their slots for read_timeout).
+TEST(HttpFailureTest, ASlowBodyMakesRoomForARequestSentAtOnce) {
+  ServerOptions options;
+  options.max_connections = 2;
+  HttpServer server(options, [](const Request&) { return Text("{}"); });
+  server.start();
+  RawPeer slow1(server.port());
+  RawPeer slow2(server.port());
+  slow1.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab");
+  slow2.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab");
+  std::this_thread::sleep_for(50ms);
+  HttpClient client({});
+  EXPECT_EQ(client.request("GET", BaseUrl(server) + "/healthz").status, 200);
 }
 
 TEST(HttpTest, ChunkedRequestBodiesAreRead) {

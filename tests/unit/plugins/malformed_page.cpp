@@ -10,6 +10,8 @@
 #define PAGE_NULL_ATTRIBUTES 3   // a record with 2 attributes announced, no array
 #define PAGE_RECORD_TOO_SMALL 4  // records of 8 bytes
 #define PAGE_WITHOUT_CURSOR 5    // a record and no cursor: a restart would read it again
+#define PAGE_RECORD_TOO_LARGE 6  // records larger than any ABI minor the gate lets in
+#define PAGE_REJECTED_WITHOUT_CURSOR 7
 
 #ifndef KPIHUB_TEST_PAGE_FLAW
 #error "KPIHUB_TEST_PAGE_FLAW must name the flaw this plugin is built with"
@@ -63,6 +65,21 @@ kpihub_status pull(kpihub_instance*, kpihub_str, kpihub_page* page, kpihub_error
 #elif KPIHUB_TEST_PAGE_FLAW == PAGE_WITHOUT_CURSOR
   page->records = records;
   page->record_count = 1;
+  page->next_cursor = kpihub_str{nullptr, 0};
+#elif KPIHUB_TEST_PAGE_FLAW == PAGE_RECORD_TOO_LARGE
+  records[0].struct_size = sizeof(kpihub_record) + 64;
+  page->records = records;
+  page->record_count = 1;
+#elif KPIHUB_TEST_PAGE_FLAW == PAGE_REJECTED_WITHOUT_CURSOR
+  static const kpihub_rejected_item rejected[1] = {{sizeof(kpihub_rejected_item),
+                                                    text("WD-2"),
+                                                    text("parse_error"),
+                                                    {},
+                                                    text("item 2: not JSON"),
+                                                    {},
+                                                    text("item 2")}};
+  page->rejected = rejected;
+  page->rejected_count = 1;
   page->next_cursor = kpihub_str{nullptr, 0};
 #endif
   return KPIHUB_OK;

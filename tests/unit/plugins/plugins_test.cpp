@@ -336,6 +336,11 @@ TEST(PluginBoundary, APageThatCannotBeReadAsItSaysIsRefusedNamingWhatIsWrong) {
       {PAGE_WITHOUT_CURSOR_PLUGIN,
        "page-without-cursor: pull returned 1 records without a "
        "cursor (next_cursor is absent)"},
+      {PAGE_RECORD_TOO_LARGE_PLUGIN, "page-record-too-large: pull returned records of " +
+                                         std::to_string(sizeof(kpihub_record) + 64) + " bytes"},
+      {PAGE_REJECTED_WITHOUT_CURSOR_PLUGIN,
+       "page-rejected-without-cursor: pull returned 1 "
+       "rejected items without a cursor"},
   };
   for (const auto& [file, expected] : cases) {
     const auto error = pull_error(file);

@@ -88,10 +88,10 @@ HubConfig load_hub_config(const std::string& path);
 std::string resolve_config_path(const HubConfig& config, const std::string& path);
 
 // The admin API's JWT HMAC secret in `path`, without the line break the file ends with. Throws
-// ConfigError naming the file when it cannot be read or holds fewer than kMinHmacSecretBytes
-// (an HMAC key at least as long as its hash, RFC 7518 3.2: a one-byte secret is guessed).
-inline constexpr std::size_t kMinHmacSecretBytes = 32;
-std::string read_hmac_secret(const std::string& path);
+// ConfigError naming the file when it cannot be read or is shorter than the longest hash of the
+// HS algorithms listed (RFC 7518 3.2: 32 bytes for HS256, 48 for HS384, 64 for HS512; a
+// one-byte secret is guessed).
+std::string read_hmac_secret(const std::string& path, const std::vector<std::string>& algorithms);
 
 // Everything the scorer needs, loaded from the files the configuration names.
 struct ReferenceData {

@@ -141,8 +141,12 @@ class Scorer {
  public:
   // Reads and commits through `state`; reads whole records (the items it sends) from
   // `records`.
+  // `clock` is the scoring's ("today" may set it to another day); `send_clock` numbers what is
+  // sent (next_send_number) and must be the real one, or numbers would follow the configured
+  // day back in time after a restart (nullptr: `clock`, for tests and tools without "today").
   Scorer(ScoringState& state, RecordLog& records, const ReferenceData& reference,
-         const Clock& clock, std::string hub_id, std::shared_mutex* directory_lock = nullptr);
+         const Clock& clock, std::string hub_id, std::shared_mutex* directory_lock = nullptr,
+         const Clock* send_clock = nullptr);
   // Processes up to `max_keys` dirty staff-months, and stops taking more once it has read
   // kRecordsPerRun records. Returns what it did. One store transaction per call, except for a
   // staff month of more than kRecordsPerRun records (a lab clinician's month of a large
@@ -196,6 +200,7 @@ class Scorer {
   const Clock& clock_;
   std::string hub_id_;
   std::shared_mutex* directory_lock_;
+  const Clock& send_clock_;
   std::map<std::string, CachedMonth> cache_;
   bool past_due_checked_ = false;
   double helper_cpu_s_ = 0;

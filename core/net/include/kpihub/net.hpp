@@ -106,10 +106,11 @@ struct ServerOptions {
   std::optional<std::string> client_ca_file;  // require client certificates signed by it
   std::size_t threads = 2;
   // At most this many connections in all, and from one client address. Beyond either, the
-  // connection (of that address, for the second) that has waited longest for a request (its
-  // headers unfinished, or idle between requests) is closed to make room; when none waits,
-  // the new connection is refused. So slow or idle connections cannot crowd out a client that
-  // sends its request at once (a health poll).
+  // connection (of that address, for the second) that has waited longest for a request (not
+  // all of it received yet, or idle between requests) is closed to make room; when none waits,
+  // the new connection is refused. Behind a reverse proxy every connection comes from the
+  // proxy's address: raise max_connections_per_client to max_connections there. So slow or idle
+  // connections cannot crowd out a client that sends its request at once (a health poll).
   std::size_t max_connections = 256;
   std::size_t max_connections_per_client = 32;
   std::size_t max_body_bytes = 8 * 1024 * 1024;  // 413 beyond

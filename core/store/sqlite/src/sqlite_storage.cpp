@@ -1329,22 +1329,43 @@ class SqliteStorage final : public Storage,
     return configure(path, options, clock);
   }
 
-  // Makes the store at `path` + ".creating.<pid>", complete with its schema, and links it to
-  // `path`: the store appears whole or not at all. Another process may make the same store at
-  // the same moment (`kpihub status` while the hub starts): the name is this process's own, and
-  // link() never replaces a store another process put in place first (rename() would, and that
-  // process would go on writing into a deleted file).
+  // Makes the store under a fresh name of its own (`path` + ".creating.XXXXXX", made with
+  // O_EXCL: no other process, even one of the same pid in another container, has it), complete
+  // with its schema and its WAL folded in, and links it to `path`: the store appears whole or
+  // not at all. Another process may make the same store at the same moment (`kpihub status`
+  // while the hub starts): link() never replaces a store another process put in place first
+  // (rename() would, and that process would go on writing into a deleted file). A crash leaves
+  // at most a `.creating.*` file beside the store, which nothing reads (docs/operations.md).
   static void make_store(const std::string& path, const SqliteStorageOptions& options,
                          const Clock& clock) {
-    const std::string creating = path + ".creating." + std::to_string(::getpid());
+    std::string creating = path + ".creating.XXXXXX";
+    const int fd = ::mkstemp(creating.data());
+    if (fd < 0) {
+      throw StoreError("store " + path + ": cannot open: a new store cannot be made beside it (" +
+                       creating + "): " + std::strerror(errno));
+    }
+    ::close(fd);  // SQLite takes an empty file as a new database
     const auto remove_creating = [&] {
       for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
         std::error_code ignored;
         std::filesystem::remove(creating + suffix, ignored);
       }
     };
-    remove_creating();                            // left by a crash of a process of this pid
-    configure(creating, options, clock).close();  // the last close folds the WAL in
+    try {
+      Session session = configure(creating, options, clock);
+      // The schema must be in the file itself before it gets the store's name: the WAL stays
+      // with the temporary name.
+      int busy = 1;
+      session << "PRAGMA wal_checkpoint(TRUNCATE)", into(busy), now;
+      if (busy != 0) {
+        throw StoreError("store " + path + ": the new store's schema could not be written into " +
+                         creating + " (checkpoint busy)");
+      }
+      session.close();
+    } catch (...) {
+      remove_creating();
+      throw;
+    }
     const bool linked = ::link(creating.c_str(), path.c_str()) == 0;
     const int link_error = errno;
     remove_creating();
