@@ -1,4 +1,5 @@
 #include <kpihub/run_lock.hpp>
+#include <kpihub/store/rocksdb.hpp>
 #include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/manual_clock.hpp>
 
@@ -33,7 +34,10 @@ namespace {
 namespace fs = std::filesystem;
 using Poco::Data::Keywords::now;
 
-class StoreTest : public ::testing::Test {
+// The store's contract, run on every engine (StoreTest, parameterized by engine name), and
+// what only the SQLite engine has (SqliteStoreTest: its schema upgrades, query plans, file
+// handling and several processes on one file).
+class StoreFixture : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string pattern = (fs::temp_directory_path() / "kpihub-store-XXXXXX").string();
@@ -47,14 +51,37 @@ class StoreTest : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
 
-  std::unique_ptr<Storage> open(int busy_timeout_ms = 5000) {
+  virtual std::string engine() const = 0;
+
+  // The store at path_ on this fixture's engine, its times from `clock` (nullptr: the
+  // system's).
+  std::unique_ptr<Storage> open(int busy_timeout_ms = 5000, const Clock* clock = nullptr) {
+    if (engine() == "rocksdb") {
+      RocksdbStorageOptions options;
+      options.clock = clock;
+      return open_rocksdb_storage(path_, options);
+    }
     SqliteStorageOptions options;
     options.busy_timeout_ms = busy_timeout_ms;
+    options.clock = clock;
     return open_sqlite_storage(path_, options);
   }
 
   fs::path dir_;
   std::string path_;
+};
+
+class StoreTest : public StoreFixture, public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string engine() const override { return GetParam(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Engines, StoreTest, ::testing::Values("sqlite", "rocksdb"),
+                         [](const auto& info) { return info.param; });
+
+class SqliteStoreTest : public StoreFixture {
+ protected:
+  std::string engine() const override { return "sqlite"; }
 };
 
 Timestamp ts(const char* text) {
@@ -175,7 +202,7 @@ int64_t unix_ms_now() {
 
 // ------------------------------------------------------------------ records --
 
-TEST_F(StoreTest, RecordsRoundTripExactlyWithEveryFieldSetOrAbsent) {
+TEST_P(StoreTest, RecordsRoundTripExactlyWithEveryFieldSetOrAbsent) {
   auto store = open();
   WorkRecord full = full_record("WD-1", 3);
   WorkRecord date_deadline = full_record("WD-2", 1);
@@ -216,7 +243,7 @@ TEST_F(StoreTest, RecordsRoundTripExactlyWithEveryFieldSetOrAbsent) {
             (std::vector<int64_t>{1744000000000, 0, 1744000000000}));
 }
 
-TEST_F(StoreTest, ReadingAMonthLargerThanOneReadChunkReturnsEveryRecord) {
+TEST_P(StoreTest, ReadingAMonthLargerThanOneReadChunkReturnsEveryRecord) {
   auto store = open();
   for (int page = 0; page < 5; ++page) {
     std::vector<WorkRecord> records;
@@ -252,7 +279,7 @@ WorkRecord scoring_view(const WorkRecord& r) {
   return v;
 }
 
-TEST_F(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
+TEST_P(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
   auto store = open();
   std::vector<WorkRecord> first;
   for (int i = 0; i < 300; ++i) {
@@ -315,7 +342,7 @@ TEST_F(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
 // Issue 18: one clinician's month of a hospital export held tens of thousands of records, and
 // the scan held them all at once (and kept that much memory afterwards). A staff month larger
 // than kScanBatchRecords comes in batches of whole days, in date order.
-TEST_F(StoreTest, ALargeStaffMonthComesToTheMonthScanInBatchesOfWholeDays) {
+TEST_P(StoreTest, ALargeStaffMonthComesToTheMonthScanInBatchesOfWholeDays) {
   auto store = open();
   constexpr std::size_t kLarge = 3 * ScoringState::kScanBatchRecords;
   std::vector<WorkRecord> records;
@@ -375,7 +402,7 @@ TEST_F(StoreTest, ALargeStaffMonthComesToTheMonthScanInBatchesOfWholeDays) {
   EXPECT_TRUE(got == expected);
 }
 
-TEST_F(StoreTest, AnExceptionOfTheMonthScanVisitorPassesThroughAndTheStoreStaysUsable) {
+TEST_P(StoreTest, AnExceptionOfTheMonthScanVisitorPassesThroughAndTheStoreStaysUsable) {
   auto store = open();
   store->records().commit_page(
       page_of({full_record("A", 1, "CB001"), full_record("B", 1, "CB002")}));
@@ -400,7 +427,7 @@ TEST_F(StoreTest, AnExceptionOfTheMonthScanVisitorPassesThroughAndTheStoreStaysU
 // A recompute reads the month in parts, one thread each (issue 8: under 2 s on 2 cores).
 // Every staff member comes once, in the part its code falls in, in code order within it, with
 // the records the whole scan gives; a split that is no staff code still cuts where it falls.
-TEST_F(StoreTest, AMonthScanInPartsGivesEachStaffMonthOnceInItsPart) {
+TEST_P(StoreTest, AMonthScanInPartsGivesEachStaffMonthOnceInItsPart) {
   auto store = open();
   std::vector<WorkRecord> records;
   for (int i = 0; i < 400; ++i) {
@@ -448,7 +475,7 @@ TEST_F(StoreTest, AMonthScanInPartsGivesEachStaffMonthOnceInItsPart) {
 // The parts do not hold the store while they read (a recompute must not stop ingest for two
 // seconds), and all of them read the month as it was when the scan began: a page committed
 // while they read shows in none of them, not even in a part that reads on after the commit.
-TEST_F(StoreTest, AMonthScanInPartsReadsOneSnapshotAndLetsPagesCommit) {
+TEST_P(StoreTest, AMonthScanInPartsReadsOneSnapshotAndLetsPagesCommit) {
   auto store = open();
   store->records().commit_page(
       page_of({full_record("A1", 1, "CB001"), full_record("B1", 1, "CB002"),
@@ -490,7 +517,7 @@ TEST_F(StoreTest, AMonthScanInPartsReadsOneSnapshotAndLetsPagesCommit) {
 // All parts take their first read before any page can commit, so all read one snapshot: a
 // page that tries to commit while the first part starts is held until every part has started,
 // and no part sees it.
-TEST_F(StoreTest, APageCannotCommitBetweenTheFirstReadsOfAMonthScansParts) {
+TEST_F(SqliteStoreTest, APageCannotCommitBetweenTheFirstReadsOfAMonthScansParts) {
   open()->records().commit_page(
       page_of({full_record("A1", 1, "CB001"), full_record("B1", 1, "CB002")}));
   std::future<void> writer;
@@ -521,7 +548,7 @@ TEST_F(StoreTest, APageCannotCommitBetweenTheFirstReadsOfAMonthScansParts) {
   EXPECT_EQ(store->scoring().records_of_staff_month({"CB002", "2025-04"}).size(), 2u);
 }
 
-TEST_F(StoreTest, AnExceptionInOnePartOfAMonthScanStopsEveryPartAndTheStoreStaysUsable) {
+TEST_P(StoreTest, AnExceptionInOnePartOfAMonthScanStopsEveryPartAndTheStoreStaysUsable) {
   auto store = open();
   std::vector<WorkRecord> records;
   for (int i = 0; i < 2000; ++i) {
@@ -560,7 +587,7 @@ TEST_F(StoreTest, AnExceptionInOnePartOfAMonthScanStopsEveryPartAndTheStoreStays
   EXPECT_EQ(staff.load(), 2001);
 }
 
-TEST_F(StoreTest, HigherRevisionReplacesEqualOrLowerIsIgnoredAndHistoryIsKept) {
+TEST_P(StoreTest, HigherRevisionReplacesEqualOrLowerIsIgnoredAndHistoryIsKept) {
   auto store = open();
   auto r2 = full_record("WD-1", 2);
   EXPECT_EQ(store->records().commit_page(page_of({r2})).inserted, 1u);
@@ -584,7 +611,7 @@ TEST_F(StoreTest, HigherRevisionReplacesEqualOrLowerIsIgnoredAndHistoryIsKept) {
   EXPECT_EQ(counts.revisions, 2);
 }
 
-TEST_F(StoreTest, WithinOnePageTheHigherRevisionWinsWhateverTheOrder) {
+TEST_P(StoreTest, WithinOnePageTheHigherRevisionWinsWhateverTheOrder) {
   auto store = open();
   auto low = full_record("A", 4);
   auto high = full_record("A", 5);
@@ -608,7 +635,7 @@ TEST_F(StoreTest, WithinOnePageTheHigherRevisionWinsWhateverTheOrder) {
 
 // --------------------------------------------------------------- quarantine --
 
-TEST_F(StoreTest, QuarantineKeepsEveryFieldAndFilters) {
+TEST_P(StoreTest, QuarantineKeepsEveryFieldAndFilters) {
   auto store = open();
   PageCommit page = page_of({}, "c1");
   page.quarantined.push_back(
@@ -644,7 +671,7 @@ TEST_F(StoreTest, QuarantineKeepsEveryFieldAndFilters) {
 
 // ------------------------------------------------------------------ cursors --
 
-TEST_F(StoreTest, CursorAndCountersMoveWithThePage) {
+TEST_P(StoreTest, CursorAndCountersMoveWithThePage) {
   auto store = open();
   EXPECT_EQ(store->records().cursor("eoffice"), std::nullopt);
   store->records().commit_page(page_of({full_record("1", 1), full_record("2", 1)}, "page-1"));
@@ -661,7 +688,7 @@ TEST_F(StoreTest, CursorAndCountersMoveWithThePage) {
   EXPECT_EQ(sources[0].updated_at_unix_ms, 1744000000000);
 }
 
-TEST_F(StoreTest, AFailedPageLeavesNeitherItsRecordsNorItsCursor) {
+TEST_P(StoreTest, AFailedPageLeavesNeitherItsRecordsNorItsCursor) {
   auto store = open();
   store->records().commit_page(page_of({full_record("ok-1", 1)}, "1"));
 
@@ -689,7 +716,7 @@ TEST_F(StoreTest, AFailedPageLeavesNeitherItsRecordsNorItsCursor) {
   EXPECT_EQ(store->records().cursor("eoffice"), "2");
 }
 
-TEST_F(StoreTest, APageWithoutSourceIsRefused) {
+TEST_P(StoreTest, APageWithoutSourceIsRefused) {
   auto store = open();
   EXPECT_THROW(store->records().commit_page(page_of({full_record("1", 1)}, "c", "")), StoreError);
   EXPECT_EQ(store->views().counts().records, 0);
@@ -697,7 +724,7 @@ TEST_F(StoreTest, APageWithoutSourceIsRefused) {
 
 // ------------------------------------------------------------------ scoring --
 
-TEST_F(StoreTest, PagesMarkTheStaffMonthsTheyTouch) {
+TEST_P(StoreTest, PagesMarkTheStaffMonthsTheyTouch) {
   auto store = open();
   auto no_staff = full_record("3", 1, "");
   store->records().commit_page(page_of({full_record("1", 1, "CB001", "2025-04-09"),
@@ -733,7 +760,7 @@ TEST_F(StoreTest, PagesMarkTheStaffMonthsTheyTouch) {
 
 // Schema 7: what a page changed is read from the revision history, the scorer's change log,
 // at its next listing; what was read is marked, and the log position kept, in the store.
-TEST_F(StoreTest, ChangesAreListedOnceEvenWhenTheHubStopsBetweenStoringAndScoring) {
+TEST_P(StoreTest, ChangesAreListedOnceEvenWhenTheHubStopsBetweenStoringAndScoring) {
   {
     auto store = open();
     store->records().commit_page(page_of({full_record("1", 1, "CB001", "2025-04-09")}));
@@ -755,7 +782,7 @@ TEST_F(StoreTest, ChangesAreListedOnceEvenWhenTheHubStopsBetweenStoringAndScorin
 
 // The log is read in steps (16,384 revisions a transaction); a listing reads to its end,
 // even past a step whose records name no staff member and so mark nothing.
-TEST_F(StoreTest, AChangeLogLongerThanOneStepIsReadToItsEnd) {
+TEST_P(StoreTest, AChangeLogLongerThanOneStepIsReadToItsEnd) {
   auto store = open();
   std::vector<WorkRecord> records;
   for (int i = 0; i < 16384; ++i) records.push_back(full_record("N" + std::to_string(i), 1, ""));
@@ -774,7 +801,7 @@ TEST_F(StoreTest, AChangeLogLongerThanOneStepIsReadToItsEnd) {
 // Two scorers on one file (an operator's `run --once` while the daemon runs; found in review):
 // a key cleared and marked again used to restart at generation 1, which the slower scorer's
 // listing had also seen, so its commit cleared the new mark and the change was never rescored.
-TEST_F(StoreTest, ASecondScorerOnTheSameFileCannotClearAMarkMadeAfterItsListing) {
+TEST_F(SqliteStoreTest, ASecondScorerOnTheSameFileCannotClearAMarkMadeAfterItsListing) {
   auto hub = open();
   auto other = open();
   hub->records().commit_page(page_of({full_record("X", 1, "CB001", "2025-04-09")}));
@@ -798,7 +825,7 @@ TEST_F(StoreTest, ASecondScorerOnTheSameFileCannotClearAMarkMadeAfterItsListing)
       << "revision 2 of X would never be rescored";
 }
 
-TEST_F(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
+TEST_P(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
   auto store = open();
   store->records().commit_page(page_of({full_record("1", 1)}));
   auto dirty = dirty_staff_months(store->scoring(), 10);
@@ -813,7 +840,7 @@ TEST_F(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
 // Schema 6: a dirty mark names the days that changed. A revised record marks the day it had
 // and the day it has; mark_month_dirty marks the whole month; a mark made while the scorer
 // works adds its days to the one the scorer has not cleared.
-TEST_F(StoreTest, DirtyMarksCarryTheDaysThatChanged) {
+TEST_P(StoreTest, DirtyMarksCarryTheDaysThatChanged) {
   auto store = open();
   const Date apr8 = *Date::parse("2025-04-08");
   const Date apr9 = *Date::parse("2025-04-09");
@@ -851,7 +878,7 @@ TEST_F(StoreTest, DirtyMarksCarryTheDaysThatChanged) {
 
 // What rescoring some days reads: those days' records with their last scores, and the staff
 // month's day totals as last committed (none before the first commit).
-TEST_F(StoreTest, StaffDaysAreReadWithTheirScoresAndTheMonthsDayTotals) {
+TEST_P(StoreTest, StaffDaysAreReadWithTheirScoresAndTheMonthsDayTotals) {
   auto store = open();
   store->records().commit_page(page_of(
       {full_record("1", 1, "CB001", "2025-04-08"), full_record("2", 1, "CB001", "2025-04-09"),
@@ -884,7 +911,7 @@ TEST_F(StoreTest, StaffDaysAreReadWithTheirScoresAndTheMonthsDayTotals) {
   EXPECT_THROW(store->scoring().staff_days_for_scoring({"CB001", "April"}, days), StoreError);
 }
 
-TEST_F(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
+TEST_P(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   auto store = open();
   store->records().commit_page(page_of({full_record("1", 2), full_record("2", 1, "CB002")}));
   ScoringCommit commit;
@@ -941,7 +968,7 @@ TEST_F(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
 
 // ------------------------------------------------------------------- outbox --
 
-TEST_F(StoreTest, StaffMonthForScoringGivesRecordsReceivedAtAndLastSentScores) {
+TEST_P(StoreTest, StaffMonthForScoringGivesRecordsReceivedAtAndLastSentScores) {
   auto store = open();
   WorkRecord full = full_record("WD-1", 3);
   WorkRecord other = full_record("WD-2", 1);
@@ -988,7 +1015,7 @@ TEST_F(StoreTest, StaffMonthForScoringGivesRecordsReceivedAtAndLastSentScores) {
   EXPECT_TRUE(store->scoring().staff_month_for_scoring({"CB001", "2025-05"}).records.empty());
 }
 
-TEST_F(StoreTest, NextBatchIsTheSameUntilCompletedAndFollowsSeqOrder) {
+TEST_P(StoreTest, NextBatchIsTheSameUntilCompletedAndFollowsSeqOrder) {
   auto store = open();
   EXPECT_EQ(store->outbox().next_batch("provincial", 10, 1 << 20), std::nullopt);
   std::vector<OutboxItem> items;
@@ -1048,7 +1075,7 @@ TEST_F(StoreTest, NextBatchIsTheSameUntilCompletedAndFollowsSeqOrder) {
   EXPECT_EQ(store->views().counts().outbox_pending, 0);
 }
 
-TEST_F(StoreTest, NextBatchRespectsTheByteLimitButAlwaysTakesOneItem) {
+TEST_P(StoreTest, NextBatchRespectsTheByteLimitButAlwaysTakesOneItem) {
   auto store = open();
   append_outbox(*store, {item("big", std::string(1000, 'x')), item("a", std::string(40, 'a')),
                          item("b", std::string(40, 'b')), item("c", std::string(40, 'c'))});
@@ -1063,7 +1090,7 @@ TEST_F(StoreTest, NextBatchRespectsTheByteLimitButAlwaysTakesOneItem) {
   EXPECT_EQ(batch->items[1].key, "b");
 }
 
-TEST_F(StoreTest, UnknownBatchesAreErrorsNamingTheBatch) {
+TEST_P(StoreTest, UnknownBatchesAreErrorsNamingTheBatch) {
   auto store = open();
   try {
     store->outbox().complete_batch("no-such-batch", {});
@@ -1081,12 +1108,10 @@ TEST_F(StoreTest, UnknownBatchesAreErrorsNamingTheBatch) {
 // Delivered items would otherwise stay forever: a province month is ~1.5 M scored records.
 // The store's times (when a batch was delivered, when a dead letter was made) come from the
 // clock it is given, not from the system clock: a hub run on a test clock compacts by it.
-TEST_F(StoreTest, TimesComeFromTheClockTheStoreIsGiven) {
+TEST_P(StoreTest, TimesComeFromTheClockTheStoreIsGiven) {
   constexpr int64_t kThen = 1746835200000;  // 2025-05-10, long before this test runs
   test::ManualClock clock(kThen);
-  SqliteStorageOptions options;
-  options.clock = &clock;
-  auto store = open_sqlite_storage(path_, options);
+  auto store = open(5000, &clock);
   append_outbox(*store, {item("a", "{}"), item("b", "{}")});
   auto batch = store->outbox().next_batch("s", 10, 1 << 20);
   ASSERT_TRUE(batch);
@@ -1100,7 +1125,7 @@ TEST_F(StoreTest, TimesComeFromTheClockTheStoreIsGiven) {
   EXPECT_EQ(store->outbox().compact({"s"}, kThen + 1, 100), 2u);
 }
 
-TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
+TEST_P(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
   auto store = open();
   std::vector<OutboxItem> items;
   for (int i = 1; i <= 10; ++i) items.push_back(item("eoffice:" + std::to_string(i), "{}"));
@@ -1156,7 +1181,7 @@ TEST_F(StoreTest, OutboxItemsAreCompactedOnceEverySinkNamedHasDeliveredThem) {
 
 // A sink taken out of the configuration (for a while, or by mistake) keeps its items and its
 // pending batch, whole, until the operator forgets it.
-TEST_F(StoreTest, ASinkNoLongerConfiguredHoldsItsItemsUntilItIsForgotten) {
+TEST_P(StoreTest, ASinkNoLongerConfiguredHoldsItsItemsUntilItIsForgotten) {
   auto store = open();
   std::vector<OutboxItem> items;
   for (int i = 1; i <= 5; ++i) items.push_back(item("eoffice:" + std::to_string(i), "{}"));
@@ -1181,7 +1206,7 @@ TEST_F(StoreTest, ASinkNoLongerConfiguredHoldsItsItemsUntilItIsForgotten) {
   EXPECT_EQ(store->outbox().next_batch("c", 5, 1 << 20), std::nullopt) << "nothing left for c";
 }
 
-TEST_F(StoreTest, OutboxItemsDeliveredLaterThanTheCutoffAndDeadLettersStay) {
+TEST_P(StoreTest, OutboxItemsDeliveredLaterThanTheCutoffAndDeadLettersStay) {
   auto store = open();
   append_outbox(*store, {item("eoffice:1", "{\"r\":1}"), item("eoffice:2", "{\"r\":2}")});
   auto first = store->outbox().next_batch("a", 1, 1 << 20);
@@ -1206,7 +1231,7 @@ TEST_F(StoreTest, OutboxItemsDeliveredLaterThanTheCutoffAndDeadLettersStay) {
   EXPECT_EQ(replayed->items[0].payload, "{\"r\":1}");
 }
 
-TEST_F(StoreTest, DeadLettersAreStoredAndReplayedIntoTheOutbox) {
+TEST_P(StoreTest, DeadLettersAreStoredAndReplayedIntoTheOutbox) {
   auto store = open();
   append_outbox(*store,
                 {item("eoffice:1", "{\"r\":1}"),
@@ -1245,7 +1270,7 @@ TEST_F(StoreTest, DeadLettersAreStoredAndReplayedIntoTheOutbox) {
 
 // ------------------------------------------------------------ durability --
 
-TEST_F(StoreTest, ReopeningKeepsEverything) {
+TEST_P(StoreTest, ReopeningKeepsEverything) {
   std::string batch_id;
   {
     auto store = open();
@@ -1265,7 +1290,7 @@ TEST_F(StoreTest, ReopeningKeepsEverything) {
   EXPECT_EQ(store->outbox().depth("s"), 2);
 }
 
-TEST_F(StoreTest, AWriterKilledMidCommitLeavesExactlyItsCommittedPages) {
+TEST_F(SqliteStoreTest, AWriterKilledMidCommitLeavesExactlyItsCommittedPages) {
   constexpr int kRecordsPerPage = 200;
   { open(); }  // create the schema before the child races with nothing
   int ready[2];
@@ -1378,7 +1403,7 @@ std::vector<std::string> query_plan(const std::string& path, const std::string& 
 
 // A recompute reads a month from the covering index alone: a table page per record instead
 // made it 6x slower on a store filled from a feed (docs/performance.md).
-TEST_F(StoreTest, TheMonthScanReadsOnlyTheCoveringIndex) {
+TEST_F(SqliteStoreTest, TheMonthScanReadsOnlyTheCoveringIndex) {
   open()->records().commit_page(page_of({full_record("WD-1", 1)}));
   for (const bool bounded_above : {false, true}) {
     const auto plan = query_plan(path_, store_detail::month_scan_sql(bounded_above));
@@ -1392,7 +1417,7 @@ TEST_F(StoreTest, TheMonthScanReadsOnlyTheCoveringIndex) {
 // Rescoring one staff month reads two ranges and no table page: the covering index for its
 // records (sorted by record_id after, as the index is keyed by date first, schema 6),
 // record_scores' key for their last scores (schema 5).
-TEST_F(StoreTest, AStaffMonthIsReadForScoringFromTwoKeyRanges) {
+TEST_F(SqliteStoreTest, AStaffMonthIsReadForScoringFromTwoKeyRanges) {
   open()->records().commit_page(page_of({full_record("WD-1", 1)}));
   auto plan = query_plan(path_, store_detail::staff_month_scan_sql());
   ASSERT_EQ(plan.size(), 2u);
@@ -1408,7 +1433,7 @@ TEST_F(StoreTest, AStaffMonthIsReadForScoringFromTwoKeyRanges) {
 
 // Rescoring a changed day reads one short range of the covering index per day, in record_id
 // order, and each last score by its key (schema 6): no table page, no sort.
-TEST_F(StoreTest, AStaffDayIsReadForScoringFromOneRangeAndKeyLookups) {
+TEST_F(SqliteStoreTest, AStaffDayIsReadForScoringFromOneRangeAndKeyLookups) {
   open()->records().commit_page(page_of({full_record("WD-1", 1)}));
   auto plan = query_plan(path_, store_detail::staff_day_scan_sql());
   ASSERT_EQ(plan.size(), 1u) << plan.back();
@@ -1425,7 +1450,7 @@ TEST_F(StoreTest, AStaffDayIsReadForScoringFromOneRangeAndKeyLookups) {
 
 // A record that moves to another staff month (a new revision with another date or staff)
 // takes its last score along, so its next score goes out with the next sequence.
-TEST_F(StoreTest, AMovedRecordTakesItsLastScoreToItsNewStaffMonth) {
+TEST_P(StoreTest, AMovedRecordTakesItsLastScoreToItsNewStaffMonth) {
   auto store = open();
   store->records().commit_page(page_of({full_record("WD-1", 1), full_record("WD-2", 1)}));
   ScoringCommit commit;
@@ -1450,7 +1475,7 @@ TEST_F(StoreTest, AMovedRecordTakesItsLastScoreToItsNewStaffMonth) {
 // The scorer reads a staff month, a page moves one of its records elsewhere, then the scorer
 // commits: the score lands under the record's staff month as it is now, where its next
 // rescoring looks for it (under the old key, the next sequence would repeat this one).
-TEST_F(StoreTest, AScoreCommittedAfterItsRecordMovedIsKeptWhereTheRecordIs) {
+TEST_F(SqliteStoreTest, AScoreCommittedAfterItsRecordMovedIsKeptWhereTheRecordIs) {
   auto store = open();
   store->records().commit_page(page_of({full_record("WD-1", 1)}));
   ASSERT_EQ(store->scoring().staff_month_for_scoring({"CB001", "2025-04"}).records.size(), 1u);
@@ -1470,7 +1495,7 @@ TEST_F(StoreTest, AScoreCommittedAfterItsRecordMovedIsKeptWhereTheRecordIs) {
 
 // The month row read once per staff-month scored is a key lookup: a month-wide scan made
 // scoring quadratic in the staff count (447 CPU s per million records at 35,000 staff).
-TEST_F(StoreTest, AMonthRowIsReadByItsKey) {
+TEST_F(SqliteStoreTest, AMonthRowIsReadByItsKey) {
   open();
   for (const char* table : {"staff_months", "agency_months"}) {
     const auto plan = query_plan(path_, store_detail::month_row_sql(table));
@@ -1482,7 +1507,7 @@ TEST_F(StoreTest, AMonthRowIsReadByItsKey) {
 // The ingest transaction writes a dirty mark only for the staff day a revised record leaves;
 // everything else the scorer reads from the revision history (issue 8: incremental scoring
 // adds under 1 us per record to the ingest path).
-TEST_F(StoreTest, APageMarksOnlyTheStaffDaysItsRecordsLeave) {
+TEST_F(SqliteStoreTest, APageMarksOnlyTheStaffDaysItsRecordsLeave) {
   auto store = open();
   Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
   const std::string marks = "SELECT COUNT(*) FROM dirty_staff_months";
@@ -1506,7 +1531,7 @@ TEST_F(StoreTest, APageMarksOnlyTheStaffDaysItsRecordsLeave) {
 }
 
 // The dashboard's chart of records stored per hour, read from the newest revision back.
-TEST_F(StoreTest, RevisionsStoredPerHourSinceAGivenTime) {
+TEST_P(StoreTest, RevisionsStoredPerHourSinceAGivenTime) {
   auto store = open();
   constexpr int64_t kHour = 3600000;
   const int64_t day = 1745000000000 / kHour * kHour;
@@ -1529,7 +1554,7 @@ TEST_F(StoreTest, RevisionsStoredPerHourSinceAGivenTime) {
 // counts() and depth() read the last rowid instead of counting rows (a province's
 // tables are gigabytes, and every metrics scrape reads them): they must still agree with
 // counting, after updates, stale revisions, a page rolled back halfway, and compaction.
-TEST_F(StoreTest, CountsAgreeWithCountingRows) {
+TEST_F(SqliteStoreTest, CountsAgreeWithCountingRows) {
   auto store = open();
   Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
   const auto expect_agree = [&](const std::string& when) {
@@ -1588,7 +1613,7 @@ TEST_F(StoreTest, CountsAgreeWithCountingRows) {
 // A store written by the release before migration 3 (tests/fixtures/store/README.md)
 // opens with every row intact, its history without the key index, and keeps recording
 // new revisions (and ignoring stale ones) as before.
-TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
+TEST_F(SqliteStoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   fs::copy_file(std::string(KPIHUB_FIXTURES_DIR) + "/store/hub-schema-2.db", path_);
   std::string before;
   {
@@ -1690,7 +1715,7 @@ TEST_F(StoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
 // the same directory from it (issue 18). A later list replaces a staff member's entry of the same
 // source; one that no longer names them makes it inactive (as of when the source last listed
 // them); another source's entry stands beside it.
-TEST_F(StoreTest, SyncedStaffListsAreKeptWithTheirSourceAndTime) {
+TEST_P(StoreTest, SyncedStaffListsAreKeptWithTheirSourceAndTime) {
   auto store = open();
   EXPECT_TRUE(store->staff_lists().synced_staff().empty());
   SyncedStaff leader{"eoffice", "KH-900001", "Nguyễn Văn Lãnh", "000.00.12.H34", true, true, 1000};
@@ -1740,7 +1765,7 @@ TEST_F(StoreTest, SyncedStaffListsAreKeptWithTheirSourceAndTime) {
 
 // One `kpihub run` per store: a second is refused with the first one's pid, and the lock goes
 // with its holder (the kernel's, so a kill -9 frees it too: HubE2E.ASecondRunOnTheSameStore...).
-TEST_F(StoreTest, OnlyOneRunLocksAStore) {
+TEST_F(SqliteStoreTest, OnlyOneRunLocksAStore) {
   auto first = std::make_unique<StoreRunLock>(path_);
   EXPECT_EQ(first->lock_path(), path_ + ".lock");
   try {
@@ -1772,14 +1797,14 @@ TEST_F(StoreTest, OnlyOneRunLocksAStore) {
   }
 }
 
-TEST_F(StoreTest, AFileThatIsNotADatabaseIsRefused) {
+TEST_F(SqliteStoreTest, AFileThatIsNotADatabaseIsRefused) {
   std::ofstream(path_) << std::string(4096, 'k') << "this is a config file, not SQLite\n";
   expect_open_error(path_, "not a database");
 }
 
 // Issue 19 section 4: a zero-byte hub.db (wiped, truncated by a full disk, a restore that
 // copied nothing) was taken as a new store, and the hub started from nothing.
-TEST_F(StoreTest, AnEmptyFileIsRefusedNotTakenAsANewStore) {
+TEST_F(SqliteStoreTest, AnEmptyFileIsRefusedNotTakenAsANewStore) {
   std::ofstream(path_).flush();
   ASSERT_EQ(fs::file_size(path_), 0u);
   expect_open_error(path_, "is empty (0 bytes)");
@@ -1788,7 +1813,7 @@ TEST_F(StoreTest, AnEmptyFileIsRefusedNotTakenAsANewStore) {
 
 // So a new store is made under another name and renamed into place with its schema: a crash
 // while it is made never leaves an empty file behind under the store's name.
-TEST_F(StoreTest, ANewStoreAppearsWithItsSchemaOrNotAtAll) {
+TEST_F(SqliteStoreTest, ANewStoreAppearsWithItsSchemaOrNotAtAll) {
   { open(); }
   EXPECT_GT(fs::file_size(path_), 0u);
   for (const auto& entry : fs::directory_iterator(dir_)) {
@@ -1806,7 +1831,7 @@ TEST_F(StoreTest, ANewStoreAppearsWithItsSchemaOrNotAtAll) {
 // Two processes (the hub starting, `kpihub status` beside it) make the same new store at
 // once: both end on one store, neither writes into a file the other replaced (with rename()
 // in place of link() the hub's end-to-end tests lost a run's records that way).
-TEST_F(StoreTest, TwoProcessesMakingTheSameNewStoreEndOnOneStore) {
+TEST_F(SqliteStoreTest, TwoProcessesMakingTheSameNewStoreEndOnOneStore) {
   for (int round = 0; round < 30; ++round) {
     fs::remove(path_);
     const pid_t child = ::fork();
@@ -1837,7 +1862,7 @@ TEST_F(StoreTest, TwoProcessesMakingTheSameNewStoreEndOnOneStore) {
   }
 }
 
-TEST_F(StoreTest, ASQLiteDatabaseOfAnotherApplicationIsRefused) {
+TEST_F(SqliteStoreTest, ASQLiteDatabaseOfAnotherApplicationIsRefused) {
   {
     Poco::Data::Session other(new Poco::Data::SQLite::SessionImpl(path_));
     other << "CREATE TABLE invoices (id INTEGER)", now;
@@ -1845,7 +1870,7 @@ TEST_F(StoreTest, ASQLiteDatabaseOfAnotherApplicationIsRefused) {
   expect_open_error(path_, "not a kpihub store");
 }
 
-TEST_F(StoreTest, ADatabaseFromTheFutureIsRefused) {
+TEST_F(SqliteStoreTest, ADatabaseFromTheFutureIsRefused) {
   { open(); }
   {
     Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
@@ -1854,7 +1879,7 @@ TEST_F(StoreTest, ADatabaseFromTheFutureIsRefused) {
   expect_open_error(path_, "schema version 99");
 }
 
-TEST_F(StoreTest, AnUnwritableDirectoryIsReported) {
+TEST_F(SqliteStoreTest, AnUnwritableDirectoryIsReported) {
   fs::permissions(dir_, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
                             fs::perms::group_exec | fs::perms::others_read |
                             fs::perms::others_exec);
@@ -1891,11 +1916,11 @@ TEST_F(StoreTest, AnUnwritableDirectoryIsReported) {
   EXPECT_FALSE(fs::exists(path_));
 }
 
-TEST_F(StoreTest, AMissingDirectoryIsReported) {
+TEST_F(SqliteStoreTest, AMissingDirectoryIsReported) {
   expect_open_error((dir_ / "no-such-dir" / "hub.db").string(), "cannot open");
 }
 
-TEST_F(StoreTest, ADatabaseLockedByAnotherWriterIsReported) {
+TEST_F(SqliteStoreTest, ADatabaseLockedByAnotherWriterIsReported) {
   auto store = open(200);
   Poco::Data::Session other(new Poco::Data::SQLite::SessionImpl(path_));
   other << "BEGIN EXCLUSIVE", now;

@@ -1,0 +1,229 @@
+#include "codec.hpp"
+
+#include <bit>
+#include <cstring>
+
+namespace kpihub::rocks {
+
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "values are written in the machine's order, which this build expects little-endian");
+
+template <typename T>
+void put_raw(std::string& out, T v) {
+  char bytes[sizeof(T)];
+  std::memcpy(bytes, &v, sizeof(T));
+  out.append(bytes, sizeof(T));
+}
+
+}  // namespace
+
+void Writer::u32(uint32_t v) {
+  put_raw(out_, v);
+}
+void Writer::i64(int64_t v) {
+  put_raw(out_, v);
+}
+void Writer::f64(double v) {
+  put_raw(out_, v);
+}
+void Writer::str(std::string_view v) {
+  u32(static_cast<uint32_t>(v.size()));
+  out_.append(v);
+}
+void Writer::timestamp(const std::optional<Timestamp>& t) {
+  boolean(t.has_value());
+  if (!t) return;
+  i64(t->unix_seconds);
+  u32(static_cast<uint32_t>(t->offset_minutes));
+}
+
+std::string_view Reader::take(std::size_t n) {
+  if (in_.size() < n) {
+    throw StoreError(std::string("store: ") + what_ +
+                     " is shorter than its format (corrupt store)");
+  }
+  std::string_view out = in_.substr(0, n);
+  in_.remove_prefix(n);
+  return out;
+}
+
+uint8_t Reader::u8() {
+  return static_cast<uint8_t>(take(1)[0]);
+}
+uint32_t Reader::u32() {
+  uint32_t v;
+  std::memcpy(&v, take(sizeof v).data(), sizeof v);
+  return v;
+}
+int64_t Reader::i64() {
+  int64_t v;
+  std::memcpy(&v, take(sizeof v).data(), sizeof v);
+  return v;
+}
+double Reader::f64() {
+  double v;
+  std::memcpy(&v, take(sizeof v).data(), sizeof v);
+  return v;
+}
+std::string_view Reader::str() {
+  return take(u32());
+}
+std::optional<Timestamp> Reader::timestamp() {
+  if (!boolean()) return std::nullopt;
+  Timestamp t;
+  t.unix_seconds = i64();
+  t.offset_minutes = static_cast<int32_t>(u32());
+  return t;
+}
+
+void put_key_u64(std::string& key, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) key.push_back(static_cast<char>(v >> shift));
+}
+uint64_t key_u64(std::string_view bytes) {
+  if (bytes.size() < 8) throw StoreError("store: a key is shorter than its format (corrupt store)");
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(bytes[i]);
+  return v;
+}
+void put_key_date(std::string& key, Date d) {
+  const uint32_t v = static_cast<uint32_t>(d.days) ^ 0x80000000u;
+  for (int shift = 24; shift >= 0; shift -= 8) key.push_back(static_cast<char>(v >> shift));
+}
+Date key_date(std::string_view bytes) {
+  if (bytes.size() < 4) throw StoreError("store: a key is shorter than its format (corrupt store)");
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(bytes[i]);
+  return Date{static_cast<int32_t>(v ^ 0x80000000u)};
+}
+
+std::string month_prefix(const std::string& month) {
+  std::string key = month;
+  key.push_back('\0');
+  return key;
+}
+std::string staff_month_prefix(const std::string& month, const std::string& staff_code) {
+  std::string key = month_prefix(month);
+  key += staff_code;
+  key.push_back('\0');
+  return key;
+}
+std::string prefix_end(std::string prefix) {
+  while (!prefix.empty()) {
+    auto& last = reinterpret_cast<unsigned char&>(prefix.back());
+    if (last != 0xFF) {
+      ++last;
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return prefix;
+}
+
+void encode_record(std::string& out, const WorkRecord& r, int64_t received_at_unix_ms) {
+  Writer w(out);
+  w.str(r.record_id);
+  w.str(r.source_system);
+  w.str(r.source_id);
+  w.i64(r.revision);
+  w.boolean(r.retracted);
+  w.str(r.staff_code);
+  w.str(r.source_staff_id);
+  w.str(r.agency_code);
+  w.str(r.task_code);
+  w.u32(static_cast<uint32_t>(r.work_date.days));
+  w.u32(static_cast<uint32_t>(r.declared_minutes));
+  w.f64(r.quantity);
+  w.str(r.product_unit);
+  w.str(r.title);
+  w.str(r.evidence_ref);
+  w.boolean(r.deadline.has_value());
+  if (r.deadline) {
+    w.boolean(r.deadline->date.has_value());
+    if (r.deadline->date) w.u32(static_cast<uint32_t>(r.deadline->date->days));
+    w.timestamp(r.deadline->at);
+  }
+  w.timestamp(r.completed_at);
+  w.boolean(r.approval.has_value());
+  if (r.approval) {
+    w.u8(static_cast<uint8_t>(r.approval->status));
+    w.boolean(r.approval->rating.has_value());
+    if (r.approval->rating) w.u8(static_cast<uint8_t>(*r.approval->rating));
+    w.str(r.approval->by);
+    w.timestamp(r.approval->at);
+  }
+  w.timestamp(r.changed_at);
+  w.u32(static_cast<uint32_t>(r.attributes.size()));
+  for (const auto& [name, value] : r.attributes) {
+    w.str(name);
+    w.str(value);
+  }
+  w.i64(received_at_unix_ms);
+}
+
+void decode_record(std::string_view in, StoredRecord& out) {
+  Reader rd(in, "a stored record");
+  WorkRecord& r = out.record;
+  r.record_id = rd.str();
+  r.source_system = rd.str();
+  r.source_id = rd.str();
+  r.revision = rd.i64();
+  r.retracted = rd.boolean();
+  r.staff_code = rd.str();
+  r.source_staff_id = rd.str();
+  r.agency_code = rd.str();
+  r.task_code = rd.str();
+  r.work_date = Date{static_cast<int32_t>(rd.u32())};
+  r.declared_minutes = static_cast<int32_t>(rd.u32());
+  r.quantity = rd.f64();
+  r.product_unit = rd.str();
+  r.title = rd.str();
+  r.evidence_ref = rd.str();
+  r.deadline.reset();
+  if (rd.boolean()) {
+    Deadline d;
+    if (rd.boolean()) d.date = Date{static_cast<int32_t>(rd.u32())};
+    d.at = rd.timestamp();
+    r.deadline = d;
+  }
+  r.completed_at = rd.timestamp();
+  r.approval.reset();
+  if (rd.boolean()) {
+    Approval a;
+    a.status = static_cast<ApprovalStatus>(rd.u8());
+    if (rd.boolean()) a.rating = static_cast<Rating>(rd.u8());
+    a.by = rd.str();
+    a.at = rd.timestamp();
+    r.approval = std::move(a);
+  }
+  r.changed_at = rd.timestamp();
+  r.attributes.resize(rd.u32());
+  for (auto& [name, value] : r.attributes) {
+    name = rd.str();
+    value = rd.str();
+  }
+  out.received_at_unix_ms = rd.i64();
+}
+
+std::string encode_locator(const RecordLocator& l) {
+  std::string out;
+  Writer w(out);
+  w.i64(l.revision);
+  w.str(l.staff_code);
+  w.u32(static_cast<uint32_t>(l.work_date.days));
+  w.i64(l.received_at_unix_ms);
+  return out;
+}
+
+RecordLocator decode_locator(std::string_view in) {
+  Reader rd(in, "a record's locator");
+  RecordLocator l;
+  l.revision = rd.i64();
+  l.staff_code = rd.str();
+  l.work_date = Date{static_cast<int32_t>(rd.u32())};
+  l.received_at_unix_ms = rd.i64();
+  return l;
+}
+
+}  // namespace kpihub::rocks

@@ -1,0 +1,90 @@
+// How the RocksDB engine writes values and keys: a small binary encoding (fixed-width
+// little-endian integers in values, length-prefixed strings), and keys whose byte order is the
+// order the engine reads them in (big-endian integers, fixed-width months, NUL after a
+// variable-length part). Every value kind the engine stores has its encode/decode pair here, so
+// each seam reads what another wrote the same way.
+#pragma once
+
+#include <kpihub/model.hpp>
+#include <kpihub/store/types.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kpihub::rocks {
+
+// Appends values to a byte string.
+class Writer {
+ public:
+  explicit Writer(std::string& out) : out_(out) {}
+  void u8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void u32(uint32_t v);
+  void i64(int64_t v);
+  void f64(double v);
+  void str(std::string_view v);  // u32 length, then the bytes
+  void boolean(bool v) { u8(v ? 1 : 0); }
+  void timestamp(const std::optional<Timestamp>& t);
+
+ private:
+  std::string& out_;
+};
+
+// Reads what a Writer wrote, in the same order; a value shorter than what is read is a
+// corrupt store (StoreError naming `what`).
+class Reader {
+ public:
+  Reader(std::string_view in, const char* what) : in_(in), what_(what) {}
+  uint8_t u8();
+  uint32_t u32();
+  int64_t i64();
+  double f64();
+  std::string_view str();
+  bool boolean() { return u8() != 0; }
+  std::optional<Timestamp> timestamp();
+  bool done() const { return in_.empty(); }
+
+ private:
+  std::string_view take(std::size_t n);
+  std::string_view in_;
+  const char* what_;
+};
+
+// ----------------------------------------------------------------- keys ----
+
+// Big-endian, so that byte order is numeric order (signed values with the sign bit flipped).
+void put_key_u64(std::string& key, uint64_t v);
+uint64_t key_u64(std::string_view bytes);  // the first 8 bytes
+void put_key_date(std::string& key, Date d);
+Date key_date(std::string_view bytes);  // the first 4 bytes
+
+// "YYYY-MM" NUL staff_code NUL: the prefix of a staff month in every family keyed by it.
+std::string staff_month_prefix(const std::string& month, const std::string& staff_code);
+// "YYYY-MM" NUL: the prefix of a month.
+std::string month_prefix(const std::string& month);
+// The smallest key above every key starting with `prefix` ("" when there is none).
+std::string prefix_end(std::string prefix);
+
+// ------------------------------------------------------------- records ----
+
+// A revision as stored: every field of the record and when the hub received it.
+struct StoredRecord {
+  WorkRecord record;
+  int64_t received_at_unix_ms = 0;
+};
+void encode_record(std::string& out, const WorkRecord& r, int64_t received_at_unix_ms);
+void decode_record(std::string_view in, StoredRecord& out);
+
+// Where a record's current revision is (the records family, keyed by record_id): what
+// deduplication, a record's lookup and its score's key need without reading the record.
+struct RecordLocator {
+  int64_t revision = 0;
+  std::string staff_code;
+  Date work_date;
+  int64_t received_at_unix_ms = 0;
+};
+std::string encode_locator(const RecordLocator& l);
+RecordLocator decode_locator(std::string_view in);
+
+}  // namespace kpihub::rocks

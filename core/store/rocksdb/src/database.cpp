@@ -1,0 +1,189 @@
+#include "database.hpp"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_buffer_manager.h>
+
+#include <filesystem>
+
+namespace kpihub::rocks {
+
+namespace {
+
+constexpr int kLayoutVersion = 1;
+const char* const kFamilyNames[] = {"default",   "records", "staff_days",
+                                    "revisions", "scores",  "outbox"};
+constexpr std::size_t kFamilies = std::size(kFamilyNames);
+
+rocksdb::CompressionType best_compression() {
+  const auto supported = rocksdb::GetSupportedCompressions();
+  for (auto c : {rocksdb::kLZ4Compression, rocksdb::kSnappyCompression}) {
+    for (auto s : supported) {
+      if (s == c) return c;
+    }
+  }
+  return rocksdb::kNoCompression;
+}
+
+}  // namespace
+
+std::string table_key(Table table, std::string_view rest) {
+  std::string key;
+  key.reserve(1 + rest.size());
+  key.push_back(static_cast<char>(table));
+  key.append(rest);
+  return key;
+}
+
+Database::Database(std::string path, const RocksdbStorageOptions& options)
+    : path_(std::move(path)),
+      clock_(options.clock != nullptr ? *options.clock : system_clock_),
+      read_only_(options.read_only) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool exists = fs::exists(path_, ec);
+  if (exists && !fs::is_directory(path_, ec)) {
+    throw StoreError("store " + path_ + ": not a folder (a RocksDB store is a folder)");
+  }
+  if (exists && !fs::exists(fs::path(path_) / "CURRENT", ec) && !fs::is_empty(path_, ec)) {
+    throw StoreError("store " + path_ + ": the folder holds files but no RocksDB database");
+  }
+  if (!exists && read_only_) throw StoreError("store " + path_ + ": no store there");
+
+  // One cache for every family's blocks, indexes and filters and (charged to it) the write
+  // buffers: the engine's memory stays within the budget at any backlog.
+  rocksdb::LRUCacheOptions lru;
+  lru.capacity = options.memory_budget_bytes;
+  lru.num_shard_bits = 4;
+  cache_ = rocksdb::NewLRUCache(lru);
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = !read_only_;
+  db_options.create_missing_column_families = !read_only_;
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(options.memory_budget_bytes / 2, cache_);
+  db_options.max_background_jobs = 2;
+  db_options.keep_log_file_num = 5;
+  db_options.max_total_wal_size = options.memory_budget_bytes;
+  db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+
+  const rocksdb::CompressionType compression = best_compression();
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const char* name : kFamilyNames) {
+    rocksdb::ColumnFamilyOptions family;
+    family.compression = compression;
+    family.write_buffer_size = options.memory_budget_bytes / 8;
+    family.max_write_buffer_number = 2;
+    rocksdb::BlockBasedTableOptions table;
+    table.block_cache = cache_;
+    table.cache_index_and_filter_blocks = true;
+    table.cache_index_and_filter_blocks_with_high_priority = true;
+    table.pin_l0_filter_and_index_blocks_in_cache = false;
+    table.block_size = 16 * 1024;
+    // Point lookups (a record's stored revision, a score, a batch) skip files without the key;
+    // the logs are only ever read in key order.
+    const std::string_view n = name;
+    if (n != "revisions" && n != "outbox") {
+      table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    }
+    family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    descriptors.emplace_back(name, family);
+  }
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      read_only_ ? rocksdb::DB::OpenForReadOnly(db_options, path_, descriptors, &families_, &raw)
+                 : rocksdb::DB::Open(db_options, path_, descriptors, &families_, &raw);
+  if (!s.ok()) {
+    if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+      throw StoreError(
+          "store " + path_ +
+          ": another process has it open for writing (a running hub?): " + s.ToString());
+    }
+    throw StoreError("store " + path_ + ": cannot open it: " + s.ToString());
+  }
+  db_.reset(raw);
+  write_options_.sync = true;
+
+  const std::string version_key = table_key(Table::meta, "layout");
+  std::optional<std::string> version = get(meta(), version_key, "reading the layout version");
+  if (!version) {
+    if (read_only_) throw StoreError("store " + path_ + ": not a kpihub store (no layout version)");
+    std::string value;
+    Writer(value).u32(kLayoutVersion);
+    rocksdb::WriteBatch batch;
+    batch.Put(meta(), version_key, value);
+    write(batch, "writing the layout version");
+  } else {
+    const uint32_t v = Reader(*version, "the layout version").u32();
+    if (v > static_cast<uint32_t>(kLayoutVersion)) {
+      throw StoreError("store " + path_ + ": layout version " + std::to_string(v) +
+                       " is newer than this build's (" + std::to_string(kLayoutVersion) +
+                       "): upgrade kpihub");
+    }
+  }
+
+  last_revision_seq_ = last_key_u64(revisions(), {});
+  last_outbox_seq_ = last_key_u64(outbox(), {});
+  last_quarantine_id_ = last_key_u64(meta(), table_key(Table::quarantine));
+  last_dead_letter_id_ = last_key_u64(meta(), table_key(Table::dead_letters));
+  last_audit_id_ = last_key_u64(meta(), table_key(Table::audit));
+}
+
+Database::~Database() {
+  if (!db_) return;
+  for (auto* family : families_) db_->DestroyColumnFamilyHandle(family);
+  db_->Close();
+}
+
+int64_t Database::last_key_u64(rocksdb::ColumnFamilyHandle* family, std::string_view prefix) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), family));
+  const std::string end = prefix_end(std::string(prefix));
+  if (end.empty()) {
+    it->SeekToLast();
+  } else {
+    it->SeekForPrev(end);
+  }
+  // SeekForPrev lands on `end` itself if it is a key: step back from it.
+  if (it->Valid() && !end.empty() && it->key() == rocksdb::Slice(end)) it->Prev();
+  check(it->status(), "reading the last key");
+  if (!it->Valid() || !it->key().starts_with(rocksdb::Slice(prefix.data(), prefix.size()))) {
+    return 0;
+  }
+  const rocksdb::Slice key = it->key();
+  return static_cast<int64_t>(
+      key_u64(std::string_view(key.data() + prefix.size(), key.size() - prefix.size())));
+}
+
+void Database::check(const rocksdb::Status& s, const std::string& what) const {
+  if (!s.ok()) throw StoreError("store " + path_ + ": " + s.ToString() + " while " + what);
+}
+
+void Database::require_writable(const std::string& what) const {
+  if (read_only_) {
+    throw StoreError("store " + path_ + " is open read-only (a hub is running on it) while " +
+                     what + ": do this through the hub's admin API, or stop the hub first");
+  }
+}
+
+void Database::write(rocksdb::WriteBatch& batch, const std::string& what) {
+  require_writable(what);
+  check(db_->Write(write_options_, &batch), what);
+}
+
+std::optional<std::string> Database::get(rocksdb::ColumnFamilyHandle* family,
+                                         const rocksdb::Slice& key, const std::string& what,
+                                         const rocksdb::Snapshot* snapshot) {
+  rocksdb::ReadOptions read;
+  read.snapshot = snapshot;
+  std::string value;
+  const rocksdb::Status s = db_->Get(read, family, key, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  check(s, what);
+  return value;
+}
+
+}  // namespace kpihub::rocks
