@@ -127,6 +127,12 @@ void add_dirty_marks(Database& db, rocksdb::WriteBatch& batch,
 void move_score(Database& db, rocksdb::WriteBatch& batch, const std::string& record_id,
                 const StaffMonthKey& from, const StaffMonthKey& to);
 
+// outbox.cpp: appends `items` to the outbox in `batch`, each with the next outbox sequence
+// number (what ScoringState::commit_scoring and a replayed dead letter add). Under
+// write_mutex().
+void append_outbox_items(Database& db, rocksdb::WriteBatch& batch,
+                         const std::vector<OutboxItem>& items);
+
 // What StoreCounts needs of each seam, read in `snapshot` (OperatorViews::counts is one
 // consistent snapshot):
 // scoring_state.cpp: staff months marked dirty and not yet rescored.

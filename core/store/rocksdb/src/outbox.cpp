@@ -67,3 +67,12 @@ int64_t dead_letter_count(Database& db, const rocksdb::Snapshot* /*snapshot*/) {
 }
 
 }  // namespace kpihub::rocks
+
+namespace kpihub::rocks {
+
+void append_outbox_items(Database& db, rocksdb::WriteBatch& /*batch*/,
+                         const std::vector<OutboxItem>& /*items*/) {
+  throw StoreError("store " + db.path() + ": the outbox is not built yet in the RocksDB engine");
+}
+
+}  // namespace kpihub::rocks

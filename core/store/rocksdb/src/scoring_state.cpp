@@ -66,9 +66,18 @@ std::vector<ScoringCommit::MonthRow> RocksScoringState::month_rows(OutboxKind /*
                    ": ScoringState::month_rows is not built yet in the RocksDB engine");
 }
 
-void RocksScoringState::commit_scoring(const ScoringCommit& /*commit*/) {
-  throw StoreError("store " + db_.path() +
-                   ": ScoringState::commit_scoring is not built yet in the RocksDB engine");
+void RocksScoringState::commit_scoring(const ScoringCommit& commit) {
+  // Provisional (the skeleton): only the outbox items, so the outbox can be built and tested
+  // beside the scoring state. The scoring state's helper replaces it whole.
+  if (!commit.done.empty() || !commit.record_scores.empty() || !commit.months.empty() ||
+      !commit.day_totals.empty()) {
+    throw StoreError("store " + db_.path() +
+                     ": ScoringState::commit_scoring is not built yet in the RocksDB engine");
+  }
+  std::lock_guard lock(db_.write_mutex());
+  rocksdb::WriteBatch batch;
+  append_outbox_items(db_, batch, commit.outbox);
+  db_.write(batch, "appending to the outbox");
 }
 
 void RocksScoringState::scan_month_for_scoring(const std::string& /*month*/,
