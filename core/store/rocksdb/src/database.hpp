@@ -36,6 +36,7 @@ enum class Table : char {
   quarantine = 'Q',            // id(8) -> quarantine entry
   quarantine_by_record = 'q',  // record_id NUL id(8) -> ""
   dirty = 'D',                 // month NUL staff NUL -> day mask(4) mark(8)
+  dirty_order = 'd',           // mark(8) month NUL staff NUL -> "": the dirty marks, oldest first
   months = 'm',                // kind(1) month NUL code -> month row
   day_totals = 'T',            // month NUL staff NUL -> totals
   sinks = 'S',                 // sink -> the sink's place in the outbox
@@ -117,13 +118,15 @@ class Database {
 // What one seam writes for another in the same batch (implemented by the seam that reads it).
 
 // scoring_state.cpp: marks the days of each staff month dirty in `batch` (added to the mark
-// there is, with a new mark number so a scorer keeps a mark it is working on). Under
-// write_mutex().
+// there is, with a new mark number so a scorer keeps a mark it is working on); staff months
+// without a staff code are left out. Reads the marks stored, not `batch`: call it once per
+// batch, with every staff month the batch changes. Under write_mutex().
 void add_dirty_marks(Database& db, rocksdb::WriteBatch& batch,
                      const std::map<StaffMonthKey, DayMask>& days_of);
 // scoring_state.cpp: the last sent score of `record_id` moves from one staff month to another
-// (a revision moved the record), so its next score carries on its sequence. Under
-// write_mutex().
+// (a revision moved the record), so its next score carries on its sequence; nothing when it has
+// none. Reads the score stored, not `batch`: call it once per record and batch, from the staff
+// month stored to the one the batch leaves it in. Under write_mutex().
 void move_score(Database& db, rocksdb::WriteBatch& batch, const std::string& record_id,
                 const StaffMonthKey& from, const StaffMonthKey& to);
 
