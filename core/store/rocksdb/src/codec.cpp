@@ -226,4 +226,45 @@ RecordLocator decode_locator(std::string_view in) {
   return l;
 }
 
+void encode_quarantine(std::string& out, const std::string& source, const QuarantineRow& row) {
+  Writer w(out);
+  const QuarantineEntry& q = row.entry;
+  w.str(source);
+  w.i64(row.created_at_unix_ms);
+  w.str(q.source_system);
+  w.str(q.source_id);
+  w.str(q.record_id);
+  w.str(to_string(q.reason));
+  w.str(q.field);
+  w.str(q.message);
+  w.str(q.payload);
+  w.str(q.location);
+  w.str(q.fields);
+}
+
+StoredQuarantine decode_quarantine(std::string_view in, int64_t id) {
+  Reader rd(in, "a quarantine entry");
+  StoredQuarantine out;
+  out.source = rd.str();
+  out.row.id = id;
+  out.row.created_at_unix_ms = rd.i64();
+  QuarantineEntry& q = out.row.entry;
+  q.source_system = rd.str();
+  q.source_id = rd.str();
+  q.record_id = rd.str();
+  const std::string_view reason = rd.str();
+  const std::optional<Reason> parsed = parse_reason(reason);
+  if (!parsed) {
+    throw StoreError("store: quarantine entry " + std::to_string(id) + " has an unknown reason '" +
+                     std::string(reason) + "' (corrupt store)");
+  }
+  q.reason = *parsed;
+  q.field = rd.str();
+  q.message = rd.str();
+  q.payload = rd.str();
+  q.location = rd.str();
+  q.fields = rd.str();
+  return out;
+}
+
 }  // namespace kpihub::rocks

@@ -87,4 +87,17 @@ struct RecordLocator {
 std::string encode_locator(const RecordLocator& l);
 RecordLocator decode_locator(std::string_view in);
 
+// ---------------------------------------------------------- quarantine ----
+
+// A quarantine entry as stored (Table::quarantine, keyed by its id(8)): the entry, when it was
+// stored, and the source instance whose page held it (what quarantine filters and counts by,
+// beside the entry's source system). The id is the key's, not in the value.
+struct StoredQuarantine {
+  std::string source;  // the source instance
+  QuarantineRow row;
+};
+void encode_quarantine(std::string& out, const std::string& source, const QuarantineRow& row);
+// `id` is the one the key holds; a reason this build does not know is a corrupt store.
+StoredQuarantine decode_quarantine(std::string_view in, int64_t id);
+
 }  // namespace kpihub::rocks

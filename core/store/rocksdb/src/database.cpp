@@ -186,4 +186,19 @@ std::optional<std::string> Database::get(rocksdb::ColumnFamilyHandle* family,
   return value;
 }
 
+int64_t read_meta_counter(Database& db, std::string_view name, const rocksdb::Snapshot* snapshot) {
+  const std::string what = "reading the " + std::string(name) + " counter";
+  const std::optional<std::string> value =
+      db.get(db.meta(), table_key(Table::meta, name), what, snapshot);
+  if (!value) return 0;
+  return Reader(*value, "a counter").i64();
+}
+
+void add_to_meta_counter(Database& db, rocksdb::WriteBatch& batch, std::string_view name,
+                         int64_t delta) {
+  std::string value;
+  Writer(value).i64(read_meta_counter(db, name) + delta);
+  batch.Put(db.meta(), table_key(Table::meta, name), value);
+}
+
 }  // namespace kpihub::rocks

@@ -114,6 +114,20 @@ class Database {
   int64_t last_audit_id_ = 0;
 };
 
+// Counters of Table::meta (an int64 under the name): kept by the seam that writes what they
+// count, in the same batch, so counts() reads a number instead of counting rows.
+//   "records"      records stored (record ids), kept by RecordLog::commit_page
+//   "quarantined"  quarantine entries stored, kept by RecordLog::commit_page
+inline constexpr std::string_view kRecordsCounter = "records";
+inline constexpr std::string_view kQuarantinedCounter = "quarantined";
+// 0 when the counter was never written.
+int64_t read_meta_counter(Database& db, std::string_view name,
+                          const rocksdb::Snapshot* snapshot = nullptr);
+// Puts the counter's stored value plus `delta` in `batch`. Reads the stored value, not what
+// `batch` holds: add to a counter once per batch (sum the deltas first). Under write_mutex().
+void add_to_meta_counter(Database& db, rocksdb::WriteBatch& batch, std::string_view name,
+                         int64_t delta);
+
 // ------------------------------------------------- between the seams ----
 // What one seam writes for another in the same batch (implemented by the seam that reads it).
 
