@@ -770,11 +770,14 @@ TEST_P(StoreTest, ChangesAreListedOnceEvenWhenTheHubStopsBetweenStoringAndScorin
   EXPECT_EQ(
       dirty,
       (std::vector<DirtyStaffMonth>{{{"CB001", "2025-04"}, day_bit(*Date::parse("2025-04-09"))}}));
+  // Closed before it is opened again: one process holds a RocksDB store once.
+  store.reset();
   store = open();  // stopped while scoring
   EXPECT_EQ(store->scoring().dirty_staff_days(10), dirty);
   ScoringCommit done;
   done.done = {dirty.at(0).key};
   store->scoring().commit_scoring(done);
+  store.reset();
   store = open();
   EXPECT_TRUE(store->scoring().dirty_staff_days(10).empty())
       << "a change was read from the log twice";
