@@ -1475,6 +1475,23 @@ TEST_P(StoreTest, AMovedRecordTakesItsLastScoreToItsNewStaffMonth) {
   EXPECT_EQ(store->scoring().record_scores({"eoffice:WD-1", "eoffice:WD-2"}).size(), 2u);
 }
 
+// Two revisions of one page move a record twice: its last score ends where the record does.
+TEST_P(StoreTest, ARecordMovedTwiceInOnePageTakesItsLastScoreToWhereItEnds) {
+  auto store = open();
+  store->records().commit_page(page_of({full_record("WD-1", 1)}));
+  ScoringCommit commit;
+  commit.record_scores = {{"eoffice:WD-1", 1, 4, "{\"points\":1}"}};
+  store->scoring().commit_scoring(commit);
+
+  store->records().commit_page(
+      page_of({full_record("WD-1", 2, "CB002"), full_record("WD-1", 3, "CB003", "2025-05-02")}));
+  const auto there = store->scoring().staff_month_for_scoring({"CB003", "2025-05"});
+  ASSERT_EQ(there.previous.size(), 1u);
+  ASSERT_TRUE(there.previous[0]) << "the record's last score was left behind";
+  EXPECT_EQ(there.previous[0]->sequence, 4);
+  EXPECT_EQ(store->scoring().record_scores({"eoffice:WD-1"}).size(), 1u);
+}
+
 // The scorer reads a staff month, a page moves one of its records elsewhere, then the scorer
 // commits: the score lands under the record's staff month as it is now, where its next
 // rescoring looks for it (under the old key, the next sequence would repeat this one).
