@@ -840,6 +840,26 @@ TEST_P(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
   EXPECT_EQ(dirty_staff_months(store->scoring(), 10), dirty);
 }
 
+// The scorer takes the staff months dirty the longest first, a limit's worth at a time: one
+// marked again (a busy staff member's every page) keeps its place, so it is not put off for
+// ever behind those marked after it. The scorer polls between pages.
+TEST_P(StoreTest, DirtyStaffMonthsAreListedInTheOrderTheyBecameDirty) {
+  auto store = open();
+  const auto first = [&](std::size_t limit) { return dirty_staff_months(store->scoring(), limit); };
+  store->records().commit_page(page_of({full_record("1", 1, "CB002")}));
+  EXPECT_EQ(first(1), (std::vector<StaffMonthKey>{{"CB002", "2025-04"}}));
+  store->records().commit_page(page_of({full_record("2", 1, "CB001")}));
+  EXPECT_EQ(first(1), (std::vector<StaffMonthKey>{{"CB002", "2025-04"}}));
+  store->records().commit_page(page_of({full_record("3", 1, "CB002", "2025-04-10")}));
+  EXPECT_EQ(first(10), (std::vector<StaffMonthKey>{{"CB002", "2025-04"}, {"CB001", "2025-04"}}));
+  // Once scored it is gone; marked again, it comes after the ones waiting.
+  ScoringCommit done;
+  done.done = {{"CB002", "2025-04"}};
+  store->scoring().commit_scoring(done);
+  store->records().commit_page(page_of({full_record("1", 2, "CB002")}));
+  EXPECT_EQ(first(10), (std::vector<StaffMonthKey>{{"CB001", "2025-04"}, {"CB002", "2025-04"}}));
+}
+
 // Schema 6: a dirty mark names the days that changed. A revised record marks the day it had
 // and the day it has; mark_month_dirty marks the whole month; a mark made while the scorer
 // works adds its days to the one the scorer has not cleared.

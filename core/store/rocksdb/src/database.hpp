@@ -35,8 +35,8 @@ enum class Table : char {
   cursors = 'C',               // source -> cursor state
   quarantine = 'Q',            // id(8) -> quarantine entry
   quarantine_by_record = 'q',  // record_id NUL id(8) -> ""
-  dirty = 'D',                 // month NUL staff NUL -> day mask(4) mark(8)
-  dirty_order = 'd',           // mark(8) month NUL staff NUL -> "": the dirty marks, oldest first
+  dirty = 'D',                 // month NUL staff NUL -> day mask(4) mark(8) first mark(8)
+  dirty_order = 'd',           // first mark(8) month NUL staff NUL -> "": dirty keys, oldest first
   months = 'm',                // kind(1) month NUL code -> month row
   day_totals = 'T',            // month NUL staff NUL -> totals
   sinks = 'S',                 // sink -> the sink's place in the outbox

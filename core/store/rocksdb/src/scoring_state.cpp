@@ -111,9 +111,14 @@ const std::string& mark_counter_key() {
   return key;
 }
 
+// A dirty key's value: the days that changed, the number of its newest mark (what a scorer's
+// listing must still find for its commit to clear the key), and that of the mark that made it
+// dirty (its place in Table::dirty_order: a key marked again keeps it, so a busy staff month is
+// not put off for ever behind those marked after it).
 struct DirtyMark {
   DayMask days = 0;
   int64_t mark = 0;
+  int64_t first_mark = 0;
 };
 
 std::string encode_dirty(const DirtyMark& d) {
@@ -121,6 +126,7 @@ std::string encode_dirty(const DirtyMark& d) {
   Writer w(out);
   w.u32(d.days);
   w.i64(d.mark);
+  w.i64(d.first_mark);
   return out;
 }
 
@@ -129,10 +135,11 @@ DirtyMark decode_dirty(std::string_view in) {
   DirtyMark d;
   d.days = rd.u32();
   d.mark = rd.i64();
+  d.first_mark = rd.i64();
   return d;
 }
 
-// The key of a dirty mark in Table::dirty_order: by mark number, then staff month.
+// The key of a dirty key in Table::dirty_order: by its first mark's number, then staff month.
 std::string dirty_order_key(int64_t mark, std::string_view staff_month) {
   std::string key = table_key(Table::dirty_order);
   put_key_u64(key, static_cast<uint64_t>(mark));
@@ -275,7 +282,7 @@ void sort_by_record_id(std::vector<WorkRecord>& records) {
 std::vector<DirtyStaffMonth> RocksScoringState::dirty_staff_days(std::size_t limit) {
   return guarded(db_, "listing dirty staff-months", [&] {
     // Marks are written with the page that makes them (add_dirty_marks): nothing to catch up
-    // on, every page committed before this call is listed. Oldest mark first.
+    // on, every page committed before this call is listed. The keys dirty the longest first.
     rocksdb::ManagedSnapshot snapshot(&db_.db());
     std::vector<std::string> keys;
     {
@@ -342,14 +349,13 @@ void add_dirty_marks(Database& db, rocksdb::WriteBatch& batch,
   const auto stored = multi_get(db, db.meta(), keys, "reading dirty marks");
   for (std::size_t i = 0; i < keys.size(); ++i) {
     const std::string_view staff_month = std::string_view(keys[i]).substr(1);
-    DirtyMark next{days[i], mark};
     if (stored[i]) {
       const DirtyMark old = decode_dirty(*stored[i]);
-      next.days |= old.days;
-      batch.Delete(db.meta(), dirty_order_key(old.mark, staff_month));
+      batch.Put(db.meta(), keys[i], encode_dirty({old.days | days[i], mark, old.first_mark}));
+    } else {
+      batch.Put(db.meta(), keys[i], encode_dirty({days[i], mark, mark}));
+      batch.Put(db.meta(), dirty_order_key(mark, staff_month), rocksdb::Slice());
     }
-    batch.Put(db.meta(), keys[i], encode_dirty(next));
-    batch.Put(db.meta(), dirty_order_key(mark, staff_month), rocksdb::Slice());
   }
 }
 
@@ -618,7 +624,8 @@ void RocksScoringState::commit_scoring(const ScoringCommit& commit) {
         const auto listed = listed_marks_.find(commit.done[i]);
         if (listed != listed_marks_.end() && listed->second != mark.mark) continue;
         batch.Delete(db_.meta(), keys[i]);
-        batch.Delete(db_.meta(), dirty_order_key(mark.mark, std::string_view(keys[i]).substr(1)));
+        batch.Delete(db_.meta(),
+                     dirty_order_key(mark.first_mark, std::string_view(keys[i]).substr(1)));
       }
     }
 
