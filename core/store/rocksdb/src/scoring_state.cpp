@@ -629,7 +629,7 @@ void RocksScoringState::commit_scoring(const ScoringCommit& commit) {
       }
     }
 
-    db_.write(batch, "writing the scoring results");
+    if (batch.Count() > 0) db_.write(batch, "writing the scoring results");
     std::lock_guard listed_lock(listed_mutex_);
     for (const auto& key : commit.done) listed_marks_.erase(key);
   });
