@@ -108,6 +108,10 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
   struct Known {
     RecordLocator locator;
     std::optional<WorkRecord> written;  // the revision this page stored, if it stored one
+    // The staff month of the stored revision when this page moves the record out of it: its
+    // last score moves once, from there to where the page leaves the record (move_score reads
+    // the store, not the batch).
+    std::optional<StaffMonthKey> moved_from;
   };
   std::unordered_map<std::string_view, Known> known;
   {
@@ -137,7 +141,8 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
     for (std::size_t i = 0; i < ids.size(); ++i) {
       if (statuses[i].IsNotFound()) continue;
       db_.check(statuses[i], "looking up record " + std::string(ids[i]));
-      known.emplace(ids[i], Known{decode_locator(values[i].ToStringView()), std::nullopt});
+      known.emplace(ids[i],
+                    Known{decode_locator(values[i].ToStringView()), std::nullopt, std::nullopt});
     }
   }
 
@@ -220,9 +225,9 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
         mark(was.staff_code, was.work_date);
         batch.Delete(db_.staff_days(), staff_day_key(was.staff_code, was.work_date, r.record_id));
       }
-      if (was.staff_code != r.staff_code || was.work_date.month_str() != r.work_date.month_str()) {
-        move_score(db_, batch, r.record_id, {was.staff_code, was.work_date.month_str()},
-                   {r.staff_code, r.work_date.month_str()});
+      if (!it->second.moved_from && (was.staff_code != r.staff_code ||
+                                     was.work_date.month_str() != r.work_date.month_str())) {
+        it->second.moved_from = StaffMonthKey{was.staff_code, was.work_date.month_str()};
       }
     }
     store_revision(r);
@@ -343,6 +348,12 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
 
   for (const auto& [source, state] : cursors) {
     batch.Put(db_.meta(), table_key(Table::cursors, source), encode_cursor(state));
+  }
+  for (const auto& [id, k] : known) {
+    const StaffMonthKey now{k.locator.staff_code, k.locator.work_date.month_str()};
+    if (k.moved_from && *k.moved_from != now) {
+      move_score(db_, batch, std::string(id), *k.moved_from, now);
+    }
   }
   add_dirty_marks(db_, batch, dirty);
   add_to_meta_counter(db_, batch, kRecordsCounter, new_records);
