@@ -1268,6 +1268,35 @@ TEST_P(StoreTest, DeadLettersAreStoredAndReplayedIntoTheOutbox) {
   EXPECT_EQ(again->items[0].payload, "{\"s\":1}");
 }
 
+// Compaction can leave the outbox empty; the next item still takes a later seq than any item
+// before it, in this process or the next, so a sink's place past the deleted items does not
+// hide it.
+TEST_P(StoreTest, AnOutboxCompactedToEmptyKeepsNumberingAfterReopening) {
+  const int64_t later = unix_ms_now() + 60000;
+  int64_t last_seq = 0;
+  {
+    auto store = open();
+    append_outbox(*store, {item("eoffice:1", "{}"), item("eoffice:2", "{}")});
+    const auto batch = store->outbox().next_batch("a", 10, 1 << 20);
+    ASSERT_TRUE(batch);
+    last_seq = batch->last_seq;
+    store->outbox().complete_batch(batch->batch_id, {});
+    ASSERT_EQ(store->outbox().compact({"a"}, later, 100), 2u);
+  }
+  auto store = open();
+  EXPECT_EQ(store->outbox().depth("a"), 0);
+  EXPECT_EQ(store->views().counts().outbox_pending, 0);
+  append_outbox(*store, {item("eoffice:3", "{\"r\":3}")});
+  EXPECT_EQ(store->outbox().depth("a"), 1);
+  EXPECT_EQ(store->outbox().depth("b"), 1);
+  EXPECT_EQ(store->views().counts().outbox_pending, 1);
+  const auto next = store->outbox().next_batch("a", 10, 1 << 20);
+  ASSERT_TRUE(next) << "the item appended after the compaction is not handed out";
+  ASSERT_EQ(next->items.size(), 1u);
+  EXPECT_EQ(next->items[0].key, "eoffice:3");
+  EXPECT_GT(next->items[0].seq, last_seq);
+}
+
 // ------------------------------------------------------------ durability --
 
 TEST_P(StoreTest, ReopeningKeepsEverything) {

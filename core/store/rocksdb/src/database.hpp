@@ -96,7 +96,9 @@ class Database {
   int64_t last_quarantine_id() const { return last_quarantine_id_; }
 
  private:
-  int64_t last_key_u64(rocksdb::ColumnFamilyHandle* family, std::string_view prefix);
+  // The last key of `family` under `prefix` as a number (0: none), looked for from `at_least`.
+  int64_t last_key_u64(rocksdb::ColumnFamilyHandle* family, std::string_view prefix,
+                       uint64_t at_least = 0);
 
   std::string path_;
   SystemClock system_clock_;

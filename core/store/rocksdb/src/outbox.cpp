@@ -74,22 +74,26 @@ std::unique_ptr<rocksdb::Iterator> iterator(Database& db, rocksdb::ColumnFamilyH
   return std::unique_ptr<rocksdb::Iterator>(db.db().NewIterator(read, family));
 }
 
-// The first and last seq in the outbox (0, 0 when it is empty), in `snapshot`. The first is
-// sought from the last seq compact deleted: the items before it are range tombstones the
-// iterator would otherwise step through one by one until RocksDB compacts them away.
+// The first and last seq in the outbox (0, 0 when it is empty), in `snapshot`, looked for
+// above the last seq compact deleted: the deleted items are range tombstones until RocksDB
+// compacts them away, which an iterator would otherwise step over one by one.
 struct SeqRange {
   int64_t first = 0;
   int64_t last = 0;
 };
 SeqRange outbox_range(Database& db, const rocksdb::Snapshot* snapshot) {
-  const int64_t compacted = read_meta_counter(db, kOutboxCompactedCounter, snapshot);
-  auto it = iterator(db, db.outbox(), snapshot);
+  const std::string lower = seq_key(read_meta_counter(db, kOutboxCompactedCounter, snapshot) + 1);
+  const rocksdb::Slice lower_bound(lower);
+  rocksdb::ReadOptions read;
+  read.snapshot = snapshot;
+  read.iterate_lower_bound = &lower_bound;
+  std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(read, db.outbox()));
   SeqRange range;
   it->SeekToLast();
   db.check(it->status(), "reading the outbox's last item");
   if (!it->Valid()) return range;
   range.last = static_cast<int64_t>(key_u64(std::string_view(it->key().data(), it->key().size())));
-  it->Seek(seq_key(compacted + 1));
+  it->Seek(lower);
   db.check(it->status(), "reading the outbox's first item");
   if (!it->Valid()) return SeqRange{};
   range.first = static_cast<int64_t>(key_u64(std::string_view(it->key().data(), it->key().size())));
