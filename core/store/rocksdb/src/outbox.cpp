@@ -131,18 +131,24 @@ std::vector<std::pair<std::string, SinkPlace>> sink_places(Database& db,
   return out;
 }
 
-// Up to `max_items` items from seq `first` on (through `last` if given), in order.
-std::vector<OutboxItem> read_items(Database& db, int64_t first, std::optional<int64_t> last,
-                                   std::size_t max_items) {
+// Items from seq `first` on (through `last` if given), in order: up to `max_items` of them and
+// `max_bytes` of payload, but always the first (a batch of one item too big still goes).
+std::vector<OutboxItem> read_items(
+    Database& db, int64_t first, std::optional<int64_t> last, std::size_t max_items,
+    std::size_t max_bytes = std::numeric_limits<std::size_t>::max()) {
   const std::string end = last ? seq_key(*last + 1) : std::string();
   const rocksdb::Slice upper(end);
   auto it = iterator(db, db.outbox(), nullptr, last ? &upper : nullptr);
   std::vector<OutboxItem> out;
+  std::size_t bytes = 0;
   for (it->Seek(seq_key(first)); it->Valid() && out.size() < max_items; it->Next()) {
     const auto seq =
         static_cast<int64_t>(key_u64(std::string_view(it->key().data(), it->key().size())));
-    out.push_back(
-        decode_outbox_item(std::string_view(it->value().data(), it->value().size()), seq));
+    OutboxItem item =
+        decode_outbox_item(std::string_view(it->value().data(), it->value().size()), seq);
+    bytes += item.payload.size();
+    if (!out.empty() && bytes > max_bytes) break;
+    out.push_back(std::move(item));
   }
   db.check(it->status(), "reading the outbox from seq " + std::to_string(first));
   return out;
@@ -185,15 +191,9 @@ std::optional<Batch> RocksOutbox::next_batch(const std::string& sink, std::size_
   }
 
   const int64_t compacted = read_meta_counter(db_, kOutboxCompactedCounter);
-  std::vector<OutboxItem> items = read_items(db_, std::max(place.last_batched_seq, compacted) + 1,
-                                             std::nullopt, std::max<std::size_t>(max_items, 1));
-  std::size_t bytes = 0;
-  std::size_t keep = 0;
-  for (; keep < items.size(); ++keep) {
-    bytes += items[keep].payload.size();
-    if (keep > 0 && bytes > max_bytes) break;  // the first item goes even if it alone is too big
-  }
-  items.resize(keep);
+  std::vector<OutboxItem> items =
+      read_items(db_, std::max(place.last_batched_seq, compacted) + 1, std::nullopt,
+                 std::max<std::size_t>(max_items, 1), max_bytes);
   if (items.empty()) return std::nullopt;
 
   Batch batch;
