@@ -669,6 +669,35 @@ TEST_P(StoreTest, QuarantineKeepsEveryFieldAndFilters) {
   EXPECT_EQ(store->views().counts().quarantined, 2);
 }
 
+// The dashboard's breakdown: by the instance whose page held the entry, then by reason.
+TEST_P(StoreTest, QuarantineIsCountedBySourceInstanceAndReason) {
+  auto store = open();
+  const auto entry = [](const char* system, const char* id, Reason reason) {
+    return QuarantineEntry{system, id, "", reason, "f", "f: bad", "{}", "items[0]", ""};
+  };
+  PageCommit eoffice = page_of({}, "c1", "eoffice");
+  eoffice.quarantined = {entry("eoffice", "1", Reason::unknown_staff),
+                         entry("eoffice", "2", Reason::bad_value),
+                         entry("eoffice", "3", Reason::bad_value)};
+  store->records().commit_page(eoffice);
+  PageCommit hr = page_of({}, "c1", "hr-main");
+  hr.quarantined = {entry("hr", "9", Reason::bad_value)};
+  store->records().commit_page(hr);
+
+  const auto counts = store->views().quarantine_counts();
+  ASSERT_EQ(counts.size(), 3u);
+  const auto row = [](const QuarantineCount& c) {
+    return c.source + " " + c.reason + " " + std::to_string(c.count);
+  };
+  EXPECT_EQ(row(counts[0]), "eoffice bad_value 2");
+  EXPECT_EQ(row(counts[1]), "eoffice unknown_staff 1");
+  EXPECT_EQ(row(counts[2]), "hr-main bad_value 1");
+  // The listing's filter takes the instance or the source system.
+  EXPECT_EQ(store->views().quarantine("hr-main", "", 10, 0).size(), 1u);
+  EXPECT_EQ(store->views().quarantine("hr", "bad_value", 10, 0).size(), 1u);
+  EXPECT_EQ(store->views().quarantine("", "bad_value", 10, 0).size(), 3u);
+}
+
 // ------------------------------------------------------------------ cursors --
 
 TEST_P(StoreTest, CursorAndCountersMoveWithThePage) {
