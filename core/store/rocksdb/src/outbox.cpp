@@ -391,12 +391,14 @@ bool RocksOutbox::replay_dead_letter(int64_t id) {
   if (letter.replayed) return false;
   letter.replayed = true;
   rocksdb::WriteBatch write;
-  append_outbox_items(db_, write,
-                      {OutboxItem{0, outbox_kind_of_key(letter.key), letter.key, letter.payload}});
   std::string bytes;
   encode_dead_letter(bytes, letter, db_.clock().now_unix_ms());
   write.Put(db_.meta(), key, bytes);
   add_to_meta_counter(db_, write, kDeadLettersCounter, -1);
+  // Last before the write: a seq taken and then not written would be a gap in the outbox's
+  // seqs, which its counts take as an item.
+  append_outbox_items(db_, write,
+                      {OutboxItem{0, outbox_kind_of_key(letter.key), letter.key, letter.payload}});
   db_.write(write, what);
   return true;
 }
