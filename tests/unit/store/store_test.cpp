@@ -669,6 +669,35 @@ TEST_P(StoreTest, QuarantineKeepsEveryFieldAndFilters) {
   EXPECT_EQ(store->views().counts().quarantined, 2);
 }
 
+// The dashboard's breakdown: by the instance whose page held the entry, then by reason.
+TEST_P(StoreTest, QuarantineIsCountedBySourceInstanceAndReason) {
+  auto store = open();
+  const auto entry = [](const char* system, const char* id, Reason reason) {
+    return QuarantineEntry{system, id, "", reason, "f", "f: bad", "{}", "items[0]", ""};
+  };
+  PageCommit eoffice = page_of({}, "c1", "eoffice");
+  eoffice.quarantined = {entry("eoffice", "1", Reason::unknown_staff),
+                         entry("eoffice", "2", Reason::bad_value),
+                         entry("eoffice", "3", Reason::bad_value)};
+  store->records().commit_page(eoffice);
+  PageCommit hr = page_of({}, "c1", "hr-main");
+  hr.quarantined = {entry("hr", "9", Reason::bad_value)};
+  store->records().commit_page(hr);
+
+  const auto counts = store->views().quarantine_counts();
+  ASSERT_EQ(counts.size(), 3u);
+  const auto row = [](const QuarantineCount& c) {
+    return c.source + " " + c.reason + " " + std::to_string(c.count);
+  };
+  EXPECT_EQ(row(counts[0]), "eoffice bad_value 2");
+  EXPECT_EQ(row(counts[1]), "eoffice unknown_staff 1");
+  EXPECT_EQ(row(counts[2]), "hr-main bad_value 1");
+  // The listing's filter takes the instance or the source system.
+  EXPECT_EQ(store->views().quarantine("hr-main", "", 10, 0).size(), 1u);
+  EXPECT_EQ(store->views().quarantine("hr", "bad_value", 10, 0).size(), 1u);
+  EXPECT_EQ(store->views().quarantine("", "bad_value", 10, 0).size(), 3u);
+}
+
 // ------------------------------------------------------------------ cursors --
 
 TEST_P(StoreTest, CursorAndCountersMoveWithThePage) {
@@ -1289,6 +1318,35 @@ TEST_P(StoreTest, DeadLettersAreStoredAndReplayedIntoTheOutbox) {
   EXPECT_EQ(again->items[0].kind, OutboxKind::staff_month);
   EXPECT_EQ(again->items[0].key, "staff:2025-04:CB001");
   EXPECT_EQ(again->items[0].payload, "{\"s\":1}");
+}
+
+// Compaction can leave the outbox empty; the next item still takes a later seq than any item
+// before it, in this process or the next, so a sink's place past the deleted items does not
+// hide it.
+TEST_P(StoreTest, AnOutboxCompactedToEmptyKeepsNumberingAfterReopening) {
+  const int64_t later = unix_ms_now() + 60000;
+  int64_t last_seq = 0;
+  {
+    auto store = open();
+    append_outbox(*store, {item("eoffice:1", "{}"), item("eoffice:2", "{}")});
+    const auto batch = store->outbox().next_batch("a", 10, 1 << 20);
+    ASSERT_TRUE(batch);
+    last_seq = batch->last_seq;
+    store->outbox().complete_batch(batch->batch_id, {});
+    ASSERT_EQ(store->outbox().compact({"a"}, later, 100), 2u);
+  }
+  auto store = open();
+  EXPECT_EQ(store->outbox().depth("a"), 0);
+  EXPECT_EQ(store->views().counts().outbox_pending, 0);
+  append_outbox(*store, {item("eoffice:3", "{\"r\":3}")});
+  EXPECT_EQ(store->outbox().depth("a"), 1);
+  EXPECT_EQ(store->outbox().depth("b"), 1);
+  EXPECT_EQ(store->views().counts().outbox_pending, 1);
+  const auto next = store->outbox().next_batch("a", 10, 1 << 20);
+  ASSERT_TRUE(next) << "the item appended after the compaction is not handed out";
+  ASSERT_EQ(next->items.size(), 1u);
+  EXPECT_EQ(next->items[0].key, "eoffice:3");
+  EXPECT_GT(next->items[0].seq, last_seq);
 }
 
 // ------------------------------------------------------------ durability --

@@ -41,6 +41,7 @@ enum class Table : char {
   day_totals = 'T',            // month NUL staff NUL -> totals
   sinks = 'S',                 // sink -> the sink's place in the outbox
   batches = 'B',               // batch_id -> batch
+  batches_by_sink = 'b',       // sink NUL last_seq(8) -> batch_id (the sink's batches in order)
   dead_letters = 'L',          // id(8) -> dead letter
   audit = 'A',                 // id(8) -> audit line
   staff_lists = 'P',           // source NUL staff_code -> synced staff entry
@@ -96,7 +97,9 @@ class Database {
   int64_t last_quarantine_id() const { return last_quarantine_id_; }
 
  private:
-  int64_t last_key_u64(rocksdb::ColumnFamilyHandle* family, std::string_view prefix);
+  // The last key of `family` under `prefix` as a number (0: none), looked for from `at_least`.
+  int64_t last_key_u64(rocksdb::ColumnFamilyHandle* family, std::string_view prefix,
+                       uint64_t at_least = 0);
 
   std::string path_;
   SystemClock system_clock_;
@@ -118,8 +121,12 @@ class Database {
 // count, in the same batch, so counts() reads a number instead of counting rows.
 //   "records"      records stored (record ids), kept by RecordLog::commit_page
 //   "quarantined"  quarantine entries stored, kept by RecordLog::commit_page
+//   "outbox_compacted"  the last outbox seq Outbox::compact deleted (every item up to it is gone)
+//   "dead_letters"      dead letters not replayed, kept by the Outbox
 inline constexpr std::string_view kRecordsCounter = "records";
 inline constexpr std::string_view kQuarantinedCounter = "quarantined";
+inline constexpr std::string_view kOutboxCompactedCounter = "outbox_compacted";
+inline constexpr std::string_view kDeadLettersCounter = "dead_letters";
 // 0 when the counter was never written.
 int64_t read_meta_counter(Database& db, std::string_view name,
                           const rocksdb::Snapshot* snapshot = nullptr);
