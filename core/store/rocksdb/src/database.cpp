@@ -127,16 +127,17 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
     }
   }
 
-  last_revision_seq_ = last_key_u64(revisions(), {});
+  numbers_.revision_seq = last_key_u64(revisions(), {});
   // Compaction can leave the outbox empty: numbering goes on above the last seq it deleted,
   // and the last item is looked for above it (deleted items are range tombstones until RocksDB
   // compacts them away, and an iterator would step over them one by one).
   const int64_t compacted = read_meta_counter(*this, kOutboxCompactedCounter);
-  last_outbox_seq_ =
+  numbers_.outbox_seq =
       std::max(compacted, last_key_u64(outbox(), {}, static_cast<uint64_t>(compacted) + 1));
-  last_quarantine_id_ = last_key_u64(meta(), table_key(Table::quarantine));
-  last_dead_letter_id_ = last_key_u64(meta(), table_key(Table::dead_letters));
-  last_audit_id_ = last_key_u64(meta(), table_key(Table::audit));
+  numbers_.quarantine_id = std::max(read_meta_counter(*this, kQuarantineLastIdCounter),
+                                    last_key_u64(meta(), table_key(Table::quarantine)));
+  numbers_.dead_letter_id = last_key_u64(meta(), table_key(Table::dead_letters));
+  numbers_.audit_id = last_key_u64(meta(), table_key(Table::audit));
 }
 
 Database::~Database() {
@@ -179,6 +180,11 @@ void Database::require_writable(const std::string& what) const {
     throw StoreError("store " + path_ + " is open read-only (a hub is running on it) while " +
                      what + ": do this through the hub's admin API, or stop the hub first");
   }
+}
+
+void Database::WriteScope::write(rocksdb::WriteBatch& batch, const std::string& what) {
+  db_.write(batch, what);
+  written_ = true;
 }
 
 void Database::write(rocksdb::WriteBatch& batch, const std::string& what) {

@@ -50,6 +50,15 @@ enum class Table : char {
 std::string table_key(Table table, std::string_view rest = {});
 
 class Database {
+  // The last number handed out of each sequence.
+  struct Numbers {
+    int64_t revision_seq = 0;
+    int64_t outbox_seq = 0;
+    int64_t quarantine_id = 0;
+    int64_t dead_letter_id = 0;
+    int64_t audit_id = 0;
+  };
+
  public:
   Database(std::string path, const RocksdbStorageOptions& options);
   ~Database();
@@ -68,9 +77,28 @@ class Database {
   rocksdb::ColumnFamilyHandle* scores() const { return families_[4]; }
   rocksdb::ColumnFamilyHandle* outbox() const { return families_[5]; }
 
-  // Every write of the engine is one batch written here, synced to disk before it returns; the
-  // caller holds write_mutex(). Throws StoreError "store PATH: <status> while <what>".
-  void write(rocksdb::WriteBatch& batch, const std::string& what);
+  // One writer's turn: holds the write mutex (one writer at a time in this process; RocksDB's
+  // LOCK keeps other processes out) while a seam reads what it then writes (a page's known
+  // revisions, a sink's next batch), and writes its one batch, synced to disk before write()
+  // returns. The numbers taken during the turn (next_revision_seq() ...) are given back unless
+  // its write succeeds, so a failed page leaves no gap (counts are read from the numbers).
+  class WriteScope {
+   public:
+    explicit WriteScope(Database& db) : db_(db), lock_(db.write_mutex_), saved_(db.numbers_) {}
+    ~WriteScope() {
+      if (!written_) db_.numbers_ = saved_;
+    }
+    WriteScope(const WriteScope&) = delete;
+    WriteScope& operator=(const WriteScope&) = delete;
+    // Throws StoreError "store PATH: <status> while <what>".
+    void write(rocksdb::WriteBatch& batch, const std::string& what);
+
+   private:
+    Database& db_;
+    std::lock_guard<std::mutex> lock_;
+    Numbers saved_;
+    bool written_ = false;
+  };
   // Throws StoreError naming the store and `what` unless `s` is ok.
   void check(const rocksdb::Status& s, const std::string& what) const;
   // nullopt when `key` is not there.
@@ -80,21 +108,17 @@ class Database {
   // Throws StoreError "store PATH is open read-only ... while <what>" in a read-only store.
   void require_writable(const std::string& what) const;
 
-  // Held by every seam while it reads what it then writes (a page's known revisions, a sink's
-  // next batch): one writer at a time in this process; RocksDB's LOCK keeps other processes out.
-  std::mutex& write_mutex() { return write_mutex_; }
-
   // Numbers handed out in order, each above every one stored (read at open from the last key
-  // of its log). Take them under write_mutex(); a number taken by a batch that then fails is
+  // of its log). Take them in a WriteScope; a number taken by a batch that then fails is
   // skipped, never reused in a way that matters (keys stay increasing).
-  int64_t next_revision_seq() { return ++last_revision_seq_; }
-  int64_t next_outbox_seq() { return ++last_outbox_seq_; }
-  int64_t next_quarantine_id() { return ++last_quarantine_id_; }
-  int64_t next_dead_letter_id() { return ++last_dead_letter_id_; }
-  int64_t next_audit_id() { return ++last_audit_id_; }
-  int64_t last_revision_seq() const { return last_revision_seq_; }
-  int64_t last_outbox_seq() const { return last_outbox_seq_; }
-  int64_t last_quarantine_id() const { return last_quarantine_id_; }
+  int64_t next_revision_seq() { return ++numbers_.revision_seq; }
+  int64_t next_outbox_seq() { return ++numbers_.outbox_seq; }
+  int64_t next_quarantine_id() { return ++numbers_.quarantine_id; }
+  int64_t next_dead_letter_id() { return ++numbers_.dead_letter_id; }
+  int64_t next_audit_id() { return ++numbers_.audit_id; }
+  int64_t last_revision_seq() const { return numbers_.revision_seq; }
+  int64_t last_outbox_seq() const { return numbers_.outbox_seq; }
+  int64_t last_quarantine_id() const { return numbers_.quarantine_id; }
 
  private:
   // The last key of `family` under `prefix` as a number (0: none), looked for from `at_least`.
@@ -109,12 +133,11 @@ class Database {
   std::vector<rocksdb::ColumnFamilyHandle*> families_;
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::WriteOptions write_options_;
+  // Writes `batch` (WriteScope::write, and the layout version at open).
+  void write(rocksdb::WriteBatch& batch, const std::string& what);
+
   std::mutex write_mutex_;
-  int64_t last_revision_seq_ = 0;
-  int64_t last_outbox_seq_ = 0;
-  int64_t last_quarantine_id_ = 0;
-  int64_t last_dead_letter_id_ = 0;
-  int64_t last_audit_id_ = 0;
+  Numbers numbers_;
 };
 
 // Counters of Table::meta (an int64 under the name): kept by the seam that writes what they
@@ -127,11 +150,15 @@ inline constexpr std::string_view kRecordsCounter = "records";
 inline constexpr std::string_view kQuarantinedCounter = "quarantined";
 inline constexpr std::string_view kOutboxCompactedCounter = "outbox_compacted";
 inline constexpr std::string_view kDeadLettersCounter = "dead_letters";
+// The highest quarantine id handed out: entries are deleted when resolved, and an id must not
+// be handed out again after a reopen (pages compare ids with the ones before them, operators
+// page through the quarantine by id).
+inline constexpr std::string_view kQuarantineLastIdCounter = "quarantine_last_id";
 // 0 when the counter was never written.
 int64_t read_meta_counter(Database& db, std::string_view name,
                           const rocksdb::Snapshot* snapshot = nullptr);
 // Puts the counter's stored value plus `delta` in `batch`. Reads the stored value, not what
-// `batch` holds: add to a counter once per batch (sum the deltas first). Under write_mutex().
+// `batch` holds: add to a counter once per batch (sum the deltas first). In a WriteScope.
 void add_to_meta_counter(Database& db, rocksdb::WriteBatch& batch, std::string_view name,
                          int64_t delta);
 
@@ -141,13 +168,13 @@ void add_to_meta_counter(Database& db, rocksdb::WriteBatch& batch, std::string_v
 // scoring_state.cpp: marks the days of each staff month dirty in `batch` (added to the mark
 // there is, with a new mark number so a scorer keeps a mark it is working on); staff months
 // without a staff code are left out. Reads the marks stored, not `batch`: call it once per
-// batch, with every staff month the batch changes. Under write_mutex().
+// batch, with every staff month the batch changes. In a WriteScope.
 void add_dirty_marks(Database& db, rocksdb::WriteBatch& batch,
                      const std::map<StaffMonthKey, DayMask>& days_of);
 // scoring_state.cpp: the last sent score of `record_id` moves from one staff month to another
 // (a revision moved the record), so its next score carries on its sequence; nothing when it has
 // none. Reads the score stored, not `batch`: call it once per record and batch, from the staff
-// month stored to the one the batch leaves it in. Under write_mutex().
+// month stored to the one the batch leaves it in. In a WriteScope.
 void move_score(Database& db, rocksdb::WriteBatch& batch, const std::string& record_id,
                 const StaffMonthKey& from, const StaffMonthKey& to);
 

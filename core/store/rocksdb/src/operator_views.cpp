@@ -95,13 +95,13 @@ StoreCounts RocksOperatorViews::counts() {
 void RocksOperatorViews::audit(const std::string& actor, const std::string& action,
                                const std::string& detail) {
   const std::string what = "writing the audit log (" + action + ")";
-  std::lock_guard lock(db_.write_mutex());
+  Database::WriteScope scope(db_);
   std::string key = table_key(Table::audit);
   put_key_u64(key, static_cast<uint64_t>(db_.next_audit_id()));
   rocksdb::WriteBatch batch;
   batch.Put(db_.meta(), key,
             encode_audit(AuditLine{db_.clock().now_unix_ms(), actor, action, detail}));
-  db_.write(batch, what);  // synced: durable when it returns
+  scope.write(batch, what);  // synced: durable when it returns
 }
 
 }  // namespace kpihub::rocks

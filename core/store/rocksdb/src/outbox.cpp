@@ -161,7 +161,7 @@ std::vector<OutboxItem> read_items(
 std::optional<Batch> RocksOutbox::next_batch(const std::string& sink, std::size_t max_items,
                                              std::size_t max_bytes) {
   const std::string what = "forming the next batch of sink " + sink;
-  std::lock_guard lock(db_.write_mutex());
+  Database::WriteScope scope(db_);
   SinkPlace place = sink_place(db_, sink).value_or(SinkPlace{});
   if (!place.pending_batch.empty()) {
     const auto value = db_.get(db_.meta(), batch_key(place.pending_batch), what);
@@ -215,13 +215,13 @@ std::optional<Batch> RocksOutbox::next_batch(const std::string& sink, std::size_
   write.Put(db_.meta(), batch_key(batch.batch_id), encode_batch(stored));
   write.Put(db_.meta(), sink_batch_key(sink, batch.last_seq), batch.batch_id);
   write.Put(db_.meta(), sink_key(sink), encode_sink_place(place));
-  db_.write(write, what);
+  scope.write(write, what);
   return batch;
 }
 
 void RocksOutbox::complete_batch(const std::string& batch_id, const std::vector<DeadLetter>& dead) {
   const std::string what = "completing batch " + batch_id;
-  std::lock_guard lock(db_.write_mutex());
+  Database::WriteScope scope(db_);
   const auto value = db_.get(db_.meta(), batch_key(batch_id), what);
   if (!value)
     throw StoreError("store " + db_.path() + ": unknown batch " + batch_id + " while " + what);
@@ -251,13 +251,13 @@ void RocksOutbox::complete_batch(const std::string& batch_id, const std::vector<
   if (!dead.empty()) {
     add_to_meta_counter(db_, write, kDeadLettersCounter, static_cast<int64_t>(dead.size()));
   }
-  db_.write(write, what);
+  scope.write(write, what);
 }
 
 void RocksOutbox::defer_batch(const std::string& batch_id, int64_t not_before_unix_ms,
                               const std::string& last_error) {
   const std::string what = "deferring batch " + batch_id;
-  std::lock_guard lock(db_.write_mutex());
+  Database::WriteScope scope(db_);
   const auto value = db_.get(db_.meta(), batch_key(batch_id), what);
   if (!value)
     throw StoreError("store " + db_.path() + ": unknown batch " + batch_id + " while " + what);
@@ -271,7 +271,7 @@ void RocksOutbox::defer_batch(const std::string& batch_id, int64_t not_before_un
   stored.last_error = last_error;
   rocksdb::WriteBatch write;
   write.Put(db_.meta(), batch_key(batch_id), encode_batch(stored));
-  db_.write(write, what);
+  scope.write(write, what);
 }
 
 int64_t RocksOutbox::depth(const std::string& sink) {
@@ -291,7 +291,7 @@ std::size_t RocksOutbox::compact(const std::vector<std::string>& sinks,
                                  int64_t delivered_before_unix_ms, std::size_t max_items) {
   const std::string what = "compacting the outbox";
   if (max_items == 0) return 0;
-  std::lock_guard lock(db_.write_mutex());
+  Database::WriteScope scope(db_);
   // The sinks named and every sink that took a batch (until forget_sink): a sink dropped from
   // the configuration for a while must find its items when it comes back.
   std::set<std::string> waiting(sinks.begin(), sinks.end());
@@ -334,7 +334,7 @@ std::size_t RocksOutbox::compact(const std::vector<std::string>& sinks,
   rocksdb::WriteBatch write;
   db_.check(write.DeleteRange(db_.outbox(), seq_key(range.first), seq_key(last + 1)), what);
   put_meta_counter(db_, write, kOutboxCompactedCounter, last);
-  db_.write(write, what);
+  scope.write(write, what);
   return static_cast<std::size_t>(last - range.first + 1);
 }
 
@@ -343,7 +343,7 @@ std::size_t RocksOutbox::compact(const std::vector<std::string>& sinks,
 // Its delivered batches stay (as dead letters name them).
 bool RocksOutbox::forget_sink(const std::string& sink) {
   const std::string what = "forgetting sink " + sink;
-  std::lock_guard lock(db_.write_mutex());
+  Database::WriteScope scope(db_);
   const std::optional<SinkPlace> place = sink_place(db_, sink);
   if (!place) return false;
   rocksdb::WriteBatch write;
@@ -351,7 +351,7 @@ bool RocksOutbox::forget_sink(const std::string& sink) {
   const std::string prefix = sink_batches_prefix(sink);
   db_.check(write.DeleteRange(db_.meta(), prefix, prefix_end(prefix)), what);
   write.Delete(db_.meta(), sink_key(sink));
-  db_.write(write, what);
+  scope.write(write, what);
   return true;
 }
 
@@ -383,7 +383,7 @@ std::vector<DeadLetter> RocksOutbox::dead_letters(const std::string& sink, std::
 
 bool RocksOutbox::replay_dead_letter(int64_t id) {
   const std::string what = "replaying dead letter " + std::to_string(id);
-  std::lock_guard lock(db_.write_mutex());
+  Database::WriteScope scope(db_);
   const std::string key = id_key(Table::dead_letters, id);
   const auto value = db_.get(db_.meta(), key, what);
   if (!value) return false;
@@ -399,7 +399,7 @@ bool RocksOutbox::replay_dead_letter(int64_t id) {
   // seqs, which its counts take as an item.
   append_outbox_items(db_, write,
                       {OutboxItem{0, outbox_kind_of_key(letter.key), letter.key, letter.payload}});
-  db_.write(write, what);
+  scope.write(write, what);
   return true;
 }
 

@@ -97,7 +97,7 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
   const std::string what = "committing page of source " + page.source;
   if (page.source.empty()) throw StoreError("store " + db_.path() + ": a page needs a source name");
   db_.require_writable(what);
-  std::lock_guard lock(db_.write_mutex());
+  Database::WriteScope scope(db_);
   PageCommitResult result;
   rocksdb::WriteBatch batch;
   const int64_t at =
@@ -358,7 +358,12 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
   add_dirty_marks(db_, batch, dirty);
   add_to_meta_counter(db_, batch, kRecordsCounter, new_records);
   add_to_meta_counter(db_, batch, kQuarantinedCounter, quarantine_change);
-  db_.write(batch, what);
+  if (db_.last_quarantine_id() > quarantined_before_page) {
+    std::string last_id;
+    Writer(last_id).i64(db_.last_quarantine_id());
+    batch.Put(db_.meta(), table_key(Table::meta, kQuarantineLastIdCounter), last_id);
+  }
+  scope.write(batch, what);
   return result;
 }
 

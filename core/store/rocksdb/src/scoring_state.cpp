@@ -315,7 +315,7 @@ std::vector<DirtyStaffMonth> RocksScoringState::dirty_staff_days(std::size_t lim
 std::size_t RocksScoringState::mark_month_dirty(const std::string& month) {
   return guarded(db_, "marking month " + month + " dirty", [&] {
     db_.require_writable("marking month " + month + " dirty");
-    std::lock_guard lock(db_.write_mutex());
+    Database::WriteScope scope(db_);
     std::map<StaffMonthKey, DayMask> days_of;
     for (std::string& staff : staff_of_month(month)) {
       days_of.emplace(StaffMonthKey{std::move(staff), month}, kWholeMonth);
@@ -323,7 +323,7 @@ std::size_t RocksScoringState::mark_month_dirty(const std::string& month) {
     if (days_of.empty()) return std::size_t{0};
     rocksdb::WriteBatch batch;
     add_dirty_marks(db_, batch, days_of);
-    db_.write(batch, "writing the dirty marks");
+    scope.write(batch, "writing the dirty marks");
     return days_of.size();
   });
 }
@@ -561,7 +561,7 @@ std::vector<ScoringCommit::MonthRow> RocksScoringState::month_rows(OutboxKind ki
 void RocksScoringState::commit_scoring(const ScoringCommit& commit) {
   guarded(db_, "committing scoring results", [&] {
     db_.require_writable("committing scoring results");
-    std::lock_guard lock(db_.write_mutex());
+    Database::WriteScope scope(db_);
     rocksdb::WriteBatch batch;
 
     if (!commit.record_scores.empty()) {
@@ -629,7 +629,7 @@ void RocksScoringState::commit_scoring(const ScoringCommit& commit) {
       }
     }
 
-    if (batch.Count() > 0) db_.write(batch, "writing the scoring results");
+    if (batch.Count() > 0) scope.write(batch, "writing the scoring results");
     std::lock_guard listed_lock(listed_mutex_);
     for (const auto& key : commit.done) listed_marks_.erase(key);
   });

@@ -32,7 +32,7 @@ void RocksStaffLists::save_synced_staff(const std::string& source,
     named.insert(e.staff_code);
   }
   const std::string prefix = source_prefix(source);
-  std::lock_guard lock(db_.write_mutex());
+  Database::WriteScope scope(db_);
   rocksdb::WriteBatch batch;
   // Whom the list no longer names has left, as far as the source knows: inactive, with what
   // the source said of them last and when.
@@ -54,7 +54,7 @@ void RocksStaffLists::save_synced_staff(const std::string& source,
   for (const SyncedStaff& e : entries) {
     batch.Put(db_.meta(), prefix + e.staff_code, encode_synced_staff(e));
   }
-  db_.write(batch, what);
+  scope.write(batch, what);
 }
 
 std::vector<SyncedStaff> RocksStaffLists::synced_staff() {
