@@ -31,8 +31,12 @@ std::string holder_of(int fd) {
 
 std::string lock_path_of(const std::string& store_path) {
   std::error_code ignored;  // a path that cannot be resolved is locked as written
-  const std::filesystem::path real = std::filesystem::weakly_canonical(store_path, ignored);
-  return (real.empty() ? store_path : real.string()) + ".lock";
+  std::filesystem::path real = std::filesystem::weakly_canonical(store_path, ignored);
+  if (real.empty()) real = store_path;
+  // A store that is a folder (RocksDB) written "hub.rocksdb/" keeps its trailing '/' until the
+  // folder exists: its lock goes beside the folder all the same, never into it.
+  while (!real.has_filename() && real.has_relative_path()) real = real.parent_path();
+  return real.string() + ".lock";
 }
 
 }  // namespace
