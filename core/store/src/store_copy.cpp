@@ -43,7 +43,9 @@ class Copier {
  public:
   Copier(Storage& from, Storage& to, const StoreCopyOptions& options, StoreCopyResult& result)
       : from_(from), to_(to), options_(options), result_(result) {
-    if (options_.page_records == 0) throw StoreError("store copy: page_records must be above 0");
+    if (options_.page_records == 0 || options_.buffer_records == 0) {
+      throw StoreError("store copy: page_records and buffer_records must be above 0");
+    }
   }
 
   void run() {
@@ -113,7 +115,7 @@ class Copier {
       mask |= day_bit(days[i].date);
       in_mask += days[i].records;
       const bool last = i + 1 == days.size();
-      if (!last && in_mask + days[i + 1].records <= options_.page_records) continue;
+      if (!last && in_mask + days[i + 1].records <= options_.buffer_records) continue;
       add_records(from_.scoring().records_of_staff_days(key, mask));
       mask = 0;
       in_mask = 0;
@@ -135,7 +137,7 @@ class Copier {
     for (std::size_t i = 0; i < records.size(); ++i) {
       pending_.push_back({std::move(records[i]), i < received.size() ? received[i] : 0});
     }
-    if (pending_.size() >= options_.page_records) flush();
+    if (pending_.size() >= options_.buffer_records) flush();
   }
 
   // The records waiting, as pages of one source and one received-at each (a page stamps its

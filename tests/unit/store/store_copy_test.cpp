@@ -198,7 +198,8 @@ TEST_P(StoreCopyTest, CarriesEveryRecordCursorQuarantineScoreAndStaffListIntoANe
   StoreCopyOptions options;
   options.from_name = GetParam().from + ":from";
   options.to_name = GetParam().to + ":to";
-  options.page_records = 2;  // several pages per source
+  options.page_records = 2;  // several pages per source and time
+  options.buffer_records = 3;
   std::vector<StoreCopyProgress> progress;
   options.on_progress = [&](const StoreCopyProgress& p) { progress.push_back(p); };
   const StoreCopyResult result = copy_store(*from, *to, options);
