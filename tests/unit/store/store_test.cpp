@@ -669,6 +669,35 @@ TEST_P(StoreTest, QuarantineKeepsEveryFieldAndFilters) {
   EXPECT_EQ(store->views().counts().quarantined, 2);
 }
 
+// The dashboard's breakdown: by the instance whose page held the entry, then by reason.
+TEST_P(StoreTest, QuarantineIsCountedBySourceInstanceAndReason) {
+  auto store = open();
+  const auto entry = [](const char* system, const char* id, Reason reason) {
+    return QuarantineEntry{system, id, "", reason, "f", "f: bad", "{}", "items[0]", ""};
+  };
+  PageCommit eoffice = page_of({}, "c1", "eoffice");
+  eoffice.quarantined = {entry("eoffice", "1", Reason::unknown_staff),
+                         entry("eoffice", "2", Reason::bad_value),
+                         entry("eoffice", "3", Reason::bad_value)};
+  store->records().commit_page(eoffice);
+  PageCommit hr = page_of({}, "c1", "hr-main");
+  hr.quarantined = {entry("hr", "9", Reason::bad_value)};
+  store->records().commit_page(hr);
+
+  const auto counts = store->views().quarantine_counts();
+  ASSERT_EQ(counts.size(), 3u);
+  const auto row = [](const QuarantineCount& c) {
+    return c.source + " " + c.reason + " " + std::to_string(c.count);
+  };
+  EXPECT_EQ(row(counts[0]), "eoffice bad_value 2");
+  EXPECT_EQ(row(counts[1]), "eoffice unknown_staff 1");
+  EXPECT_EQ(row(counts[2]), "hr-main bad_value 1");
+  // The listing's filter takes the instance or the source system.
+  EXPECT_EQ(store->views().quarantine("hr-main", "", 10, 0).size(), 1u);
+  EXPECT_EQ(store->views().quarantine("hr", "bad_value", 10, 0).size(), 1u);
+  EXPECT_EQ(store->views().quarantine("", "bad_value", 10, 0).size(), 3u);
+}
+
 // ------------------------------------------------------------------ cursors --
 
 TEST_P(StoreTest, CursorAndCountersMoveWithThePage) {
@@ -770,11 +799,14 @@ TEST_P(StoreTest, ChangesAreListedOnceEvenWhenTheHubStopsBetweenStoringAndScorin
   EXPECT_EQ(
       dirty,
       (std::vector<DirtyStaffMonth>{{{"CB001", "2025-04"}, day_bit(*Date::parse("2025-04-09"))}}));
+  // Closed before it is opened again: one process holds a RocksDB store once.
+  store.reset();
   store = open();  // stopped while scoring
   EXPECT_EQ(store->scoring().dirty_staff_days(10), dirty);
   ScoringCommit done;
   done.done = {dirty.at(0).key};
   store->scoring().commit_scoring(done);
+  store.reset();
   store = open();
   EXPECT_TRUE(store->scoring().dirty_staff_days(10).empty())
       << "a change was read from the log twice";
@@ -835,6 +867,26 @@ TEST_P(StoreTest, AKeyMarkedAgainWhileScoringStaysDirty) {
   commit.done = dirty;
   store->scoring().commit_scoring(commit);
   EXPECT_EQ(dirty_staff_months(store->scoring(), 10), dirty);
+}
+
+// The scorer takes the staff months dirty the longest first, a limit's worth at a time: one
+// marked again (a busy staff member's every page) keeps its place, so it is not put off for
+// ever behind those marked after it. The scorer polls between pages.
+TEST_P(StoreTest, DirtyStaffMonthsAreListedInTheOrderTheyBecameDirty) {
+  auto store = open();
+  const auto first = [&](std::size_t limit) { return dirty_staff_months(store->scoring(), limit); };
+  store->records().commit_page(page_of({full_record("1", 1, "CB002")}));
+  EXPECT_EQ(first(1), (std::vector<StaffMonthKey>{{"CB002", "2025-04"}}));
+  store->records().commit_page(page_of({full_record("2", 1, "CB001")}));
+  EXPECT_EQ(first(1), (std::vector<StaffMonthKey>{{"CB002", "2025-04"}}));
+  store->records().commit_page(page_of({full_record("3", 1, "CB002", "2025-04-10")}));
+  EXPECT_EQ(first(10), (std::vector<StaffMonthKey>{{"CB002", "2025-04"}, {"CB001", "2025-04"}}));
+  // Once scored it is gone; marked again, it comes after the ones waiting.
+  ScoringCommit done;
+  done.done = {{"CB002", "2025-04"}};
+  store->scoring().commit_scoring(done);
+  store->records().commit_page(page_of({full_record("1", 2, "CB002")}));
+  EXPECT_EQ(first(10), (std::vector<StaffMonthKey>{{"CB001", "2025-04"}, {"CB002", "2025-04"}}));
 }
 
 // Schema 6: a dirty mark names the days that changed. A revised record marks the day it had
@@ -1268,6 +1320,35 @@ TEST_P(StoreTest, DeadLettersAreStoredAndReplayedIntoTheOutbox) {
   EXPECT_EQ(again->items[0].payload, "{\"s\":1}");
 }
 
+// Compaction can leave the outbox empty; the next item still takes a later seq than any item
+// before it, in this process or the next, so a sink's place past the deleted items does not
+// hide it.
+TEST_P(StoreTest, AnOutboxCompactedToEmptyKeepsNumberingAfterReopening) {
+  const int64_t later = unix_ms_now() + 60000;
+  int64_t last_seq = 0;
+  {
+    auto store = open();
+    append_outbox(*store, {item("eoffice:1", "{}"), item("eoffice:2", "{}")});
+    const auto batch = store->outbox().next_batch("a", 10, 1 << 20);
+    ASSERT_TRUE(batch);
+    last_seq = batch->last_seq;
+    store->outbox().complete_batch(batch->batch_id, {});
+    ASSERT_EQ(store->outbox().compact({"a"}, later, 100), 2u);
+  }
+  auto store = open();
+  EXPECT_EQ(store->outbox().depth("a"), 0);
+  EXPECT_EQ(store->views().counts().outbox_pending, 0);
+  append_outbox(*store, {item("eoffice:3", "{\"r\":3}")});
+  EXPECT_EQ(store->outbox().depth("a"), 1);
+  EXPECT_EQ(store->outbox().depth("b"), 1);
+  EXPECT_EQ(store->views().counts().outbox_pending, 1);
+  const auto next = store->outbox().next_batch("a", 10, 1 << 20);
+  ASSERT_TRUE(next) << "the item appended after the compaction is not handed out";
+  ASSERT_EQ(next->items.size(), 1u);
+  EXPECT_EQ(next->items[0].key, "eoffice:3");
+  EXPECT_GT(next->items[0].seq, last_seq);
+}
+
 // ------------------------------------------------------------ durability --
 
 TEST_P(StoreTest, ReopeningKeepsEverything) {
@@ -1470,6 +1551,23 @@ TEST_P(StoreTest, AMovedRecordTakesItsLastScoreToItsNewStaffMonth) {
   ASSERT_TRUE(moved_month.previous[0]);
   EXPECT_EQ(moved_month.previous[0]->scoring_json, "{\"points\":2}");
   EXPECT_EQ(store->scoring().record_scores({"eoffice:WD-1", "eoffice:WD-2"}).size(), 2u);
+}
+
+// Two revisions of one page move a record twice: its last score ends where the record does.
+TEST_P(StoreTest, ARecordMovedTwiceInOnePageTakesItsLastScoreToWhereItEnds) {
+  auto store = open();
+  store->records().commit_page(page_of({full_record("WD-1", 1)}));
+  ScoringCommit commit;
+  commit.record_scores = {{"eoffice:WD-1", 1, 4, "{\"points\":1}"}};
+  store->scoring().commit_scoring(commit);
+
+  store->records().commit_page(
+      page_of({full_record("WD-1", 2, "CB002"), full_record("WD-1", 3, "CB003", "2025-05-02")}));
+  const auto there = store->scoring().staff_month_for_scoring({"CB003", "2025-05"});
+  ASSERT_EQ(there.previous.size(), 1u);
+  ASSERT_TRUE(there.previous[0]) << "the record's last score was left behind";
+  EXPECT_EQ(there.previous[0]->sequence, 4);
+  EXPECT_EQ(store->scoring().record_scores({"eoffice:WD-1"}).size(), 1u);
 }
 
 // The scorer reads a staff month, a page moves one of its records elsewhere, then the scorer

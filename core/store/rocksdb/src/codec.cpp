@@ -226,4 +226,191 @@ RecordLocator decode_locator(std::string_view in) {
   return l;
 }
 
+void encode_quarantine(std::string& out, const std::string& source, const QuarantineRow& row) {
+  Writer w(out);
+  const QuarantineEntry& q = row.entry;
+  w.str(source);
+  w.i64(row.created_at_unix_ms);
+  w.str(q.source_system);
+  w.str(q.source_id);
+  w.str(q.record_id);
+  w.str(to_string(q.reason));
+  w.str(q.field);
+  w.str(q.message);
+  w.str(q.payload);
+  w.str(q.location);
+  w.str(q.fields);
+}
+
+StoredQuarantine decode_quarantine(std::string_view in, int64_t id) {
+  Reader rd(in, "a quarantine entry");
+  StoredQuarantine out;
+  out.source = rd.str();
+  out.row.id = id;
+  out.row.created_at_unix_ms = rd.i64();
+  QuarantineEntry& q = out.row.entry;
+  q.source_system = rd.str();
+  q.source_id = rd.str();
+  q.record_id = rd.str();
+  const std::string_view reason = rd.str();
+  const std::optional<Reason> parsed = parse_reason(reason);
+  if (!parsed) {
+    throw StoreError("store: quarantine entry " + std::to_string(id) + " has an unknown reason '" +
+                     std::string(reason) + "' (corrupt store)");
+  }
+  q.reason = *parsed;
+  q.field = rd.str();
+  q.message = rd.str();
+  q.payload = rd.str();
+  q.location = rd.str();
+  q.fields = rd.str();
+  return out;
+}
+
+void encode_outbox_item(std::string& out, const OutboxItem& item, int64_t created_at_unix_ms) {
+  Writer w(out);
+  w.u8(static_cast<uint8_t>(item.kind));
+  w.str(item.key);
+  w.str(item.payload);
+  w.i64(created_at_unix_ms);
+}
+
+OutboxItem decode_outbox_item(std::string_view in, int64_t seq) {
+  Reader rd(in, "an outbox item");
+  OutboxItem item;
+  item.seq = seq;
+  const uint8_t kind = rd.u8();
+  if (kind > static_cast<uint8_t>(OutboxKind::agency_month)) {
+    throw StoreError("store: outbox item " + std::to_string(seq) + " has an unknown kind " +
+                     std::to_string(kind) + " (corrupt store)");
+  }
+  item.kind = static_cast<OutboxKind>(kind);
+  item.key = rd.str();
+  item.payload = rd.str();
+  return item;
+}
+
+std::string encode_batch(const StoredBatch& b) {
+  std::string out;
+  Writer w(out);
+  w.str(b.sink);
+  w.i64(b.first_seq);
+  w.i64(b.last_seq);
+  w.i64(b.item_count);
+  w.boolean(b.delivered);
+  w.u32(b.attempts);
+  w.i64(b.not_before_unix_ms);
+  w.str(b.last_error);
+  w.i64(b.created_at_unix_ms);
+  w.i64(b.delivered_at_unix_ms);
+  return out;
+}
+
+StoredBatch decode_batch(std::string_view in) {
+  Reader rd(in, "a batch");
+  StoredBatch b;
+  b.sink = rd.str();
+  b.first_seq = rd.i64();
+  b.last_seq = rd.i64();
+  b.item_count = rd.i64();
+  b.delivered = rd.boolean();
+  b.attempts = rd.u32();
+  b.not_before_unix_ms = rd.i64();
+  b.last_error = rd.str();
+  b.created_at_unix_ms = rd.i64();
+  b.delivered_at_unix_ms = rd.i64();
+  return b;
+}
+
+std::string encode_sink_place(const SinkPlace& p) {
+  std::string out;
+  Writer w(out);
+  w.i64(p.last_batched_seq);
+  w.i64(p.delivered_seq);
+  w.str(p.pending_batch);
+  return out;
+}
+
+SinkPlace decode_sink_place(std::string_view in) {
+  Reader rd(in, "a sink's place in the outbox");
+  SinkPlace p;
+  p.last_batched_seq = rd.i64();
+  p.delivered_seq = rd.i64();
+  p.pending_batch = rd.str();
+  return p;
+}
+
+void encode_dead_letter(std::string& out, const DeadLetter& d, int64_t replayed_at_unix_ms) {
+  Writer w(out);
+  w.str(d.sink);
+  w.str(d.batch_id);
+  w.str(d.key);
+  w.str(d.code);
+  w.str(d.message);
+  w.str(d.payload);
+  w.i64(d.created_at_unix_ms);
+  w.boolean(d.replayed);
+  w.i64(replayed_at_unix_ms);
+}
+
+DeadLetter decode_dead_letter(std::string_view in, int64_t id) {
+  Reader rd(in, "a dead letter");
+  DeadLetter d;
+  d.id = id;
+  d.sink = rd.str();
+  d.batch_id = rd.str();
+  d.key = rd.str();
+  d.code = rd.str();
+  d.message = rd.str();
+  d.payload = rd.str();
+  d.created_at_unix_ms = rd.i64();
+  d.replayed = rd.boolean();
+  rd.i64();  // replayed at
+  return d;
+}
+
+std::string encode_audit(const AuditLine& a) {
+  std::string out;
+  Writer w(out);
+  w.i64(a.at_unix_ms);
+  w.str(a.actor);
+  w.str(a.action);
+  w.str(a.detail);
+  return out;
+}
+
+AuditLine decode_audit(std::string_view in) {
+  Reader rd(in, "an audit line");
+  AuditLine a;
+  a.at_unix_ms = rd.i64();
+  a.actor = rd.str();
+  a.action = rd.str();
+  a.detail = rd.str();
+  return a;
+}
+
+std::string encode_synced_staff(const SyncedStaff& s) {
+  std::string out;
+  Writer w(out);
+  w.str(s.full_name);
+  w.str(s.agency_code);
+  w.boolean(s.leader);
+  w.boolean(s.active);
+  w.i64(s.synced_at_unix_ms);
+  return out;
+}
+
+SyncedStaff decode_synced_staff(std::string_view in, std::string source, std::string staff_code) {
+  Reader rd(in, "a synced staff entry");
+  SyncedStaff s;
+  s.source = std::move(source);
+  s.staff_code = std::move(staff_code);
+  s.full_name = rd.str();
+  s.agency_code = rd.str();
+  s.leader = rd.boolean();
+  s.active = rd.boolean();
+  s.synced_at_unix_ms = rd.i64();
+  return s;
+}
+
 }  // namespace kpihub::rocks

@@ -87,4 +87,72 @@ struct RecordLocator {
 std::string encode_locator(const RecordLocator& l);
 RecordLocator decode_locator(std::string_view in);
 
+// ---------------------------------------------------------- quarantine ----
+
+// A quarantine entry as stored (Table::quarantine, keyed by its id(8)): the entry, when it was
+// stored, and the source instance whose page held it (what quarantine filters and counts by,
+// beside the entry's source system). The id is the key's, not in the value.
+struct StoredQuarantine {
+  std::string source;  // the source instance
+  QuarantineRow row;
+};
+void encode_quarantine(std::string& out, const std::string& source, const QuarantineRow& row);
+// `id` is the one the key holds; a reason this build does not know is a corrupt store.
+StoredQuarantine decode_quarantine(std::string_view in, int64_t id);
+
+// -------------------------------------------------------------- outbox ----
+
+// An outbox item as stored (the outbox family, keyed by its seq(8)): kind, key, payload and
+// when it was appended. The seq is the key's.
+void encode_outbox_item(std::string& out, const OutboxItem& item, int64_t created_at_unix_ms);
+OutboxItem decode_outbox_item(std::string_view in, int64_t seq);
+
+// A batch as stored (Table::batches, keyed by its id): what it holds of the outbox and where
+// its delivery is.
+struct StoredBatch {
+  std::string sink;
+  int64_t first_seq = 0;
+  int64_t last_seq = 0;
+  int64_t item_count = 0;
+  bool delivered = false;
+  uint32_t attempts = 0;
+  int64_t not_before_unix_ms = 0;
+  std::string last_error;
+  int64_t created_at_unix_ms = 0;
+  int64_t delivered_at_unix_ms = 0;  // 0 while pending
+};
+std::string encode_batch(const StoredBatch& b);
+StoredBatch decode_batch(std::string_view in);
+
+// A sink's place in the outbox (Table::sinks, keyed by the sink's name): the last item it took
+// in a batch, the last item of its newest delivered batch, and its pending batch (empty: none).
+struct SinkPlace {
+  int64_t last_batched_seq = 0;
+  int64_t delivered_seq = 0;
+  std::string pending_batch;
+};
+std::string encode_sink_place(const SinkPlace& p);
+SinkPlace decode_sink_place(std::string_view in);
+
+// A dead letter as stored (Table::dead_letters, keyed by its id(8)); the id is the key's.
+void encode_dead_letter(std::string& out, const DeadLetter& d, int64_t replayed_at_unix_ms);
+DeadLetter decode_dead_letter(std::string_view in, int64_t id);
+
+// ------------------------------------------------------ operator views ----
+
+// An audit line (Table::audit, keyed by its id(8)).
+struct AuditLine {
+  int64_t at_unix_ms = 0;
+  std::string actor;
+  std::string action;
+  std::string detail;
+};
+std::string encode_audit(const AuditLine& a);
+AuditLine decode_audit(std::string_view in);
+
+// A synced staff entry (Table::staff_lists, keyed by source NUL staff_code): the rest of it.
+std::string encode_synced_staff(const SyncedStaff& s);
+// `source` and `staff_code` are the key's.
+SyncedStaff decode_synced_staff(std::string_view in, std::string source, std::string staff_code);
+
 }  // namespace kpihub::rocks

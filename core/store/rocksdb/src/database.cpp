@@ -7,6 +7,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace kpihub::rocks {
@@ -127,7 +128,12 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
   }
 
   last_revision_seq_ = last_key_u64(revisions(), {});
-  last_outbox_seq_ = last_key_u64(outbox(), {});
+  // Compaction can leave the outbox empty: numbering goes on above the last seq it deleted,
+  // and the last item is looked for above it (deleted items are range tombstones until RocksDB
+  // compacts them away, and an iterator would step over them one by one).
+  const int64_t compacted = read_meta_counter(*this, kOutboxCompactedCounter);
+  last_outbox_seq_ =
+      std::max(compacted, last_key_u64(outbox(), {}, static_cast<uint64_t>(compacted) + 1));
   last_quarantine_id_ = last_key_u64(meta(), table_key(Table::quarantine));
   last_dead_letter_id_ = last_key_u64(meta(), table_key(Table::dead_letters));
   last_audit_id_ = last_key_u64(meta(), table_key(Table::audit));
@@ -139,8 +145,14 @@ Database::~Database() {
   db_->Close();
 }
 
-int64_t Database::last_key_u64(rocksdb::ColumnFamilyHandle* family, std::string_view prefix) {
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), family));
+int64_t Database::last_key_u64(rocksdb::ColumnFamilyHandle* family, std::string_view prefix,
+                               uint64_t at_least) {
+  std::string lower(prefix);
+  put_key_u64(lower, at_least);
+  const rocksdb::Slice lower_bound(lower);
+  rocksdb::ReadOptions read;
+  if (at_least > 0) read.iterate_lower_bound = &lower_bound;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, family));
   const std::string end = prefix_end(std::string(prefix));
   if (end.empty()) {
     it->SeekToLast();
@@ -184,6 +196,21 @@ std::optional<std::string> Database::get(rocksdb::ColumnFamilyHandle* family,
   if (s.IsNotFound()) return std::nullopt;
   check(s, what);
   return value;
+}
+
+int64_t read_meta_counter(Database& db, std::string_view name, const rocksdb::Snapshot* snapshot) {
+  const std::string what = "reading the " + std::string(name) + " counter";
+  const std::optional<std::string> value =
+      db.get(db.meta(), table_key(Table::meta, name), what, snapshot);
+  if (!value) return 0;
+  return Reader(*value, "a counter").i64();
+}
+
+void add_to_meta_counter(Database& db, rocksdb::WriteBatch& batch, std::string_view name,
+                         int64_t delta) {
+  std::string value;
+  Writer(value).i64(read_meta_counter(db, name) + delta);
+  batch.Put(db.meta(), table_key(Table::meta, name), value);
 }
 
 }  // namespace kpihub::rocks

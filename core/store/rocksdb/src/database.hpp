@@ -35,11 +35,13 @@ enum class Table : char {
   cursors = 'C',               // source -> cursor state
   quarantine = 'Q',            // id(8) -> quarantine entry
   quarantine_by_record = 'q',  // record_id NUL id(8) -> ""
-  dirty = 'D',                 // month NUL staff NUL -> day mask(4) mark(8)
+  dirty = 'D',                 // month NUL staff NUL -> day mask(4) mark(8) first mark(8)
+  dirty_order = 'd',           // first mark(8) month NUL staff NUL -> "": dirty keys, oldest first
   months = 'm',                // kind(1) month NUL code -> month row
   day_totals = 'T',            // month NUL staff NUL -> totals
   sinks = 'S',                 // sink -> the sink's place in the outbox
   batches = 'B',               // batch_id -> batch
+  batches_by_sink = 'b',       // sink NUL last_seq(8) -> batch_id (the sink's batches in order)
   dead_letters = 'L',          // id(8) -> dead letter
   audit = 'A',                 // id(8) -> audit line
   staff_lists = 'P',           // source NUL staff_code -> synced staff entry
@@ -95,7 +97,9 @@ class Database {
   int64_t last_quarantine_id() const { return last_quarantine_id_; }
 
  private:
-  int64_t last_key_u64(rocksdb::ColumnFamilyHandle* family, std::string_view prefix);
+  // The last key of `family` under `prefix` as a number (0: none), looked for from `at_least`.
+  int64_t last_key_u64(rocksdb::ColumnFamilyHandle* family, std::string_view prefix,
+                       uint64_t at_least = 0);
 
   std::string path_;
   SystemClock system_clock_;
@@ -113,17 +117,37 @@ class Database {
   int64_t last_audit_id_ = 0;
 };
 
+// Counters of Table::meta (an int64 under the name): kept by the seam that writes what they
+// count, in the same batch, so counts() reads a number instead of counting rows.
+//   "records"      records stored (record ids), kept by RecordLog::commit_page
+//   "quarantined"  quarantine entries stored, kept by RecordLog::commit_page
+//   "outbox_compacted"  the last outbox seq Outbox::compact deleted (every item up to it is gone)
+//   "dead_letters"      dead letters not replayed, kept by the Outbox
+inline constexpr std::string_view kRecordsCounter = "records";
+inline constexpr std::string_view kQuarantinedCounter = "quarantined";
+inline constexpr std::string_view kOutboxCompactedCounter = "outbox_compacted";
+inline constexpr std::string_view kDeadLettersCounter = "dead_letters";
+// 0 when the counter was never written.
+int64_t read_meta_counter(Database& db, std::string_view name,
+                          const rocksdb::Snapshot* snapshot = nullptr);
+// Puts the counter's stored value plus `delta` in `batch`. Reads the stored value, not what
+// `batch` holds: add to a counter once per batch (sum the deltas first). Under write_mutex().
+void add_to_meta_counter(Database& db, rocksdb::WriteBatch& batch, std::string_view name,
+                         int64_t delta);
+
 // ------------------------------------------------- between the seams ----
 // What one seam writes for another in the same batch (implemented by the seam that reads it).
 
 // scoring_state.cpp: marks the days of each staff month dirty in `batch` (added to the mark
-// there is, with a new mark number so a scorer keeps a mark it is working on). Under
-// write_mutex().
+// there is, with a new mark number so a scorer keeps a mark it is working on); staff months
+// without a staff code are left out. Reads the marks stored, not `batch`: call it once per
+// batch, with every staff month the batch changes. Under write_mutex().
 void add_dirty_marks(Database& db, rocksdb::WriteBatch& batch,
                      const std::map<StaffMonthKey, DayMask>& days_of);
 // scoring_state.cpp: the last sent score of `record_id` moves from one staff month to another
-// (a revision moved the record), so its next score carries on its sequence. Under
-// write_mutex().
+// (a revision moved the record), so its next score carries on its sequence; nothing when it has
+// none. Reads the score stored, not `batch`: call it once per record and batch, from the staff
+// month stored to the one the batch leaves it in. Under write_mutex().
 void move_score(Database& db, rocksdb::WriteBatch& batch, const std::string& record_id,
                 const StaffMonthKey& from, const StaffMonthKey& to);
 

@@ -1,29 +1,107 @@
+// What operators read: the quarantine (Table::quarantine, written by RecordLog::commit_page),
+// the store's counts from counters and seq ranges kept by the seams that write them, and the
+// audit log (Table::audit).
 #include "operator_views.hpp"
+
+#include <rocksdb/snapshot.h>
+
+#include <map>
 
 namespace kpihub::rocks {
 
-std::vector<QuarantineRow> RocksOperatorViews::quarantine(const std::string& /*source*/,
-                                                          const std::string& /*reason*/,
-                                                          std::size_t /*limit*/,
-                                                          int64_t /*after_id*/) {
-  throw StoreError("store " + db_.path() +
-                   ": OperatorViews::quarantine is not built yet in the RocksDB engine");
+namespace {
+
+// Calls `visit(id, entry)` for each quarantine entry after `after_id`, in id order, until it
+// returns false.
+template <typename Visit>
+void scan_quarantine(Database& db, int64_t after_id, Visit visit) {
+  const std::string prefix = table_key(Table::quarantine);
+  const std::string end = prefix_end(prefix);
+  const rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read;
+  read.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(read, db.meta()));
+  std::string start = prefix;
+  put_key_u64(start, static_cast<uint64_t>(std::max<int64_t>(after_id, 0) + 1));
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    const auto id = static_cast<int64_t>(
+        key_u64(std::string_view(key.data() + prefix.size(), key.size() - prefix.size())));
+    if (!visit(decode_quarantine(std::string_view(it->value().data(), it->value().size()), id))) {
+      break;
+    }
+  }
+  db.check(it->status(), "reading the quarantine");
+}
+
+// The last key of `family` as a seq(8) (0 when it is empty), in `snapshot`.
+int64_t last_seq(Database& db, rocksdb::ColumnFamilyHandle* family,
+                 const rocksdb::Snapshot* snapshot, const std::string& what) {
+  rocksdb::ReadOptions read;
+  read.snapshot = snapshot;
+  std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(read, family));
+  it->SeekToLast();
+  db.check(it->status(), what);
+  if (!it->Valid()) return 0;
+  return static_cast<int64_t>(key_u64(std::string_view(it->key().data(), it->key().size())));
+}
+
+}  // namespace
+
+std::vector<QuarantineRow> RocksOperatorViews::quarantine(const std::string& source,
+                                                          const std::string& reason,
+                                                          std::size_t limit, int64_t after_id) {
+  std::vector<QuarantineRow> out;
+  if (limit == 0) return out;
+  // An empty filter matches everything; source matches the instance or the source system.
+  scan_quarantine(db_, after_id, [&](StoredQuarantine q) {
+    if (!source.empty() && q.source != source && q.row.entry.source_system != source) return true;
+    if (!reason.empty() && to_string(q.row.entry.reason) != reason) return true;
+    out.push_back(std::move(q.row));
+    return out.size() < limit;
+  });
+  return out;
 }
 
 std::vector<QuarantineCount> RocksOperatorViews::quarantine_counts() {
-  throw StoreError("store " + db_.path() +
-                   ": OperatorViews::quarantine_counts is not built yet in the RocksDB engine");
+  std::map<std::pair<std::string, std::string>, int64_t> counts;
+  scan_quarantine(db_, 0, [&](const StoredQuarantine& q) {
+    ++counts[{q.source, std::string(to_string(q.row.entry.reason))}];
+    return true;
+  });
+  std::vector<QuarantineCount> out;
+  out.reserve(counts.size());
+  for (const auto& [key, count] : counts) out.push_back({key.first, key.second, count});
+  return out;
 }
 
+// One snapshot; every number is a counter or a seq range the seams keep, nothing is counted
+// row by row. The scorer reads no change log here: a page marks its staff days dirty in its
+// own write, so nothing stored waits to be read (revisions_to_read stays 0).
 StoreCounts RocksOperatorViews::counts() {
-  throw StoreError("store " + db_.path() +
-                   ": OperatorViews::counts is not built yet in the RocksDB engine");
+  rocksdb::ManagedSnapshot managed(&db_.db());
+  const rocksdb::Snapshot* snapshot = managed.snapshot();
+  StoreCounts c;
+  c.records = read_meta_counter(db_, kRecordsCounter, snapshot);
+  c.revisions = last_seq(db_, db_.revisions(), snapshot, "reading the last revision");
+  c.quarantined = read_meta_counter(db_, kQuarantinedCounter, snapshot);
+  c.outbox_pending = outbox_pending(db_, snapshot);
+  c.dead_letters = dead_letter_count(db_, snapshot);
+  c.revisions_to_read = 0;
+  c.staff_months_to_score = staff_months_to_score(db_, snapshot);
+  return c;
 }
 
-void RocksOperatorViews::audit(const std::string& /*actor*/, const std::string& /*action*/,
-                               const std::string& /*detail*/) {
-  throw StoreError("store " + db_.path() +
-                   ": OperatorViews::audit is not built yet in the RocksDB engine");
+void RocksOperatorViews::audit(const std::string& actor, const std::string& action,
+                               const std::string& detail) {
+  const std::string what = "writing the audit log (" + action + ")";
+  std::lock_guard lock(db_.write_mutex());
+  std::string key = table_key(Table::audit);
+  put_key_u64(key, static_cast<uint64_t>(db_.next_audit_id()));
+  rocksdb::WriteBatch batch;
+  batch.Put(db_.meta(), key,
+            encode_audit(AuditLine{db_.clock().now_unix_ms(), actor, action, detail}));
+  db_.write(batch, what);  // synced: durable when it returns
 }
 
 }  // namespace kpihub::rocks

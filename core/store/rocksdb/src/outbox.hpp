@@ -5,6 +5,8 @@
 
 #include <kpihub/store/outbox.hpp>
 
+#include <boost/uuid/random_generator.hpp>
+
 namespace kpihub::rocks {
 
 class RocksOutbox final : public Outbox {
@@ -27,6 +29,7 @@ class RocksOutbox final : public Outbox {
 
  private:
   Database& db_;
+  boost::uuids::random_generator uuid_generator_;  // under db_.write_mutex()
 };
 
 }  // namespace kpihub::rocks

@@ -6,6 +6,10 @@
 
 #include <kpihub/store/scoring_state.hpp>
 
+#include <cstdint>
+#include <map>
+#include <mutex>
+
 namespace kpihub::rocks {
 
 class RocksScoringState final : public ScoringState {
@@ -32,6 +36,11 @@ class RocksScoringState final : public ScoringState {
 
  private:
   Database& db_;
+  // The mark number of each dirty key as dirty_staff_days last listed it: commit_scoring clears
+  // a key only while its mark is still that one (a page that marks it again meanwhile gives it
+  // a new number, and it stays dirty). A key never listed is cleared whatever its mark.
+  std::mutex listed_mutex_;
+  std::map<StaffMonthKey, int64_t> listed_marks_;
 };
 
 }  // namespace kpihub::rocks
