@@ -166,15 +166,15 @@ std::optional<StoreRunLock> lock_for_writing(const HubConfig& config, const std:
   prepare_data_dir(config);
   try {
     return std::optional<StoreRunLock>(std::in_place, config.store_path);
-  } catch (const StoreError& e) {
+  } catch (const StoreInUse& e) {
     throw StoreError("store " + config.store_path +
-                     " is a RocksDB store, which one process at a time writes to, and a `kpihub "
-                     "run` holds it: stop the hub before `kpihub " +
-                     command + "`" +
+                     " is a RocksDB store, which one process at a "
+                     "time writes to, and a `kpihub run` holds it (" +
+                     e.holder() + ", lock file " + e.lock_path() +
+                     "): stop the hub before `kpihub " + command + "`" +
                      (instead.empty()
                           ? std::string()
-                          : ", or ask the running hub through its admin API: " + instead) +
-                     " (" + e.what() + ")");
+                          : ", or ask the running hub through its admin API: " + instead));
   }
 }
 

@@ -60,10 +60,11 @@ StoreRunLock::StoreRunLock(const std::string& store_path)
     ::close(fd_);
     fd_ = -1;
     if (error == EWOULDBLOCK) {
-      throw StoreError("store " + store_path + " is in use by another `kpihub run` (" +
-                       (holder.empty() ? std::string("pid unknown") : "pid " + holder) +
-                       ", lock file " + lock_path_ +
-                       "); stop it first, or give this one another data_dir or store_path");
+      const std::string who = holder.empty() ? std::string("pid unknown") : "pid " + holder;
+      throw StoreInUse("store " + store_path + " is in use by another `kpihub run` (" + who +
+                           ", lock file " + lock_path_ +
+                           "); stop it first, or give this one another data_dir or store_path",
+                       lock_path_, who);
     }
     throw StoreError("store " + store_path + ": cannot lock " + lock_path_ + ": " +
                      errno_text(error));

@@ -194,7 +194,10 @@ TEST_F(StoreEngineE2E, BesideARunningHubReadingCommandsWorkAndWritingOnesSayWhat
 
   const std::string store = "store " + (dir_ / "var/hub.rocksdb").string() +
                             " is a RocksDB store, which one process at a time writes to, and a "
-                            "`kpihub run` holds it: stop the hub before `kpihub ";
+                            "`kpihub run` holds it (pid " +
+                            std::to_string(hub_) + ", lock file " +
+                            (dir_ / "var/hub.rocksdb.lock").string() +
+                            "): stop the hub before `kpihub ";
   r = run({"rescore", "--month", "2025-04", "--config", config});
   EXPECT_EQ(r.code, 4) << r.output;
   EXPECT_CONTAINS(r.output, store +
