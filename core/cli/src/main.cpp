@@ -284,6 +284,10 @@ int cmd_run(const std::vector<std::string>& args) {
   prepare_data_dir(config);
   const StoreRunLock run_lock(config.store_path);
   auto store = open_store(config, StoreUse::write, &clock);
+  logger.info("store", config.store == "rocksdb"
+                           ? "rocksdb store " + config.store_path + ", memory budget " +
+                                 std::to_string(config.store_memory_mb) + " MB"
+                           : "sqlite store " + config.store_path);
   merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;
