@@ -217,6 +217,40 @@ TEST_F(StoreEngineE2E, BesideARunningHubReadingCommandsWorkAndWritingOnesSayWhat
   hub_ = -1;
 }
 
+// The engine is not changed by a reload: the running store stays until a restart, and the log
+// says so (a hub switching stores mid-run would start the sources from nothing).
+TEST_F(StoreEngineE2E, ASighupNamingAnotherEngineKeepsTheRunningStore) {
+  const auto config = write_config(1000000, 10, "", 20);
+  hub_ = start({"run", "--config", config}, (dir_ / "hub.txt").string());
+  const auto stored = [&] {
+    const auto status = run({"status", "--config", config});
+    return status.code == 0 && status.output.find(": 0 records") == std::string::npos;
+  };
+  bool ok = false;
+  for (int i = 0; i < 200 && !(ok = stored()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(ok) << slurp(dir_ / "hub.txt");
+  write_config(1000000, 10, R"( "store": "rocksdb",)", 20);
+  ASSERT_EQ(::kill(hub_, SIGHUP), 0);
+  bool warned = false;
+  for (int i = 0; i < 200 && !warned; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    warned = slurp(dir_ / "hub.txt")
+                 .find("store changed to rocksdb at " + (dir_ / "var/hub.rocksdb").string() +
+                       "; another store needs a restart, the running one "
+                       "stays") != std::string::npos;
+  }
+  EXPECT_TRUE(warned) << slurp(dir_ / "hub.txt");
+  ::kill(hub_, SIGTERM);
+  EXPECT_EQ(wait_exit(hub_), 0) << slurp(dir_ / "hub.txt");
+  hub_ = -1;
+  EXPECT_FALSE(fs::exists(dir_ / "var/hub.rocksdb"));
+  // It went on storing into the SQLite file after the reload.
+  const auto r = run({"status", "--config", write_config(1000000, 10, "", 20)});
+  EXPECT_CONTAINS(r.output, "(sqlite): ");
+}
+
 // A store moved to the other engine carries on where it stopped: the source is pulled from its
 // cursor, and the hub sends what a hub that never moved sends (scores it had sent are what it
 // compares new ones with: a record whose score did not change is not sent again).
