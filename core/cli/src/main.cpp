@@ -169,7 +169,7 @@ std::optional<StoreRunLock> lock_for_writing(const HubConfig& config, const std:
   } catch (const StoreInUse& e) {
     throw StoreError("store " + config.store_path +
                      " is a RocksDB store, which one process at a "
-                     "time writes to, and a `kpihub run` holds it (" +
+                     "time writes to, and another kpihub process holds it (" +
                      e.holder() + ", lock file " + e.lock_path() +
                      "): stop the hub before `kpihub " + command + "`" +
                      (instead.empty()

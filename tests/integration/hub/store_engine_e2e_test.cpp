@@ -193,8 +193,8 @@ TEST_F(StoreEngineE2E, BesideARunningHubReadingCommandsWorkAndWritingOnesSayWhat
   EXPECT_EQ(r.code, 0) << r.output;
 
   const std::string store = "store " + (dir_ / "var/hub.rocksdb").string() +
-                            " is a RocksDB store, which one process at a time writes to, and a "
-                            "`kpihub run` holds it (pid " +
+                            " is a RocksDB store, which one process at a time writes to, and "
+                            "another kpihub process holds it (pid " +
                             std::to_string(hub_) + ", lock file " +
                             (dir_ / "var/hub.rocksdb.lock").string() +
                             "): stop the hub before `kpihub ";
