@@ -846,8 +846,16 @@ int cmd_store(const std::vector<std::string>& args) {
   }
 
   // Neither store may change meanwhile: no hub on the source, none starting on the copy.
-  const StoreRunLock from_lock(from.path);
-  const StoreRunLock to_lock(to.path);
+  const auto lock = [](const StoreSpec& spec) {
+    try {
+      return std::make_unique<StoreRunLock>(spec.path);
+    } catch (const StoreInUse& e) {
+      throw StoreError("store copy: " + spec.name() + " is in use by another kpihub process (" +
+                       e.holder() + ", lock file " + e.lock_path() + "): stop the hub first");
+    }
+  };
+  const auto from_lock = lock(from);
+  const auto to_lock = lock(to);
   const std::size_t memory = vm["memory-mb"].as<std::size_t>() << 20;
   const auto open = [&](const StoreSpec& spec) {
     if (spec.engine == "rocksdb") {

@@ -212,6 +212,15 @@ TEST_F(StoreEngineE2E, BesideARunningHubReadingCommandsWorkAndWritingOnesSayWhat
   EXPECT_EQ(r.code, 4) << r.output;
   EXPECT_CONTAINS(r.output, "POST /api/quarantine/replay?source=&reason=bad_value");
 
+  r = run({"store", "copy", "--from", (dir_ / "var/hub.rocksdb").string(), "--to",
+           (dir_ / "copy.db").string()});
+  EXPECT_EQ(r.code, 4) << r.output;
+  EXPECT_CONTAINS(r.output, "store copy: rocksdb:" + (dir_ / "var/hub.rocksdb").string() +
+                                " is in use by another kpihub process (pid " +
+                                std::to_string(hub_) + ", lock file " +
+                                (dir_ / "var/hub.rocksdb.lock").string() + "): stop the hub first");
+  EXPECT_FALSE(fs::exists(dir_ / "copy.db"));
+
   ::kill(hub_, SIGTERM);
   EXPECT_EQ(wait_exit(hub_), 0) << slurp(dir_ / "hub.txt");
   hub_ = -1;
