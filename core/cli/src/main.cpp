@@ -4,6 +4,8 @@
 #include <kpihub/model_json.hpp>
 #include <kpihub/run_lock.hpp>
 #include <kpihub/sdk.hpp>
+#include <kpihub/store/copy.hpp>
+#include <kpihub/store/rocksdb.hpp>
 #include <kpihub/store/sqlite.hpp>
 
 #include <boost/json.hpp>
@@ -115,16 +117,65 @@ LogLevel log_level_of(const HubConfig& config) {
   return level;
 }
 
-// `clock`, when given, stamps the store's times (it must outlive the store): `run` gives the
-// hub's, which its outbox compaction compares delivery times with.
-std::unique_ptr<Storage> open_store(const HubConfig& config, const Clock* clock = nullptr) {
-  prepare_data_dir(config);
-  // An upgrade of a large store takes minutes (schema 4: ~8 s per 1.5 M records): say so.
-  JsonLineLogger logger(stderr, log_level_of(config));
+// How a command uses the store. Several processes write to one SQLite file (its locking and
+// busy timeout share it out), but only one to a RocksDB store, the running hub: the other
+// commands read it read-only beside it, and those that write need it stopped.
+enum class StoreUse {
+  write,  // `run`, and the commands that change what the store holds
+  read,   // status, report, explain, quarantine list, dead-letters list
+};
+
+// The SQLite store in the file `path`, its upgrades logged as they go: one of a large store
+// takes minutes (schema 4: ~8 s per 1.5 M records).
+std::unique_ptr<Storage> open_sqlite(const std::string& path, LogLevel level,
+                                     const Clock* clock = nullptr) {
+  JsonLineLogger logger(stderr, level);
   SqliteStorageOptions options;
   options.clock = clock;
   options.on_migration = [&](const std::string& message) { logger.info("store", message); };
-  return open_sqlite_storage(config.store_path, options);
+  return open_sqlite_storage(path, options);
+}
+
+// The configured store on its engine. `clock`, when given, stamps the store's times (it must
+// outlive the store): `run` gives the hub's, which its outbox compaction compares delivery times
+// with.
+std::unique_ptr<Storage> open_store(const HubConfig& config, StoreUse use,
+                                    const Clock* clock = nullptr) {
+  prepare_data_dir(config);
+  if (config.store == "rocksdb") {
+    RocksdbStorageOptions options;
+    options.memory_budget_bytes = config.store_memory_mb << 20;
+    options.clock = clock;
+    // A reader never takes the writer's lock, hub or not: RocksDB waits for no one, so a hub
+    // starting while `kpihub status` held it would be refused. It reads the store as it was
+    // when it opened. A store not made yet is made, as SQLite's is.
+    std::error_code ec;
+    options.read_only = use == StoreUse::read && fs::exists(config.store_path, ec);
+    return open_rocksdb_storage(config.store_path, options);
+  }
+  return open_sqlite(config.store_path, log_level_of(config), clock);
+}
+
+// A command that writes to a RocksDB store needs it to itself, and a running hub holds it (its
+// run lock says whether one runs). Held until the command ends; nothing to hold for SQLite,
+// which shares its file out. `instead`: what asks the running hub to do the same through the
+// admin API (empty: nothing does).
+std::optional<StoreRunLock> lock_for_writing(const HubConfig& config, const std::string& command,
+                                             const std::string& instead) {
+  if (config.store != "rocksdb") return std::nullopt;
+  prepare_data_dir(config);
+  try {
+    return std::optional<StoreRunLock>(std::in_place, config.store_path);
+  } catch (const StoreInUse& e) {
+    throw StoreError("store " + config.store_path +
+                     " is a RocksDB store, which one process at a "
+                     "time writes to, and another kpihub process holds it (" +
+                     e.holder() + ", lock file " + e.lock_path() +
+                     "): stop the hub before `kpihub " + command + "`" +
+                     (instead.empty()
+                          ? std::string()
+                          : ", or ask the running hub through its admin API: " + instead));
+  }
 }
 
 // ------------------------------------------------------------ commands ----
@@ -137,6 +188,12 @@ int cmd_check_config(const std::vector<std::string>& args) {
   if (!parse(args, desc, vm, "kpihub check-config [--config FILE]")) return kExitOk;
   const HubConfig config = load_config(vm);
   std::cout << "config " << config.file << " (hub " << config.hub_id << ")\n";
+  if (config.store == "rocksdb") {
+    std::cout << "store: rocksdb, folder " << config.store_path << ", memory budget "
+              << config.store_memory_mb << " MB\n";
+  } else {
+    std::cout << "store: sqlite, file " << config.store_path << "\n";
+  }
   // Everything is checked and every error reported, in one pass.
   int problems = 0;
   try {
@@ -226,7 +283,11 @@ int cmd_run(const std::vector<std::string>& args) {
   Metrics metrics;
   prepare_data_dir(config);
   const StoreRunLock run_lock(config.store_path);
-  auto store = open_store(config, &clock);
+  auto store = open_store(config, StoreUse::write, &clock);
+  logger.info("store", config.store == "rocksdb"
+                           ? "rocksdb store " + config.store_path + ", memory budget " +
+                                 std::to_string(config.store_memory_mb) + " MB"
+                           : "sqlite store " + config.store_path);
   merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;
@@ -309,10 +370,13 @@ int cmd_run(const std::vector<std::string>& args) {
     try {
       HubConfig next = load_config(vm);
       ReferenceData next_ref = load_reference(next, store->staff_lists());
-      if (next.store_path != config.store_path) {
-        logger.warn("hub", "store_path changed to " + next.store_path +
-                               "; a new store needs a restart, the running one stays");
+      if (next.store != config.store || next.store_path != config.store_path ||
+          next.store_memory_mb != config.store_memory_mb) {
+        logger.warn("hub", "store changed to " + next.store + " at " + next.store_path +
+                               "; another store needs a restart, the running one stays");
+        next.store = config.store;
         next.store_path = config.store_path;
+        next.store_memory_mb = config.store_memory_mb;
       }
       config = std::move(next);
       ref = std::move(next_ref);
@@ -347,7 +411,7 @@ int cmd_report(const std::vector<std::string>& args) {
   }
   const std::string agency = vm.count("agency") ? vm["agency"].as<std::string>() : "";
   const HubConfig config = load_config(vm);
-  auto store = open_store(config);
+  auto store = open_store(config, StoreUse::read);
   auto staff_rows = store->scoring().month_rows(OutboxKind::staff_month, month.str());
   auto agency_rows = store->scoring().month_rows(OutboxKind::agency_month, month.str());
   auto keep = [&](const ScoringCommit::MonthRow& r) {
@@ -441,7 +505,7 @@ int cmd_explain(const std::vector<std::string>& args) {
   const HubConfig config = load_config(vm);
   // The reference files first: one that does not load leaves the store as it is.
   ReferenceData ref = load_reference(config);
-  auto store = open_store(config);
+  auto store = open_store(config, StoreUse::read);
   merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
@@ -466,7 +530,9 @@ int cmd_rescore(const std::vector<std::string>& args) {
   const HubConfig config = load_config(vm);
   // The reference files first: one that does not load leaves the store as it is.
   ReferenceData ref = load_reference(config);
-  auto store = open_store(config);
+  const auto lock = lock_for_writing(config, "rescore --month " + month.str(),
+                                     "POST /api/months/" + month.str() + "/rescore");
+  auto store = open_store(config, StoreUse::write);
   merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
@@ -511,9 +577,19 @@ int cmd_quarantine(const std::vector<std::string>& args) {
     return kExitOk;
   }
   const std::string action = vm["action"].as<std::string>();
+  if (action != "list" && action != "replay") {
+    throw Usage("quarantine: \"" + action + "\" is not list or replay");
+  }
   const HubConfig config = load_config(vm);
-  auto store = open_store(config);
   if (action == "replay") {
+    const int64_t id = vm["id"].as<int64_t>();
+    const auto lock =
+        lock_for_writing(config, "quarantine replay",
+                         "POST /api/quarantine/replay?" +
+                             (id > 0 ? "id=" + std::to_string(id)
+                                     : "source=" + vm["source"].as<std::string>() +
+                                           "&reason=" + vm["reason"].as<std::string>()));
+    auto store = open_store(config, StoreUse::write);
     const ReferenceData ref = load_reference(config, store->staff_lists());
     SystemClock system_clock;
     const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
@@ -531,7 +607,7 @@ int cmd_quarantine(const std::vector<std::string>& args) {
                              vm["reason"].as<std::string>() + "\"");
     return kExitOk;
   }
-  if (action != "list") throw Usage("quarantine: \"" + action + "\" is not list or replay");
+  auto store = open_store(config, StoreUse::read);
   const auto rows =
       store->views().quarantine(vm["source"].as<std::string>(), vm["reason"].as<std::string>(),
                                 vm["limit"].as<std::size_t>(), vm["after"].as<int64_t>());
@@ -560,9 +636,9 @@ int cmd_dead_letters(const std::vector<std::string>& args) {
     return kExitOk;
   }
   const HubConfig config = load_config(vm);
-  auto store = open_store(config);
   const std::string action = vm["action"].as<std::string>();
   if (action == "list") {
+    auto store = open_store(config, StoreUse::read);
     const auto rows = store->outbox().dead_letters(vm["sink"].as<std::string>(),
                                                    vm["limit"].as<std::size_t>(), 0);
     for (const auto& d : rows) {
@@ -575,6 +651,9 @@ int cmd_dead_letters(const std::vector<std::string>& args) {
   if (action == "replay") {
     if (!vm.count("id")) throw Usage("dead-letters replay needs the id of a dead letter");
     const int64_t id = vm["id"].as<int64_t>();
+    const auto lock = lock_for_writing(config, "dead-letters replay " + std::to_string(id),
+                                       "POST /api/dead-letters/" + std::to_string(id) + "/replay");
+    auto store = open_store(config, StoreUse::write);
     if (!store->outbox().replay_dead_letter(id)) {
       std::cerr << "kpihub: no dead letter with id " << id << "\n";
       return kExitFailure;
@@ -617,7 +696,7 @@ int cmd_forget_sink(const std::vector<std::string>& args) {
     std::cerr << "kpihub: forget-sink needs the hub stopped: " << e.what() << "\n";
     return kExitFailure;
   }
-  auto store = open_store(config);
+  auto store = open_store(config, StoreUse::write);
   if (!store->outbox().forget_sink(sink)) {
     std::cerr << "kpihub: sink " << sink << " never took a batch from " << config.store_path
               << "; nothing to forget\n";
@@ -634,11 +713,11 @@ int cmd_status(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse(args, desc, vm, "kpihub status [--config FILE]")) return kExitOk;
   const HubConfig config = load_config(vm);
-  auto store = open_store(config);
+  auto store = open_store(config, StoreUse::read);
   const auto counts = store->views().counts();
-  std::cout << "store " << config.store_path << ": " << counts.records << " records ("
-            << counts.revisions << " revisions), " << counts.quarantined << " quarantined, "
-            << counts.dead_letters << " dead letters\n";
+  std::cout << "store " << config.store_path << " (" << config.store << "): " << counts.records
+            << " records (" << counts.revisions << " revisions), " << counts.quarantined
+            << " quarantined, " << counts.dead_letters << " dead letters\n";
   std::cout << "scoring: " << counts.revisions_to_read << " revisions not yet read, "
             << counts.staff_months_to_score << " staff months waiting to be rescored\n";
   for (const auto& s : store->records().sources()) {
@@ -659,6 +738,196 @@ int cmd_status(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// A store named on the command line: "sqlite:PATH", "rocksdb:PATH", or a PATH whose engine is
+// told by what is there (a folder is a RocksDB store, a file a SQLite one) or, for a store not
+// made yet, by its name (.db, .sqlite, .sqlite3; .rocksdb).
+struct StoreSpec {
+  std::string engine;
+  std::string path;
+  std::string name() const { return engine + ":" + path; }
+};
+
+StoreSpec store_spec(const std::string& option, const std::string& text) {
+  StoreSpec spec;
+  for (const char* engine : {"sqlite", "rocksdb"}) {
+    const std::string prefix = std::string(engine) + ":";
+    if (text.rfind(prefix, 0) == 0) {
+      spec.engine = engine;
+      spec.path = text.substr(prefix.size());
+    }
+  }
+  if (spec.engine.empty()) spec.path = text;
+  if (spec.path.empty()) throw Usage(option + ": no path in \"" + text + "\"");
+  fs::path path = fs::absolute(spec.path).lexically_normal();
+  while (!path.has_filename() && path.has_relative_path()) path = path.parent_path();
+  spec.path = path.string();
+  if (!spec.engine.empty()) return spec;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    spec.engine = "rocksdb";
+  } else if (fs::exists(path, ec)) {
+    spec.engine = "sqlite";
+  } else {
+    const std::string ext = path.extension().string();
+    if (ext == ".db" || ext == ".sqlite" || ext == ".sqlite3") spec.engine = "sqlite";
+    if (ext == ".rocksdb") spec.engine = "rocksdb";
+  }
+  if (spec.engine.empty()) {
+    throw Usage(option + ": cannot tell the engine of " + spec.path +
+                " (nothing is there yet, and its name ends in neither .db nor .rocksdb): write "
+                "sqlite:" +
+                spec.path + " or rocksdb:" + spec.path);
+  }
+  return spec;
+}
+
+// "YYYY-MM..YYYY-MM"
+std::pair<Month, Month> months_option(const std::string& text) {
+  const auto dots = text.find("..");
+  const auto first = dots == std::string::npos ? std::nullopt : Month::parse(text.substr(0, dots));
+  const auto last = dots == std::string::npos ? std::nullopt : Month::parse(text.substr(dots + 2));
+  if (!first || !last || *last < *first) {
+    throw Usage("--months: \"" + text + "\" is not FIRST..LAST (YYYY-MM..YYYY-MM, in order)");
+  }
+  return {*first, *last};
+}
+
+int cmd_store(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "store copy: copy a store into a new store of either engine (SQLite into RocksDB, or back)\n"
+      "through the store's seams; stop the hub first.\n"
+      "  carried: every record at its current revision, cursors, quarantine, scores and month\n"
+      "    results as last sent, what waits to be rescored, synced staff lists\n"
+      "  not carried: older revisions, dead letters, the batch history, the audit log (they\n"
+      "    stay in the source); a store whose outbox is not delivered to every sink is refused\n"
+      "options");
+  desc.add_options()("action", po::value<std::string>()->required(), "copy")(
+      "from", po::value<std::string>()->required(),
+      "the store to copy: sqlite:FILE or rocksdb:FOLDER (or a path: a folder is a RocksDB "
+      "store, a file a SQLite one)")(
+      "to", po::value<std::string>()->required(),
+      "the new store: sqlite:FILE or rocksdb:FOLDER (or a path ending in .db or .rocksdb); "
+      "refused unless empty")(
+      "months", po::value<std::string>(),
+      "the months whose records are looked for, FIRST..LAST (default: 1990-01 to five years "
+      "from now); a record outside them fails the final check")(
+      "memory-mb", po::value<std::size_t>()->default_value(256),
+      "memory budget of a RocksDB store, either side, MB");
+  po::positional_options_description pos;
+  pos.add("action", 1);
+  po::variables_map vm;
+  if (!parse(args, desc, vm,
+             "kpihub store copy --from [sqlite:|rocksdb:]PATH --to [sqlite:|rocksdb:]PATH "
+             "[--months YYYY-MM..YYYY-MM]",
+             &pos)) {
+    return kExitOk;
+  }
+  if (vm["action"].as<std::string>() != "copy") {
+    throw Usage("store: \"" + vm["action"].as<std::string>() + "\" is not copy");
+  }
+  const StoreSpec from = store_spec("--from", vm["from"].as<std::string>());
+  const StoreSpec to = store_spec("--to", vm["to"].as<std::string>());
+  if (from.path == to.path) throw Usage("--from and --to are the same store: " + from.path);
+  std::error_code ec;
+  if (!fs::exists(from.path, ec)) throw StoreError("store " + from.name() + ": nothing there");
+
+  StoreCopyOptions options;
+  options.from_name = from.name();
+  options.to_name = to.name();
+  const int this_year =
+      static_cast<int>(std::chrono::year_month_day(
+                           std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now()))
+                           .year());
+  options.first_month = Month{1990, 1};
+  options.last_month = Month{this_year + 5, 12};
+  if (vm.count("months")) {
+    std::tie(options.first_month, options.last_month) =
+        months_option(vm["months"].as<std::string>());
+  }
+
+  // Neither store may change meanwhile: no hub on the source, none starting on the copy.
+  const auto lock = [](const StoreSpec& spec) {
+    try {
+      return std::make_unique<StoreRunLock>(spec.path);
+    } catch (const StoreInUse& e) {
+      throw StoreError("store copy: " + spec.name() + " is in use by another kpihub process (" +
+                       e.holder() + ", lock file " + e.lock_path() + "): stop the hub first");
+    }
+  };
+  const auto from_lock = lock(from);
+  const auto to_lock = lock(to);
+  const std::size_t memory = vm["memory-mb"].as<std::size_t>() << 20;
+  const auto open = [&](const StoreSpec& spec) {
+    if (spec.engine == "rocksdb") {
+      RocksdbStorageOptions rocks;
+      rocks.memory_budget_bytes = memory;
+      return open_rocksdb_storage(spec.path, rocks);
+    }
+    return open_sqlite(spec.path, LogLevel::info);
+  };
+  auto source = open(from);
+  auto destination = open(to);
+
+  const auto started = std::chrono::steady_clock::now();
+  auto last_line = started;
+  options.on_progress = [&](const StoreCopyProgress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_line < std::chrono::seconds(3) && p.records_copied < p.records_total) return;
+    last_line = now;
+    std::fprintf(stderr, "store copy: %lld of %lld records copied (%.0f%%), %.0f s\n",
+                 static_cast<long long>(p.records_copied), static_cast<long long>(p.records_total),
+                 p.records_total > 0 ? 100.0 * static_cast<double>(p.records_copied) /
+                                           static_cast<double>(p.records_total)
+                                     : 100.0,
+                 std::chrono::duration<double>(now - started).count());
+  };
+  std::cerr << "store copy: " << from.name() << " into " << to.name() << ", months "
+            << options.first_month.str() << " to " << options.last_month.str() << "\n";
+  StoreCopyResult r;
+  try {
+    r = copy_store(*source, *destination, options);
+  } catch (const StoreError& e) {
+    const bool started_writing =
+        destination->views().counts().records > 0 || !destination->records().sources().empty();
+    throw StoreError(std::string(e.what()) +
+                     (started_writing ? "; the copy in " + to.name() +
+                                            " is not whole: delete it before copying again"
+                                      : ""));
+  }
+  std::cout << "store copy: " << from.name() << " -> " << to.name() << ": " << r.records
+            << " records, " << r.quarantined << " quarantine entries, " << r.cursors << " cursors, "
+            << r.record_scores << " record scores, " << r.month_rows << " month rows, "
+            << r.day_totals << " day totals, " << r.synced_staff << " synced staff, "
+            << r.staff_months_to_score << " staff months still to rescore\n";
+  std::cout << "counts: records " << r.from.records << " / " << r.to.records << ", quarantined "
+            << r.from.quarantined << " / " << r.to.quarantined << ", outbox pending "
+            << r.from.outbox_pending << " / " << r.to.outbox_pending << ", staff months to rescore "
+            << r.from.staff_months_to_score << " / " << r.to.staff_months_to_score << "\n";
+  std::cout << "not carried: " << (r.from.revisions - r.from.records) << " older revisions, "
+            << r.from.dead_letters
+            << " dead letters, the batch history and the audit log (they stay in " << from.name()
+            << ")\n";
+  if (!r.months_marked_whole.empty()) {
+    std::cout << "marked for a whole rescore (a staff month waited on days its records left):";
+    for (const auto& m : r.months_marked_whole) std::cout << " " << m;
+    std::cout << "\n";
+  }
+  for (const auto& key : r.dirty_without_records) {
+    std::cout << "warning: staff " << key.staff_code << " in " << key.month
+              << " waited to be rescored and has no record left: its month result stays as "
+                 "last sent in the copy\n";
+  }
+  if (!r.mismatches.empty()) {
+    std::cerr << "kpihub: store copy: the copy is not whole:\n";
+    for (const auto& m : r.mismatches) std::cerr << "  " << m << "\n";
+    std::cerr << "delete " << to.path << " before copying again (--months to look further)\n";
+    return kExitFailure;
+  }
+  std::cout << "the copy is whole; to run on it, set \"store\": \"" << to.engine
+            << "\" and \"store_path\": \"" << to.path << "\" in hub.json\n";
+  return kExitOk;
+}
+
 const Command kCommands[] = {
     {"run", "pull, store, score and forward (--once: until caught up, then exit)", cmd_run},
     {"check-config", "check the configuration, reference data and plugin settings",
@@ -672,6 +941,7 @@ const Command kCommands[] = {
     {"dead-letters", "list or replay items a receiver refused", cmd_dead_letters},
     {"forget-sink", "let a sink removed from the configuration stop holding outbox items",
      cmd_forget_sink},
+    {"store", "store copy: copy a store into a new SQLite or RocksDB store", cmd_store},
 };
 
 // What an operator quotes with a problem: which hub, which plugins it can load, which stores.
@@ -680,7 +950,9 @@ void print_version() {
             << "plugin ABI " << KPIHUB_ABI_MAJOR << "." << KPIHUB_ABI_MINOR << " (SDK "
             << KPIHUB_SDK_VERSION << ")\n"
             << "store schema " << sqlite_schema_version() << " (SQLite " << sqlite_library_version()
-            << ")\n";
+            << ")\n"
+            << "RocksDB store layout " << rocksdb_layout_version() << " (RocksDB "
+            << rocksdb_library_version() << ")\n";
 }
 
 void print_help() {

@@ -341,9 +341,9 @@ HubConfig load_hub_config(const std::string& path) {
   config.base_dir = fs::absolute(fs::path(path)).parent_path().lexically_normal().string();
 
   const JsonNode root(tree, &document, path, "");
-  root.expect_object({"hub_id", "data_dir", "store", "store_path", "plugin_dir", "catalog_files",
-                      "staff_file", "units_file", "rules_file", "holiday_files", "today", "sources",
-                      "sinks", "admin", "log_level", "outbox_retention_days"});
+  root.expect_object({"hub_id", "data_dir", "store", "store_path", "store_memory_mb", "plugin_dir",
+                      "catalog_files", "staff_file", "units_file", "rules_file", "holiday_files",
+                      "today", "sources", "sinks", "admin", "log_level", "outbox_retention_days"});
 
   if (auto n = root.child("hub_id")) {
     config.hub_id = n->string();
@@ -359,13 +359,27 @@ HubConfig load_hub_config(const std::string& path) {
   config.data_dir = resolve_config_path(config, config.data_dir);
   if (auto n = root.child("store")) {
     config.store = n->string();
-    if (config.store != "sqlite") {
-      throw n->error(quote_value(config.store) + " is not a supported store (supported: sqlite)");
+    if (config.store != "sqlite" && config.store != "rocksdb") {
+      throw n->error(quote_value(config.store) +
+                     " is not a supported store (supported: sqlite, rocksdb)");
     }
   }
-  config.store_path = (fs::path(config.data_dir) / "hub.db").string();
+  // A SQLite store is a file, a RocksDB store a folder: each has its own default name, so
+  // switching the engine never opens the other engine's store.
+  config.store_path =
+      (fs::path(config.data_dir) / (config.store == "rocksdb" ? "hub.rocksdb" : "hub.db")).string();
   if (auto n = root.child("store_path")) {
-    config.store_path = resolve_config_path(config, n->non_empty_string());
+    // "var/hub.rocksdb/" names the folder "var/hub.rocksdb": its lock file goes beside it.
+    fs::path path = resolve_config_path(config, n->non_empty_string());
+    while (!path.has_filename() && path.has_relative_path()) path = path.parent_path();
+    config.store_path = path.string();
+  }
+  if (auto n = root.child("store_memory_mb")) {
+    if (config.store != "rocksdb") {
+      throw n->error("only the rocksdb store has a memory budget (this configuration's store is " +
+                     quote_value(config.store) + ")");
+    }
+    config.store_memory_mb = static_cast<std::size_t>(n->integer(8, 1 << 20));
   }
   config.plugin_dir = "plugins";
   if (auto n = root.child("plugin_dir")) config.plugin_dir = n->non_empty_string();

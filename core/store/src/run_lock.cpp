@@ -31,8 +31,12 @@ std::string holder_of(int fd) {
 
 std::string lock_path_of(const std::string& store_path) {
   std::error_code ignored;  // a path that cannot be resolved is locked as written
-  const std::filesystem::path real = std::filesystem::weakly_canonical(store_path, ignored);
-  return (real.empty() ? store_path : real.string()) + ".lock";
+  std::filesystem::path real = std::filesystem::weakly_canonical(store_path, ignored);
+  if (real.empty()) real = store_path;
+  // A store that is a folder (RocksDB) written "hub.rocksdb/" keeps its trailing '/' until the
+  // folder exists: its lock goes beside the folder all the same, never into it.
+  while (!real.has_filename() && real.has_relative_path()) real = real.parent_path();
+  return real.string() + ".lock";
 }
 
 }  // namespace
@@ -56,10 +60,11 @@ StoreRunLock::StoreRunLock(const std::string& store_path)
     ::close(fd_);
     fd_ = -1;
     if (error == EWOULDBLOCK) {
-      throw StoreError("store " + store_path + " is in use by another `kpihub run` (" +
-                       (holder.empty() ? std::string("pid unknown") : "pid " + holder) +
-                       ", lock file " + lock_path_ +
-                       "); stop it first, or give this one another data_dir or store_path");
+      const std::string who = holder.empty() ? std::string("pid unknown") : "pid " + holder;
+      throw StoreInUse("store " + store_path + " is in use by another `kpihub run` (" + who +
+                           ", lock file " + lock_path_ +
+                           "); stop it first, or give this one another data_dir or store_path",
+                       lock_path_, who);
     }
     throw StoreError("store " + store_path + ": cannot lock " + lock_path_ + ": " +
                      errno_text(error));

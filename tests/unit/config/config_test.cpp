@@ -644,6 +644,50 @@ TEST_F(HubConfigFile, KeepsSettingsTypesAndResolvesAgainstTheConfigFolder) {
   EXPECT_EQ(config.outbox_retention_days, 30);                   // default
 }
 
+// Issue 20: the store's engine is chosen in hub.json; a configuration without "store" keeps its
+// SQLite file, and a RocksDB store (a folder) has a name of its own.
+TEST_F(HubConfigFile, TheStoreEngineIsSqliteUnlessRocksdbIsChosenEachWithItsOwnDefaultPath) {
+  auto config = valid();
+  HubConfig loaded = load_hub_config(write(config));
+  EXPECT_EQ(loaded.store, "sqlite");
+  EXPECT_EQ(fs::path(loaded.store_path), fs::path(dir_.path()) / "var/hub.db");
+
+  config["store"] = "rocksdb";
+  loaded = load_hub_config(write(config));
+  EXPECT_EQ(loaded.store, "rocksdb");
+  EXPECT_EQ(fs::path(loaded.store_path), fs::path(dir_.path()) / "var/hub.rocksdb");
+  EXPECT_EQ(loaded.store_memory_mb, 32u);  // the engine's default budget
+
+  // A folder written with its trailing '/' is the same folder (its lock file goes beside it).
+  config["store_path"] = "state/kpi.rocksdb/";
+  config["store_memory_mb"] = 256;
+  loaded = load_hub_config(write(config));
+  EXPECT_EQ(loaded.store_path, (fs::path(dir_.path()) / "state/kpi.rocksdb").string());
+  EXPECT_EQ(loaded.store_memory_mb, 256u);
+}
+
+TEST_F(HubConfigFile, RefusesAnUnknownEngineAndAMemoryBudgetSqliteWouldIgnore) {
+  auto config = valid();
+  config["store"] = "lmdb";
+  EXPECT_CONTAINS(error_for(config),
+                  "hub.json: store: \"lmdb\" is not a supported store (supported: sqlite, "
+                  "rocksdb)");
+  config = valid();
+  config["store_memory_mb"] = 64;
+  EXPECT_CONTAINS(error_for(config),
+                  "hub.json: store_memory_mb: only the rocksdb store has a memory budget (this "
+                  "configuration's store is \"sqlite\")");
+  config["store"] = "rocksdb";
+  config["store_memory_mb"] = 4;
+  EXPECT_CONTAINS(error_for(config), "hub.json: store_memory_mb: 4 is outside 8..");
+  config["store_memory_mb"] = "1G";
+  EXPECT_CONTAINS(error_for(config), "hub.json: store_memory_mb: expected an integer, got \"1G\"");
+  config = valid();
+  config["store_memory"] = 64;
+  EXPECT_CONTAINS(error_for(config),
+                  "hub.json: store_memory: unknown key (did you mean store_memory_mb?)");
+}
+
 TEST_F(HubConfigFile, OutboxRetentionIsWholeDaysZeroKeepingEverything) {
   auto config = valid();
   config["outbox_retention_days"] = 0;

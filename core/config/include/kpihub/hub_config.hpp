@@ -59,9 +59,13 @@ struct HubConfig {
   std::string base_dir;  // folder of that file
   std::string hub_id = "kpihub";
   std::string data_dir = "var";  // resolved to an absolute path
-  std::string store = "sqlite";  // sqlite
-  std::string store_path;        // default <data_dir>/hub.db
-  std::string plugin_dir;        // resolved
+  std::string store = "sqlite";  // the engine: "sqlite" or "rocksdb"
+  // sqlite: the database file, default <data_dir>/hub.db; rocksdb: the store's folder, default
+  // <data_dir>/hub.rocksdb. Resolved, without a trailing '/'.
+  std::string store_path;
+  // rocksdb only: what its block cache and write buffers may use together.
+  std::size_t store_memory_mb = 32;
+  std::string plugin_dir;  // resolved
   std::vector<std::string> catalog_files;
   // One file or several: sector generators and teams may keep their own.
   std::vector<std::string> staff_files;
