@@ -451,16 +451,20 @@ std::optional<FeedKey> Normalizer::key_of(const json::value& item) const {
   return key;
 }
 
-void Normalizer::normalize_item(const json::value& item, std::size_t index, sdk::Page& out) const {
+void Normalizer::normalize_item(const json::value& item, std::size_t index,
+                                std::optional<std::string_view> text, sdk::Page& out) const {
   const std::string location = "item " + std::to_string(index + 1);
+  // The item as the page holds it, each byte that is not UTF-8 replaced by U+FFFD.
+  std::optional<std::string> raw;
+  if (text) raw = replace_invalid_utf8(*text);
   const auto reject = [&](std::optional<std::string> id, std::string reason,
-                          std::optional<std::string> field, std::string message, std::string raw) {
+                          std::optional<std::string> field, std::string message) {
     sdk::RejectedItem r;
     r.source_id = std::move(id);
     r.reason = std::move(reason);
     r.field = std::move(field);
     r.message = std::move(message);
-    r.raw = std::move(raw);
+    r.raw = raw;
     r.location = location;
     out.reject(std::move(r));
   };
@@ -468,8 +472,7 @@ void Normalizer::normalize_item(const json::value& item, std::size_t index, sdk:
 
   if (!item.is_object()) {
     reject(std::nullopt, "parse_error", std::nullopt,
-           prefix + ": expected a JSON object, got " + kind_name(item) + ": " + excerpt(item),
-           replace_invalid_utf8(json::serialize(item)));
+           prefix + ": expected a JSON object, got " + kind_name(item) + ": " + excerpt(item));
     return;
   }
   const json::object& obj = item.get_object();
@@ -493,26 +496,22 @@ void Normalizer::normalize_item(const json::value& item, std::size_t index, sdk:
     for (const auto& [key, path] : attributes_) {
       if (path.name == bad_path) field = "attributes." + key;
     }
-    const std::string raw = replace_invalid_utf8(json::serialize(item));
     reject(id_text, "bad_encoding", field,
            who + ": field " + field + " (source \"" + bad_path +
-               "\") is not valid UTF-8 (invalid bytes shown as U+FFFD in the raw item)",
-           raw);
+               "\") is not valid UTF-8 (invalid bytes shown as U+FFFD in the raw item)");
     return;
   }
 
   if (!id.value) {
     reject(std::nullopt, "missing_field", "source_id",
-           prefix + ": field source_id (source \"" + id_path_.name + "\") is missing",
-           json::serialize(item));
+           prefix + ": field source_id (source \"" + id_path_.name + "\") is missing");
     return;
   }
   if (!id_text) {
     reject(std::nullopt, id.value->is_string() ? "missing_field" : "bad_value", "source_id",
            prefix + ": field source_id (source \"" + id_path_.name +
                "\") must be a non-empty string or an integer, got " + kind_name(*id.value) + ": " +
-               excerpt(*id.value),
-           json::serialize(item));
+               excerpt(*id.value));
     return;
   }
 
@@ -528,8 +527,7 @@ void Normalizer::normalize_item(const json::value& item, std::size_t index, sdk:
       reject(id_text, "bad_value", target.model_field,
              who + ": field " + target.model_field + " (source \"" + where + "\") has " +
                  kind_name(*found.value) +
-                 " where a single value belongs: " + excerpt(*found.value),
-             json::serialize(item));
+                 " where a single value belongs: " + excerpt(*found.value));
       return;
     }
   }
@@ -542,19 +540,19 @@ void Normalizer::normalize_item(const json::value& item, std::size_t index, sdk:
       reject(id_text, "bad_value", "attributes." + key,
              who + ": field attributes." + key + " (source \"" + path.name + "\") has " +
                  kind_name(*found.value) +
-                 " where a single value belongs: " + excerpt(*found.value),
-             json::serialize(item));
+                 " where a single value belongs: " + excerpt(*found.value));
       return;
     }
     record.attributes.emplace_back(key, std::move(*text));
   }
-  record.raw = json::serialize(item);
+  record.raw = std::move(raw);
   record.location = location;
   out.add(std::move(record));
 }
 
 void Normalizer::reject_repeated_key(const json::value& item, std::size_t index,
-                                     const std::string& key, sdk::Page& out) const {
+                                     std::optional<std::string_view> text, const std::string& key,
+                                     sdk::Page& out) const {
   sdk::RejectedItem r;
   r.location = "item " + std::to_string(index + 1);
   std::string who = "eoffice " + *r.location;
@@ -581,7 +579,7 @@ void Normalizer::reject_repeated_key(const json::value& item, std::size_t index,
   r.reason = "parse_error";
   r.message = who + ": the key \"" + key +
               "\" appears more than once in the item; which value the source meant is unknown";
-  r.raw = replace_invalid_utf8(json::serialize(item));
+  if (text) r.raw = replace_invalid_utf8(*text);
   out.reject(std::move(r));
 }
 
@@ -665,6 +663,12 @@ PageSummary Normalizer::normalize_page_values(std::string_view body,
 
   const auto& list = items->get_array();
   summary.items = list.size();
+  // Each item's text as the page holds it: the one-pass reading says where each one is.
+  const std::vector<std::string_view> texts = item_texts(body, max_items);
+  const auto text_of = [&](std::size_t i) -> std::optional<std::string_view> {
+    if (texts.size() == list.size()) return texts[i];
+    return std::nullopt;
+  };
   for (std::size_t i = 0; i < list.size(); ++i) {
     std::optional<FeedKey> key = key_of(list[i]);
     if (key && after && compare_keys(*key, *after) <= 0) {
@@ -672,9 +676,9 @@ PageSummary Normalizer::normalize_page_values(std::string_view body,
       continue;
     }
     if (const auto repeated = repeated_in_item.find(i); repeated != repeated_in_item.end()) {
-      reject_repeated_key(list[i], i, repeated->second, out);
+      reject_repeated_key(list[i], i, text_of(i), repeated->second, out);
     } else {
-      normalize_item(list[i], i, out);
+      normalize_item(list[i], i, text_of(i), out);
     }
     if (key && (!summary.last_key || compare_keys(*key, *summary.last_key) > 0)) {
       summary.last_key = std::move(key);
@@ -688,9 +692,10 @@ PageSummary Normalizer::normalize_page_values(std::string_view body,
 // The page read in one pass of Boost.JSON's parser, without building values: the root's
 // members the page needs, and the events of each item (keys and scalars as views of the page,
 // or of an arena for text that held escapes). The shape handler finds repeated keys and
-// too-long lists on the way. An item is then read straight from its events (read_item), or,
-// when something about it is unusual, built into values from them, as the page's values
-// would have held it.
+// too-long lists on the way. Each item is read by a parser of its own, which says where the
+// item ends: its text in the page is the record's raw text, the item as the source sent it.
+// An item is then read straight from its events (read_item), or, when something about it is
+// unusual, built into values from them, as the page's values would have held it.
 struct Normalizer::PageEvents {
   enum class Type : uint8_t {
     object_begin,
@@ -716,8 +721,13 @@ struct Normalizer::PageEvents {
     };
   };
 
-  std::vector<Event> events;       // every item's, one item after the other
-  std::vector<std::size_t> items;  // where each item's events begin, then where the last ends
+  std::vector<Event> events;            // every item's, one item after the other
+  std::vector<std::size_t> items;       // where each item's events begin, then where the last ends
+  std::vector<std::string_view> texts;  // each item's text in the page
+
+  // Repeated keys, and whether a list was longer than the limits (then the parse stopped).
+  std::vector<sdk::DuplicateKey> duplicates;
+  bool too_long = false;
 
   // The page's text, and whether all of it is UTF-8: then a key or string that is a view of it
   // needs no check of its own.
@@ -740,6 +750,18 @@ struct Normalizer::PageEvents {
   std::optional<std::string> server_time;
 
   class Handler;
+  class ItemHandler;
+
+  // Reads `text`, the page; true when it is plain: one JSON object and nothing after it, its
+  // "items" a list (once), each item's text known, "next_page_token" a string or null.
+  bool read(std::string_view text, const json::parse_options& options, sdk::JsonLimits limits,
+            json::monotonic_resource& arena);
+
+  // The item's text, valid UTF-8: the page's bytes, each invalid one replaced by U+FFFD.
+  std::string raw(std::size_t item) const {
+    const std::string_view text = texts[item];
+    return utf8(text) ? std::string(text) : replace_invalid_utf8(text);
+  }
 
   // The item's values, as a parse of the page would have held them.
   json::value value_of(std::size_t begin, std::size_t end, json::storage_ptr storage) const {
@@ -782,146 +804,6 @@ struct Normalizer::PageEvents {
     }
     return st.release();
   }
-
-  // The item as json::serialize writes its values (the same escapes and number forms), at the
-  // start of `buffer` (grown when it is too short, never shrunk); returns the length.
-  std::size_t serialize(std::size_t begin, std::size_t end, std::string& buffer) const {
-    // The most each event can take: a character escaped as \u00XX is 6.
-    std::size_t most = 0;
-    for (std::size_t i = begin; i < end; ++i) most += 6 * events[i].text.size() + 32;
-    if (buffer.size() < most) buffer.resize(std::max(most, 2 * buffer.size()));
-    char* const start = buffer.data();
-    char* p = start;
-    bool comma = false;  // a value ended: the next key or value follows a comma
-    for (std::size_t i = begin; i < end; ++i) {
-      const Event& e = events[i];
-      if (comma && e.type != Type::object_end && e.type != Type::array_end) *p++ = ',';
-      comma = true;
-      switch (e.type) {
-        case Type::object_begin:
-          *p++ = '{';
-          comma = false;
-          break;
-        case Type::array_begin:
-          *p++ = '[';
-          comma = false;
-          break;
-        case Type::object_end:
-          *p++ = '}';
-          break;
-        case Type::array_end:
-          *p++ = ']';
-          break;
-        case Type::key:
-          p = quoted(e.text, p);
-          *p++ = ':';
-          comma = false;
-          break;
-        case Type::string:
-          p = quoted(e.text, p);
-          break;
-        case Type::int64:
-          p = std::to_chars(p, p + 24, e.i).ptr;
-          break;
-        case Type::uint64:
-          p = std::to_chars(p, p + 24, e.u).ptr;
-          break;
-        case Type::double_: {
-          const std::string text = json::serialize(json::value(e.d));  // at most 24 characters
-          p = std::copy(text.begin(), text.end(), p);
-          break;
-        }
-        case Type::bool_:
-          p = e.flag ? std::copy_n("true", 4, p) : std::copy_n("false", 5, p);
-          break;
-        case Type::null:
-          p = std::copy_n("null", 4, p);
-          break;
-      }
-    }
-    return static_cast<std::size_t>(p - start);
-  }
-
-  // A key or string in quotes. A view of the page held no escapes there, so it holds no
-  // quote, backslash or control character (the parser refuses those unescaped): it is copied
-  // as it is.
-  char* quoted(std::string_view text, char* p) const {
-    if (in_body(text)) {
-      *p++ = '"';
-      std::memcpy(p, text.data(), text.size());
-      p += text.size();
-      *p++ = '"';
-      return p;
-    }
-    return quote(text, p);
-  }
-
-  // Boost.JSON's string escapes: the quote, the backslash and control characters.
-  static constexpr std::array<bool, 256> kEscaped = [] {
-    std::array<bool, 256> escaped{};
-    for (int c = 0; c < 0x20; ++c) escaped[c] = true;
-    escaped['"'] = escaped['\\'] = true;
-    return escaped;
-  }();
-  static char* quote(std::string_view text, char* p) {
-    *p++ = '"';
-    const char* in = text.data();
-    const char* const end = in + text.size();
-    while (in != end) {
-      // Eight characters at a time while none is escaped (none is below 0x20, a quote or a
-      // backslash: the words of "has a zero byte" tests; bytes from 0x80 never match).
-      constexpr uint64_t kOnes = 0x0101010101010101u, kHigh = 0x8080808080808080u;
-      uint64_t w = 0;
-      if (end - in >= 8) {
-        std::memcpy(&w, in, 8);
-        const uint64_t quote = w ^ (kOnes * '"'), backslash = w ^ (kOnes * '\\');
-        const uint64_t found = ((w - kOnes * 0x20) & ~w) | ((quote - kOnes) & ~quote) |
-                               ((backslash - kOnes) & ~backslash);
-        if ((found & kHigh) == 0) {
-          std::memcpy(p, in, 8);
-          p += 8;
-          in += 8;
-          continue;
-        }
-      }
-      const char ch = *in++;
-      const auto c = static_cast<unsigned char>(ch);
-      if (!kEscaped[c]) {
-        *p++ = ch;
-        continue;
-      }
-      *p++ = '\\';
-      switch (c) {
-        case '"':
-        case '\\':
-          *p++ = ch;
-          break;
-        case '\b':
-          *p++ = 'b';
-          break;
-        case '\t':
-          *p++ = 't';
-          break;
-        case '\n':
-          *p++ = 'n';
-          break;
-        case '\f':
-          *p++ = 'f';
-          break;
-        case '\r':
-          *p++ = 'r';
-          break;
-        default: {
-          static constexpr char hex[] = "0123456789abcdef";
-          p = std::copy_n("u00", 3, p);
-          *p++ = hex[c >> 4];
-          *p++ = hex[c & 15];
-        }
-      }
-    }
-    *p++ = '"';
-    return p;
-  }
 };
 
 class Normalizer::PageEvents::Handler {
@@ -937,6 +819,14 @@ class Normalizer::PageEvents::Handler {
 
   sdk::detail::JsonShapeHandler shape;
 
+  // Set: the parse stops where the items list opens (`stopped`), before its '['.
+  bool stop_at_list = false;
+  bool stopped = false;
+  // Set: the next null is the one read in place of an item that a parser of its own read.
+  bool stand_in = false;
+  // The items list is open: the next value in it is an item.
+  bool in_list() const { return in_items_; }
+
   using ec_t = boost::system::error_code;
   bool on_document_begin(ec_t& ec) { return shape.on_document_begin(ec); }
   bool on_document_end(ec_t& ec) { return shape.on_document_end(ec); }
@@ -948,6 +838,11 @@ class Normalizer::PageEvents::Handler {
   bool on_array_begin(ec_t& ec) {
     if (!shape.on_array_begin(ec)) return false;
     open(Type::array_begin);
+    if (stop_at_list && in_items_) {
+      stopped = true;
+      ec = boost::system::errc::make_error_code(boost::system::errc::operation_canceled);
+      return false;
+    }
     return true;
   }
   bool on_object_end(std::size_t n, ec_t& ec) {
@@ -1028,6 +923,10 @@ class Normalizer::PageEvents::Handler {
     return true;
   }
   bool on_null(ec_t& ec) {
+    if (stand_in) {
+      stand_in = false;
+      return true;
+    }
     if (!shape.on_null(ec)) return false;
     Event e;
     e.type = Type::null;
@@ -1104,6 +1003,136 @@ class Normalizer::PageEvents::Handler {
   Member member_ = Member::other;
 };
 
+// An item read by a parser of its own: its events go to the page's handler, as if the page's
+// parser had read them.
+class Normalizer::PageEvents::ItemHandler {
+ public:
+  static constexpr std::size_t max_object_size = Handler::max_object_size;
+  static constexpr std::size_t max_array_size = Handler::max_array_size;
+  static constexpr std::size_t max_key_size = Handler::max_key_size;
+  static constexpr std::size_t max_string_size = Handler::max_string_size;
+
+  explicit ItemHandler(Handler& page) : page_(page) {}
+
+  std::size_t events = 0;  // how many were passed on
+
+  using ec_t = boost::system::error_code;
+  bool on_document_begin(ec_t&) { return true; }
+  bool on_document_end(ec_t&) { return true; }
+  bool on_object_begin(ec_t& ec) { return ++events, page_.on_object_begin(ec); }
+  bool on_array_begin(ec_t& ec) { return ++events, page_.on_array_begin(ec); }
+  bool on_object_end(std::size_t n, ec_t& ec) { return ++events, page_.on_object_end(n, ec); }
+  bool on_array_end(std::size_t n, ec_t& ec) { return ++events, page_.on_array_end(n, ec); }
+  bool on_string_part(std::string_view s, std::size_t n, ec_t& ec) {
+    return ++events, page_.on_string_part(s, n, ec);
+  }
+  bool on_string(std::string_view s, std::size_t n, ec_t& ec) {
+    return ++events, page_.on_string(s, n, ec);
+  }
+  bool on_key_part(std::string_view s, std::size_t n, ec_t& ec) {
+    return ++events, page_.on_key_part(s, n, ec);
+  }
+  bool on_key(std::string_view s, std::size_t n, ec_t& ec) {
+    return ++events, page_.on_key(s, n, ec);
+  }
+  bool on_number_part(std::string_view s, ec_t& ec) {
+    return ++events, page_.on_number_part(s, ec);
+  }
+  bool on_int64(int64_t v, std::string_view s, ec_t& ec) {
+    return ++events, page_.on_int64(v, s, ec);
+  }
+  bool on_uint64(uint64_t v, std::string_view s, ec_t& ec) {
+    return ++events, page_.on_uint64(v, s, ec);
+  }
+  bool on_double(double v, std::string_view s, ec_t& ec) {
+    return ++events, page_.on_double(v, s, ec);
+  }
+  bool on_bool(bool v, ec_t& ec) { return ++events, page_.on_bool(v, ec); }
+  bool on_null(ec_t& ec) { return ++events, page_.on_null(ec); }
+  bool on_comment_part(std::string_view s, ec_t& ec) {
+    return ++events, page_.on_comment_part(s, ec);
+  }
+  bool on_comment(std::string_view s, ec_t& ec) { return ++events, page_.on_comment(s, ec); }
+
+ private:
+  Handler& page_;
+};
+
+bool Normalizer::PageEvents::read(std::string_view text, const json::parse_options& options,
+                                  sdk::JsonLimits limits, json::monotonic_resource& arena) {
+  body = text;
+  body_utf8 = valid_utf8(body);
+  events.reserve(body.size() / 8);
+  constexpr std::string_view kSpace = " \t\r\n";  // JSON's whitespace (RFC 8259, section 2)
+  using error_code = boost::system::error_code;
+
+  // Where the items list opens: a first parser is stopped there by its handler, before the '['
+  // (it says how far it read). Only the text before the list is read twice.
+  std::size_t list = std::string_view::npos;
+  {
+    PageEvents scout;
+    scout.body = body;
+    json::basic_parser<Handler> parser(options, limits, body, scout, arena);
+    parser.handler().stop_at_list = true;
+    error_code ec;
+    const std::size_t read = parser.write_some(false, body.data(), body.size(), ec);
+    if (parser.handler().stopped && read < body.size() && body[read] == '[') list = read;
+  }
+
+  json::basic_parser<Handler> parser(options, limits, body, *this, arena);
+  Handler& handler = parser.handler();
+  error_code ec;
+  std::size_t at = 0;  // how far the page's parser read
+  const auto feed = [&](std::size_t end, bool last) {
+    at += parser.write_some(!last, body.data() + at, end - at, ec);
+  };
+  bool items_read = true;  // false: an item's parser stopped inside it
+  if (list != std::string_view::npos) feed(list + 1, false);
+  if (!ec && handler.in_list() && items.empty()) {
+    // Each item is read by a parser of its own: it stops where the item (and the space after
+    // it) ends. The page's parser reads a null in its place, then the comma or the bracket
+    // after it. The items are at depth 2 of the page: as deep inside them as the page allows.
+    json::parse_options item_options = options;
+    item_options.max_depth = options.max_depth - 2;
+    json::basic_parser<ItemHandler> item_parser(item_options, handler);
+    while (true) {
+      const std::size_t events_before = item_parser.handler().events;
+      error_code item_ec;
+      item_parser.reset();
+      const std::size_t read =
+          item_parser.write_some(false, body.data() + at, body.size() - at, item_ec);
+      if (item_ec) {
+        // No item here (the list ends, or is not JSON): the page's parser says which. An item
+        // begun and not finished is a page not plain: read again into values, it says why.
+        items_read = item_parser.handler().events == events_before;
+        break;
+      }
+      std::string_view item = body.substr(at, read);
+      item.remove_prefix(std::min(item.find_first_not_of(kSpace), item.size()));
+      item = item.substr(0, item.find_last_not_of(kSpace) + 1);
+      texts.push_back(item);
+      handler.stand_in = true;
+      parser.write_some(true, "null", 4, ec);
+      if (ec || handler.stand_in) {
+        items_read = false;
+        break;
+      }
+      at += read;
+      const std::size_t next = body.find_first_not_of(kSpace, at);
+      if (next == std::string_view::npos) break;
+      feed(next + 1, false);
+      if (ec || !handler.in_list()) break;
+    }
+  }
+  // The rest of the page (all of it when no list was found).
+  if (!ec && items_read) feed(body.size(), true);
+  duplicates = std::move(handler.shape.duplicates);
+  too_long = handler.shape.too_long;
+  return !ec && items_read && parser.done() && !too_long &&
+         body.find_first_not_of(kSpace, at) == std::string_view::npos && root_object &&
+         items_members == 1 && items_array && token_plain && texts.size() == items.size();
+}
+
 namespace {
 
 // compare_keys with the instants of the two updated_at read already.
@@ -1139,11 +1168,21 @@ std::string scalar_event_text(const Event& e) {
 
 }  // namespace
 
+std::vector<std::string_view> Normalizer::item_texts(std::string_view body,
+                                                     std::size_t max_items) const {
+  json::parse_options options;
+  options.allow_invalid_utf8 = true;
+  options.max_depth = 64;
+  json::monotonic_resource arena;
+  PageEvents page;
+  if (!page.read(body, options, {max_items, kMaxInnerArray}, arena)) return {};
+  return std::move(page.texts);
+}
+
 bool Normalizer::read_item(const PageEvents& page, std::size_t begin, std::size_t end,
                            std::size_t index, sdk::Record& record,
                            std::vector<std::size_t>& attribute_events,
-                           std::vector<const PathNode::Child*>& guesses,
-                           std::string& scratch) const {
+                           std::vector<const PathNode::Child*>& guesses) const {
   using Type = PageEvents::Type;
   constexpr std::size_t kNone = std::size_t(-1);
   if (page.events[begin].type != Type::object_begin) return false;
@@ -1221,8 +1260,7 @@ bool Normalizer::read_item(const PageEvents& page, std::size_t begin, std::size_
                                      scalar_event_text(page.events[attribute_events[a]]));
     }
   }
-  const std::size_t size = page.serialize(begin, end, scratch);  // scratch grows once a page
-  record.raw = std::string(scratch.data(), size);
+  record.raw = page.raw(index);
   record.location = "item " + std::to_string(index + 1);
   return true;
 }
@@ -1236,21 +1274,10 @@ PageSummary Normalizer::normalize_page(std::string_view body, const std::optiona
   options.max_depth = 64;
   json::monotonic_resource arena;  // text that held escapes, and items built into values
   PageEvents page;
-  page.body = body;
-  page.body_utf8 = valid_utf8(body);
-  page.events.reserve(body.size() / 8);
-  json::basic_parser<PageEvents::Handler> parser(
-      options, sdk::JsonLimits{max_items, kMaxInnerArray}, body, page, arena);
-  boost::system::error_code ec;
-  const std::size_t consumed = parser.write_some(true, body.data(), body.size(), ec);
-  if (!ec && !parser.done()) parser.write_some(false, nullptr, 0, ec);
-  const sdk::detail::JsonShapeHandler& shape = parser.handler().shape;
-  bool plain = !ec && parser.done() && !shape.too_long &&
-               body.find_first_not_of(" \t\r\n", consumed) == std::string_view::npos &&
-               page.root_object && page.items_members == 1 && page.items_array && page.token_plain;
+  bool plain = page.read(body, options, sdk::JsonLimits{max_items, kMaxInnerArray}, arena);
   // An item with a repeated key is refused, naming the key; a page with one is not read.
   std::map<std::size_t, std::string> repeated_in_item;
-  for (const auto& d : shape.duplicates) {
+  for (const auto& d : page.duplicates) {
     if (!plain) break;
     if (d.path.size() >= 2 && d.path[0] == "items") {
       std::size_t index = 0;
@@ -1275,14 +1302,13 @@ PageSummary Normalizer::normalize_page(std::string_view body, const std::optiona
   std::optional<int64_t> last_ms;
   std::vector<std::size_t> attribute_events;
   std::vector<const PathNode::Child*> guesses;
-  std::string scratch;
   out.reserve_records(out.records().size() + page.items.size() - 1);
   for (std::size_t i = 0; i + 1 < page.items.size(); ++i) {
     const std::size_t begin = page.items[i], end = page.items[i + 1];
     const auto repeated = repeated_in_item.find(i);
     sdk::Record record;
     const bool read = repeated == repeated_in_item.end() &&
-                      read_item(page, begin, end, i, record, attribute_events, guesses, scratch);
+                      read_item(page, begin, end, i, record, attribute_events, guesses);
     std::optional<json::value> value;
     std::optional<FeedKey> key;
     if (read) {
@@ -1303,9 +1329,9 @@ PageSummary Normalizer::normalize_page(std::string_view body, const std::optiona
     if (read) {
       out.add(std::move(record));
     } else if (repeated != repeated_in_item.end()) {
-      reject_repeated_key(*value, i, repeated->second, out);
+      reject_repeated_key(*value, i, page.texts[i], repeated->second, out);
     } else {
-      normalize_item(*value, i, out);
+      normalize_item(*value, i, page.texts[i], out);
     }
     if (key &&
         (!summary.last_key || compare_keys_at(*key, key_ms, *summary.last_key, last_ms) > 0)) {

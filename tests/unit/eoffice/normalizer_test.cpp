@@ -3,6 +3,7 @@
 #include <kpihub/eoffice/source.hpp>
 
 #include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
 
 #include <optional>
 #include <random>
@@ -558,6 +559,113 @@ TEST(EOfficeNormalizer, ReadingAPageInOnePassGivesWhatItsValuesGive) {
               outcome(n, body, std::nullopt, 1000, true))
         << body;
   }
+}
+
+// The raw text of an item, record or rejection, is the item as the page holds it: its own
+// spacing, escapes and number forms (1e2, -0, 150.0), every copy of a repeated key and
+// nested values as sent, not the item written out again (issue 20, no hand-written JSON).
+// Invalid UTF-8 is the only change: each invalid byte becomes U+FFFD.
+TEST(EOfficeNormalizer, RawIsTheItemAsThePageHoldsIt) {
+  const std::string at = R"("updated_at": "2025-04-09T16:00:00+07:00")";
+  const std::vector<std::string> items = {
+      kSpecItem,
+      R"({"id":"A1","revision":1e2,)" + at +
+          R"(,"title":"a\nb\"c\\d\/e\u00e9 Văn\u0001","minutes":150.0,"quantity":-0})",
+      "{ \"id\" : 7 ,\t\"revision\" : 1.50 ,\r\n " + at +
+          " , \"approval\" : { \"status\" : \"ok\" , \"z\" : [ 1 , { \"b\" : -0.0 } ] } }",
+      R"({"\u0069d": "escaped-key", )" + at + R"(, "x": {"y": [[], {}]}})",
+      R"({"id": "B", )" + at + R"(, "minutes": 30, "minutes": 480})",
+      R"({"id": "C", )" + at + R"(, "minutes": {"value": 150}})",
+      R"({"id": "", )" + at + "}",
+      "5",
+      "-0",
+      "1E+2",
+      "\"text\\u0020\"",
+      "null",
+      "[1 , 2]",
+      "{}"};
+  std::string list;
+  for (std::size_t i = 0; i < items.size(); ++i) list += (i ? " ,\n  " : "\n  ") + items[i];
+  list += "\n";
+  for (const bool values : {false, true}) {
+    SCOPED_TRACE(values ? "read into values" : "read in one pass");
+    Page page;
+    const Normalizer n;
+    if (values) {
+      n.normalize_page_values(page_of(list), std::nullopt, page);
+    } else {
+      n.normalize_page(page_of(list), std::nullopt, page);
+    }
+    std::vector<std::optional<std::string>> raw(items.size());
+    for (const auto& r : page.records()) raw.at(std::stoul(r.location->substr(5)) - 1) = r.raw;
+    for (const auto& r : page.rejected()) raw.at(std::stoul(r.location->substr(5)) - 1) = r.raw;
+    for (std::size_t i = 0; i < items.size(); ++i) EXPECT_EQ(raw[i], items[i]) << "item " << i + 1;
+  }
+
+  // The list anywhere in the page, nested lists named "items" before it.
+  {
+    Page page;
+    const auto summary = Normalizer().normalize_page(
+        R"({"server_time": "2025-04-09T16:05:00+07:00", "x": {"items": [1, [2]]},
+            "next_page_token": "t", "items" :[)" +
+            items[1] + "  ,  " + items[2] + "] }",
+        std::nullopt, page);
+    EXPECT_EQ(summary.next_page_token, "t");
+    ASSERT_EQ(page.records().size(), 2u);
+    EXPECT_EQ(page.records()[0].raw, items[1]);
+    EXPECT_EQ(page.records()[1].raw, items[2]);
+  }
+
+  // Whatever the page holds, a raw text is a piece of the page that Boost.JSON reads as the
+  // value its items list holds at that place (pages changed at a few random bytes).
+  std::mt19937_64 random(21);
+  const std::string alphabet = "{}[]\",:\\ \t\n0123456789.eE-+tfnulxa/";
+  int checked = 0;
+  for (int round = 0; round < 2000; ++round) {
+    std::string body = page_of(items[1] + " ,\n " + items[2] + "," + items[4] + "," + items[3]);
+    for (int change = 1 + static_cast<int>(random() % 3); change > 0; --change) {
+      const std::size_t pos = random() % body.size();
+      const char c = alphabet[random() % alphabet.size()];
+      switch (random() % 3) {
+        case 0:
+          body[pos] = c;
+          break;
+        case 1:
+          body.insert(pos, 1, c);
+          break;
+        default:
+          body.erase(pos, 1);
+      }
+    }
+    Page page;
+    try {
+      Normalizer().normalize_page(body, std::nullopt, page);
+    } catch (const PageParseError&) {
+      continue;
+    }
+    if (!kpihub::eoffice::valid_utf8(body)) continue;  // a byte of "ă" taken out: see below
+    const boost::json::value parsed = boost::json::parse(body);
+    const boost::json::array& list = parsed.at("items").as_array();
+    const auto check = [&](const std::optional<std::string>& raw,
+                           const std::optional<std::string>& location) {
+      ASSERT_TRUE(raw && location) << body;
+      EXPECT_NE(body.find(*raw), std::string::npos) << *raw;
+      EXPECT_EQ(boost::json::parse(*raw), list.at(std::stoul(location->substr(5)) - 1)) << body;
+      ++checked;
+    };
+    for (const auto& r : page.records()) check(r.raw, r.location);
+    for (const auto& r : page.rejected()) check(r.raw, r.location);
+  }
+  EXPECT_GT(checked, 1000);
+
+  // Invalid bytes, in a page that is otherwise the same, are replaced one by one.
+  const std::string bad = "{\"id\": \"U\xC3\x28\", " + at + ", \"title\":  \"x\xFF\"}";
+  Page page;
+  Normalizer().normalize_page(page_of(kSpecItem + ",\n" + bad), std::nullopt, page);
+  ASSERT_EQ(page.rejected().size(), 1u);
+  EXPECT_EQ(page.records().at(0).raw, kSpecItem);
+  EXPECT_EQ(page.rejected()[0].raw,
+            "{\"id\": \"U\xEF\xBF\xBD(\", " + at + ", \"title\":  \"x\xEF\xBF\xBD\"}");
 }
 
 }  // namespace

@@ -110,11 +110,14 @@ class Normalizer {
   // The longest array an item may hold (E-Office items hold none).
   static constexpr std::size_t kMaxInnerArray = 1000;
 
-  // Normalizes one parsed item (`index` is 0-based within its page).
-  void normalize_item(const boost::json::value& item, std::size_t index, sdk::Page& out) const;
+  // Normalizes one parsed item (`index` is 0-based within its page; `text`, the item as the
+  // page holds it, is the raw text of its record or rejection, absent when not known).
+  void normalize_item(const boost::json::value& item, std::size_t index,
+                      std::optional<std::string_view> text, sdk::Page& out) const;
   // An item with a key that appears twice: which value the source meant is unknown.
   void reject_repeated_key(const boost::json::value& item, std::size_t index,
-                           const std::string& key, sdk::Page& out) const;
+                           std::optional<std::string_view> text, const std::string& key,
+                           sdk::Page& out) const;
 
   // The (updated_at, id) of an item, when both are readable.
   std::optional<FeedKey> key_of(const boost::json::value& item) const;
@@ -141,11 +144,14 @@ class Normalizer {
   };
   struct PageEvents;
 
+  // Each item's text in `body`, as the one-pass reading finds it; none when it cannot tell.
+  std::vector<std::string_view> item_texts(std::string_view body, std::size_t max_items) const;
+
   // An item read from its events into a record; false when it needs a closer look (then
   // normalize_item says what is wrong with it).
   bool read_item(const PageEvents& page, std::size_t begin, std::size_t end, std::size_t index,
                  sdk::Record& record, std::vector<std::size_t>& attribute_events,
-                 std::vector<const PathNode::Child*>& guesses, std::string& scratch) const;
+                 std::vector<const PathNode::Child*>& guesses) const;
   std::size_t add_path(const std::vector<std::string>& segments);
 
   FieldMap map_;
