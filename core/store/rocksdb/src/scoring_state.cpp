@@ -558,11 +558,32 @@ std::vector<ScoringCommit::MonthRow> RocksScoringState::month_rows(OutboxKind ki
   });
 }
 
+namespace {
+
+// About what `commit` takes in a WriteBatch: its values and keys, and a few bytes of framing and
+// fields each.
+std::size_t batch_bytes(const ScoringCommit& commit) {
+  constexpr std::size_t kPerEntry = 64;
+  std::size_t bytes = 64;
+  for (const auto& row : commit.record_scores) {
+    bytes += kPerEntry + 2 * row.record_id.size() + row.scoring_json.size();
+  }
+  for (const auto& row : commit.months) bytes += kPerEntry + 2 * row.code.size() + row.json.size();
+  for (const auto& row : commit.day_totals) bytes += kPerEntry + row.totals.size();
+  for (const auto& item : commit.outbox) bytes += kPerEntry + item.key.size() + item.payload.size();
+  bytes += 2 * kPerEntry * commit.done.size();
+  return bytes;
+}
+
+}  // namespace
+
 void RocksScoringState::commit_scoring(const ScoringCommit& commit) {
   guarded(db_, "committing scoring results", [&] {
     db_.require_writable("committing scoring results");
     Database::WriteScope scope(db_);
-    rocksdb::WriteBatch batch;
+    // Sized once: a run's commit holds thousands of outbox payloads, and a batch grown by
+    // doubling held up to twice that (34 MB of a 700-staff bench/run's 84 MB heap peak).
+    rocksdb::WriteBatch batch(batch_bytes(commit));
 
     if (!commit.record_scores.empty()) {
       // Under the staff month the record has now, not the one the scorer read: a page
