@@ -11,6 +11,7 @@
 #include <boost/json.hpp>
 #include <boost/program_options.hpp>
 
+#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <algorithm>
@@ -968,6 +969,11 @@ void print_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // glibc gives each thread that allocates its own arena (up to 8 per core), and memory freed
+  // in one stays there: with the store's background threads, the scorer's and the month scan's,
+  // the hub held ~40 MB more than it used (bench/run, 700 staff, RocksDB: 155.8 MB peak with
+  // glibc's default, 123.8 MB with two arenas, the same speed). Before any thread starts.
+  mallopt(M_ARENA_MAX, 2);
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
       std::string(argv[1]) == "help") {
     print_help();

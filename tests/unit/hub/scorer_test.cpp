@@ -743,3 +743,34 @@ TEST_F(ScorerTest, StaffALaterListOfTheSameSourceNoLongerNamesAreInactive) {
       "hr", {{"hr", "KH-900003", "Lê Văn C", "000.00.12.H34", false, true, 3000}});
   EXPECT_TRUE(load_reference(config, store_->staff_lists()).directory.staff("KH-900001")->active);
 }
+
+// scoring.md 5.4 (2026-12-07): a revision is submitted when its source recorded it
+// (changed_at) unless that is later than when the hub received it. A hub back-filling April
+// after its due date must not flag April's on-time work late; work changed after the due date
+// is late. The scorer reads the records from the store, which used to leave changed_at out.
+TEST_F(ScorerTest, WorkTheSourceRecordedBeforeTheDueDateIsNotLateWhenTheHubReceivesItAfter) {
+  WorkRecord on_time = diary("WD-ON-TIME", 1, "KH-000123", 60);
+  on_time.changed_at = Timestamp::parse("2025-04-20T10:00:00+07:00");
+  WorkRecord changed_late = diary("WD-CHANGED-LATE", 1, "KH-000123", 60);
+  changed_late.changed_at = Timestamp::parse("2025-05-26T10:00:00+07:00");
+  WorkRecord unstamped = diary("WD-UNSTAMPED", 1, "KH-000123", 60);
+  PageCommit backfill = page({on_time, changed_late, unstamped});
+  backfill.received_at_unix_ms = kAfterAprilIsDue;  // the hub was down over the 25th
+  store_->records().commit_page(backfill);
+
+  test::ManualClock clock(kAfterAprilIsDue);
+  Scorer scorer(store_->scoring(), store_->records(), ref_, clock, "test-hub");
+  scorer.refresh_time_dependent();
+  while (scorer.score_pending().staff_months > 0) {
+  }
+  std::map<std::string, bool> late;
+  for (const auto& [key, payload] : records_sent()) {
+    const json::value sent = json::parse(payload);
+    const json::array& flags = sent.at("scoring").at("flags").as_array();
+    late[key.first] =
+        std::find(flags.begin(), flags.end(), json::value("late_submission")) != flags.end();
+  }
+  EXPECT_EQ(late, (std::map<std::string, bool>{{"eoffice:WD-ON-TIME", false},
+                                               {"eoffice:WD-CHANGED-LATE", true},
+                                               {"eoffice:WD-UNSTAMPED", true}}));
+}

@@ -144,6 +144,7 @@ WorkRecord scoring_fields(const WorkRecord& full) {
   r.evidence_ref = full.evidence_ref;
   r.deadline = full.deadline;
   r.completed_at = full.completed_at;
+  r.changed_at = full.changed_at;  // 5.4: when the source recorded it
   if (full.approval) r.approval = Approval{full.approval->status, full.approval->rating, {}, {}};
   return r;
 }
@@ -255,30 +256,6 @@ TEST_P(StoreTest, ReadingAMonthLargerThanOneReadChunkReturnsEveryRecord) {
   EXPECT_EQ(store->records().records_of_month("2025-04").size(), 20000u);
 }
 
-// The fields ScoringState::scan_month_for_scoring promises; the others are left empty.
-WorkRecord scoring_view(const WorkRecord& r) {
-  WorkRecord v;
-  v.record_id = r.record_id;
-  v.source_system = r.source_system;
-  v.revision = r.revision;
-  v.retracted = r.retracted;
-  v.staff_code = r.staff_code;
-  v.agency_code = r.agency_code;
-  v.task_code = r.task_code;
-  v.work_date = r.work_date;
-  v.declared_minutes = r.declared_minutes;
-  v.quantity = r.quantity;
-  v.evidence_ref = r.evidence_ref;
-  v.deadline = r.deadline;
-  v.completed_at = r.completed_at;
-  if (r.approval) {
-    v.approval.emplace();
-    v.approval->status = r.approval->status;
-    v.approval->rating = r.approval->rating;
-  }
-  return v;
-}
-
 TEST_P(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
   auto store = open();
   std::vector<WorkRecord> first;
@@ -330,7 +307,7 @@ TEST_P(StoreTest, MonthScanForScoringGivesEachStaffMonthWithReceivedAt) {
     for (std::size_t i = 0; i < expected.size(); ++i) {
       auto it = records.find(expected[i].record_id);
       ASSERT_NE(it, records.end()) << expected[i].record_id;
-      EXPECT_EQ(it->second.first, scoring_view(expected[i])) << expected[i].record_id;
+      EXPECT_EQ(it->second.first, scoring_fields(expected[i])) << expected[i].record_id;
       EXPECT_EQ(it->second.second, expected_received[i]) << expected[i].record_id;
     }
   }
@@ -1053,6 +1030,36 @@ TEST_P(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
 
 // ------------------------------------------------------------------- outbox --
 
+// scoring.md 5.4 (2026-12-07): a revision is submitted when its source recorded it
+// (changed_at), so scoring reads changed_at. Every read for scoring left it out (found in
+// review of the RocksDB engine): a back-filling hub flagged on-time work late_submission.
+TEST_P(StoreTest, EveryReadForScoringGivesTheRecordsChangedAt) {
+  auto store = open();
+  WorkRecord edited = full_record("WD-1", 1, "CB001", "2025-04-09");
+  edited.changed_at = ts("2025-04-20T10:00:00+07:00");
+  WorkRecord unstamped = full_record("WD-2", 1, "CB001", "2025-04-10");
+  unstamped.changed_at.reset();
+  store->records().commit_page(page_of({edited, unstamped}));
+  const auto expect_changed_at = [&](const std::vector<WorkRecord>& records, const char* read) {
+    ASSERT_EQ(ids_of(records), (std::vector<std::string>{"eoffice:WD-1", "eoffice:WD-2"})) << read;
+    EXPECT_EQ(records[0].changed_at, edited.changed_at) << read;
+    EXPECT_EQ(records[1].changed_at, std::nullopt) << read;
+  };
+  const StaffMonthKey key{"CB001", "2025-04"};
+  expect_changed_at(store->scoring().staff_month_for_scoring(key).records,
+                    "staff_month_for_scoring");
+  expect_changed_at(store->scoring().staff_days_for_scoring(key, kWholeMonth).records,
+                    "staff_days_for_scoring");
+  std::vector<WorkRecord> scanned;
+  store->scoring().scan_month_for_scoring(
+      "2025-04", {}, [&](std::size_t, const std::string&, ScoringState::ScanBatch& batch) {
+        scanned.insert(scanned.end(), batch.records.begin(), batch.records.begin() + batch.count);
+      });
+  std::sort(scanned.begin(), scanned.end(),
+            [](const WorkRecord& a, const WorkRecord& b) { return a.record_id < b.record_id; });
+  expect_changed_at(scanned, "scan_month_for_scoring");
+}
+
 TEST_P(StoreTest, StaffMonthForScoringGivesRecordsReceivedAtAndLastSentScores) {
   auto store = open();
   WorkRecord full = full_record("WD-1", 3);
@@ -1766,7 +1773,7 @@ TEST_F(SqliteStoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   SqliteStorageOptions options;
   options.on_migration = [&](const std::string& message) { told.push_back(message); };
   auto store = open_sqlite_storage(path_, options);
-  ASSERT_EQ(told.size(), 16u);
+  ASSERT_EQ(told.size(), 18u);
   for (std::size_t i = 0; i < told.size(); ++i) {
     const std::string step = "store " + path_ + ": schema " + std::to_string(2 + i / 2) + " -> " +
                              std::to_string(3 + i / 2) + ": ";
@@ -1778,7 +1785,7 @@ TEST_F(SqliteStoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   EXPECT_EQ(counts.revisions, 85);
   {
     Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
-    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 10);
+    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 11);
     EXPECT_EQ(scores_digest(raw), scores_before);
     // Each score sits under its record's staff month (schema 5's key).
     EXPECT_EQ(count_of(raw,

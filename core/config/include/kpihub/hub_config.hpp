@@ -64,7 +64,7 @@ struct HubConfig {
   // <data_dir>/hub.rocksdb. Resolved, without a trailing '/'.
   std::string store_path;
   // rocksdb only: what its block cache and write buffers may use together.
-  std::size_t store_memory_mb = 32;
+  std::size_t store_memory_mb = 16;
   std::string plugin_dir;  // resolved
   std::vector<std::string> catalog_files;
   // One file or several: sector generators and teams may keep their own.

@@ -158,8 +158,11 @@ class Scorer {
   // fixed cost (the agency months of each month it touched) is spread over many (issue 8: it
   // was a quarter of incremental scoring at 64 keys). In a backlog, where most staff months
   // are scored whole, the records budget bounds what the commit holds: at 16,384 the hub's
-  // peak RSS at 700 staff was 71.3 MB, at 8,192 58.1 MB (bench/run, same speed).
-  static constexpr std::size_t kRecordsPerRun = 8192;
+  // peak RSS at 700 staff was 71.3 MB, at 8,192 58.1 MB (bench/run, same speed). A RocksDB
+  // commit is also a WriteBatch as large as the commit (the heap's largest item at a
+  // province-month, 28.8 MB at 8,192): at 2,048 the hub peaked at 92 MB against 110 MB at 4,096
+  // (700 staff, RocksDB; SQLite 55 against 59 MB), no slower.
+  static constexpr std::size_t kRecordsPerRun = 2048;
   // Record scores and items per transaction of a staff month that runs alone (above).
   static constexpr std::size_t kRecordsPerCommit = 2048;
   ScoringRunResult score_pending(std::size_t max_keys = 1024);

@@ -226,7 +226,6 @@ void read_scoring_record(std::string_view value, WorkRecord& out, int64_t& recei
   out.source_staff_id.clear();
   out.product_unit.clear();
   out.title.clear();
-  out.changed_at.reset();
   out.attributes.clear();
   if (out.approval) {
     out.approval->by.clear();

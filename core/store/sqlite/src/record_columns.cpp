@@ -164,7 +164,7 @@ void bind_record(sqlite3_stmt* s, const WorkRecord& r, int64_t received_at_unix_
 std::string scoring_select_sql() {
   return "SELECT staff_code, record_id, source_system, revision, retracted, agency_code, "
          "task_code, work_date, declared_minutes, quantity, evidence_ref, deadline, completed_at, "
-         "approval_status, approval_rating, received_at FROM records ";
+         "approval_status, approval_rating, received_at, changed_at FROM records ";
 }
 
 std::string month_row_sql(std::string_view table) {
@@ -243,6 +243,8 @@ void read_scoring_row(sqlite3_stmt* s, WorkRecord& r, int64_t& received_at_unix_
   // Columns 11-14: deadline, completed_at, approval_status, approval_rating.
   read_deadline_and_approval(s, 11, r, db_path);
   received_at_unix_ms = sqlite3_column_int64(s, 15);
+  // When the source recorded the revision: what 5.4 counts as submitted.
+  r.changed_at = read_timestamp(column_text(s, 16), db_path, r.record_id, "changed_at");
 }
 
 void read_record_row(sqlite3_stmt* s, WorkRecord& r, const std::string& db_path) {

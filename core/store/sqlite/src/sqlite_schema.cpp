@@ -320,6 +320,17 @@ void migration_10(Poco::Data::Session& s) {
   s << "CREATE INDEX quarantine_by_record ON quarantine (record_id)", now;
 }
 
+// Scoring reads when the source recorded a revision (scoring.md 5.4, 2026-12-07: a revision is
+// submitted at its changed_at), so the covering index of the scoring reads holds it too.
+void migration_11(Poco::Data::Session& s) {
+  s << "DROP INDEX records_for_scoring", now;
+  s << "CREATE INDEX records_for_scoring ON records (month, staff_code, work_date, record_id, "
+       "source_system, revision, retracted, agency_code, task_code, declared_minutes, quantity, "
+       "evidence_ref, deadline, completed_at, approval_status, approval_rating, received_at, "
+       "changed_at)",
+      now;
+}
+
 struct Migration {
   void (*apply)(Poco::Data::Session&);
   const char* what;  // for the operator's log while a store is upgraded
@@ -337,7 +348,8 @@ const std::vector<Migration>& migrations() {
       {migration_7, "revision history read as the scorer's change log"},
       {migration_8, "index of batches by their last item, built over every batch"},
       {migration_9, "staff lists synced from the sources"},
-      {migration_10, "index of quarantine entries by record, built over every entry"}};
+      {migration_10, "index of quarantine entries by record, built over every entry"},
+      {migration_11, "scoring index with when the source changed each record, rebuilt"}};
   return all;
 }
 

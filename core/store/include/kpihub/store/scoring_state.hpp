@@ -87,8 +87,9 @@ class ScoringState {
   // record (retracted ones included; in no particular order) and, parallel to it, when the hub
   // stored that revision (unix ms). Only the fields scoring reads are filled: record_id,
   // source_system, revision, retracted, staff_code, agency_code, task_code, work_date,
-  // declared_minutes, quantity, evidence_ref, deadline, completed_at and approval status and
-  // rating (not approval.by/at); the other fields are empty. `visit` may be called from several
+  // declared_minutes, quantity, evidence_ref, deadline, completed_at, changed_at (5.4: when
+  // the source recorded the revision) and approval status and rating (not approval.by/at); the
+  // other fields are empty. `visit` may be called from several
   // threads at once (never twice at once for one part). An exception it throws stops every part
   // (each calls the visitor no more) and is rethrown. The visitor must not start another month
   // scan (the SQLite store runs one at a time: it would wait for itself); other calls are

@@ -19,7 +19,7 @@ namespace kpihub {
 struct RocksdbStorageOptions {
   // Memory the engine may use for its block cache and write buffers together (the write
   // buffers are charged to the cache): what keeps the hub's memory flat at any backlog.
-  std::size_t memory_budget_bytes = std::size_t{32} << 20;
+  std::size_t memory_budget_bytes = std::size_t{16} << 20;
   // Open for reading only, beside the process that writes (`kpihub status`, `report` while
   // the hub runs). Every write fails with StoreError naming the store.
   bool read_only = false;
