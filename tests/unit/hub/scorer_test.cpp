@@ -47,6 +47,8 @@ class InterleavingScoring final : public ScoringState {
   int month_reads = 0, day_reads = 0;
   // The most records one read of records returned, the most record items one commit queued.
   std::size_t most_records_read = 0, most_records_committed = 0;
+  // The most records one batch of a month scan held (about kScanBatchRecords, in whole days).
+  std::size_t most_records_scanned = 0;
   int commits = 0;
 
   StaffMonthForScoring staff_month_for_scoring(const StaffMonthKey& key) override {
@@ -80,7 +82,7 @@ class InterleavingScoring final : public ScoringState {
         month, split, [&](std::size_t part, const std::string& staff, ScanBatch& batch) {
           {
             std::lock_guard lock(most);
-            most_records_read = std::max(most_records_read, batch.count);
+            most_records_scanned = std::max(most_records_scanned, batch.count);
           }
           visit(part, staff, batch);
         });
@@ -224,9 +226,10 @@ TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameS
   Scorer scorer(store, store_->records(), ref_, clock_, "test-hub");
   while (scorer.score_pending().staff_months > 0) {
   }
-  // No read holds more than a run's records (each day has under 900), no commit more than
-  // kRecordsPerCommit.
+  // No read holds more than a run's records (each day has under 900), no month scan's batch
+  // more than about kScanBatchRecords (whole days), no commit more than kRecordsPerCommit.
   EXPECT_LE(store.most_records_read, Scorer::kRecordsPerRun);
+  EXPECT_LE(store.most_records_scanned, ScoringState::kScanBatchRecords + 900);
   EXPECT_LE(store.most_records_committed, Scorer::kRecordsPerCommit);
   EXPECT_GT(store.commits, static_cast<int>(kLargeMonth / Scorer::kRecordsPerCommit));
 

@@ -213,6 +213,7 @@ std::string encode_locator(const RecordLocator& l) {
   w.str(l.staff_code);
   w.u32(static_cast<uint32_t>(l.work_date.days));
   w.i64(l.received_at_unix_ms);
+  w.i64(l.log_seq);
   return out;
 }
 
@@ -223,7 +224,88 @@ RecordLocator decode_locator(std::string_view in) {
   l.staff_code = rd.str();
   l.work_date = Date{static_cast<int32_t>(rd.u32())};
   l.received_at_unix_ms = rd.i64();
+  l.log_seq = rd.i64();
   return l;
+}
+
+void encode_scoring_inputs(std::string& out, const WorkRecord& r, int64_t received_at_unix_ms,
+                           int64_t log_seq) {
+  Writer w(out);
+  w.str(r.record_id);
+  w.str(r.source_system);
+  w.i64(r.revision);
+  w.boolean(r.retracted);
+  w.str(r.staff_code);
+  w.str(r.agency_code);
+  w.str(r.task_code);
+  w.u32(static_cast<uint32_t>(r.work_date.days));
+  w.u32(static_cast<uint32_t>(r.declared_minutes));
+  w.f64(r.quantity);
+  w.str(r.evidence_ref);
+  w.boolean(r.deadline.has_value());
+  if (r.deadline) {
+    w.boolean(r.deadline->date.has_value());
+    if (r.deadline->date) w.u32(static_cast<uint32_t>(r.deadline->date->days));
+    w.timestamp(r.deadline->at);
+  }
+  w.timestamp(r.completed_at);
+  w.boolean(r.approval.has_value());
+  if (r.approval) {
+    w.u8(static_cast<uint8_t>(r.approval->status));
+    w.boolean(r.approval->rating.has_value());
+    if (r.approval->rating) w.u8(static_cast<uint8_t>(*r.approval->rating));
+  }
+  w.timestamp(r.changed_at);
+  w.i64(received_at_unix_ms);
+  w.i64(log_seq);  // last: scoring_inputs_log_seq reads it without decoding the rest
+}
+
+void decode_scoring_inputs(std::string_view in, WorkRecord& r, int64_t& received_at_unix_ms,
+                           int64_t& log_seq) {
+  Reader rd(in, "a record's scoring inputs");
+  r.record_id = rd.str();
+  r.source_system = rd.str();
+  r.revision = rd.i64();
+  r.retracted = rd.boolean();
+  r.staff_code = rd.str();
+  r.agency_code = rd.str();
+  r.task_code = rd.str();
+  r.work_date = Date{static_cast<int32_t>(rd.u32())};
+  r.declared_minutes = static_cast<int32_t>(rd.u32());
+  r.quantity = rd.f64();
+  r.evidence_ref = rd.str();
+  r.deadline.reset();
+  if (rd.boolean()) {
+    Deadline d;
+    if (rd.boolean()) d.date = Date{static_cast<int32_t>(rd.u32())};
+    d.at = rd.timestamp();
+    r.deadline = d;
+  }
+  r.completed_at = rd.timestamp();
+  r.approval.reset();
+  if (rd.boolean()) {
+    Approval& a = r.approval.emplace();
+    a.status = static_cast<ApprovalStatus>(rd.u8());
+    if (rd.boolean()) a.rating = static_cast<Rating>(rd.u8());
+  }
+  r.changed_at = rd.timestamp();
+  received_at_unix_ms = rd.i64();
+  log_seq = rd.i64();
+  // Not among the inputs: left empty.
+  r.source_id.clear();
+  r.source_staff_id.clear();
+  r.product_unit.clear();
+  r.title.clear();
+  r.attributes.clear();
+}
+
+int64_t scoring_inputs_log_seq(std::string_view in) {
+  if (in.size() < sizeof(int64_t)) {
+    throw StoreError(
+        "store: a record's scoring inputs are shorter than their format (corrupt "
+        "store)");
+  }
+  return Reader(in.substr(in.size() - sizeof(int64_t)), "a record's log sequence").i64();
 }
 
 void encode_quarantine(std::string& out, const std::string& source, const QuarantineRow& row) {

@@ -76,6 +76,20 @@ struct StoredRecord {
 void encode_record(std::string& out, const WorkRecord& r, int64_t received_at_unix_ms);
 void decode_record(std::string_view in, StoredRecord& out);
 
+// What scoring reads of a record's current revision (the staff_days family): the fields
+// ScoringState::ScanBatch promises, when the hub received the revision, and where the whole
+// revision is in the revisions log. Tens of bytes, not the record's ~1 KB: the family is keyed
+// at random, and compaction rewrites what it holds (bench/engines: the whole record there
+// doubled the CPU of storing a province-month, docs/architecture.md).
+void encode_scoring_inputs(std::string& out, const WorkRecord& r, int64_t received_at_unix_ms,
+                           int64_t log_seq);
+// Fills `out` with the fields scoring reads and clears the others (its strings keep their
+// capacity).
+void decode_scoring_inputs(std::string_view in, WorkRecord& out, int64_t& received_at_unix_ms,
+                           int64_t& log_seq);
+// The log sequence alone (the value's last 8 bytes).
+int64_t scoring_inputs_log_seq(std::string_view in);
+
 // Where a record's current revision is (the records family, keyed by record_id): what
 // deduplication, a record's lookup and its score's key need without reading the record.
 struct RecordLocator {
@@ -83,6 +97,7 @@ struct RecordLocator {
   std::string staff_code;
   Date work_date;
   int64_t received_at_unix_ms = 0;
+  int64_t log_seq = 0;  // the key of the revision in the revisions family
 };
 std::string encode_locator(const RecordLocator& l);
 RecordLocator decode_locator(std::string_view in);

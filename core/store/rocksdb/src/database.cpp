@@ -77,8 +77,12 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
     rocksdb::ColumnFamilyOptions family;
     // The upper levels are rewritten soon by compaction: compressing them costs CPU for bytes
     // that do not stay; the lower levels, where the data settles, are compressed.
-    family.compression_per_level = {rocksdb::kNoCompression, rocksdb::kNoCompression,
-                                    compression, compression, compression, compression,
+    family.compression_per_level = {rocksdb::kNoCompression,
+                                    rocksdb::kNoCompression,
+                                    compression,
+                                    compression,
+                                    compression,
+                                    compression,
                                     compression};
     family.level_compaction_dynamic_level_bytes = true;
     family.write_buffer_size = options.memory_budget_bytes / 8;

@@ -4,7 +4,8 @@
 //
 // Column families (docs/architecture.md, "The RocksDB store"):
 //   records     record_id                                   -> RecordLocator (current revision)
-//   staff_days  month NUL staff NUL date(4) record_id       -> encode_record (current revision)
+//               (revision, staff, date, received at, its key in revisions)
+//   staff_days  month NUL staff NUL date(4) record_id       -> encode_scoring_inputs (current)
 //   revisions   seq(8)                                      -> encode_record (every revision)
 //   scores      month NUL staff NUL record_id               -> last sent score of the record
 //   outbox      seq(8)                                      -> outbox item
@@ -183,6 +184,11 @@ void move_score(Database& db, rocksdb::WriteBatch& batch, const std::string& rec
 // write_mutex().
 void append_outbox_items(Database& db, rocksdb::WriteBatch& batch,
                          const std::vector<OutboxItem>& items);
+
+// record_log.cpp: the revisions stored under `log_seqs` (the revisions family), every field, in
+// that order: what a read of whole records takes after finding them in the staff_days family.
+std::vector<WorkRecord> read_logged_revisions(Database& db, const std::vector<int64_t>& log_seqs,
+                                              const rocksdb::Snapshot* snapshot = nullptr);
 
 // What StoreCounts needs of each seam, read in `snapshot` (OperatorViews::counts is one
 // consistent snapshot):

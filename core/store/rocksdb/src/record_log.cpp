@@ -147,20 +147,8 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
   }
 
   // The stored revision of a known record, every field: what a bare withdrawal keeps.
-  const auto stored_record = [&](std::string_view record_id, Known& k) -> WorkRecord& {
-    if (!k.written) {
-      const RecordLocator& l = k.locator;
-      const std::optional<std::string> value =
-          db_.get(db_.staff_days(), staff_day_key(l.staff_code, l.work_date, record_id),
-                  "reading record " + std::string(record_id));
-      if (!value) {
-        throw StoreError("store " + db_.path() + ": record " + std::string(record_id) +
-                         " is listed but not stored (corrupt store) while " + what);
-      }
-      StoredRecord stored;
-      decode_record(*value, stored);
-      k.written = std::move(stored.record);
-    }
+  const auto stored_record = [&](Known& k) -> WorkRecord& {
+    if (!k.written) k.written = std::move(read_logged_revisions(db_, {k.locator.log_seq}).front());
     return *k.written;
   };
 
@@ -170,16 +158,22 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
     if (!staff_code.empty()) dirty[{staff_code, day.month_str()}] |= day_bit(day);
   };
   std::string value;
+  // The whole revision goes to the log; what scoring reads of it, to the staff day; where it
+  // is, to the locator. Returns the locator.
   const auto store_revision = [&](const WorkRecord& r) {
+    const int64_t log_seq = db_.next_revision_seq();
     value.clear();
     encode_record(value, r, at);
-    batch.Put(db_.staff_days(), staff_day_key(r.staff_code, r.work_date, r.record_id), value);
     std::string log_key;
-    put_key_u64(log_key, static_cast<uint64_t>(db_.next_revision_seq()));
+    put_key_u64(log_key, static_cast<uint64_t>(log_seq));
     batch.Put(db_.revisions(), log_key, value);
-    batch.Put(db_.records(), r.record_id,
-              encode_locator(RecordLocator{r.revision, r.staff_code, r.work_date, at}));
+    value.clear();
+    encode_scoring_inputs(value, r, at, log_seq);
+    batch.Put(db_.staff_days(), staff_day_key(r.staff_code, r.work_date, r.record_id), value);
+    RecordLocator locator{r.revision, r.staff_code, r.work_date, at, log_seq};
+    batch.Put(db_.records(), r.record_id, encode_locator(locator));
     mark(r.staff_code, r.work_date);
+    return locator;
   };
 
   // Decide in page order against what is stored and what this page already accepted, so the
@@ -204,12 +198,11 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
         continue;
       }
       ++result.updated;
-      WorkRecord& withdrawn = stored_record(r.record_id, it->second);
+      WorkRecord& withdrawn = stored_record(it->second);
       withdrawn.revision = r.revision;
       withdrawn.retracted = true;
       withdrawn.changed_at = r.changed_at;
-      store_revision(withdrawn);
-      it->second.locator.revision = r.revision;
+      it->second.locator = store_revision(withdrawn);
       continue;
     }
     if (it == known.end()) {
@@ -230,8 +223,7 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
         it->second.moved_from = StaffMonthKey{was.staff_code, was.work_date.month_str()};
       }
     }
-    store_revision(r);
-    it->second.locator = RecordLocator{r.revision, r.staff_code, r.work_date, at};
+    it->second.locator = store_revision(r);
     it->second.written = r;
   }
 
@@ -396,23 +388,11 @@ std::vector<SourceState> RocksRecordLog::sources() {
 }
 
 std::optional<WorkRecord> RocksRecordLog::record(const std::string& record_id) {
-  const std::string what = "reading record " + record_id;
-  // One snapshot: the locator and the record it points at agree.
-  const rocksdb::Snapshot* snapshot = db_.db().GetSnapshot();
-  const std::unique_ptr<const rocksdb::Snapshot, std::function<void(const rocksdb::Snapshot*)>>
-      release(snapshot, [&](const rocksdb::Snapshot* s) { db_.db().ReleaseSnapshot(s); });
-  const std::optional<std::string> located = db_.get(db_.records(), record_id, what, snapshot);
+  const std::optional<std::string> located =
+      db_.get(db_.records(), record_id, "reading record " + record_id);
   if (!located) return std::nullopt;
-  const RecordLocator l = decode_locator(*located);
-  const std::optional<std::string> value = db_.get(
-      db_.staff_days(), staff_day_key(l.staff_code, l.work_date, record_id), what, snapshot);
-  if (!value) {
-    throw StoreError("store " + db_.path() + ": record " + record_id +
-                     " is listed but not stored (corrupt store)");
-  }
-  StoredRecord stored;
-  decode_record(*value, stored);
-  return std::move(stored.record);
+  // The log is never rewritten: the revision the locator names stays where it is.
+  return std::move(read_logged_revisions(db_, {decode_locator(*located).log_seq}).front());
 }
 
 std::vector<WorkRecord> RocksRecordLog::records_of_month(const std::string& month) {
@@ -421,14 +401,51 @@ std::vector<WorkRecord> RocksRecordLog::records_of_month(const std::string& mont
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions read;
   read.iterate_upper_bound = &upper;
+  rocksdb::ManagedSnapshot snapshot(&db_.db());
+  read.snapshot = snapshot.snapshot();
   std::unique_ptr<rocksdb::Iterator> it(db_.db().NewIterator(read, db_.staff_days()));
-  std::vector<WorkRecord> out;
-  StoredRecord stored;
+  std::vector<int64_t> log_seqs;
   for (it->Seek(prefix); it->Valid(); it->Next()) {
-    decode_record(it->value().ToStringView(), stored);
-    out.push_back(std::move(stored.record));
+    log_seqs.push_back(scoring_inputs_log_seq(it->value().ToStringView()));
   }
   db_.check(it->status(), "reading records of month " + month);
+  return read_logged_revisions(db_, log_seqs, snapshot.snapshot());
+}
+
+std::vector<WorkRecord> read_logged_revisions(Database& db, const std::vector<int64_t>& log_seqs,
+                                              const rocksdb::Snapshot* snapshot) {
+  std::vector<WorkRecord> out(log_seqs.size());
+  // In slices: a month's records are read a few thousand at a time, not all keys at once.
+  constexpr std::size_t kSlice = 4096;
+  std::vector<std::string> keys;
+  std::vector<rocksdb::Slice> slices;
+  std::vector<rocksdb::PinnableSlice> values;
+  std::vector<rocksdb::Status> statuses;
+  rocksdb::ReadOptions read;
+  read.snapshot = snapshot;
+  StoredRecord stored;
+  for (std::size_t begin = 0; begin < log_seqs.size(); begin += kSlice) {
+    const std::size_t n = std::min(kSlice, log_seqs.size() - begin);
+    keys.assign(n, std::string());
+    slices.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      put_key_u64(keys[i], static_cast<uint64_t>(log_seqs[begin + i]));
+      slices.emplace_back(keys[i]);
+    }
+    values = std::vector<rocksdb::PinnableSlice>(n);
+    statuses.assign(n, rocksdb::Status());
+    db.db().MultiGet(read, db.revisions(), n, slices.data(), values.data(), statuses.data());
+    for (std::size_t i = 0; i < n; ++i) {
+      if (statuses[i].IsNotFound()) {
+        throw StoreError("store " + db.path() + ": revision " +
+                         std::to_string(log_seqs[begin + i]) +
+                         " is listed but not in the log (corrupt store)");
+      }
+      db.check(statuses[i], "reading logged revisions");
+      decode_record(values[i].ToStringView(), stored);
+      out[begin + i] = std::move(stored.record);
+    }
+  }
   return out;
 }
 

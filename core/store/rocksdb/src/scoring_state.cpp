@@ -214,29 +214,11 @@ ScoringCommit::MonthRow decode_month_row(OutboxKind kind, std::string month, std
 
 // ------------------------------------------------------------ records ----
 
-// Decodes a stored record into `out` with only the fields scoring reads (ScanBatch's): the
-// others are cleared, `out`'s strings keep their capacity. `scratch` is reused from call to call.
-void read_scoring_record(std::string_view value, WorkRecord& out, int64_t& received_at,
-                         StoredRecord& scratch) {
-  std::swap(scratch.record, out);
-  decode_record(value, scratch);
-  std::swap(scratch.record, out);
-  received_at = scratch.received_at_unix_ms;
-  out.source_id.clear();
-  out.source_staff_id.clear();
-  out.product_unit.clear();
-  out.title.clear();
-  out.attributes.clear();
-  if (out.approval) {
-    out.approval->by.clear();
-    out.approval->at.reset();
-  }
-}
-
-WorkRecord read_full_record(std::string_view value) {
-  StoredRecord stored;
-  decode_record(value, stored);
-  return std::move(stored.record);
+// Decodes a record's scoring inputs into `out` (the fields scoring reads, ScanBatch's; the
+// others are cleared, `out`'s strings keep their capacity).
+void read_scoring_record(std::string_view value, WorkRecord& out, int64_t& received_at) {
+  int64_t log_seq = 0;
+  decode_scoring_inputs(value, out, received_at, log_seq);
 }
 
 // The key prefix of one work date of a staff month in the staff_days family.
@@ -386,10 +368,12 @@ std::vector<std::string> RocksScoringState::staff_of_month(const std::string& mo
 
 std::vector<WorkRecord> RocksScoringState::records_of_staff_month(const StaffMonthKey& key) {
   return guarded(db_, "reading records of staff " + key.staff_code + " in " + key.month, [&] {
-    std::vector<WorkRecord> out;
-    PrefixRange it(db_, db_.staff_days(), key_prefix(key));
-    for (; it->Valid(); it->Next()) out.push_back(read_full_record(it.value()));
+    std::vector<int64_t> log_seqs;
+    rocksdb::ManagedSnapshot snapshot(&db_.db());
+    PrefixRange it(db_, db_.staff_days(), key_prefix(key), snapshot.snapshot());
+    for (; it->Valid(); it->Next()) log_seqs.push_back(scoring_inputs_log_seq(it.value()));
     db_.check(it->status(), "reading records");
+    std::vector<WorkRecord> out = read_logged_revisions(db_, log_seqs, snapshot.snapshot());
     sort_by_record_id(out);
     return out;
   });
@@ -397,23 +381,25 @@ std::vector<WorkRecord> RocksScoringState::records_of_staff_month(const StaffMon
 
 std::vector<WorkRecord> RocksScoringState::records_of_staff_days(const StaffMonthKey& key,
                                                                  DayMask days) {
-  return guarded(db_, "reading records of days of staff " + key.staff_code + " in " + key.month,
-                 [&] {
-                   const Month month = parse_month(db_, key.month);
-                   const std::string prefix = key_prefix(key);
-                   std::vector<WorkRecord> out;
-                   PrefixRange it(db_, db_.staff_days(), prefix);
-                   for (Date d = month.first_day(); d <= month.last_day(); ++d.days) {
-                     if ((days & day_bit(d)) == 0) continue;
-                     const std::string day = staff_day_prefix(prefix, d);
-                     for (it->Seek(day); it->Valid() && it.key().starts_with(day); it->Next()) {
-                       out.push_back(read_full_record(it.value()));
-                     }
-                     db_.check(it->status(), "reading records");
-                   }
-                   sort_by_record_id(out);
-                   return out;
-                 });
+  return guarded(
+      db_, "reading records of days of staff " + key.staff_code + " in " + key.month, [&] {
+        const Month month = parse_month(db_, key.month);
+        const std::string prefix = key_prefix(key);
+        std::vector<int64_t> log_seqs;
+        rocksdb::ManagedSnapshot snapshot(&db_.db());
+        PrefixRange it(db_, db_.staff_days(), prefix, snapshot.snapshot());
+        for (Date d = month.first_day(); d <= month.last_day(); ++d.days) {
+          if ((days & day_bit(d)) == 0) continue;
+          const std::string day = staff_day_prefix(prefix, d);
+          for (it->Seek(day); it->Valid() && it.key().starts_with(day); it->Next()) {
+            log_seqs.push_back(scoring_inputs_log_seq(it.value()));
+          }
+          db_.check(it->status(), "reading records");
+        }
+        std::vector<WorkRecord> out = read_logged_revisions(db_, log_seqs, snapshot.snapshot());
+        sort_by_record_id(out);
+        return out;
+      });
 }
 
 std::vector<ScoringState::DayCount> RocksScoringState::records_per_day(const StaffMonthKey& key) {
@@ -439,12 +425,10 @@ ScoringState::StaffMonthForScoring RocksScoringState::staff_month_for_scoring(
     rocksdb::ManagedSnapshot snapshot(&db_.db());
     const std::string prefix = key_prefix(key);
     StaffMonthForScoring out;
-    StoredRecord scratch;
     {
       PrefixRange it(db_, db_.staff_days(), prefix, snapshot.snapshot());
       for (; it->Valid(); it->Next()) {
-        read_scoring_record(it.value(), out.records.emplace_back(), out.received_at.emplace_back(),
-                            scratch);
+        read_scoring_record(it.value(), out.records.emplace_back(), out.received_at.emplace_back());
       }
       db_.check(it->status(), "reading records");
     }
@@ -474,7 +458,6 @@ ScoringState::StaffMonthForScoring RocksScoringState::staff_days_for_scoring(
         rocksdb::ManagedSnapshot snapshot(&db_.db());
         const std::string prefix = key_prefix(key);
         StaffMonthForScoring out;
-        StoredRecord scratch;
         {
           PrefixRange it(db_, db_.staff_days(), prefix, snapshot.snapshot());
           for (Date d = month.first_day(); d <= month.last_day(); ++d.days) {
@@ -482,7 +465,7 @@ ScoringState::StaffMonthForScoring RocksScoringState::staff_days_for_scoring(
             const std::string day = staff_day_prefix(prefix, d);
             for (it->Seek(day); it->Valid() && it.key().starts_with(day); it->Next()) {
               read_scoring_record(it.value(), out.records.emplace_back(),
-                                  out.received_at.emplace_back(), scratch);
+                                  out.received_at.emplace_back());
             }
             db_.check(it->status(), "reading records");
           }
@@ -707,7 +690,6 @@ void RocksScoringState::scan_month_for_scoring(const std::string& month,
       // out of the shared cache.
       Range it(db_, db_.staff_days(), std::move(from), std::move(to), snapshot.snapshot(),
                /*fill_cache=*/false);
-      StoredRecord scratch;
       Date last_date;
       for (; it->Valid(); it->Next()) {
         const std::string_view key = it.key();
@@ -729,7 +711,7 @@ void RocksScoringState::scan_month_for_scoring(const std::string& month,
         }
         if (n >= batch.records.size()) batch.records.resize(n + 1);
         if (n >= batch.received_at.size()) batch.received_at.resize(n + 1);
-        read_scoring_record(it.value(), batch.records[n], batch.received_at[n], scratch);
+        read_scoring_record(it.value(), batch.records[n], batch.received_at[n]);
         last_date = date;
         ++n;
       }
