@@ -59,7 +59,13 @@ struct HubConfig {
   std::string base_dir;  // folder of that file
   std::string hub_id = "kpihub";
   std::string data_dir = "var";  // resolved to an absolute path
-  std::string store = "sqlite";  // the engine: "sqlite" or "rocksdb"
+  // The engine: "sqlite" or "rocksdb". A configuration without "store" gets RocksDB, unless it
+  // was written for an existing SQLite store (load_hub_config, docs/configuration.md): a
+  // store_path that is a file or ends in ".db", or <data_dir>/hub.db existing.
+  std::string store = "rocksdb";
+  // Why the engine is SQLite when the configuration does not name it (empty otherwise): what
+  // check-config and the hub's log say.
+  std::string store_inferred;
   // sqlite: the database file, default <data_dir>/hub.db; rocksdb: the store's folder, default
   // <data_dir>/hub.rocksdb. Resolved, without a trailing '/'.
   std::string store_path;
