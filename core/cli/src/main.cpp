@@ -766,16 +766,7 @@ StoreSpec store_spec(const std::string& option, const std::string& text) {
   while (!path.has_filename() && path.has_relative_path()) path = path.parent_path();
   spec.path = path.string();
   if (!spec.engine.empty()) return spec;
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    spec.engine = "rocksdb";
-  } else if (fs::exists(path, ec)) {
-    spec.engine = "sqlite";
-  } else {
-    const std::string ext = path.extension().string();
-    if (ext == ".db" || ext == ".sqlite" || ext == ".sqlite3") spec.engine = "sqlite";
-    if (ext == ".rocksdb") spec.engine = "rocksdb";
-  }
+  spec.engine = store_engine_of_path(spec.path);
   if (spec.engine.empty()) {
     throw Usage(option + ": cannot tell the engine of " + spec.path +
                 " (nothing is there yet, and its name ends in neither .db nor .rocksdb): write "

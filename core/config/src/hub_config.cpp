@@ -334,21 +334,19 @@ namespace {
 // The engine of a configuration that names none (no "store" key). RocksDB has been the default
 // since issue 20; a configuration written for the SQLite store before then must keep opening its
 // file, never start an empty RocksDB store beside it. So SQLite when:
-//   - "store_path" names an existing file, or a path ending in ".db" (the SQLite default's name);
+//   - "store_path" names a SQLite store: an existing file, or a name of SQLite's (.db, .sqlite,
+//     .sqlite3) for one not made yet, as `kpihub store copy` tells them (store_engine_of_path);
 //   - there is no "store_path" and <data_dir>/hub.db exists (the SQLite default's path).
 // When <data_dir>/hub.db and <data_dir>/hub.rocksdb both exist, the configuration must name one.
 void infer_store_engine(HubConfig& config, const std::optional<fs::path>& named_path) {
   std::error_code ec;
   if (named_path) {
-    if (fs::is_regular_file(*named_path, ec)) {
-      config.store = "sqlite";
-      config.store_inferred = "no \"store\" key, and store_path " + named_path->string() +
-                              " is a file, which only a SQLite store is";
-    } else if (!fs::is_directory(*named_path, ec) && named_path->extension() == ".db") {
-      config.store = "sqlite";
-      config.store_inferred = "no \"store\" key, and store_path " + named_path->string() +
-                              " ends in .db, the SQLite store's name";
-    }
+    if (store_engine_of_path(named_path->string()) != "sqlite") return;
+    config.store = "sqlite";
+    config.store_inferred =
+        "no \"store\" key, and store_path " + named_path->string() +
+        (fs::exists(*named_path, ec) ? " is a file, which only a SQLite store is"
+                                     : " has a SQLite store's name");
     return;
   }
   const fs::path sqlite_file = fs::path(config.data_dir) / "hub.db";
@@ -367,6 +365,16 @@ void infer_store_engine(HubConfig& config, const std::optional<fs::path>& named_
 }
 
 }  // namespace
+
+std::string store_engine_of_path(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return "rocksdb";
+  if (fs::exists(path, ec)) return "sqlite";
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".db" || ext == ".sqlite" || ext == ".sqlite3") return "sqlite";
+  if (ext == ".rocksdb") return "rocksdb";
+  return "";
+}
 
 HubConfig load_hub_config(const std::string& path) {
   const std::string text = config_detail::read_text_file(path);

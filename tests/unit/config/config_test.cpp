@@ -698,13 +698,15 @@ TEST_F(HubConfigFile, AConfigurationWithoutStoreKeepsTheSqliteStoreItWasWrittenF
   config["store"] = "sqlite";
   EXPECT_EQ(load_hub_config(write(config)).store, "sqlite");
 
-  // A store_path ending in .db, existing or not, is a SQLite file.
+  // A store_path with a SQLite store's name (.db, .sqlite, .sqlite3) is a SQLite file.
   config = valid();
   config["store_path"] = "state/kpi.db";
   loaded = load_hub_config(write(config));
   EXPECT_EQ(loaded.store, "sqlite");
   EXPECT_EQ(fs::path(loaded.store_path), fs::path(dir_.path()) / "state/kpi.db");
-  EXPECT_CONTAINS(loaded.store_inferred, "ends in .db");
+  EXPECT_CONTAINS(loaded.store_inferred, "has a SQLite store's name");
+  config["store_path"] = "state/kpi.sqlite3";
+  EXPECT_EQ(load_hub_config(write(config)).store, "sqlite");
 
   // A store_path naming an existing file, whatever its name, is a SQLite file.
   std::ofstream(fs::path(dir_.path()) / "kpi.sqlite") << "";
@@ -713,11 +715,14 @@ TEST_F(HubConfigFile, AConfigurationWithoutStoreKeepsTheSqliteStoreItWasWrittenF
   EXPECT_EQ(loaded.store, "sqlite");
   EXPECT_CONTAINS(loaded.store_inferred, "is a file");
 
-  // Any other store_path is a new store, on the default engine.
+  // Any other store_path (a folder, a new name) is on the default engine.
   config["store_path"] = "state/kpi";
   loaded = load_hub_config(write(config));
   EXPECT_EQ(loaded.store, "rocksdb");
   EXPECT_EQ(loaded.store_inferred, "");
+  fs::create_directories(fs::path(dir_.path()) / "state/kpi.db");  // a folder, whatever its name
+  config["store_path"] = "state/kpi.db";
+  EXPECT_EQ(load_hub_config(write(config)).store, "rocksdb");
 }
 
 TEST_F(HubConfigFile, RefusesAnUnknownEngineAndAMemoryBudgetSqliteWouldIgnore) {

@@ -97,6 +97,12 @@ HubConfig load_hub_config(const std::string& path);
 // the folder of the configuration file; absolute paths stay as they are.
 std::string resolve_config_path(const HubConfig& config, const std::string& path);
 
+// The engine of the store at `path`, told by what is there (a folder: "rocksdb", anything else:
+// "sqlite") or, for a store not made yet, by its name (.db, .sqlite, .sqlite3: "sqlite";
+// .rocksdb: "rocksdb"); empty when neither tells. What `kpihub store copy` reads a path
+// without an engine with, and load_hub_config a store_path when "store" is not set.
+std::string store_engine_of_path(const std::string& path);
+
 // The admin API's JWT HMAC secret in `path`, without the line break the file ends with. Throws
 // ConfigError naming the file when it cannot be read or is shorter than the longest hash of the
 // HS algorithms listed (RFC 7518 3.2: 32 bytes for HS256, 48 for HS384, 64 for HS512; a
