@@ -2,7 +2,7 @@
 # The first quick-start command: installs what is missing, builds, starts the
 # bundled simulators on loopback (E-Office and the provincial receiver), drops
 # a month of school teaching logs and hospital exports into the sector inboxes
-# (var/inbox/), and runs the hub once on config/hub.json with its SQLite store
+# (var/inbox/), and runs the hub once on config/hub.json with its RocksDB store
 # under var/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +47,7 @@ done
 
 echo "demo: kpihub run --once (month $MONTH: E-Office, teaching logs and hospital exports to the provincial receiver)"
 build/bin/kpihub run --once --config config/hub.json 2>var/hub.log || { tail -20 var/hub.log; exit 1; }
-echo "demo: hub log in var/hub.log; store in var/hub.db"
+echo "demo: hub log in var/hub.log; store in var/hub.rocksdb"
 build/bin/kpihub report --month "$MONTH" --config config/hub.json | head -40
 echo "demo: more: build/bin/kpihub explain --staff KH-000001 --month $MONTH (a teacher: GD-000001, a doctor: YT-000001);"
 echo "      build/bin/kpihub status; build/bin/kpihub run (long-running, dashboard on http://127.0.0.1:8080/)"

@@ -193,7 +193,8 @@ int cmd_check_config(const std::vector<std::string>& args) {
     std::cout << "store: rocksdb, folder " << config.store_path << ", memory budget "
               << config.store_memory_mb << " MB\n";
   } else {
-    std::cout << "store: sqlite, file " << config.store_path << "\n";
+    std::cout << "store: sqlite, file " << config.store_path
+              << (config.store_inferred.empty() ? "" : " (" + config.store_inferred + ")") << "\n";
   }
   // Everything is checked and every error reported, in one pass.
   int problems = 0;
@@ -285,10 +286,12 @@ int cmd_run(const std::vector<std::string>& args) {
   prepare_data_dir(config);
   const StoreRunLock run_lock(config.store_path);
   auto store = open_store(config, StoreUse::write, &clock);
-  logger.info("store", config.store == "rocksdb"
-                           ? "rocksdb store " + config.store_path + ", memory budget " +
-                                 std::to_string(config.store_memory_mb) + " MB"
-                           : "sqlite store " + config.store_path);
+  logger.info("store",
+              config.store == "rocksdb"
+                  ? "rocksdb store " + config.store_path + ", memory budget " +
+                        std::to_string(config.store_memory_mb) + " MB"
+                  : "sqlite store " + config.store_path +
+                        (config.store_inferred.empty() ? "" : " (" + config.store_inferred + ")"));
   merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;
@@ -378,6 +381,7 @@ int cmd_run(const std::vector<std::string>& args) {
         next.store = config.store;
         next.store_path = config.store_path;
         next.store_memory_mb = config.store_memory_mb;
+        next.store_inferred = config.store_inferred;
       }
       config = std::move(next);
       ref = std::move(next_ref);
@@ -763,16 +767,7 @@ StoreSpec store_spec(const std::string& option, const std::string& text) {
   while (!path.has_filename() && path.has_relative_path()) path = path.parent_path();
   spec.path = path.string();
   if (!spec.engine.empty()) return spec;
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    spec.engine = "rocksdb";
-  } else if (fs::exists(path, ec)) {
-    spec.engine = "sqlite";
-  } else {
-    const std::string ext = path.extension().string();
-    if (ext == ".db" || ext == ".sqlite" || ext == ".sqlite3") spec.engine = "sqlite";
-    if (ext == ".rocksdb") spec.engine = "rocksdb";
-  }
+  spec.engine = store_engine_of_path(spec.path);
   if (spec.engine.empty()) {
     throw Usage(option + ": cannot tell the engine of " + spec.path +
                 " (nothing is there yet, and its name ends in neither .db nor .rocksdb): write "

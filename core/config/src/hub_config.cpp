@@ -329,6 +329,53 @@ std::string resolve_config_path(const HubConfig& config, const std::string& path
   return config_detail::resolve_path(config.base_dir, path);
 }
 
+namespace {
+
+// The engine of a configuration that names none (no "store" key). RocksDB has been the default
+// since issue 20; a configuration written for the SQLite store before then must keep opening its
+// file, never start an empty RocksDB store beside it. So SQLite when:
+//   - "store_path" names a SQLite store: an existing file, or a name of SQLite's (.db, .sqlite,
+//     .sqlite3) for one not made yet, as `kpihub store copy` tells them (store_engine_of_path);
+//   - there is no "store_path" and <data_dir>/hub.db exists (the SQLite default's path).
+// When <data_dir>/hub.db and <data_dir>/hub.rocksdb both exist, the configuration must name one.
+void infer_store_engine(HubConfig& config, const std::optional<fs::path>& named_path) {
+  std::error_code ec;
+  if (named_path) {
+    if (store_engine_of_path(named_path->string()) != "sqlite") return;
+    config.store = "sqlite";
+    config.store_inferred =
+        "no \"store\" key, and store_path " + named_path->string() +
+        (fs::exists(*named_path, ec) ? " is a file, which only a SQLite store is"
+                                     : " has a SQLite store's name");
+    return;
+  }
+  const fs::path sqlite_file = fs::path(config.data_dir) / "hub.db";
+  const fs::path rocksdb_folder = fs::path(config.data_dir) / "hub.rocksdb";
+  if (!fs::exists(sqlite_file, ec)) return;
+  if (fs::exists(rocksdb_folder, ec)) {
+    throw ConfigError(config.file + ": store: no \"store\" key, and both " + sqlite_file.string() +
+                      " (a SQLite store) and " + rocksdb_folder.string() +
+                      " (a RocksDB store) exist: name the engine to use (\"store\": \"sqlite\" or "
+                      "\"rocksdb\")");
+  }
+  config.store = "sqlite";
+  config.store_inferred = "no \"store\" key, and the SQLite store " + sqlite_file.string() +
+                          " exists (RocksDB is the default for a new store; `kpihub store copy` "
+                          "moves this one)";
+}
+
+}  // namespace
+
+std::string store_engine_of_path(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return "rocksdb";
+  if (fs::exists(path, ec)) return "sqlite";
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".db" || ext == ".sqlite" || ext == ".sqlite3") return "sqlite";
+  if (ext == ".rocksdb") return "rocksdb";
+  return "";
+}
+
 HubConfig load_hub_config(const std::string& path) {
   const std::string text = config_detail::read_text_file(path);
   const auto tree = config_detail::read_json_tree(path, text);
@@ -357,27 +404,34 @@ HubConfig load_hub_config(const std::string& path) {
   }
   if (auto n = root.child("data_dir")) config.data_dir = n->non_empty_string();
   config.data_dir = resolve_config_path(config, config.data_dir);
-  if (auto n = root.child("store")) {
-    config.store = n->string();
+  const auto store_key = root.child("store");
+  if (store_key) {
+    config.store = store_key->string();
     if (config.store != "sqlite" && config.store != "rocksdb") {
-      throw n->error(quote_value(config.store) +
-                     " is not a supported store (supported: sqlite, rocksdb)");
+      throw store_key->error(quote_value(config.store) +
+                             " is not a supported store (supported: sqlite, rocksdb)");
     }
   }
-  // A SQLite store is a file, a RocksDB store a folder: each has its own default name, so
-  // switching the engine never opens the other engine's store.
-  config.store_path =
-      (fs::path(config.data_dir) / (config.store == "rocksdb" ? "hub.rocksdb" : "hub.db")).string();
+  std::optional<fs::path> named_path;
   if (auto n = root.child("store_path")) {
     // "var/hub.rocksdb/" names the folder "var/hub.rocksdb": its lock file goes beside it.
     fs::path path = resolve_config_path(config, n->non_empty_string());
     while (!path.has_filename() && path.has_relative_path()) path = path.parent_path();
-    config.store_path = path.string();
+    named_path = path;
   }
+  if (!store_key) infer_store_engine(config, named_path);
+  // A SQLite store is a file, a RocksDB store a folder: each has its own default name, so
+  // switching the engine never opens the other engine's store.
+  config.store_path =
+      named_path
+          ? named_path->string()
+          : (fs::path(config.data_dir) / (config.store == "rocksdb" ? "hub.rocksdb" : "hub.db"))
+                .string();
   if (auto n = root.child("store_memory_mb")) {
     if (config.store != "rocksdb") {
       throw n->error("only the rocksdb store has a memory budget (this configuration's store is " +
-                     quote_value(config.store) + ")");
+                     quote_value(config.store) +
+                     (config.store_inferred.empty() ? "" : ": " + config.store_inferred) + ")");
     }
     config.store_memory_mb = static_cast<std::size_t>(n->integer(8, 1 << 20));
   }

@@ -5,8 +5,8 @@
 // the right staff code. Scale with KPIHUB_EDU_SCHOOLS / _TEACHERS / _DAYS.
 // The same over HTTP: `kpihub-sim-education --serve` is each school's
 // system, one education source per school pulls its export with a bearer key.
-#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/process.hpp>
+#include <kpihub_test/store.hpp>
 
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
@@ -87,7 +87,7 @@ TEST(EducationE2E, AGeneratedMonthIsStoredExactlyOnceAtItsLatestRevisionForTheRi
   const std::string log = slurp(dir / "run.log");
   ASSERT_EQ(code, 0) << log;
 
-  auto store = kpihub::open_sqlite_storage((dir / "var/hub.db").string());
+  auto store = kpihub::test::read_hub_store(dir / "hub.json");
   EXPECT_TRUE(store->views().quarantine("", "", 10, 0).empty())
       << store->views().quarantine("", "", 1, 0).at(0).entry.message;
   std::ifstream expected(dir / "gen/expected.tsv");
@@ -268,7 +268,7 @@ TEST(EducationE2E, SchoolSystemsOverHttpAreStoredExactlyOnceAtTheirLatestRevisio
   ASSERT_EQ(code, 0) << log;
 
   {
-    auto store = kpihub::open_sqlite_storage((dir / "var/hub.db").string());
+    auto store = kpihub::test::read_hub_store(dir / "hub.json");
     EXPECT_TRUE(store->views().quarantine("", "", 10, 0).empty())
         << store->views().quarantine("", "", 1, 0).at(0).entry.message;
     const std::size_t n = expect_all_stored(*store, dir / "gen/expected.tsv", source_of_school);

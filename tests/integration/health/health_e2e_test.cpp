@@ -5,8 +5,8 @@
 // withdrawn where its row vanished, for the right staff code; no patient name
 // reaches the hub's log or store. Scale with KPIHUB_HEALTH_HOSPITALS /
 // _CLINICIANS / _DAYS.
-#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/process.hpp>
+#include <kpihub_test/store.hpp>
 
 #include <gtest/gtest.h>
 
@@ -76,7 +76,7 @@ void copy_plugins(const fs::path& dir) {
 // quarantine. Returns the number of credits checked.
 std::size_t expect_generated_credits(const fs::path& dir, const fs::path& gen,
                                      const std::string& log) {
-  auto store = kpihub::open_sqlite_storage((dir / "var/hub.db").string());
+  auto store = kpihub::test::read_hub_store(dir / "hub.json");
   EXPECT_TRUE(store->views().quarantine("", "", 10, 0).empty())
       << store->views().quarantine("", "", 1, 0).at(0).entry.message;
   // Certificate number -> staff code, from the generated directory.
@@ -208,7 +208,7 @@ TEST(HealthE2E, ABadRowDeliveredTwiceIsQuarantinedOnceAndResolvedByItsCorrection
     const int code = run({KPIHUB, "run", "--once", "--config", (dir / "hub.json").string()},
                          dir / ("run-" + as + ".log"));
     EXPECT_EQ(code, 0) << slurp(dir / ("run-" + as + ".log"));
-    auto store = kpihub::open_sqlite_storage((dir / "var/hub.db").string());
+    auto store = kpihub::test::read_hub_store(dir / "hub.json");
     std::size_t entries = 0;
     for (const auto& q : store->views().quarantine("", "", 1000, 0))
       entries += q.entry.record_id == row;

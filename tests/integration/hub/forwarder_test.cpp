@@ -6,12 +6,13 @@
 #include <kpihub/logger.hpp>
 #include <kpihub/metrics.hpp>
 #include <kpihub/plugins.hpp>
-#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/manual_clock.hpp>
+#include <kpihub_test/store.hpp>
 
 #include <gtest/gtest.h>
 
 #include <unistd.h>
+#include <algorithm>
 #include <filesystem>
 #include <stdexcept>
 
@@ -31,15 +32,17 @@ class NoSecrets final : public SecretResolver {
 
 constexpr int kItems = 4;
 
-class ForwarderTest : public ::testing::Test {
+// On each store engine (ForwarderTest/sqlite, ForwarderTest/rocksdb).
+class ForwarderTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("kpihub-forwarder-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '-');
+    dir_ =
+        fs::temp_directory_path() / ("kpihub-forwarder-" + std::to_string(::getpid()) + "-" + name);
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    store_ = open_sqlite_storage((dir_ / "hub.db").string());
+    store_ = test::open_test_store(GetParam(), dir_ / test::store_file_name(GetParam()));
     ScoringCommit commit;
     for (int i = 0; i < kItems; ++i) {
       const std::string key = "eoffice:R-" + std::to_string(i);
@@ -87,7 +90,10 @@ class ForwarderTest : public ::testing::Test {
   bool delivered_ = false;
 };
 
-TEST_F(ForwarderTest, AnAttemptThatSettlesMoreItemsStartsTheBackoffAgain) {
+INSTANTIATE_TEST_SUITE_P(Engines, ForwarderTest, ::testing::ValuesIn(test::store_engines()),
+                         test::engine_name);
+
+TEST_P(ForwarderTest, AnAttemptThatSettlesMoreItemsStartsTheBackoffAgain) {
   // One more item settled per attempt: attempts 1 to 3 each make progress.
   const auto waits =
       waits_until_delivered(R"(, "settled_items": 1, "settled_items_grow": true)", kItems + 1);
@@ -100,7 +106,7 @@ TEST_F(ForwarderTest, AnAttemptThatSettlesMoreItemsStartsTheBackoffAgain) {
   }
 }
 
-TEST_F(ForwarderTest, AnAttemptThatSettlesTheSameItemsAgainBacksOffFurther) {
+TEST_P(ForwarderTest, AnAttemptThatSettlesTheSameItemsAgainBacksOffFurther) {
   // The same first item settled every time: only the first attempt is progress.
   const auto waits = waits_until_delivered(R"(, "settled_items": 1)", 4);
   EXPECT_FALSE(delivered_);

@@ -1,9 +1,9 @@
 // The Hub in-process with a clock the test moves.
 #include <kpihub/admin.hpp>
 #include <kpihub/hub.hpp>
-#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/bundled_reference.hpp>
 #include <kpihub_test/manual_clock.hpp>
+#include <kpihub_test/store.hpp>
 
 #include <gtest/gtest.h>
 
@@ -50,7 +50,15 @@ HubConfig counting_hub(const fs::path& dir, const std::string& hub_id) {
   source.settings_json =
       R"({"records": 28, "page_size": 28, "staff": ["KH-000123"], "month": "2025-04"})";
   config.sources.push_back(source);
+  config.store_path = (dir / "var" / test::store_file_name(config.store)).string();
   return config;
+}
+
+// The store `config` names, on the default engine (its times from `clock`, nullptr: the system's).
+std::unique_ptr<Storage> open_store(const HubConfig& config, const Clock* clock = nullptr) {
+  test::TestStoreOptions options;
+  options.clock = clock;
+  return test::open_test_store(config.store, config.store_path, options);
 }
 
 using test::bundled_reference;
@@ -64,7 +72,7 @@ TEST(HubClock, TheHubsDateFollowsTheClockWhileItRuns) {
   const HubConfig config = counting_hub(dir, "clock-test");
   ReferenceData ref = bundled_reference();
 
-  auto store = open_sqlite_storage((dir / "var/hub.db").string());
+  auto store = open_store(config);
   JsonLineLogger logger(stderr, LogLevel::error);
   Metrics metrics;
   ManualClock clock(local_noon_ms("2025-04-01"));
@@ -92,7 +100,7 @@ TEST(HubClock, SourceLagIsMeasuredOnTheHubsClockWhenTodayIsSet) {
   config.today = "2025-04-30";  // back-filling April 2025 on 7 November 2026
   ReferenceData ref = bundled_reference();
 
-  auto store = open_sqlite_storage((dir / "var/hub.db").string());
+  auto store = open_store(config);
   JsonLineLogger logger(stderr, LogLevel::error);
   Metrics metrics;
   ManualClock clock(local_noon_ms("2026-11-07"));
@@ -153,9 +161,7 @@ TEST(HubClock, DeliveredOutboxItemsAreDeletedAfterTheRetentionDays) {
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
   ManualClock clock(real_now);
-  SqliteStorageOptions options;
-  options.clock = &clock;
-  auto store = open_sqlite_storage((dir / "var/hub.db").string(), options);
+  auto store = open_store(with_off, &clock);
   JsonLineLogger logger(stderr, LogLevel::error);
   Metrics metrics;
   auto hub = std::make_unique<Hub>(with_off, *store, ref, logger, clock, metrics);

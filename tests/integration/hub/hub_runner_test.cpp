@@ -1,8 +1,8 @@
 // `kpihub run` and `kpihub run --once` are one runner (Hub::run): these tests fail when the two
 // modes drift apart again, in what they count or in how a stop ends them.
 #include <kpihub/hub.hpp>
-#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/bundled_reference.hpp>
+#include <kpihub_test/store.hpp>
 
 #include <gtest/gtest.h>
 
@@ -65,7 +65,8 @@ struct TestHub {
     sink.plugin = "file-sink";
     sink.settings_json = R"({"file": ")" + (dir / "delivered.tsv").string() + R"("})";
     config.sinks.push_back(sink);
-    store = open_sqlite_storage((dir / "var/hub.db").string());
+    config.store_path = (dir / "var" / test::store_file_name(config.store)).string();
+    store = test::open_test_store(config.store, config.store_path);  // the default engine
     hub = std::make_unique<Hub>(config, *store, ref, logger, clock, metrics, options);
   }
   ~TestHub() {

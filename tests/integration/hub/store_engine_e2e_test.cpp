@@ -142,12 +142,53 @@ class StoreEngineE2E : public ::testing::Test {
   EXPECT_NE((text).find(part), std::string::npos) << "in: " << (text)
 
 TEST_F(StoreEngineE2E, CheckConfigNamesTheEngineAndWhereItsStoreIs) {
+  // RocksDB unless the configuration names SQLite.
   auto r = run({"check-config", "--config", write_config(10, 5, "")});
-  EXPECT_CONTAINS(r.output, "store: sqlite, file " + (dir_ / "var/hub.db").string() + "\n");
+  EXPECT_CONTAINS(r.output, "store: rocksdb, folder " + (dir_ / "var/hub.rocksdb").string() +
+                                ", memory budget 32 MB\n");
   r = run({"check-config", "--config",
            write_config(10, 5, R"( "store": "rocksdb", "store_memory_mb": 64,)")});
   EXPECT_CONTAINS(r.output, "store: rocksdb, folder " + (dir_ / "var/hub.rocksdb").string() +
                                 ", memory budget 64 MB\n");
+  r = run({"check-config", "--config", write_config(10, 5, R"( "store": "sqlite",)")});
+  EXPECT_CONTAINS(r.output, "store: sqlite, file " + (dir_ / "var/hub.db").string() + "\n");
+}
+
+// RocksDB became the default engine after hubs had run on SQLite with configurations naming no
+// engine: after the upgrade such a hub carries on with its SQLite store, says why, and never
+// starts an empty RocksDB store beside it (which would pull every source again).
+TEST_F(StoreEngineE2E, AnUpgradedHubWhoseConfigurationNamesNoEngineKeepsItsSqliteStore) {
+  // Before the upgrade: the SQLite store, the default then.
+  auto r = run({"run", "--once", "--config", write_config(350, 40, R"( "store": "sqlite",)")});
+  ASSERT_EQ(r.code, 0) << r.output;
+  ASSERT_TRUE(fs::is_regular_file(dir_ / "var/hub.db"));
+
+  const auto config = write_config(420, 40, "");  // the same configuration, naming no engine
+  r = run({"check-config", "--config", config});
+  EXPECT_CONTAINS(r.output, "store: sqlite, file " + (dir_ / "var/hub.db").string() +
+                                " (no \"store\" key, and the SQLite store " +
+                                (dir_ / "var/hub.db").string() + " exists");
+  r = run({"run", "--once", "--config", config});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_CONTAINS(r.output, "70 items: 60 new");  // from the stored cursor: 350..419
+  EXPECT_FALSE(fs::exists(dir_ / "var/hub.rocksdb"));
+  r = run({"status", "--config", config});
+  EXPECT_CONTAINS(r.output, "(sqlite): 360 records");
+
+  // Copied into RocksDB beside it: which of the two is meant is not guessed.
+  r = run({"store", "copy", "--from", (dir_ / "var/hub.db").string(), "--to",
+           (dir_ / "var/hub.rocksdb").string()});
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run({"run", "--once", "--config", config});
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_CONTAINS(r.output, "no \"store\" key, and both " + (dir_ / "var/hub.db").string() +
+                                " (a SQLite store) and " + (dir_ / "var/hub.rocksdb").string() +
+                                " (a RocksDB store) exist: name the engine to use");
+  write_config(420, 40, R"( "store": "rocksdb",)");  // the operator names the copy's engine
+  r = run({"run", "--once", "--config", config});
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run({"status", "--config", config});
+  EXPECT_CONTAINS(r.output, "(rocksdb): 360 records");
 }
 
 TEST_F(StoreEngineE2E, ARunOnARocksdbStoreStoresScoresAndForwardsAndStatusReadsIt) {
@@ -229,7 +270,7 @@ TEST_F(StoreEngineE2E, BesideARunningHubReadingCommandsWorkAndWritingOnesSayWhat
 // The engine is not changed by a reload: the running store stays until a restart, and the log
 // says so (a hub switching stores mid-run would start the sources from nothing).
 TEST_F(StoreEngineE2E, ASighupNamingAnotherEngineKeepsTheRunningStore) {
-  const auto config = write_config(1000000, 10, "", 20);
+  const auto config = write_config(1000000, 10, R"( "store": "sqlite",)", 20);
   hub_ = start({"run", "--config", config}, (dir_ / "hub.txt").string());
   const auto stored = [&] {
     const auto status = run({"status", "--config", config});
@@ -256,22 +297,26 @@ TEST_F(StoreEngineE2E, ASighupNamingAnotherEngineKeepsTheRunningStore) {
   hub_ = -1;
   EXPECT_FALSE(fs::exists(dir_ / "var/hub.rocksdb"));
   // It went on storing into the SQLite file after the reload.
-  const auto r = run({"status", "--config", write_config(1000000, 10, "", 20)});
+  const auto r =
+      run({"status", "--config", write_config(1000000, 10, R"( "store": "sqlite",)", 20)});
   EXPECT_CONTAINS(r.output, "(sqlite): ");
 }
 
 // A store moved to the other engine carries on where it stopped: the source is pulled from its
 // cursor, and the hub sends what a hub that never moved sends (scores it had sent are what it
-// compares new ones with: a record whose score did not change is not sent again).
+// compares new ones with: a record whose score did not change is not sent again). The parameter
+// is the engine copied into, from the other one.
 class StoreCopyE2E : public StoreEngineE2E, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(StoreCopyE2E, AStoreCopiedIntoAnotherEngineCarriesOnWhereItStopped) {
   const std::string engine = GetParam();
-  auto r = run({"run", "--once", "--config", write_config(350, 40, "")});
+  const std::string from_engine = engine == "sqlite" ? "rocksdb" : "sqlite";
+  auto r = run({"run", "--once", "--config",
+                write_config(350, 40, R"( "store": ")" + from_engine + R"(",)")});
   ASSERT_EQ(r.code, 0) << r.output;
+  const fs::path from = dir_ / "var" / (from_engine == "sqlite" ? "hub.db" : "hub.rocksdb");
   const fs::path copy = dir_ / "var" / ("copy." + engine);
-  r = run({"store", "copy", "--from", (dir_ / "var/hub.db").string(), "--to",
-           engine + ":" + copy.string()});
+  r = run({"store", "copy", "--from", from.string(), "--to", engine + ":" + copy.string()});
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_CONTAINS(r.output, "store copy: 300 of 300 records copied (100%)");
   EXPECT_CONTAINS(r.output, "300 records, 50 quarantine entries, 1 cursors");
@@ -297,10 +342,12 @@ TEST_P(StoreCopyE2E, AStoreCopiedIntoAnotherEngineCarriesOnWhereItStopped) {
   EXPECT_EQ(records, 360);
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, StoreCopyE2E, ::testing::Values("sqlite", "rocksdb"));
+INSTANTIATE_TEST_SUITE_P(Engines, StoreCopyE2E, ::testing::Values("sqlite", "rocksdb"),
+                         [](const auto& info) { return std::string(info.param); });
 
 TEST_F(StoreEngineE2E, StoreCopyRefusesANonEmptyDestinationAndAPathOfNoKnownEngine) {
-  ASSERT_EQ(run({"run", "--once", "--config", write_config(20, 10, "")}).code, 0);
+  ASSERT_EQ(run({"run", "--once", "--config", write_config(20, 10, R"( "store": "sqlite",)")}).code,
+            0);
   const std::string from = (dir_ / "var/hub.db").string();
   const std::string to = (dir_ / "copy.db").string();
   ASSERT_EQ(run({"store", "copy", "--from", from, "--to", to}).code, 0);

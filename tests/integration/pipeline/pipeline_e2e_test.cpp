@@ -11,8 +11,13 @@
 // For a province-size run set, e.g.,
 //   KPIHUB_PIPELINE_AGENCIES=53 KPIHUB_PIPELINE_STAFF=7000 KPIHUB_PIPELINE_DAYS=22
 // (see docs/performance.md).
+//
+// The tests run on the default store engine (a hub.json naming none); the
+// SIGKILLs, the poison record and the memory under a backlog on each engine
+// (PipelineE2EOnEachEngine).
 #include <kpihub/net.hpp>
-#include <kpihub/store/sqlite.hpp>
+#include <kpihub/store/storage.hpp>
+#include <kpihub_test/store.hpp>
 
 #include <gtest/gtest.h>
 
@@ -21,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -270,10 +276,19 @@ enum class ReadBack { every_record, sample };
 
 class PipelineE2E : public ::testing::Test {
  protected:
+  // The engine hub.json names; empty: none, the hub's default.
+  virtual std::string named_engine() const { return ""; }
+  std::string engine() const {
+    const std::string named = named_engine();
+    return named.empty() ? kpihub::test::default_store_engine() : named;
+  }
+  fs::path store_path() const { return dir_ / "var" / kpihub::test::store_file_name(engine()); }
+
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("kpihub-pipeline-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '-');  // "Test/rocksdb" on each engine
+    dir_ =
+        fs::temp_directory_path() / ("kpihub-pipeline-" + std::to_string(::getpid()) + "-" + name);
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "plugins");
     for (const char* p : {PIPELINE_EOFFICE_PLUGIN, PIPELINE_PROVINCIAL_PLUGIN}) {
@@ -347,7 +362,8 @@ class PipelineE2E : public ::testing::Test {
     out << R"({
   "hub_id": "pipeline-hub",
   "data_dir": ")"
-        << (dir_ / "var").string() << R"(",
+        << (dir_ / "var").string() << R"(",)"
+        << (named_engine().empty() ? "" : "\n  \"store\": \"" + named_engine() + "\",") << R"(
   "plugin_dir": ")"
         << (dir_ / "plugins").string() << R"(",
   "today": "2025-05-10",
@@ -403,8 +419,12 @@ class PipelineE2E : public ::testing::Test {
     return r;
   }
 
+  // The store the hub wrote, read-only: RocksDB has one writer, and a hub may be running beside
+  // it (a StoreError until the hub made it).
   std::unique_ptr<kpihub::Storage> open_store() {
-    return kpihub::open_sqlite_storage((dir_ / "var/hub.db").string());
+    kpihub::test::TestStoreOptions options;
+    options.read_only = true;
+    return kpihub::test::open_test_store(engine(), store_path(), options);
   }
 
   // Every log the hub and the simulators wrote in this test.
@@ -584,6 +604,17 @@ class PipelineE2E : public ::testing::Test {
 
 }  // namespace
 
+// What a store engine must keep whatever the engine: run on each.
+class PipelineE2EOnEachEngine : public PipelineE2E,
+                                public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string named_engine() const override { return GetParam(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Engines, PipelineE2EOnEachEngine,
+                         ::testing::ValuesIn(kpihub::test::store_engines()),
+                         kpihub::test::engine_name);
+
 TEST_F(PipelineE2E, CleanRunStoresWhatWasServedAndDeliversEverything) {
   start_simulators();
   const auto config = write_config();
@@ -646,7 +677,7 @@ TEST_F(PipelineE2E, EOfficeFaultsAloneEndInTheSameStore) {
       << "no fault reached the adapter";
 }
 
-TEST_F(PipelineE2E, KilledAtTenRandomMomentsEndsInTheSameState) {
+TEST_P(PipelineE2EOnEachEngine, KilledAtTenRandomMomentsEndsInTheSameState) {
   SimOptions o;
   const bool province_size = kKillMaxMs > 1500;
   if (!province_size) {
@@ -669,7 +700,7 @@ TEST_F(PipelineE2E, KilledAtTenRandomMomentsEndsInTheSameState) {
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
     ::kill(hub.pid, SIGKILL);
     ASSERT_EQ(wait_for(hub, 20s), 128 + SIGKILL) << slurp(hub.log);
-    if (!fs::exists(dir_ / "var/hub.db")) {
+    if (!fs::exists(store_path())) {
       stages += " start";
       ++interrupted;
       continue;
@@ -739,7 +770,10 @@ int64_t peak_rss_kb(pid_t pid) {
   return 0;
 }
 
-TEST_F(PipelineE2E, ADeadReceiverLetsTheOutboxGrowOnDiskWhileMemoryStaysFlatAndPullingGoesOn) {
+// On each engine: what the hub's memory does under a backlog is the store engine's doing
+// (SQLite's page caches; RocksDB's block cache and write buffers within store_memory_mb).
+TEST_P(PipelineE2EOnEachEngine,
+       ADeadReceiverLetsTheOutboxGrowOnDiskWhileMemoryStaysFlatAndPullingGoesOn) {
   SimOptions o;
   // Big enough that holding the backlog in memory would show: ~80k records,
   // ~80 MB of outbox payloads.
@@ -761,7 +795,7 @@ TEST_F(PipelineE2E, ADeadReceiverLetsTheOutboxGrowOnDiskWhileMemoryStaysFlatAndP
   const auto until = std::chrono::steady_clock::now() + kRunLimit;
   while (std::chrono::steady_clock::now() < until && !ended(hub)) {
     std::this_thread::sleep_for(100ms);
-    if (!fs::exists(dir_ / "var/hub.db")) continue;
+    if (!fs::exists(store_path())) continue;
     try {
       auto store = open_store();
       counts = store->views().counts();
@@ -822,7 +856,7 @@ TEST_F(PipelineE2E, ADeadReceiverLetsTheOutboxGrowOnDiskWhileMemoryStaysFlatAndP
   expect_final_state(false, ReadBack::sample);
 }
 
-TEST_F(PipelineE2E, PoisonRecordIsADeadLetterWithTheReceiversReason) {
+TEST_P(PipelineE2EOnEachEngine, PoisonRecordIsADeadLetterWithTheReceiversReason) {
   start_eoffice({});
   std::string poison;
   for (const auto& s : served(eoffice_.url, false)) {

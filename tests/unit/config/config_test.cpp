@@ -549,9 +549,9 @@ TEST(HubConfig, ShippedConfigLoadsWithResolvedPaths) {
   EXPECT_EQ(config.hub_id, "khanhhoa-hub-1");
   EXPECT_EQ(fs::path(config.base_dir), (repo / "config").lexically_normal());
   EXPECT_EQ(fs::path(config.data_dir), (repo / "var").lexically_normal());
-  EXPECT_EQ(fs::path(config.store_path), (repo / "var/hub.db").lexically_normal());
+  EXPECT_EQ(fs::path(config.store_path), (repo / "var/hub.rocksdb").lexically_normal());
   EXPECT_EQ(fs::path(config.plugin_dir), (repo / "build/plugins").lexically_normal());
-  EXPECT_EQ(config.store, "sqlite");
+  EXPECT_EQ(config.store, "rocksdb");
   ASSERT_EQ(config.catalog_files.size(), 4u);
   EXPECT_EQ(fs::path(config.catalog_files[0]), (repo / "config/catalog/province.csv"));
   ASSERT_EQ(config.staff_files.size(), 3u);
@@ -644,26 +644,85 @@ TEST_F(HubConfigFile, KeepsSettingsTypesAndResolvesAgainstTheConfigFolder) {
   EXPECT_EQ(config.outbox_retention_days, 30);                   // default
 }
 
-// Issue 20: the store's engine is chosen in hub.json; a configuration without "store" keeps its
-// SQLite file, and a RocksDB store (a folder) has a name of its own.
-TEST_F(HubConfigFile, TheStoreEngineIsSqliteUnlessRocksdbIsChosenEachWithItsOwnDefaultPath) {
+// Issue 20: the store's engine is chosen in hub.json, RocksDB when none is named; each engine's
+// store (a SQLite file, a RocksDB folder) has a name of its own.
+TEST_F(HubConfigFile, TheStoreEngineIsRocksdbUnlessSqliteIsChosenEachWithItsOwnDefaultPath) {
   auto config = valid();
   HubConfig loaded = load_hub_config(write(config));
-  EXPECT_EQ(loaded.store, "sqlite");
-  EXPECT_EQ(fs::path(loaded.store_path), fs::path(dir_.path()) / "var/hub.db");
-
-  config["store"] = "rocksdb";
-  loaded = load_hub_config(write(config));
   EXPECT_EQ(loaded.store, "rocksdb");
   EXPECT_EQ(fs::path(loaded.store_path), fs::path(dir_.path()) / "var/hub.rocksdb");
   EXPECT_EQ(loaded.store_memory_mb, 32u);  // the engine's default budget
+  EXPECT_EQ(loaded.store_inferred, "");
+
+  config["store"] = "sqlite";
+  loaded = load_hub_config(write(config));
+  EXPECT_EQ(loaded.store, "sqlite");
+  EXPECT_EQ(fs::path(loaded.store_path), fs::path(dir_.path()) / "var/hub.db");
 
   // A folder written with its trailing '/' is the same folder (its lock file goes beside it).
+  config["store"] = "rocksdb";
   config["store_path"] = "state/kpi.rocksdb/";
   config["store_memory_mb"] = 256;
   loaded = load_hub_config(write(config));
   EXPECT_EQ(loaded.store_path, (fs::path(dir_.path()) / "state/kpi.rocksdb").string());
   EXPECT_EQ(loaded.store_memory_mb, 256u);
+}
+
+// A configuration written for the SQLite store before RocksDB became the default names no
+// engine: after the upgrade it must still open its SQLite file, not start an empty RocksDB store
+// beside it.
+TEST_F(HubConfigFile, AConfigurationWithoutStoreKeepsTheSqliteStoreItWasWrittenFor) {
+  // The SQLite default's file exists under data_dir: SQLite, at that file.
+  auto config = valid();
+  fs::create_directories(fs::path(dir_.path()) / "var");
+  std::ofstream(fs::path(dir_.path()) / "var/hub.db") << "";
+  HubConfig loaded = load_hub_config(write(config));
+  EXPECT_EQ(loaded.store, "sqlite");
+  EXPECT_EQ(fs::path(loaded.store_path), fs::path(dir_.path()) / "var/hub.db");
+  EXPECT_CONTAINS(
+      loaded.store_inferred,
+      "the SQLite store " + (fs::path(dir_.path()) / "var/hub.db").string() + " exists");
+  // A memory budget there is refused, saying why the store is SQLite.
+  config["store_memory_mb"] = 64;
+  EXPECT_CONTAINS(error_for(config),
+                  "store_memory_mb: only the rocksdb store has a memory budget (this "
+                  "configuration's store is \"sqlite\": no \"store\" key, and the SQLite store");
+  config.erase("store_memory_mb");
+
+  // Once copied into RocksDB beside it (kpihub store copy), which one is meant is not guessed.
+  fs::create_directories(fs::path(dir_.path()) / "var/hub.rocksdb");
+  EXPECT_CONTAINS(error_for(config), "hub.json: store: no \"store\" key, and both ");
+  EXPECT_CONTAINS(error_for(config), "name the engine to use");
+  config["store"] = "rocksdb";
+  EXPECT_EQ(load_hub_config(write(config)).store, "rocksdb");
+  config["store"] = "sqlite";
+  EXPECT_EQ(load_hub_config(write(config)).store, "sqlite");
+
+  // A store_path with a SQLite store's name (.db, .sqlite, .sqlite3) is a SQLite file.
+  config = valid();
+  config["store_path"] = "state/kpi.db";
+  loaded = load_hub_config(write(config));
+  EXPECT_EQ(loaded.store, "sqlite");
+  EXPECT_EQ(fs::path(loaded.store_path), fs::path(dir_.path()) / "state/kpi.db");
+  EXPECT_CONTAINS(loaded.store_inferred, "has a SQLite store's name");
+  config["store_path"] = "state/kpi.sqlite3";
+  EXPECT_EQ(load_hub_config(write(config)).store, "sqlite");
+
+  // A store_path naming an existing file, whatever its name, is a SQLite file.
+  std::ofstream(fs::path(dir_.path()) / "kpi.sqlite") << "";
+  config["store_path"] = "kpi.sqlite";
+  loaded = load_hub_config(write(config));
+  EXPECT_EQ(loaded.store, "sqlite");
+  EXPECT_CONTAINS(loaded.store_inferred, "is a file");
+
+  // Any other store_path (a folder, a new name) is on the default engine.
+  config["store_path"] = "state/kpi";
+  loaded = load_hub_config(write(config));
+  EXPECT_EQ(loaded.store, "rocksdb");
+  EXPECT_EQ(loaded.store_inferred, "");
+  fs::create_directories(fs::path(dir_.path()) / "state/kpi.db");  // a folder, whatever its name
+  config["store_path"] = "state/kpi.db";
+  EXPECT_EQ(load_hub_config(write(config)).store, "rocksdb");
 }
 
 TEST_F(HubConfigFile, RefusesAnUnknownEngineAndAMemoryBudgetSqliteWouldIgnore) {
@@ -673,6 +732,7 @@ TEST_F(HubConfigFile, RefusesAnUnknownEngineAndAMemoryBudgetSqliteWouldIgnore) {
                   "hub.json: store: \"lmdb\" is not a supported store (supported: sqlite, "
                   "rocksdb)");
   config = valid();
+  config["store"] = "sqlite";
   config["store_memory_mb"] = 64;
   EXPECT_CONTAINS(error_for(config),
                   "hub.json: store_memory_mb: only the rocksdb store has a memory budget (this "

@@ -1,7 +1,7 @@
 // The ingest stage without plugins or HTTP: a page as a plugin would hand it
 // over, resolved against the shipped reference data.
 #include <kpihub/hub.hpp>
-#include <kpihub/store/sqlite.hpp>
+#include <kpihub_test/store.hpp>
 
 #include <gtest/gtest.h>
 
@@ -95,7 +95,8 @@ kpihub_page page_of(std::vector<kpihub_record>& records) {
   return page;
 }
 
-class IngestTest : public ::testing::Test {
+// On each store engine (IngestTest/sqlite, IngestTest/rocksdb).
+class IngestTest : public ::testing::TestWithParam<std::string> {
  protected:
   // Ingests the items as one page of `source`, received at `now_ms`.
   IngestResult ingest_page(Ingestor& ingestor, const std::vector<Item>& items, int64_t now_ms,
@@ -105,24 +106,27 @@ class IngestTest : public ::testing::Test {
     return ingestor.ingest(source, page_of(records), now_ms);
   }
   void SetUp() override {
-    path_ = std::filesystem::temp_directory_path() /
-            ("kpihub-ingest-" + std::to_string(::getpid()) + ".db");
-    std::filesystem::remove(path_);
-    store_ = open_sqlite_storage(path_.string());
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kpihub-ingest-" + std::to_string(::getpid()) + "-" + GetParam());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    store_ = test::open_test_store(GetParam(), dir_ / test::store_file_name(GetParam()));
   }
   void TearDown() override {
     store_.reset();
-    for (const char* suffix : {"", "-wal", "-shm"})
-      std::filesystem::remove(path_.string() + suffix);
+    std::filesystem::remove_all(dir_);
   }
   ReferenceData ref_ = shipped_reference();
-  std::filesystem::path path_;
+  std::filesystem::path dir_;
   std::unique_ptr<Storage> store_;  // prepare() never writes to it
 };
 
+INSTANTIATE_TEST_SUITE_P(Engines, IngestTest, ::testing::ValuesIn(test::store_engines()),
+                         test::engine_name);
+
 }  // namespace
 
-TEST_F(IngestTest, ResolvesStaffAndAgencyFromTheDirectory) {
+TEST_P(IngestTest, ResolvesStaffAndAgencyFromTheDirectory) {
   Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const auto c = prepare(ingest, "eoffice", {item({{"agency_code", "999.99.99.H34"}})});
   ASSERT_EQ(c.records.size(), 1u);
@@ -134,7 +138,7 @@ TEST_F(IngestTest, ResolvesStaffAndAgencyFromTheDirectory) {
   EXPECT_FALSE(r.approval) << "E-Office records are not auto-approved";
 }
 
-TEST_F(IngestTest, SectorIdentifiersResolveToStaffCodesAndSectorSourcesAreAutoApproved) {
+TEST_P(IngestTest, SectorIdentifiersResolveToStaffCodesAndSectorSourcesAreAutoApproved) {
   Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const auto c = prepare(ingest, "education",
                          {item({{"staff_code", ""},
@@ -147,7 +151,7 @@ TEST_F(IngestTest, SectorIdentifiersResolveToStaffCodesAndSectorSourcesAreAutoAp
   EXPECT_EQ(c.records[0].approval->status, ApprovalStatus::approved);
 }
 
-TEST_F(IngestTest, UnknownStaffAndTasksGoToQuarantineWithReasons) {
+TEST_P(IngestTest, UnknownStaffAndTasksGoToQuarantineWithReasons) {
   Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const auto c =
       prepare(ingest, "eoffice",
@@ -178,7 +182,7 @@ TEST_F(IngestTest, UnknownStaffAndTasksGoToQuarantineWithReasons) {
   EXPECT_EQ(by_id["A"].record_id, "eoffice:A");
 }
 
-TEST_F(IngestTest, TheValidationDateCanMoveForward) {
+TEST_P(IngestTest, TheValidationDateCanMoveForward) {
   Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const Item tomorrow = item({{"work_date", "2025-04-21"}});
   auto c = prepare(ingest, "eoffice", {tomorrow});
@@ -189,7 +193,7 @@ TEST_F(IngestTest, TheValidationDateCanMoveForward) {
   EXPECT_EQ(c.records.size(), 1u);
 }
 
-TEST_F(IngestTest, QuarantineReplayStoresWhatTheFixedDirectoryNowResolves) {
+TEST_P(IngestTest, QuarantineReplayStoresWhatTheFixedDirectoryNowResolves) {
   Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   // A teacher not yet in the directory, and a task code nobody has.
   const Item teacher = item({{"source_id", "L-1"},
@@ -234,7 +238,7 @@ TEST_F(IngestTest, QuarantineReplayStoresWhatTheFixedDirectoryNowResolves) {
   EXPECT_EQ(replay_quarantine(store_->views(), ingest, "", "", 0, 4000).replayed, 0u);
 }
 
-TEST_F(IngestTest, AReplayedRecordKeepsItsAttributes) {
+TEST_P(IngestTest, AReplayedRecordKeepsItsAttributes) {
   Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   Item unknown_task = item({{"source_id", "X-7"}, {"task_code", "Z.99"}});
   unknown_task.attributes = {{"document_no", "12/UBND-VP"}, {"unit", "Văn phòng"}};
@@ -255,7 +259,7 @@ TEST_F(IngestTest, AReplayedRecordKeepsItsAttributes) {
   EXPECT_EQ(stored->attributes, unknown_task.attributes);
 }
 
-TEST_F(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
+TEST_P(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
   Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   ingest_page(ingest, {item({{"source_id", "X-1"}, {"revision", "1"}})}, 1000);
   ASSERT_TRUE(store_->records().record("eoffice:X-1").has_value());
@@ -322,7 +326,7 @@ TEST_F(IngestTest, AWithdrawalNeedsOnlyTheRecordsIdAndRevision) {
   EXPECT_EQ(r.quarantined_by_reason.count("missing_field"), 1u);
 }
 
-TEST_F(IngestTest, QuarantineEntriesResolveOnceAHigherValidRevisionIsStored) {
+TEST_P(IngestTest, QuarantineEntriesResolveOnceAHigherValidRevisionIsStored) {
   Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const auto entries = [&] {
     std::vector<std::string> out;
@@ -367,7 +371,7 @@ TEST_F(IngestTest, QuarantineEntriesResolveOnceAHigherValidRevisionIsStored) {
   EXPECT_EQ(quarantined_count(), 2);
 }
 
-TEST_F(IngestTest, AnInvalidRevisionNotAboveTheStoredOneIsNotQuarantined) {
+TEST_P(IngestTest, AnInvalidRevisionNotAboveTheStoredOneIsNotQuarantined) {
   Ingestor ingest(store_->records(), ref_, *Date::parse("2025-04-20"));
   const auto quarantined_count = [&] {
     for (const auto& s : store_->records().sources()) {

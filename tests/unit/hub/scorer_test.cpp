@@ -2,9 +2,9 @@
 // hub's ingest thread does while the scorer works: a record's (record_id, sequence) must
 // never go out twice with different content, and its sequences must only grow.
 #include <kpihub/hub.hpp>
-#include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/bundled_reference.hpp>
 #include <kpihub_test/manual_clock.hpp>
+#include <kpihub_test/store.hpp>
 
 #include <gtest/gtest.h>
 
@@ -162,13 +162,19 @@ PageCommit page(std::vector<WorkRecord> records) {
   return p;
 }
 
-class ScorerTest : public ::testing::Test {
+// On each store engine (ScorerTest/sqlite, ScorerTest/rocksdb).
+class ScorerTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("kpihub-scorer-" + std::to_string(::getpid()));
+    dir_ = fs::temp_directory_path() /
+           ("kpihub-scorer-" + std::to_string(::getpid()) + "-" + GetParam());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    store_ = open_sqlite_storage((dir_ / "hub.db").string());
+    store_ = open_store(store_path());
+  }
+  fs::path store_path() const { return dir_ / test::store_file_name(GetParam()); }
+  std::unique_ptr<Storage> open_store(const fs::path& path) const {
+    return test::open_test_store(GetParam(), path);
   }
   void TearDown() override {
     store_.reset();
@@ -196,6 +202,9 @@ class ScorerTest : public ::testing::Test {
   test::ManualClock clock_{kBeforeAprilIsDue};
 };
 
+INSTANTIATE_TEST_SUITE_P(Engines, ScorerTest, ::testing::ValuesIn(test::store_engines()),
+                         test::engine_name);
+
 // Issue 18: a hospital export puts tens of thousands of credits a month on one lab clinician,
 // and the hub held that staff month whole several times over (404 MB for a 200 MB export).
 // Three runs' worth of records of one staff month over 28 days.
@@ -220,7 +229,7 @@ void commit_large_month(RecordLog& store) {
   }
 }
 
-TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameScores) {
+TEST_P(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameScores) {
   commit_large_month(store_->records());
   InterleavingScoring store(store_->scoring());
   Scorer scorer(store, store_->records(), ref_, clock_, "test-hub");
@@ -271,7 +280,7 @@ TEST_F(ScorerTest, ALargeStaffMonthIsReadAndCommittedAFewDaysAtATimeWithTheSameS
 // The hub dies between two commits of a large staff month: the records of the committed part
 // are not sent again (a later score would carry another scored_at, so another content under
 // the same sequence); the others go out once.
-TEST_F(ScorerTest, ACrashBetweenTheCommitsOfALargeStaffMonthSendsEveryRecordOnce) {
+TEST_P(ScorerTest, ACrashBetweenTheCommitsOfALargeStaffMonthSendsEveryRecordOnce) {
   commit_large_month(store_->records());
   {
     InterleavingScoring store(store_->scoring());
@@ -309,7 +318,7 @@ TEST_F(ScorerTest, ACrashBetweenTheCommitsOfALargeStaffMonthSendsEveryRecordOnce
 // The scorer reads and scores KH-000123's month; before it reads KH-000124's in the same run,
 // a page moves one of KH-000123's records there. Both reads saw the record's last score
 // (sequence 1), so both would send sequence 2: with its old staff and with its new one.
-TEST_F(ScorerTest, ARecordMovedBetweenTwoReadsOfOneRunGoesOutOnceWithTheNewerContent) {
+TEST_P(ScorerTest, ARecordMovedBetweenTwoReadsOfOneRunGoesOutOnceWithTheNewerContent) {
   store_->records().commit_page(
       page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000124", 60)}));
   InterleavingScoring store(store_->scoring());
@@ -353,7 +362,7 @@ TEST_F(ScorerTest, ARecordMovedBetweenTwoReadsOfOneRunGoesOutOnceWithTheNewerCon
 // older revision is not sent with the newer record's fields; the next run sends the newer.
 // Once as a staff month's first scoring (its rows read in one range), once as a revision of
 // one record among several (read by key).
-TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) {
+TEST_P(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) {
   InterleavingScoring store(store_->scoring());
   Scorer scorer(store, store_->records(), ref_, clock_, "test-hub");
   const auto check = [&](int64_t revision, int32_t minutes) {
@@ -400,9 +409,9 @@ TEST_F(ScorerTest, ARecordRevisedAfterTheReadIsSentByTheNextRunWithItsOwnScore) 
 // sequences and month revisions it had already sent after the backup (with other content), and
 // the receiver kept what it had. Numbers sent after the restore are above every one sent
 // before it.
-TEST_F(ScorerTest, NumbersSentAfterARestoreAreAboveEveryOneSentBeforeIt) {
-  const std::string path = (dir_ / "hub.db").string();
-  const std::string backup = (dir_ / "backup.db").string();
+TEST_P(ScorerTest, NumbersSentAfterARestoreAreAboveEveryOneSentBeforeIt) {
+  const fs::path path = store_path();
+  const fs::path backup = dir_ / "backup";
   struct Sent {
     int64_t sequence;
     int64_t month_revision;
@@ -423,14 +432,17 @@ TEST_F(ScorerTest, NumbersSentAfterARestoreAreAboveEveryOneSentBeforeIt) {
   const auto reopen = [&](const std::function<void()>& with_the_store_closed) {
     store_.reset();  // the last close folds the WAL into the file
     with_the_store_closed();
-    store_ = open_sqlite_storage(path);
+    store_ = open_store(path);
   };
 
   score(1, 60);
-  reopen([&] { fs::copy_file(path, backup); });
+  reopen([&] { fs::copy(path, backup, fs::copy_options::recursive); });  // a file or a folder
   clock_.set(kBeforeAprilIsDue + 3'600'000);
   const Sent after_backup = score(2, 30);
-  reopen([&] { fs::copy_file(backup, path, fs::copy_options::overwrite_existing); });
+  reopen([&] {
+    fs::remove_all(path);
+    fs::copy(backup, path, fs::copy_options::recursive);
+  });
   clock_.set(kBeforeAprilIsDue + 7'200'000);
   const Sent after_restore = score(2, 45);  // the source's revision 2 as it is now
   EXPECT_GT(after_restore.sequence, after_backup.sequence);
@@ -440,7 +452,7 @@ TEST_F(ScorerTest, NumbersSentAfterARestoreAreAboveEveryOneSentBeforeIt) {
 // With "today" set, the scoring clock is the configured day; the numbers must still come from
 // the real clock, or they would move back a day for each day the hub ran with the same "today"
 // (review of issue 19 section 4).
-TEST_F(ScorerTest, NumbersComeFromTheRealClockNotTheConfiguredDay) {
+TEST_P(ScorerTest, NumbersComeFromTheRealClockNotTheConfiguredDay) {
   test::ManualClock real{kBeforeAprilIsDue + 86'400'000LL * 200};
   Scorer scorer(store_->scoring(), store_->records(), ref_, clock_, "test-hub", nullptr, &real);
   store_->records().commit_page(page({diary("WD-1", 1, "KH-000123", 60)}));
@@ -456,7 +468,7 @@ TEST_F(ScorerTest, NumbersComeFromTheRealClockNotTheConfiguredDay) {
 // retractions, leave) scored page by page must leave exactly what scoring every staff month
 // whole leaves: a whole rescore afterwards sends nothing, and each stored staff month equals
 // the month computed from scratch.
-TEST_F(ScorerTest, RescoringTheChangedDaysLeavesWhatAWholeRescoreWould) {
+TEST_P(ScorerTest, RescoringTheChangedDaysLeavesWhatAWholeRescoreWould) {
   InterleavingScoring store(store_->scoring());
   Scorer scorer(store, store_->records(), ref_, clock_, "test-hub");
   std::mt19937 rng(42);
@@ -529,7 +541,7 @@ TEST_F(ScorerTest, RescoringTheChangedDaysLeavesWhatAWholeRescoreWould) {
 // A province changes its rules (a new version) and a page arrives before anyone runs
 // `rescore`: the staff month it touches is scored whole under the new rules, never folded from
 // days scored under both.
-TEST_F(ScorerTest, DayTotalsOfOtherRulesAreNotFolded) {
+TEST_P(ScorerTest, DayTotalsOfOtherRulesAreNotFolded) {
   store_->records().commit_page(
       page({diary("WD-1", 1, "KH-000123", 60), diary("WD-2", 1, "KH-000123", 60)}));
   {
@@ -562,7 +574,7 @@ TEST_F(ScorerTest, DayTotalsOfOtherRulesAreNotFolded) {
 // A page then changes one day. The other days' totals were computed while the month was open
 // (a record with a deadline and no completion earned points); folding them with the changed
 // day would send a month that is neither. The staff month is scored whole instead.
-TEST_F(ScorerTest, DayTotalsFromBeforeTheDueDateAreNotFoldedAfterIt) {
+TEST_P(ScorerTest, DayTotalsFromBeforeTheDueDateAreNotFoldedAfterIt) {
   const WorkRecord open_task = approved_open_task("WD-1");
   WorkRecord other_day = diary("WD-2", 1, "KH-000123", 60);
   other_day.work_date = *Date::parse("2025-04-09");
@@ -598,7 +610,7 @@ TEST_F(ScorerTest, DayTotalsFromBeforeTheDueDateAreNotFoldedAfterIt) {
 // its agency months leave `open` and records without completion become overdue.
 // run --once reports the scoring stage's CPU; a recompute reads and scores on more threads
 // than the caller's, and what they use must be counted too.
-TEST_F(ScorerTest, AMonthRecomputeReportsTheCpuOfItsOtherThreads) {
+TEST_P(ScorerTest, AMonthRecomputeReportsTheCpuOfItsOtherThreads) {
   std::vector<WorkRecord> records;
   for (const char* staff : {"KH-000010", "KH-000123", "KH-000308"}) {  // both ends
     for (int i = 0; i < 50; ++i) {
@@ -621,7 +633,7 @@ TEST_F(ScorerTest, AMonthRecomputeReportsTheCpuOfItsOtherThreads) {
 
 // Hub::explain recomputes a staff month while source threads may merge a staff list into the
 // directory: it reads the directory under the lock they write it under (issue 18).
-TEST_F(ScorerTest, ExplainWaitsForAStaffListBeingMergedIntoTheDirectory) {
+TEST_P(ScorerTest, ExplainWaitsForAStaffListBeingMergedIntoTheDirectory) {
   store_->records().commit_page(page({diary("WD-1", 1, "KH-000123", 60)}));
   std::shared_mutex directory_lock;
   Scorer scorer(store_->scoring(), store_->records(), ref_, clock_, "test-hub", &directory_lock);
@@ -637,7 +649,7 @@ TEST_F(ScorerTest, ExplainWaitsForAStaffListBeingMergedIntoTheDirectory) {
   EXPECT_EQ(result.agency_code, "000.00.12.H34");
 }
 
-TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
+TEST_P(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
   const WorkRecord open_task = approved_open_task("WD-1");
   store_->records().commit_page(page({open_task}));
   test::ManualClock clock(kBeforeAprilIsDue);
@@ -679,7 +691,7 @@ TEST_F(ScorerTest, AMonthThatClosedWhileNoScorerRanIsRescored) {
 // The one directory every command scores with: the staff files, then the stored staff lists,
 // oldest first. A list's word on a person replaces the file's agency and leader flag; the
 // file's sector and identifiers stay (issue 18).
-TEST_F(ScorerTest, TheDirectoryIsTheStaffFilesWithTheStoredStaffListsOverThem) {
+TEST_P(ScorerTest, TheDirectoryIsTheStaffFilesWithTheStoredStaffListsOverThem) {
   HubConfig config;
   config.catalog_files = {kConfig + "/catalog/province.csv", kConfig + "/catalog/education.csv"};
   config.staff_files = {kConfig + "/staff.csv", kConfig + "/staff-education.csv"};
@@ -717,7 +729,7 @@ TEST_F(ScorerTest, TheDirectoryIsTheStaffFilesWithTheStoredStaffListsOverThem) {
 // A source's later list that no longer names someone says they left: they are inactive in the
 // directory every command builds, as if the source had listed them inactive; their entry (with
 // when the source last listed them) stays.
-TEST_F(ScorerTest, StaffALaterListOfTheSameSourceNoLongerNamesAreInactive) {
+TEST_P(ScorerTest, StaffALaterListOfTheSameSourceNoLongerNamesAreInactive) {
   HubConfig config;
   config.catalog_files = {kConfig + "/catalog/province.csv"};
   config.staff_files = {kConfig + "/staff.csv"};

@@ -59,7 +59,13 @@ struct HubConfig {
   std::string base_dir;  // folder of that file
   std::string hub_id = "kpihub";
   std::string data_dir = "var";  // resolved to an absolute path
-  std::string store = "sqlite";  // the engine: "sqlite" or "rocksdb"
+  // The engine: "sqlite" or "rocksdb". A configuration without "store" gets RocksDB, unless it
+  // was written for an existing SQLite store (load_hub_config, docs/configuration.md): a
+  // store_path that is a file or ends in ".db", or <data_dir>/hub.db existing.
+  std::string store = "rocksdb";
+  // Why the engine is SQLite when the configuration does not name it (empty otherwise): what
+  // check-config and the hub's log say.
+  std::string store_inferred;
   // sqlite: the database file, default <data_dir>/hub.db; rocksdb: the store's folder, default
   // <data_dir>/hub.rocksdb. Resolved, without a trailing '/'.
   std::string store_path;
@@ -90,6 +96,12 @@ HubConfig load_hub_config(const std::string& path);
 // "client_secret_file" setting, which reaches the plugin verbatim) against
 // the folder of the configuration file; absolute paths stay as they are.
 std::string resolve_config_path(const HubConfig& config, const std::string& path);
+
+// The engine of the store at `path`, told by what is there (a folder: "rocksdb", anything else:
+// "sqlite") or, for a store not made yet, by its name (.db, .sqlite, .sqlite3: "sqlite";
+// .rocksdb: "rocksdb"); empty when neither tells. What `kpihub store copy` reads a path
+// without an engine with, and load_hub_config a store_path when "store" is not set.
+std::string store_engine_of_path(const std::string& path);
 
 // The admin API's JWT HMAC secret in `path`, without the line break the file ends with. Throws
 // ConfigError naming the file when it cannot be read or is shorter than the longest hash of the
