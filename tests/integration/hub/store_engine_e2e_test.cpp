@@ -145,7 +145,7 @@ TEST_F(StoreEngineE2E, CheckConfigNamesTheEngineAndWhereItsStoreIs) {
   // RocksDB unless the configuration names SQLite.
   auto r = run({"check-config", "--config", write_config(10, 5, "")});
   EXPECT_CONTAINS(r.output, "store: rocksdb, folder " + (dir_ / "var/hub.rocksdb").string() +
-                                ", memory budget 32 MB\n");
+                                ", memory budget 16 MB\n");
   r = run({"check-config", "--config",
            write_config(10, 5, R"( "store": "rocksdb", "store_memory_mb": 64,)")});
   EXPECT_CONTAINS(r.output, "store: rocksdb, folder " + (dir_ / "var/hub.rocksdb").string() +

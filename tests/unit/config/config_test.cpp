@@ -651,7 +651,7 @@ TEST_F(HubConfigFile, TheStoreEngineIsRocksdbUnlessSqliteIsChosenEachWithItsOwnD
   HubConfig loaded = load_hub_config(write(config));
   EXPECT_EQ(loaded.store, "rocksdb");
   EXPECT_EQ(fs::path(loaded.store_path), fs::path(dir_.path()) / "var/hub.rocksdb");
-  EXPECT_EQ(loaded.store_memory_mb, 32u);  // the engine's default budget
+  EXPECT_EQ(loaded.store_memory_mb, 16u);  // the engine's default budget
   EXPECT_EQ(loaded.store_inferred, "");
 
   config["store"] = "sqlite";

@@ -763,7 +763,7 @@ TEST_P(ScorerTest, StaffALaterListOfTheSameSourceNoLongerNamesAreInactive) {
 // (changed_at) unless that is later than when the hub received it. A hub back-filling April
 // after its due date must not flag April's on-time work late; work changed after the due date
 // is late. The scorer reads the records from the store, which used to leave changed_at out.
-TEST_F(ScorerTest, WorkTheSourceRecordedBeforeTheDueDateIsNotLateWhenTheHubReceivesItAfter) {
+TEST_P(ScorerTest, WorkTheSourceRecordedBeforeTheDueDateIsNotLateWhenTheHubReceivesItAfter) {
   WorkRecord on_time = diary("WD-ON-TIME", 1, "KH-000123", 60);
   on_time.changed_at = Timestamp::parse("2025-04-20T10:00:00+07:00");
   WorkRecord changed_late = diary("WD-CHANGED-LATE", 1, "KH-000123", 60);
