@@ -2079,5 +2079,43 @@ TEST_F(SqliteStoreTest, ADatabaseLockedByAnotherWriterIsReported) {
   EXPECT_EQ(store->records().cursor("eoffice"), "c");
 }
 
+class RocksdbStoreTest : public StoreFixture {
+ protected:
+  std::string engine() const override { return "rocksdb"; }
+};
+
+// A RocksDB store is a folder: one that holds something else is refused, not taken over.
+TEST_F(RocksdbStoreTest, AFolderOfSomethingElseIsRefused) {
+  fs::create_directories(path_);
+  std::ofstream(fs::path(path_) / "notes.txt") << "not a store\n";
+  try {
+    open();
+    FAIL() << "a folder of other files was opened as a store";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find(path_ + ": the folder holds files but no RocksDB"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(fs::exists(fs::path(path_) / "notes.txt"));
+}
+
+// Found by the default-engine work: `kpihub status` run while a hub was making its store saw
+// RocksDB's first files without CURRENT and called the folder "not a RocksDB database".
+TEST_F(RocksdbStoreTest, AStoreBeingMadeIsSaidToBeSoToAReaderAndFinishedByAWriter) {
+  fs::create_directories(path_);
+  std::ofstream(fs::path(path_) / "LOCK").flush();  // what RocksDB writes first
+  RocksdbStorageOptions read_only;
+  read_only.read_only = true;
+  try {
+    open_rocksdb_storage(path_, read_only);
+    FAIL() << "a store without CURRENT was opened";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("it is being made"), std::string::npos) << e.what();
+  }
+  auto store = open();
+  store->records().commit_page(page_of({full_record("1", 1)}));
+  EXPECT_EQ(store->views().counts().records, 1);
+}
+
 }  // namespace
 }  // namespace kpihub

@@ -50,7 +50,17 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
     throw StoreError("store " + path_ + ": not a folder (a RocksDB store is a folder)");
   }
   if (exists && !fs::exists(fs::path(path_) / "CURRENT", ec) && !fs::is_empty(path_, ec)) {
-    throw StoreError("store " + path_ + ": the folder holds files but no RocksDB database");
+    // RocksDB writes its LOCK and IDENTITY files before CURRENT: a store another process is
+    // making right now (or one whose making was cut short) is not a folder of something else.
+    const bool being_made =
+        fs::exists(fs::path(path_) / "LOCK", ec) || fs::exists(fs::path(path_) / "IDENTITY", ec);
+    if (!being_made) {
+      throw StoreError("store " + path_ + ": the folder holds files but no RocksDB database");
+    }
+    if (read_only_) {
+      throw StoreError("store " + path_ +
+                       ": it is being made (by a hub starting now?): try again in a moment");
+    }
   }
   if (!exists && read_only_) throw StoreError("store " + path_ + ": no store there");
 
