@@ -8,7 +8,15 @@
 #include <rocksdb/write_buffer_manager.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
+
+#include <stdlib.h>
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
 #include <filesystem>
+#include <iostream>
+#include <thread>
 
 namespace kpihub::rocks {
 
@@ -28,6 +36,26 @@ rocksdb::CompressionType best_compression() {
   }
   return rocksdb::kNoCompression;
 }
+
+// RocksDB's own diagnostics, warnings and worse, as JSON lines on stderr beside the hub's; it
+// writes no LOG file of its own into the store. On a full disk, writing that file failed an
+// assertion in Debian's librocksdb and aborted the hub (found in review).
+class StderrLogger final : public rocksdb::Logger {
+ public:
+  explicit StderrLogger(std::string store)
+      : Logger(rocksdb::InfoLogLevel::WARN_LEVEL), store_(std::move(store)) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char text[1024];
+    std::vsnprintf(text, sizeof text, format, ap);
+    const boost::json::object line{
+        {"level", "warn"}, {"component", "rocksdb"}, {"store", store_}, {"message", text}};
+    std::cerr << boost::json::serialize(line) + "\n";
+  }
+
+ private:
+  std::string store_;
+};
 
 }  // namespace
 
@@ -80,6 +108,7 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
   db_options.keep_log_file_num = 5;
   db_options.max_total_wal_size = options.memory_budget_bytes;
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  db_options.info_log = std::make_shared<StderrLogger>(path_);
 
   const rocksdb::CompressionType compression = best_compression();
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -114,9 +143,24 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
   }
 
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s =
-      read_only_ ? rocksdb::DB::OpenForReadOnly(db_options, path_, descriptors, &families_, &raw)
-                 : rocksdb::DB::Open(db_options, path_, descriptors, &families_, &raw);
+  rocksdb::Status s;
+  if (read_only_) {
+    // A reader beside the writing hub is a secondary instance: a read-only one reads the file
+    // list and then opens files the hub may have retired meanwhile (1 open in 16 failed with
+    // "No such file" while the hub wrote). A secondary keeps its own small state in a folder
+    // of its own, removed when it closes.
+    std::string folder = (fs::temp_directory_path() / "kpihub-reader-XXXXXX").string();
+    if (::mkdtemp(folder.data()) == nullptr) {
+      throw StoreError("store " + path_ + ": cannot make a reader's folder in " +
+                       fs::temp_directory_path().string());
+    }
+    secondary_folder_ = folder;
+    db_options.max_open_files = -1;  // what a secondary instance requires
+    s = rocksdb::DB::OpenAsSecondary(db_options, path_, secondary_folder_, descriptors, &families_,
+                                     &raw);
+  } else {
+    s = rocksdb::DB::Open(db_options, path_, descriptors, &families_, &raw);
+  }
   if (!s.ok()) {
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
       throw StoreError(
@@ -131,7 +175,10 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
   const std::string version_key = table_key(Table::meta, "layout");
   std::optional<std::string> version = get(meta(), version_key, "reading the layout version");
   if (!version) {
-    if (read_only_) throw StoreError("store " + path_ + ": not a kpihub store (no layout version)");
+    if (read_only_) {
+      throw StoreError("store " + path_ +
+                       ": no layout version: not a kpihub store, or one being made right now");
+    }
     std::string value;
     Writer(value).u32(kLayoutVersion);
     rocksdb::WriteBatch batch;
@@ -160,9 +207,15 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
 }
 
 Database::~Database() {
-  if (!db_) return;
-  for (auto* family : families_) db_->DestroyColumnFamilyHandle(family);
-  db_->Close();
+  if (db_) {
+    for (auto* family : families_) db_->DestroyColumnFamilyHandle(family);
+    db_->Close();
+    db_.reset();
+  }
+  if (!secondary_folder_.empty()) {
+    std::error_code ignored;  // a leftover reader folder in the temp folder harms nothing
+    std::filesystem::remove_all(secondary_folder_, ignored);
+  }
 }
 
 int64_t Database::last_key_u64(rocksdb::ColumnFamilyHandle* family, std::string_view prefix,
@@ -208,7 +261,25 @@ void Database::WriteScope::write(rocksdb::WriteBatch& batch, const std::string& 
 
 void Database::write(rocksdb::WriteBatch& batch, const std::string& what) {
   require_writable(what);
-  check(db_->Write(write_options_, &batch), what);
+  // After a failed write (a full disk) RocksDB refuses every write until it is told to resume:
+  // the hub's retry would fail for ever once space was freed (found in review).
+  if (resume_before_writing_) {
+    // Busy: RocksDB's own recovery (from a full disk it retries by itself) is under way.
+    rocksdb::Status resumed = db_->Resume();
+    for (int tries = 0; resumed.IsBusy() && tries < 20; ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      resumed = db_->Resume();
+    }
+    if (!resumed.ok()) {
+      throw StoreError("store " + path_ + ": still failing since an earlier write failed (" +
+                       resumed.ToString() + ") while " + what +
+                       ": free disk space on its volume; the hub tries again");
+    }
+    resume_before_writing_ = false;
+  }
+  const rocksdb::Status s = db_->Write(write_options_, &batch);
+  if (!s.ok()) resume_before_writing_ = true;
+  check(s, what);
 }
 
 std::optional<std::string> Database::get(rocksdb::ColumnFamilyHandle* family,

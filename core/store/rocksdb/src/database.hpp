@@ -100,6 +100,25 @@ class Database {
     Numbers saved_;
     bool written_ = false;
   };
+  // One consistent view for a read of several keys: a snapshot of the store, or, in a reader
+  // (a secondary instance, which does not support snapshots), none: a reader does not move
+  // after it opened, so every read sees one state.
+  class ReadView {
+   public:
+    explicit ReadView(Database& db)
+        : db_(db), snapshot_(db.read_only() ? nullptr : db.db().GetSnapshot()) {}
+    ~ReadView() {
+      if (snapshot_ != nullptr) db_.db().ReleaseSnapshot(snapshot_);
+    }
+    ReadView(const ReadView&) = delete;
+    ReadView& operator=(const ReadView&) = delete;
+    const rocksdb::Snapshot* snapshot() const { return snapshot_; }
+
+   private:
+    Database& db_;
+    const rocksdb::Snapshot* snapshot_;
+  };
+
   // Throws StoreError naming the store and `what` unless `s` is ok.
   void check(const rocksdb::Status& s, const std::string& what) const;
   // nullopt when `key` is not there.
@@ -110,8 +129,8 @@ class Database {
   void require_writable(const std::string& what) const;
 
   // Numbers handed out in order, each above every one stored (read at open from the last key
-  // of its log). Take them in a WriteScope; a number taken by a batch that then fails is
-  // skipped, never reused in a way that matters (keys stay increasing).
+  // of its log). Take them in a WriteScope: the numbers a scope took are given back when its
+  // write fails or never happens, so what is stored has no gaps.
   int64_t next_revision_seq() { return ++numbers_.revision_seq; }
   int64_t next_outbox_seq() { return ++numbers_.outbox_seq; }
   int64_t next_quarantine_id() { return ++numbers_.quarantine_id; }
@@ -127,6 +146,8 @@ class Database {
                        uint64_t at_least = 0);
 
   std::string path_;
+  std::string secondary_folder_;  // a reader's own folder (secondary instance), removed at close
+  bool resume_before_writing_ = false;  // the last write failed: RocksDB must resume first
   SystemClock system_clock_;
   const Clock& clock_;
   bool read_only_ = false;

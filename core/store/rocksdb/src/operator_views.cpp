@@ -79,7 +79,7 @@ std::vector<QuarantineCount> RocksOperatorViews::quarantine_counts() {
 // row by row. The scorer reads no change log here: a page marks its staff days dirty in its
 // own write, so nothing stored waits to be read (revisions_to_read stays 0).
 StoreCounts RocksOperatorViews::counts() {
-  rocksdb::ManagedSnapshot managed(&db_.db());
+  Database::ReadView managed(db_);
   const rocksdb::Snapshot* snapshot = managed.snapshot();
   StoreCounts c;
   c.records = read_meta_counter(db_, kRecordsCounter, snapshot);

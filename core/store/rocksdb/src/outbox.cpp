@@ -276,7 +276,7 @@ void RocksOutbox::defer_batch(const std::string& batch_id, int64_t not_before_un
 
 int64_t RocksOutbox::depth(const std::string& sink) {
   const std::string what = "measuring the outbox depth of sink " + sink;
-  rocksdb::ManagedSnapshot managed(&db_.db());
+  Database::ReadView managed(db_);
   const rocksdb::Snapshot* snapshot = managed.snapshot();
   const SinkPlace place = sink_place(db_, sink, snapshot).value_or(SinkPlace{});
   int64_t in_pending = 0;

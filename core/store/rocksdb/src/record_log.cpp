@@ -401,7 +401,7 @@ std::vector<WorkRecord> RocksRecordLog::records_of_month(const std::string& mont
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions read;
   read.iterate_upper_bound = &upper;
-  rocksdb::ManagedSnapshot snapshot(&db_.db());
+  Database::ReadView snapshot(db_);
   read.snapshot = snapshot.snapshot();
   std::unique_ptr<rocksdb::Iterator> it(db_.db().NewIterator(read, db_.staff_days()));
   std::vector<int64_t> log_seqs;

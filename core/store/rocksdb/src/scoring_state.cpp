@@ -264,7 +264,7 @@ std::vector<DirtyStaffMonth> RocksScoringState::dirty_staff_days(std::size_t lim
   return guarded(db_, "listing dirty staff-months", [&] {
     // Marks are written with the page that makes them (add_dirty_marks): nothing to catch up
     // on, every page committed before this call is listed. The keys dirty the longest first.
-    rocksdb::ManagedSnapshot snapshot(&db_.db());
+    Database::ReadView snapshot(db_);
     std::vector<std::string> keys;
     {
       PrefixRange it(db_, db_.meta(), table_key(Table::dirty_order), snapshot.snapshot());
@@ -369,7 +369,7 @@ std::vector<std::string> RocksScoringState::staff_of_month(const std::string& mo
 std::vector<WorkRecord> RocksScoringState::records_of_staff_month(const StaffMonthKey& key) {
   return guarded(db_, "reading records of staff " + key.staff_code + " in " + key.month, [&] {
     std::vector<int64_t> log_seqs;
-    rocksdb::ManagedSnapshot snapshot(&db_.db());
+    Database::ReadView snapshot(db_);
     PrefixRange it(db_, db_.staff_days(), key_prefix(key), snapshot.snapshot());
     for (; it->Valid(); it->Next()) log_seqs.push_back(scoring_inputs_log_seq(it.value()));
     db_.check(it->status(), "reading records");
@@ -386,7 +386,7 @@ std::vector<WorkRecord> RocksScoringState::records_of_staff_days(const StaffMont
         const Month month = parse_month(db_, key.month);
         const std::string prefix = key_prefix(key);
         std::vector<int64_t> log_seqs;
-        rocksdb::ManagedSnapshot snapshot(&db_.db());
+        Database::ReadView snapshot(db_);
         PrefixRange it(db_, db_.staff_days(), prefix, snapshot.snapshot());
         for (Date d = month.first_day(); d <= month.last_day(); ++d.days) {
           if ((days & day_bit(d)) == 0) continue;
@@ -422,7 +422,7 @@ ScoringState::StaffMonthForScoring RocksScoringState::staff_month_for_scoring(
   return guarded(db_, "reading staff " + key.staff_code + " in " + key.month + " for scoring", [&] {
     // Two range reads in one snapshot: the staff month's records (in date order, put in
     // record_id order here) and its last scores (in record_id order).
-    rocksdb::ManagedSnapshot snapshot(&db_.db());
+    Database::ReadView snapshot(db_);
     const std::string prefix = key_prefix(key);
     StaffMonthForScoring out;
     {
@@ -455,7 +455,7 @@ ScoringState::StaffMonthForScoring RocksScoringState::staff_days_for_scoring(
         // A range read per day (each in record_id order, days in date order, as the SQLite
         // engine gives them), then the scores and the day totals by key, in one snapshot.
         const Month month = parse_month(db_, key.month);
-        rocksdb::ManagedSnapshot snapshot(&db_.db());
+        Database::ReadView snapshot(db_);
         const std::string prefix = key_prefix(key);
         StaffMonthForScoring out;
         {
@@ -493,7 +493,7 @@ std::vector<RecordScoreRow> RocksScoringState::record_scores(
     std::vector<RecordScoreRow> out;
     if (record_ids.empty()) return out;
     // A score is kept under its record's current staff month, which the locator has.
-    rocksdb::ManagedSnapshot snapshot(&db_.db());
+    Database::ReadView snapshot(db_);
     const auto locators =
         multi_get(db_, db_.records(), record_ids, "reading record locators", snapshot.snapshot());
     std::vector<std::string> ids, keys;
@@ -656,7 +656,7 @@ void RocksScoringState::scan_month_for_scoring(const std::string& month,
   const std::string what = "scanning month " + month + " for scoring";
   const std::size_t parts = split_before.size() + 1;
   // Every part reads this one snapshot: a page committed while they read shows in none.
-  rocksdb::ManagedSnapshot snapshot(&db_.db());
+  Database::ReadView snapshot(db_);
   const std::string prefix = month_prefix(month);
   // Records of no staff member (an empty code, the lowest key of the month) are in no part.
   const std::string first_staff = prefix + '\x01';
