@@ -162,6 +162,10 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
     s = rocksdb::DB::Open(db_options, path_, descriptors, &families_, &raw);
   }
   if (!s.ok()) {
+    if (!secondary_folder_.empty()) {
+      std::error_code ignored;
+      fs::remove_all(secondary_folder_, ignored);
+    }
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
       throw StoreError(
           "store " + path_ +
@@ -170,6 +174,17 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
     throw StoreError("store " + path_ + ": cannot open it: " + s.ToString());
   }
   db_.reset(raw);
+  try {
+    read_what_is_stored();
+  } catch (...) {
+    // The handles go before the database (RocksDB asserts that none is left when it closes).
+    close();
+    throw;
+  }
+}
+
+// The layout version (written into a new store) and the numbers handed out next.
+void Database::read_what_is_stored() {
   write_options_.sync = true;
 
   const std::string version_key = table_key(Table::meta, "layout");
@@ -206,12 +221,16 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
   numbers_.audit_id = last_key_u64(meta(), table_key(Table::audit));
 }
 
+void Database::close() {
+  if (!db_) return;
+  for (auto* family : families_) db_->DestroyColumnFamilyHandle(family);
+  families_.clear();
+  db_->Close();
+  db_.reset();
+}
+
 Database::~Database() {
-  if (db_) {
-    for (auto* family : families_) db_->DestroyColumnFamilyHandle(family);
-    db_->Close();
-    db_.reset();
-  }
+  close();
   if (!secondary_folder_.empty()) {
     std::error_code ignored;  // a leftover reader folder in the temp folder harms nothing
     std::filesystem::remove_all(secondary_folder_, ignored);
@@ -235,7 +254,10 @@ int64_t Database::last_key_u64(rocksdb::ColumnFamilyHandle* family, std::string_
   // SeekForPrev lands on `end` itself if it is a key: step back from it.
   if (it->Valid() && !end.empty() && it->key() == rocksdb::Slice(end)) it->Prev();
   check(it->status(), "reading the last key");
-  if (!it->Valid() || !it->key().starts_with(rocksdb::Slice(prefix.data(), prefix.size()))) {
+  // An empty prefix (a whole family) may have no data pointer: Slice::starts_with would pass it
+  // to memcmp (UBSan: null argument).
+  if (!it->Valid() ||
+      (!prefix.empty() && !it->key().starts_with(rocksdb::Slice(prefix.data(), prefix.size())))) {
     return 0;
   }
   const rocksdb::Slice key = it->key();

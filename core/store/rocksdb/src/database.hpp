@@ -155,6 +155,10 @@ class Database {
   std::vector<rocksdb::ColumnFamilyHandle*> families_;
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::WriteOptions write_options_;
+  void read_what_is_stored();
+  // Destroys the column family handles, then closes the database (what the destructor does,
+  // and a constructor that fails after opening).
+  void close();
   // Writes `batch` (WriteScope::write, and the layout version at open).
   void write(rocksdb::WriteBatch& batch, const std::string& what);
 
