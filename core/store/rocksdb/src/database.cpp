@@ -25,7 +25,6 @@ namespace {
 constexpr int kLayoutVersion = 1;
 const char* const kFamilyNames[] = {"default",   "records", "staff_days",
                                     "revisions", "scores",  "outbox"};
-constexpr std::size_t kFamilies = std::size(kFamilyNames);
 
 rocksdb::CompressionType best_compression() {
   const auto supported = rocksdb::GetSupportedCompressions();

@@ -309,11 +309,8 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
   // entry of a revision not above that one, or of no readable revision received before the
   // page. This page's own entries are not stored yet (and never superseded: see `stale`).
   for (const auto& [record_id, revision] : superseding) {
-    const std::string prefix = [&] {
-      std::string p = table_key(Table::quarantine_by_record, record_id);
-      p.push_back('\0');
-      return p;
-    }();
+    std::string prefix = table_key(Table::quarantine_by_record, record_id);
+    prefix.push_back('\0');
     const std::string end = prefix_end(prefix);
     rocksdb::Slice upper(end);
     rocksdb::ReadOptions read;

@@ -29,7 +29,7 @@ auto guarded(const Database& db, const std::string& what, F&& body) -> decltype(
 // in `snapshot` when given. Not movable: the iterator holds a pointer to the bound.
 class Range {
  public:
-  Range(Database& db, rocksdb::ColumnFamilyHandle* family, std::string from, std::string to,
+  Range(Database& db, rocksdb::ColumnFamilyHandle* family, const std::string& from, std::string to,
         const rocksdb::Snapshot* snapshot = nullptr, bool fill_cache = true)
       : to_(std::move(to)), upper_(to_) {
     rocksdb::ReadOptions read;
@@ -688,7 +688,7 @@ void RocksScoringState::scan_month_for_scoring(const std::string& month,
       std::string to = i + 1 < parts ? prefix + split_before[i] : prefix_end(prefix);
       // The scan reads the month once, in key order: its blocks would only push the hot ones
       // out of the shared cache.
-      Range it(db_, db_.staff_days(), std::move(from), std::move(to), snapshot.snapshot(),
+      Range it(db_, db_.staff_days(), from, std::move(to), snapshot.snapshot(),
                /*fill_cache=*/false);
       Date last_date;
       for (; it->Valid(); it->Next()) {
