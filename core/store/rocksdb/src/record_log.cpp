@@ -1,5 +1,7 @@
 #include "record_log.hpp"
 
+#include <kpihub/store/quarantine.hpp>
+
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -45,21 +47,6 @@ CursorState decode_cursor(std::string_view in) {
   c.quarantined = r.i64();
   c.pages = r.i64();
   return c;
-}
-
-// The revision a quarantine entry's fields (record_fields_json) name, if they name a whole one.
-std::optional<int64_t> quarantined_revision(std::string_view fields) {
-  if (fields.empty()) return std::nullopt;
-  boost::system::error_code ec;
-  const auto parsed = boost::json::parse(fields, ec);
-  const auto* object = ec ? nullptr : parsed.if_object();
-  const auto* text = object ? object->if_contains("revision") : nullptr;
-  if (!text || !text->is_string()) return std::nullopt;
-  const std::string_view v = text->get_string();
-  int64_t out = 0;
-  const auto [end, error] = std::from_chars(v.data(), v.data() + v.size(), out);
-  if (error != std::errc() || end != v.data() + v.size()) return std::nullopt;
-  return out;
 }
 
 std::string staff_day_key(const std::string& staff_code, Date work_date,

@@ -11,6 +11,7 @@
 // sqlite_statement.hpp for why); the rest goes through Poco::Data, where
 // writes of many rows bind column vectors to one statement (Poco re-prepares a
 // statement on every execute(), but steps a vector binding on one preparation).
+#include <kpihub/store/quarantine.hpp>
 #include <kpihub/store/sqlite.hpp>
 
 #include "record_columns.hpp"
@@ -1644,21 +1645,6 @@ class SqliteStorage final : public Storage,
     }
     for (const int64_t id : superseded) remove_quarantine_entry(id);
     return superseded.size();
-  }
-
-  // The revision a quarantine entry's fields (record_fields_json) name, if they name a whole one.
-  static std::optional<int64_t> quarantined_revision(std::string_view fields) {
-    if (fields.empty()) return std::nullopt;
-    boost::system::error_code ec;
-    const auto parsed = boost::json::parse(fields, ec);
-    const auto* object = ec ? nullptr : parsed.if_object();
-    const auto* text = object ? object->if_contains("revision") : nullptr;
-    if (!text || !text->is_string()) return std::nullopt;
-    const std::string_view v = text->get_string();
-    int64_t out = 0;
-    const auto [end, error] = std::from_chars(v.data(), v.data() + v.size(), out);
-    if (error != std::errc() || end != v.data() + v.size()) return std::nullopt;
-    return out;
   }
 
   // The stored record `w` names becomes its revision w.revision, withdrawn, content unchanged.
