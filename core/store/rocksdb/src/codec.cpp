@@ -39,6 +39,22 @@ void Writer::timestamp(const std::optional<Timestamp>& t) {
   u32(static_cast<uint32_t>(t->offset_minutes));
 }
 
+void Writer::deadline(const std::optional<Deadline>& d) {
+  boolean(d.has_value());
+  if (!d) return;
+  boolean(d->date.has_value());
+  if (d->date) u32(static_cast<uint32_t>(d->date->days));
+  timestamp(d->at);
+}
+
+std::optional<Deadline> Reader::deadline() {
+  if (!boolean()) return std::nullopt;
+  Deadline d;
+  if (boolean()) d.date = Date{static_cast<int32_t>(u32())};
+  d.at = timestamp();
+  return d;
+}
+
 std::string_view Reader::take(std::size_t n) {
   if (in_.size() < n) {
     throw StoreError(std::string("store: ") + what_ +
@@ -138,12 +154,7 @@ void encode_record(std::string& out, const WorkRecord& r, int64_t received_at_un
   w.str(r.product_unit);
   w.str(r.title);
   w.str(r.evidence_ref);
-  w.boolean(r.deadline.has_value());
-  if (r.deadline) {
-    w.boolean(r.deadline->date.has_value());
-    if (r.deadline->date) w.u32(static_cast<uint32_t>(r.deadline->date->days));
-    w.timestamp(r.deadline->at);
-  }
+  w.deadline(r.deadline);
   w.timestamp(r.completed_at);
   w.boolean(r.approval.has_value());
   if (r.approval) {
@@ -180,13 +191,7 @@ void decode_record(std::string_view in, StoredRecord& out) {
   r.product_unit = rd.str();
   r.title = rd.str();
   r.evidence_ref = rd.str();
-  r.deadline.reset();
-  if (rd.boolean()) {
-    Deadline d;
-    if (rd.boolean()) d.date = Date{static_cast<int32_t>(rd.u32())};
-    d.at = rd.timestamp();
-    r.deadline = d;
-  }
+  r.deadline = rd.deadline();
   r.completed_at = rd.timestamp();
   r.approval.reset();
   if (rd.boolean()) {
@@ -242,12 +247,7 @@ void encode_scoring_inputs(std::string& out, const WorkRecord& r, int64_t receiv
   w.u32(static_cast<uint32_t>(r.declared_minutes));
   w.f64(r.quantity);
   w.str(r.evidence_ref);
-  w.boolean(r.deadline.has_value());
-  if (r.deadline) {
-    w.boolean(r.deadline->date.has_value());
-    if (r.deadline->date) w.u32(static_cast<uint32_t>(r.deadline->date->days));
-    w.timestamp(r.deadline->at);
-  }
+  w.deadline(r.deadline);
   w.timestamp(r.completed_at);
   w.boolean(r.approval.has_value());
   if (r.approval) {
@@ -274,13 +274,7 @@ void decode_scoring_inputs(std::string_view in, WorkRecord& r, int64_t& received
   r.declared_minutes = static_cast<int32_t>(rd.u32());
   r.quantity = rd.f64();
   r.evidence_ref = rd.str();
-  r.deadline.reset();
-  if (rd.boolean()) {
-    Deadline d;
-    if (rd.boolean()) d.date = Date{static_cast<int32_t>(rd.u32())};
-    d.at = rd.timestamp();
-    r.deadline = d;
-  }
+  r.deadline = rd.deadline();
   r.completed_at = rd.timestamp();
   r.approval.reset();
   if (rd.boolean()) {

@@ -26,6 +26,7 @@ class Writer {
   void str(std::string_view v);  // u32 length, then the bytes
   void boolean(bool v) { u8(v ? 1 : 0); }
   void timestamp(const std::optional<Timestamp>& t);
+  void deadline(const std::optional<Deadline>& d);
 
  private:
   std::string& out_;
@@ -43,6 +44,7 @@ class Reader {
   std::string_view str();
   bool boolean() { return u8() != 0; }
   std::optional<Timestamp> timestamp();
+  std::optional<Deadline> deadline();
   bool done() const { return in_.empty(); }
 
  private:
