@@ -2118,8 +2118,6 @@ TEST_F(RocksdbStoreTest, AStoreBeingMadeIsSaidToBeSoToAReaderAndFinishedByAWrite
   EXPECT_EQ(store->views().counts().records, 1);
 }
 
-}  // namespace
-}  // namespace kpihub
 
 namespace kpihub {
 namespace {
@@ -2340,6 +2338,62 @@ TEST_F(RocksdbStoreTest, ReadersOpenBesideAWritingHubWithoutFailing) {
   EXPECT_GT(opens, 20) << "too few opens to tell";
   EXPECT_EQ(failures, 0) << failures << " of " << opens + failures
                          << " opens failed, first: " << first_failure;
+}
+
+}  // namespace
+}  // namespace kpihub
+
+// The outbox gives its disk space back once its items are delivered and compacted. Found
+// measuring a province-month: the outbox is written in order, so RocksDB moved its files down
+// the levels unread, and the range deletes that compaction writes kept every one of them (724 MB
+// of the store's 1.9 GB after 1.5 M records, every item delivered).
+TEST_F(RocksdbStoreTest, CompactedOutboxItemsGiveTheirDiskSpaceBack) {
+  RocksdbStorageOptions options;
+  options.memory_budget_bytes = std::size_t{8} << 20;  // 1 MB write buffers: many table files
+  auto store = open_rocksdb_storage(path_, options);
+  const auto table_bytes = [&] {
+    std::uintmax_t bytes = 0;
+    for (const auto& entry : fs::directory_iterator(path_)) {
+      if (entry.path().extension() == ".sst") bytes += entry.file_size();
+    }
+    return bytes;
+  };
+  std::mt19937 random(7);
+  std::uniform_int_distribution<int> letter('a', 'z');
+  std::string payload(2000, ' ');
+  int next = 0;
+  for (int commit = 0; commit < 20; ++commit) {
+    std::vector<OutboxItem> items;
+    for (int i = 0; i < 1000; ++i) {
+      for (char& c : payload) c = static_cast<char>(letter(random));  // not compressible
+      items.push_back(item("eoffice:" + std::to_string(++next), payload));
+    }
+    append_outbox(*store, std::move(items));
+  }
+  while (auto batch = store->outbox().next_batch("s", 1000, std::size_t{1} << 30)) {
+    store->outbox().complete_batch(batch->batch_id, {});
+  }
+  const std::uintmax_t before = table_bytes();
+  ASSERT_GT(before, std::uintmax_t{20} << 20) << "the items were not written into table files";
+
+  const int64_t later = unix_ms_now() + 1000;
+  std::size_t compacted = 0;
+  while (const std::size_t n = store->outbox().compact({"s"}, later, 5000)) compacted += n;
+  EXPECT_EQ(compacted, 20000u);
+  const std::uintmax_t after = table_bytes();
+  EXPECT_LT(after, before / 4) << "table files: " << before << " bytes before the compaction, "
+                               << after << " after";
+  EXPECT_EQ(store->views().counts().outbox_pending, 0);
+  EXPECT_EQ(store->outbox().next_batch("s", 1000, 1 << 20), std::nullopt);
+
+  // What comes after is stored and handed out as before.
+  append_outbox(*store, {item("eoffice:after", "{}")});
+  store.reset();
+  store = open_rocksdb_storage(path_, options);
+  const auto batch = store->outbox().next_batch("s", 1000, 1 << 20);
+  ASSERT_TRUE(batch);
+  ASSERT_EQ(batch->items.size(), 1u);
+  EXPECT_EQ(batch->items[0].key, "eoffice:after");
 }
 
 }  // namespace

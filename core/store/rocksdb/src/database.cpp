@@ -136,6 +136,10 @@ Database::Database(std::string path, const RocksdbStorageOptions& options)
     const std::string_view n = name;
     if (n != "revisions" && n != "outbox") {
       table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+      // The same for the memtable: a page's lookups are mostly of ids the store has never seen,
+      // which otherwise walk the skip list of every memtable (5.7% of the hub's CPU).
+      family.memtable_prefix_bloom_size_ratio = 0.05;
+      family.memtable_whole_key_filtering = true;
     }
     family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
     descriptors.emplace_back(name, family);
