@@ -394,7 +394,9 @@ typedef struct kpihub_plugin {
   /* Source: pulls the next page after `cursor` (absent on the first pull). */
   kpihub_status (*pull)(kpihub_instance* instance, kpihub_str cursor, kpihub_page* out_page,
                         kpihub_error_buf err);
-  /* Source, optional (may be NULL): the staff list the source knows. */
+  /* Source, optional (may be NULL): the staff list the source knows, plugin-owned
+   * ("borrowed" by the host) until the next call on the same instance or its destruction, as
+   * a page is: a province's list is megabytes, and the host copies what it keeps at once. */
   kpihub_status (*list_staff)(kpihub_instance* instance, const kpihub_staff_entry** out_entries,
                               size_t* out_count, kpihub_error_buf err);
 

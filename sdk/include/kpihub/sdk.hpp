@@ -743,6 +743,10 @@ kpihub_status source_pull(kpihub_instance* instance, kpihub_str cursor, kpihub_p
   auto* inst = static_cast<SourceInstance<Plugin>*>(instance);
   return guarded(err, [&] {
     inst->page.clear();
+    // The staff list the host borrowed until this call: 11 MB for 35,000 staff, held for the
+    // instance's life otherwise.
+    std::vector<StaffEntry>().swap(inst->staff);
+    std::vector<kpihub_staff_entry>().swap(inst->c_staff);
     std::optional<std::string_view> c;
     if (cursor.data) c = as_view(cursor);
     inst->plugin->pull(c, inst->page);
@@ -757,6 +761,7 @@ kpihub_status source_list_staff(kpihub_instance* instance, const kpihub_staff_en
     auto staff = inst->plugin->list_staff();
     inst->staff = staff ? std::move(*staff) : std::vector<StaffEntry>{};
     inst->c_staff.clear();
+    inst->c_staff.reserve(inst->staff.size());
     for (const auto& s : inst->staff) {
       kpihub_staff_entry e{};
       e.struct_size = sizeof(e);
