@@ -295,6 +295,7 @@ int cmd_run(const std::vector<std::string>& args) {
   merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;
+  options.return_free_memory = [] { malloc_trim(0); };
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   // Both run the same runner (Hub::run); --once only ends it when there is nothing left to do.

@@ -352,6 +352,7 @@ class Hub::Runner {
         }
         draining = r.staff_months > 0;
         if (draining) {
+          give_back_memory();
           event();
           continue;
         }
@@ -371,6 +372,15 @@ class Hub::Runner {
     scorer_done_at_ms_ = now();
     scorer_done_ = true;
     event();
+  }
+
+  // At most once a second, in real time (a test clock may stand still).
+  void give_back_memory() {
+    if (!hub_.options_.return_free_memory) return;
+    const auto t = std::chrono::steady_clock::now();
+    if (t < next_memory_return_) return;
+    next_memory_return_ = t + std::chrono::seconds(1);
+    hub_.options_.return_free_memory();
   }
 
   void sink_loop(SinkRuntime& s, RunSummary& out) {
@@ -446,6 +456,7 @@ class Hub::Runner {
   std::atomic<std::size_t> sources_done_{0};
   std::atomic<bool> scorer_done_{false};
   std::atomic<int64_t> scorer_done_at_ms_{0};
+  std::chrono::steady_clock::time_point next_memory_return_{};  // the scorer's thread only
 };
 
 RunSummary Hub::run(const std::atomic<bool>& stop, RunMode mode) {
