@@ -1,5 +1,6 @@
 #include <kpihub/hub.hpp>
 #include <kpihub/model_json.hpp>
+#include <kpihub/store/scoring_digest.hpp>
 
 #include "thread_cpu.hpp"
 
@@ -374,9 +375,9 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
           }
           queued.erase(q);
         }
-        std::string scoring_text = json::serialize(to_json(scored.scoring));
+        std::string digest = scoring_digest(json::serialize(to_json(scored.scoring)));
         const bool unchanged =
-            prev && prev->revision == record.revision && prev->scoring_json == scoring_text;
+            prev && prev->revision == record.revision && prev->scoring_digest == digest;
         if (unchanged) continue;
         const bool never_sent = !prev;
         // A record deleted at the source before the hub ever sent it has nothing to withdraw.
@@ -386,7 +387,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
             {&scored, i,
              RecordScoreRow{scored.record_id, record.revision,
                             next_send_number(never_sent ? 0 : prev->sequence, numbered_at_ms),
-                            std::move(scoring_text)},
+                            std::move(digest)},
              send});
       }
       // Many records sent: one range read of their rows (read_all) beats a key lookup per

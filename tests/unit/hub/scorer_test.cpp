@@ -602,7 +602,17 @@ TEST_P(ScorerTest, DayTotalsFromBeforeTheDueDateAreNotFoldedAfterIt) {
   EXPECT_EQ(row->json, json::serialize(to_json(fresh[0], row->revision)));
   const auto scores = store_->scoring().record_scores({"eoffice:WD-1"});
   ASSERT_EQ(scores.size(), 1u);
-  EXPECT_NE(scores[0].scoring_json.find("overdue"), std::string::npos) << scores[0].scoring_json;
+  // The last version sent of the record is the overdue one, and it is the one the store keeps.
+  std::string last_sent;
+  for (const auto& [key, payload] : records_sent()) {
+    if (key == std::pair<std::string, int64_t>{"eoffice:WD-1", scores[0].sequence}) {
+      last_sent = payload;
+    }
+  }
+  ASSERT_FALSE(last_sent.empty()) << "the score the store keeps was never sent";
+  EXPECT_NE(json::serialize(json::parse(last_sent).at("scoring").at("flags")).find("overdue"),
+            std::string::npos)
+      << last_sent;
 }
 
 // A month closes while no scorer runs (the hub is down at the due date, or runs only

@@ -235,7 +235,7 @@ TEST_P(StoreCopyTest, CarriesEveryRecordCursorQuarantineScoreAndStaffListIntoANe
     EXPECT_EQ(scores_to[i].record_id, scores_from[i].record_id);
     EXPECT_EQ(scores_to[i].revision, scores_from[i].revision);
     EXPECT_EQ(scores_to[i].sequence, scores_from[i].sequence);
-    EXPECT_EQ(scores_to[i].scoring_json, scores_from[i].scoring_json);
+    EXPECT_EQ(scores_to[i].scoring_digest, scores_from[i].scoring_digest);
   }
   for (OutboxKind kind : {OutboxKind::staff_month, OutboxKind::agency_month}) {
     for (const char* month : {"2025-03", "2025-04"}) {

@@ -1,5 +1,6 @@
 #include <kpihub/run_lock.hpp>
 #include <kpihub/store/rocksdb.hpp>
+#include <kpihub/store/scoring_digest.hpp>
 #include <kpihub/store/sqlite.hpp>
 #include <kpihub_test/manual_clock.hpp>
 
@@ -957,14 +958,14 @@ TEST_P(StoreTest, StaffDaysAreReadWithTheirScoresAndTheMonthsDayTotals) {
   EXPECT_FALSE(read.day_totals);
 
   ScoringCommit commit;
-  commit.record_scores = {{"eoffice:3", 1, 1, "{\"points\":3}"}};
+  commit.record_scores = {{"eoffice:3", 1, 1, scoring_digest("{\"points\":3}")}};
   commit.day_totals = {{key, std::string("\x01totals\0with a zero", 19)}};
   store->scoring().commit_scoring(commit);
   read = store->scoring().staff_days_for_scoring(key, days);
   ASSERT_EQ(read.previous.size(), 2u);
   EXPECT_FALSE(read.previous[0]);
   ASSERT_TRUE(read.previous[1]);
-  EXPECT_EQ(read.previous[1]->scoring_json, "{\"points\":3}");
+  EXPECT_EQ(read.previous[1]->scoring_digest, scoring_digest("{\"points\":3}"));
   EXPECT_EQ(read.day_totals, std::string("\x01totals\0with a zero", 19));
   EXPECT_FALSE(
       store->scoring().staff_days_for_scoring({"CB002", "2025-04"}, kWholeMonth).day_totals);
@@ -978,7 +979,7 @@ TEST_P(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   auto store = open();
   store->records().commit_page(page_of({full_record("1", 2), full_record("2", 1, "CB002")}));
   ScoringCommit commit;
-  commit.record_scores = {{"eoffice:1", 2, 1, "{\"points\":1.5}"}, {"eoffice:2", 1, 1, "{}"}};
+  commit.record_scores = {{"eoffice:1", 2, 1, scoring_digest("{\"points\":1.5}")}, {"eoffice:2", 1, 1, scoring_digest("{}")}};
   commit.months = {{OutboxKind::staff_month, "2025-04", "CB001", "SO-NV", 1, "{\"s\":1}"},
                    {OutboxKind::agency_month, "2025-04", "SO-NV", "SO-NV", 1, "{\"a\":1}"}};
   commit.outbox = {item("eoffice:1", "{\"r\":1}"),
@@ -989,10 +990,10 @@ TEST_P(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   ASSERT_EQ(scores.size(), 2u);
   EXPECT_EQ(scores[0].record_id, "eoffice:1");
   EXPECT_EQ(scores[0].revision, 2);
-  EXPECT_EQ(scores[0].scoring_json, "{\"points\":1.5}");
+  EXPECT_EQ(scores[0].scoring_digest, scoring_digest("{\"points\":1.5}"));
 
   commit = {};
-  commit.record_scores = {{"eoffice:1", 2, 2, "{\"points\":2}"}};
+  commit.record_scores = {{"eoffice:1", 2, 2, scoring_digest("{\"points\":2}")}};
   commit.months = {{OutboxKind::staff_month, "2025-04", "CB001", "SO-NV", 2, "{\"s\":2}"}};
   store->scoring().commit_scoring(commit);
   EXPECT_EQ(store->scoring().record_scores({"eoffice:1"})[0].sequence, 2);
@@ -1024,9 +1025,9 @@ TEST_P(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   EXPECT_EQ(store->scoring().record_scores({"eoffice:1"})[0].sequence, 2);
   // A sequence goes out once: one that does not grow is refused, and the stored one kept.
   commit = {};
-  commit.record_scores = {{"eoffice:1", 2, 2, "{\"points\":9}"}};
+  commit.record_scores = {{"eoffice:1", 2, 2, scoring_digest("{\"points\":9}")}};
   EXPECT_THROW(store->scoring().commit_scoring(commit), StoreError);
-  EXPECT_EQ(store->scoring().record_scores({"eoffice:1"})[0].scoring_json, "{\"points\":2}");
+  EXPECT_EQ(store->scoring().record_scores({"eoffice:1"})[0].scoring_digest, scoring_digest("{\"points\":2}"));
 }
 
 // ------------------------------------------------------------------- outbox --
@@ -1074,7 +1075,7 @@ TEST_P(StoreTest, StaffMonthForScoringGivesRecordsReceivedAtAndLastSentScores) {
   later.received_at_unix_ms = page.received_at_unix_ms + 5000;
   store->records().commit_page(later);
   ScoringCommit commit;
-  commit.record_scores = {{"eoffice:WD-1", 2, 4, "{\"points\":1.5}"}};
+  commit.record_scores = {{"eoffice:WD-1", 2, 4, scoring_digest("{\"points\":1.5}")}};
   store->scoring().commit_scoring(commit);
 
   const auto stored = store->scoring().staff_month_for_scoring({"CB001", "2025-04"});
@@ -1093,7 +1094,7 @@ TEST_P(StoreTest, StaffMonthForScoringGivesRecordsReceivedAtAndLastSentScores) {
       EXPECT_EQ(stored.previous[i]->record_id, "eoffice:WD-1");
       EXPECT_EQ(stored.previous[i]->revision, 2);
       EXPECT_EQ(stored.previous[i]->sequence, 4);
-      EXPECT_EQ(stored.previous[i]->scoring_json, "{\"points\":1.5}");
+      EXPECT_EQ(stored.previous[i]->scoring_digest, scoring_digest("{\"points\":1.5}"));
     } else {
       EXPECT_FALSE(stored.previous[i]) << r.record_id << " was never sent";
     }
@@ -1576,8 +1577,8 @@ TEST_P(StoreTest, AMovedRecordTakesItsLastScoreToItsNewStaffMonth) {
   auto store = open();
   store->records().commit_page(page_of({full_record("WD-1", 1), full_record("WD-2", 1)}));
   ScoringCommit commit;
-  commit.record_scores = {{"eoffice:WD-1", 1, 4, "{\"points\":1}"},
-                          {"eoffice:WD-2", 1, 1, "{\"points\":2}"}};
+  commit.record_scores = {{"eoffice:WD-1", 1, 4, scoring_digest("{\"points\":1}")},
+                          {"eoffice:WD-2", 1, 1, scoring_digest("{\"points\":2}")}};
   store->scoring().commit_scoring(commit);
 
   store->records().commit_page(page_of({full_record("WD-1", 2, "CB002")}));
@@ -1590,7 +1591,7 @@ TEST_P(StoreTest, AMovedRecordTakesItsLastScoreToItsNewStaffMonth) {
   const auto moved_month = store->scoring().staff_month_for_scoring({"CB001", "2025-05"});
   ASSERT_EQ(moved_month.previous.size(), 1u);
   ASSERT_TRUE(moved_month.previous[0]);
-  EXPECT_EQ(moved_month.previous[0]->scoring_json, "{\"points\":2}");
+  EXPECT_EQ(moved_month.previous[0]->scoring_digest, scoring_digest("{\"points\":2}"));
   EXPECT_EQ(store->scoring().record_scores({"eoffice:WD-1", "eoffice:WD-2"}).size(), 2u);
 }
 
@@ -1599,7 +1600,7 @@ TEST_P(StoreTest, ARecordMovedTwiceInOnePageTakesItsLastScoreToWhereItEnds) {
   auto store = open();
   store->records().commit_page(page_of({full_record("WD-1", 1)}));
   ScoringCommit commit;
-  commit.record_scores = {{"eoffice:WD-1", 1, 4, "{\"points\":1}"}};
+  commit.record_scores = {{"eoffice:WD-1", 1, 4, scoring_digest("{\"points\":1}")}};
   store->scoring().commit_scoring(commit);
 
   store->records().commit_page(
@@ -1620,7 +1621,7 @@ TEST_F(SqliteStoreTest, AScoreCommittedAfterItsRecordMovedIsKeptWhereTheRecordIs
   ASSERT_EQ(store->scoring().staff_month_for_scoring({"CB001", "2025-04"}).records.size(), 1u);
   store->records().commit_page(page_of({full_record("WD-1", 2, "CB002")}));
   ScoringCommit commit;
-  commit.record_scores = {{"eoffice:WD-1", 1, 1, "{\"points\":1}"}};
+  commit.record_scores = {{"eoffice:WD-1", 1, 1, scoring_digest("{\"points\":1}")}};
   store->scoring().commit_scoring(commit);
 
   const auto now_there = store->scoring().staff_month_for_scoring({"CB002", "2025-04"});
@@ -1630,6 +1631,40 @@ TEST_F(SqliteStoreTest, AScoreCommittedAfterItsRecordMovedIsKeptWhereTheRecordIs
   EXPECT_EQ(now_there.previous[0]->sequence, 1);
   Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
   EXPECT_EQ(count_of(raw, "SELECT COUNT(*) FROM record_scores WHERE staff_code = 'CB001'"), 0);
+}
+
+// A store written before digests keeps the text of each score as sent; read, it is digested,
+// so an upgraded hub finds every unchanged score unchanged and sends nothing again.
+TEST_F(SqliteStoreTest, AScoreStoredAsTextBeforeDigestsReadsAsItsDigest) {
+  auto store = open();
+  store->records().commit_page(page_of({full_record("WD-1", 1)}));
+  ScoringCommit commit;
+  commit.record_scores = {{"eoffice:WD-1", 1, 3, scoring_digest("{\"points\":1}")}};
+  store->scoring().commit_scoring(commit);
+  const std::string text = R"({"rules_version":"2025.1","points":1.5,"counts":"kpi"})";
+  {
+    Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
+    raw << "UPDATE record_scores SET scoring_json = ?", Poco::Data::Keywords::useRef(text), now;
+  }
+  const auto scores = store->scoring().record_scores({"eoffice:WD-1"});
+  ASSERT_EQ(scores.size(), 1u);
+  EXPECT_EQ(scores[0].sequence, 3);
+  EXPECT_EQ(scores[0].scoring_digest, scoring_digest(text));
+  const auto read = store->scoring().staff_month_for_scoring({"CB001", "2025-04"});
+  ASSERT_EQ(read.previous.size(), 1u);
+  ASSERT_TRUE(read.previous[0]);
+  EXPECT_EQ(read.previous[0]->scoring_digest, scoring_digest(text));
+}
+
+TEST(ScoringDigest, IsSixteenBytesOfTheTextsSha256AndATextStoredEarlierIsDigestedOnRead) {
+  // SHA-256("{}") begins 44136fa355b3678a 1146ad16f7e8649e.
+  EXPECT_EQ(scoring_digest("{}"),
+            std::string("\x44\x13\x6f\xa3\x55\xb3\x67\x8a\x11\x46\xad\x16\xf7\xe8\x64\x9e", 16));
+  const std::string d = scoring_digest(R"({"points":2})");
+  EXPECT_EQ(d.size(), kScoringDigestBytes);
+  EXPECT_NE(d, scoring_digest(R"({"points":2.5})"));
+  EXPECT_EQ(stored_scoring_digest(d), d);
+  EXPECT_EQ(stored_scoring_digest(R"({"points":2})"), d);
 }
 
 // The month row read once per staff-month scored is a key lookup: a month-wide scan made

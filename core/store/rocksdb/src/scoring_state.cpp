@@ -1,5 +1,7 @@
 #include "scoring_state.hpp"
 
+#include <kpihub/store/scoring_digest.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <exception>
@@ -158,7 +160,7 @@ std::string encode_score(const RecordScoreRow& row) {
   Writer w(out);
   w.i64(row.revision);
   w.i64(row.sequence);
-  w.str(row.scoring_json);
+  w.str(row.scoring_digest);
   return out;
 }
 
@@ -168,7 +170,7 @@ RecordScoreRow decode_score(std::string record_id, std::string_view in) {
   row.record_id = std::move(record_id);
   row.revision = rd.i64();
   row.sequence = rd.i64();
-  row.scoring_json = rd.str();
+  row.scoring_digest = stored_scoring_digest(std::string(rd.str()));
   return row;
 }
 
@@ -548,7 +550,7 @@ std::size_t batch_bytes(const ScoringCommit& commit) {
   constexpr std::size_t kPerEntry = 64;
   std::size_t bytes = 64;
   for (const auto& row : commit.record_scores) {
-    bytes += kPerEntry + 2 * row.record_id.size() + row.scoring_json.size();
+    bytes += kPerEntry + 2 * row.record_id.size() + row.scoring_digest.size();
   }
   for (const auto& row : commit.months) bytes += kPerEntry + 2 * row.code.size() + row.json.size();
   for (const auto& row : commit.day_totals) bytes += kPerEntry + row.totals.size();

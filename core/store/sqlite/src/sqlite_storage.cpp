@@ -12,6 +12,7 @@
 // writes of many rows bind column vectors to one statement (Poco re-prepares a
 // statement on every execute(), but steps a vector binding on one preparation).
 #include <kpihub/store/quarantine.hpp>
+#include <kpihub/store/scoring_digest.hpp>
 #include <kpihub/store/sqlite.hpp>
 
 #include "record_columns.hpp"
@@ -479,9 +480,9 @@ class SqliteStorage final : public Storage,
         while (i < out.records.size() && out.records[i].record_id < id) ++i;
         if (i == out.records.size()) break;
         if (out.records[i].record_id != id) continue;  // cannot happen: scores move with records
-        out.previous[i] = RecordScoreRow{std::string(id), sqlite3_column_int64(scores, 1),
-                                         sqlite3_column_int64(scores, 2),
-                                         std::string(store_detail::column_text(scores, 3))};
+        out.previous[i] = RecordScoreRow{
+            std::string(id), sqlite3_column_int64(scores, 1), sqlite3_column_int64(scores, 2),
+            stored_scoring_digest(std::string(store_detail::column_text(scores, 3)))};
       }
       if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         store_detail::sqlite_fail(db_, path_, "reading record scores");
@@ -518,7 +519,8 @@ class SqliteStorage final : public Storage,
             if (rc == SQLITE_ROW) {
               out.previous[i] = RecordScoreRow{
                   out.records[i].record_id, sqlite3_column_int64(score, 0),
-                  sqlite3_column_int64(score, 1), std::string(store_detail::column_text(score, 2))};
+                  sqlite3_column_int64(score, 1),
+                  stored_scoring_digest(std::string(store_detail::column_text(score, 2)))};
             } else if (rc != SQLITE_DONE) {
               store_detail::sqlite_fail(db_, path_,
                                         "reading the score of " + out.records[i].record_id);
@@ -611,9 +613,9 @@ class SqliteStorage final : public Storage,
         store_detail::bind_text(select, 1, id);
         const int rc = sqlite3_step(select);
         if (rc == SQLITE_ROW) {
-          out.push_back(RecordScoreRow{id, sqlite3_column_int64(select, 0),
-                                       sqlite3_column_int64(select, 1),
-                                       std::string(store_detail::column_text(select, 2))});
+          out.push_back(RecordScoreRow{
+              id, sqlite3_column_int64(select, 0), sqlite3_column_int64(select, 1),
+              stored_scoring_digest(std::string(store_detail::column_text(select, 2)))});
         } else if (rc != SQLITE_DONE) {
           store_detail::sqlite_fail(db_, path_, "reading the score of " + id);
         }
@@ -676,7 +678,10 @@ class SqliteStorage final : public Storage,
           store_detail::bind_text(upsert, 1, row.record_id);
           sqlite3_bind_int64(upsert, 2, row.revision);
           sqlite3_bind_int64(upsert, 3, row.sequence);
-          store_detail::bind_text(upsert, 4, row.scoring_json);
+          // The column keeps its name: a store written before digests holds texts there, each
+          // digested when read (stored_scoring_digest).
+          sqlite3_bind_blob(upsert, 4, row.scoring_digest.data(),
+                            static_cast<int>(row.scoring_digest.size()), SQLITE_STATIC);
           if (sqlite3_step(upsert) != SQLITE_DONE) {
             store_detail::sqlite_fail(db_, path_, "storing the score of " + row.record_id);
           }

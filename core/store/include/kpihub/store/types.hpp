@@ -72,8 +72,8 @@ struct DirtyStaffMonth {
 struct RecordScoreRow {
   std::string record_id;
   int64_t revision = 0;
-  int64_t sequence = 0;      // 1 for the first version sent
-  std::string scoring_json;  // the "scoring" object as sent
+  int64_t sequence = 0;        // 1 for the first version sent
+  std::string scoring_digest;  // scoring_digest() of the "scoring" object as sent
 };
 
 enum class OutboxKind { record = 0, staff_month = 1, agency_month = 2 };
