@@ -224,7 +224,7 @@ struct HostServicesAccess {
         std::lock_guard<std::mutex> lock(box->mutex);
         rb->response =
             box->client->request(std::string(view(req->method)), std::string(view(req->url)),
-                                 headers, std::string(view(req->body)));
+                                 headers, view(req->body));
       }
       rb->headers.reserve(rb->response.headers.size());
       for (const auto& [k, v] : rb->response.headers) {

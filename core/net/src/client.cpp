@@ -271,7 +271,7 @@ struct HttpClient::Impl {
 
   template <class Stream>
   ExchangeOutcome exchange(Stream& stream, beast::flat_buffer& buffer,
-                           const http::request<http::string_body>& request,
+                           const http::request<http::span_body<const char>>& request,
                            http::response_parser<http::string_body>& parser) {
     auto& socket = beast::get_lowest_layer(stream);
     // Beast reads at most the buffer's free capacity (at least 512 bytes) per
@@ -335,12 +335,12 @@ struct HttpClient::Impl {
   }
 
   Response perform(const std::string& method, const std::string& url, const Headers& headers,
-                   const std::string& body) {
+                   std::string_view body) {
     const Url target = Url::parse(url);
     if (method.empty() || ContainsLineBreak(method) || method.find(' ') != std::string::npos) {
       throw HttpError(FailureKind::config, url + ": invalid method '" + method + "'");
     }
-    http::request<http::string_body> request;
+    http::request<http::span_body<const char>> request;
     request.method_string(method);
     request.target(target.target);
     request.version(11);
@@ -356,7 +356,7 @@ struct HttpClient::Impl {
         request.insert(name, value);
       }
     }
-    request.body() = body;
+    request.body() = {body.data(), body.size()};
     request.keep_alive(true);
     request.prepare_payload();
 
@@ -417,7 +417,7 @@ HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>(std
 HttpClient::~HttpClient() = default;
 
 Response HttpClient::request(const std::string& method, const std::string& url,
-                             const Headers& headers, const std::string& body) {
+                             const Headers& headers, std::string_view body) {
   return impl_->perform(method, url, headers, body);
 }
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -65,8 +66,9 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
+  // `body` is sent from where it is, not copied (a sink's batch is megabytes).
   Response request(const std::string& method, const std::string& url, const Headers& headers = {},
-                   const std::string& body = {});
+                   std::string_view body = {});
 
  private:
   struct Impl;
