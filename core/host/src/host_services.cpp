@@ -222,9 +222,8 @@ struct HostServicesAccess {
       auto rb = std::make_unique<ResponseBox>();
       {
         std::lock_guard<std::mutex> lock(box->mutex);
-        rb->response =
-            box->client->request(std::string(view(req->method)), std::string(view(req->url)),
-                                 headers, view(req->body));
+        rb->response = box->client->request(std::string(view(req->method)),
+                                            std::string(view(req->url)), headers, view(req->body));
       }
       rb->headers.reserve(rb->response.headers.size());
       for (const auto& [k, v] : rb->response.headers) {

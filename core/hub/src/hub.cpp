@@ -63,7 +63,7 @@ Hub::Hub(const HubConfig& config, Storage& storage, ReferenceData& reference, Lo
       clock_(clock),
       record_clock_(config, clock, reference.rules.utc_offset_minutes),
       metrics_(metrics),
-      options_(options),
+      options_(std::move(options)),
       secrets_(config.base_dir) {
   metrics_.declare("kpihub_pages_total", MetricType::counter, "Pages pulled and stored, by source");
   metrics_.declare("kpihub_records_pulled_total", MetricType::counter,

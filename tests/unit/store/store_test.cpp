@@ -979,7 +979,8 @@ TEST_P(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   auto store = open();
   store->records().commit_page(page_of({full_record("1", 2), full_record("2", 1, "CB002")}));
   ScoringCommit commit;
-  commit.record_scores = {{"eoffice:1", 2, 1, scoring_digest("{\"points\":1.5}")}, {"eoffice:2", 1, 1, scoring_digest("{}")}};
+  commit.record_scores = {{"eoffice:1", 2, 1, scoring_digest("{\"points\":1.5}")},
+                          {"eoffice:2", 1, 1, scoring_digest("{}")}};
   commit.months = {{OutboxKind::staff_month, "2025-04", "CB001", "SO-NV", 1, "{\"s\":1}"},
                    {OutboxKind::agency_month, "2025-04", "SO-NV", "SO-NV", 1, "{\"a\":1}"}};
   commit.outbox = {item("eoffice:1", "{\"r\":1}"),
@@ -1027,7 +1028,8 @@ TEST_P(StoreTest, ScoringCommitStoresScoresMonthsAndOutbox) {
   commit = {};
   commit.record_scores = {{"eoffice:1", 2, 2, scoring_digest("{\"points\":9}")}};
   EXPECT_THROW(store->scoring().commit_scoring(commit), StoreError);
-  EXPECT_EQ(store->scoring().record_scores({"eoffice:1"})[0].scoring_digest, scoring_digest("{\"points\":2}"));
+  EXPECT_EQ(store->scoring().record_scores({"eoffice:1"})[0].scoring_digest,
+            scoring_digest("{\"points\":2}"));
 }
 
 // ------------------------------------------------------------------- outbox --
@@ -2152,7 +2154,6 @@ TEST_F(RocksdbStoreTest, AStoreBeingMadeIsSaidToBeSoToAReaderAndFinishedByAWrite
   store->records().commit_page(page_of({full_record("1", 1)}));
   EXPECT_EQ(store->views().counts().records, 1);
 }
-
 
 namespace kpihub {
 namespace {
