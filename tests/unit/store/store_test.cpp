@@ -9,6 +9,7 @@
 #include <Poco/Data/SQLite/SessionImpl.h>
 #include <Poco/Data/Session.h>
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -1811,7 +1812,7 @@ TEST_F(SqliteStoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   SqliteStorageOptions options;
   options.on_migration = [&](const std::string& message) { told.push_back(message); };
   auto store = open_sqlite_storage(path_, options);
-  ASSERT_EQ(told.size(), 18u);
+  ASSERT_EQ(told.size(), 20u);
   for (std::size_t i = 0; i < told.size(); ++i) {
     const std::string step = "store " + path_ + ": schema " + std::to_string(2 + i / 2) + " -> " +
                              std::to_string(3 + i / 2) + ": ";
@@ -1823,7 +1824,7 @@ TEST_F(SqliteStoreTest, AStoreOfSchema2IsMigratedWithEveryRevisionKept) {
   EXPECT_EQ(counts.revisions, 85);
   {
     Poco::Data::Session raw(new Poco::Data::SQLite::SessionImpl(path_));
-    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 11);
+    EXPECT_EQ(count_of(raw, "SELECT MAX(version) FROM schema_version"), 12);
     EXPECT_EQ(scores_digest(raw), scores_before);
     // Each score sits under its record's staff month (schema 5's key).
     EXPECT_EQ(count_of(raw,
@@ -2378,6 +2379,53 @@ TEST_F(RocksdbStoreTest, ReadersOpenBesideAWritingHubWithoutFailing) {
 
 }  // namespace
 }  // namespace kpihub
+
+// The layout version says what a store holds. A store of layout 1 (last scores as texts) is
+// marked 2 by the first writer that opens it, so a kpihub from before digests refuses it
+// instead of finding every score changed and sending it again (found in review); one from a
+// newer kpihub is refused by this one.
+TEST_F(RocksdbStoreTest, AnOlderLayoutIsMarkedCurrentAndANewerOneIsRefused) {
+  open().reset();
+  const std::string layout_key = "Mlayout";  // the default family's meta table
+  const auto with_raw_db = [&](const std::function<void(rocksdb::DB&)>& use) {
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path_, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const std::string& name : names)
+      families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path_, families, &handles, &raw).ok());
+    use(*raw);
+    for (auto* h : handles) ASSERT_TRUE(raw->DestroyColumnFamilyHandle(h).ok());
+    delete raw;
+  };
+  const auto version_bytes = [](uint32_t v) {
+    return std::string{static_cast<char>(v & 0xFF), static_cast<char>((v >> 8) & 0xFF),
+                       static_cast<char>((v >> 16) & 0xFF), static_cast<char>((v >> 24) & 0xFF)};
+  };
+  std::string stored;
+  with_raw_db([&](rocksdb::DB& db) {
+    ASSERT_TRUE(db.Get(rocksdb::ReadOptions(), layout_key, &stored).ok());
+    ASSERT_TRUE(db.Put(rocksdb::WriteOptions(), layout_key, version_bytes(1)).ok());
+  });
+  EXPECT_EQ(stored, version_bytes(2)) << "a new store is of layout 2";
+  open()->records().commit_page(page_of({full_record("1", 1)}));
+  with_raw_db([&](rocksdb::DB& db) {
+    ASSERT_TRUE(db.Get(rocksdb::ReadOptions(), layout_key, &stored).ok());
+    ASSERT_TRUE(db.Put(rocksdb::WriteOptions(), layout_key, version_bytes(3)).ok());
+  });
+  EXPECT_EQ(stored, version_bytes(2)) << "a store of layout 1 was not marked 2";
+  try {
+    open();
+    ADD_FAILURE() << "a store of layout 3 was opened";
+  } catch (const StoreError& e) {
+    EXPECT_NE(
+        std::string(e.what()).find(path_ + ": layout version 3 is newer than this build's (2)"),
+        std::string::npos)
+        << e.what();
+  }
+}
 
 // The outbox gives its disk space back once its items are delivered and compacted. Found
 // measuring a province-month: the outbox is written in order, so RocksDB moved its files down

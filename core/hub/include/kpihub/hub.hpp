@@ -338,8 +338,9 @@ struct HubOptions {
   // While a source is catching up (its last page said there is more), the scorer waits, so a
   // staff month is scored once and not once per page that touches it; never longer than this.
   int64_t max_scoring_hold_ms = 300000;
-  // Gives memory the process freed back to the system; called after a stored page or a scoring
-  // round, from one thread at a time, at most once a second (none: never). `kpihub run` passes
+  // Gives memory the process freed back to the system (none: never); called after a stored page
+  // or a scoring round, at most once a second, and after each staff list sync, so it may be
+  // called from two threads at once. `kpihub run` passes
   // glibc's malloc_trim: glibc keeps freed pages in its arenas, and a long run's heap fragments
   // (a 7.7 M record backlog: 100 MB held for 46 MB in use while pulling, 111 MB for 69 MB while
   // scoring).

@@ -22,7 +22,10 @@ namespace kpihub::rocks {
 
 namespace {
 
-constexpr int kLayoutVersion = 1;
+// 2: a record's last score is a digest (kpihub/store/scoring_digest.hpp); a store of layout 1
+// holds texts, read as their digests, and is marked 2 when a writer opens it, so a kpihub from
+// before digests refuses it rather than find every score changed and send it again.
+constexpr int kLayoutVersion = 2;
 const char* const kFamilyNames[] = {"default",   "records", "staff_days",
                                     "revisions", "scores",  "outbox"};
 
@@ -211,6 +214,13 @@ void Database::read_what_is_stored() {
       throw StoreError("store " + path_ + ": layout version " + std::to_string(v) +
                        " is newer than this build's (" + std::to_string(kLayoutVersion) +
                        "): upgrade kpihub");
+    }
+    if (v < static_cast<uint32_t>(kLayoutVersion) && !read_only_) {
+      std::string value;
+      Writer(value).u32(kLayoutVersion);
+      rocksdb::WriteBatch batch;
+      batch.Put(meta(), version_key, value);
+      write(batch, "marking the store's layout version " + std::to_string(kLayoutVersion));
     }
   }
 

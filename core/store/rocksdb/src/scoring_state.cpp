@@ -164,6 +164,13 @@ std::string encode_score(const RecordScoreRow& row) {
   return out;
 }
 
+// The sequence of a stored score alone (its digest, or an old text, left unread).
+int64_t stored_score_sequence(std::string_view in) {
+  Reader rd(in, "a record's score");
+  rd.i64();  // revision
+  return rd.i64();
+}
+
 RecordScoreRow decode_score(std::string record_id, std::string_view in) {
   Reader rd(in, "a record's score");
   RecordScoreRow row;
@@ -591,7 +598,7 @@ void RocksScoringState::commit_scoring(const ScoringCommit& commit) {
       const auto stored = multi_get(db_, db_.scores(), keys, "reading record scores");
       std::map<std::string_view, int64_t> sequence_of;  // as this commit leaves it
       for (std::size_t i = 0; i < keys.size(); ++i) {
-        if (stored[i]) sequence_of.try_emplace(keys[i], decode_score({}, *stored[i]).sequence);
+        if (stored[i]) sequence_of.try_emplace(keys[i], stored_score_sequence(*stored[i]));
       }
       for (std::size_t i = 0; i < keys.size(); ++i) {
         const RecordScoreRow& row = commit.record_scores[i];

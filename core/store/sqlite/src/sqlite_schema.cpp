@@ -331,6 +331,11 @@ void migration_11(Poco::Data::Session& s) {
       now;
 }
 
+// Last scores are kept as digests (kpihub/store/scoring_digest.hpp) from this version on; the
+// texts stored before stay and are digested when read. Nothing to rewrite: the version is what
+// keeps a kpihub from before digests from opening the store and finding every score changed.
+void migration_12(Poco::Data::Session&) {}
+
 struct Migration {
   void (*apply)(Poco::Data::Session&);
   const char* what;  // for the operator's log while a store is upgraded
@@ -349,7 +354,8 @@ const std::vector<Migration>& migrations() {
       {migration_8, "index of batches by their last item, built over every batch"},
       {migration_9, "staff lists synced from the sources"},
       {migration_10, "index of quarantine entries by record, built over every entry"},
-      {migration_11, "scoring index with when the source changed each record, rebuilt"}};
+      {migration_11, "scoring index with when the source changed each record, rebuilt"},
+      {migration_12, "last scores kept as digests (those stored before are read as theirs)"}};
   return all;
 }
 
