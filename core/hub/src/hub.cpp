@@ -223,7 +223,7 @@ bool Hub::sync_staff(SourceRuntime& s) {
     // What the sync held (the list three times over, 20 MB for 35,000 staff) goes back now.
     staff.reset();
     std::vector<SyncedStaff>().swap(entries);
-    if (options_.return_free_memory) options_.return_free_memory();
+    give_back_memory();
     logger_.info(s.config.name, "staff directory: " + std::to_string(listed) +
                                     " entries from the source, " + std::to_string(added) +
                                     " new; kept in the store");

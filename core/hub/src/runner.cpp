@@ -126,6 +126,19 @@ bool Hub::pull_one(SourceRuntime& s, RunSummary& summary) {
   return page.caught_up == 0;
 }
 
+// A 7.7 M record backlog pulls for minutes before the first scoring round, and glibc held
+// 100 MB for 46 MB in use by then: freed memory goes back after pages and rounds, not only at
+// the end.
+void Hub::give_back_memory() {
+  if (!options_.return_free_memory) return;
+  const int64_t t = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now().time_since_epoch())
+                        .count();
+  int64_t due = next_memory_return_ms_.load();
+  if (t < due || !next_memory_return_ms_.compare_exchange_strong(due, t + 1000)) return;
+  options_.return_free_memory();
+}
+
 std::size_t Hub::compact_outbox(const std::atomic<bool>& stop) {
   if (config_.outbox_retention_days == 0) return 0;
   // Every configured sink, running or not (disabled, or its plugin failed to load), still has
@@ -252,7 +265,7 @@ class Hub::Runner {
           const bool more = hub_.pull_one(s, out);
           s.catching_up = more;
           failures = 0;
-          give_back_memory();
+          hub_.give_back_memory();
           event();
           if (more) continue;
           if (once()) break;
@@ -353,7 +366,7 @@ class Hub::Runner {
         }
         draining = r.staff_months > 0;
         if (draining) {
-          give_back_memory();
+          hub_.give_back_memory();
           event();
           continue;
         }
@@ -373,19 +386,6 @@ class Hub::Runner {
     scorer_done_at_ms_ = now();
     scorer_done_ = true;
     event();
-  }
-
-  // After a stored page or a scoring round: at most once a second across the run's threads,
-  // in real time (a test clock may stand still). A 7.7 M record backlog pulls for minutes before
-  // the first scoring round, and glibc held 100 MB for 46 MB in use by then.
-  void give_back_memory() {
-    if (!hub_.options_.return_free_memory) return;
-    const int64_t t = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch())
-                          .count();
-    int64_t due = next_memory_return_ms_.load();
-    if (t < due || !next_memory_return_ms_.compare_exchange_strong(due, t + 1000)) return;
-    hub_.options_.return_free_memory();
   }
 
   void sink_loop(SinkRuntime& s, RunSummary& out) {
@@ -461,7 +461,6 @@ class Hub::Runner {
   std::atomic<std::size_t> sources_done_{0};
   std::atomic<bool> scorer_done_{false};
   std::atomic<int64_t> scorer_done_at_ms_{0};
-  std::atomic<int64_t> next_memory_return_ms_{0};  // steady clock
 };
 
 RunSummary Hub::run(const std::atomic<bool>& stop, RunMode mode) {

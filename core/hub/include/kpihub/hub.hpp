@@ -338,9 +338,9 @@ struct HubOptions {
   // While a source is catching up (its last page said there is more), the scorer waits, so a
   // staff month is scored once and not once per page that touches it; never longer than this.
   int64_t max_scoring_hold_ms = 300000;
-  // Gives memory the process freed back to the system (none: never); called after a stored page
-  // or a scoring round, at most once a second, and after each staff list sync, so it may be
-  // called from two threads at once. `kpihub run` passes
+  // Gives memory the process freed back to the system (none: never); called after a stored page,
+  // a scoring round or a staff list sync, from one thread at a time, at most once a second.
+  // `kpihub run` passes
   // glibc's malloc_trim: glibc keeps freed pages in its arenas, and a long run's heap fragments
   // (a 7.7 M record backlog: 100 MB held for 46 MB in use while pulling, 111 MB for 69 MB while
   // scoring).
@@ -414,6 +414,9 @@ class Hub {
   // Deletes the outbox items every configured sink delivered more than outbox_retention_days
   // ago, a bounded transaction at a time, until none is left or `stop`; returns how many.
   std::size_t compact_outbox(const std::atomic<bool>& stop);
+  // HubOptions::return_free_memory, if a second has passed since its last call (real time: a
+  // test clock may stand still); any thread.
+  void give_back_memory();
 
   const HubConfig& config_;
   Storage& storage_;
@@ -434,6 +437,7 @@ class Hub {
   std::vector<PluginStatus> plugins_;
   std::mutex explain_mutex_;
   std::unique_ptr<Scorer> explainer_;
+  std::atomic<int64_t> next_memory_return_ms_{0};  // steady clock
 };
 
 }  // namespace kpihub

@@ -198,30 +198,24 @@ void Database::read_what_is_stored() {
 
   const std::string version_key = table_key(Table::meta, "layout");
   std::optional<std::string> version = get(meta(), version_key, "reading the layout version");
-  if (!version) {
-    if (read_only_) {
-      throw StoreError("store " + path_ +
-                       ": no layout version: not a kpihub store, or one being made right now");
-    }
+  if (!version && read_only_) {
+    throw StoreError("store " + path_ +
+                     ": no layout version: not a kpihub store, or one being made right now");
+  }
+  const uint32_t stored = version ? Reader(*version, "the layout version").u32() : 0;
+  if (stored > static_cast<uint32_t>(kLayoutVersion)) {
+    throw StoreError("store " + path_ + ": layout version " + std::to_string(stored) +
+                     " is newer than this build's (" + std::to_string(kLayoutVersion) +
+                     "): upgrade kpihub");
+  }
+  // A new store gets this build's version; an older one is marked with it (its data is read as
+  // it is), so that no build older than this one opens it again.
+  if (stored < static_cast<uint32_t>(kLayoutVersion) && !read_only_) {
     std::string value;
     Writer(value).u32(kLayoutVersion);
     rocksdb::WriteBatch batch;
     batch.Put(meta(), version_key, value);
-    write(batch, "writing the layout version");
-  } else {
-    const uint32_t v = Reader(*version, "the layout version").u32();
-    if (v > static_cast<uint32_t>(kLayoutVersion)) {
-      throw StoreError("store " + path_ + ": layout version " + std::to_string(v) +
-                       " is newer than this build's (" + std::to_string(kLayoutVersion) +
-                       "): upgrade kpihub");
-    }
-    if (v < static_cast<uint32_t>(kLayoutVersion) && !read_only_) {
-      std::string value;
-      Writer(value).u32(kLayoutVersion);
-      rocksdb::WriteBatch batch;
-      batch.Put(meta(), version_key, value);
-      write(batch, "marking the store's layout version " + std::to_string(kLayoutVersion));
-    }
+    write(batch, "writing the layout version " + std::to_string(kLayoutVersion));
   }
 
   numbers_.revision_seq = last_key_u64(revisions(), {});
