@@ -96,7 +96,8 @@ AdminApi::AdminApi(const HubConfig& config, Storage& storage, const ReferenceDat
       {"kpihub_dead_letters", "Dead letters in the store"},
       {"kpihub_scoring_revisions_to_read", "Stored revisions the scorer has not read yet"},
       {"kpihub_scoring_staff_months_to_score", "Staff months marked and not yet rescored"},
-      {"kpihub_source_up", "1 while the source is pulled without error, 0 while it fails"},
+      {"kpihub_source_up",
+       "1 while the source is pulled without error, 0 while it fails or is stuck"},
       {"kpihub_source_lag_seconds",
        "Seconds since the source last had nothing newer (since the hub started, if not yet)"},
       {"kpihub_plugin_loaded", "1 for each plugin loaded from plugin_dir"},
@@ -160,7 +161,7 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
   if (method == "GET" && request.path == "/readyz") {
     json::array problems;
     for (const auto& s : hub_.source_status()) {
-      if (s.state == "failing" || s.state == "waiting_for_staff_list") {
+      if (!s.up()) {
         problems.push_back(
             json::string("source " + s.name + " is " + s.state + ": " + s.last_error));
       }
@@ -368,8 +369,7 @@ net::Reply AdminApi::metrics_text() {
   const int64_t now = clock_.now_unix_ms();
   for (const auto& s : hub_.source_status()) {
     const MetricLabels label{{"source", s.name}};
-    metrics_.set("kpihub_source_up", label,
-                 s.state == "failing" || s.state == "waiting_for_staff_list" ? 0 : 1);
+    metrics_.set("kpihub_source_up", label, s.up() ? 1 : 0);
     // A source that has not caught up since the hub started lags since then: its series
     // exists, so the lag alert can fire for a source stuck from the start.
     const int64_t since = s.last_caught_up_ms > 0 ? s.last_caught_up_ms : started_ms_;

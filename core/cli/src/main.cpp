@@ -223,9 +223,11 @@ int cmd_check_config(const std::vector<std::string>& args) {
       try {
         PluginInstance instance(
             p, c.name, c.settings_json,
-            std::make_unique<HostServices>(c.name, logger, clock, secrets, &metrics));
+            std::make_unique<HostServices>(c.name, logger, clock, secrets, &metrics),
+            plugin_isolation(c, p->info()));
         std::cout << to_string(kind) << " " << c.name << ": ok (plugin " << c.plugin << " "
-                  << p->info().version << ")\n";
+                  << p->info().version
+                  << (instance.isolation().process ? ", in a process of its own" : "") << ")\n";
       } catch (const PluginError& e) {
         std::cout << "ERROR " << e.what() << "\n";
         ++problems;

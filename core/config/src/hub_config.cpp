@@ -197,7 +197,8 @@ std::string settings_text(const json::value& document, const char* list, std::si
 
 PluginInstanceConfig read_instance(const JsonNode& node, bool sink, const json::value& document,
                                    std::size_t index, const HubConfig& config) {
-  std::vector<std::string> keys = {"name", "plugin", "enabled", "interval_ms", "settings"};
+  std::vector<std::string> keys = {"name",     "plugin",        "enabled", "interval_ms",
+                                   "settings", "isolation", "time_limit_ms"};
   if (sink) keys.insert(keys.end(), {"batch_max_items", "batch_max_bytes"});
   node.expect_object(keys);
   PluginInstanceConfig instance;
@@ -211,6 +212,16 @@ PluginInstanceConfig read_instance(const JsonNode& node, bool sink, const json::
   instance.plugin = node.required("plugin").non_empty_string();
   if (auto n = node.child("enabled")) instance.enabled = n->boolean();
   if (auto n = node.child("interval_ms")) instance.interval_ms = n->integer(1, kMaxIntervalMs);
+  if (auto n = node.child("isolation")) {
+    const std::string isolation = n->string();
+    if (isolation != "process" && isolation != "none") {
+      throw n->error(quote_value(isolation) +
+                     " is not an isolation: \"process\" (the plugin in a process of its own) or "
+                     "\"none\" (in the hub's process)");
+    }
+    instance.isolation_process = isolation == "process";
+  }
+  if (auto n = node.child("time_limit_ms")) instance.time_limit_ms = n->integer(100, 86400000);
   if (auto n = node.child("batch_max_items")) {
     instance.batch_max_items = static_cast<std::size_t>(n->integer(1, 100000));
   }

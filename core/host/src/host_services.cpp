@@ -292,6 +292,10 @@ HostServices::HostServices(std::string plugin_instance, Logger& logger, const Cl
   api_.metric_add_labeled = &HostServicesAccess::metric_add_labeled;
 }
 
+void HostServices::log(LogLevel level, std::string_view message) {
+  logger_.log(level, instance_, message);
+}
+
 void HostServices::warn_metric_once(std::string_view metric, const std::string& why) {
   {
     std::lock_guard<std::mutex> lock(metric_warnings_mutex_);

@@ -1,5 +1,8 @@
 #include <kpihub/plugins.hpp>
+#include <kpihub/sdk.hpp>
 #include <kpihub/validate.hpp>
+
+#include "plugin_process.hpp"
 
 #include <boost/dll/shared_library_load_mode.hpp>
 #include <boost/system/error_code.hpp>
@@ -141,11 +144,46 @@ PluginScan scan_plugins(const std::string& dir) {
   return scan;
 }
 
+bool built_with_hub(const PluginInfo& plugin) {
+  static constexpr std::string_view kBundled[] = {"eoffice", "education", "health", "provincial"};
+  return std::find(std::begin(kBundled), std::end(kBundled), plugin.name) != std::end(kBundled) &&
+         plugin.sdk_version == KPIHUB_SDK_VERSION && plugin.compiler == KPIHUB_SDK_COMPILER &&
+         plugin.cxx_stdlib == KPIHUB_SDK_STDLIB;
+}
+
+// Marks a call as running for running_call(), from its start to its end.
+class PluginInstance::CallTimer {
+ public:
+  CallTimer(PluginInstance& instance, const char* what) : instance_(instance) {
+    instance_.call_started_ms_ = steady_ms();
+    instance_.call_what_ = what;
+  }
+  ~CallTimer() { instance_.call_what_ = nullptr; }
+  CallTimer(const CallTimer&) = delete;
+  CallTimer& operator=(const CallTimer&) = delete;
+  static int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+ private:
+  PluginInstance& instance_;
+};
+
 PluginInstance::PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::string instance_name,
                                const std::string& settings_json,
-                               std::unique_ptr<HostServices> services)
-    : plugin_(std::move(plugin)), name_(std::move(instance_name)), services_(std::move(services)) {
+                               std::unique_ptr<HostServices> services, PluginIsolation isolation)
+    : plugin_(std::move(plugin)),
+      name_(std::move(instance_name)),
+      services_(std::move(services)),
+      isolation_(std::move(isolation)) {
   services_->set_instance_label(std::string(to_string(plugin_->info().kind)));
+  if (isolation_.process) {
+    process_ = std::make_unique<PluginProcess>(plugin_->info(), name_, settings_json, *services_,
+                                               isolation_, context());
+    return;
+  }
   char err[2048] = {0};
   const kpihub_status st = plugin_->descriptor().create(
       services_->api(), {name_.data(), name_.size()}, {settings_json.data(), settings_json.size()},
@@ -166,27 +204,43 @@ std::string PluginInstance::context() const {
          plugin_->info().name + ", " + plugin_->info().file + ")";
 }
 
+std::optional<PluginInstance::RunningCall> PluginInstance::running_call() const {
+  const char* what = call_what_.load();
+  if (what == nullptr) return std::nullopt;
+  return RunningCall{what,
+                     std::chrono::milliseconds(CallTimer::steady_ms() - call_started_ms_.load())};
+}
+
 kpihub_page PluginInstance::pull(const std::optional<std::string>& cursor) {
+  CallTimer running(*this, "pull");
   kpihub_page page{};
   page.struct_size = sizeof(page);
-  char err[2048] = {0};
   const kpihub_str c = cursor ? kpihub_str{cursor->data(), cursor->size()} : kpihub_str{nullptr, 0};
-  const kpihub_status st = plugin_->descriptor().pull(instance_, c, &page, {err, sizeof err});
-  if (st != KPIHUB_OK)
-    throw PluginError(st, context() + ": pull failed: " + (err[0] ? err : "no reason given"));
+  std::string error;
+  kpihub_status st;
+  if (process_) {
+    st = process_->pull(c, &page, error);
+  } else {
+    char err[2048] = {0};
+    st = plugin_->descriptor().pull(instance_, c, &page, {err, sizeof err});
+    error = err;
+  }
+  if (st != KPIHUB_OK) {
+    throw PluginError(st, context() + ": pull failed: " + (error.empty() ? "no reason given" : error));
+  }
   if (page.struct_size < sizeof(kpihub_page)) {
     throw PluginError(KPIHUB_ERR_INTERNAL,
                       context() + ": pull returned a page descriptor that is too small");
   }
-  check_page(page);
+  check_page(page, context());
   return page;
 }
 
 // Everything the host reads through the page's pointers and counts, checked before it reads a
 // record: a plugin's mistake is a PluginError naming it, not a crash of the hub (issue 19).
-void PluginInstance::check_page(const kpihub_page& page) const {
+void check_page(const kpihub_page& page, const std::string& context) {
   auto refuse = [&](const std::string& what) {
-    throw PluginError(KPIHUB_ERR_INTERNAL, context() + ": pull returned " + what);
+    throw PluginError(KPIHUB_ERR_INTERNAL, context + ": pull returned " + what);
   };
   if (page.record_count > 0 && page.records == nullptr) {
     refuse("a page of " + std::to_string(page.record_count) +
@@ -229,24 +283,43 @@ void PluginInstance::check_page(const kpihub_page& page) const {
 
 std::optional<std::vector<kpihub_staff_entry>> PluginInstance::list_staff() {
   if (!plugin_->descriptor().list_staff) return std::nullopt;
+  CallTimer running(*this, "staff list");
   const kpihub_staff_entry* entries = nullptr;
   size_t count = 0;
-  char err[2048] = {0};
-  const kpihub_status st =
-      plugin_->descriptor().list_staff(instance_, &entries, &count, {err, sizeof err});
-  if (st != KPIHUB_OK)
-    throw PluginError(st, context() + ": staff list failed: " + (err[0] ? err : "no reason"));
+  std::string error;
+  kpihub_status st;
+  if (process_) {
+    st = process_->list_staff(&entries, &count, error);
+  } else {
+    char err[2048] = {0};
+    st = plugin_->descriptor().list_staff(instance_, &entries, &count, {err, sizeof err});
+    error = err;
+  }
+  if (st != KPIHUB_OK) {
+    throw PluginError(st, context() + ": staff list failed: " +
+                              (error.empty() ? "no reason" : error));
+  }
   if (entries == nullptr) return std::nullopt;
   return std::vector<kpihub_staff_entry>(entries, entries + count);
 }
 
 kpihub_delivery PluginInstance::deliver(const kpihub_batch& batch) {
+  CallTimer running(*this, "delivery");
   kpihub_delivery d{};
   d.struct_size = sizeof(d);
-  char err[2048] = {0};
-  const kpihub_status st = plugin_->descriptor().deliver(instance_, &batch, &d, {err, sizeof err});
-  if (st != KPIHUB_OK)
-    throw PluginError(st, context() + ": deliver failed: " + (err[0] ? err : "no reason given"));
+  std::string error;
+  kpihub_status st;
+  if (process_) {
+    st = process_->deliver(batch, &d, error);
+  } else {
+    char err[2048] = {0};
+    st = plugin_->descriptor().deliver(instance_, &batch, &d, {err, sizeof err});
+    error = err;
+  }
+  if (st != KPIHUB_OK) {
+    throw PluginError(st, context() + ": deliver failed: " +
+                              (error.empty() ? "no reason given" : error));
+  }
   if (d.result_count != batch.item_count) {
     throw PluginError(KPIHUB_ERR_INTERNAL, context() + ": deliver returned " +
                                                std::to_string(d.result_count) + " results for " +

@@ -128,7 +128,8 @@ std::vector<std::string> Hub::start() {
       auto services =
           std::make_unique<HostServices>(c.name, logger_, clock_, secrets_, &metrics_,
                                          reference_.rules.utc_offset_minutes, &stop_signal_);
-      return std::make_unique<PluginInstance>(plugin, c.name, c.settings_json, std::move(services));
+      return std::make_unique<PluginInstance>(plugin, c.name, c.settings_json, std::move(services),
+                                              plugin_isolation(c, plugin->info()));
     } catch (const PluginError& e) {
       const std::string line = std::string(e.what()) + "; it is left out";
       logger_.error(c.name, line);
@@ -259,7 +260,24 @@ std::vector<SourceStatus> Hub::source_status() const {
   std::lock_guard lock(status_mutex_);
   std::vector<SourceStatus> out;
   out.reserve(sources_.size());
-  for (const auto& s : sources_) out.push_back(s->status);
+  for (const auto& s : sources_) {
+    out.push_back(s->status);
+    // A plugin in the hub's process cannot be stopped past its time limit (a child process
+    // would be killed): it is reported stuck while its call goes on.
+    const auto running = s->instance->running_call();
+    const auto limit = s->instance->isolation().time_limit;
+    if (running && running->running_for > limit) {
+      SourceStatus& status = out.back();
+      status.state = "stuck";
+      status.last_error = s->instance->context() + ": its " + running->what + " has run for " +
+                          std::to_string(running->running_for.count() / 1000) +
+                          " s, past its time limit of " + std::to_string(limit.count() / 1000) +
+                          " s (time_limit_ms); a plugin in the hub's process cannot be "
+                          "stopped: restart the hub, or run the plugin with \"isolation\": "
+                          "\"process\"";
+      status.last_error_ms = clock_.now_unix_ms();
+    }
+  }
   return out;
 }
 
@@ -279,6 +297,13 @@ std::string Hub::explain(const std::string& staff_code, const Month& month) {
   std::lock_guard lock(explain_mutex_);
   if (!explainer_) return "the hub has not started\n";
   return kpihub::explain(explainer_->explain_staff_month(staff_code, month));
+}
+
+PluginIsolation plugin_isolation(const PluginInstanceConfig& config, const PluginInfo& plugin) {
+  PluginIsolation isolation;
+  isolation.process = config.isolation_process.value_or(!built_with_hub(plugin));
+  isolation.time_limit = std::chrono::milliseconds(config.time_limit_ms);
+  return isolation;
 }
 
 bool Hub::request_pull(const std::string& source_name) {

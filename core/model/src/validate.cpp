@@ -57,20 +57,6 @@ constexpr std::string_view kFieldNames[] = {
     "approval.status", "approval.rating", "approval.by",  "approval.at",      "changed_at"};
 static_assert(std::extent_v<decltype(kFieldNames)> == KPIHUB_FIELD_COUNT);
 
-// The record's members in the same order: with kFieldNames, the one list of the ABI record's
-// text fields that checking, storing and replaying walk.
-constexpr kpihub_str kpihub_record::*kFieldMembers[] = {
-    &kpihub_record::source_id,        &kpihub_record::revision,
-    &kpihub_record::retracted,        &kpihub_record::staff_code,
-    &kpihub_record::source_staff_id,  &kpihub_record::agency_code,
-    &kpihub_record::task_code,        &kpihub_record::work_date,
-    &kpihub_record::declared_minutes, &kpihub_record::quantity,
-    &kpihub_record::product_unit,     &kpihub_record::title,
-    &kpihub_record::evidence_ref,     &kpihub_record::deadline,
-    &kpihub_record::completed_at,     &kpihub_record::approval_status,
-    &kpihub_record::approval_rating,  &kpihub_record::approval_by,
-    &kpihub_record::approval_at,      &kpihub_record::changed_at};
-static_assert(std::extent_v<decltype(kFieldMembers)> == KPIHUB_FIELD_COUNT);
 
 std::string_view kind_name(kpihub_value_kind k) {
   switch (k) {
@@ -188,7 +174,7 @@ void check_encoding(kpihub_str s, const char* field) {
 // must stay valid UTF-8), then types ("minutes": "195" is not 195 minutes).
 void check_fields(const kpihub_record& in, kpihub_field from, kpihub_field to) {
   for (std::size_t f = from; f < static_cast<std::size_t>(to); ++f) {
-    check_encoding(in.*kFieldMembers[f], kFieldNames[f].data());
+    check_encoding(in.*kRecordFieldMembers[f], kFieldNames[f].data());
   }
   for (std::size_t f = from; f < static_cast<std::size_t>(to); ++f) {
     const auto field = static_cast<kpihub_field>(f);
@@ -198,7 +184,7 @@ void check_fields(const kpihub_record& in, kpihub_field from, kpihub_field to) {
                                            ? KPIHUB_VALUE_NUMBER
                                        : field == KPIHUB_FIELD_RETRACTED ? KPIHUB_VALUE_BOOLEAN
                                                                          : KPIHUB_VALUE_STRING;
-    check_kind(in, in.*kFieldMembers[f], field, kFieldNames[f].data(), expected);
+    check_kind(in, in.*kRecordFieldMembers[f], field, kFieldNames[f].data(), expected);
   }
 }
 
@@ -428,7 +414,7 @@ std::string record_fields_json(const kpihub_record& in) {
     if (s.data) o.emplace(k, text(s));
   };
   for (std::size_t f = 0; f < KPIHUB_FIELD_COUNT; ++f) {
-    put(kFieldNames[f].data(), in.*kFieldMembers[f]);
+    put(kFieldNames[f].data(), in.*kRecordFieldMembers[f]);
   }
   // What a typed source gave, so that a replay refuses "minutes": "195" as the first try did.
   boost::json::object kinds;
@@ -545,7 +531,7 @@ std::unique_ptr<RecordFields> RecordFields::parse(std::string_view json) {
   kpihub_record& r = out->record_;
   r.struct_size = sizeof r;
   for (std::size_t f = 0; f < KPIHUB_FIELD_COUNT; ++f)
-    r.*kFieldMembers[f] = field(kFieldNames[f].data());
+    r.*kRecordFieldMembers[f] = field(kFieldNames[f].data());
   r.value_kinds = out->kinds_.data();
   r.value_kind_count = out->kinds_.size();
   r.attributes = out->c_attributes_.data();

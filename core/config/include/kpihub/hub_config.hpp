@@ -18,6 +18,11 @@ struct PluginInstanceConfig {
   bool enabled = true;
   int64_t interval_ms = 60000;  // how often a caught-up source is polled again
   std::string settings_json;    // the "settings" object, passed to the plugin as is
+  // "isolation": "process" (a child process) or "none" (the hub's process); unset: the
+  // default, process for every plugin not built with the hub (built_with_hub).
+  std::optional<bool> isolation_process;
+  // How long one pull, staff list or delivery may take (docs/operations.md).
+  int64_t time_limit_ms = 900000;
   // Sinks only.
   std::size_t batch_max_items = 500;
   std::size_t batch_max_bytes = 4 * 1024 * 1024;

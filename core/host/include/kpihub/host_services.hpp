@@ -18,6 +18,7 @@
 
 namespace kpihub {
 
+enum class LogLevel;
 class Logger;
 class Metrics;
 
@@ -76,6 +77,8 @@ class HostServices {
 
   const kpihub_host_api* api() const { return &api_; }
   const std::string& instance() const { return instance_; }
+  // Logs under the instance's name (what an isolated plugin's process logs arrives here).
+  void log(LogLevel level, std::string_view message);
 
   // Makes stop_requested() true and wakes sleep_ms() callers (of every instance sharing the
   // signal).

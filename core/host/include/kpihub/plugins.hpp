@@ -8,6 +8,8 @@
 
 #include <boost/dll/shared_library.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -71,12 +73,36 @@ struct PluginScan {
 // Every *.so in `dir` (only there: never a path from elsewhere).
 PluginScan scan_plugins(const std::string& dir);
 
-// A plugin instance. Not thread-safe: one caller at a time.
+// Where an instance runs and how long a call may take (issue 19 section 2;
+// docs/operations.md, "Plugins in their own process").
+struct PluginIsolation {
+  // In a child process (kpihub-plugin-process) that loads the same file: a crash, exit or hang
+  // of the plugin ends the child, not the hub. False: in the hub's own process.
+  bool process = false;
+  // The child's program; empty: kpihub-plugin-process beside the running program.
+  std::string program;
+  // How long one pull, staff list or delivery may run. A child past it is killed; a plugin in
+  // the hub's process cannot be, and is reported stuck (running_call()).
+  std::chrono::milliseconds time_limit{900000};
+  // The largest message a child may send (a page, a staff list): beyond it the child is ended.
+  std::size_t max_message_bytes = 256u << 20;
+};
+
+// True for the plugins this hub was built with (its bundled adapters and sinks, same SDK and
+// compiler), which run in the hub's process unless configured otherwise; every other plugin
+// runs in a process of its own by default.
+bool built_with_hub(const PluginInfo& plugin);
+
+class PluginProcess;
+
+// A plugin instance. Not thread-safe: one caller at a time (running_call() excepted).
 class PluginInstance {
  public:
-  // Creates the instance; throws PluginError naming instance, plugin and file.
+  // Creates the instance, in the hub's process or in a child (isolation.process); throws
+  // PluginError naming instance, plugin and file.
   PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::string instance_name,
-                 const std::string& settings_json, std::unique_ptr<HostServices> services);
+                 const std::string& settings_json, std::unique_ptr<HostServices> services,
+                 PluginIsolation isolation = {});
   ~PluginInstance();
   PluginInstance(const PluginInstance&) = delete;
   PluginInstance& operator=(const PluginInstance&) = delete;
@@ -94,13 +120,32 @@ class PluginInstance {
   // Sink. Throws PluginError.
   kpihub_delivery deliver(const kpihub_batch& batch);
 
- private:
+  const PluginIsolation& isolation() const { return isolation_; }
+  // The call running now ("pull", "staff list", "delivery") and for how long; nullopt between
+  // calls. Any thread may ask.
+  struct RunningCall {
+    const char* what;
+    std::chrono::milliseconds running_for;
+  };
+  std::optional<RunningCall> running_call() const;
+  // "source <name> (plugin <plugin>, <file>)": how every message about the instance starts.
   std::string context() const;
-  void check_page(const kpihub_page& page) const;
+
+ private:
+  class CallTimer;
   std::shared_ptr<LoadedPlugin> plugin_;
   std::string name_;
   std::unique_ptr<HostServices> services_;
-  kpihub_instance* instance_ = nullptr;
+  PluginIsolation isolation_;
+  kpihub_instance* instance_ = nullptr;       // in the hub's process
+  std::unique_ptr<PluginProcess> process_;  // in a child
+  std::atomic<const char*> call_what_{nullptr};
+  std::atomic<int64_t> call_started_ms_{0};  // steady clock
 };
+
+// Everything the host reads through a page's pointers and counts, checked before it reads a
+// record (NULL arrays with counts, record sizes, records without a cursor): throws PluginError
+// naming `context`.
+void check_page(const kpihub_page& page, const std::string& context);
 
 }  // namespace kpihub

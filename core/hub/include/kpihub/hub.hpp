@@ -290,8 +290,14 @@ struct RunSummary {
 struct SourceStatus {
   std::string name;
   std::string plugin;
-  // starting, pulling, caught_up, failing, waiting_for_staff_list
+  // starting, pulling, caught_up, failing, waiting_for_staff_list, stuck (a call in the hub's
+  // process past its time limit)
   std::string state = "starting";
+  // False while the source fails, waits for its staff list or is stuck: /readyz and
+  // kpihub_source_up.
+  bool up() const {
+    return state != "failing" && state != "waiting_for_staff_list" && state != "stuck";
+  }
   std::optional<std::string> cursor;
   int64_t last_success_ms = 0;    // last page stored
   int64_t last_caught_up_ms = 0;  // last time the source had nothing newer
@@ -326,6 +332,11 @@ enum class RunMode {
   // to do and every sink's outbox is empty (or its next try falls after forward_timeout_ms)
   once,
 };
+
+// Where a configured instance of `plugin` runs and its time limit: hub.json's "isolation" and
+// "time_limit_ms", the default being a process of its own for every plugin not built with the
+// hub.
+PluginIsolation plugin_isolation(const PluginInstanceConfig& config, const PluginInfo& plugin);
 
 struct HubOptions {
   // run --once: how long after the scorer finished to keep retrying a sink that does not take

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <variant>
+#include <type_traits>
 #include <vector>
 
 namespace kpihub {
@@ -32,6 +33,21 @@ Normalized normalize(const kpihub_record& in, const ValidationContext& ctx);
 kpihub_record record_at(const kpihub_page& page, std::size_t i);
 // The smallest record a plugin may hand over: ABI 1.0's, which ended before value_kinds.
 inline constexpr std::size_t kRecordSizeV1_0 = offsetof(kpihub_record, value_kinds);
+
+// The record's text fields in kpihub_field order: the one list of the ABI record's text fields
+// that checking, storing, replaying and carrying a page between processes walk.
+inline constexpr kpihub_str kpihub_record::*kRecordFieldMembers[] = {
+    &kpihub_record::source_id,        &kpihub_record::revision,
+    &kpihub_record::retracted,        &kpihub_record::staff_code,
+    &kpihub_record::source_staff_id,  &kpihub_record::agency_code,
+    &kpihub_record::task_code,        &kpihub_record::work_date,
+    &kpihub_record::declared_minutes, &kpihub_record::quantity,
+    &kpihub_record::product_unit,     &kpihub_record::title,
+    &kpihub_record::evidence_ref,     &kpihub_record::deadline,
+    &kpihub_record::completed_at,     &kpihub_record::approval_status,
+    &kpihub_record::approval_rating,  &kpihub_record::approval_by,
+    &kpihub_record::approval_at,      &kpihub_record::changed_at};
+static_assert(std::extent_v<decltype(kRecordFieldMembers)> == KPIHUB_FIELD_COUNT);
 
 // The largest quantity of one record the hub accepts: products of one day's work, with room
 // to spare; beyond it scoring's products would leave the range where every figure is exact.
