@@ -269,10 +269,14 @@ std::vector<SourceStatus> Hub::source_status() const {
     if (running && running->running_for > limit) {
       SourceStatus& status = out.back();
       status.state = "stuck";
+      const auto duration = [](std::chrono::milliseconds ms) {
+        return ms.count() < 10000 ? std::to_string(ms.count()) + " ms"
+                                  : std::to_string(ms.count() / 1000) + " s";
+      };
       status.last_error = s->instance->context() + ": its " + running->what + " has run for " +
-                          std::to_string(running->running_for.count() / 1000) +
-                          " s, past its time limit of " + std::to_string(limit.count() / 1000) +
-                          " s (time_limit_ms); a plugin in the hub's process cannot be "
+                          duration(running->running_for) + ", past its time limit of " +
+                          duration(limit) +
+                          " (time_limit_ms); a plugin in the hub's process cannot be "
                           "stopped: restart the hub, or run the plugin with \"isolation\": "
                           "\"process\"";
       status.last_error_ms = clock_.now_unix_ms();
