@@ -605,6 +605,16 @@ namespace {
 // A check that throws StoreError counts as not yet: the hub under test may be
 // creating or migrating the database at that moment (seen as a 0.04 s failure
 // of the dashboard test under ctest -j2).
+// True while process `pid` runs (a zombie, whose parent has not reaped it yet, does not).
+bool process_alive(const std::string& pid) {
+  std::ifstream in("/proc/" + pid + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return false;
+  const auto end_of_name = stat.rfind(')');
+  return end_of_name != std::string::npos && end_of_name + 2 < stat.size() &&
+         stat[end_of_name + 2] != 'Z' && stat[end_of_name + 2] != 'X';
+}
+
 bool eventually(const std::function<bool()>& done, std::chrono::seconds limit) {
   const auto check = [&] {
     try {
@@ -929,11 +939,39 @@ TEST_F(HubE2E, BrokenPluginsInTheirOwnProcessesLeaveTheHubAndTheHealthySourceWho
   int processes = 0;
   for (auto it = std::sregex_iterator(log.begin(), log.end(), started);
        it != std::sregex_iterator(); ++it, ++processes) {
-    EXPECT_FALSE(fs::exists("/proc/" + (*it)[1].str())) << "plugin process " << (*it)[1];
+    EXPECT_FALSE(process_alive((*it)[1].str())) << "plugin process " << (*it)[1];
   }
   // The healthy test plugins ran in processes of their own too, and the broken ones were
   // started again after each failure.
   EXPECT_GT(processes, 6) << log;
+}
+
+// A hub killed with -9 cannot end its plugins' processes: each notices that its hub is gone and
+// exits within seconds, even in the middle of a pull that never returns.
+TEST_F(HubE2E, APluginProcessEndsSoonAfterItsHubIsKilled) {
+  fs::copy_file(MISBEHAVING_SOURCE_PLUGIN,
+                dir_ / "plugins" / fs::path(MISBEHAVING_SOURCE_PLUGIN).filename());
+  log_level_ = "info";
+  write_config(source_settings(10, 5), "", R"(,
+    {"name": "hanging", "plugin": "misbehaving-source", "settings": {"behaviour": "hang"}})");
+  Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
+  KillOnExit guard{p};
+  const std::regex started("\"source\":\"hanging\",\"message\":\"plugin process started \\(pid ([0-9]+)");
+  std::smatch m;
+  std::string log;
+  ASSERT_TRUE(eventually(
+      [&] {
+        log = slurp(p.out_file);
+        return std::regex_search(log, m, started);
+      },
+      std::chrono::seconds(20)))
+      << log;
+  const std::string child = m[1].str();
+  ASSERT_TRUE(process_alive(child));
+  ::kill(p.pid, SIGKILL);
+  ::waitpid(p.pid, nullptr, 0);
+  EXPECT_TRUE(eventually([&] { return !process_alive(child); }, std::chrono::seconds(5)))
+      << "the plugin process " << m[1] << " outlived its hub";
 }
 
 // A plugin in the hub's process ("isolation": "none") cannot be killed at its time limit: while
