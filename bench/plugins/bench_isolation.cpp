@@ -31,16 +31,16 @@ void BM_PullPage(benchmark::State& state) {
   kpihub::PluginInstance source(
       kpihub::load_plugin(COUNTING_SOURCE_PLUGIN), "bench",
       R"({"records": 10000000, "page_size": )" + std::to_string(page_size) + "}",
-      std::make_unique<kpihub::HostServices>("bench", logger, clock, secrets, nullptr),
-      isolation);
+      std::make_unique<kpihub::HostServices>("bench", logger, clock, secrets, nullptr), isolation);
   std::optional<std::string> cursor;
   std::size_t records = 0;
   for (auto _ : state) {
     const kpihub_page page = source.pull(cursor);
     records += page.record_count;
-    cursor = page.caught_up ? std::nullopt
-                            : std::optional<std::string>(
-                                  std::string(page.next_cursor.data, page.next_cursor.size));
+    cursor =
+        page.caught_up
+            ? std::nullopt
+            : std::optional<std::string>(std::string(page.next_cursor.data, page.next_cursor.size));
     benchmark::DoNotOptimize(page.records);
   }
   state.SetItemsProcessed(static_cast<int64_t>(records));

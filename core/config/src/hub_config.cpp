@@ -197,7 +197,7 @@ std::string settings_text(const json::value& document, const char* list, std::si
 
 PluginInstanceConfig read_instance(const JsonNode& node, bool sink, const json::value& document,
                                    std::size_t index, const HubConfig& config) {
-  std::vector<std::string> keys = {"name",     "plugin",        "enabled", "interval_ms",
+  std::vector<std::string> keys = {"name",     "plugin",    "enabled",      "interval_ms",
                                    "settings", "isolation", "time_limit_ms"};
   if (sink) keys.insert(keys.end(), {"batch_max_items", "batch_max_bytes"});
   node.expect_object(keys);

@@ -4,17 +4,17 @@
 
 #include <boost/dll/runtime_symbol_info.hpp>
 
-#include <cerrno>
-#include <chrono>
-#include <csignal>
-#include <cstring>
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <thread>
 
 extern char** environ;
 
@@ -75,8 +75,8 @@ void PluginProcess::start() {
   const std::string program = child_program(isolation_);
   if (::access(program.c_str(), X_OK) != 0) {
     throw PluginError(KPIHUB_ERR_CONFIG, context_ + ": cannot run its process: " + program +
-                                             " is not an executable file (" +
-                                             std::strerror(errno) + ")");
+                                             " is not an executable file (" + std::strerror(errno) +
+                                             ")");
   }
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
@@ -92,6 +92,7 @@ void PluginProcess::start() {
   std::vector<std::string> args = {program, "--fd", std::to_string(kChildSocketFd), "--parent",
                                    parent};
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = -1;
@@ -100,15 +101,15 @@ void PluginProcess::start() {
   ::close(fds[1]);
   if (rc != 0) {
     ::close(fds[0]);
-    throw PluginError(KPIHUB_ERR_TRANSIENT,
-                      context_ + ": cannot start its process " + program + ": " + std::strerror(rc));
+    throw PluginError(KPIHUB_ERR_TRANSIENT, context_ + ": cannot start its process " + program +
+                                                ": " + std::strerror(rc));
   }
   pid_ = pid;
   socket_ = fds[0];
   ::fcntl(socket_, F_SETFL, ::fcntl(socket_, F_GETFL) | O_NONBLOCK);
   inbox_.clear();
-  services_.log(LogLevel::info, "plugin process started (pid " + std::to_string(pid_) + ", " +
-                                    program + ")");
+  services_.log(LogLevel::info,
+                "plugin process started (pid " + std::to_string(pid_) + ", " + program + ")");
   Writer w(Message::create);
   w.str(plugin_.file);
   w.str(instance_name_);
@@ -126,13 +127,15 @@ void PluginProcess::start() {
   } catch (const WireError& e) {
     end_child(true);
     throw PluginError(KPIHUB_ERR_INTERNAL,
-                      context_ + ": its process answered create with a message the hub cannot "
-                                 "read (" + e.what() + "); the process was ended");
+                      context_ +
+                          ": its process answered create with a message the hub cannot "
+                          "read (" +
+                          e.what() + "); the process was ended");
   }
   if (st != KPIHUB_OK) {
     end_child(false);
-    throw PluginError(st, context_ + ": configuration refused: " +
-                              (error.empty() ? "no reason given" : error));
+    throw PluginError(
+        st, context_ + ": configuration refused: " + (error.empty() ? "no reason given" : error));
   }
 }
 
@@ -171,8 +174,7 @@ std::string PluginProcess::describe_end(int wait_status) const {
   return who + " ended";
 }
 
-kpihub_status PluginProcess::failed(const char* what, const std::string& why,
-                                    std::string& error) {
+kpihub_status PluginProcess::failed(const char* what, const std::string& why, std::string& error) {
   error = why + " during " + what + "; it is started again at the next call";
   return KPIHUB_ERR_TRANSIENT;
 }
@@ -194,9 +196,7 @@ void PluginProcess::send_frame(const std::string& frame, int64_t deadline_ms, co
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      int status = 0;
       end_child(true);
-      (void)status;
       throw ChildEnded{"its process stopped reading (" + std::string(std::strerror(errno)) + ")"};
     }
     const int64_t left = deadline_ms - steady_ms();
@@ -281,7 +281,7 @@ std::string_view PluginProcess::receive_frame(int64_t deadline_ms, const char* w
   }
 }
 
-void PluginProcess::call(std::string frame, const char* what) {
+void PluginProcess::call(const std::string& frame, const char* what) {
   if (pid_ <= 0) start();
   const int64_t deadline = steady_ms() + isolation_.time_limit.count();
   send_frame(frame, deadline, what);
@@ -369,8 +369,7 @@ void PluginProcess::answer(Reader& q, Message type, int64_t deadline_ms, const c
           api->secret(api->ctx, reference, value.data(), value.size(), &size, {err, sizeof err});
       if (st == KPIHUB_OK && size > value.size()) {
         value.resize(size);
-        st = api->secret(api->ctx, reference, value.data(), value.size(), &size,
-                         {err, sizeof err});
+        st = api->secret(api->ctx, reference, value.data(), value.size(), &size, {err, sizeof err});
       }
       value.resize(st == KPIHUB_OK ? std::min(size, value.size()) : 0);
       Writer w(Message::reply);
@@ -381,8 +380,8 @@ void PluginProcess::answer(Reader& q, Message type, int64_t deadline_ms, const c
       return;
     }
     default:
-      throw WireError("a message of type " + std::to_string(static_cast<int>(type)) +
-                      " during " + what);
+      throw WireError("a message of type " + std::to_string(static_cast<int>(type)) + " during " +
+                      what);
   }
 }
 

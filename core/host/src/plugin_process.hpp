@@ -11,8 +11,8 @@
 
 #include "plugin_wire.hpp"
 
-#include <string>
 #include <sys/types.h>
+#include <string>
 
 namespace kpihub {
 
@@ -41,7 +41,7 @@ class PluginProcess {
   std::string describe_end(int wait_status) const;
   // Sends `frame` and serves the child's questions until its result, whose payload (after the
   // type) is left in result_. Throws ChildEnded.
-  void call(std::string frame, const char* what);
+  void call(const std::string& frame, const char* what);
   void send_frame(const std::string& frame, int64_t deadline_ms, const char* what);
   std::string_view receive_frame(int64_t deadline_ms, const char* what);
   void answer(plugin_wire::Reader& question, plugin_wire::Message type, int64_t deadline_ms,
@@ -57,8 +57,8 @@ class PluginProcess {
   std::string context_;
   pid_t pid_ = -1;
   int socket_ = -1;
-  std::string inbox_;     // bytes read and not yet taken as frames
-  std::string result_;    // the last result frame: what the returned page or delivery points at
+  std::string inbox_;   // bytes read and not yet taken as frames
+  std::string result_;  // the last result frame: what the returned page or delivery points at
   std::size_t result_at_ = 0;
   plugin_wire::PageStorage page_;
   plugin_wire::StaffStorage staff_;

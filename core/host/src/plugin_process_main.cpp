@@ -12,6 +12,9 @@
 
 #include "plugin_wire.hpp"
 
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -19,10 +22,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
-#include <sys/socket.h>
 #include <thread>
-#include <time.h>
-#include <unistd.h>
 
 namespace kpihub {
 namespace {
@@ -96,8 +96,7 @@ class Channel {
 class HubLogger final : public Logger {
  public:
   explicit HubLogger(Channel& channel) : channel_(channel) {}
-  void log(LogLevel level, std::string_view, std::string_view message,
-           std::string_view) override {
+  void log(LogLevel level, std::string_view, std::string_view message, std::string_view) override {
     Writer w(Message::log);
     w.i32(static_cast<int32_t>(level));
     w.str(message);

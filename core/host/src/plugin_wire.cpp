@@ -70,7 +70,8 @@ void read_page(Reader& r, PageStorage& out) {
     rec.location = r.str();
     const kpihub_str kinds = r.str();
     kinds_at[i] = {out.value_kinds.size(), kinds.data ? kinds.size : 0};
-    if (kinds.data) out.value_kinds.insert(out.value_kinds.end(), kinds.data, kinds.data + kinds.size);
+    if (kinds.data)
+      out.value_kinds.insert(out.value_kinds.end(), kinds.data, kinds.data + kinds.size);
   }
   for (std::size_t i = 0; i < records; ++i) {
     kpihub_record& rec = out.records[i];

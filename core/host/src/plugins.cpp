@@ -226,7 +226,8 @@ kpihub_page PluginInstance::pull(const std::optional<std::string>& cursor) {
     error = err;
   }
   if (st != KPIHUB_OK) {
-    throw PluginError(st, context() + ": pull failed: " + (error.empty() ? "no reason given" : error));
+    throw PluginError(st,
+                      context() + ": pull failed: " + (error.empty() ? "no reason given" : error));
   }
   if (page.struct_size < sizeof(kpihub_page)) {
     throw PluginError(KPIHUB_ERR_INTERNAL,
@@ -296,8 +297,8 @@ std::optional<std::vector<kpihub_staff_entry>> PluginInstance::list_staff() {
     error = err;
   }
   if (st != KPIHUB_OK) {
-    throw PluginError(st, context() + ": staff list failed: " +
-                              (error.empty() ? "no reason" : error));
+    throw PluginError(st,
+                      context() + ": staff list failed: " + (error.empty() ? "no reason" : error));
   }
   if (entries == nullptr) return std::nullopt;
   return std::vector<kpihub_staff_entry>(entries, entries + count);
@@ -317,8 +318,8 @@ kpihub_delivery PluginInstance::deliver(const kpihub_batch& batch) {
     error = err;
   }
   if (st != KPIHUB_OK) {
-    throw PluginError(st, context() + ": deliver failed: " +
-                              (error.empty() ? "no reason given" : error));
+    throw PluginError(
+        st, context() + ": deliver failed: " + (error.empty() ? "no reason given" : error));
   }
   if (d.result_count != batch.item_count) {
     throw PluginError(KPIHUB_ERR_INTERNAL, context() + ": deliver returned " +

@@ -57,7 +57,6 @@ constexpr std::string_view kFieldNames[] = {
     "approval.status", "approval.rating", "approval.by",  "approval.at",      "changed_at"};
 static_assert(std::extent_v<decltype(kFieldNames)> == KPIHUB_FIELD_COUNT);
 
-
 std::string_view kind_name(kpihub_value_kind k) {
   switch (k) {
     case KPIHUB_VALUE_STRING:

@@ -876,19 +876,23 @@ TEST_F(HubE2E, BrokenPluginsInTheirOwnProcessesLeaveTheHubAndTheHealthySourceWho
                 dir_ / "plugins" / fs::path(MISBEHAVING_SOURCE_PLUGIN).filename());
   // The rows expect the signals themselves, not the sanitizers' reports of them (CI's build).
   const char* asan = std::getenv("ASAN_OPTIONS");
-  ::setenv("ASAN_OPTIONS",
-           ((asan ? std::string(asan) + ":" : std::string()) + "handle_segv=0:handle_abort=0").c_str(),
-           1);
+  ::setenv(
+      "ASAN_OPTIONS",
+      ((asan ? std::string(asan) + ":" : std::string()) + "handle_segv=0:handle_abort=0").c_str(),
+      1);
   const uint16_t port = free_port();
   std::string broken;
   for (const char* b : {"segfault", "abort", "exit", "hang"}) {
     broken += std::string(R"(,
-    {"name": "broken-)") + b + R"(", "plugin": "misbehaving-source", "interval_ms": 100,
-     "time_limit_ms": 1000, "settings": {"behaviour": ")" + b + R"("}})";
+    {"name": "broken-)") +
+              b + R"(", "plugin": "misbehaving-source", "interval_ms": 100,
+     "time_limit_ms": 1000, "settings": {"behaviour": ")" +
+              b + R"("}})";
   }
   log_level_ = "info";
-  write_config(source_settings(350, 40), "", broken,
-               R"({"listen": "127.0.0.1:)" + std::to_string(port) + R"(", "open_read_pages": true})");
+  write_config(
+      source_settings(350, 40), "", broken,
+      R"({"listen": "127.0.0.1:)" + std::to_string(port) + R"(", "open_read_pages": true})");
   Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
   KillOnExit guard{p};
   kpihub::net::HttpClient http{kpihub::net::ClientOptions{}};
@@ -956,7 +960,8 @@ TEST_F(HubE2E, APluginProcessEndsSoonAfterItsHubIsKilled) {
     {"name": "hanging", "plugin": "misbehaving-source", "settings": {"behaviour": "hang"}})");
   Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
   KillOnExit guard{p};
-  const std::regex started("\"source\":\"hanging\",\"message\":\"plugin process started \\(pid ([0-9]+)");
+  const std::regex started(
+      "\"source\":\"hanging\",\"message\":\"plugin process started \\(pid ([0-9]+)");
   std::smatch m;
   std::string log;
   ASSERT_TRUE(eventually(
@@ -981,10 +986,11 @@ TEST_F(HubE2E, APluginInTheHubsProcessPastItsTimeLimitIsReportedStuck) {
   fs::copy_file(MISBEHAVING_SOURCE_PLUGIN,
                 dir_ / "plugins" / fs::path(MISBEHAVING_SOURCE_PLUGIN).filename());
   const uint16_t port = free_port();
-  write_config(source_settings(10, 5), "", R"(,
+  write_config(
+      source_settings(10, 5), "", R"(,
     {"name": "slow", "plugin": "misbehaving-source", "isolation": "none", "interval_ms": 100,
      "time_limit_ms": 300, "settings": {"behaviour": "slow"}})",
-               R"({"listen": "127.0.0.1:)" + std::to_string(port) + R"(", "open_read_pages": true})");
+      R"({"listen": "127.0.0.1:)" + std::to_string(port) + R"(", "open_read_pages": true})");
   Proc p = start({"run", "--config", (dir_ / "hub.json").string()}, (dir_ / "out.txt").string());
   KillOnExit guard{p};
   kpihub::net::HttpClient http{kpihub::net::ClientOptions{}};

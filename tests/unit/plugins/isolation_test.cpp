@@ -130,8 +130,9 @@ TEST(PluginIsolation, AnIsolatedSourceGivesTheSamePageAndUsesTheHostAsInTheHubsP
     const auto lines = host.logger.lines();
     const std::regex worked("warn demo: working in process ([0-9]+)");
     std::smatch m;
-    const auto line = std::find_if(lines.begin(), lines.end(),
-                                   [&](const std::string& l) { return std::regex_match(l, m, worked); });
+    const auto line = std::find_if(lines.begin(), lines.end(), [&](const std::string& l) {
+      return std::regex_match(l, m, worked);
+    });
     ASSERT_NE(line, lines.end());
     std::regex_match(*line, m, worked);
     EXPECT_EQ(std::stoi(m[1]) != ::getpid(), process) << *line;
@@ -151,7 +152,9 @@ TEST(PluginIsolation, AnIsolatedSinkDeliversAndReportsEachItemAsInTheHubsProcess
   const std::string json = R"({"record_id":"r1"})";
   std::vector<kpihub_batch_item> items;
   for (const char* key : {"r1", "r2", "r3"}) {
-    items.push_back({sizeof(kpihub_batch_item), KPIHUB_ITEM_RECORD, {key, std::strlen(key)},
+    items.push_back({sizeof(kpihub_batch_item),
+                     KPIHUB_ITEM_RECORD,
+                     {key, std::strlen(key)},
                      {json.data(), json.size()}});
   }
   kpihub_batch batch{sizeof batch, {"b-1", 3}, {"hub", 3}, items.data(), items.size(), 1};
@@ -210,7 +213,8 @@ TEST(PluginIsolation, APluginThatCrashesExitsOrHangsEndsItsOwnProcessWithAReason
       } catch (const kpihub::PluginError& e) {
         EXPECT_EQ(e.status(), KPIHUB_ERR_TRANSIENT) << e.what();
         const std::string what = e.what();
-        const std::string head = "source demo \\(plugin misbehaving-source, [^)]*\\): pull failed: ";
+        const std::string head =
+            "source demo \\(plugin misbehaving-source, [^)]*\\): pull failed: ";
         const std::string tail = " during pull; it is started again at the next call";
         const std::regex expected =
             row.behaviour == "hang"
@@ -270,8 +274,8 @@ TEST(PluginIsolation, APluginInTheHubsProcessPastItsTimeLimitIsReportedStillRunn
 // A process that speaks for the plugin cannot make the hub read past a message or take
 // unbounded memory: here a program that announces a message of 2 GB.
 TEST(PluginIsolation, AChildThatSendsWhatTheHubCannotReadIsEndedWithTheReason) {
-  const fs::path script = fs::temp_directory_path() /
-                          ("kpihub-hostile-child-" + std::to_string(::getpid()) + ".sh");
+  const fs::path script =
+      fs::temp_directory_path() / ("kpihub-hostile-child-" + std::to_string(::getpid()) + ".sh");
   {
     std::ofstream out(script);
     out << "#!/bin/sh\nprintf '\\377\\377\\377\\177' >&3\nsleep 30\n";

@@ -10,13 +10,13 @@
 //   "refuse"   refuses its settings in create
 #include <kpihub/abi.h>
 
+#include <unistd.h>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
-#include <unistd.h>
 
 namespace {
 
@@ -122,8 +122,8 @@ void destroy(kpihub_instance* instance) {
   in.kinds[KPIHUB_FIELD_DECLARED_MINUTES] = KPIHUB_VALUE_NUMBER;
   r.value_kinds = in.kinds;
   r.value_kind_count = KPIHUB_FIELD_COUNT;
-  in.rejected = {sizeof(kpihub_rejected_item), text("MB-2"), text("parse_error"), {},
-                 text("item 2: not JSON"), text("{oops"), text("item 2")};
+  in.rejected = {sizeof(kpihub_rejected_item), text("MB-2"),  text("parse_error"), {},
+                 text("item 2: not JSON"),     text("{oops"), text("item 2")};
   page->records = &r;
   page->record_count = 1;
   page->rejected = &in.rejected;

@@ -137,7 +137,7 @@ class PluginInstance {
   std::string name_;
   std::unique_ptr<HostServices> services_;
   PluginIsolation isolation_;
-  kpihub_instance* instance_ = nullptr;       // in the hub's process
+  kpihub_instance* instance_ = nullptr;     // in the hub's process
   std::unique_ptr<PluginProcess> process_;  // in a child
   std::atomic<const char*> call_what_{nullptr};
   std::atomic<int64_t> call_started_ms_{0};  // steady clock

@@ -10,8 +10,8 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <variant>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 namespace kpihub {
