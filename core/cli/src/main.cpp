@@ -269,6 +269,39 @@ int cmd_plugins(const std::vector<std::string>& args) {
   return scan.refused.empty() ? kExitOk : kExitFailure;
 }
 
+std::string megabytes(uint64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / 1e6);
+  return text;
+}
+
+// Issue 19 section 4: a damaged store is found when the hub starts, not by the report or rescore
+// that reads the damaged page. Bounded (store_check_at_start_ms), the newest data first.
+void check_store_at_start(Storage& store, const HubConfig& config, Logger& logger) {
+  if (config.store_check_at_start_ms <= 0) return;
+  const auto started = std::chrono::steady_clock::now();
+  const IntegrityReport report =
+      store.integrity().check(std::chrono::milliseconds(config.store_check_at_start_ms));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (!report.problems.empty()) {
+    for (const auto& problem : report.problems) logger.error("store", problem);
+    throw StoreError("store " + config.store_path + " failed its check at start (" +
+                     std::to_string(report.problems.size()) +
+                     " problems, above): it is damaged. Restore the last backup "
+                     "(docs/operations.md, \"Back up the store\"), or run `kpihub check-store` "
+                     "to see everything that is");
+  }
+  char took[32];
+  std::snprintf(took, sizeof took, "%.1f s", seconds);
+  logger.info("store", "checked at start: " + std::to_string(report.checked) + " of " +
+                           std::to_string(report.total) + " " + report.unit + " (" +
+                           megabytes(report.bytes_checked) + ") in " + took + ", no problem" +
+                           (report.complete ? ""
+                                            : "; the rest within store_check_at_start_ms was not "
+                                              "read: `kpihub check-store` reads everything"));
+}
+
 int cmd_run(const std::vector<std::string>& args) {
   po::options_description desc("run: pull every source, store, score and forward");
   add_config_option(desc);
@@ -294,6 +327,7 @@ int cmd_run(const std::vector<std::string>& args) {
                         std::to_string(config.store_memory_mb) + " MB"
                   : "sqlite store " + config.store_path +
                         (config.store_inferred.empty() ? "" : " (" + config.store_inferred + ")"));
+  check_store_at_start(*store, config, logger);
   merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   HubOptions options;
   options.forward_timeout_ms = static_cast<int64_t>(vm["forward-timeout"].as<int>()) * 1000;
@@ -746,6 +780,44 @@ int cmd_status(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+int cmd_check_store(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "check-store: read every part of the store and check it (SQLite's integrity check of each\n"
+      "table and its indexes; each RocksDB table file's block checksums), with progress.\n"
+      "Runs beside the hub. Exit 0: no problem found; 4: the store is damaged (each problem\n"
+      "names the table or file)");
+  add_config_option(desc);
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "kpihub check-store [--config FILE]")) return kExitOk;
+  const HubConfig config = load_config(vm);
+  auto store = open_store(config, StoreUse::read);
+  auto last_line = std::chrono::steady_clock::now();
+  const auto started = last_line;
+  const IntegrityReport report =
+      store->integrity().check(std::nullopt, [&](const IntegrityProgress& p) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_line < std::chrono::seconds(1) && p.done != p.total) return;
+        last_line = now;
+        std::cerr << "check-store: " << p.done << " of " << p.total << " checked (" << p.part
+                  << ")\n";
+      });
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  for (const auto& problem : report.problems) std::cout << "PROBLEM " << problem << "\n";
+  char took[32];
+  std::snprintf(took, sizeof took, "%.1f s", seconds);
+  std::cout << "store " << config.store_path << " (" << config.store << "): " << report.checked
+            << " " << report.unit << " checked (" << megabytes(report.bytes_checked) << ") in "
+            << took << ", "
+            << (report.problems.empty()
+                    ? std::string("no problem found")
+                    : std::to_string(report.problems.size()) +
+                          " problems: the store is damaged; restore the last backup "
+                          "(docs/operations.md, \"Back up the store\")")
+            << "\n";
+  return report.problems.empty() ? kExitOk : kExitStore;
+}
+
 // A store named on the command line: "sqlite:PATH", "rocksdb:PATH", or a PATH whose engine is
 // told by what is there (a folder is a RocksDB store, a file a SQLite one) or, for a store not
 // made yet, by its name (.db, .sqlite, .sqlite3; .rocksdb).
@@ -933,6 +1005,8 @@ const Command kCommands[] = {
      cmd_check_config},
     {"plugins", "list loaded and refused plugins", cmd_plugins},
     {"status", "sources, cursors and counts", cmd_status},
+    {"check-store", "read and check every part of the store (integrity, checksums)",
+     cmd_check_store},
     {"report", "monthly results (table, json, csv)", cmd_report},
     {"explain", "how a staff member's monthly score was computed", cmd_explain},
     {"rescore", "recompute a month under the current rules", cmd_rescore},

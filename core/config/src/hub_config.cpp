@@ -399,7 +399,8 @@ HubConfig load_hub_config(const std::string& path) {
   config.base_dir = fs::absolute(fs::path(path)).parent_path().lexically_normal().string();
 
   const JsonNode root(tree, &document, path, "");
-  root.expect_object({"hub_id", "data_dir", "store", "store_path", "store_memory_mb", "plugin_dir",
+  root.expect_object({"hub_id", "data_dir", "store", "store_path", "store_memory_mb",
+                      "store_check_at_start_ms", "plugin_dir",
                       "catalog_files", "staff_file", "units_file", "rules_file", "holiday_files",
                       "today", "sources", "sinks", "admin", "log_level", "outbox_retention_days"});
 
@@ -445,6 +446,9 @@ HubConfig load_hub_config(const std::string& path) {
                      (config.store_inferred.empty() ? "" : ": " + config.store_inferred) + ")");
     }
     config.store_memory_mb = static_cast<std::size_t>(n->integer(8, 1 << 20));
+  }
+  if (auto n = root.child("store_check_at_start_ms")) {
+    config.store_check_at_start_ms = n->integer(0, 3600000);
   }
   config.plugin_dir = "plugins";
   if (auto n = root.child("plugin_dir")) config.plugin_dir = n->non_empty_string();

@@ -2480,5 +2480,117 @@ TEST_F(RocksdbStoreTest, CompactedOutboxItemsGiveTheirDiskSpaceBack) {
   EXPECT_EQ(batch->items[0].key, "eoffice:after");
 }
 
+
+// ---- integrity (issue 19 section 4): `kpihub check-store` and the check at start ----
+
+// Overwrites `bytes` bytes of `file` at `offset` with 0xA5, as a failing disk or a stray write
+// would.
+void damage(const fs::path& file, std::uintmax_t offset, std::size_t bytes) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f) << file;
+  f.seekp(static_cast<std::streamoff>(offset));
+  const std::string garbage(bytes, static_cast<char>(0xA5));
+  f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+}
+
+TEST_P(StoreTest, AnUndamagedStorePassesItsCheckPartByPart) {
+  auto store = open();
+  for (int page = 0; page < 5; ++page) {
+    std::vector<WorkRecord> records;
+    for (int i = 0; i < 200; ++i) records.push_back(full_record(std::to_string(page * 200 + i), 1));
+    store->records().commit_page(page_of(records, std::to_string(page)));
+  }
+  std::vector<IntegrityProgress> heard;
+  const IntegrityReport report =
+      store->integrity().check(std::nullopt, [&](const IntegrityProgress& p) { heard.push_back(p); });
+  EXPECT_TRUE(report.problems.empty()) << report.problems.front();
+  EXPECT_TRUE(report.complete);
+  // SQLite's tables are parts from the first page; RocksDB's files only once a write buffer
+  // was flushed (RocksdbStoreTest.ADamagedTableFileIsFoundByTheCheckNamingTheFile has them).
+  if (GetParam() == "sqlite") EXPECT_GT(report.total, 5u);
+  EXPECT_EQ(report.checked, report.total);
+  ASSERT_EQ(heard.size(), report.total);
+  for (std::size_t i = 0; i < heard.size(); ++i) {
+    EXPECT_EQ(heard[i].done, i + 1);
+    EXPECT_EQ(heard[i].total, report.total);
+    EXPECT_FALSE(heard[i].part.empty());
+  }
+  // A spent budget stops the check before its parts: it says it did not finish.
+  if (report.total > 0) {
+    const IntegrityReport cut = store->integrity().check(std::chrono::milliseconds(0));
+    EXPECT_FALSE(cut.complete);
+    EXPECT_LT(cut.checked, cut.total);
+    EXPECT_TRUE(cut.problems.empty());
+  }
+}
+
+// A damaged page in the middle of the file: SQLite's check names the table it belongs to.
+TEST_F(SqliteStoreTest, ADamagedPageIsFoundByTheCheckNamingItsTable) {
+  {
+    auto store = open();
+    for (int page = 0; page < 10; ++page) {
+      std::vector<WorkRecord> records;
+      for (int i = 0; i < 200; ++i) {
+        records.push_back(full_record(std::to_string(page * 200 + i), 1));
+      }
+      store->records().commit_page(page_of(records, std::to_string(page)));
+    }
+    EXPECT_TRUE(store->integrity().check(std::nullopt).problems.empty());
+  }
+  {
+    // Everything in the file itself (no WAL left to replay over the damage).
+    Poco::Data::Session session(new Poco::Data::SQLite::SessionImpl(path_));
+    session << "PRAGMA wal_checkpoint(TRUNCATE)", now;
+  }
+  const auto pages = fs::file_size(path_) / 4096;
+  ASSERT_GT(pages, 20u);
+  damage(path_, (pages / 2) * 4096 + 100, 2000);
+  auto store = open();
+  const IntegrityReport report = store->integrity().check(std::nullopt);
+  ASSERT_FALSE(report.problems.empty());
+
+  EXPECT_EQ(report.problems.front().rfind("store " + path_ + ": table ", 0), 0u)
+      << report.problems.front();
+}
+
+// A damaged block of a table file: RocksDB's checksums find it; the line names the file.
+TEST_F(RocksdbStoreTest, ADamagedTableFileIsFoundByTheCheckNamingTheFile) {
+  {
+    RocksdbStorageOptions options;
+    options.memory_budget_bytes = std::size_t{8} << 20;  // 1 MB write buffers: table files
+    auto store = open_rocksdb_storage(path_, options);
+    std::mt19937 random(11);
+    std::uniform_int_distribution<int> letter('a', 'z');
+    std::string payload(2000, ' ');
+    int next = 0;
+    for (int commit = 0; commit < 5; ++commit) {
+      std::vector<OutboxItem> items;
+      for (int i = 0; i < 1000; ++i) {
+        for (char& c : payload) c = static_cast<char>(letter(random));
+        items.push_back(item("eoffice:" + std::to_string(++next), payload));
+      }
+      append_outbox(*store, std::move(items));
+    }
+    EXPECT_TRUE(store->integrity().check(std::nullopt).problems.empty());
+  }
+  fs::path largest;
+  for (const auto& entry : fs::directory_iterator(path_)) {
+    if (entry.path().extension() == ".sst" &&
+        (largest.empty() || entry.file_size() > fs::file_size(largest))) {
+      largest = entry.path();
+    }
+  }
+  ASSERT_FALSE(largest.empty()) << "no table file was written";
+  damage(largest, 4096, 64);  // inside the first data blocks
+  auto store = open();
+  const IntegrityReport report = store->integrity().check(std::nullopt);
+  ASSERT_EQ(report.problems.size(), 1u);
+  EXPECT_NE(report.problems.front().find("store " + path_ + ": file " + largest.string()),
+            std::string::npos)
+      << report.problems.front();
+  EXPECT_NE(report.problems.front().find("Corruption"), std::string::npos)
+      << report.problems.front();
+}
+
 }  // namespace
 }  // namespace kpihub

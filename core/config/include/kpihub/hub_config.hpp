@@ -76,6 +76,9 @@ struct HubConfig {
   std::string store_path;
   // rocksdb only: what its block cache and write buffers may use together.
   std::size_t store_memory_mb = 16;
+  // How long `kpihub run` checks the store's files when it starts, the newest first
+  // (StoreIntegrity); 0: not at all. `kpihub check-store` checks everything.
+  int64_t store_check_at_start_ms = 2000;
   std::string plugin_dir;  // resolved
   std::vector<std::string> catalog_files;
   // One file or several: sector generators and teams may keep their own.

@@ -1,4 +1,5 @@
 #include "database.hpp"
+#include "integrity.hpp"
 #include "operator_views.hpp"
 #include "outbox.hpp"
 #include "record_log.hpp"
@@ -21,13 +22,15 @@ class RocksdbStorage final : public Storage {
         scoring_(db_),
         outbox_(db_),
         views_(db_),
-        staff_lists_(db_) {}
+        staff_lists_(db_),
+        integrity_(db_) {}
 
   RecordLog& records() override { return records_; }
   ScoringState& scoring() override { return scoring_; }
   Outbox& outbox() override { return outbox_; }
   OperatorViews& views() override { return views_; }
   StaffLists& staff_lists() override { return staff_lists_; }
+  StoreIntegrity& integrity() override { return integrity_; }
 
  private:
   rocks::Database db_;
@@ -36,6 +39,7 @@ class RocksdbStorage final : public Storage {
   rocks::RocksOutbox outbox_;
   rocks::RocksOperatorViews views_;
   rocks::RocksStaffLists staff_lists_;
+  rocks::RocksIntegrity integrity_;
 };
 
 }  // namespace

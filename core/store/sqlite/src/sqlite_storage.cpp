@@ -121,7 +121,8 @@ class SqliteStorage final : public Storage,
                             public ScoringState,
                             public Outbox,
                             public OperatorViews,
-                            public StaffLists {
+                            public StaffLists,
+                            public StoreIntegrity {
   // Revisions of the change log turned into dirty marks per transaction: about 10 ms of
   // reading, and at most this many marks written at once.
   static constexpr std::size_t kLoggedRevisionsPerStep = 16384;
@@ -140,6 +141,77 @@ class SqliteStorage final : public Storage,
   Outbox& outbox() override { return *this; }
   OperatorViews& views() override { return *this; }
   StaffLists& staff_lists() override { return *this; }
+  StoreIntegrity& integrity() override { return *this; }
+
+  // SQLite's integrity check, a table (with its indexes) at a time so that it can report
+  // progress and stop at a budget: a progress handler interrupts the statement once the budget
+  // is spent. Whole-file checks (the freelist) are not made: they need the check of the whole
+  // file in one statement.
+  IntegrityReport check(std::optional<std::chrono::milliseconds> budget,
+                        const std::function<void(const IntegrityProgress&)>& progress) override {
+    std::lock_guard lock(mutex_);
+    IntegrityReport report;
+    report.unit = "tables";
+    std::vector<std::string> tables = {"sqlite_schema"};
+    {
+      sqlite3_stmt* list = nullptr;
+      if (sqlite3_prepare_v2(db_, "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name",
+                             -1, &list, nullptr) != SQLITE_OK) {
+        store_detail::sqlite_fail(db_, path_, "listing the tables to check");
+      }
+      while (sqlite3_step(list) == SQLITE_ROW) {
+        tables.emplace_back(store_detail::column_text(list, 0));
+      }
+      sqlite3_finalize(list);
+    }
+    report.total = tables.size();
+    const auto deadline =
+        budget ? std::chrono::steady_clock::now() + *budget : std::chrono::steady_clock::time_point::max();
+    struct Budget {
+      std::chrono::steady_clock::time_point deadline;
+      bool spent = false;
+    } state{deadline};
+    sqlite3_progress_handler(
+        db_, 10000,
+        [](void* p) -> int {
+          auto& b = *static_cast<Budget*>(p);
+          b.spent = b.spent || std::chrono::steady_clock::now() >= b.deadline;
+          return b.spent ? 1 : 0;
+        },
+        &state);
+    struct Unset {
+      sqlite3* db;
+      ~Unset() { sqlite3_progress_handler(db, 0, nullptr, nullptr); }
+    } unset{db_};
+    for (const auto& table : tables) {
+      if (state.spent) break;
+      sqlite3_stmt* stmt = nullptr;
+      const std::string sql = "PRAGMA integrity_check(\"" + table + "\")";
+      int rc = sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr);
+      std::vector<std::string> found;
+      if (rc == SQLITE_OK) rc = SQLITE_ROW;
+      while (rc == SQLITE_ROW && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+        const std::string line = text ? text : "";
+        if (line != "ok") found.push_back(line);
+      }
+      sqlite3_finalize(stmt);
+      if (rc == SQLITE_INTERRUPT || state.spent) {
+        report.complete = false;
+        break;
+      }
+      if (rc != SQLITE_DONE && rc != SQLITE_OK) found.push_back(sqlite3_errmsg(db_));
+      for (const auto& line : found) {
+        report.problems.push_back("store " + path_ + ": table " + table + ": " + line);
+      }
+      ++report.checked;
+      if (progress) progress({report.checked, report.total, "table " + table});
+    }
+    if (report.checked < report.total) report.complete = false;
+    std::error_code ec;
+    if (report.complete) report.bytes_checked = std::filesystem::file_size(path_, ec);
+    return report;
+  }
 
   PageCommitResult commit_page(const PageCommit& page) override {
     return guarded("committing page of source " + page.source, [&] {

@@ -5,6 +5,7 @@
 // own (issue 20, issue 21).
 #pragma once
 
+#include <kpihub/store/integrity.hpp>
 #include <kpihub/store/operator_views.hpp>
 #include <kpihub/store/outbox.hpp>
 #include <kpihub/store/record_log.hpp>
@@ -21,6 +22,9 @@ class Storage {
   virtual Outbox& outbox() = 0;
   virtual OperatorViews& views() = 0;
   virtual StaffLists& staff_lists() = 0;
+  // Not a seam of the pipeline: the check of the files beneath them (check-store, the hub's
+  // start).
+  virtual StoreIntegrity& integrity() = 0;
 };
 
 }  // namespace kpihub
