@@ -2507,7 +2507,9 @@ TEST_P(StoreTest, AnUndamagedStorePassesItsCheckPartByPart) {
   EXPECT_TRUE(report.complete);
   // SQLite's tables are parts from the first page; RocksDB's files only once a write buffer
   // was flushed (RocksdbStoreTest.ADamagedTableFileIsFoundByTheCheckNamingTheFile has them).
-  if (GetParam() == "sqlite") EXPECT_GT(report.total, 5u);
+  if (GetParam() == "sqlite") {
+    EXPECT_GT(report.total, 5u);
+  }
   EXPECT_EQ(report.checked, report.total);
   ASSERT_EQ(heard.size(), report.total);
   for (std::size_t i = 0; i < heard.size(); ++i) {
