@@ -3,7 +3,11 @@
 #include <kpihub/metrics.hpp>
 #include <kpihub/net.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +24,11 @@ int64_t SystemClock::now_unix_ms() const {
       .count();
 }
 
+namespace {
+// Tokens, keys and passwords are far below this; a certificate chain is not a secret here.
+constexpr off_t kMaxSecretBytes = 64 * 1024;
+}  // namespace
+
 std::string SecretResolver::resolve(std::string_view reference) const {
   const std::string ref(reference);
   if (ref.rfind("env:", 0) == 0) {
@@ -33,11 +42,32 @@ std::string SecretResolver::resolve(std::string_view reference) const {
   if (ref.rfind("file:", 0) == 0) {
     std::filesystem::path p = ref.substr(5);
     if (p.is_relative()) p = std::filesystem::path(base_dir_) / p;
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw std::runtime_error("secret " + ref + ": cannot read file " + p.string());
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    std::string value = ss.str();
+    // A secret is a small regular file. Anything else (a device that never ends, a FIFO that
+    // never opens, a log file named by mistake) is refused, and nothing blocks: a plugin in a
+    // process of its own may name any reference, and the hub's thread answers it.
+    const int fd = ::open(p.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) throw std::runtime_error("secret " + ref + ": cannot read file " + p.string());
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      throw std::runtime_error("secret " + ref + ": " + p.string() + " is not a regular file");
+    }
+    if (st.st_size > kMaxSecretBytes) {
+      ::close(fd);
+      throw std::runtime_error("secret " + ref + ": file " + p.string() + " is " +
+                               std::to_string(st.st_size) + " bytes, more than a secret's " +
+                               std::to_string(kMaxSecretBytes));
+    }
+    std::string value(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    while (got < value.size()) {
+      const ssize_t n = ::read(fd, value.data() + got, value.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    value.resize(got);
     // Editors leave a trailing newline; it is never part of the secret.
     while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
     if (value.empty())

@@ -39,10 +39,20 @@ int64_t steady_ms() {
       .count();
 }
 
-std::string seconds(std::chrono::milliseconds ms) {
-  const auto s = ms.count() / 1000;
-  return s > 0 ? std::to_string(s) + " s" : std::to_string(ms.count()) + " ms";
-}
+// A question, a log line or a metric is small: only a call's result may be large.
+constexpr std::size_t kMaxQuestionBytes = std::size_t{1} << 20;
+// What one message's arrays may take beyond the message (plugin_wire::DecodeBudget).
+constexpr std::size_t kDecodeBudgetFactor = 2;
+// At most this many labels on one metric sample (a plugin's series are its own business, within
+// reason).
+constexpr std::size_t kMaxLabels = 32;
+// Buffers larger than this are given back after the call that needed them.
+constexpr std::size_t kKeepBufferBytes = std::size_t{1} << 20;
+// What the plugin's own error text may be, as in the hub's process (its 2 KB buffer).
+constexpr std::size_t kMaxErrorText = 2047;
+// Loading a plugin and creating its instance (a restart too) gets at least this long, whatever
+// the call's time limit.
+constexpr int64_t kMinCreateLimitMs = 30000;
 
 std::string child_program(const PluginIsolation& isolation) {
   if (!isolation.program.empty()) return isolation.program;
@@ -88,6 +98,12 @@ void PluginProcess::start() {
   // dup2 clears close-on-exec on the copy: the child keeps its end, and only that.
   posix_spawn_file_actions_adddup2(&actions, fds[1], kChildSocketFd);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  // A process group of its own: what the plugin starts ends with it, and a Ctrl-C at the
+  // hub's terminal is the hub's to handle, not the child's.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attributes, 0);
   const std::string parent = std::to_string(::getpid());
   std::vector<std::string> args = {program, "--fd", std::to_string(kChildSocketFd), "--parent",
                                    parent};
@@ -96,8 +112,9 @@ void PluginProcess::start() {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
+  const int rc = ::posix_spawn(&pid, program.c_str(), &actions, &attributes, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
   ::close(fds[1]);
   if (rc != 0) {
     ::close(fds[0]);
@@ -108,6 +125,7 @@ void PluginProcess::start() {
   socket_ = fds[0];
   ::fcntl(socket_, F_SETFL, ::fcntl(socket_, F_GETFL) | O_NONBLOCK);
   inbox_.clear();
+  inbox_at_ = 0;
   services_.log(LogLevel::info,
                 "plugin process started (pid " + std::to_string(pid_) + ", " + program + ")");
   Writer w(Message::create);
@@ -118,19 +136,21 @@ void PluginProcess::start() {
   std::string error;
   kpihub_status st = KPIHUB_OK;
   try {
-    call(w.finish(), "create");
-    Reader r(std::string_view(result_).substr(result_at_));
+    call(w.finish(), "create", std::max<int64_t>(isolation_.time_limit.count(), kMinCreateLimitMs));
+    Reader r(std::string_view(result_).substr(1));
     st = read_status(r, error);
     r.expect_done();
   } catch (const ChildEnded& e) {
-    throw PluginError(KPIHUB_ERR_TRANSIENT, context_ + ": " + e.why);
+    throw PluginError(KPIHUB_ERR_TRANSIENT, context_ + ": " + e.why + " while it was created");
   } catch (const WireError& e) {
+    const std::string ended = end_child(true);
+    throw PluginError(KPIHUB_ERR_INTERNAL, context_ + ": " + ended +
+                                               " after answering create with a message the hub "
+                                               "cannot read (" +
+                                               e.what() + ")");
+  } catch (...) {
     end_child(true);
-    throw PluginError(KPIHUB_ERR_INTERNAL,
-                      context_ +
-                          ": its process answered create with a message the hub cannot "
-                          "read (" +
-                          e.what() + "); the process was ended");
+    throw;
   }
   if (st != KPIHUB_OK) {
     end_child(false);
@@ -139,39 +159,45 @@ void PluginProcess::start() {
   }
 }
 
-void PluginProcess::end_child(bool kill_first) {
-  if (pid_ <= 0) return;
+std::string PluginProcess::end_child(bool kill_first) {
+  if (pid_ <= 0) return "its process had ended";
+  const pid_t pid = pid_;
+  pid_ = -1;
   if (socket_ >= 0) {
     // Closing its socket tells the child to destroy the instance and exit.
     ::close(socket_);
     socket_ = -1;
   }
-  if (kill_first) ::kill(pid_, SIGKILL);
+  const std::string who = "its process (pid " + std::to_string(pid) + ")";
+  bool killed = kill_first;
+  if (kill_first) ::kill(pid, SIGKILL);
   int status = 0;
   const int64_t deadline = steady_ms() + kStopGraceMs;
-  while (::waitpid(pid_, &status, WNOHANG) == 0) {
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
     if (steady_ms() >= deadline) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &status, 0);
+      ::kill(pid, SIGKILL);
+      killed = true;
+      ::waitpid(pid, &status, 0);
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  pid_ = -1;
-}
-
-std::string PluginProcess::describe_end(int wait_status) const {
-  const std::string who = "its process (pid " + std::to_string(pid_) + ")";
-  if (WIFSIGNALED(wait_status)) {
-    const int sig = WTERMSIG(wait_status);
+  // Whatever the plugin started (its process group) goes with it.
+  ::kill(-pid, SIGKILL);
+  if (killed) return who + " was killed";
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
     const char* name = ::sigabbrev_np(sig);
     return who + " was killed by signal " + std::to_string(sig) + " (" +
            (name ? std::string("SIG") + name + ", " : std::string()) + ::strsignal(sig) + ")";
   }
-  if (WIFEXITED(wait_status)) {
-    return who + " exited with status " + std::to_string(WEXITSTATUS(wait_status));
-  }
+  if (WIFEXITED(status)) return who + " exited with status " + std::to_string(WEXITSTATUS(status));
   return who + " ended";
+}
+
+void PluginProcess::fail_child(const std::string& why, bool kill_first) {
+  const std::string ended = end_child(kill_first);
+  throw ChildEnded{why.empty() ? ended : why + "; " + ended};
 }
 
 kpihub_status PluginProcess::failed(const char* what, const std::string& why, std::string& error) {
@@ -182,6 +208,7 @@ kpihub_status PluginProcess::failed(const char* what, const std::string& why, st
 kpihub_status PluginProcess::read_status(Reader& r, std::string& error) {
   const uint32_t st = r.u32();
   error = r.string();
+  if (error.size() > kMaxErrorText) error.resize(kMaxErrorText);
   if (st > KPIHUB_ERR_INTERNAL) return KPIHUB_ERR_INTERNAL;
   return static_cast<kpihub_status>(st);
 }
@@ -195,65 +222,66 @@ void PluginProcess::send_frame(const std::string& frame, int64_t deadline_ms, co
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      end_child(true);
-      throw ChildEnded{"its process stopped reading (" + std::string(std::strerror(errno)) + ")"};
-    }
-    const int64_t left = deadline_ms - steady_ms();
-    if (left <= 0) {
-      const std::string pid = std::to_string(pid_);
-      end_child(true);
-      throw ChildEnded{std::string(what) + " was not taken within " +
-                       seconds(isolation_.time_limit) + " (time_limit_ms); its process (pid " +
-                       pid + ") was killed"};
+    // The child closed its end: it is ending; how it ended says why.
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) fail_child("", false);
+    if (steady_ms() >= deadline_ms) {
+      fail_child(std::string(what) + " was not taken within " +
+                     duration_text(std::chrono::milliseconds(call_limit_ms_)) + " (time_limit_ms)",
+                 true);
     }
     pollfd p{socket_, POLLOUT, 0};
-    ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, kPollMs)));
+    ::poll(&p, 1, static_cast<int>(std::min<int64_t>(deadline_ms - steady_ms(), kPollMs)));
   }
 }
 
-std::string_view PluginProcess::receive_frame(int64_t deadline_ms, const char* what) {
-  bool stop_sent = false;
-  int64_t stop_deadline = 0;
+void PluginProcess::receive_frame(int64_t deadline_ms, const char* what) {
   for (;;) {
-    if (inbox_.size() >= 4) {
+    const std::size_t buffered = inbox_.size() - inbox_at_;
+    if (buffered >= 4) {
       uint32_t n = 0;
-      std::memcpy(&n, inbox_.data(), 4);
-      if (n > isolation_.max_message_bytes) {
-        const std::string pid = std::to_string(pid_);
-        end_child(true);
-        throw ChildEnded{"its process (pid " + pid + ") sent a message of " + std::to_string(n) +
-                         " bytes, more than the " + std::to_string(isolation_.max_message_bytes) +
-                         " a message may have, and was killed"};
+      std::memcpy(&n, inbox_.data() + inbox_at_, 4);
+      // Only a call's result may be large; the type is known once its byte is there.
+      const std::size_t limit =
+          buffered < 5 || static_cast<Message>(inbox_[inbox_at_ + 4]) == Message::result
+              ? isolation_.max_message_bytes
+              : kMaxQuestionBytes;
+      if (n > limit) {
+        fail_child("a message of " + std::to_string(n) + " bytes came, more than the " +
+                       std::to_string(limit) + " a message may have",
+                   true);
       }
-      if (inbox_.size() >= 4 + static_cast<std::size_t>(n)) {
-        result_.assign(inbox_, 4, n);
-        inbox_.erase(0, 4 + static_cast<std::size_t>(n));
-        return result_;
+      if (buffered >= 4 + static_cast<std::size_t>(n)) {
+        result_.assign(inbox_, inbox_at_ + 4, n);
+        inbox_at_ += 4 + static_cast<std::size_t>(n);
+        return;
       }
     }
     const int64_t now = steady_ms();
-    if (!stop_sent && services_.stop_requested()) {
+    if (!stop_sent_ && services_.stop_requested()) {
       // The hub stops: the child's plugin sees stop_requested() and returns early.
       ::kill(pid_, SIGTERM);
-      stop_sent = true;
-      stop_deadline = now + kStopGraceMs;
+      stop_sent_ = true;
+      stop_deadline_ms_ = now + kStopGraceMs;
     }
-    if (now >= deadline_ms || (stop_sent && now >= stop_deadline)) {
-      const std::string pid = std::to_string(pid_);
-      end_child(true);
-      if (stop_sent && now >= stop_deadline) {
-        throw ChildEnded{"its process (pid " + pid + ") did not end " + what + " within " +
-                         std::to_string(kStopGraceMs / 1000) +
-                         " s of the hub's stop and was killed"};
-      }
-      throw ChildEnded{std::string(what) + " did not return within " +
-                       seconds(isolation_.time_limit) + " (time_limit_ms); its process (pid " +
-                       pid + ") was killed"};
+    if (stop_sent_ && now >= stop_deadline_ms_) {
+      fail_child("the plugin did not end " + std::string(what) + " within " +
+                     std::to_string(kStopGraceMs / 1000) + " s of the hub's stop",
+                 true);
+    }
+    if (now >= deadline_ms) {
+      fail_child(std::string(what) + " did not return within " +
+                     duration_text(std::chrono::milliseconds(call_limit_ms_)) + " (time_limit_ms)",
+                 true);
+    }
+    // What was taken is dropped before more is read, so the buffer holds at most one message
+    // and what came after it.
+    if (inbox_at_ > 0) {
+      inbox_.erase(0, inbox_at_);
+      inbox_at_ = 0;
     }
     pollfd p{socket_, POLLIN, 0};
     const int64_t wait = std::min<int64_t>(deadline_ms - now, kPollMs);
-    const int ready = ::poll(&p, 1, static_cast<int>(wait));
+    const int ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(wait, 0)));
     if (ready <= 0) continue;
     char buffer[65536];
     const ssize_t got = ::recv(socket_, buffer, sizeof buffer, 0);
@@ -263,43 +291,49 @@ std::string_view PluginProcess::receive_frame(int64_t deadline_ms, const char* w
     }
     if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     // The socket closed: the child is gone (or going). Its end says why.
-    ::close(socket_);
-    socket_ = -1;
-    int status = 0;
-    const int64_t reap_deadline = steady_ms() + kStopGraceMs;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-      if (steady_ms() >= reap_deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    const std::string why = describe_end(status);
-    pid_ = -1;
-    throw ChildEnded{why};
+    fail_child("", false);
   }
 }
 
-void PluginProcess::call(const std::string& frame, const char* what) {
+void PluginProcess::release_large_buffers() {
+  if (result_.capacity() > kKeepBufferBytes) std::string().swap(result_);
+  if (inbox_.capacity() > kKeepBufferBytes && inbox_at_ == inbox_.size()) {
+    std::string().swap(inbox_);
+    inbox_at_ = 0;
+  }
+  page_ = {};
+  staff_ = {};
+  delivery_ = {};
+}
+
+void PluginProcess::call(const std::string& frame, const char* what, int64_t time_limit_ms) {
   if (pid_ <= 0) start();
-  const int64_t deadline = steady_ms() + isolation_.time_limit.count();
+  release_large_buffers();
+  stop_sent_ = false;
+  call_limit_ms_ = time_limit_ms;
+  try {
+    exchange(frame, what, steady_ms() + time_limit_ms);
+  } catch (const ChildEnded&) {
+    throw;
+  } catch (...) {
+    // The conversation is in an unknown state: a child left waiting for a reply, or frames of
+    // this call still queued, would answer the next call with this one's.
+    end_child(true);
+    throw;
+  }
+}
+
+void PluginProcess::exchange(const std::string& frame, const char* what, int64_t deadline) {
   send_frame(frame, deadline, what);
   for (;;) {
     receive_frame(deadline, what);
     try {
       Reader r(result_);
       const Message type = r.type();
-      if (type == Message::result) {
-        result_at_ = 1;
-        return;
-      }
+      if (type == Message::result) return;
       answer(r, type, deadline, what);
     } catch (const WireError& e) {
-      const std::string pid = std::to_string(pid_);
-      end_child(true);
-      throw ChildEnded{"its process (pid " + pid + ") sent a message the hub cannot read (" +
-                       e.what() + ") and was killed"};
+      fail_child("a message the hub cannot read came (" + std::string(e.what()) + ")", true);
     }
   }
 }
@@ -328,7 +362,12 @@ void PluginProcess::answer(Reader& q, Message type, int64_t deadline_ms, const c
     }
     case Message::metric_add_labeled: {
       const kpihub_str name = q.str();
-      std::vector<kpihub_label> labels(q.count(2));
+      const std::size_t count = q.count(2);
+      if (count > kMaxLabels) {
+        throw WireError("a metric sample with " + std::to_string(count) + " labels, more than " +
+                        std::to_string(kMaxLabels));
+      }
+      std::vector<kpihub_label> labels(count);
       for (auto& l : labels) {
         l.name = q.str();
         l.value = q.str();
@@ -389,34 +428,34 @@ kpihub_status PluginProcess::pull(kpihub_str cursor, kpihub_page* out, std::stri
   Writer w(Message::pull);
   w.str(cursor);
   try {
-    call(w.finish(), "pull");
-    Reader r(std::string_view(result_).substr(result_at_));
+    call(w.finish(), "pull", isolation_.time_limit.count());
+    Reader r(std::string_view(result_).substr(1));
     const kpihub_status st = read_status(r, error);
     if (st != KPIHUB_OK) return st;
-    plugin_wire::read_page(r, page_);
+    plugin_wire::DecodeBudget budget(kDecodeBudgetFactor * isolation_.max_message_bytes);
+    plugin_wire::read_page(r, page_, budget);
     r.expect_done();
     *out = page_.page;
     return KPIHUB_OK;
   } catch (const ChildEnded& e) {
     return failed("pull", e.why, error);
   } catch (const WireError& e) {
-    const std::string pid = std::to_string(pid_);
-    end_child(true);
-    return failed("pull",
-                  "its process (pid " + pid + ") sent a page the hub cannot read (" + e.what() +
-                      ") and was killed",
-                  error);
+    page_ = {};
+    const std::string ended = end_child(true);
+    return failed(
+        "pull", "a page the hub cannot read came (" + std::string(e.what()) + "); " + ended, error);
   }
 }
 
 kpihub_status PluginProcess::list_staff(const kpihub_staff_entry** out, size_t* count,
                                         std::string& error) {
   try {
-    call(Writer(Message::list_staff).finish(), "staff list");
-    Reader r(std::string_view(result_).substr(result_at_));
+    call(Writer(Message::list_staff).finish(), "staff list", isolation_.time_limit.count());
+    Reader r(std::string_view(result_).substr(1));
     const kpihub_status st = read_status(r, error);
     if (st != KPIHUB_OK) return st;
-    plugin_wire::read_staff(r, staff_);
+    plugin_wire::DecodeBudget budget(kDecodeBudgetFactor * isolation_.max_message_bytes);
+    plugin_wire::read_staff(r, staff_, budget);
     r.expect_done();
     *out = staff_.listed ? staff_.entries.data() : nullptr;
     *count = staff_.entries.size();
@@ -428,11 +467,10 @@ kpihub_status PluginProcess::list_staff(const kpihub_staff_entry** out, size_t* 
   } catch (const ChildEnded& e) {
     return failed("staff list", e.why, error);
   } catch (const WireError& e) {
-    const std::string pid = std::to_string(pid_);
-    end_child(true);
+    staff_ = {};
+    const std::string ended = end_child(true);
     return failed("staff list",
-                  "its process (pid " + pid + ") sent a staff list the hub cannot read (" +
-                      e.what() + ") and was killed",
+                  "a staff list the hub cannot read came (" + std::string(e.what()) + "); " + ended,
                   error);
   }
 }
@@ -442,22 +480,22 @@ kpihub_status PluginProcess::deliver(const kpihub_batch& batch, kpihub_delivery*
   Writer w(Message::deliver);
   plugin_wire::write_batch(w, batch);
   try {
-    call(w.finish(), "delivery");
-    Reader r(std::string_view(result_).substr(result_at_));
+    call(w.finish(), "delivery", isolation_.time_limit.count());
+    Reader r(std::string_view(result_).substr(1));
     const kpihub_status st = read_status(r, error);
     if (st != KPIHUB_OK) return st;
-    plugin_wire::read_delivery(r, delivery_);
+    plugin_wire::DecodeBudget budget(kDecodeBudgetFactor * isolation_.max_message_bytes);
+    plugin_wire::read_delivery(r, delivery_, budget);
     r.expect_done();
     *out = delivery_.delivery;
     return KPIHUB_OK;
   } catch (const ChildEnded& e) {
     return failed("delivery", e.why, error);
   } catch (const WireError& e) {
-    const std::string pid = std::to_string(pid_);
-    end_child(true);
+    delivery_ = {};
+    const std::string ended = end_child(true);
     return failed("delivery",
-                  "its process (pid " + pid + ") sent results the hub cannot read (" + e.what() +
-                      ") and was killed",
+                  "results the hub cannot read came (" + std::string(e.what()) + "); " + ended,
                   error);
   }
 }

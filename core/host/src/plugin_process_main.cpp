@@ -12,17 +12,25 @@
 
 #include "plugin_wire.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <filesystem>
+#include <limits>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace kpihub {
 namespace {
@@ -31,43 +39,58 @@ using plugin_wire::Message;
 using plugin_wire::Reader;
 using plugin_wire::Writer;
 
-// The socket to the hub. Frames are written whole under a lock (a plugin may log from several
-// threads); a question and its reply are one exchange under the same lock.
+// The socket to the hub. A reader thread takes every frame the hub sends: a reply goes to the
+// one question waiting for it, a call to the main loop. Any plugin thread may log or ask at any
+// time (the ABI's "safe from any thread"): frames are written whole under a lock, and one
+// question is asked at a time. The hub reads this process's frames only during a call, so a
+// question asked between calls is answered during the next one. Once the hub is gone, sends are
+// dropped and questions get no answer (nullopt), so the plugin's destroy() still runs to its end.
 class Channel {
  public:
-  explicit Channel(int fd) : fd_(fd) {}
+  explicit Channel(int fd) : fd_(fd), reader_([this] { read_loop(); }) {}
+  ~Channel() {
+    ::shutdown(fd_, SHUT_RDWR);
+    reader_.join();
+  }
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
 
   void send(const std::string& frame) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(write_mutex_);
     write_all(frame);
   }
-  // Sends a question and returns the hub's reply (its payload after the type).
-  std::string ask(const std::string& frame) {
-    std::lock_guard lock(mutex_);
-    write_all(frame);
-    std::string reply;
-    if (!read_frame(reply)) hub_gone();
-    Reader r(reply);
-    if (r.type() != Message::reply) hub_gone();
+  // Sends a question and returns the hub's reply (its payload after the type); nullopt once
+  // the hub is gone.
+  std::optional<std::string> ask(const std::string& frame) {
+    std::lock_guard asking(ask_mutex_);
+    send(frame);
+    std::unique_lock lock(state_mutex_);
+    state_changed_.wait(lock, [&] { return reply_.has_value() || closed_; });
+    if (!reply_) return std::nullopt;
+    std::string reply = std::move(*reply_);
+    reply_.reset();
     return reply.substr(1);
   }
-  // The next call from the hub; false when the hub closed the socket.
+  // The next call from the hub; false once the hub closed the socket.
   bool next_call(std::string& frame) {
-    std::lock_guard lock(mutex_);
-    return read_frame(frame);
+    std::unique_lock lock(state_mutex_);
+    state_changed_.wait(lock, [&] { return !calls_.empty() || closed_; });
+    if (calls_.empty()) return false;
+    frame = std::move(calls_.front());
+    calls_.pop_front();
+    return true;
   }
 
  private:
-  [[noreturn]] static void hub_gone() {
-    // Nothing to answer to: the hub ended or closed the instance.
-    std::_Exit(0);
-  }
   void write_all(const std::string& frame) {
     std::size_t sent = 0;
-    while (sent < frame.size()) {
+    while (sent < frame.size() && !write_failed_) {
       const ssize_t n = ::send(fd_, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) hub_gone();
+      if (n <= 0) {
+        write_failed_ = true;  // the hub is gone: what is left to say is dropped
+        return;
+      }
       sent += static_cast<std::size_t>(n);
     }
   }
@@ -81,15 +104,40 @@ class Channel {
     }
     return true;
   }
-  bool read_frame(std::string& out) {
-    uint32_t n = 0;
-    if (!read_exact(reinterpret_cast<char*>(&n), 4)) return false;
-    out.resize(n);
-    return read_exact(out.data(), n);
+  void read_loop() {
+    for (;;) {
+      uint32_t n = 0;
+      std::string frame;
+      bool ok = read_exact(reinterpret_cast<char*>(&n), 4);
+      if (ok) {
+        frame.resize(n);
+        ok = read_exact(frame.data(), n) && n > 0;
+      }
+      std::lock_guard lock(state_mutex_);
+      if (!ok) {
+        closed_ = true;
+        state_changed_.notify_all();
+        return;
+      }
+      if (static_cast<Message>(frame[0]) == Message::reply) {
+        reply_ = std::move(frame);
+      } else {
+        calls_.push_back(std::move(frame));
+      }
+      state_changed_.notify_all();
+    }
   }
 
   int fd_;
-  std::mutex mutex_;
+  std::mutex write_mutex_;
+  bool write_failed_ = false;  // under write_mutex_
+  std::mutex ask_mutex_;       // one question at a time
+  std::mutex state_mutex_;
+  std::condition_variable state_changed_;
+  std::optional<std::string> reply_;
+  std::deque<std::string> calls_;
+  bool closed_ = false;
+  std::thread reader_;  // last: starts once the rest is made
 };
 
 // Logs of the host's own code run here (HTTP traces, TLS warnings) go to the hub too.
@@ -111,14 +159,22 @@ class HubClock final : public Clock {
  public:
   explicit HubClock(Channel& channel) : channel_(channel) {}
   int64_t now_unix_ms() const override {
-    const std::string reply = channel_.ask(Writer(Message::now).finish());
-    Reader r(reply);
+    const auto reply = channel_.ask(Writer(Message::now).finish());
+    if (!reply) return SystemClock().now_unix_ms();  // the hub is gone
+    Reader r(*reply);
     return r.i64();
   }
 
  private:
   Channel& channel_;
 };
+
+void fill_error(kpihub_error_buf err, const std::string& message) {
+  if (err.data == nullptr || err.capacity == 0) return;
+  const std::size_t n = std::min(message.size(), err.capacity - 1);
+  std::memcpy(err.data, message.data(), n);
+  err.data[n] = '\0';
+}
 
 // The host API this process hands to the plugin: HTTP, stop and sleep from a HostServices of
 // its own; everything else asked of, or told to, the hub.
@@ -160,8 +216,9 @@ class ChildHost {
     self(ctx).channel_.send(w.finish());
   }
   static int64_t now(void* ctx) {
-    const std::string reply = self(ctx).channel_.ask(Writer(Message::now).finish());
-    Reader r(reply);
+    const auto reply = self(ctx).channel_.ask(Writer(Message::now).finish());
+    if (!reply) return SystemClock().now_unix_ms();  // the hub is gone
+    Reader r(*reply);
     return r.i64();
   }
   static int32_t offset(void* ctx) { return self(ctx).utc_offset_; }
@@ -169,17 +226,17 @@ class ChildHost {
                               size_t* out_size, kpihub_error_buf err) {
     Writer w(Message::secret);
     w.str(reference);
-    const std::string reply = self(ctx).channel_.ask(w.finish());
-    Reader r(reply);
+    const auto reply = self(ctx).channel_.ask(w.finish());
+    if (!reply) {
+      fill_error(err, "the hub is gone");
+      return KPIHUB_ERR_TRANSIENT;
+    }
+    Reader r(*reply);
     const auto st = static_cast<kpihub_status>(r.u32());
     const std::string message = r.string();
     const kpihub_str value = r.str();
     if (st != KPIHUB_OK) {
-      if (err.data && err.capacity) {
-        const std::size_t n = std::min(message.size(), err.capacity - 1);
-        std::memcpy(err.data, message.data(), n);
-        err.data[n] = '\0';
-      }
+      fill_error(err, message);
       return st;
     }
     *out_size = value.size;
@@ -212,15 +269,11 @@ class ChildHost {
     w.str(name);
     w.u32(static_cast<uint32_t>(type));
     w.str(help);
-    const std::string reply = self(ctx).channel_.ask(w.finish());
-    Reader r(reply);
+    const auto reply = self(ctx).channel_.ask(w.finish());
+    if (!reply) return KPIHUB_OK;  // the hub is gone: nothing will be counted anyway
+    Reader r(*reply);
     const auto st = static_cast<kpihub_status>(r.u32());
-    const std::string message = r.string();
-    if (st != KPIHUB_OK && err.data && err.capacity) {
-      const std::size_t n = std::min(message.size(), err.capacity - 1);
-      std::memcpy(err.data, message.data(), n);
-      err.data[n] = '\0';
-    }
+    if (st != KPIHUB_OK) fill_error(err, r.string());
     return st;
   }
   static kpihub_status client_create(void* ctx, const kpihub_http_options* options,
@@ -253,14 +306,15 @@ void write_status(Writer& w, kpihub_status st, const char* err) {
 }
 
 // SIGTERM from the hub asks the plugin to stop (it sees stop_requested()); the hub gone (this
-// process handed to another parent) ends this process, whatever the plugin is doing.
-void watch_signals_and_parent(HostServices& local, pid_t parent) {
+// process handed to another parent) ends this process, whatever the plugin is doing. Runs until
+// `done`.
+void watch_signals_and_parent(HostServices& local, pid_t parent, const std::atomic<bool>& done) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
-  const timespec second{1, 0};
-  for (;;) {
-    const int sig = ::sigtimedwait(&set, nullptr, &second);
+  const timespec wait{0, 200 * 1000 * 1000};
+  while (!done) {
+    const int sig = ::sigtimedwait(&set, nullptr, &wait);
     if (sig == SIGTERM) local.request_stop();
     if (::getppid() != parent) std::_Exit(0);
   }
@@ -284,7 +338,16 @@ int serve(int fd, pid_t parent) {
   HubClock clock(channel);
   SecretResolver unused_secrets;  // the hub resolves secrets (ChildHost::secret)
   HostServices local(name, logger, clock, unused_secrets, nullptr, utc_offset);
-  std::thread(watch_signals_and_parent, std::ref(local), parent).detach();
+  std::atomic<bool> done{false};
+  std::thread watcher(watch_signals_and_parent, std::ref(local), parent, std::cref(done));
+  struct JoinAtEnd {
+    std::atomic<bool>& done;
+    std::thread& watcher;
+    ~JoinAtEnd() {
+      done = true;
+      watcher.join();
+    }
+  } join_at_end{done, watcher};
   ChildHost host(channel, local, utc_offset);
 
   auto answer_create = [&](kpihub_status st, const std::string& err) {
@@ -338,8 +401,10 @@ int serve(int fd, pid_t parent) {
       write_status(w, st, err);
       if (st == KPIHUB_OK) plugin_wire::write_staff(w, entries, count);
     } else if (type == Message::deliver && d.deliver) {
+      // From the hub, which is trusted: bounded by the batch's own size only.
       plugin_wire::BatchStorage batch;
-      plugin_wire::read_batch(call, batch);
+      plugin_wire::DecodeBudget budget(std::numeric_limits<std::size_t>::max());
+      plugin_wire::read_batch(call, batch, budget);
       kpihub_delivery delivery{};
       delivery.struct_size = sizeof delivery;
       st = d.deliver(instance, &batch.batch, &delivery, {err, sizeof err});
@@ -371,8 +436,19 @@ int main(int argc, char** argv) {
                  "the hub starts it, with --fd N --parent PID\n");
     return 2;
   }
-  // Only the hub's socket is this process's; whatever else the hub had open is not.
-  ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);
+  // Only the hub's socket is this process's; whatever else the hub had open is not. Before
+  // Linux 5.9 (no close_range), each descriptor the process has is closed by name.
+  if (::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0) != 0) {
+    std::vector<int> open;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+      const int other = std::atoi(entry.path().filename().c_str());
+      if (other > fd) open.push_back(other);
+    }
+    for (const int other : open) ::close(other);
+  }
+  // Nor is it for whatever the plugin starts (popen, system): a helper holding it would keep the
+  // hub from seeing this process end.
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   // Every thread, the plugin's too, leaves SIGTERM to the watcher.
   sigset_t set;
   sigemptyset(&set);

@@ -7,7 +7,8 @@ namespace {
 
 // The fewest bytes an item can take on the wire: what a forged count is checked against.
 constexpr std::size_t kMinString = 1;  // an absent text is its presence byte
-constexpr std::size_t kMinRecord = KPIHUB_FIELD_COUNT * kMinString + 8 + 2 * kMinString + 8;
+// The text fields, the attribute count, raw, location and the value kinds (a text).
+constexpr std::size_t kMinRecord = KPIHUB_FIELD_COUNT * kMinString + 8 + 3 * kMinString;
 constexpr std::size_t kMinAttribute = 2 * kMinString;
 constexpr std::size_t kMinRejected = 6 * kMinString;
 constexpr std::size_t kMinStaff = 3 * kMinString + 8;
@@ -15,6 +16,16 @@ constexpr std::size_t kMinBatchItem = 4 + 2 * kMinString;
 constexpr std::size_t kMinResult = 4 + 2 * kMinString;
 
 }  // namespace
+
+void DecodeBudget::take(std::size_t count, std::size_t bytes_each, const char* what) {
+  const std::size_t bytes = count * bytes_each;  // count <= frame size: no overflow
+  if (bytes > left_) {
+    throw WireError(std::to_string(count) + " " + what + " would take " + std::to_string(bytes) +
+                    " bytes of the hub's memory, more than the " + std::to_string(left_) +
+                    " left for this message");
+  }
+  left_ -= bytes;
+}
 
 void write_page(Writer& w, const kpihub_page& page) {
   w.u64(page.record_count);
@@ -46,9 +57,10 @@ void write_page(Writer& w, const kpihub_page& page) {
   w.str(page.progress);
 }
 
-void read_page(Reader& r, PageStorage& out) {
+void read_page(Reader& r, PageStorage& out, DecodeBudget& budget) {
   out = PageStorage{};
   const std::size_t records = r.count(kMinRecord);
+  budget.take(records, sizeof(kpihub_record) + 3 * sizeof(std::size_t), "records");
   out.records.resize(records);
   // Where each record's attributes and value kinds start in the shared arrays: the arrays grow
   // while reading, so the records point into them only once every record is read.
@@ -59,6 +71,7 @@ void read_page(Reader& r, PageStorage& out) {
     rec.struct_size = sizeof rec;
     for (const auto member : kRecordFieldMembers) rec.*member = r.str();
     rec.attribute_count = r.count(kMinAttribute);
+    budget.take(rec.attribute_count, 2 * sizeof(kpihub_attribute), "attributes");
     attributes_at[i] = out.attributes.size();
     for (std::size_t a = 0; a < rec.attribute_count; ++a) {
       kpihub_attribute attribute{};
@@ -69,6 +82,7 @@ void read_page(Reader& r, PageStorage& out) {
     rec.raw = r.str();
     rec.location = r.str();
     const kpihub_str kinds = r.str();
+    budget.take(kinds.data ? kinds.size : 0, 2, "value kinds");
     kinds_at[i] = {out.value_kinds.size(), kinds.data ? kinds.size : 0};
     if (kinds.data)
       out.value_kinds.insert(out.value_kinds.end(), kinds.data, kinds.data + kinds.size);
@@ -80,6 +94,7 @@ void read_page(Reader& r, PageStorage& out) {
     rec.value_kind_count = kinds_at[i].second;
   }
   const std::size_t rejected = r.count(kMinRejected);
+  budget.take(rejected, sizeof(kpihub_rejected_item), "rejected items");
   out.rejected.resize(rejected);
   for (auto& item : out.rejected) {
     item.struct_size = sizeof item;
@@ -114,11 +129,13 @@ void write_staff(Writer& w, const kpihub_staff_entry* entries, std::size_t count
   }
 }
 
-void read_staff(Reader& r, StaffStorage& out) {
+void read_staff(Reader& r, StaffStorage& out, DecodeBudget& budget) {
   out = StaffStorage{};
   out.listed = r.u8() != 0;
   if (!out.listed) return;
-  out.entries.resize(r.count(kMinStaff));
+  const std::size_t entries = r.count(kMinStaff);
+  budget.take(entries, sizeof(kpihub_staff_entry), "staff entries");
+  out.entries.resize(entries);
   for (auto& e : out.entries) {
     e.struct_size = sizeof e;
     e.staff_code = r.str();
@@ -141,14 +158,16 @@ void write_batch(Writer& w, const kpihub_batch& batch) {
   }
 }
 
-void read_batch(Reader& r, BatchStorage& out) {
+void read_batch(Reader& r, BatchStorage& out, DecodeBudget& budget) {
   out = BatchStorage{};
   kpihub_batch& b = out.batch;
   b.struct_size = sizeof b;
   b.batch_id = r.str();
   b.hub_id = r.str();
   b.attempt = r.u32();
-  out.items.resize(r.count(kMinBatchItem));
+  const std::size_t items = r.count(kMinBatchItem);
+  budget.take(items, sizeof(kpihub_batch_item), "batch items");
+  out.items.resize(items);
   for (auto& item : out.items) {
     item.struct_size = sizeof item;
     item.kind = static_cast<kpihub_item_kind>(r.u32());
@@ -172,12 +191,14 @@ void write_delivery(Writer& w, const kpihub_delivery& delivery) {
   }
 }
 
-void read_delivery(Reader& r, DeliveryStorage& out) {
+void read_delivery(Reader& r, DeliveryStorage& out, DecodeBudget& budget) {
   out = DeliveryStorage{};
   kpihub_delivery& d = out.delivery;
   d.struct_size = sizeof d;
   d.retry_after_ms = r.u32();
-  out.results.resize(r.count(kMinResult));
+  const std::size_t results = r.count(kMinResult);
+  budget.take(results, sizeof(kpihub_item_result), "delivery results");
+  out.results.resize(results);
   for (auto& result : out.results) {
     const uint32_t outcome = r.u32();
     if (outcome > KPIHUB_ITEM_RETRY) {

@@ -131,6 +131,19 @@ class Reader {
 
 // ---- what crosses: pages, staff lists, batches and deliveries ----
 
+// What reading one message may add to the hub's memory beyond the message itself: the arrays a
+// page's records, attributes and rejected items are read into. A message of absent fields is a
+// tenth of the records it makes; the budget keeps a forged one from turning a 64 MB message
+// into gigabytes. take() throws WireError once it is spent.
+class DecodeBudget {
+ public:
+  explicit DecodeBudget(std::size_t bytes) : left_(bytes) {}
+  void take(std::size_t count, std::size_t bytes_each, const char* what);
+
+ private:
+  std::size_t left_;
+};
+
 // A page as the plugin gave it (records read at the plugin's own record size).
 void write_page(Writer& w, const kpihub_page& page);
 void write_staff(Writer& w, const kpihub_staff_entry* entries, std::size_t count);
@@ -146,24 +159,24 @@ struct PageStorage {
   std::vector<kpihub_rejected_item> rejected;
   kpihub_page page{};
 };
-void read_page(Reader& r, PageStorage& out);
+void read_page(Reader& r, PageStorage& out, DecodeBudget& budget);
 
 struct StaffStorage {
   bool listed = false;  // false: the source keeps no staff list
   std::vector<kpihub_staff_entry> entries;
 };
-void read_staff(Reader& r, StaffStorage& out);
+void read_staff(Reader& r, StaffStorage& out, DecodeBudget& budget);
 
 struct BatchStorage {
   std::vector<kpihub_batch_item> items;
   kpihub_batch batch{};
 };
-void read_batch(Reader& r, BatchStorage& out);
+void read_batch(Reader& r, BatchStorage& out, DecodeBudget& budget);
 
 struct DeliveryStorage {
   std::vector<kpihub_item_result> results;
   kpihub_delivery delivery{};
 };
-void read_delivery(Reader& r, DeliveryStorage& out);
+void read_delivery(Reader& r, DeliveryStorage& out, DecodeBudget& budget);
 
 }  // namespace kpihub::plugin_wire

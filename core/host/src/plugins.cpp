@@ -144,6 +144,15 @@ PluginScan scan_plugins(const std::string& dir) {
   return scan;
 }
 
+std::string duration_text(std::chrono::milliseconds ms) {
+  const int64_t n = ms.count();
+  if (n < 10000) return std::to_string(n) + " ms";
+  if (n < 600000) return std::to_string(n / 1000) + " s";
+  const int64_t seconds = (n / 1000) % 60;
+  return std::to_string(n / 60000) + " min" +
+         (seconds == 0 ? std::string() : " " + std::to_string(seconds) + " s");
+}
+
 bool built_with_hub(const PluginInfo& plugin) {
   static constexpr std::string_view kBundled[] = {"eoffice", "education", "health", "provincial"};
   return std::find(std::begin(kBundled), std::end(kBundled), plugin.name) != std::end(kBundled) &&

@@ -266,16 +266,12 @@ std::vector<SourceStatus> Hub::source_status() const {
     // would be killed): it is reported stuck while its call goes on.
     const auto running = s->instance->running_call();
     const auto limit = s->instance->isolation().time_limit;
-    if (running && running->running_for > limit) {
+    if (!s->instance->isolation().process && running && running->running_for > limit) {
       SourceStatus& status = out.back();
       status.state = "stuck";
-      const auto duration = [](std::chrono::milliseconds ms) {
-        return ms.count() < 10000 ? std::to_string(ms.count()) + " ms"
-                                  : std::to_string(ms.count() / 1000) + " s";
-      };
       status.last_error = s->instance->context() + ": its " + running->what + " has run for " +
-                          duration(running->running_for) + ", past its time limit of " +
-                          duration(limit) +
+                          duration_text(running->running_for) + ", past its time limit of " +
+                          duration_text(limit) +
                           " (time_limit_ms); a plugin in the hub's process cannot be "
                           "stopped: restart the hub, or run the plugin with \"isolation\": "
                           "\"process\"";

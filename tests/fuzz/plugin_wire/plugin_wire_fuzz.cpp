@@ -37,7 +37,8 @@ void check_inside(const T* p, std::size_t n, const std::vector<T>& owner) {
 void read_page_bytes(std::string_view payload, const Bounds& b) {
   Reader r(payload);
   PageStorage out;
-  read_page(r, out);
+  DecodeBudget budget(std::size_t{1} << 24);
+  read_page(r, out, budget);
   const kpihub_page& page = out.page;
   check_inside(page.records, page.record_count, out.records);
   check_inside(page.rejected, page.rejected_count, out.rejected);
@@ -81,7 +82,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 1: {
         Reader r(payload);
         StaffStorage out;
-        read_staff(r, out);
+        DecodeBudget budget(std::size_t{1} << 24);
+        read_staff(r, out, budget);
         for (const auto& e : out.entries) {
           b.check(e.staff_code);
           b.check(e.full_name);
@@ -92,7 +94,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 2: {
         Reader r(payload);
         DeliveryStorage out;
-        read_delivery(r, out);
+        DecodeBudget budget(std::size_t{1} << 24);
+        read_delivery(r, out, budget);
         check_inside(out.delivery.results, out.delivery.result_count, out.results);
         for (const auto& x : out.results) {
           if (x.outcome > KPIHUB_ITEM_RETRY) __builtin_trap();
@@ -104,7 +107,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       default: {
         Reader r(payload);
         BatchStorage out;
-        read_batch(r, out);
+        DecodeBudget budget(std::size_t{1} << 24);
+        read_batch(r, out, budget);
         check_inside(out.batch.items, out.batch.item_count, out.items);
         for (const auto& item : out.items) {
           b.check(item.key);

@@ -9,6 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 #include <filesystem>
 #include <fstream>
@@ -248,3 +249,34 @@ TEST(HostMetrics, EveryFamilyHasHelpAndTypeAndPromtoolAcceptsThePage) {
     EXPECT_EQ(verdict->first, 0) << verdict->second << text;
   }
 }
+
+namespace {
+
+// A plugin in a process of its own may name any reference, and the hub's thread reads it: what
+// is not a small regular file is refused at once (review of issue 19 section 2: /dev/zero grew
+// the hub's memory without end, a FIFO blocked it for ever).
+TEST(Secrets, OnlyASmallRegularFileIsReadAndNothingBlocks) {
+  const fs::path dir = fs::temp_directory_path() / ("kpihub-secrets-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "token") << "s3cret\n";
+  std::ofstream(dir / "large") << std::string(70 * 1024, 'x');
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0600), 0);
+  const kpihub::SecretResolver secrets(dir.string());
+  EXPECT_EQ(secrets.resolve("file:token"), "s3cret");
+  const auto refusal = [&](const std::string& reference) {
+    try {
+      secrets.resolve(reference);
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("read");
+  };
+  EXPECT_EQ(refusal("file:/dev/zero"), "secret file:/dev/zero: /dev/zero is not a regular file");
+  EXPECT_EQ(refusal("file:fifo"),
+            "secret file:fifo: " + (dir / "fifo").string() + " is not a regular file");
+  EXPECT_EQ(refusal("file:large"), "secret file:large: file " + (dir / "large").string() +
+                                       " is 71680 bytes, more than a secret's 65536");
+  fs::remove_all(dir);
+}
+
+}  // namespace

@@ -8,9 +8,13 @@
 //   "exit"     calls exit(3)
 //   "hang"     never returns and never looks at the stop flag
 //   "refuse"   refuses its settings in create
+//   "chatty"   as "ok", with a thread of its own that logs and reads the clock all the time
+//   "stubborn" logs twice a second for ever and never looks at the stop flag
+//   "forks"    starts a helper process that sleeps for 5 minutes; the page's progress names it
 #include <kpihub/abi.h>
 
 #include <unistd.h>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +34,8 @@ kpihub_str text(const std::string& s) {
 struct Instance {
   const kpihub_host_api* host;
   std::string behaviour;
+  std::atomic<bool> done{false};
+  std::thread chatter;
   // What the last page points at: valid until the next call.
   std::string cursor, progress, log_line;
   kpihub_record record{};
@@ -43,7 +49,8 @@ void fill_error(kpihub_error_buf err, const char* message) {
   std::snprintf(err.data, err.capacity, "%s", message);
 }
 
-void misbehave(Instance& in) {
+// A real segfault, not the sanitizers' report of a null store (CI builds plugins with them).
+__attribute__((no_sanitize("undefined"))) void misbehave(Instance& in) {
   if (in.behaviour == "segfault") {
     volatile int* nowhere = nullptr;
     *nowhere = 1;
@@ -54,6 +61,12 @@ void misbehave(Instance& in) {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   if (in.behaviour == "slow") in.host->sleep_ms(in.host->ctx, 1500);
+  if (in.behaviour == "stubborn") {
+    for (;;) {
+      in.host->log(in.host->ctx, KPIHUB_LOG_INFO, text("still working"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
 }
 
 // Uses every service the host gives: what an isolated plugin's process must carry to the hub.
@@ -82,7 +95,8 @@ kpihub_status create(const kpihub_host_api* host, kpihub_str, kpihub_str setting
   const std::string s(settings.data ? settings.data : "", settings.size);
   auto* in = new Instance{};
   in->host = host;
-  for (const char* b : {"ok", "slow", "segfault", "abort", "exit", "hang", "refuse"}) {
+  for (const char* b : {"ok", "slow", "segfault", "abort", "exit", "hang", "refuse", "chatty",
+                        "stubborn", "forks"}) {
     if (s.find(std::string("\"") + b + "\"") != std::string::npos) in->behaviour = b;
   }
   if (in->behaviour == "refuse" || in->behaviour.empty()) {
@@ -90,12 +104,24 @@ kpihub_status create(const kpihub_host_api* host, kpihub_str, kpihub_str setting
     fill_error(err, "settings.behaviour: not one this plugin knows");
     return KPIHUB_ERR_CONFIG;
   }
+  if (in->behaviour == "chatty") {
+    in->chatter = std::thread([in] {
+      while (!in->done) {
+        in->host->log(in->host->ctx, KPIHUB_LOG_INFO, text("chatter"));
+        (void)in->host->now_unix_ms(in->host->ctx);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    });
+  }
   *out = in;
   return KPIHUB_OK;
 }
 
 void destroy(kpihub_instance* instance) {
-  delete static_cast<Instance*>(instance);
+  auto* in = static_cast<Instance*>(instance);
+  in->done = true;
+  if (in->chatter.joinable()) in->chatter.join();
+  delete in;
 }
 
 [[maybe_unused]] kpihub_status pull(kpihub_instance* instance, kpihub_str, kpihub_page* page,
@@ -130,6 +156,14 @@ void destroy(kpihub_instance* instance) {
   page->rejected_count = 1;
   page->next_cursor = text(in.cursor);
   page->caught_up = 1;
+  if (in.behaviour == "forks") {
+    const pid_t helper = ::fork();
+    if (helper == 0) {
+      ::execl("/bin/sleep", "sleep", "300", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    in.progress = "helper " + std::to_string(helper);
+  }
   page->progress = text(in.progress);
   return KPIHUB_OK;
 }

@@ -2480,7 +2480,6 @@ TEST_F(RocksdbStoreTest, CompactedOutboxItemsGiveTheirDiskSpaceBack) {
   EXPECT_EQ(batch->items[0].key, "eoffice:after");
 }
 
-
 // ---- integrity (issue 19 section 4): `kpihub check-store` and the check at start ----
 
 // Overwrites `bytes` bytes of `file` at `offset` with 0xA5, as a failing disk or a stray write
@@ -2501,8 +2500,8 @@ TEST_P(StoreTest, AnUndamagedStorePassesItsCheckPartByPart) {
     store->records().commit_page(page_of(records, std::to_string(page)));
   }
   std::vector<IntegrityProgress> heard;
-  const IntegrityReport report =
-      store->integrity().check(std::nullopt, [&](const IntegrityProgress& p) { heard.push_back(p); });
+  const IntegrityReport report = store->integrity().check(
+      std::nullopt, [&](const IntegrityProgress& p) { heard.push_back(p); });
   EXPECT_TRUE(report.problems.empty()) << report.problems.front();
   EXPECT_TRUE(report.complete);
   // SQLite's tables are parts from the first page; RocksDB's files only once a write buffer

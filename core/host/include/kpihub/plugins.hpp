@@ -85,8 +85,11 @@ struct PluginIsolation {
   // the hub's process cannot be, and is reported stuck (running_call()).
   std::chrono::milliseconds time_limit{900000};
   // The largest message a child may send (a page, a staff list): beyond it the child is ended.
-  std::size_t max_message_bytes = 256u << 20;
+  std::size_t max_message_bytes = 64u << 20;
 };
+
+// A time limit or a call's running time as an operator reads it: "700 ms", "42 s", "15 min".
+std::string duration_text(std::chrono::milliseconds ms);
 
 // True for the plugins this hub was built with (its bundled adapters and sinks, same SDK and
 // compiler), which run in the hub's process unless configured otherwise; every other plugin

@@ -13,9 +13,8 @@ IntegrityReport RocksIntegrity::check(
   const auto started = std::chrono::steady_clock::now();
   std::vector<rocksdb::LiveFileMetaData> files;
   db_.db().GetLiveFilesMetaData(&files);
-  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
-    return a.largest_seqno > b.largest_seqno;
-  });
+  std::sort(files.begin(), files.end(),
+            [](const auto& a, const auto& b) { return a.largest_seqno > b.largest_seqno; });
   IntegrityReport report;
   report.unit = "files";
   report.total = files.size();
@@ -28,8 +27,8 @@ IntegrityReport RocksIntegrity::check(
     if (s.ok()) s = reader.VerifyChecksum();
     if (!s.ok()) {
       report.problems.push_back("store " + db_.path() + ": file " + path + " (column family " +
-                                file.column_family_name + ", level " +
-                                std::to_string(file.level) + "): " + s.ToString());
+                                file.column_family_name + ", level " + std::to_string(file.level) +
+                                "): " + s.ToString());
     }
     ++report.checked;
     report.bytes_checked += file.size;

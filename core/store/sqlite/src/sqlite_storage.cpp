@@ -155,7 +155,8 @@ class SqliteStorage final : public Storage,
     std::vector<std::string> tables = {"sqlite_schema"};
     {
       sqlite3_stmt* list = nullptr;
-      if (sqlite3_prepare_v2(db_, "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name",
+      if (sqlite3_prepare_v2(db_,
+                             "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name",
                              -1, &list, nullptr) != SQLITE_OK) {
         store_detail::sqlite_fail(db_, path_, "listing the tables to check");
       }
@@ -165,8 +166,8 @@ class SqliteStorage final : public Storage,
       sqlite3_finalize(list);
     }
     report.total = tables.size();
-    const auto deadline =
-        budget ? std::chrono::steady_clock::now() + *budget : std::chrono::steady_clock::time_point::max();
+    const auto deadline = budget ? std::chrono::steady_clock::now() + *budget
+                                 : std::chrono::steady_clock::time_point::max();
     struct Budget {
       std::chrono::steady_clock::time_point deadline;
       bool spent = false;
