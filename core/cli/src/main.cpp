@@ -999,6 +999,50 @@ int cmd_store(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// Issue 19 section 4: after a restore, the receiver may hold versions the restored store does
+// not know it sent (what the hub sent between the backup and the loss). Everything of the
+// months is sent again, under numbers above any sent before (they come from the clock), so the
+// receiver ends as after a clean run.
+int cmd_resend(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "resend: send every record, staff month and agency month of the months again, changed or\n"
+      "not, after a restore (docs/operations.md, \"Back up the store\"); stop the hub first");
+  add_config_option(desc);
+  desc.add_options()("months", po::value<std::string>()->required(),
+                     "months, FIRST..LAST (YYYY-MM..YYYY-MM)");
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "kpihub resend --months YYYY-MM..YYYY-MM")) return kExitOk;
+  const auto [first, last] = months_option(vm["months"].as<std::string>());
+  const HubConfig config = load_config(vm);
+  ReferenceData ref = load_reference(config);
+  const auto lock = lock_for_writing(config, "resend --months " + vm["months"].as<std::string>(),
+                                     "");
+  auto store = open_store(config, StoreUse::write);
+  merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
+  SystemClock system_clock;
+  const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
+  std::size_t marked = 0;
+  for (Month m = first; !(last < m); m = m.next()) marked += store->scoring().mark_month_dirty(m.str());
+  Scorer scorer(store->scoring(), store->records(), ref, clock, config.hub_id, nullptr,
+                &system_clock, Scorer::Send::everything);
+  ScoringRunResult total;
+  for (;;) {
+    auto r = scorer.score_pending(512);
+    if (r.staff_months == 0) break;
+    total.staff_months += r.staff_months;
+    total.records_sent += r.records_sent;
+    total.staff_months_sent += r.staff_months_sent;
+    total.agency_months_sent += r.agency_months_sent;
+    std::cerr << "resend: " << total.staff_months << " of " << marked << " staff months\n";
+  }
+  store->views().audit("cli", "resend", first.str() + ".." + last.str());
+  std::cout << "resend " << first.str() << ".." << last.str() << ": " << total.records_sent
+            << " records, " << total.staff_months_sent << " staff months and "
+            << total.agency_months_sent
+            << " agency months queued for every sink; `kpihub run` delivers them\n";
+  return kExitOk;
+}
+
 const Command kCommands[] = {
     {"run", "pull, store, score and forward (--once: until caught up, then exit)", cmd_run},
     {"check-config", "check the configuration, reference data and plugin settings",
@@ -1010,6 +1054,7 @@ const Command kCommands[] = {
     {"report", "monthly results (table, json, csv)", cmd_report},
     {"explain", "how a staff member's monthly score was computed", cmd_explain},
     {"rescore", "recompute a month under the current rules", cmd_rescore},
+    {"resend", "send months again whole, after a restore", cmd_resend},
     {"quarantine", "list items that failed validation, or replay them after a fix", cmd_quarantine},
     {"dead-letters", "list or replay items a receiver refused", cmd_dead_letters},
     {"forget-sink", "let a sink removed from the configuration stop holding outbox items",

@@ -54,14 +54,15 @@ void erase_positions(std::vector<T>& v, std::vector<std::size_t>& positions) {
 
 Scorer::Scorer(ScoringState& state, RecordLog& records, const ReferenceData& reference,
                const Clock& clock, std::string hub_id, std::shared_mutex* directory_lock,
-               const Clock* send_clock)
+               const Clock* send_clock, Send send)
     : state_(state),
       records_(records),
       reference_(reference),
       clock_(clock),
       hub_id_(std::move(hub_id)),
       directory_lock_(directory_lock),
-      send_clock_(send_clock != nullptr ? *send_clock : clock) {}
+      send_clock_(send_clock != nullptr ? *send_clock : clock),
+      send_(send) {}
 
 Timestamp Scorer::now() const {
   return Timestamp{clock_.now_unix_ms() / 1000, reference_.rules.utc_offset_minutes};
@@ -376,8 +377,8 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
           queued.erase(q);
         }
         std::string digest = scoring_digest(json::serialize(to_json(scored.scoring)));
-        const bool unchanged =
-            prev && prev->revision == record.revision && prev->scoring_digest == digest;
+        const bool unchanged = send_ == Send::changed && prev &&
+                               prev->revision == record.revision && prev->scoring_digest == digest;
         if (unchanged) continue;
         const bool never_sent = !prev;
         // A record deleted at the source before the hub ever sent it has nothing to withdraw.
@@ -522,7 +523,8 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     // The staff month goes out only when its content changed.
     auto old = state_.month_row(OutboxKind::staff_month, key.month, key.staff_code);
     const int64_t old_revision = old ? old->revision : 0;
-    const bool changed = !old || json::serialize(to_json(month_result, old_revision)) != old->json;
+    const bool changed = send_ == Send::everything || !old ||
+                         json::serialize(to_json(month_result, old_revision)) != old->json;
     if (changed && !(!any_record && !old)) {
       const int64_t revision = next_send_number(old_revision, numbered_at_ms);
       std::string text = json::serialize(to_json(month_result, revision));
@@ -551,7 +553,9 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     for (const auto& a : agencies) {
       auto old = state_.month_row(OutboxKind::agency_month, month, a.agency_code);
       const int64_t old_revision = old ? old->revision : 0;
-      if (old && json::serialize(to_json(a, old_revision)) == old->json) continue;
+      if (send_ == Send::changed && old && json::serialize(to_json(a, old_revision)) == old->json) {
+        continue;
+      }
       const int64_t revision = next_send_number(old_revision, numbered_at_ms);
       std::string text = json::serialize(to_json(a, revision));
       commit.months.push_back(

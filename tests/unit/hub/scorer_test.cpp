@@ -449,6 +449,71 @@ TEST_P(ScorerTest, NumbersSentAfterARestoreAreAboveEveryOneSentBeforeIt) {
   EXPECT_GT(after_restore.month_revision, after_backup.month_revision);
 }
 
+// Issue 19 section 4: after a restore the receiver may hold versions the restored store does not
+// know it sent, and a rescore sends only what changed since the store's last send. `kpihub
+// resend` scores with Send::everything: every record, staff month and agency month of the month
+// goes out again, the same content under numbers above the earlier ones.
+TEST_P(ScorerTest, ResendingAMonthSendsEveryItemAgainWithTheSameContentAndHigherNumbers) {
+  std::vector<WorkRecord> records;
+  for (int i = 0; i < 12; ++i) {
+    WorkRecord r = diary("WD-" + std::to_string(i), 1, i % 2 ? "KH-000123" : "KH-000124", 30 + i);
+    r.work_date = *Date::parse("2025-04-0" + std::to_string(1 + i % 9));
+    records.push_back(r);
+  }
+  store_->records().commit_page(page(records));
+  // key -> (number, content without the number and the time it was scored)
+  using Sent = std::map<std::string, std::pair<int64_t, std::string>>;
+  const auto drain = [&] {
+    Sent out;
+    while (auto batch = store_->outbox().next_batch("provincial", 1000, 1 << 24)) {
+      for (const OutboxItem& item : batch->items) {
+        json::object o = json::parse(item.payload).as_object();
+        int64_t number = 0;
+        if (item.kind == OutboxKind::record) {
+          number = o.at("scoring").as_object().at("sequence").as_int64();
+          o.at("scoring").as_object().erase("sequence");
+        } else {
+          number = o.at("revision").as_int64();
+          o.erase("revision");
+        }
+        o.erase("scored_at");  // when it was scored: later for the resend, as it should be
+        out[item.key] = {number, json::serialize(o)};
+      }
+      store_->outbox().complete_batch(batch->batch_id, {});
+    }
+    return out;
+  };
+  const auto score = [&](Scorer::Send send) {
+    Scorer scorer(store_->scoring(), store_->records(), ref_, clock_, "test-hub", nullptr, nullptr,
+                  send);
+    while (scorer.score_pending().staff_months > 0) {
+    }
+  };
+  score(Scorer::Send::changed);
+  const Sent first = drain();
+  ASSERT_EQ(std::count_if(first.begin(), first.end(),
+                          [](const auto& e) { return e.first.rfind("staff:", 0) == 0; }),
+            2);
+  ASSERT_GT(first.size(), 14u);  // 12 records, 2 staff months, their agency months
+  // A rescore of what did not change sends nothing: what the receiver holds is not looked at.
+  clock_.set(clock_.now_unix_ms() + 60'000);
+  store_->scoring().mark_month_dirty("2025-04");
+  score(Scorer::Send::changed);
+  EXPECT_TRUE(drain().empty());
+  // A resend sends everything again.
+  clock_.set(clock_.now_unix_ms() + 60'000);
+  store_->scoring().mark_month_dirty("2025-04");
+  score(Scorer::Send::everything);
+  const Sent again = drain();
+  ASSERT_EQ(again.size(), first.size());
+  for (const auto& [key, sent] : first) {
+    const auto it = again.find(key);
+    ASSERT_NE(it, again.end()) << key << " was not sent again";
+    EXPECT_GT(it->second.first, sent.first) << key;
+    EXPECT_EQ(it->second.second, sent.second) << key;
+  }
+}
+
 // With "today" set, the scoring clock is the configured day; the numbers must still come from
 // the real clock, or they would move back a day for each day the hub ran with the same "today"
 // (review of issue 19 section 4).

@@ -144,9 +144,13 @@ class Scorer {
   // `clock` is the scoring's ("today" may set it to another day); `send_clock` numbers what is
   // sent (next_send_number) and must be the real one, or numbers would follow the configured
   // day back in time after a restart (nullptr: `clock`, for tests and tools without "today").
+  // `send`: what goes to the outbox, what changed since it was last sent (the pipeline) or
+  // everything the scorer reads (`kpihub resend`, after a restore: the receiver may hold
+  // versions the restored store does not know it sent).
+  enum class Send { changed, everything };
   Scorer(ScoringState& state, RecordLog& records, const ReferenceData& reference,
          const Clock& clock, std::string hub_id, std::shared_mutex* directory_lock = nullptr,
-         const Clock* send_clock = nullptr);
+         const Clock* send_clock = nullptr, Send send = Send::changed);
   // Processes up to `max_keys` dirty staff-months, and stops taking more once it has read
   // kRecordsPerRun records. Returns what it did. One store transaction per call, except for a
   // staff month of more than kRecordsPerRun records (a lab clinician's month of a large
@@ -204,6 +208,7 @@ class Scorer {
   std::string hub_id_;
   std::shared_mutex* directory_lock_;
   const Clock& send_clock_;
+  Send send_;
   std::map<std::string, CachedMonth> cache_;
   bool past_due_checked_ = false;
   double helper_cpu_s_ = 0;
