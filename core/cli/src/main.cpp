@@ -561,6 +561,27 @@ int cmd_explain(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// Scores every marked staff month, a progress line on stderr a second (a province's month is
+// minutes of work), and returns what was sent.
+ScoringRunResult score_until_done(Scorer& scorer, const char* command, std::size_t marked) {
+  ScoringRunResult total;
+  auto last_line = std::chrono::steady_clock::now();
+  for (;;) {
+    const auto r = scorer.score_pending(512);
+    if (r.staff_months == 0) break;
+    total.staff_months += r.staff_months;
+    total.records_sent += r.records_sent;
+    total.staff_months_sent += r.staff_months_sent;
+    total.agency_months_sent += r.agency_months_sent;
+    if (std::chrono::steady_clock::now() - last_line >= std::chrono::seconds(1)) {
+      last_line = std::chrono::steady_clock::now();
+      std::cerr << command << ": " << total.staff_months << " of " << marked
+                << " staff months scored\n";
+    }
+  }
+  return total;
+}
+
 int cmd_rescore(const std::vector<std::string>& args) {
   po::options_description desc(
       "rescore: recompute a month under the current rules; changed results go out again");
@@ -581,15 +602,7 @@ int cmd_rescore(const std::vector<std::string>& args) {
   const std::size_t marked = store->scoring().mark_month_dirty(month.str());
   Scorer scorer(store->scoring(), store->records(), ref, clock, config.hub_id, nullptr,
                 &system_clock);
-  ScoringRunResult total;
-  for (;;) {
-    auto r = scorer.score_pending(512);
-    if (r.staff_months == 0) break;
-    total.staff_months += r.staff_months;
-    total.records_sent += r.records_sent;
-    total.staff_months_sent += r.staff_months_sent;
-    total.agency_months_sent += r.agency_months_sent;
-  }
+  const ScoringRunResult total = score_until_done(scorer, "rescore", marked);
   store->views().audit("cli", "rescore", month.str() + " under " + ref.rules.version);
   std::cout << "rescore " << month.str() << " (" << ref.rules.version << "): " << marked
             << " staff months, " << total.records_sent << " records, " << total.staff_months_sent
@@ -1025,16 +1038,7 @@ int cmd_resend(const std::vector<std::string>& args) {
   for (Month m = first; !(last < m); m = m.next()) marked += store->scoring().mark_month_dirty(m.str());
   Scorer scorer(store->scoring(), store->records(), ref, clock, config.hub_id, nullptr,
                 &system_clock, Scorer::Send::everything);
-  ScoringRunResult total;
-  for (;;) {
-    auto r = scorer.score_pending(512);
-    if (r.staff_months == 0) break;
-    total.staff_months += r.staff_months;
-    total.records_sent += r.records_sent;
-    total.staff_months_sent += r.staff_months_sent;
-    total.agency_months_sent += r.agency_months_sent;
-    std::cerr << "resend: " << total.staff_months << " of " << marked << " staff months\n";
-  }
+  const ScoringRunResult total = score_until_done(scorer, "resend", marked);
   store->views().audit("cli", "resend", first.str() + ".." + last.str());
   std::cout << "resend " << first.str() << ".." << last.str() << ": " << total.records_sent
             << " records, " << total.staff_months_sent << " staff months and "
