@@ -589,7 +589,8 @@ TEST_F(HubE2E, VersionNamesTheHubThePluginAbiAndTheStoreSchema) {
 
 TEST_F(HubE2E, HelpForEveryCommand) {
   for (const char* cmd : {"run", "check-config", "plugins", "status", "report", "explain",
-                          "rescore", "quarantine", "dead-letters", "forget-sink"}) {
+                          "rescore", "resend", "check-store", "quarantine", "dead-letters",
+                          "forget-sink", "store"}) {
     const auto r = run({cmd, "--help"}, (dir_ / "help.txt").string());
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.output.find("usage: kpihub"), std::string::npos) << cmd << ": " << r.output;
