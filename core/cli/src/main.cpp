@@ -276,7 +276,7 @@ std::string megabytes(uint64_t bytes) {
 }
 
 // Issue 19 section 4: a damaged store is found when the hub starts, not by the report or rescore
-// that reads the damaged page. Bounded (store_check_at_start_ms), the newest data first.
+// that reads the damaged page. Bounded (store_check_at_start_ms); RocksDB's newest files first.
 void check_store_at_start(Storage& store, const HubConfig& config, Logger& logger) {
   if (config.store_check_at_start_ms <= 0) return;
   const auto started = std::chrono::steady_clock::now();
@@ -294,9 +294,12 @@ void check_store_at_start(Storage& store, const HubConfig& config, Logger& logge
   }
   char took[32];
   std::snprintf(took, sizeof took, "%.1f s", seconds);
+  // SQLite knows the bytes of the whole file only: a part of it checked says no size.
+  const std::string size =
+      report.bytes_checked > 0 ? " (" + megabytes(report.bytes_checked) + ")" : std::string();
   logger.info("store", "checked at start: " + std::to_string(report.checked) + " of " +
-                           std::to_string(report.total) + " " + report.unit + " (" +
-                           megabytes(report.bytes_checked) + ") in " + took + ", no problem" +
+                           std::to_string(report.total) + " " + report.unit + size + " in " +
+                           took + ", no problem" +
                            (report.complete ? ""
                                             : "; the rest within store_check_at_start_ms was not "
                                               "read: `kpihub check-store` reads everything"));

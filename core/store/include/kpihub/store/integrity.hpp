@@ -1,8 +1,8 @@
 // Whether what a store holds on disk can still be read as it was written: every page of an
 // SQLite file, every block of a RocksDB table file, checked against the engine's own checks
 // (issue 19 section 4). `kpihub check-store` checks everything, with progress; the hub checks
-// what it can within a small budget when it starts, newest data first, and refuses a store that
-// fails. Corruption found while the pipeline reads is a StoreError as before; this finds it
+// what it can within a small budget when it starts (RocksDB's newest files first, SQLite's
+// tables by name), and refuses a store that fails. Corruption found while the pipeline reads is a StoreError as before; this finds it
 // before a report or a rescore reads a damaged page.
 #pragma once
 
@@ -36,8 +36,8 @@ struct IntegrityReport {
 class StoreIntegrity {
  public:
   virtual ~StoreIntegrity() = default;
-  // Reads and checks the store's parts, the newest first; with a budget, stops once it is
-  // spent (a part under way is finished). `progress`, when given, hears of each part checked.
+  // Reads and checks the store's parts (RocksDB: the newest files first); with a budget, stops
+  // once it is spent (a part under way is finished; SQLite's is interrupted). `progress`, when given, hears of each part checked.
   virtual IntegrityReport check(
       std::optional<std::chrono::milliseconds> budget,
       const std::function<void(const IntegrityProgress&)>& progress = {}) = 0;
