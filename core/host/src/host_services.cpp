@@ -79,13 +79,6 @@ std::string SecretResolver::resolve(std::string_view reference) const {
 
 namespace {
 
-void write_error(kpihub_error_buf err, std::string_view message) {
-  if (err.data == nullptr || err.capacity == 0) return;
-  const std::size_t n = std::min(message.size(), err.capacity - 1);
-  std::memcpy(err.data, message.data(), n);
-  err.data[n] = '\0';
-}
-
 std::string_view view(kpihub_str s) {
   return s.data ? std::string_view(s.data, s.size) : std::string_view();
 }
@@ -112,11 +105,7 @@ struct HostServicesAccess {
 
   static void log(void* ctx, kpihub_log_level level, kpihub_str message) {
     auto& s = self(ctx);
-    const LogLevel l = level == KPIHUB_LOG_DEBUG   ? LogLevel::debug
-                       : level == KPIHUB_LOG_WARN  ? LogLevel::warn
-                       : level == KPIHUB_LOG_ERROR ? LogLevel::error
-                                                   : LogLevel::info;
-    s.logger_.log(l, s.instance_, view(message));
+    s.logger_.log(log_level_of(level), s.instance_, view(message));
   }
   static int64_t now(void* ctx) { return self(ctx).clock_.now_unix_ms(); }
   static int32_t offset(void* ctx) { return self(ctx).utc_offset_minutes_; }
@@ -320,6 +309,26 @@ HostServices::HostServices(std::string plugin_instance, Logger& logger, const Cl
   api_.sleep_ms = &HostServicesAccess::sleep_ms;
   api_.metric_declare = &HostServicesAccess::metric_declare;
   api_.metric_add_labeled = &HostServicesAccess::metric_add_labeled;
+}
+
+LogLevel log_level_of(kpihub_log_level level) {
+  switch (level) {
+    case KPIHUB_LOG_DEBUG:
+      return LogLevel::debug;
+    case KPIHUB_LOG_WARN:
+      return LogLevel::warn;
+    case KPIHUB_LOG_ERROR:
+      return LogLevel::error;
+    default:
+      return LogLevel::info;
+  }
+}
+
+void write_error(kpihub_error_buf err, std::string_view message) {
+  if (err.data == nullptr || err.capacity == 0) return;
+  const std::size_t n = std::min(message.size(), err.capacity - 1);
+  std::memcpy(err.data, message.data(), n);
+  err.data[n] = '\0';
 }
 
 void HostServices::log(LogLevel level, std::string_view message) {

@@ -424,80 +424,64 @@ void PluginProcess::answer(Reader& q, Message type, int64_t deadline_ms, const c
   }
 }
 
-kpihub_status PluginProcess::pull(kpihub_str cursor, kpihub_page* out, std::string& error) {
-  Writer w(Message::pull);
-  w.str(cursor);
+// One call as the plugin's own function answers it: the child's status, then `decode` reads
+// what it returned (`what_came`: how a message it cannot read is named).
+template <typename Decode>
+kpihub_status PluginProcess::answered_call(const std::string& frame, const char* what,
+                                           const char* what_came, std::string& error,
+                                           Decode decode) {
   try {
-    call(w.finish(), "pull", isolation_.time_limit.count());
+    call(frame, what, isolation_.time_limit.count());
     Reader r(std::string_view(result_).substr(1));
     const kpihub_status st = read_status(r, error);
     if (st != KPIHUB_OK) return st;
     plugin_wire::DecodeBudget budget(kDecodeBudgetFactor * isolation_.max_message_bytes);
-    plugin_wire::read_page(r, page_, budget);
+    decode(r, budget);
     r.expect_done();
-    *out = page_.page;
     return KPIHUB_OK;
   } catch (const ChildEnded& e) {
-    return failed("pull", e.why, error);
+    return failed(what, e.why, error);
   } catch (const WireError& e) {
-    page_ = {};
+    release_large_buffers();
     const std::string ended = end_child(true);
-    return failed(
-        "pull", "a page the hub cannot read came (" + std::string(e.what()) + "); " + ended, error);
+    return failed(what,
+                  std::string(what_came) + " the hub cannot read came (" + e.what() + "); " + ended,
+                  error);
   }
+}
+
+kpihub_status PluginProcess::pull(kpihub_str cursor, kpihub_page* out, std::string& error) {
+  Writer w(Message::pull);
+  w.str(cursor);
+  return answered_call(w.finish(), "pull", "a page", error,
+                       [&](Reader& r, plugin_wire::DecodeBudget& budget) {
+                         plugin_wire::read_page(r, page_, budget);
+                         *out = page_.page;
+                       });
 }
 
 kpihub_status PluginProcess::list_staff(const kpihub_staff_entry** out, size_t* count,
                                         std::string& error) {
-  try {
-    call(Writer(Message::list_staff).finish(), "staff list", isolation_.time_limit.count());
-    Reader r(std::string_view(result_).substr(1));
-    const kpihub_status st = read_status(r, error);
-    if (st != KPIHUB_OK) return st;
-    plugin_wire::DecodeBudget budget(kDecodeBudgetFactor * isolation_.max_message_bytes);
-    plugin_wire::read_staff(r, staff_, budget);
-    r.expect_done();
-    *out = staff_.listed ? staff_.entries.data() : nullptr;
-    *count = staff_.entries.size();
-    if (staff_.listed && staff_.entries.empty()) {
-      static const kpihub_staff_entry kNone{};
-      *out = &kNone;  // listed and empty: present, with no entries
-    }
-    return KPIHUB_OK;
-  } catch (const ChildEnded& e) {
-    return failed("staff list", e.why, error);
-  } catch (const WireError& e) {
-    staff_ = {};
-    const std::string ended = end_child(true);
-    return failed("staff list",
-                  "a staff list the hub cannot read came (" + std::string(e.what()) + "); " + ended,
-                  error);
-  }
+  return answered_call(
+      Writer(Message::list_staff).finish(), "staff list", "a staff list", error,
+      [&](Reader& r, plugin_wire::DecodeBudget& budget) {
+        plugin_wire::read_staff(r, staff_, budget);
+        static const kpihub_staff_entry kNone{};
+        // Listed and empty is present, with no entries.
+        *out = !staff_.listed ? nullptr : staff_.entries.empty() ? &kNone : staff_.entries.data();
+        *count = staff_.entries.size();
+      });
 }
 
 kpihub_status PluginProcess::deliver(const kpihub_batch& batch, kpihub_delivery* out,
                                      std::string& error) {
   Writer w(Message::deliver);
   plugin_wire::write_batch(w, batch);
-  try {
-    call(w.finish(), "delivery", isolation_.time_limit.count());
-    Reader r(std::string_view(result_).substr(1));
-    const kpihub_status st = read_status(r, error);
-    if (st != KPIHUB_OK) return st;
-    plugin_wire::DecodeBudget budget(kDecodeBudgetFactor * isolation_.max_message_bytes);
-    plugin_wire::read_delivery(r, delivery_, budget);
-    r.expect_done();
-    *out = delivery_.delivery;
-    return KPIHUB_OK;
-  } catch (const ChildEnded& e) {
-    return failed("delivery", e.why, error);
-  } catch (const WireError& e) {
-    delivery_ = {};
-    const std::string ended = end_child(true);
-    return failed("delivery",
-                  "results the hub cannot read came (" + std::string(e.what()) + "); " + ended,
-                  error);
-  }
+  return answered_call(w.finish(), "delivery", "results", error,
+                       [&](Reader& r, plugin_wire::DecodeBudget& budget) {
+                         plugin_wire::read_delivery(r, delivery_, budget);
+                         *out = delivery_.delivery;
+                       });
 }
 
 }  // namespace kpihub

@@ -50,6 +50,9 @@ class PluginProcess {
   [[noreturn]] void fail_child(const std::string& why, bool kill_first);
   void answer(plugin_wire::Reader& question, plugin_wire::Message type, int64_t deadline_ms,
               const char* what);
+  template <typename Decode>
+  kpihub_status answered_call(const std::string& frame, const char* what, const char* what_came,
+                              std::string& error, Decode decode);
   kpihub_status failed(const char* what, const std::string& why, std::string& error);
   kpihub_status read_status(plugin_wire::Reader& r, std::string& error);
   void release_large_buffers();

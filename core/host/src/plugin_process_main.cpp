@@ -169,13 +169,6 @@ class HubClock final : public Clock {
   Channel& channel_;
 };
 
-void fill_error(kpihub_error_buf err, const std::string& message) {
-  if (err.data == nullptr || err.capacity == 0) return;
-  const std::size_t n = std::min(message.size(), err.capacity - 1);
-  std::memcpy(err.data, message.data(), n);
-  err.data[n] = '\0';
-}
-
 // The host API this process hands to the plugin: HTTP, stop and sleep from a HostServices of
 // its own; everything else asked of, or told to, the hub.
 class ChildHost {
@@ -206,21 +199,12 @@ class ChildHost {
   static void* local_ctx(void* ctx) { return local(ctx).ctx; }
 
   static void log(void* ctx, kpihub_log_level level, kpihub_str message) {
-    const LogLevel l = level == KPIHUB_LOG_DEBUG   ? LogLevel::debug
-                       : level == KPIHUB_LOG_WARN  ? LogLevel::warn
-                       : level == KPIHUB_LOG_ERROR ? LogLevel::error
-                                                   : LogLevel::info;
     Writer w(Message::log);
-    w.i32(static_cast<int32_t>(l));
+    w.i32(static_cast<int32_t>(log_level_of(level)));
     w.str(message);
     self(ctx).channel_.send(w.finish());
   }
-  static int64_t now(void* ctx) {
-    const auto reply = self(ctx).channel_.ask(Writer(Message::now).finish());
-    if (!reply) return SystemClock().now_unix_ms();  // the hub is gone
-    Reader r(*reply);
-    return r.i64();
-  }
+  static int64_t now(void* ctx) { return local(ctx).now_unix_ms(local_ctx(ctx)); }
   static int32_t offset(void* ctx) { return self(ctx).utc_offset_; }
   static kpihub_status secret(void* ctx, kpihub_str reference, char* out, size_t capacity,
                               size_t* out_size, kpihub_error_buf err) {
@@ -228,7 +212,7 @@ class ChildHost {
     w.str(reference);
     const auto reply = self(ctx).channel_.ask(w.finish());
     if (!reply) {
-      fill_error(err, "the hub is gone");
+      write_error(err, "the hub is gone");
       return KPIHUB_ERR_TRANSIENT;
     }
     Reader r(*reply);
@@ -236,7 +220,7 @@ class ChildHost {
     const std::string message = r.string();
     const kpihub_str value = r.str();
     if (st != KPIHUB_OK) {
-      fill_error(err, message);
+      write_error(err, message);
       return st;
     }
     *out_size = value.size;
@@ -273,7 +257,7 @@ class ChildHost {
     if (!reply) return KPIHUB_OK;  // the hub is gone: nothing will be counted anyway
     Reader r(*reply);
     const auto st = static_cast<kpihub_status>(r.u32());
-    if (st != KPIHUB_OK) fill_error(err, r.string());
+    if (st != KPIHUB_OK) write_error(err, r.string());
     return st;
   }
   static kpihub_status client_create(void* ctx, const kpihub_http_options* options,

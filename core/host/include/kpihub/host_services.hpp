@@ -63,6 +63,11 @@ class StopSignal {
   std::condition_variable cv_;
 };
 
+// The host's log level of a plugin's ABI log level.
+LogLevel log_level_of(kpihub_log_level level);
+// Writes `message` into a caller's error buffer (cut to fit, NUL-terminated).
+void write_error(kpihub_error_buf err, std::string_view message);
+
 // One per plugin instance: the C table points back at this object.
 class HostServices {
  public:
