@@ -179,20 +179,22 @@ void BM_AgencyMonths(benchmark::State& state) {
 }
 BENCHMARK(BM_AgencyMonths)->Unit(benchmark::kMillisecond);
 
-// The receiver's items: each scored record's JSON payload, built as the scorer builds it
-// for the outbox (the sink later splices these texts into a batch body without parsing).
+// The receiver's items: each scored record's JSON payload and the text of its `scoring` (what
+// the store's digest is taken of), built by the scorer's writer (the sink later splices the
+// payloads into a batch body without parsing).
 void BM_SerializeRecordPayloads(benchmark::State& state) {
   const Province& p = province();
   const StaffData& d = p.staff.front();
   const StaffMonthResult m = score_staff_month(input_for(p, d, kNow));
   std::size_t bytes = 0;
+  ScoredRecordWriter writer;
   for (auto _ : state) {
     for (std::size_t i = 0; i < std::min(m.scored.size(), d.records.size()); ++i) {
-      boost::json::object payload = to_json(d.records[i]);
-      payload["scoring"] = to_json(m.scored[i].scoring, 1);
-      payload["hub_id"] = "bench-hub";
-      payload["scored_at"] = "2025-05-10T08:00:00+07:00";
-      const std::string text = boost::json::serialize(payload);
+      // What the scorer writes for a record it sends: the text its digest is taken of, then the
+      // receiver's item.
+      benchmark::DoNotOptimize(writer.scoring_text(m.scored[i].scoring).data());
+      const std::string text = writer.payload(d.records[i], m.scored[i].scoring, 1, "bench-hub",
+                                              "2025-05-10T08:00:00+07:00");
       bytes += text.size();
       benchmark::DoNotOptimize(text.data());
     }

@@ -376,7 +376,7 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
           }
           queued.erase(q);
         }
-        std::string digest = scoring_digest(json::serialize(to_json(scored.scoring)));
+        std::string digest = scoring_digest(writer_.scoring_text(scored.scoring));
         const bool unchanged = send_ == Send::changed && prev &&
                                prev->revision == record.revision && prev->scoring_digest == digest;
         if (unchanged) continue;
@@ -413,13 +413,10 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
           // with this score (its staff month is dirty again and is rescored next).
           const std::optional<WorkRecord> full = full_record(record.record_id);
           if (!full || full->revision != record.revision) continue;
-          json::object payload = to_json(*full);
-          payload["scoring"] = to_json(c.scored->scoring, c.row.sequence);
-          payload["hub_id"] = hub_id_;
-          payload["scored_at"] = scored_at_text;
           entry.outbox = commit.outbox.size();
           commit.outbox.push_back(
-              {0, OutboxKind::record, record.record_id, json::serialize(payload)});
+              {0, OutboxKind::record, record.record_id,
+               writer_.payload(*full, c.scored->scoring, c.row.sequence, hub_id_, scored_at_text)});
           ++result.records_sent;
         }
         queued.emplace(record.record_id, entry);

@@ -11,7 +11,9 @@ void put_if(json::object& o, std::string_view key, const std::string& v) {
   if (!v.empty()) o.emplace(key, v);
 }
 
-const json::value* field(const json::object& o, std::string_view key) { return o.if_contains(key); }
+const json::value* field(const json::object& o, std::string_view key) {
+  return o.if_contains(key);
+}
 
 std::string string_field(const json::object& o, std::string_view key, bool required) {
   const auto* v = field(o, key);
@@ -33,8 +35,8 @@ std::optional<Timestamp> timestamp_field(const json::object& o, std::string_view
 
 }  // namespace
 
-json::object to_json(const WorkRecord& r) {
-  json::object o;
+json::object to_json(const WorkRecord& r, json::storage_ptr sp) {
+  json::object o(std::move(sp));
   o.reserve(24);
   o.emplace("record_id", r.record_id);
   o.emplace("source_system", r.source_system);
@@ -54,7 +56,7 @@ json::object to_json(const WorkRecord& r) {
   if (r.deadline) o.emplace("deadline", r.deadline->str());
   if (r.completed_at) o.emplace("completed_at", r.completed_at->str());
   if (r.approval) {
-    json::object a;
+    json::object a(o.storage());
     a.emplace("status", to_string(r.approval->status));
     if (r.approval->rating) a.emplace("rating", to_string(*r.approval->rating));
     if (!r.approval->by.empty()) a.emplace("by", r.approval->by);
@@ -62,13 +64,15 @@ json::object to_json(const WorkRecord& r) {
     o.emplace("approval", std::move(a));
   }
   if (r.changed_at) o.emplace("changed_at", r.changed_at->str());
-  json::object attrs;
+  json::object attrs(o.storage());
   for (const auto& [k, v] : r.attributes) attrs.emplace(k, v);
   o.emplace("attributes", std::move(attrs));
   return o;
 }
 
-std::string to_json_text(const WorkRecord& r) { return json::serialize(to_json(r)); }
+std::string to_json_text(const WorkRecord& r) {
+  return json::serialize(to_json(r));
+}
 
 WorkRecord work_record_from_json(const json::value& v) {
   if (!v.is_object()) throw std::invalid_argument("work record: expected a JSON object");
@@ -91,7 +95,8 @@ WorkRecord work_record_from_json(const json::value& v) {
   if (!date) throw std::invalid_argument("work_date: not a date");
   r.work_date = *date;
   const auto* minutes = field(o, "declared_minutes");
-  if (!minutes || !minutes->is_int64()) throw std::invalid_argument("declared_minutes: expected an integer");
+  if (!minutes || !minutes->is_int64())
+    throw std::invalid_argument("declared_minutes: expected an integer");
   r.declared_minutes = static_cast<int32_t>(minutes->as_int64());
   const auto* qty = field(o, "quantity");
   if (!qty || !(qty->is_number())) throw std::invalid_argument("quantity: expected a number");
@@ -128,7 +133,8 @@ WorkRecord work_record_from_json(const json::value& v) {
   r.changed_at = timestamp_field(o, "changed_at");
   if (const auto* attrs = field(o, "attributes"); attrs && attrs->is_object()) {
     for (const auto& kv : attrs->as_object()) {
-      if (!kv.value().is_string()) throw std::invalid_argument("attributes: values must be strings");
+      if (!kv.value().is_string())
+        throw std::invalid_argument("attributes: values must be strings");
       r.attributes.emplace_back(std::string(kv.key()), std::string(kv.value().as_string()));
     }
   }

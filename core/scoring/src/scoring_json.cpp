@@ -1,7 +1,9 @@
 // JSON forms of scored records, staff months and agency months (spec/kpi-model.md).
+#include <kpihub/model_json.hpp>
 #include <kpihub/scoring.hpp>
 
 #include <cmath>
+#include <string>
 
 namespace kpihub {
 namespace {
@@ -39,8 +41,9 @@ json::object flag_counts(const FlagCounts& f) {
 
 }  // namespace
 
-json::object to_json(const RecordScoring& s, std::optional<int64_t> sequence) {
-  json::object o;
+json::object to_json(const RecordScoring& s, std::optional<int64_t> sequence,
+                     json::storage_ptr sp) {
+  json::object o(std::move(sp));
   o.reserve(16);  // every key below: no rehash as it grows (the scorer builds one per record)
   o["rules_version"] = s.rules_version;
   o["catalog_version"] = s.catalog_version;
@@ -55,13 +58,47 @@ json::object to_json(const RecordScoring& s, std::optional<int64_t> sequence) {
   o["points"] = reported(s.points);
   o["counts"] = to_string(s.counts);
   if (sequence) o["sequence"] = *sequence;
-  json::array flags;
+  json::array flags(o.storage());
   for (RecordFlag f : kAllRecordFlags) {
     if (s.flags.has(f)) flags.emplace_back(to_string(f));
   }
   o["flags"] = std::move(flags);
-  o["duplicate_of"] = s.duplicate_of ? json::value(*s.duplicate_of) : json::value(nullptr);
+  o["duplicate_of"] =
+      s.duplicate_of ? json::value(*s.duplicate_of, o.storage()) : json::value(nullptr);
   return o;
+}
+
+namespace {
+// Holds a scored record's object tree (about 4 KB) without reaching the upstream allocator.
+constexpr std::size_t kWriterBufferBytes = 16 * 1024;
+}  // namespace
+
+ScoredRecordWriter::ScoredRecordWriter() : buffer_(kWriterBufferBytes) {}
+
+void ScoredRecordWriter::serialize(const json::object& o, std::string& out) {
+  serializer_.reset(&o);
+  out.clear();
+  char chunk[4096];
+  while (!serializer_.done()) out.append(serializer_.read(chunk, sizeof chunk));
+}
+
+std::string_view ScoredRecordWriter::scoring_text(const RecordScoring& s) {
+  json::monotonic_resource arena(buffer_.data(), buffer_.size());
+  serialize(to_json(s, std::nullopt, &arena), text_);
+  return text_;
+}
+
+std::string ScoredRecordWriter::payload(const WorkRecord& record, const RecordScoring& s,
+                                        int64_t sequence, std::string_view hub_id,
+                                        std::string_view scored_at) {
+  json::monotonic_resource arena(buffer_.data(), buffer_.size());
+  json::object o = to_json(record, &arena);
+  o["scoring"] = to_json(s, sequence, &arena);
+  o["hub_id"] = hub_id;
+  o["scored_at"] = scored_at;
+  std::string out;
+  serialize(o, out);
+  return out;
 }
 
 json::object to_json(const StaffMonthResult& m, int64_t revision) {

@@ -1,5 +1,6 @@
 // The scoring engine against spec/scoring.md: the worked example, one test per
 // rule and flag, agency summaries, and properties over generated staff months.
+#include <kpihub/model_json.hpp>
 #include <kpihub/scoring.hpp>
 
 #include <gtest/gtest.h>
@@ -247,6 +248,36 @@ TEST(WorkedExample, RecordScoringJsonMatchesKpiModel) {
     "flags": [], "duplicate_of": null })");
   EXPECT_EQ(json::value(o), expected) << json::serialize(o);
   EXPECT_FALSE(to_json(scoring_of(m, "eoffice:r1")).contains("sequence"));
+}
+
+// What the scorer writes for a record it sends: the receiver's item (the record's fields, its
+// scoring with the sequence it goes out under, the hub and the scoring time), and the text of
+// its scoring without the sequence, byte for byte the text earlier builds digested: a store's
+// last scores are digests of it, and a different text would send every rescored record again.
+TEST(WorkedExample, TheScorersItemIsTheRecordWithItsScoringAndTheDigestTextIsUnchanged) {
+  Scenario s = worked_example();
+  // Larger than the writer's buffer: the rest comes from the heap, and the next call is as
+  // right as the first.
+  s.records[1].title = std::string(40000, 'x');
+  s.records[1].attributes = {{"ward", "Nhi"}, {"room", "2"}};
+  s.records[1].changed_at = ts("2025-04-11T09:30:00+07:00");
+  const StaffMonthResult m = s.score();
+  ScoredRecordWriter writer;
+  for (int round = 0; round < 2; ++round) {
+    for (const WorkRecord& r : s.records) {
+      const RecordScoring& scoring = scoring_of(m, r.record_id);
+      EXPECT_EQ(writer.scoring_text(scoring), json::serialize(to_json(scoring)));
+      const json::value item = json::parse(
+          writer.payload(r, scoring, 17, "khanhhoa-hub-1", "2025-05-02T08:00:00+07:00"));
+      json::object expected = to_json(r);
+      expected["scoring"] = to_json(scoring, 17);
+      expected["hub_id"] = "khanhhoa-hub-1";
+      expected["scored_at"] = "2025-05-02T08:00:00+07:00";
+      EXPECT_EQ(item, json::value(expected)) << r.record_id;
+      EXPECT_EQ(work_record_from_json(item), r) << r.record_id;
+      EXPECT_EQ(item.at("scoring").at("sequence"), json::value(17));
+    }
+  }
 }
 
 TEST(WorkedExample, ExplainShowsTheNumbers) {

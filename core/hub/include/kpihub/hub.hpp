@@ -209,6 +209,7 @@ class Scorer {
   std::shared_mutex* directory_lock_;
   const Clock& send_clock_;
   Send send_;
+  ScoredRecordWriter writer_;
   std::map<std::string, CachedMonth> cache_;
   bool past_due_checked_ = false;
   double helper_cpu_s_ = 0;

@@ -9,8 +9,9 @@
 
 namespace kpihub {
 
-// The work record as kpi-model.md shows it (absent optional fields omitted).
-boost::json::object to_json(const WorkRecord& r);
+// The work record as kpi-model.md shows it (absent optional fields omitted), its values in
+// `sp`'s memory (a caller that builds one per record passes a monotonic buffer).
+boost::json::object to_json(const WorkRecord& r, boost::json::storage_ptr sp = {});
 // Inverse of to_json; throws std::invalid_argument naming the field on bad input.
 WorkRecord work_record_from_json(const boost::json::value& v);
 

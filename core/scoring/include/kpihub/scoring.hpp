@@ -94,7 +94,31 @@ struct RecordScoring {
 
 // The `scoring` object of spec/kpi-model.md. `sequence` belongs to the outbox
 // (it increases per version sent), so it is written only when given.
-boost::json::object to_json(const RecordScoring& s, std::optional<int64_t> sequence = std::nullopt);
+boost::json::object to_json(const RecordScoring& s, std::optional<int64_t> sequence = std::nullopt,
+                            boost::json::storage_ptr sp = {});
+
+// The texts the scorer writes for each record it scores: the `scoring` object whose digest the
+// store keeps (what tells a changed score from one already sent), and the receiver's scored
+// record (spec/kpi-model.md: the record's fields, its `scoring` with `sequence`, `hub_id` and
+// `scored_at`). Each is built in one buffer reused from record to record: built the plain way,
+// a record's two texts cost about sixty allocations, a tenth of the scorer's CPU at province
+// size (issue 20). Not thread-safe: one per scorer.
+class ScoredRecordWriter {
+ public:
+  ScoredRecordWriter();
+  // serialize(to_json(s)): without `sequence`. Valid until the next call.
+  std::string_view scoring_text(const RecordScoring& s);
+  // The receiver's scored record, as one JSON object's text.
+  std::string payload(const WorkRecord& record, const RecordScoring& s, int64_t sequence,
+                      std::string_view hub_id, std::string_view scored_at);
+
+ private:
+  void serialize(const boost::json::object& o, std::string& out);
+
+  std::vector<unsigned char> buffer_;
+  boost::json::serializer serializer_;
+  std::string text_;
+};
 
 // ---------------------------------------------------------- staff month --
 
