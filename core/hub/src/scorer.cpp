@@ -439,19 +439,25 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
     // A staff month of more records than a run reads is read, scored and committed a few whole
     // days at a time (issue 18: a lab clinician's month of a 200 MB hospital export took the
     // hub to 404 MB). A day's scores depend on that day's records only (scoring.md 4).
-    const std::vector<ScoringState::DayCount> per_day = state_.records_per_day(key);
-    std::size_t month_records = 0;
-    for (const ScoringState::DayCount& d : per_day) month_records += d.records;
-    const bool chunked = month_records > kRecordsPerRun;
-
     // Only the changed days are read and scored, folded with the stored totals of the others
     // (issue 8, part 3). The staff month is scored whole when so marked (rescore, due date,
     // an old mark), when it has no usable stored totals (none yet, or another basis), and for
-    // staff no longer in the directory (their agency comes from their records).
+    // staff no longer in the directory (their agency comes from their records). What is read is
+    // counted first, the changed days alone when they may be enough.
+    const bool may_rescore_days = dirty_key.days != kWholeMonth && in_directory;
+    std::vector<ScoringState::DayCount> per_day =
+        state_.records_per_day(key, may_rescore_days ? dirty_key.days : kWholeMonth);
+    const auto over_a_run = [](const std::vector<ScoringState::DayCount>& days) {
+      std::size_t records = 0;
+      for (const ScoringState::DayCount& d : days) records += d.records;
+      return records > kRecordsPerRun;
+    };
+    bool chunked = over_a_run(per_day);
+
     ScoringState::StaffMonthForScoring stored;
     std::optional<std::vector<DayTotals>> other_days;
     std::vector<DayMask> chunks;  // chunked: the days each read takes
-    if (dirty_key.days != kWholeMonth && in_directory) {
+    if (may_rescore_days) {
       // Chunked, the stored totals alone first (no day: no record).
       stored = state_.staff_days_for_scoring(key, chunked ? DayMask{0} : dirty_key.days);
       if (stored.day_totals) {
@@ -459,6 +465,11 @@ ScoringRunResult Scorer::score_pending(std::size_t max_keys) {
       }
     }
     const bool whole = !other_days;
+    if (whole && may_rescore_days) {
+      // No usable totals: the whole staff month after all.
+      per_day = state_.records_per_day(key, kWholeMonth);
+      chunked = over_a_run(per_day);
+    }
     if (chunked) {
       chunks = day_chunks(per_day, whole ? kWholeMonth : dirty_key.days, kRecordsPerRun);
       // Between two parts' commits the staff month stays dirty; alone in its run, nothing else

@@ -108,7 +108,7 @@ class Copier {
   // A staff month's records a few days at a time (one may hold hundreds of thousands: issue 18),
   // with when each was received and its last score, then its day totals.
   void copy_staff_month(const StaffMonthKey& key) {
-    const auto days = from_.scoring().records_per_day(key);
+    const auto days = from_.scoring().records_per_day(key, kWholeMonth);
     DayMask mask = 0;
     std::size_t in_mask = 0;
     for (std::size_t i = 0; i < days.size(); ++i) {

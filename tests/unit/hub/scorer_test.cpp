@@ -72,8 +72,8 @@ class InterleavingScoring final : public ScoringState {
     most_records_read = std::max(most_records_read, out.size());
     return out;
   }
-  std::vector<DayCount> records_per_day(const StaffMonthKey& k) override {
-    return inner_.records_per_day(k);
+  std::vector<DayCount> records_per_day(const StaffMonthKey& k, DayMask days) override {
+    return inner_.records_per_day(k, days);
   }
   void scan_month_for_scoring(const std::string& month, const std::vector<std::string>& split,
                               const PartVisitor& visit) override {

@@ -370,11 +370,17 @@ TEST_P(StoreTest, ALargeStaffMonthComesToTheMonthScanInBatchesOfWholeDays) {
 
   // What the scorer plans and reads a large staff month with: counts per day, and the records
   // of some days (record_id order), as records_of_staff_month has them.
-  const auto per_day = store->scoring().records_per_day({"CB001", "2025-04"});
+  const auto per_day = store->scoring().records_per_day({"CB001", "2025-04"}, kWholeMonth);
   ASSERT_EQ(per_day.size(), 30u);
   EXPECT_EQ(per_day[0], (ScoringState::DayCount{*Date::parse("2025-04-01"), 410}));
   EXPECT_EQ(per_day[29], (ScoringState::DayCount{*Date::parse("2025-04-30"), 409}));
   const DayMask days = day_bit(*Date::parse("2025-04-03")) | day_bit(*Date::parse("2025-04-17"));
+  // Some days only: those days, counted as the whole month counts them; no day, nothing.
+  EXPECT_EQ(
+      store->scoring().records_per_day({"CB001", "2025-04"}, days),
+      (std::vector<ScoringState::DayCount>{{*Date::parse("2025-04-03"), per_day[2].records},
+                                           {*Date::parse("2025-04-17"), per_day[16].records}}));
+  EXPECT_TRUE(store->scoring().records_per_day({"CB001", "2025-04"}, 0).empty());
   auto expected = store->scoring().records_of_staff_month({"CB001", "2025-04"});
   std::erase_if(expected, [&](const WorkRecord& r) { return (days & day_bit(r.work_date)) == 0; });
   const auto got = store->scoring().records_of_staff_days({"CB001", "2025-04"}, days);

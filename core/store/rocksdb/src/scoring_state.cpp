@@ -411,15 +411,28 @@ std::vector<WorkRecord> RocksScoringState::records_of_staff_days(const StaffMont
       });
 }
 
-std::vector<ScoringState::DayCount> RocksScoringState::records_per_day(const StaffMonthKey& key) {
+std::vector<ScoringState::DayCount> RocksScoringState::records_per_day(const StaffMonthKey& key,
+                                                                       DayMask days) {
   return guarded(db_, "counting records of staff " + key.staff_code + " in " + key.month, [&] {
     const std::string prefix = key_prefix(key);
     std::vector<DayCount> out;
     PrefixRange it(db_, db_.staff_days(), prefix);
-    for (; it->Valid(); it->Next()) {
-      const Date d = key_date(it.key().substr(prefix.size()));
-      if (out.empty() || out.back().date != d) out.push_back({d, 0});
-      ++out.back().records;
+    if (days == kWholeMonth) {
+      for (; it->Valid(); it->Next()) {
+        const Date d = key_date(it.key().substr(prefix.size()));
+        if (out.empty() || out.back().date != d) out.push_back({d, 0});
+        ++out.back().records;
+      }
+    } else {
+      const Month month = parse_month(db_, key.month);
+      for (Date d = month.first_day(); d <= month.last_day(); ++d.days) {
+        if ((days & day_bit(d)) == 0) continue;
+        const std::string day = staff_day_prefix(prefix, d);
+        std::size_t records = 0;
+        for (it->Seek(day); it->Valid() && it.key().starts_with(day); it->Next()) ++records;
+        if (records > 0) out.push_back({d, records});
+        db_.check(it->status(), "counting records per day");
+      }
     }
     db_.check(it->status(), "counting records per day");
     return out;

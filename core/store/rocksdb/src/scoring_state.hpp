@@ -20,7 +20,7 @@ class RocksScoringState final : public ScoringState {
   std::size_t mark_month_dirty(const std::string& month) override;
   std::vector<WorkRecord> records_of_staff_month(const StaffMonthKey& key) override;
   std::vector<WorkRecord> records_of_staff_days(const StaffMonthKey& key, DayMask days) override;
-  std::vector<DayCount> records_per_day(const StaffMonthKey& key) override;
+  std::vector<DayCount> records_per_day(const StaffMonthKey& key, DayMask days) override;
   StaffMonthForScoring staff_month_for_scoring(const StaffMonthKey& key) override;
   StaffMonthForScoring staff_days_for_scoring(const StaffMonthKey& key, DayMask days) override;
   std::vector<std::string> staff_of_month(const std::string& month) override;

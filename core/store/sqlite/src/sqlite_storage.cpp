@@ -503,7 +503,7 @@ class SqliteStorage final : public Storage,
     });
   }
 
-  std::vector<DayCount> records_per_day(const StaffMonthKey& key) override {
+  std::vector<DayCount> records_per_day(const StaffMonthKey& key, DayMask days) override {
     return guarded("counting records of staff " + key.staff_code + " in " + key.month, [&] {
       // On the covering scoring index (month, staff_code, work_date, ...): no table page.
       sqlite3_stmt* select = records_per_day_.get(
@@ -517,8 +517,9 @@ class SqliteStorage final : public Storage,
       std::vector<DayCount> out;
       int rc;
       while ((rc = sqlite3_step(select)) == SQLITE_ROW) {
-        out.push_back({Date{static_cast<int32_t>(sqlite3_column_int64(select, 0))},
-                       static_cast<std::size_t>(sqlite3_column_int64(select, 1))});
+        const Date date{static_cast<int32_t>(sqlite3_column_int64(select, 0))};
+        if ((days & day_bit(date)) == 0) continue;
+        out.push_back({date, static_cast<std::size_t>(sqlite3_column_int64(select, 1))});
       }
       if (rc != SQLITE_DONE) store_detail::sqlite_fail(db_, path_, "counting records per day");
       return out;

@@ -39,14 +39,16 @@ class ScoringState {
   // a few days at a time (issue 18: one lab clinician's month held 290,000 records).
   virtual std::vector<WorkRecord> records_of_staff_days(const StaffMonthKey& key, DayMask days) = 0;
   // How many records (current revisions, retracted ones included) the staff month has on each
-  // work date that has any, in date order: what the scorer plans its reads of a staff month
-  // with.
+  // work date of `days` that has any, in date order: what the scorer plans its reads of a staff
+  // month with. A few days are counted without reading the rest of the month (rescoring a
+  // change counts the days it changed: on RocksDB, counting a whole staff month was a sixth of
+  // rescoring a revised record).
   struct DayCount {
     Date date;
     std::size_t records = 0;
     bool operator==(const DayCount&) const = default;
   };
-  virtual std::vector<DayCount> records_per_day(const StaffMonthKey& key) = 0;
+  virtual std::vector<DayCount> records_per_day(const StaffMonthKey& key, DayMask days) = 0;
   // Everything rescoring one staff-month reads, in two range reads: its records
   // in record_id order with the fields scoring reads (ScanBatch's; the
   // others are left empty: RecordLog::record has them all), and for each (same index)
