@@ -298,8 +298,8 @@ void check_store_at_start(Storage& store, const HubConfig& config, Logger& logge
   const std::string size =
       report.bytes_checked > 0 ? " (" + megabytes(report.bytes_checked) + ")" : std::string();
   logger.info("store", "checked at start: " + std::to_string(report.checked) + " of " +
-                           std::to_string(report.total) + " " + report.unit + size + " in " +
-                           took + ", no problem" +
+                           std::to_string(report.total) + " " + report.unit + size + " in " + took +
+                           ", no problem" +
                            (report.complete ? ""
                                             : "; the rest within store_check_at_start_ms was not "
                                               "read: `kpihub check-store` reads everything"));
@@ -617,12 +617,13 @@ int cmd_rescore(const std::vector<std::string>& args) {
 int cmd_quarantine(const std::vector<std::string>& args) {
   po::options_description desc(
       "quarantine: items that failed validation, with their reasons; replay them after a fix "
-      "of the catalog or the staff directory");
+      "of the catalog or the staff directory, or dismiss those a fix made obsolete");
   add_config_option(desc);
-  desc.add_options()("action", po::value<std::string>()->default_value("list"), "list or replay")(
+  desc.add_options()("action", po::value<std::string>()->default_value("list"),
+                     "list, replay or dismiss")(
       "source", po::value<std::string>()->default_value(""), "only this source")(
       "reason", po::value<std::string>()->default_value(""), "only this reason code")(
-      "id", po::value<int64_t>()->default_value(0), "replay: only this entry")(
+      "id", po::value<int64_t>()->default_value(0), "replay, dismiss: only this entry")(
       "limit", po::value<std::size_t>()->default_value(50), "list: at most this many")(
       "after", po::value<int64_t>()->default_value(0), "list: entries after this id (paging)");
   po::positional_options_description pos;
@@ -630,15 +631,38 @@ int cmd_quarantine(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse(args, desc, vm,
              "kpihub quarantine [list] [--source S] [--reason R] [--limit N] [--after ID]\n"
-             "       kpihub quarantine replay [--id ID | --source S --reason R]",
+             "       kpihub quarantine replay [--id ID | --source S --reason R]\n"
+             "       kpihub quarantine dismiss (--id ID | --source S [--reason R] | --reason R)",
              &pos)) {
     return kExitOk;
   }
   const std::string action = vm["action"].as<std::string>();
-  if (action != "list" && action != "replay") {
-    throw Usage("quarantine: \"" + action + "\" is not list or replay");
+  if (action != "list" && action != "replay" && action != "dismiss") {
+    throw Usage("quarantine: \"" + action + "\" is not list, replay or dismiss");
   }
   const HubConfig config = load_config(vm);
+  if (action == "dismiss") {
+    const int64_t id = vm["id"].as<int64_t>();
+    const std::string source = vm["source"].as<std::string>();
+    const std::string reason = vm["reason"].as<std::string>();
+    if (id <= 0 && source.empty() && reason.empty()) {
+      throw Usage(
+          "quarantine dismiss needs --id, --source or --reason: it does not dismiss every entry "
+          "at once");
+    }
+    if (!reason.empty() && !parse_reason(reason)) {
+      throw Usage("quarantine dismiss: --reason " + reason + " is not a reason code (see " +
+                  "`kpihub quarantine list`)");
+    }
+    const auto lock = lock_for_writing(config, "quarantine dismiss", "");
+    auto store = open_store(config, StoreUse::write);
+    const std::size_t dismissed = store->records().dismiss_quarantine(source, reason, id);
+    const std::string what = (id > 0 ? "id " + std::to_string(id) + " " : std::string()) +
+                             "source \"" + source + "\" reason \"" + reason + "\"";
+    store->views().audit("cli", "dismiss quarantine", what + ": " + std::to_string(dismissed));
+    std::cout << dismissed << " quarantine entries dismissed (" << what << ")\n";
+    return dismissed > 0 || id <= 0 ? kExitOk : kExitFailure;
+  }
   if (action == "replay") {
     const int64_t id = vm["id"].as<int64_t>();
     const auto lock =
@@ -762,6 +786,54 @@ int cmd_forget_sink(const std::vector<std::string>& args) {
   }
   store->views().audit("cli", "forget sink", sink);
   std::cout << "sink " << sink << " forgotten: it no longer holds outbox items back\n";
+  return kExitOk;
+}
+
+int cmd_source(const std::vector<std::string>& args) {
+  po::options_description desc(
+      "source reset: read a source again from its start (or from --to CURSOR) at the next run, "
+      "after a fix of its plugin or mapping; records the store has at the same revision are "
+      "ignored, quarantine entries resolve when a valid revision of their record comes");
+  add_config_option(desc);
+  desc.add_options()("action", po::value<std::string>()->required(), "reset")(
+      "name", po::value<std::string>()->required(), "the source's name in the configuration")(
+      "to", po::value<std::string>(), "the cursor to read from (default: the source's start)");
+  po::positional_options_description pos;
+  pos.add("action", 1).add("name", 1);
+  po::variables_map vm;
+  if (!parse(args, desc, vm, "kpihub source reset NAME [--to CURSOR] [--config FILE]", &pos)) {
+    return kExitOk;
+  }
+  const std::string action = vm["action"].as<std::string>();
+  if (action != "reset") throw Usage("source: \"" + action + "\" is not reset");
+  const HubConfig config = load_config(vm);
+  const std::string name = vm["name"].as<std::string>();
+  if (std::none_of(config.sources.begin(), config.sources.end(),
+                   [&](const auto& s) { return s.name == name; })) {
+    std::cerr << "kpihub: no source " << name << " in " << config.file << "\n";
+    return kExitFailure;
+  }
+  // A running hub keeps each source's cursor in memory and stores it with its next page: the
+  // reset would be overwritten.
+  prepare_data_dir(config);
+  std::optional<StoreRunLock> run_lock;
+  try {
+    run_lock.emplace(config.store_path);
+  } catch (const StoreError& e) {
+    std::cerr << "kpihub: source reset needs the hub stopped: " << e.what() << "\n";
+    return kExitFailure;
+  }
+  auto store = open_store(config, StoreUse::write);
+  const std::optional<std::string> was = store->records().cursor(name);
+  std::optional<std::string> to;
+  if (vm.count("to")) to = vm["to"].as<std::string>();
+  store->records().set_cursor(name, to);
+  const auto text = [](const std::optional<std::string>& c) {
+    return c ? "\"" + *c + "\"" : std::string("(none: its start)");
+  };
+  store->views().audit("cli", "reset source", name + ": cursor " + text(was) + " -> " + text(to));
+  std::cout << "source " << name << ": cursor " << text(was) << " -> " << text(to)
+            << "; the next run reads it from there\n";
   return kExitOk;
 }
 
@@ -1031,14 +1103,15 @@ int cmd_resend(const std::vector<std::string>& args) {
   const auto [first, last] = months_option(vm["months"].as<std::string>());
   const HubConfig config = load_config(vm);
   ReferenceData ref = load_reference(config);
-  const auto lock = lock_for_writing(config, "resend --months " + vm["months"].as<std::string>(),
-                                     "");
+  const auto lock =
+      lock_for_writing(config, "resend --months " + vm["months"].as<std::string>(), "");
   auto store = open_store(config, StoreUse::write);
   merge_synced_staff(ref.directory, store->staff_lists().synced_staff());
   SystemClock system_clock;
   const RecordClock clock(config, system_clock, ref.rules.utc_offset_minutes);
   std::size_t marked = 0;
-  for (Month m = first; !(last < m); m = m.next()) marked += store->scoring().mark_month_dirty(m.str());
+  for (Month m = first; !(last < m); m = m.next())
+    marked += store->scoring().mark_month_dirty(m.str());
   Scorer scorer(store->scoring(), store->records(), ref, clock, config.hub_id, nullptr,
                 &system_clock, Scorer::Send::everything);
   const ScoringRunResult total = score_until_done(scorer, "resend", marked);
@@ -1064,6 +1137,7 @@ const Command kCommands[] = {
     {"resend", "send months again whole, after a restore", cmd_resend},
     {"quarantine", "list items that failed validation, or replay them after a fix", cmd_quarantine},
     {"dead-letters", "list or replay items a receiver refused", cmd_dead_letters},
+    {"source", "reset a source's cursor to read it again after a fix (hub stopped)", cmd_source},
     {"forget-sink", "let a sink removed from the configuration stop holding outbox items",
      cmd_forget_sink},
     {"store", "store copy: copy a store into a new SQLite or RocksDB store", cmd_store},

@@ -590,7 +590,7 @@ TEST_F(HubE2E, VersionNamesTheHubThePluginAbiAndTheStoreSchema) {
 TEST_F(HubE2E, HelpForEveryCommand) {
   for (const char* cmd : {"run", "check-config", "plugins", "status", "report", "explain",
                           "rescore", "resend", "check-store", "quarantine", "dead-letters",
-                          "forget-sink", "store"}) {
+                          "forget-sink", "store", "source"}) {
     const auto r = run({cmd, "--help"}, (dir_ / "help.txt").string());
     EXPECT_EQ(r.code, 0) << cmd;
     EXPECT_NE(r.output.find("usage: kpihub"), std::string::npos) << cmd << ": " << r.output;

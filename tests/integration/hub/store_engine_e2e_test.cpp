@@ -213,6 +213,52 @@ TEST_F(StoreEngineE2E, ARunOnARocksdbStoreStoresScoresAndForwardsAndStatusReadsI
   EXPECT_EQ(records, 300);
 }
 
+// After a fix of a source's plugin or mapping (issue 22): `kpihub source reset` has the next run
+// read the source again from its start, which stores nothing twice and sends nothing again; and
+// `kpihub quarantine dismiss` removes entries the fix made obsolete. Both audited, on both
+// engines.
+TEST_F(StoreEngineE2E, ASourceIsReadAgainFromItsStartAndObsoleteQuarantineIsDismissed) {
+  for (const std::string engine : {"sqlite", "rocksdb"}) {
+    SCOPED_TRACE(engine);
+    const auto config = write_config(350, 40, " \"store\": \"" + engine + "\",", 0, engine);
+    auto r = run({"run", "--once", "--config", config});
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_CONTAINS(r.output, "350 items: 300 new");
+    const auto sent = delivered(engine);
+    ASSERT_FALSE(sent.empty());
+
+    r = run({"source", "reset", "nosuch", "--config", config});
+    EXPECT_EQ(r.code, 1) << r.output;
+    EXPECT_CONTAINS(r.output, "no source nosuch in " + config);
+    r = run({"source", "reset", "counting", "--config", config});
+    EXPECT_EQ(r.code, 0) << r.output;
+    EXPECT_CONTAINS(r.output, "source counting: cursor \"");
+    EXPECT_CONTAINS(r.output, "\" -> (none: its start); the next run reads it from there");
+    r = run({"status", "--config", config});
+    EXPECT_CONTAINS(r.output, "source counting: 300 records, 50 quarantined, cursor (none)");
+
+    r = run({"run", "--once", "--config", config});
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_CONTAINS(r.output, "350 items: 0 new, 0 updated, 350 unchanged, 0 quarantined");
+    EXPECT_EQ(delivered(engine), sent);  // nothing went out again
+    r = run({"status", "--config", config});
+    // The items quarantined again are the same entries: not kept twice.
+    EXPECT_CONTAINS(r.output, "300 records (300 revisions), 50 quarantined");
+
+    r = run({"quarantine", "dismiss", "--config", config});
+    EXPECT_EQ(r.code, 2) << r.output;
+    EXPECT_CONTAINS(r.output, "quarantine dismiss needs --id, --source or --reason");
+    r = run({"quarantine", "dismiss", "--reason", "no_such_reason", "--config", config});
+    EXPECT_EQ(r.code, 2) << r.output;
+    r = run({"quarantine", "dismiss", "--source", "counting", "--config", config});
+    EXPECT_EQ(r.code, 0) << r.output;
+    EXPECT_CONTAINS(r.output, "50 quarantine entries dismissed (source \"counting\" reason \"\")");
+    r = run({"status", "--config", config});
+    EXPECT_CONTAINS(r.output, "300 records (300 revisions), 0 quarantined");
+    EXPECT_CONTAINS(r.output, "source counting: 300 records, 0 quarantined");
+  }
+}
+
 // RocksDB takes one writer, the running hub: a command that reads opens the store read-only
 // beside it; one that writes is told to stop the hub or to ask it through the admin API.
 TEST_F(StoreEngineE2E, BesideARunningHubReadingCommandsWorkAndWritingOnesSayWhatToDo) {
@@ -252,6 +298,13 @@ TEST_F(StoreEngineE2E, BesideARunningHubReadingCommandsWorkAndWritingOnesSayWhat
   r = run({"quarantine", "replay", "--reason", "bad_value", "--config", config});
   EXPECT_EQ(r.code, 4) << r.output;
   EXPECT_CONTAINS(r.output, "POST /api/quarantine/replay?source=&reason=bad_value");
+  r = run({"quarantine", "dismiss", "--reason", "bad_value", "--config", config});
+  EXPECT_EQ(r.code, 4) << r.output;
+  EXPECT_CONTAINS(r.output, store + "quarantine dismiss`");
+  // The running hub holds the cursor in memory and would store its own over a reset.
+  r = run({"source", "reset", "counting", "--config", config});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_CONTAINS(r.output, "source reset needs the hub stopped");
 
   r = run({"store", "copy", "--from", (dir_ / "var/hub.rocksdb").string(), "--to",
            (dir_ / "copy.db").string()});

@@ -703,6 +703,113 @@ TEST_P(StoreTest, CursorAndCountersMoveWithThePage) {
   EXPECT_EQ(sources[0].updated_at_unix_ms, 1744000000000);
 }
 
+// `kpihub source reset`: after a fix, a source is read again from its start (or a cursor an
+// operator names); what its pages stored stays, and so do its counts.
+TEST_P(StoreTest, ASourcesCursorIsSetOrClearedOutsideAPageAndWhatItStoredStays) {
+  auto store = open();
+  store->records().commit_page(page_of({full_record("1", 1), full_record("2", 1)}, "page-9"));
+  store->records().set_cursor("eoffice", std::nullopt);
+  EXPECT_EQ(store->records().cursor("eoffice"), std::nullopt);
+  auto sources = store->records().sources();
+  ASSERT_EQ(sources.size(), 1u);
+  EXPECT_EQ(sources[0].cursor, std::nullopt);
+  EXPECT_EQ(sources[0].records, 2);
+  EXPECT_EQ(store->views().counts().records, 2);
+  ASSERT_TRUE(store->records().record("eoffice:1"));
+
+  store->records().set_cursor("eoffice", "page-3");
+  EXPECT_EQ(store->records().cursor("eoffice"), "page-3");
+  // Read again from there, a record the store has at that revision changes nothing.
+  const PageCommitResult again = store->records().commit_page(page_of({full_record("1", 1)}, "p"));
+  EXPECT_EQ(again.ignored_stale, 1u);
+  EXPECT_EQ(store->views().counts().records, 2);
+  // A source never pulled may be given a cursor to start from.
+  store->records().set_cursor("hr-main", "2025-04-01");
+  EXPECT_EQ(store->records().cursor("hr-main"), "2025-04-01");
+}
+
+// A source read again (`kpihub source reset`, a store restored from a backup) sends the items it
+// quarantined before once more: the entries held already are not kept twice. Found by the
+// source-reset end-to-end test: the re-read doubled the quarantine.
+TEST_P(StoreTest, AQuarantineEntryTheStoreHoldsAlreadyIsNotKeptAgain) {
+  auto store = open();
+  const auto entry = [](Reason reason, const char* fields) {
+    return QuarantineEntry{"eoffice", "Q1", "eoffice:Q1", reason, "declared_minutes",
+                           "bad",     "{}", "items[0]",   fields};
+  };
+  const char* rev1 = R"({"record_id":"eoffice:Q1","revision":1,"declared_minutes":"x"})";
+  PageCommit page = page_of({}, "c1");
+  page.quarantined = {entry(Reason::bad_value, rev1)};
+  EXPECT_EQ(store->records().commit_page(page).quarantined, 1u);
+  const PageCommitResult again = store->records().commit_page(page);
+  EXPECT_EQ(again.quarantined, 0u);
+  EXPECT_EQ(again.quarantine_not_kept, std::vector<std::size_t>{0});
+  EXPECT_EQ(store->views().counts().quarantined, 1);
+  // Another reason, other fields or another source instance make another entry.
+  page.quarantined = {entry(Reason::unknown_task, rev1),
+                      entry(Reason::bad_value,
+                            R"({"record_id":"eoffice:Q1","revision":1,"declared_minutes":"y"})")};
+  EXPECT_EQ(store->records().commit_page(page).quarantined, 2u);
+  page.source = "eoffice-2";
+  page.quarantined = {entry(Reason::bad_value, rev1)};
+  EXPECT_EQ(store->records().commit_page(page).quarantined, 1u);
+  EXPECT_EQ(store->views().counts().quarantined, 4);
+}
+
+// `kpihub quarantine dismiss`: entries a fix made obsolete that no revision will resolve go,
+// counted out of the store's and their sources' quarantined items; nothing else goes.
+TEST_P(StoreTest, DismissedQuarantineEntriesGoAndAreCountedOutOfTheirSources) {
+  auto store = open();
+  const auto entry = [](const char* system, const char* id, Reason reason) {
+    return QuarantineEntry{system, id,         id[0] == '\0' ? "" : std::string(system) + ":" + id,
+                           reason, "f",        "f: bad",
+                           "{}",   "items[0]", ""};
+  };
+  PageCommit eoffice = page_of({}, "c1", "eoffice");
+  eoffice.quarantined = {
+      entry("eoffice", "1", Reason::unknown_staff), entry("eoffice", "2", Reason::bad_value),
+      entry("eoffice", "3", Reason::bad_value), entry("eoffice", "", Reason::parse_error)};
+  store->records().commit_page(eoffice);
+  PageCommit hr = page_of({}, "c1", "hr-main");
+  hr.quarantined = {entry("hr", "9", Reason::bad_value)};
+  store->records().commit_page(hr);
+  ASSERT_EQ(store->views().counts().quarantined, 5);
+
+  EXPECT_EQ(store->records().dismiss_quarantine("eoffice", "bad_value", 0), 2u);
+  const auto left = store->views().quarantine("", "", 10, 0);
+  ASSERT_EQ(left.size(), 3u);
+  EXPECT_EQ(left[0].entry.source_id, "1");
+  EXPECT_EQ(left[1].entry.reason, Reason::parse_error);
+  EXPECT_EQ(left[2].entry.source_system, "hr");
+  EXPECT_EQ(store->views().counts().quarantined, 3);
+  const auto quarantined_of = [&](const std::string& source) {
+    for (const SourceState& s : store->records().sources()) {
+      if (s.source == source) return s.quarantined;
+    }
+    return int64_t{-1};
+  };
+  EXPECT_EQ(quarantined_of("eoffice"), 2);
+  EXPECT_EQ(quarantined_of("hr-main"), 1);
+
+  // By id: only if it matches the filter too; an id gone or unknown dismisses nothing.
+  EXPECT_EQ(store->records().dismiss_quarantine("eoffice", "", left[2].id), 0u);
+  EXPECT_EQ(store->records().dismiss_quarantine("hr", "", left[2].id), 1u);
+  EXPECT_EQ(store->records().dismiss_quarantine("", "", left[2].id), 0u);
+  EXPECT_EQ(store->records().dismiss_quarantine("", "", 999), 0u);
+  EXPECT_EQ(quarantined_of("hr-main"), 0);
+  // Everything left.
+  EXPECT_EQ(store->records().dismiss_quarantine("", "", 0), 2u);
+  EXPECT_TRUE(store->views().quarantine("", "", 10, 0).empty());
+  EXPECT_EQ(store->views().counts().quarantined, 0);
+  EXPECT_EQ(quarantined_of("eoffice"), 0);
+  EXPECT_TRUE(store->views().quarantine_counts().empty());
+
+  // A valid revision of a dismissed entry's record is stored; no count goes below zero.
+  store->records().commit_page(page_of({full_record("2", 1)}, "c2"));
+  EXPECT_TRUE(store->records().record("eoffice:2"));
+  EXPECT_EQ(store->views().counts().quarantined, 0);
+}
+
 TEST_P(StoreTest, AFailedPageLeavesNeitherItsRecordsNorItsCursor) {
   auto store = open();
   store->records().commit_page(page_of({full_record("ok-1", 1)}, "1"));

@@ -334,6 +334,27 @@ int64_t read_meta_counter(Database& db, std::string_view name, const rocksdb::Sn
   return Reader(*value, "a counter").i64();
 }
 
+void scan_quarantine(Database& db, int64_t after_id,
+                     const std::function<bool(StoredQuarantine)>& visit) {
+  const std::string prefix = table_key(Table::quarantine);
+  const std::string end = prefix_end(prefix);
+  const rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read;
+  read.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(read, db.meta()));
+  std::string start = prefix;
+  put_key_u64(start, static_cast<uint64_t>(std::max<int64_t>(after_id, 0) + 1));
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    const auto id = static_cast<int64_t>(
+        key_u64(std::string_view(key.data() + prefix.size(), key.size() - prefix.size())));
+    if (!visit(decode_quarantine(std::string_view(it->value().data(), it->value().size()), id))) {
+      break;
+    }
+  }
+  db.check(it->status(), "reading the quarantine");
+}
+
 void add_to_meta_counter(Database& db, rocksdb::WriteBatch& batch, std::string_view name,
                          int64_t delta) {
   std::string value;

@@ -22,6 +22,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -183,6 +184,10 @@ inline constexpr std::string_view kQuarantineLastIdCounter = "quarantine_last_id
 // 0 when the counter was never written.
 int64_t read_meta_counter(Database& db, std::string_view name,
                           const rocksdb::Snapshot* snapshot = nullptr);
+// Calls `visit(entry)` for each quarantine entry after `after_id` (Table::quarantine), in id
+// order, until it returns false.
+void scan_quarantine(Database& db, int64_t after_id,
+                     const std::function<bool(StoredQuarantine)>& visit);
 // Puts the counter's stored value plus `delta` in `batch`. Reads the stored value, not what
 // `batch` holds: add to a counter once per batch (sum the deltas first). In a WriteScope.
 void add_to_meta_counter(Database& db, rocksdb::WriteBatch& batch, std::string_view name,

@@ -11,29 +11,6 @@ namespace kpihub::rocks {
 
 namespace {
 
-// Calls `visit(id, entry)` for each quarantine entry after `after_id`, in id order, until it
-// returns false.
-template <typename Visit>
-void scan_quarantine(Database& db, int64_t after_id, Visit visit) {
-  const std::string prefix = table_key(Table::quarantine);
-  const std::string end = prefix_end(prefix);
-  const rocksdb::Slice upper(end);
-  rocksdb::ReadOptions read;
-  read.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(db.db().NewIterator(read, db.meta()));
-  std::string start = prefix;
-  put_key_u64(start, static_cast<uint64_t>(std::max<int64_t>(after_id, 0) + 1));
-  for (it->Seek(start); it->Valid(); it->Next()) {
-    const rocksdb::Slice key = it->key();
-    const auto id = static_cast<int64_t>(
-        key_u64(std::string_view(key.data() + prefix.size(), key.size() - prefix.size())));
-    if (!visit(decode_quarantine(std::string_view(it->value().data(), it->value().size()), id))) {
-      break;
-    }
-  }
-  db.check(it->status(), "reading the quarantine");
-}
-
 // The last key of `family` as a seq(8) (0 when it is empty), in `snapshot`.
 int64_t last_seq(Database& db, rocksdb::ColumnFamilyHandle* family,
                  const rocksdb::Snapshot* snapshot, const std::string& what) {

@@ -214,24 +214,54 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
     it->second.written = r;
   }
 
+  // Whether the store holds an entry of the page's source with the record, reason and fields of
+  // `q` (a record's entries are few: its quarantine_by_record keys).
+  const auto held_already = [&](const QuarantineEntry& q) {
+    std::string prefix = table_key(Table::quarantine_by_record, q.record_id);
+    prefix.push_back('\0');
+    const std::string end = prefix_end(prefix);
+    const rocksdb::Slice upper(end);
+    rocksdb::ReadOptions read;
+    read.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> entries(db_.db().NewIterator(read, db_.meta()));
+    bool held = false;
+    for (entries->Seek(prefix); entries->Valid() && !held; entries->Next()) {
+      const rocksdb::Slice key = entries->key();
+      const auto id = static_cast<int64_t>(
+          key_u64(std::string_view(key.data() + prefix.size(), key.size() - prefix.size())));
+      const std::optional<std::string> stored =
+          db_.get(db_.meta(), quarantine_key(id), "reading quarantine entry " + std::to_string(id));
+      if (!stored) continue;
+      const StoredQuarantine entry = decode_quarantine(*stored, id);
+      held = entry.source == page.source && entry.row.entry.reason == q.reason &&
+             entry.row.entry.fields == q.fields;
+    }
+    db_.check(entries->status(), "reading the quarantine of record " + q.record_id);
+    return held;
+  };
+
   // An invalid revision not above the one stored (a revision sent again, or one this page
   // superseded) has nothing left to fix: it is stale, as a valid one would be, and kept out.
-  // An entry that names no revision it had is never stale: it stays until resolved.
+  // An entry that names no revision it had stays until resolved, unless the store holds it already.
   const auto stale = [&](const QuarantineEntry& q) {
     if (q.record_id.empty()) return false;
-    const std::optional<int64_t> revision = quarantined_revision(q.fields);
-    if (!revision) return false;
-    if (const auto s = superseding.find(q.record_id);
-        s != superseding.end() && s->second >= *revision) {
-      return true;
+    if (const std::optional<int64_t> revision = quarantined_revision(q.fields)) {
+      if (const auto s = superseding.find(q.record_id);
+          s != superseding.end() && s->second >= *revision) {
+        return true;
+      }
+      if (const auto k = known.find(q.record_id); k != known.end()) {
+        if (k->second.locator.revision >= *revision) return true;
+      } else {
+        // Not in the page: what the store holds.
+        const std::optional<std::string> stored =
+            db_.get(db_.records(), q.record_id, "looking up record " + q.record_id);
+        if (stored && decode_locator(*stored).revision >= *revision) return true;
+      }
     }
-    if (const auto k = known.find(q.record_id); k != known.end()) {
-      return k->second.locator.revision >= *revision;
-    }
-    // Not in the page: what the store holds.
-    const std::optional<std::string> stored =
-        db_.get(db_.records(), q.record_id, "looking up record " + q.record_id);
-    return stored && decode_locator(*stored).revision >= *revision;
+    // The same entry, held since the source was read before (`kpihub source reset`, a store
+    // restored from a backup): a second one would count the item twice.
+    return held_already(q);
   };
 
   // The source's cursor state, with what this page changes of it.
@@ -341,6 +371,58 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
   }
   scope.write(batch, what);
   return result;
+}
+
+void RocksRecordLog::set_cursor(const std::string& source,
+                                const std::optional<std::string>& cursor) {
+  const std::string what = "setting the cursor of source " + source;
+  db_.require_writable(what);
+  Database::WriteScope scope(db_);
+  const std::string key = table_key(Table::cursors, source);
+  const std::optional<std::string> stored = db_.get(db_.meta(), key, what);
+  CursorState state = stored ? decode_cursor(*stored) : CursorState{};
+  state.cursor = cursor;
+  state.updated_at_unix_ms = db_.clock().now_unix_ms();
+  rocksdb::WriteBatch batch;
+  batch.Put(db_.meta(), key, encode_cursor(state));
+  scope.write(batch, what);
+}
+
+std::size_t RocksRecordLog::dismiss_quarantine(const std::string& source, const std::string& reason,
+                                               int64_t id) {
+  const std::string what = "dismissing quarantine entries";
+  db_.require_writable(what);
+  Database::WriteScope scope(db_);
+  rocksdb::WriteBatch batch;
+  std::map<std::string, int64_t> dismissed_of;  // by source instance
+  std::size_t dismissed = 0;
+  scan_quarantine(db_, id > 0 ? id - 1 : 0, [&](const StoredQuarantine& q) {
+    if (id > 0 && q.row.id != id) return false;
+    const bool matches =
+        (source.empty() || q.source == source || q.row.entry.source_system == source) &&
+        (reason.empty() || to_string(q.row.entry.reason) == reason);
+    if (matches) {
+      batch.Delete(db_.meta(), quarantine_key(q.row.id));
+      if (!q.row.entry.record_id.empty()) {
+        batch.Delete(db_.meta(), quarantine_by_record_key(q.row.entry.record_id, q.row.id));
+      }
+      ++dismissed_of[q.source];
+      ++dismissed;
+    }
+    return id == 0;
+  });
+  if (dismissed == 0) return 0;
+  for (const auto& [instance, n] : dismissed_of) {
+    const std::string key = table_key(Table::cursors, instance);
+    const std::optional<std::string> stored = db_.get(db_.meta(), key, what);
+    if (!stored) continue;
+    CursorState state = decode_cursor(*stored);
+    state.quarantined = std::max<int64_t>(0, state.quarantined - n);
+    batch.Put(db_.meta(), key, encode_cursor(state));
+  }
+  add_to_meta_counter(db_, batch, kQuarantinedCounter, -static_cast<int64_t>(dismissed));
+  scope.write(batch, what);
+  return dismissed;
 }
 
 std::optional<std::string> RocksRecordLog::cursor(const std::string& source) {

@@ -321,17 +321,35 @@ class SqliteStorage final : public Storage,
       // superseded) has nothing left to fix: it is stale, as a valid one would be, and kept out.
       std::vector<const QuarantineEntry*> kept;
       kept.reserve(page.quarantined.size());
-      // An entry that names no revision it had is never stale: it stays until resolved.
+      // An entry that names no revision it had stays until resolved, unless the store holds it
+      // already.
       const auto stale = [&](const QuarantineEntry& q) {
         if (q.record_id.empty()) return false;
-        const std::optional<int64_t> revision = quarantined_revision(q.fields);
-        if (!revision) return false;
-        if (const auto it = superseding.find(q.record_id);
-            it != superseding.end() && it->second >= *revision) {
-          return true;
+        if (const std::optional<int64_t> revision = quarantined_revision(q.fields)) {
+          if (const auto it = superseding.find(q.record_id);
+              it != superseding.end() && it->second >= *revision) {
+            return true;
+          }
+          const auto it = find_known(q.record_id);
+          if (it != known.end() && it->second.revision >= *revision) return true;
         }
-        const auto it = find_known(q.record_id);
-        return it != known.end() && it->second.revision >= *revision;
+        // The same entry, held since the source was read before (`kpihub source reset`, a
+        // store restored from a backup): a second one would count the item twice.
+        sqlite3_stmt* held = quarantine_held_.get(
+            db_,
+            "SELECT 1 FROM quarantine WHERE record_id = ?1 AND source = ?2 AND reason = ?3 "
+            "AND fields = ?4 LIMIT 1",
+            path_);
+        store_detail::StatementScope scope(held);
+        store_detail::bind_text(held, 1, q.record_id);
+        store_detail::bind_text(held, 2, page.source);
+        store_detail::bind_text(held, 3, to_string(q.reason));
+        store_detail::bind_text(held, 4, q.fields);
+        const int rc = sqlite3_step(held);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+          store_detail::sqlite_fail(db_, path_, "looking up quarantine of " + q.record_id);
+        }
+        return rc == SQLITE_ROW;
       };
       for (std::size_t i = 0; i < page.quarantined.size(); ++i) {
         const QuarantineEntry& q = page.quarantined[i];
@@ -395,6 +413,57 @@ class SqliteStorage final : public Storage,
       std::optional<std::string> out;
       if (!cursor.empty() && present[0]) out = cursor[0];
       return out;
+    });
+  }
+
+  void set_cursor(const std::string& source, const std::optional<std::string>& cursor) override {
+    guarded("setting the cursor of source " + source, [&] {
+      WriteTransaction tx(session_);
+      // Once, by an operator: not worth a statement kept for the store's life.
+      store_detail::PreparedStatement statement;
+      sqlite3_stmt* set =
+          statement.get(db_,
+                        "INSERT INTO cursors (source, cursor, updated_at) VALUES (?1, ?2, ?3) "
+                        "ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, "
+                        "updated_at = excluded.updated_at",
+                        path_);
+      {
+        store_detail::StatementScope scope(set);
+        store_detail::bind_text(set, 1, source);
+        if (cursor) {
+          store_detail::bind_text(set, 2, *cursor);
+        } else {
+          sqlite3_bind_null(set, 2);
+        }
+        sqlite3_bind_int64(set, 3, clock_.now_unix_ms());
+        if (sqlite3_step(set) != SQLITE_DONE) {
+          store_detail::sqlite_fail(db_, path_, "setting the cursor of source " + source);
+        }
+      }
+      tx.commit();
+    });
+  }
+
+  std::size_t dismiss_quarantine(const std::string& source, const std::string& reason,
+                                 int64_t id) override {
+    return guarded("dismissing quarantine entries", [&] {
+      WriteTransaction tx(session_);
+      std::string src = source;
+      std::string why = reason;
+      int64_t only = id;
+      const std::string matching =
+          "(? = 0 OR id = ?) AND (? = '' OR source = ? OR source_system = ?) "
+          "AND (? = '' OR reason = ?)";
+      // Each source's quarantined items, less its entries that go.
+      session_ << "UPDATE cursors SET quarantined = MAX(0, quarantined - "
+                  "(SELECT COUNT(*) FROM quarantine q WHERE q.source = cursors.source AND " +
+                      matching + "))",
+          use(only), use(only), use(src), use(src), use(src), use(why), use(why), now;
+      session_ << "DELETE FROM quarantine WHERE " + matching, use(only), use(only), use(src),
+          use(src), use(src), use(why), use(why), now;
+      const auto dismissed = static_cast<std::size_t>(changes());
+      tx.commit();
+      return dismissed;
     });
   }
 
@@ -1805,7 +1874,7 @@ class SqliteStorage final : public Storage,
       append_outbox_, upsert_score_, read_score_, read_received_, staff_month_scan_,
       staff_month_scores_, move_score_, staff_day_scan_, records_per_day_, record_score_,
       read_day_totals_, upsert_day_totals_, clear_dirty_, read_log_, newest_revisions_,
-      withdraw_record_, quarantine_of_record_;
+      withdraw_record_, quarantine_of_record_, quarantine_held_;
   std::map<std::string, store_detail::PreparedStatement> record_reads_;  // by SQL text
   store_detail::RecordScratch scratch_;
   // One part of a month scan: its read connection, its two statements (the last part has no

@@ -10,6 +10,7 @@
 
 #include <kpihub/store/types.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -26,12 +27,23 @@ class RecordLog {
   // withdraws the stored record, keeping its content), quarantine entries and
   // the new cursor; a stored revision resolves (removes) the quarantine entries
   // it supersedes (PageCommitResult::quarantine_resolved), and an entry of a
-  // revision not above the stored one is not kept (quarantine_not_kept). The revision history
-  // is the scorer's change log (ScoringState::dirty_staff_days); the page marks dirty only the
-  // staff days a revised record leaves, which the history does not name.
+  // revision not above the stored one, or one the store holds already (same source instance,
+  // record, reason and fields: the source read again), is not kept (quarantine_not_kept). The
+  // revision history is the scorer's change log (ScoringState::dirty_staff_days); the page marks
+  // dirty only the staff days a revised record leaves, which the history does not name.
   virtual PageCommitResult commit_page(const PageCommit& page) = 0;
   virtual std::optional<std::string> cursor(const std::string& source) = 0;
   virtual std::vector<SourceState> sources() = 0;
+  // Sets a source's cursor outside a page (`kpihub source reset`); nullopt: the source is read
+  // again from its start. What its pages brought (records, quarantine) stays, as do their
+  // counts: a record read again at a revision the store has is ignored as stale.
+  virtual void set_cursor(const std::string& source, const std::optional<std::string>& cursor) = 0;
+  // Removes the quarantine entries of `source` (the instance or the source system) and `reason`
+  // (an empty filter matches everything), or with id > 0 that entry only if it matches; counts
+  // them out of their sources' quarantined items. Returns how many (`kpihub quarantine
+  // dismiss`: entries a fix made obsolete that no revision of theirs will resolve).
+  virtual std::size_t dismiss_quarantine(const std::string& source, const std::string& reason,
+                                         int64_t id) = 0;
 
   // The current revision of a record, every field; nullopt for an unknown id.
   virtual std::optional<WorkRecord> record(const std::string& record_id) = 0;
