@@ -105,7 +105,8 @@ TEST_F(AdapterCheck, TemplatePluginPassesEveryCheck) {
       has_line(out, "PASS  pull: 3 pages, 120 records, 0 rejected by the adapter; caught up"))
       << out;
   EXPECT_TRUE(has_line_starting(out, "PASS  records.valid: all 120 records are valid")) << out;
-  EXPECT_TRUE(has_line(out, "PASS  page.unique_ids: record ids are unique within each of 3 pages"))
+  EXPECT_TRUE(has_line(
+      out, "PASS  page.unique_ids: no record appears twice at one revision within each of 3 pages"))
       << out;
   EXPECT_TRUE(has_line_starting(out, "PASS  page.cursor: ")) << out;
   EXPECT_TRUE(
@@ -174,7 +175,9 @@ TEST_F(AdapterCheck, DuplicateIdsAndACursorThatDoesNotMoveFail) {
                        "PASS  records.valid: all 6 records are valid against kpi-model/1 (today "
                        "2025-04-30)"))
       << out;
-  EXPECT_TRUE(has_line(out, "FAIL  page.unique_ids: page 1: source_id \"SAME-1\" appears twice"))
+  EXPECT_TRUE(has_line(out,
+                       "FAIL  page.unique_ids: page 1: source_id \"SAME-1\" appears twice at "
+                       "revision 1: the hub keeps the first and ignores the other"))
       << out;
   EXPECT_TRUE(
       has_line(out,
