@@ -9,6 +9,8 @@
 
 #include <boost/json.hpp>
 
+#include <charconv>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <optional>
@@ -311,7 +313,16 @@ void check_pages(Report& report, const std::vector<PageCopy>& pages,
     std::set<std::string> ids;
     for (std::size_t i = 0; i < pages[p].source_ids.size(); ++i) {
       const std::string& id = pages[p].source_ids[i];
-      const std::string& revision = pages[p].revisions[i];
+      // As the hub reads it: "5", "05" and "5.0" are one revision. Text that is no whole number
+      // is left to records.valid.
+      std::string revision = pages[p].revisions[i];
+      double number = 0;
+      const auto [end, error] =
+          std::from_chars(revision.data(), revision.data() + revision.size(), number);
+      if (error == std::errc() && end == revision.data() + revision.size() &&
+          std::isfinite(number) && number == std::floor(number) && std::fabs(number) < 9e15) {
+        revision = std::to_string(static_cast<int64_t>(number));
+      }
       if (!seen.emplace(id, revision).second) {
         duplicate = "page " + std::to_string(p + 1) + ": source_id \"" + id +
                     "\" appears twice at revision " + revision +

@@ -645,7 +645,8 @@ int cmd_quarantine(const std::vector<std::string>& args) {
     const int64_t id = vm["id"].as<int64_t>();
     const std::string source = vm["source"].as<std::string>();
     const std::string reason = vm["reason"].as<std::string>();
-    if (id <= 0 && source.empty() && reason.empty()) {
+    if (id < 0) throw Usage("quarantine dismiss: --id " + std::to_string(id) + " is below 1");
+    if (id == 0 && source.empty() && reason.empty()) {
       throw Usage(
           "quarantine dismiss needs --id, --source or --reason: it does not dismiss every entry "
           "at once");
@@ -1135,7 +1136,9 @@ const Command kCommands[] = {
     {"explain", "how a staff member's monthly score was computed", cmd_explain},
     {"rescore", "recompute a month under the current rules", cmd_rescore},
     {"resend", "send months again whole, after a restore", cmd_resend},
-    {"quarantine", "list items that failed validation, or replay them after a fix", cmd_quarantine},
+    {"quarantine",
+     "list items that failed validation, replay them after a fix, or dismiss obsolete ones",
+     cmd_quarantine},
     {"dead-letters", "list or replay items a receiver refused", cmd_dead_letters},
     {"source", "reset a source's cursor to read it again after a fix (hub stopped)", cmd_source},
     {"forget-sink", "let a sink removed from the configuration stop holding outbox items",

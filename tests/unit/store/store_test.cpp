@@ -754,6 +754,28 @@ TEST_P(StoreTest, AQuarantineEntryTheStoreHoldsAlreadyIsNotKeptAgain) {
   page.quarantined = {entry(Reason::bad_value, rev1)};
   EXPECT_EQ(store->records().commit_page(page).quarantined, 1u);
   EXPECT_EQ(store->views().counts().quarantined, 4);
+
+  // An item the adapter refused itself has no fields: its message and payload tell a new
+  // refusal from the same one again (found in review).
+  page.source = "eoffice";
+  QuarantineEntry refused{"eoffice", "Q7",          "eoffice:Q7", Reason::parse_error,
+                          "",        "no end time", "<lesson/>",  "lessons.xml:3",
+                          ""};
+  page.quarantined = {refused};
+  EXPECT_EQ(store->records().commit_page(page).quarantined, 1u);
+  EXPECT_EQ(store->records().commit_page(page).quarantined, 0u);
+  refused.message = "no start time";
+  refused.payload = "<lesson end='9'/>";
+  page.quarantined = {refused};
+  EXPECT_EQ(store->records().commit_page(page).quarantined, 1u);
+  // A page that stores a valid revision of the record resolves what is held of it, and an entry
+  // of no readable revision that it carries stays, as on a store that held nothing.
+  PageCommit fixed = page_of({full_record("Q7", 3)}, "c2");
+  fixed.quarantined = {refused};
+  const PageCommitResult r = store->records().commit_page(fixed);
+  EXPECT_EQ(r.quarantined, 1u);
+  EXPECT_EQ(r.quarantine_resolved, 2u);
+  EXPECT_EQ(store->views().quarantine("", "parse_error", 10, 0).size(), 1u);
 }
 
 // `kpihub quarantine dismiss`: entries a fix made obsolete that no revision will resolve go,
@@ -796,6 +818,8 @@ TEST_P(StoreTest, DismissedQuarantineEntriesGoAndAreCountedOutOfTheirSources) {
   EXPECT_EQ(store->records().dismiss_quarantine("hr", "", left[2].id), 1u);
   EXPECT_EQ(store->records().dismiss_quarantine("", "", left[2].id), 0u);
   EXPECT_EQ(store->records().dismiss_quarantine("", "", 999), 0u);
+  // No id filter below 1, on either engine: the other filters alone (found in review).
+  EXPECT_EQ(store->records().dismiss_quarantine("nosuch", "", -1), 0u);
   EXPECT_EQ(quarantined_of("hr-main"), 0);
   // Everything left.
   EXPECT_EQ(store->records().dismiss_quarantine("", "", 0), 2u);

@@ -233,8 +233,10 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
           db_.get(db_.meta(), quarantine_key(id), "reading quarantine entry " + std::to_string(id));
       if (!stored) continue;
       const StoredQuarantine entry = decode_quarantine(*stored, id);
-      held = entry.source == page.source && entry.row.entry.reason == q.reason &&
-             entry.row.entry.fields == q.fields;
+      const QuarantineEntry& e = entry.row.entry;
+      held = entry.source == page.source && e.reason == q.reason && e.fields == q.fields &&
+             e.field == q.field && e.message == q.message && e.payload == q.payload &&
+             e.source_id == q.source_id;
     }
     db_.check(entries->status(), "reading the quarantine of record " + q.record_id);
     return held;
@@ -260,8 +262,9 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
       }
     }
     // The same entry, held since the source was read before (`kpihub source reset`, a store
-    // restored from a backup): a second one would count the item twice.
-    return held_already(q);
+    // restored from a backup): a second one would count the item twice. Not for a record this
+    // page stores: the page resolves the entries held of it.
+    return superseding.count(q.record_id) == 0 && held_already(q);
   };
 
   // The source's cursor state, with what this page changes of it.
@@ -397,7 +400,7 @@ std::size_t RocksRecordLog::dismiss_quarantine(const std::string& source, const 
   std::map<std::string, int64_t> dismissed_of;  // by source instance
   std::size_t dismissed = 0;
   scan_quarantine(db_, id > 0 ? id - 1 : 0, [&](const StoredQuarantine& q) {
-    if (id > 0 && q.row.id != id) return false;
+    if (id > 0 && q.row.id != id) return false;  // a negative id: no id filter, as on SQLite
     const bool matches =
         (source.empty() || q.source == source || q.row.entry.source_system == source) &&
         (reason.empty() || to_string(q.row.entry.reason) == reason);
@@ -409,7 +412,7 @@ std::size_t RocksRecordLog::dismiss_quarantine(const std::string& source, const 
       ++dismissed_of[q.source];
       ++dismissed;
     }
-    return id == 0;
+    return id <= 0;
   });
   if (dismissed == 0) return 0;
   for (const auto& [instance, n] : dismissed_of) {

@@ -334,17 +334,24 @@ class SqliteStorage final : public Storage,
           if (it != known.end() && it->second.revision >= *revision) return true;
         }
         // The same entry, held since the source was read before (`kpihub source reset`, a
-        // store restored from a backup): a second one would count the item twice.
+        // store restored from a backup): a second one would count the item twice. Not for a
+        // record this page stores: the page resolves the entries held of it.
+        if (superseding.count(q.record_id) != 0) return false;
         sqlite3_stmt* held = quarantine_held_.get(
             db_,
             "SELECT 1 FROM quarantine WHERE record_id = ?1 AND source = ?2 AND reason = ?3 "
-            "AND fields = ?4 LIMIT 1",
+            "AND fields = ?4 AND field = ?5 AND message = ?6 AND payload = ?7 "
+            "AND source_id = ?8 LIMIT 1",
             path_);
         store_detail::StatementScope scope(held);
         store_detail::bind_text(held, 1, q.record_id);
         store_detail::bind_text(held, 2, page.source);
         store_detail::bind_text(held, 3, to_string(q.reason));
         store_detail::bind_text(held, 4, q.fields);
+        store_detail::bind_text(held, 5, q.field);
+        store_detail::bind_text(held, 6, q.message);
+        store_detail::bind_text(held, 7, q.payload);
+        store_detail::bind_text(held, 8, q.source_id);
         const int rc = sqlite3_step(held);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
           store_detail::sqlite_fail(db_, path_, "looking up quarantine of " + q.record_id);
@@ -452,7 +459,7 @@ class SqliteStorage final : public Storage,
       std::string why = reason;
       int64_t only = id;
       const std::string matching =
-          "(? = 0 OR id = ?) AND (? = '' OR source = ? OR source_system = ?) "
+          "(? <= 0 OR id = ?) AND (? = '' OR source = ? OR source_system = ?) "
           "AND (? = '' OR reason = ?)";
       // Each source's quarantined items, less its entries that go.
       session_ << "UPDATE cursors SET quarantined = MAX(0, quarantined - "

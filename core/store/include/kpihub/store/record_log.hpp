@@ -28,7 +28,8 @@ class RecordLog {
   // the new cursor; a stored revision resolves (removes) the quarantine entries
   // it supersedes (PageCommitResult::quarantine_resolved), and an entry of a
   // revision not above the stored one, or one the store holds already (same source instance,
-  // record, reason and fields: the source read again), is not kept (quarantine_not_kept). The
+  // record, reason, field, message, payload and fields: the source read again; not for a record
+  // the page stores, whose held entries it resolves), is not kept (quarantine_not_kept). The
   // revision history is the scorer's change log (ScoringState::dirty_staff_days); the page marks
   // dirty only the staff days a revised record leaves, which the history does not name.
   virtual PageCommitResult commit_page(const PageCommit& page) = 0;
@@ -39,7 +40,8 @@ class RecordLog {
   // counts: a record read again at a revision the store has is ignored as stale.
   virtual void set_cursor(const std::string& source, const std::optional<std::string>& cursor) = 0;
   // Removes the quarantine entries of `source` (the instance or the source system) and `reason`
-  // (an empty filter matches everything), or with id > 0 that entry only if it matches; counts
+  // (an empty filter matches everything), or with id > 0 that entry only if it matches (id <= 0:
+  // no id filter); counts
   // them out of their sources' quarantined items. Returns how many (`kpihub quarantine
   // dismiss`: entries a fix made obsolete that no revision of theirs will resolve).
   virtual std::size_t dismiss_quarantine(const std::string& source, const std::string& reason,
