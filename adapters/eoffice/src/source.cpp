@@ -1,4 +1,5 @@
 #include <kpihub/eoffice/source.hpp>
+#include <kpihub/http_helpers.hpp>
 #include <kpihub/json_keys.hpp>
 
 #include <boost/json.hpp>
@@ -67,44 +68,6 @@ void WalkGuard::next(const std::string& url, const std::optional<std::string>& t
                          " pages in a row with nothing new (next page token " + excerpt(*token) +
                          "): the walk makes no progress; stopped (max_stalled_pages)");
   }
-}
-
-std::string percent_encode(std::string_view text) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size() * 3);
-  for (const char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-        c == '.' || c == '_' || c == '~') {
-      out += ch;
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
-std::optional<int64_t> retry_after_ms(std::string_view value, int64_t now_unix_ms) {
-  while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-  while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
-  if (value.empty()) return std::nullopt;
-  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    if (value.size() > 9) return std::nullopt;
-    return std::stoll(std::string(value)) * 1000;
-  }
-  // An HTTP date (RFC 9110, IMF-fixdate): "Sun, 06 Nov 1994 08:49:37 GMT".
-  std::tm tm{};
-  std::istringstream in{std::string(value)};
-  in.imbue(std::locale::classic());
-  in >> std::get_time(&tm, "%a, %d %b %Y %H:%M:%S");
-  std::string zone;
-  in >> zone;
-  if (in.fail() || zone != "GMT") return std::nullopt;
-  const int64_t at_ms = static_cast<int64_t>(timegm(&tm)) * 1000;
-  return std::max<int64_t>(0, at_ms - now_unix_ms);
 }
 
 // -------------------------------------------------------------- settings ---
@@ -252,7 +215,7 @@ void EOfficeSource::wait_before_retry(int attempt, const sdk::HttpResponse* resp
   std::optional<int64_t> wait;
   if (response && is_overload(response->status)) {
     if (const auto header = response->header("Retry-After")) {
-      wait = retry_after_ms(*header, host_.now_unix_ms());
+      wait = sdk::retry_after_ms(*header, host_.now_unix_ms());
       if (wait) wait = std::min(*wait, settings_.retry_after_max_ms);
     }
   }
@@ -298,8 +261,8 @@ EOfficeSource::Token EOfficeSource::fetch_token() {
   const std::string url = settings_.base_url + settings_.token_path;
   const std::string secret = host_.secret(settings_.client_secret_ref);
   const std::string body =
-      "grant_type=client_credentials&client_id=" + percent_encode(settings_.client_id) +
-      "&client_secret=" + percent_encode(secret);
+      "grant_type=client_credentials&client_id=" + sdk::percent_encode(settings_.client_id) +
+      "&client_secret=" + sdk::percent_encode(secret);
   const std::string secret_setting = settings_.client_secret_ref.rfind("file:", 0) == 0
                                          ? "client_secret_file"
                                          : "client_secret_env";
@@ -413,9 +376,9 @@ sdk::HttpResponse EOfficeSource::get(const std::string& url) {
 
 std::string EOfficeSource::diary_url(const Cursor& cursor) const {
   std::string url = settings_.base_url + settings_.diary_path +
-                    "?updated_since=" + percent_encode(cursor.key.updated_at) +
+                    "?updated_since=" + sdk::percent_encode(cursor.key.updated_at) +
                     "&page_size=" + std::to_string(settings_.page_size);
-  if (cursor.page_token) url += "&page_token=" + percent_encode(*cursor.page_token);
+  if (cursor.page_token) url += "&page_token=" + sdk::percent_encode(*cursor.page_token);
   return url;
 }
 
@@ -499,7 +462,7 @@ std::optional<std::vector<sdk::StaffEntry>> EOfficeSource::list_staff() {
   while (true) {
     std::string url = settings_.base_url + settings_.staff_path +
                       "?page_size=" + std::to_string(settings_.page_size);
-    if (page_token) url += "&page_token=" + percent_encode(*page_token);
+    if (page_token) url += "&page_token=" + sdk::percent_encode(*page_token);
     const sdk::HttpResponse resp = get(url);
     if (resp.status == 400 && page_token &&
         resp.body.find("invalid_page_token") != std::string::npos) {

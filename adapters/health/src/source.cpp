@@ -1,4 +1,5 @@
 #include <kpihub/health/source.hpp>
+#include <kpihub/http_helpers.hpp>
 
 #include <boost/json.hpp>
 
@@ -7,26 +8,6 @@
 #include <string_view>
 
 namespace kpihub::health {
-namespace {
-
-// Percent-encodes all but RFC 3986's unreserved characters (names are put in
-// a path segment and a query value).
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 HealthSource::HealthSource(sdk::Host& host, sdk::Settings& settings) : host_(host) {
   inbox_ = std::make_unique<sdk::Inbox>(host, settings);
@@ -96,7 +77,7 @@ void HealthSource::pull(std::optional<std::string_view> cursor, sdk::Page& page)
 std::string HealthSource::fetch_next(const std::string& state) {
   const std::vector<std::pair<std::string, std::string>> auth{
       {"Authorization", "Bearer " + host_.secret(api_key_ref_)}};
-  const std::string list_url = base_url_ + "/his/exports?after=" + url_encode(state);
+  const std::string list_url = base_url_ + "/his/exports?after=" + sdk::percent_encode(state);
   const auto list = client_->request("GET", list_url, auth);
   auto check = [&](const sdk::HttpResponse& r, const std::string& url) {
     if (r.status == 401 || r.status == 403) {
@@ -121,7 +102,7 @@ std::string HealthSource::fetch_next(const std::string& state) {
         name.find_first_of(std::string_view("/\\\0", 3)) != std::string::npos) {
       continue;
     }
-    const std::string url = base_url_ + "/his/exports/" + url_encode(name);
+    const std::string url = base_url_ + "/his/exports/" + sdk::percent_encode(name);
     const auto file = client_->request("GET", url, auth);
     check(file, url);
     inbox_->put(name, file.body);

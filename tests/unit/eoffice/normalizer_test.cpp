@@ -341,19 +341,6 @@ TEST(EOfficeNormalizer, PageIsViewableThroughTheAbi) {
   EXPECT_EQ(view.records[0].source_staff_id.data != nullptr, true);
 }
 
-TEST(EOfficeHelpers, RetryAfterSecondsAndHttpDate) {
-  using kpihub::eoffice::retry_after_ms;
-  EXPECT_EQ(retry_after_ms("2", 0), 2000);
-  EXPECT_EQ(retry_after_ms(" 120 ", 0), 120000);
-  // 1994-11-06T08:49:37Z is 784111777 s after the epoch.
-  EXPECT_EQ(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", 784111777000 - 5000), 5000);
-  EXPECT_EQ(retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", 784111777000 + 5000), 0);
-  EXPECT_FALSE(retry_after_ms("soon", 0));
-  EXPECT_FALSE(retry_after_ms("", 0));
-  EXPECT_EQ(kpihub::eoffice::percent_encode("2025-04-01T00:00:00+07:00"),
-            "2025-04-01T00%3A00%3A00%2B07%3A00");
-}
-
 TEST(EOfficeHelpers, CursorRoundTripsAndRefusesGarbage) {
   using kpihub::eoffice::Cursor;
   const Cursor c{{"2025-04-09T16:00:00+07:00", "WD-1"}, std::string("tok")};

@@ -123,11 +123,5 @@ class EOfficeSource : public sdk::Source {
   uint64_t walk_items_ = 0;
 };
 
-// Milliseconds a Retry-After value asks for ("120" or an HTTP date), or
-// nullopt when it is neither.
-std::optional<int64_t> retry_after_ms(std::string_view value, int64_t now_unix_ms);
-
-// Percent-encodes a query or form value (RFC 3986 unreserved kept).
-std::string percent_encode(std::string_view text);
 
 }  // namespace kpihub::eoffice
