@@ -1,5 +1,6 @@
 #include <kpihub/eoffice/normalizer.hpp>
 #include <kpihub/json_keys.hpp>
+#include <kpihub/time.hpp>
 
 #include <algorithm>
 #include <array>
@@ -165,65 +166,12 @@ std::string replace_invalid_utf8(std::string_view text) {
 
 // ----------------------------------------------------------------- time ---
 
-namespace {
-
-bool read_digits(std::string_view s, std::size_t pos, std::size_t count, int& out) {
-  if (pos + count > s.size()) return false;
-  out = 0;
-  for (std::size_t k = 0; k < count; ++k) {
-    const char c = s[pos + k];
-    if (c < '0' || c > '9') return false;
-    out = out * 10 + (c - '0');
-  }
-  return true;
-}
-
-}  // namespace
-
 std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
-  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
-  if (!read_digits(s, 0, 4, year) || s.size() < 19 || s[4] != '-' || !read_digits(s, 5, 2, month) ||
-      s[7] != '-' || !read_digits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-      !read_digits(s, 11, 2, hour) || s[13] != ':' || !read_digits(s, 14, 2, minute) ||
-      s[16] != ':' || !read_digits(s, 17, 2, second)) {
-    return std::nullopt;
-  }
-  const std::chrono::year_month_day date{std::chrono::year(year),
-                                         std::chrono::month(static_cast<unsigned>(month)),
-                                         std::chrono::day(static_cast<unsigned>(day))};
-  if (!date.ok() || hour > 23 || minute > 59 || second > 60) return std::nullopt;
-  std::size_t pos = 19;
-  int64_t millis = 0;
-  if (pos < s.size() && s[pos] == '.') {
-    ++pos;
-    int64_t scale = 100;
-    const std::size_t start = pos;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
-      millis += (s[pos] - '0') * scale;
-      scale /= 10;
-      ++pos;
-    }
-    if (pos == start) return std::nullopt;
-  }
-  int offset_minutes = 0;
-  if (pos < s.size() && (s[pos] == 'Z' || s[pos] == 'z')) {
-    ++pos;
-  } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
-    int oh = 0, om = 0;
-    if (!read_digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
-        !read_digits(s, pos + 4, 2, om) || oh > 23 || om > 59) {
-      return std::nullopt;
-    }
-    offset_minutes = (s[pos] == '-' ? -1 : 1) * (oh * 60 + om);
-    pos += 6;
-  } else {
-    return std::nullopt;
-  }
-  if (pos != s.size()) return std::nullopt;
-  const int64_t days = std::chrono::sys_days(date).time_since_epoch().count();
-  const int64_t seconds =
-      days * 86400 + hour * 3600 + minute * 60 + second - static_cast<int64_t>(offset_minutes) * 60;
-  return seconds * 1000 + millis;
+  // The SDK's reading, the host's rule (sdk::parse_rfc3339), with the fraction's milliseconds:
+  // a feed orders items by them. An E-Office time names its offset.
+  const std::optional<sdk::FileTime> t = sdk::parse_rfc3339(s, std::nullopt);
+  if (!t) return std::nullopt;
+  return t->unix_seconds * 1000 + t->millis;
 }
 
 namespace {
