@@ -257,7 +257,7 @@ void EOfficeSource::wait_before_retry(int attempt, const sdk::HttpResponse* resp
   }
 }
 
-EOfficeSource::Token EOfficeSource::fetch_token() {
+sdk::AccessToken EOfficeSource::fetch_token() {
   const std::string url = settings_.base_url + settings_.token_path;
   const std::string secret = host_.secret(settings_.client_secret_ref);
   const std::string body =
@@ -300,22 +300,13 @@ EOfficeSource::Token EOfficeSource::fetch_token() {
       throw sdk::ConfigError("eoffice: " + url + " answered HTTP " + std::to_string(resp.status) +
                              " to the token request: " + describe_token_answer(resp.body));
     }
-    boost::system::error_code ec;
-    const json::value v = json::parse(resp.body, ec);
-    const json::value* access =
-        (!ec && v.is_object()) ? v.get_object().if_contains("access_token") : nullptr;
-    if (!access || !access->is_string() || access->get_string().empty()) {
+    std::optional<sdk::AccessToken> token = sdk::read_token_answer(resp.body, host_.now_unix_ms());
+    if (!token) {
       throw sdk::DataError("eoffice: token answer from " + url +
                            " has no access_token: " + describe_token_answer(resp.body));
     }
-    int64_t expires_in_ms = 3600 * 1000;
-    if (const auto* exp = v.get_object().if_contains("expires_in"); exp && exp->is_number()) {
-      expires_in_ms = static_cast<int64_t>(exp->to_number<double>() * 1000);
-    }
-    // Renew a little early so that a token does not expire in flight.
-    const int64_t margin = std::min<int64_t>(30000, expires_in_ms / 10);
     host_.metric_add("eoffice_token_fetches_total", 1);
-    return Token{std::string(access->get_string()), host_.now_unix_ms() + expires_in_ms - margin};
+    return std::move(*token);
   }
   throw sdk::TransientError("eoffice: giving up on " + url + " after " +
                             std::to_string(settings_.max_attempts) +
@@ -323,8 +314,8 @@ EOfficeSource::Token EOfficeSource::fetch_token() {
 }
 
 const std::string& EOfficeSource::token() {
-  if (!token_ || host_.now_unix_ms() >= token_->renew_at_ms) token_ = fetch_token();
-  return token_->access_token;
+  if (!token_ || host_.now_unix_ms() >= token_->renew_at_unix_ms) token_ = fetch_token();
+  return token_->value;
 }
 
 sdk::HttpResponse EOfficeSource::get(const std::string& url) {

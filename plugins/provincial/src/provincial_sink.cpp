@@ -30,25 +30,6 @@ std::string require_path(sdk::Settings& settings, std::string_view key, std::str
   return path;
 }
 
-// application/x-www-form-urlencoded (RFC 6749 appendix B): unreserved
-// characters stay, everything else is %XX.
-std::string form_encode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size() * 3);
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (std::isalnum(byte) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[byte >> 4];
-      out += kHex[byte & 0x0F];
-    }
-  }
-  return out;
-}
-
 std::string base64(std::string_view bytes) {
   using namespace boost::archive::iterators;
   using Encoder = base64_from_binary<transform_width<std::string_view::const_iterator, 6, 8>>;
@@ -508,8 +489,8 @@ sdk::HttpResponse ProvincialSink::post_with_token(const std::string& url,
 }
 
 std::string ProvincialSink::access_token() {
-  if (!token_ || host_.now_unix_ms() >= token_renew_at_unix_ms_) fetch_token();
-  return *token_;
+  if (!token_ || host_.now_unix_ms() >= token_->renew_at_unix_ms) fetch_token();
+  return token_->value;
 }
 
 void ProvincialSink::fetch_token() {
@@ -518,11 +499,12 @@ void ProvincialSink::fetch_token() {
       {"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
   std::string form = "grant_type=client_credentials";
   if (settings_.basic_auth) {
-    headers.emplace_back("Authorization", "Basic " + base64(form_encode(settings_.client_id) + ":" +
-                                                            form_encode(settings_.client_secret)));
+    headers.emplace_back("Authorization",
+                         "Basic " + base64(sdk::percent_encode(settings_.client_id) + ":" +
+                                           sdk::percent_encode(settings_.client_secret)));
   } else {
-    form += "&client_id=" + form_encode(settings_.client_id) +
-            "&client_secret=" + form_encode(settings_.client_secret);
+    form += "&client_id=" + sdk::percent_encode(settings_.client_id) +
+            "&client_secret=" + sdk::percent_encode(settings_.client_secret);
   }
   sdk::HttpResponse response;
   try {
@@ -547,26 +529,15 @@ void ProvincialSink::fetch_token() {
     throw sdk::ConfigError("token endpoint " + describe(response, url) +
                            "; check base_url and token_path");
   }
-  boost::system::error_code ec;
-  const boost::json::value answer = boost::json::parse(response.body, ec);
-  const boost::json::object* object = !ec && answer.is_object() ? &answer.as_object() : nullptr;
-  const boost::json::value* token = object ? object->if_contains("access_token") : nullptr;
-  if (token == nullptr || !token->is_string() || token->as_string().empty()) {
+  std::optional<sdk::AccessToken> token =
+      sdk::read_token_answer(response.body, host_.now_unix_ms());
+  if (!token) {
     throw sdk::ConfigError(url + ": HTTP 200 without an access_token in the answer; is " + url +
                            " an OAuth2 token endpoint?");
   }
-  int64_t expires_in_s = 3600;
-  if (const auto* e = object->if_contains("expires_in"); e && (e->is_int64() || e->is_uint64())) {
-    expires_in_s = e->to_number<int64_t>();
-  }
-  // Renew a little early so a token never expires in flight: a tenth of its
-  // life, at most a minute.
-  const int64_t life_ms = std::max<int64_t>(expires_in_s, 0) * 1000;
-  const int64_t margin_ms = std::min<int64_t>(life_ms / 10, 60'000);
-  token_ = std::string(token->as_string());
-  token_renew_at_unix_ms_ = host_.now_unix_ms() + life_ms - margin_ms;
   host_.metric_add("kpihub_provincial_token_fetches_total", 1);
-  host_.info(url + ": new access token, valid for " + std::to_string(expires_in_s) + " s");
+  host_.info(url + ": new access token, valid for " + std::to_string(token->expires_in_s) + " s");
+  token_ = std::move(*token);
 }
 
 }  // namespace kpihub::provincial

@@ -5,6 +5,7 @@
 
 #include "settled_requests.hpp"
 
+#include <kpihub/http_helpers.hpp>
 #include <kpihub/sdk.hpp>
 
 #include <cstdint>
@@ -63,8 +64,7 @@ class ProvincialSink final : public sdk::Sink {
   std::unique_ptr<sdk::HttpClient> http_;
   std::mutex deliver_mutex_;  // one request at a time on the host's HTTP client; guards settled_
   SettledRequests settled_;
-  std::optional<std::string> token_;
-  int64_t token_renew_at_unix_ms_ = 0;
+  std::optional<sdk::AccessToken> token_;
 };
 
 }  // namespace kpihub::provincial

@@ -5,9 +5,11 @@
 //   sdk::percent_encode("2025-04-01T00:00:00+07:00")  ->  "2025-04-01T00%3A00%3A00%2B07%3A00"
 //   sdk::retry_after_ms("120", now)                    ->  120000
 //   sdk::retry_after_ms("Sun, 06 Nov 1994 08:49:47 GMT", now)
+//   sdk::read_token_answer(R"({"access_token":"t","expires_in":300})", now)
 #ifndef KPIHUB_HTTP_HELPERS_HPP
 #define KPIHUB_HTTP_HELPERS_HPP
 
+#include <boost/json.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
@@ -80,6 +82,36 @@ inline std::optional<std::int64_t> retry_after_ms(std::string_view value,
   if (in.fail()) return std::nullopt;
   const std::int64_t at_ms = static_cast<std::int64_t>(timegm(&tm)) * 1000;
   return std::max<std::int64_t>(0, at_ms - now_unix_ms);
+}
+
+// An OAuth2 access token (RFC 6749, 4.4: client credentials) and when to fetch the next one.
+struct AccessToken {
+  std::string value;
+  std::int64_t expires_in_s = 0;  // as the endpoint said; an hour when it said nothing
+  // A tenth of its life before it expires, at most a minute: a token never expires in flight.
+  std::int64_t renew_at_unix_ms = 0;
+};
+
+// A token endpoint's 200 answer (RFC 6749, 5.1), received at `now_unix_ms`: nullopt when it is
+// not a JSON object with a non-empty `access_token` string. `expires_in` is a number of seconds
+// (a whole number or not); missing, negative or not a number: an hour.
+inline std::optional<AccessToken> read_token_answer(std::string_view body,
+                                                    std::int64_t now_unix_ms) {
+  boost::system::error_code ec;
+  const boost::json::value answer = boost::json::parse(body, ec);
+  const boost::json::object* object = !ec ? answer.if_object() : nullptr;
+  const boost::json::value* token = object ? object->if_contains("access_token") : nullptr;
+  if (token == nullptr || !token->is_string() || token->get_string().empty()) return std::nullopt;
+  AccessToken out;
+  out.value = std::string(token->get_string());
+  out.expires_in_s = 3600;
+  if (const boost::json::value* e = object->if_contains("expires_in"); e && e->is_number()) {
+    const double seconds = e->to_number<double>();
+    if (seconds >= 0 && seconds < 1e9) out.expires_in_s = static_cast<std::int64_t>(seconds);
+  }
+  const std::int64_t life_ms = out.expires_in_s * 1000;
+  out.renew_at_unix_ms = now_unix_ms + life_ms - std::min<std::int64_t>(life_ms / 10, 60'000);
+  return out;
 }
 
 }  // namespace kpihub::sdk

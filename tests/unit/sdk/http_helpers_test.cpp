@@ -35,3 +35,36 @@ TEST(RetryAfter, SecondsAndTheThreeHttpDateForms) {
 }
 
 }  // namespace
+
+namespace {
+
+using kpihub::sdk::read_token_answer;
+
+// The E-Office adapter and the provincial sink renewed their tokens with different margins and
+// read `expires_in` differently (one refused 299.5); one reading now.
+TEST(TokenAnswer, TheTokenAndARenewalATenthOfItsLifeEarlyAtMostAMinute) {
+  const int64_t now = 1'000'000;
+  auto t =
+      read_token_answer(R"({"access_token":"abc","token_type":"Bearer","expires_in":300})", now);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->value, "abc");
+  EXPECT_EQ(t->expires_in_s, 300);
+  EXPECT_EQ(t->renew_at_unix_ms, now + 300'000 - 30'000);
+  t = read_token_answer(R"({"access_token":"abc","expires_in":7200})", now);
+  EXPECT_EQ(t->renew_at_unix_ms, now + 7'200'000 - 60'000);
+  t = read_token_answer(R"({"access_token":"abc","expires_in":299.5})", now);
+  EXPECT_EQ(t->expires_in_s, 299);
+  for (const char* no_expiry :
+       {R"({"access_token":"abc"})", R"({"access_token":"abc","expires_in":"300"})",
+        R"({"access_token":"abc","expires_in":-5})"}) {
+    t = read_token_answer(no_expiry, now);
+    ASSERT_TRUE(t) << no_expiry;
+    EXPECT_EQ(t->expires_in_s, 3600) << no_expiry;
+  }
+  for (const char* bad : {"", "not json", "[]", R"({"token":"abc"})", R"({"access_token":""})",
+                          R"({"access_token":7})"}) {
+    EXPECT_FALSE(read_token_answer(bad, now)) << bad;
+  }
+}
+
+}  // namespace

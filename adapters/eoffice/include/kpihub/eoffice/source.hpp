@@ -3,6 +3,7 @@
 #pragma once
 
 #include <kpihub/eoffice/normalizer.hpp>
+#include <kpihub/http_helpers.hpp>
 #include <kpihub/sdk.hpp>
 
 #include <cstdint>
@@ -87,16 +88,11 @@ class EOfficeSource : public sdk::Source {
   uint64_t total_wait_ms() const { return total_wait_ms_; }
 
  private:
-  struct Token {
-    std::string access_token;
-    int64_t renew_at_ms = 0;
-  };
-
   // GET with bearer token, token renewal on 401 (once), retries on 5xx,
   // 429/503 (Retry-After), resets and timeouts. Returns any other answer.
   sdk::HttpResponse get(const std::string& url);
   const std::string& token();
-  Token fetch_token();
+  sdk::AccessToken fetch_token();
   // Sleeps before the next attempt; throws TransientError when the host
   // asks us to stop meanwhile.
   // Throws TransientError, naming the cause, when the pull's time budget ends before the next
@@ -109,7 +105,7 @@ class EOfficeSource : public sdk::Source {
   SourceSettings settings_;
   Normalizer normalizer_;
   std::unique_ptr<sdk::HttpClient> http_;
-  std::optional<Token> token_;
+  std::optional<sdk::AccessToken> token_;
   std::mt19937_64 jitter_;
   uint64_t total_wait_ms_ = 0;
   // Progress of the current walk (since the last pull that began without a
@@ -122,6 +118,5 @@ class EOfficeSource : public sdk::Source {
   WalkGuard walk_guard_;
   uint64_t walk_items_ = 0;
 };
-
 
 }  // namespace kpihub::eoffice
