@@ -1,5 +1,6 @@
 #include <kpihub/eoffice/normalizer.hpp>
 #include <kpihub/json_keys.hpp>
+#include <kpihub/text.hpp>
 #include <kpihub/time.hpp>
 
 #include <algorithm>
@@ -89,81 +90,6 @@ const std::string& FieldMap::source_of(std::string_view model_field) const {
   return none;
 }
 
-// ---------------------------------------------------------------- UTF-8 ---
-
-namespace {
-
-// Length of the valid UTF-8 sequence at text[i], or 0 when it is invalid
-// (Unicode 15, table 3-7: no overlongs, no surrogates, nothing past U+10FFFF).
-std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-  const unsigned char b0 = byte(i);
-  if (b0 < 0x80) return 1;
-  const std::size_t left = text.size() - i;
-  const auto cont = [&](std::size_t k) { return (byte(i + k) & 0xC0) == 0x80; };
-  if (b0 >= 0xC2 && b0 <= 0xDF) return left >= 2 && cont(1) ? 2 : 0;
-  if (b0 >= 0xE0 && b0 <= 0xEF) {
-    if (left < 3) return 0;
-    const unsigned char b1 = byte(i + 1);
-    const bool ok = (b0 == 0xE0)   ? (b1 >= 0xA0 && b1 <= 0xBF)
-                    : (b0 == 0xED) ? (b1 >= 0x80 && b1 <= 0x9F)
-                                   : cont(1);
-    return ok && cont(2) ? 3 : 0;
-  }
-  if (b0 >= 0xF0 && b0 <= 0xF4) {
-    if (left < 4) return 0;
-    const unsigned char b1 = byte(i + 1);
-    const bool ok = (b0 == 0xF0)   ? (b1 >= 0x90 && b1 <= 0xBF)
-                    : (b0 == 0xF4) ? (b1 >= 0x80 && b1 <= 0x8F)
-                                   : cont(1);
-    return ok && cont(2) && cont(3) ? 4 : 0;
-  }
-  return 0;
-}
-
-}  // namespace
-
-bool valid_utf8(std::string_view text, std::size_t* bad_offset) {
-  std::size_t i = 0;
-  while (i < text.size()) {
-    // Eight characters at a time while they are ASCII.
-    uint64_t word = 0;
-    while (i + 8 <= text.size() &&
-           (std::memcpy(&word, text.data() + i, 8), (word & 0x8080808080808080u) == 0)) {
-      i += 8;
-    }
-    if (i == text.size()) break;
-    if (static_cast<unsigned char>(text[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    const std::size_t n = utf8_sequence_length(text, i);
-    if (n == 0) {
-      if (bad_offset) *bad_offset = i;
-      return false;
-    }
-    i += n;
-  }
-  return true;
-}
-
-std::string replace_invalid_utf8(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 8);
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const std::size_t n = utf8_sequence_length(text, i);
-    if (n == 0) {
-      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER, one per invalid byte
-      ++i;
-    } else {
-      out.append(text.substr(i, n));
-      i += n;
-    }
-  }
-  return out;
-}
-
 // ----------------------------------------------------------------- time ---
 
 std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
@@ -246,7 +172,7 @@ const char* kind_name(const json::value& v) {
 
 // Short, valid-UTF-8 excerpt of a JSON value for messages.
 std::string excerpt(const json::value& v) {
-  std::string text = replace_invalid_utf8(json::serialize(v));
+  std::string text = sdk::replace_invalid_utf8(json::serialize(v));
   constexpr std::size_t kMax = 120;
   if (text.size() > kMax) {
     std::size_t cut = kMax;
@@ -310,7 +236,7 @@ Lookup lookup(const json::object& item, const PathT& path) {
 bool find_bad_utf8(const json::value& v, std::string& path) {
   switch (v.kind()) {
     case json::kind::string:
-      return !valid_utf8(v.get_string());
+      return !sdk::valid_utf8(v.get_string());
     case json::kind::array: {
       const auto& arr = v.get_array();
       for (std::size_t i = 0; i < arr.size(); ++i) {
@@ -325,10 +251,10 @@ bool find_bad_utf8(const json::value& v, std::string& path) {
     case json::kind::object:
       for (const auto& kv : v.get_object()) {
         const std::string_view key = kv.key();
-        const bool bad_key = !valid_utf8(key);
+        const bool bad_key = !sdk::valid_utf8(key);
         std::string inner;
         if (bad_key || find_bad_utf8(kv.value(), inner)) {
-          const std::string name = replace_invalid_utf8(key);
+          const std::string name = sdk::replace_invalid_utf8(key);
           path = inner.empty() ? name : name + "." + inner;
           return true;
         }
@@ -393,8 +319,8 @@ std::optional<FeedKey> Normalizer::key_of(const json::value& item) const {
       !(id.value->is_string() || id.value->is_int64() || id.value->is_uint64())) {
     return std::nullopt;
   }
-  FeedKey key{replace_invalid_utf8(at.value->get_string()),
-              replace_invalid_utf8(*scalar_text(*id.value))};
+  FeedKey key{sdk::replace_invalid_utf8(at.value->get_string()),
+              sdk::replace_invalid_utf8(*scalar_text(*id.value))};
   if (key.id.empty() || !parse_rfc3339_ms(key.updated_at)) return std::nullopt;
   return key;
 }
@@ -404,7 +330,7 @@ void Normalizer::normalize_item(const json::value& item, std::size_t index,
   const std::string location = "item " + std::to_string(index + 1);
   // The item as the page holds it, each byte that is not UTF-8 replaced by U+FFFD.
   std::optional<std::string> raw;
-  if (text) raw = replace_invalid_utf8(*text);
+  if (text) raw = sdk::replace_invalid_utf8(*text);
   const auto reject = [&](std::optional<std::string> id, std::string reason,
                           std::optional<std::string> field, std::string message) {
     sdk::RejectedItem r;
@@ -430,7 +356,7 @@ void Normalizer::normalize_item(const json::value& item, std::size_t index,
   std::optional<std::string> id_text;
   if (id.value && id.blocked_at.empty() &&
       (id.value->is_string() || id.value->is_int64() || id.value->is_uint64())) {
-    id_text = replace_invalid_utf8(*scalar_text(*id.value));
+    id_text = sdk::replace_invalid_utf8(*scalar_text(*id.value));
     if (id_text->empty()) id_text.reset();
   }
   const std::string who = id_text ? prefix + " (id " + *id_text + ")" : prefix;
@@ -508,7 +434,7 @@ void Normalizer::reject_repeated_key(const json::value& item, std::size_t index,
     const Lookup id = lookup(item.get_object(), id_path_);
     if (id.value && id.blocked_at.empty()) {
       if (auto text = scalar_text(*id.value); text && !text->empty()) {
-        r.source_id = replace_invalid_utf8(*text);
+        r.source_id = sdk::replace_invalid_utf8(*text);
         who += " (id " + *r.source_id + ")";
       }
     }
@@ -527,7 +453,7 @@ void Normalizer::reject_repeated_key(const json::value& item, std::size_t index,
   r.reason = "parse_error";
   r.message = who + ": the key \"" + key +
               "\" appears more than once in the item; which value the source meant is unknown";
-  if (text) r.raw = replace_invalid_utf8(*text);
+  if (text) r.raw = sdk::replace_invalid_utf8(*text);
   out.reject(std::move(r));
 }
 
@@ -552,9 +478,9 @@ PageSummary Normalizer::normalize_page_values(std::string_view body,
     for (const auto& segment : shape.long_array) where += (where.empty() ? "" : ".") + segment;
     const bool page_list = shape.long_array.size() <= 1;
     throw PageParseError(
-        0, page_list ? "the page's \"" + replace_invalid_utf8(where) + "\" holds more than " +
+        0, page_list ? "the page's \"" + sdk::replace_invalid_utf8(where) + "\" holds more than " +
                            std::to_string(max_items) + " items, the page size asked for"
-                     : "\"" + replace_invalid_utf8(where) + "\" is a list of more than " +
+                     : "\"" + sdk::replace_invalid_utf8(where) + "\" is a list of more than " +
                            std::to_string(kMaxInnerArray) + " elements");
   }
   if (parsed.ended_early) {
@@ -583,13 +509,13 @@ PageSummary Normalizer::normalize_page_values(std::string_view body,
       std::from_chars(d.path[1].data(), d.path[1].data() + d.path[1].size(), index);
       std::string key;
       for (std::size_t i = 2; i < d.path.size(); ++i) key += d.path[i] + ".";
-      repeated_in_item.emplace(index, replace_invalid_utf8(key + d.key));
+      repeated_in_item.emplace(index, sdk::replace_invalid_utf8(key + d.key));
       continue;
     }
     std::string where;
     for (const auto& segment : d.path) where += segment + ".";
-    throw PageParseError(
-        0, "the page has the key \"" + replace_invalid_utf8(where + d.key) + "\" more than once");
+    throw PageParseError(0, "the page has the key \"" + sdk::replace_invalid_utf8(where + d.key) +
+                                "\" more than once");
   }
   const json::value* items = page.get_object().if_contains("items");
   if (!items || !items->is_array()) {
@@ -606,7 +532,7 @@ PageSummary Normalizer::normalize_page_values(std::string_view body,
     }
   }
   if (const auto* time = page.get_object().if_contains("server_time"); time && time->is_string()) {
-    summary.server_time = replace_invalid_utf8(time->get_string());
+    summary.server_time = sdk::replace_invalid_utf8(time->get_string());
   }
 
   const auto& list = items->get_array();
@@ -685,7 +611,7 @@ struct Normalizer::PageEvents {
     return text.data() >= body.data() && text.data() + text.size() <= body.data() + body.size();
   }
   bool utf8(std::string_view text) const {
-    return (body_utf8 && in_body(text)) || valid_utf8(text);
+    return (body_utf8 && in_body(text)) || sdk::valid_utf8(text);
   }
 
   // The root object's members, when they are plain: "items" an array, once;
@@ -708,7 +634,7 @@ struct Normalizer::PageEvents {
   // The item's text, valid UTF-8: the page's bytes, each invalid one replaced by U+FFFD.
   std::string raw(std::size_t item) const {
     const std::string_view text = texts[item];
-    return utf8(text) ? std::string(text) : replace_invalid_utf8(text);
+    return utf8(text) ? std::string(text) : sdk::replace_invalid_utf8(text);
   }
 
   // The item's values, as a parse of the page would have held them.
@@ -812,7 +738,7 @@ class Normalizer::PageEvents::Handler {
     e.text = text(s);
     if (depth_ == 1 && page_.root_object) {
       if (member_ == Member::token && !e.text.empty()) page_.token = std::string(e.text);
-      if (member_ == Member::server_time) page_.server_time = replace_invalid_utf8(e.text);
+      if (member_ == Member::server_time) page_.server_time = sdk::replace_invalid_utf8(e.text);
     }
     scalar(e);
     return true;
@@ -1009,7 +935,7 @@ class Normalizer::PageEvents::ItemHandler {
 bool Normalizer::PageEvents::read(std::string_view text, const json::parse_options& options,
                                   sdk::JsonLimits limits, json::monotonic_resource& arena) {
   body = text;
-  body_utf8 = valid_utf8(body);
+  body_utf8 = sdk::valid_utf8(body);
   events.reserve(body.size() / 8);
   constexpr std::string_view kSpace = " \t\r\n";  // JSON's whitespace (RFC 8259, section 2)
   using error_code = boost::system::error_code;
@@ -1232,7 +1158,7 @@ PageSummary Normalizer::normalize_page(std::string_view body, const std::optiona
       std::from_chars(d.path[1].data(), d.path[1].data() + d.path[1].size(), index);
       std::string key;
       for (std::size_t i = 2; i < d.path.size(); ++i) key += d.path[i] + ".";
-      repeated_in_item.emplace(index, replace_invalid_utf8(key + d.key));
+      repeated_in_item.emplace(index, sdk::replace_invalid_utf8(key + d.key));
     } else {
       plain = false;
     }

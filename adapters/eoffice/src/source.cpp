@@ -1,6 +1,7 @@
 #include <kpihub/eoffice/source.hpp>
 #include <kpihub/http_helpers.hpp>
 #include <kpihub/json_keys.hpp>
+#include <kpihub/text.hpp>
 
 #include <boost/json.hpp>
 
@@ -18,7 +19,7 @@ namespace {
 
 std::string excerpt(std::string_view body) {
   constexpr std::size_t kMax = 200;
-  std::string text = replace_invalid_utf8(body.substr(0, kMax));
+  std::string text = sdk::replace_invalid_utf8(body.substr(0, kMax));
   if (body.size() > kMax) text += "…";
   return text;
 }

@@ -1,4 +1,5 @@
 #include <kpihub/metrics.hpp>
+#include <kpihub/text.hpp>
 #include <kpihub/validate.hpp>
 
 #include <algorithm>
@@ -80,7 +81,7 @@ std::string label_key(std::string_view metric, const MetricLabels& labels) {
           "starting with __ have their own meaning)");
     }
     if (i > 0 && sorted[i - 1]->name == l.name) throw refuse(" is given twice");
-    if (!valid_utf8(l.value)) throw refuse(": the value is not UTF-8");
+    if (!sdk::valid_utf8(l.value)) throw refuse(": the value is not UTF-8");
     if (!key.empty()) key += ',';
     key += l.name;
     key += "=\"";

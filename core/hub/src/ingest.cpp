@@ -1,4 +1,5 @@
 #include <kpihub/hub.hpp>
+#include <kpihub/text.hpp>
 #include <kpihub/validate.hpp>
 
 #include <chrono>
@@ -46,7 +47,7 @@ QuarantineEntry quarantine_for(const WorkRecord& r, const kpihub_record& raw, Re
   q.message = std::move(message);
   q.fields = record_fields_json(raw);
   q.payload =
-      raw.raw.data && raw.raw.size && valid_utf8(std::string_view(raw.raw.data, raw.raw.size))
+      raw.raw.data && raw.raw.size && sdk::valid_utf8(std::string_view(raw.raw.data, raw.raw.size))
           ? std::string(raw.raw.data, raw.raw.size)
           : q.fields;
   q.location =

@@ -1,5 +1,7 @@
 #include <kpihub/validate.hpp>
 
+#include <kpihub/text.hpp>
+
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -164,7 +166,7 @@ std::optional<Timestamp> optional_timestamp(kpihub_str s, const char* field) {
 }
 
 void check_encoding(kpihub_str s, const char* field) {
-  if (s.data && !valid_utf8(view(s))) {
+  if (s.data && !sdk::valid_utf8(view(s))) {
     throw Invalid{Reason::bad_encoding, field, std::string(field) + ": text is not valid UTF-8"};
   }
 }
@@ -349,53 +351,12 @@ kpihub_record record_at(const kpihub_page& page, std::size_t i) {
   return out;
 }
 
-bool valid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    // Eight characters at a time while they are ASCII.
-    uint64_t word = 0;
-    while (end - p >= 8 && (std::memcpy(&word, p, 8), (word & 0x8080808080808080u) == 0)) p += 8;
-    if (p == end) break;
-    const unsigned char c = *p;
-    if (c < 0x80) {
-      ++p;
-      continue;
-    }
-    int n = 0;
-    uint32_t cp = 0;
-    if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (end - p <= n) return false;
-    for (int i = 1; i <= n; ++i) {
-      if ((p[i] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    p += n + 1;
-  }
-  return true;
-}
-
 std::string record_fields_json(const kpihub_record& in) {
   boost::json::object o;
   // Invalid bytes are kept visible but harmless in the stored payload.
   auto text = [](kpihub_str s) -> boost::json::string {
     const auto v = view(s);
-    if (valid_utf8(v)) return boost::json::string(v);
+    if (sdk::valid_utf8(v)) return boost::json::string(v);
     std::string hex;
     static const char* digits = "0123456789abcdef";
     for (unsigned char c : v) {
@@ -441,7 +402,7 @@ Normalized normalize(const kpihub_record& in, const ValidationContext& ctx) {
   } catch (const Invalid& e) {
     QuarantineEntry q;
     q.source_system = ctx.source_system;
-    if (in.source_id.data && valid_utf8(view(in.source_id))) {
+    if (in.source_id.data && sdk::valid_utf8(view(in.source_id))) {
       q.source_id = std::string(view(in.source_id));
       if (!q.source_id.empty()) q.record_id = ctx.source_system + ":" + q.source_id;
     }
@@ -449,7 +410,8 @@ Normalized normalize(const kpihub_record& in, const ValidationContext& ctx) {
     q.field = e.field;
     q.message = e.message;
     q.fields = record_fields_json(in);
-    q.payload = present(in.raw) && valid_utf8(view(in.raw)) ? std::string(view(in.raw)) : q.fields;
+    q.payload =
+        present(in.raw) && sdk::valid_utf8(view(in.raw)) ? std::string(view(in.raw)) : q.fields;
     q.location = std::string(view(in.location));
     return q;
   }
@@ -459,7 +421,7 @@ QuarantineEntry quarantine_from_rejected(const kpihub_rejected_item& in,
                                          const std::string& source_system) {
   QuarantineEntry q;
   q.source_system = source_system;
-  if (in.source_id.data && valid_utf8(view(in.source_id))) {
+  if (in.source_id.data && sdk::valid_utf8(view(in.source_id))) {
     q.source_id = std::string(view(in.source_id));
     if (!q.source_id.empty()) q.record_id = source_system + ":" + q.source_id;
   }
@@ -468,9 +430,9 @@ QuarantineEntry quarantine_from_rejected(const kpihub_rejected_item& in,
   q.field = std::string(view(in.field));
   q.message = std::string(view(in.message));
   if (!reason) q.message += " (adapter reason code \"" + std::string(view(in.reason)) + "\")";
-  if (!valid_utf8(q.message)) q.message = "adapter message is not valid UTF-8";
+  if (!sdk::valid_utf8(q.message)) q.message = "adapter message is not valid UTF-8";
   const auto raw = view(in.raw);
-  if (valid_utf8(raw)) {
+  if (sdk::valid_utf8(raw)) {
     q.payload = std::string(raw);
   } else {
     q.payload = "(original item is not valid UTF-8; " + std::to_string(raw.size()) +

@@ -1,6 +1,7 @@
 // Normalization of E-Office diary pages (spec/sources.md, section 1), no HTTP.
 #include <kpihub/eoffice/normalizer.hpp>
 #include <kpihub/eoffice/source.hpp>
+#include <kpihub/text.hpp>
 
 #include <gtest/gtest.h>
 #include <boost/json/parse.hpp>
@@ -265,7 +266,7 @@ TEST(EOfficeNormalizer, InvalidUtf8QuarantinesOnlyItsItem) {
   EXPECT_EQ(bad.field, "title");
   EXPECT_EQ(bad.source_id, "U-2");
   ASSERT_TRUE(bad.raw);
-  EXPECT_TRUE(kpihub::eoffice::valid_utf8(*bad.raw)) << "raw must be storable as UTF-8";
+  EXPECT_TRUE(kpihub::sdk::valid_utf8(*bad.raw)) << "raw must be storable as UTF-8";
   EXPECT_NE(bad.raw->find("\xEF\xBF\xBD"), std::string::npos);
   EXPECT_EQ(page.rejected()[1].field, "approval_by");
   // The cursor still moves past the bad items.
@@ -630,7 +631,7 @@ TEST(EOfficeNormalizer, RawIsTheItemAsThePageHoldsIt) {
     } catch (const PageParseError&) {
       continue;
     }
-    if (!kpihub::eoffice::valid_utf8(body)) continue;  // a byte of "ă" taken out: see below
+    if (!kpihub::sdk::valid_utf8(body)) continue;  // a byte of "ă" taken out: see below
     const boost::json::value parsed = boost::json::parse(body);
     const boost::json::array& list = parsed.at("items").as_array();
     const auto check = [&](const std::optional<std::string>& raw,

@@ -1,3 +1,4 @@
+#include <kpihub/text.hpp>
 #include <kpihub/validate.hpp>
 
 #include <gtest/gtest.h>
@@ -233,8 +234,8 @@ TEST(Normalize, InvalidUtf8IsBadEncodingAndKeepsThePayloadReadable) {
   const auto q = rejected(good().set("title", std::string("X\xC3\x28y")));
   EXPECT_EQ(q.reason, Reason::bad_encoding);
   EXPECT_EQ(q.field, "title");
-  EXPECT_TRUE(valid_utf8(q.payload)) << q.payload;
-  EXPECT_TRUE(valid_utf8(q.message));
+  EXPECT_TRUE(sdk::valid_utf8(q.payload)) << q.payload;
+  EXPECT_TRUE(sdk::valid_utf8(q.message));
 }
 
 TEST(Normalize, DatesOutsideTheWindow) {
@@ -258,11 +259,11 @@ TEST(Normalize, RejectedItemsKeepTheAdapterReason) {
 }
 
 TEST(Utf8, RejectsOverlongsAndSurrogates) {
-  EXPECT_TRUE(valid_utf8("Nguyễn Thị Lan"));
-  EXPECT_FALSE(valid_utf8("\xC0\xAF"));
-  EXPECT_FALSE(valid_utf8("\xED\xA0\x80"));
-  EXPECT_FALSE(valid_utf8("\xF4\x90\x80\x80"));
-  EXPECT_FALSE(valid_utf8("abc\xE2\x82"));
+  EXPECT_TRUE(sdk::valid_utf8("Nguyễn Thị Lan"));
+  EXPECT_FALSE(sdk::valid_utf8("\xC0\xAF"));
+  EXPECT_FALSE(sdk::valid_utf8("\xED\xA0\x80"));
+  EXPECT_FALSE(sdk::valid_utf8("\xF4\x90\x80\x80"));
+  EXPECT_FALSE(sdk::valid_utf8("abc\xE2\x82"));
 }
 
 TEST(Normalize, AWithdrawalNeedsOnlyItsIdAndRevision) {

@@ -82,7 +82,4 @@ class RecordFields {
   kpihub_record record_{};
 };
 
-// True when `s` is well-formed UTF-8 (no overlongs, no surrogates).
-bool valid_utf8(std::string_view s);
-
 }  // namespace kpihub

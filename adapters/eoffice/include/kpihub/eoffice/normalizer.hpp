@@ -162,11 +162,4 @@ class Normalizer {
   std::vector<PathNode> nodes_;  // nodes_[0]: the item
 };
 
-// True when `text` is valid UTF-8; otherwise `bad_offset` gets the offset of
-// the first invalid byte.
-bool valid_utf8(std::string_view text, std::size_t* bad_offset = nullptr);
-
-// A copy of `text` with every invalid UTF-8 sequence replaced by U+FFFD.
-std::string replace_invalid_utf8(std::string_view text);
-
 }  // namespace kpihub::eoffice
