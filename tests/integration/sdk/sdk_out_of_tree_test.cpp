@@ -215,6 +215,8 @@ TEST_F(SdkOutOfTree, TemplateBuiltAgainstTheInstalledSdkLoadsPagesValidatesAndRe
 
 // Issue 22 section 3: <kpihub/xml.hpp> ships in the SDK but did not compile out of tree (the
 // package did not say it needs libxml2), and the record contract it cites was not installed.
+// With the SDK's helpers an adapter shares with the bundled ones (kpihub/http_helpers.hpp,
+// time.hpp, text.hpp): they build out of tree too, with the installed SDK alone.
 TEST_F(SdkOutOfTree, AnXmlAdapterBuildsAgainstTheInstalledSdkAlone) {
   const std::string cmake = quoted(KPIHUB_CMAKE_COMMAND);
   const fs::path prefix = work_ / "sdk-xml";
@@ -235,7 +237,10 @@ find_package(KpiHubSdk REQUIRED)
 kpihub_add_plugin(kpihub-xml-adapter xml_adapter.cpp)
 target_link_libraries(kpihub-xml-adapter PRIVATE KpiHub::xml)
 )";
-  std::ofstream(source / "xml_adapter.cpp") << R"(#include <kpihub/sdk.hpp>
+  std::ofstream(source / "xml_adapter.cpp") << R"(#include <kpihub/http_helpers.hpp>
+#include <kpihub/sdk.hpp>
+#include <kpihub/text.hpp>
+#include <kpihub/time.hpp>
 #include <kpihub/xml.hpp>
 
 #include <string>
@@ -259,6 +264,10 @@ class XmlSource : public kpihub::sdk::Source {
       r.work_date = "2025-04-01";
       r.declared_minutes = reader.attribute("minutes").value_or("");
       r.quantity = "1";
+      r.changed_at = kpihub::sdk::parse_rfc3339("2025-04-01T08:00:00.5+07:00", std::nullopt)
+                         ->rfc3339();
+      r.title = kpihub::sdk::replace_invalid_utf8("Gi\xe1\xba\xa3ng d\xe1\xba\xa1y \xff");
+      r.attributes.emplace_back("query", "?id=" + kpihub::sdk::percent_encode(r.source_id));
       page.add(std::move(r));
     }
     page.set_cursor("done");
