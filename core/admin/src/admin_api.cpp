@@ -1,5 +1,7 @@
 #include <kpihub/admin.hpp>
 
+#include "openapi_text.hpp"
+
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -180,6 +182,12 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
   if (parts.empty() || parts[0] != "api") return not_found();
   const std::string what = parts.size() > 1 ? parts[1] : "";
 
+  if (method == "GET" && what == "openapi.json" && parts.size() == 2) {
+    net::Reply r;
+    r.headers = {{"Content-Type", "application/json; charset=utf-8"}};
+    r.body = std::string(kOpenApiDocument);
+    return r;
+  }
   if (method == "GET" && what == "status" && parts.size() == 2) {
     const auto c = storage_.views().counts();
     json::array sources, sinks;
