@@ -31,14 +31,15 @@ std::string query(const net::Request& r, const std::string& key, const std::stri
 }
 
 // A non-negative integer query parameter; throws a 400-worthy message.
-int64_t query_int(const net::Request& r, const std::string& key, int64_t fallback, int64_t max) {
+int64_t query_int(const net::Request& r, const std::string& key, int64_t fallback, int64_t max,
+                  int64_t min = 0) {
   const std::string text = query(r, key);
   if (text.empty()) return fallback;
   int64_t v = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || v < 0 || v > max) {
-    throw std::invalid_argument(key + ": \"" + text + "\" is not a whole number from 0 to " +
-                                std::to_string(max));
+  if (ec != std::errc() || end != text.data() + text.size() || v < min || v > max) {
+    throw std::invalid_argument(key + ": \"" + text + "\" is not a whole number from " +
+                                std::to_string(min) + " to " + std::to_string(max));
   }
   return v;
 }
@@ -237,7 +238,7 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
     return json_reply(200, out);
   }
   if (method == "GET" && what == "quarantine" && parts.size() == 2) {
-    const auto limit = static_cast<std::size_t>(query_int(request, "limit", 50, 1000));
+    const auto limit = static_cast<std::size_t>(query_int(request, "limit", 50, 1000, 1));
     const auto rows =
         storage_.views().quarantine(query(request, "source"), query(request, "reason"), limit,
                                     query_int(request, "after", 0, INT64_MAX));
@@ -277,7 +278,7 @@ net::Reply AdminApi::route(const net::Request& request, const AuthResult& auth) 
   }
   if (what == "dead-letters") {
     if (method == "GET" && parts.size() == 2) {
-      const auto limit = static_cast<std::size_t>(query_int(request, "limit", 50, 1000));
+      const auto limit = static_cast<std::size_t>(query_int(request, "limit", 50, 1000, 1));
       const auto rows = storage_.outbox().dead_letters(query(request, "sink"), limit,
                                                        query_int(request, "after", 0, INT64_MAX));
       json::array out;

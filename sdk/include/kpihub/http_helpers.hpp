@@ -54,6 +54,10 @@ inline std::optional<std::int64_t> retry_after_ms(std::string_view value,
     if (value.size() > 9) return std::numeric_limits<std::int64_t>::max();
     return std::stoll(std::string(value)) * 1000;
   }
+  // The longest HTTP date is 33 characters. A longer value is none, and it must not reach
+  // std::regex, whose matcher recurses once per character (a 64 KB header would overflow the
+  // stack: found in review).
+  if (value.size() > 64) return std::nullopt;
   // The shape first: std::get_time alone reads more than these forms.
   static const std::regex kImfFixdate(
       R"(^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$)");

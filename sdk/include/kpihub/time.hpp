@@ -97,6 +97,9 @@ inline std::optional<FileTime> parse_rfc3339(std::string_view s,
   if (pos != s.size()) return std::nullopt;
   const std::int64_t local = std::int64_t{sys_days{ymd}.time_since_epoch().count()} * 86400 +
                              *hh * 3600 + *mm * 60 + std::min(*ss, 59);
+  // A leap second is read as the minute's last second; its fraction as the last millisecond of
+  // it, so that times keep their order (23:59:60.2 after 23:59:59.9: found in review).
+  if (*ss == 60) millis = 999;
   return FileTime{local - std::int64_t{offset} * 60, offset, millis};
 }
 
