@@ -179,6 +179,19 @@ std::optional<StoreRunLock> lock_for_writing(const HubConfig& config, const std:
   }
 }
 
+// The run lock for a command that must not run beside the hub on either engine (the hub holds
+// what it changes in memory); nullopt, after saying why, when a hub holds it.
+std::optional<StoreRunLock> lock_with_hub_stopped(const HubConfig& config,
+                                                  const std::string& command) {
+  prepare_data_dir(config);
+  try {
+    return std::optional<StoreRunLock>(std::in_place, config.store_path);
+  } catch (const StoreError& e) {
+    std::cerr << "kpihub: " << command << " needs the hub stopped: " << e.what() << "\n";
+    return std::nullopt;
+  }
+}
+
 // ------------------------------------------------------------ commands ----
 
 int cmd_check_config(const std::vector<std::string>& args) {
@@ -771,14 +784,8 @@ int cmd_forget_sink(const std::vector<std::string>& args) {
   }
   // A running hub may still have the sink loaded (its file edited, not yet reloaded): forgetting
   // it then would drop its batch in flight and send it everything kept again.
-  prepare_data_dir(config);
-  std::optional<StoreRunLock> run_lock;
-  try {
-    run_lock.emplace(config.store_path);
-  } catch (const StoreError& e) {
-    std::cerr << "kpihub: forget-sink needs the hub stopped: " << e.what() << "\n";
-    return kExitFailure;
-  }
+  const auto run_lock = lock_with_hub_stopped(config, "forget-sink");
+  if (!run_lock) return kExitFailure;
   auto store = open_store(config, StoreUse::write);
   if (!store->outbox().forget_sink(sink)) {
     std::cerr << "kpihub: sink " << sink << " never took a batch from " << config.store_path
@@ -816,14 +823,8 @@ int cmd_source(const std::vector<std::string>& args) {
   }
   // A running hub keeps each source's cursor in memory and stores it with its next page: the
   // reset would be overwritten.
-  prepare_data_dir(config);
-  std::optional<StoreRunLock> run_lock;
-  try {
-    run_lock.emplace(config.store_path);
-  } catch (const StoreError& e) {
-    std::cerr << "kpihub: source reset needs the hub stopped: " << e.what() << "\n";
-    return kExitFailure;
-  }
+  const auto run_lock = lock_with_hub_stopped(config, "source reset");
+  if (!run_lock) return kExitFailure;
   auto store = open_store(config, StoreUse::write);
   const std::optional<std::string> was = store->records().cursor(name);
   std::optional<std::string> to;

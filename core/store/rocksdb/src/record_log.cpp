@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string_view>
@@ -68,6 +69,29 @@ std::string quarantine_by_record_key(std::string_view record_id, int64_t id) {
   key.push_back('\0');
   put_key_u64(key, static_cast<uint64_t>(id));
   return key;
+}
+
+// Calls `visit` with each stored quarantine entry of `record_id` (its quarantine_by_record keys),
+// in id order, until it returns false.
+void for_each_quarantine_of_record(Database& db, std::string_view record_id,
+                                   const std::function<bool(const StoredQuarantine&)>& visit) {
+  std::string prefix = table_key(Table::quarantine_by_record, record_id);
+  prefix.push_back('\0');
+  const std::string end = prefix_end(prefix);
+  const rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read;
+  read.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> entries(db.db().NewIterator(read, db.meta()));
+  for (entries->Seek(prefix); entries->Valid(); entries->Next()) {
+    const rocksdb::Slice key = entries->key();
+    const auto id = static_cast<int64_t>(
+        key_u64(std::string_view(key.data() + prefix.size(), key.size() - prefix.size())));
+    const std::optional<std::string> stored =
+        db.get(db.meta(), quarantine_key(id), "reading quarantine entry " + std::to_string(id));
+    if (!stored) continue;
+    if (!visit(decode_quarantine(*stored, id))) break;
+  }
+  db.check(entries->status(), "reading the quarantine of record " + std::string(record_id));
 }
 
 // received_at is the last field encode_record writes: read without decoding the record.
@@ -217,28 +241,14 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
   // Whether the store holds an entry of the page's source with the record, reason and fields of
   // `q` (a record's entries are few: its quarantine_by_record keys).
   const auto held_already = [&](const QuarantineEntry& q) {
-    std::string prefix = table_key(Table::quarantine_by_record, q.record_id);
-    prefix.push_back('\0');
-    const std::string end = prefix_end(prefix);
-    const rocksdb::Slice upper(end);
-    rocksdb::ReadOptions read;
-    read.iterate_upper_bound = &upper;
-    std::unique_ptr<rocksdb::Iterator> entries(db_.db().NewIterator(read, db_.meta()));
     bool held = false;
-    for (entries->Seek(prefix); entries->Valid() && !held; entries->Next()) {
-      const rocksdb::Slice key = entries->key();
-      const auto id = static_cast<int64_t>(
-          key_u64(std::string_view(key.data() + prefix.size(), key.size() - prefix.size())));
-      const std::optional<std::string> stored =
-          db_.get(db_.meta(), quarantine_key(id), "reading quarantine entry " + std::to_string(id));
-      if (!stored) continue;
-      const StoredQuarantine entry = decode_quarantine(*stored, id);
+    for_each_quarantine_of_record(db_, q.record_id, [&](const StoredQuarantine& entry) {
       const QuarantineEntry& e = entry.row.entry;
       held = entry.source == page.source && e.reason == q.reason && e.fields == q.fields &&
              e.field == q.field && e.message == q.message && e.payload == q.payload &&
              e.source_id == q.source_id;
-    }
-    db_.check(entries->status(), "reading the quarantine of record " + q.record_id);
+      return !held;
+    });
     return held;
   };
 
@@ -329,30 +339,17 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
   // entry of a revision not above that one, or of no readable revision received before the
   // page. This page's own entries are not stored yet (and never superseded: see `stale`).
   for (const auto& [record_id, revision] : superseding) {
-    std::string prefix = table_key(Table::quarantine_by_record, record_id);
-    prefix.push_back('\0');
-    const std::string end = prefix_end(prefix);
-    rocksdb::Slice upper(end);
-    rocksdb::ReadOptions read;
-    read.iterate_upper_bound = &upper;
-    std::unique_ptr<rocksdb::Iterator> entries(db_.db().NewIterator(read, db_.meta()));
-    for (entries->Seek(prefix); entries->Valid(); entries->Next()) {
-      const rocksdb::Slice key = entries->key();
-      const auto id = static_cast<int64_t>(
-          key_u64(std::string_view(key.data() + prefix.size(), key.size() - prefix.size())));
-      if (std::find(removed.begin(), removed.end(), id) != removed.end()) continue;
-      const std::optional<std::string> stored =
-          db_.get(db_.meta(), quarantine_key(id), "reading quarantine entry " + std::to_string(id));
-      if (!stored) continue;
-      const StoredQuarantine entry = decode_quarantine(*stored, id);
+    for_each_quarantine_of_record(db_, record_id, [&](const StoredQuarantine& entry) {
+      const int64_t id = entry.row.id;
+      if (std::find(removed.begin(), removed.end(), id) != removed.end()) return true;
       const std::optional<int64_t> entry_revision = quarantined_revision(entry.row.entry.fields);
       if (entry_revision ? *entry_revision <= revision : id <= quarantined_before_page) {
         remove_entry(id, entry.row, entry.source);
         removed.push_back(id);
         ++result.quarantine_resolved;
       }
-    }
-    db_.check(entries->status(), "reading the quarantine of record " + std::string(record_id));
+      return true;
+    });
   }
 
   for (const auto& [source, state] : cursors) {
