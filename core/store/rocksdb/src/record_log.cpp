@@ -338,7 +338,9 @@ PageCommitResult RocksRecordLog::commit_page(const PageCommit& page) {
   // The stored entries of each record this page stored a higher revision of (or withdrew): an
   // entry of a revision not above that one, or of no readable revision received before the
   // page. This page's own entries are not stored yet (and never superseded: see `stale`).
-  for (const auto& [record_id, revision] : superseding) {
+  for (const auto& [record_id, stored_revision] : superseding) {
+    // A copy: a lambda may not capture a structured binding (clang 14, C++20).
+    const int64_t revision = stored_revision;
     for_each_quarantine_of_record(db_, record_id, [&](const StoredQuarantine& entry) {
       const int64_t id = entry.row.id;
       if (std::find(removed.begin(), removed.end(), id) != removed.end()) return true;
